@@ -1,0 +1,1 @@
+"""Command-line entry points: the only code that prints or exits."""

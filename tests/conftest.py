@@ -1,0 +1,61 @@
+"""Fixtures shared by every test tier.
+
+``SHARED`` is the read-only reference folder beside the project (vectors, interop scripts).
+``require`` turns a missing component into a skip on a developer machine but a failure in CI
+(contracts.md §1: in CI a test that needs a missing component fails instead of skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KEYLESS_SHARED", ROOT.parent / "shared")).resolve()
+VECTORS = SHARED / "vectors"
+INTEROP = ROOT / ".interop"
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip (developer machine) or fail (CI) when a component the test needs is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing in CI: {what}")
+    pytest.skip(f"missing: {what}")
+
+
+def require_program(name: str) -> str:
+    """The path of an executable the test needs (see :func:`require`)."""
+    path = shutil.which(name)
+    require(path is not None, f"program {name!r} on PATH")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    """The ../shared/vectors folder (real public-good bundles and conformance cases)."""
+    require(VECTORS.is_dir(), f"test vectors at {VECTORS}")
+    return VECTORS
+
+
+@pytest.fixture(scope="session")
+def sigstore_python() -> Path:
+    """The pinned sigstore-python 4.5.1 CLI installed by `make interop`."""
+    exe = INTEROP / "venv" / "bin" / "sigstore"
+    require(exe.exists(), "sigstore-python in .interop/venv (run `make interop`)")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def node_path() -> Path:
+    """NODE_PATH for the pinned sigstore-js 5.0.1 libraries installed by `make interop`."""
+    modules = INTEROP / "node" / "node_modules"
+    require((modules / "sigstore").is_dir(), "sigstore-js in .interop/node (run `make interop`)")
+    require_program("node")
+    return modules
