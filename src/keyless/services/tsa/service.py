@@ -1,0 +1,129 @@
+"""The timestamp authority's server logic: one query in, one DER ``TimeStampResp`` out.
+
+Serial numbers (RFC 3161 §2.4.2: unique per TSA, up to 160 bits) are 20 random octets with the
+top two bits fixed to ``01`` (positive, minimal DER), i.e. 158 random bits drawn from the OS CSPRNG.
+That keeps them unique across restarts and across any number of worker processes without a
+shared counter on the hot path; the chance of any repeat after 2^64 tokens is below 2^-29.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from keyless.errors import Unavailable
+from keyless.formats.tsp import (
+    DEFAULT_POLICY_OID,
+    TimestampQuery,
+    TokenBuilder,
+    generalized_time,
+)
+from keyless.services.tsa.certs import TsaCredentials
+from keyless.services.tsa.clock import ClockGuard, ClockPolicy
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+#: Path of the timestamp endpoint relative to the port root; the signing config's TSA URL is
+#: ``P + TIMESTAMP_PATH`` (internal-apis.md URL layout; sigstore-python posts to it verbatim).
+TIMESTAMP_PATH = "/api/v1/timestamp"
+CERTCHAIN_PATH = "/api/v1/timestamp/certchain"
+
+SERIAL_OCTETS = 20
+
+
+@dataclass(frozen=True)
+class TsaSettings:
+    """Configuration of the TSA (limits in bytes, durations in seconds)."""
+
+    policies: tuple[str, ...] = (DEFAULT_POLICY_OID,)  # the first is the default policy
+    accuracy_seconds: int = 1
+    include_tsa_name: bool = True
+    max_der_request: int = 4096  # a SHA-512 query with nonce and policy is < 200 bytes
+    max_json_request: int = 1024  # as the Go TSA (openapi.yaml JsonRequest)
+    clock: ClockPolicy = field(default_factory=ClockPolicy)
+
+
+def random_serial(random: Callable[[int], bytes] = os.urandom) -> bytes:
+    """A DER INTEGER serialNumber: 20 octets, 158 random bits (see module docstring)."""
+    raw = bytearray(random(SERIAL_OCTETS))
+    raw[0] = 0x40 | (raw[0] & 0x3F)
+    return b"\x02\x14" + bytes(raw)
+
+
+class TimestampService:
+    """Issues timestamps with a :class:`TokenBuilder`, guarded by a :class:`ClockGuard`."""
+
+    def __init__(
+        self,
+        credentials: TsaCredentials,
+        settings: TsaSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        random: Callable[[int], bytes] = os.urandom,
+        guard: ClockGuard | None = None,
+    ) -> None:
+        self.settings = settings or TsaSettings()
+        self.credentials = credentials
+        self.builder = TokenBuilder(
+            credentials.signer,
+            credentials.chain,
+            policies=self.settings.policies,
+            accuracy_seconds=self.settings.accuracy_seconds,
+            include_tsa_name=self.settings.include_tsa_name,
+        )
+        self.guard = guard or ClockGuard(self.settings.clock, clock=clock, monotonic=monotonic)
+        self._random = random
+        self._not_before = credentials.not_before.timestamp()
+        self._not_after = credentials.not_after.timestamp()
+        self._second = -1
+        self._gen_time = b""
+        self.chain_pem: bytes = credentials.chain_pem
+
+    @property
+    def chain_der(self) -> list[bytes]:
+        """DER certificates ``[leaf, …, root]`` for the trusted root's timestampAuthorities."""
+        return list(self.builder.chain_der)
+
+    @property
+    def url_path(self) -> str:
+        """The endpoint path to append to the public URL in the signing config."""
+        return TIMESTAMP_PATH
+
+    def timestamp(self, query: TimestampQuery) -> bytes:
+        """A granted ``TimeStampResp`` for ``query``.
+
+        Raises :class:`~keyless.errors.Unavailable` when the clock is untrusted or outside the
+        chain's validity (a token signed then would not verify), and
+        :class:`~keyless.formats.tsp.TimestampRejected` for an unaccepted policy.
+        """
+        now = self.guard.now()
+        if not self._not_before <= now < self._not_after:
+            raise Unavailable(
+                "the TSA certificate chain is not valid at the current time", retry_after=60
+            )
+        second = int(now)
+        if second != self._second:  # genTime only changes once a second
+            self._gen_time = generalized_time(second)
+            self._second = second
+        serial = random_serial(self._random)
+        return self.builder.issue(query, serial=serial, gen_time=self._gen_time)
+
+    def routes(self) -> list[BaseRoute]:
+        """``POST /api/v1/timestamp`` and ``GET /api/v1/timestamp/certchain``."""
+        from keyless.services.tsa.routes import tsa_routes
+
+        return tsa_routes(self)
+
+    async def start(self) -> None:
+        """Start the clock guard (first NTP round before the first token)."""
+        await self.guard.start()
+
+    async def close(self) -> None:
+        """Stop background work."""
+        await self.guard.close()
+
