@@ -1,0 +1,164 @@
+"""HTTP routes of the CT log, relative to its base URL (internal-apis.md: ``P/ctlog``).
+
+RFC 6962 §4 JSON API under ``/ct/v1/…`` and the C2SP static-ct-api read path
+(``/checkpoint``, ``/tile/<L>/<N>[.p/<W>]``, ``/tile/data/<N>[.p/<W>]``, ``/issuer/<hex>``).
+Errors are keyless exceptions rendered by ``keyless.server.errors.EXCEPTION_HANDLERS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from keyless.errors import InvalidInput, NotFound
+from keyless.server.requests import read_json_object
+from keyless.services.ctlog.service import CTLogService
+
+#: Largest add-chain body (10 certificates of a few KiB, base64).
+MAX_ADD_CHAIN_BODY = 256 * 1024
+_TILE = re.compile(r"(?P<level>data|[0-5])/(?P<index>(?:x\d{3}/)*\d{3})(?:\.p/(?P<width>\d+))?")
+_FP = re.compile(r"[0-9a-f]{64}")
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _int_param(request: Request, name: str) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        raise InvalidInput(f"query parameter {name!r} is required")
+    if not value.isdigit() or len(value) > 19:
+        raise InvalidInput(f"query parameter {name!r} must be a non-negative integer")
+    return int(value)
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{what} is not valid base64") from exc
+
+
+def parse_tile(path: str) -> tuple[str, int, int | None]:
+    """``(level or "data", index, width)`` of a static-ct-api tile path (strict)."""
+    m = _TILE.fullmatch(path)
+    if m is None:
+        raise NotFound(f"no such tile path {path!r}")
+    parts = m["index"].split("/")
+    if any(p.lstrip("x") != p[-3:] for p in parts) or (len(parts) > 1 and parts[0] == "x000"):
+        raise NotFound(f"no such tile path {path!r}")
+    index = int("".join(p.lstrip("x") for p in parts))
+    width = None
+    if m["width"] is not None:
+        width = int(m["width"])
+        if not 1 <= width <= 255 or m["width"] != str(width):
+            raise NotFound(f"tile width must be 1..255 in {path!r}")
+    return m["level"], index, width
+
+
+class CTLogRoutes:
+    """Starlette routes over a :class:`CTLogService`."""
+
+    def __init__(self, service: CTLogService) -> None:
+        self.service = service
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/ct/v1/add-chain", self.add_chain, methods=["POST"]),
+            Route("/ct/v1/add-pre-chain", self.add_pre_chain, methods=["POST"]),
+            Route("/ct/v1/get-sth", self.get_sth, methods=["GET"]),
+            Route("/ct/v1/get-sth-consistency", self.get_sth_consistency, methods=["GET"]),
+            Route("/ct/v1/get-proof-by-hash", self.get_proof_by_hash, methods=["GET"]),
+            Route("/ct/v1/get-entries", self.get_entries, methods=["GET"]),
+            Route("/ct/v1/get-roots", self.get_roots, methods=["GET"]),
+            Route("/checkpoint", self.checkpoint, methods=["GET"]),
+            Route("/tile/{path:path}", self.tile, methods=["GET"]),
+            Route("/issuer/{fingerprint}", self.issuer, methods=["GET"]),
+        ]
+
+    async def _chain(self, request: Request) -> list[bytes]:
+        body = await read_json_object(request, MAX_ADD_CHAIN_BODY)
+        chain = body.get("chain")
+        if not isinstance(chain, list):
+            raise InvalidInput("'chain' must be a list of base64 DER certificates")
+        return [_b64(c, f"chain[{i}]") for i, c in enumerate(chain)]
+
+    async def add_chain(self, request: Request) -> Response:
+        sct = await self.service.add_chain(await self._chain(request), precert=False)
+        return JSONResponse(sct.to_add_chain_response())
+
+    async def add_pre_chain(self, request: Request) -> Response:
+        sct = await self.service.add_chain(await self._chain(request), precert=True)
+        return JSONResponse(sct.to_add_chain_response())
+
+    async def get_sth(self, request: Request) -> Response:
+        sth = await self.service.signed_tree_head()
+        return JSONResponse(sth.to_json())
+
+    async def get_sth_consistency(self, request: Request) -> Response:
+        proof = await self.service.consistency(
+            _int_param(request, "first"), _int_param(request, "second")
+        )
+        return JSONResponse({"consistency": [base64.b64encode(h).decode() for h in proof]})
+
+    async def get_proof_by_hash(self, request: Request) -> Response:
+        leaf_hash = _b64(request.query_params.get("hash"), "query parameter 'hash'")
+        index, path = await self.service.proof_by_hash(leaf_hash, _int_param(request, "tree_size"))
+        return JSONResponse(
+            {"leaf_index": index, "audit_path": [base64.b64encode(h).decode() for h in path]}
+        )
+
+    async def get_entries(self, request: Request) -> Response:
+        entries = await self.service.entries(
+            _int_param(request, "start"), _int_param(request, "end")
+        )
+        return JSONResponse(
+            {
+                "entries": [
+                    {
+                        "leaf_input": base64.b64encode(leaf).decode(),
+                        "extra_data": base64.b64encode(extra).decode(),
+                    }
+                    for leaf, extra in entries
+                ]
+            }
+        )
+
+    async def get_roots(self, request: Request) -> Response:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return JSONResponse(
+            {
+                "certificates": [
+                    base64.b64encode(r.public_bytes(Encoding.DER)).decode()
+                    for r in self.service.roots
+                ]
+            }
+        )
+
+    async def checkpoint(self, request: Request) -> Response:
+        return Response(
+            await self.service.checkpoint(),
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def tile(self, request: Request) -> Response:
+        level, index, width = parse_tile(request.path_params["path"])
+        if level == "data":
+            data = await self.service.data_tile(index, width)
+        else:
+            data = await self.service.tile(int(level), index, width)
+        return Response(data, media_type="application/octet-stream", headers=_IMMUTABLE)
+
+    async def issuer(self, request: Request) -> Response:
+        fp = request.path_params["fingerprint"]
+        if not _FP.fullmatch(fp):
+            raise NotFound("issuer fingerprint must be 64 lowercase hex digits")
+        der = await self.service.issuer(bytes.fromhex(fp))
+        return Response(der, media_type="application/pkix-cert", headers=_IMMUTABLE)

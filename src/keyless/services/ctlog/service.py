@@ -1,0 +1,339 @@
+"""The certificate transparency log: RFC 6962 semantics over the shared log engine.
+
+Every accepted (pre)certificate becomes an RFC 6962 §3.4 ``MerkleTreeLeaf`` in the engine; the
+entry bundle holds the static-ct-api ``TileLeaf`` (issuers by fingerprint, the issuer
+certificates themselves kept once in ``storage.kv``). The SCT is signed over exactly the bytes
+RFC 6962 §3.2 prescribes and is returned only once the engine has durably sequenced and
+integrated the entry, so every SCT handed out is already covered by a signed tree head.
+
+The CA calls :meth:`CTLogService.log_precertificate` in-process (no network hop, no chain
+re-verification: the CA built the chain); HTTP submitters go through
+:meth:`CTLogService.add_chain`, which verifies the chain up to one of :attr:`roots`
+(RFC 6962 §4.1, §4.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from keyless.errors import InvalidInput, NotFound
+from keyless.formats.sct import (
+    ENTRY_TYPE_PRECERT,
+    ENTRY_TYPE_X509,
+    POISON_OID,
+    SignedCertificateTimestamp,
+    algorithms_for_key,
+    log_id_for,
+    precert_signed_data,
+    x509_signed_data,
+)
+from keyless.formats.x509profile import strip_extension
+from keyless.server.keys import PublicKey, Signer
+from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
+from keyless.services.ctlog.entries import (
+    TimestampedEntry,
+    extra_data,
+    fingerprint,
+    parse_tile_leaf,
+    tile_leaf,
+    tree_head_signed_data,
+)
+
+#: A precertificate signing certificate (RFC 6962 §3.1) — not supported: the CA signs directly.
+PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
+#: Longest chain accepted from an HTTP submitter.
+MAX_CHAIN = 10
+#: Most entries one ``get-entries`` call returns (RFC 6962 §4.6 lets the log truncate).
+MAX_GET_ENTRIES = 256
+#: Issuer certificates live "forever" in the key-value store.
+_FOREVER = 2.0**62
+_DEDUP_TTL = 86400.0 * 366
+
+
+@dataclass(frozen=True)
+class SignedTreeHead:
+    """RFC 6962 §3.5 STH: the signature is a TLS DigitallySigned over TreeHeadSignature."""
+
+    tree_size: int
+    timestamp_ms: int
+    root_hash: bytes
+    digitally_signed: bytes
+
+    def to_json(self) -> dict[str, object]:
+        """The ``get-sth`` answer (RFC 6962 §4.3)."""
+        return {
+            "tree_size": self.tree_size,
+            "timestamp": self.timestamp_ms,
+            "sha256_root_hash": base64.b64encode(self.root_hash).decode(),
+            "tree_head_signature": base64.b64encode(self.digitally_signed).decode(),
+        }
+
+
+class CTLogService:
+    """One CT log: its key, accepted roots, and the engine and key-value store it writes to."""
+
+    def __init__(
+        self,
+        *,
+        engine: LogEngine,
+        kv: KeyValue,
+        signer: Signer,
+        roots: Sequence[x509.Certificate],
+        origin: str,
+        clock: Callable[[], float] = time.time,
+        namespace: str = "ctlog",
+    ) -> None:
+        self._engine = engine
+        self._kv = kv
+        self._signer = signer
+        self._roots = list(roots)
+        self._root_ders = {r.public_bytes(serialization.Encoding.DER) for r in roots}
+        self.origin = origin
+        self._clock = clock
+        self._ns = namespace
+        self._public_key = signer.public_key()
+        self.log_id = log_id_for(self._public_key)
+        self._hash_alg, self._sig_alg = algorithms_for_key(self._public_key)
+        self._known_issuers: set[bytes] = set()
+        self._key_hashes: dict[bytes, bytes] = {}
+
+    # -- what the trusted root needs -------------------------------------------------------
+    @property
+    def public_key(self) -> PublicKey:
+        """The log's public key (trusted root ``ctlogs[].publicKey``)."""
+        return self._public_key
+
+    @property
+    def roots(self) -> list[x509.Certificate]:
+        """The roots a submitted chain must end in (``get-roots``)."""
+        return list(self._roots)
+
+    def add_root(self, root: x509.Certificate) -> None:
+        """Accept chains ending in ``root`` as well (e.g. the CA's root, known after start)."""
+        self._roots.append(root)
+        self._root_ders.add(root.public_bytes(serialization.Encoding.DER))
+
+    # -- submission ----------------------------------------------------------------------
+    async def log_precertificate(
+        self, precert: x509.Certificate, chain: Sequence[x509.Certificate]
+    ) -> SignedCertificateTimestamp:
+        """Log a precertificate the CA itself built; ``chain`` is issuer first, root last."""
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        return await self._submit(precert, ders, precert=True)
+
+    async def add_chain(
+        self, chain_der: Sequence[bytes], *, precert: bool
+    ) -> SignedCertificateTimestamp:
+        """RFC 6962 §4.1 ``add-chain`` / §4.2 ``add-pre-chain`` from an untrusted submitter.
+
+        The chain must verify link by link to one of :attr:`roots` (a missing root is appended
+        when the last certificate is directly issued by one); precertificates must carry the
+        critical poison and ordinary certificates must not (RFC 6962 §3.1).
+        """
+        if not chain_der:
+            raise InvalidInput("chain is empty; it must start with the (pre)certificate")
+        if len(chain_der) > MAX_CHAIN:
+            raise InvalidInput(f"chain has {len(chain_der)} certificates; the limit is {MAX_CHAIN}")
+        certs = []
+        for i, der in enumerate(chain_der):
+            try:
+                certs.append(x509.load_der_x509_certificate(der))
+            except ValueError as exc:
+                raise InvalidInput(f"chain[{i}] is not a DER X.509 certificate: {exc}") from exc
+        leaf = certs[0]
+        poison = _poison(leaf)
+        if precert and (poison is None or not poison.critical):
+            raise InvalidInput("add-pre-chain needs a precertificate with the critical poison")
+        if not precert and poison is not None:
+            raise InvalidInput("add-chain got a precertificate; submit it with add-pre-chain")
+        ders = list(chain_der)
+        for i in range(len(certs) - 1):
+            _check_issued(certs[i], certs[i + 1], i)
+        if ders[-1] not in self._root_ders:
+            root = next((r for r in self._roots if _issued_by(certs[-1], r)), None)
+            if root is None:
+                raise InvalidInput("chain does not end in a root accepted by this log (get-roots)")
+            ders.append(root.public_bytes(serialization.Encoding.DER))
+            certs.append(root)
+        if len(certs) < 2:
+            raise InvalidInput("a root certificate itself cannot be logged")
+        if precert and PRECERT_SIGNING_EKU in _ekus(certs[1]):
+            raise InvalidInput("precertificate signing certificates are not supported")
+        dedup = f"{int(precert)}:{digest(ders[0]).hex()}"
+        stored = await self._kv.get(self._ns + "-sct", dedup)
+        if stored is not None:
+            return SignedCertificateTimestamp.from_add_chain_response(json.loads(stored))
+        sct = await self._submit(leaf, ders[1:], precert=precert)
+        await self._kv.put_if_absent(
+            self._ns + "-sct",
+            dedup,
+            json.dumps(sct.to_add_chain_response()).encode(),
+            self._clock() + _DEDUP_TTL,
+        )
+        return sct
+
+    async def _submit(
+        self, cert: x509.Certificate, chain: list[bytes], *, precert: bool
+    ) -> SignedCertificateTimestamp:
+        await self._remember_issuers(chain)
+        timestamp_ms = int(self._clock() * 1000)
+        cert_der = cert.public_bytes(serialization.Encoding.DER)
+        template = SignedCertificateTimestamp(
+            0, self.log_id, timestamp_ms, b"", self._hash_alg, self._sig_alg, b""
+        )
+        if precert:
+            issuer_key_hash = self._issuer_key_hash(chain[0])
+            tbs = strip_extension(cert.tbs_certificate_bytes, POISON_OID)
+            entry = TimestampedEntry(timestamp_ms, ENTRY_TYPE_PRECERT, tbs, issuer_key_hash)
+            signed = precert_signed_data(template, issuer_key_hash, tbs)
+            bundle = tile_leaf(entry, cert_der, chain)
+        else:
+            entry = TimestampedEntry(timestamp_ms, ENTRY_TYPE_X509, cert_der)
+            signed = x509_signed_data(template, cert_der)
+            bundle = tile_leaf(entry, None, chain)
+        sct = SignedCertificateTimestamp(
+            0, self.log_id, timestamp_ms, b"", self._hash_alg, self._sig_alg,
+            self._signer.sign(signed),
+        )  # fmt: skip
+        await self._engine.add(entry.merkle_tree_leaf(), bundle_entry=bundle)
+        return sct
+
+    def _issuer_key_hash(self, issuer_der: bytes) -> bytes:
+        """SHA-256 of the issuer's SPKI (RFC 6962 §3.2 ``issuer_key_hash``), cached per issuer."""
+        cached = self._key_hashes.get(issuer_der)
+        if cached is None:
+            cached = digest(_spki(x509.load_der_x509_certificate(issuer_der)))
+            if len(self._key_hashes) < 64:
+                self._key_hashes[issuer_der] = cached
+        return cached
+
+    async def _remember_issuers(self, chain: list[bytes]) -> None:
+        for der in chain:
+            fp = fingerprint(der)
+            if fp in self._known_issuers:
+                continue
+            await self._kv.put_if_absent(self._ns + "-issuer", fp.hex(), der, _FOREVER)
+            self._known_issuers.add(fp)
+
+    # -- reads -----------------------------------------------------------------------------
+    async def signed_tree_head(self) -> SignedTreeHead:
+        """A freshly signed STH over the engine's latest integrated tree (RFC 6962 §3.5)."""
+        size, root = await self._engine.tree()
+        timestamp_ms = int(self._clock() * 1000)
+        signature = self._signer.sign(tree_head_signed_data(timestamp_ms, size, root))
+        ds = bytes([self._hash_alg, self._sig_alg]) + len(signature).to_bytes(2, "big") + signature
+        return SignedTreeHead(size, timestamp_ms, root, ds)
+
+    async def checkpoint(self) -> bytes:
+        """The static-ct-api checkpoint: the STH as a note with an RFC6962NoteSignature."""
+        sth = await self.signed_tree_head()
+        body = f"{self.origin}\n{sth.tree_size}\n{base64.b64encode(sth.root_hash).decode()}\n"
+        key_id = digest(self.origin.encode() + b"\n\x05" + self.log_id)[:4]
+        sig = key_id + sth.timestamp_ms.to_bytes(8, "big") + sth.digitally_signed
+        line = f"\u2014 {self.origin} {base64.b64encode(sig).decode()}\n"
+        return (body + "\n" + line).encode()
+
+    async def consistency(self, first: int, second: int) -> list[bytes]:
+        """RFC 6962 §4.4; ``first == second`` or ``first == 0`` gives an empty proof."""
+        size, _ = await self._engine.tree()
+        if not 0 <= first <= second or second > size:
+            raise InvalidInput(
+                f"need 0 <= first <= second <= tree size {size}; got first={first}, "
+                f"second={second}"
+            )
+        if first in (0, second):
+            return []
+        return await self._engine.consistency_proof(first, second)
+
+    async def proof_by_hash(self, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
+        """RFC 6962 §4.5: the index of the leaf with this hash and its audit path."""
+        if len(leaf_hash) != 32:
+            raise InvalidInput("hash must be a base64 SHA-256 leaf hash (32 bytes)")
+        size, _ = await self._engine.tree()
+        if not 0 < tree_size <= size:
+            raise InvalidInput(f"tree_size must be between 1 and {size}")
+        index = await self._engine.index_of(leaf_hash)
+        if index is None or index >= tree_size:
+            raise NotFound("no entry with this leaf hash in a tree of that size")
+        return index, await self._engine.inclusion_proof(index, tree_size)
+
+    async def entries(self, start: int, end: int) -> list[tuple[bytes, bytes]]:
+        """RFC 6962 §4.6: ``(leaf_input, extra_data)`` for ``start..end`` (truncated)."""
+        size, _ = await self._engine.tree()
+        if start < 0 or end < start:
+            raise InvalidInput(f"need 0 <= start <= end; got start={start}, end={end}")
+        if start >= size:
+            raise InvalidInput(f"start={start} is beyond the tree size {size}")
+        end = min(end, size - 1, start + MAX_GET_ENTRIES - 1)
+        out = []
+        for i in range(start, end + 1):
+            stored = await self._engine.entry(i)
+            try:
+                parsed = parse_tile_leaf(stored.bundle_entry)
+            except InvalidInput:
+                out.append((stored.leaf, b""))  # a seed entry of the engine
+                continue
+            chain = [await self.issuer(fp) for fp in parsed.chain_fingerprints]
+            out.append((stored.leaf, extra_data(parsed, chain)))
+        return out
+
+    async def issuer(self, fp: bytes) -> bytes:
+        """An issuer certificate by SHA-256 fingerprint (static-ct-api "Issuers")."""
+        der = await self._kv.get(self._ns + "-issuer", fp.hex())
+        if der is None:
+            raise NotFound(f"no issuer with fingerprint {fp.hex()}")
+        return der
+
+    async def tile(self, level: int, index: int, width: int | None) -> bytes:
+        return await self._engine.tile(level, index, width)
+
+    async def data_tile(self, index: int, width: int | None) -> bytes:
+        """static-ct-api data tile: the concatenated TileLeaf entries (no length prefixes)."""
+        bundle = await self._engine.entry_bundle(index, width)
+        out, pos = [], 0
+        while pos < len(bundle):
+            n = int.from_bytes(bundle[pos : pos + 2], "big")
+            out.append(bundle[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        return b"".join(out)
+
+
+def _poison(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType] | None:
+    try:
+        return cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(POISON_OID))
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _ekus(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, i: int) -> None:
+    if not _issued_by(cert, issuer):
+        raise InvalidInput(f"chain[{i}] is not signed by chain[{i + 1}]")
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
