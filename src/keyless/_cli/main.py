@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 
 #: subcommand → (module under keyless._cli, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "run the whole keyless stack (CA, logs, TSA, OIDC, TUF) on one port"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

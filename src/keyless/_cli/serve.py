@@ -1,0 +1,170 @@
+"""``keyless serve``: the whole stack in one process on one port (contracts.md §2).
+
+Prints a banner with every URL and a copy-paste sign/verify example that obtains a token with the
+embedded provider's password grant (contracts.md §3), then serves until SIGINT/SIGTERM, on which
+uvicorn stops accepting connections and the app drains in-flight writes before closing services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from keyless.server.app import Stack
+
+
+def add_parser(sub: Any, name: str, help_text: str) -> None:
+    """Register ``keyless serve`` on the top-level subparsers."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--data-dir", type=Path, help="state directory (default: the user data dir)"
+    )
+    parser.add_argument("--host", help="listen address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default: 3000)")
+    parser.add_argument(
+        "--public-url",
+        help="URL clients use to reach this stack (default: http://localhost:PORT)",
+    )
+    parser.add_argument(
+        "--database",
+        help="sqlite:///PATH (default: DIR/keyless.db) or postgresql://… (shared by processes)",
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file (default: DIR/keyless.toml)")
+    parser.add_argument(
+        "--oidc-user",
+        action="append",
+        default=[],
+        metavar="EMAIL:PASSWORD",
+        help="a user of the embedded OIDC provider (repeatable)",
+    )
+    parser.set_defaults(run=run)
+
+
+def banner(stack: Stack) -> str:
+    """The startup text: every URL and a copy-paste sign/verify example."""
+    settings = stack.settings
+    p = settings.public_url
+    lines = [
+        "",
+        f"keyless is serving on {p}  (listening on {settings.host}:{settings.port})",
+        f"  data dir        {settings.data_dir}",
+        f"  database        {_redact(settings.database_url)}",
+    ]
+    for component in stack.components:
+        lines.append(f"  {component.name:<15} {component.url}")
+    lines += [
+        f"  {'health':<15} {p}/healthz",
+        f"  {'metrics':<15} {p}/metrics",
+        f"  {'trust config':<15} {p}/client-trust-config.json",
+        f"  {'':<15} (also {settings.data_dir / 'client-trust-config.json'})",
+    ]
+    names = {c.name for c in stack.components}
+    users = sorted(settings.oidc_users)
+    if "oidc" in names and users and {"ca", "rekor-v2", "tsa"} <= names:
+        user = users[0]
+        # A loopback-only stack is a developer's own: show the real password so the example
+        # really is copy-paste; on a shared host never print it.
+        local = settings.host in ("127.0.0.1", "localhost", "::1")
+        password = shlex.quote(settings.oidc_users[user]) if local else "'<password>'"
+        extract = (
+            "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])'"
+        )
+        lines += [
+            "",
+            "Sign and verify (copy-paste, in another terminal):",
+            f"  curl -s -o tc.json {p}/client-trust-config.json",
+            "  TOKEN=$(curl -s -d grant_type=password -d client_id=sigstore "
+            f"-d scope='openid email' -d username={user} -d password={password} "
+            f"{p}/oidc/token | {extract})",
+            "  echo hello > artifact.txt",
+            "  keyless sign artifact.txt --identity-token \"$TOKEN\" --trust-config tc.json",
+            "  keyless verify artifact.txt --bundle artifact.txt.sigstore.json "
+            f"--cert-identity {user} --cert-oidc-issuer {settings.oidc_issuer} "
+            "--trust-config tc.json",
+            "  # sigstore-python works the same way:",
+            "  #   sigstore --trust-config tc.json sign --identity-token \"$TOKEN\" artifact.txt",
+        ]
+    elif not users:
+        lines += ["", "No OIDC users configured: add --oidc-user EMAIL:PASSWORD to sign."]
+    missing = sorted({"ca", "ctlog", "rekor-v1", "rekor-v2", "tsa", "oidc", "tuf"} - names)
+    if missing:
+        lines += ["", f"Not available in this build: {', '.join(missing)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the stack and serve until interrupted."""
+    import asyncio
+
+    import uvicorn
+
+    from keyless.errors import ConfigError
+    from keyless.server.app import create_app
+    from keyless.server.config import load_settings
+    from keyless.server.init import build_stack
+    from keyless.server.logs import configure_logging
+
+    explicit = frozenset(
+        name
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("public_url", args.public_url),
+            ("database", args.database),
+        )
+        if value is not None
+    )
+    try:
+        settings = load_settings(
+            data_dir=args.data_dir,
+            config_file=args.config,
+            host=args.host,
+            port=args.port,
+            public_url=args.public_url,
+            database_url=args.database,
+            oidc_users=args.oidc_user,
+        )
+    except ConfigError as exc:
+        print(f"keyless serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def builder(given: Any) -> Stack:
+        stack = await build_stack(given, explicit)
+        print(banner(stack), file=sys.stderr, flush=True)
+        return stack
+
+    app = create_app(settings, builder=builder)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    try:
+        asyncio.run(server.serve())
+    except ConfigError as exc:
+        print(f"keyless serve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started or not getattr(server, "should_exit", False) else 1

@@ -1,0 +1,289 @@
+"""The settings of one ``keyless serve`` process (contracts.md §2).
+
+Values come from three places, later ones winning: built-in defaults, the TOML config file
+(``DIR/keyless.toml`` — written on first start — or ``--config FILE``), and command-line options.
+Every field of the config file is documented in :data:`CONFIG_TEMPLATE`, which is also what the
+first start writes, so the file a user opens explains itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from keyless.errors import ConfigError
+from keyless.identity.config import IssuerConfig
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3000
+CONFIG_FILE_NAME = "keyless.toml"
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (``~/.local/share/keyless`` on Linux), via platformdirs."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("keyless", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a stack needs to start; see :data:`CONFIG_TEMPLATE` for each field's meaning."""
+
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    public_url: str = ""
+    database_url: str = ""
+    config_file: Path | None = None
+    oidc_users: dict[str, str] = field(default_factory=dict)
+    issuers: tuple[IssuerConfig, ...] = ()
+    log_level: str = "info"
+    log_format: str = "json"
+    #: days of validity of the TUF timestamp, snapshot, targets and root metadata
+    tuf_timestamp_days: int = 1
+    tuf_snapshot_days: int = 7
+    tuf_targets_days: int = 90
+    tuf_root_days: int = 365
+    #: how long graceful shutdown waits for in-flight writes (seconds)
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://localhost:{self.port}")
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        if not self.database_url:
+            db = (self.data_dir / "keyless.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{db}")
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"public URL {self.public_url!r} must be an http(s) URL with a host")
+        if parts.path not in ("", "/"):
+            # interop.md §5 item 10: sigstore-python drops any path prefix of the CA URL.
+            raise ConfigError(
+                f"public URL {self.public_url!r} must not have a path: Sigstore clients "
+                "expect the CA API at the root of the host"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range")
+
+    @property
+    def public_host(self) -> str:
+        """``host[:port]`` of the public URL: the checkpoint signer name (interop.md §5 item 8)."""
+        return urlsplit(self.public_url).netloc
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The embedded OpenID Connect provider's issuer URL (contracts.md §2)."""
+        return f"{self.public_url}/oidc"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the store is shared PostgreSQL (several processes may then run)."""
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def default_config_file(self) -> Path:
+        """Where the first start writes the documented config file."""
+        return self.data_dir / CONFIG_FILE_NAME
+
+
+def parse_oidc_user(spec: str) -> tuple[str, str]:
+    """Split ``EMAIL:PASSWORD`` (the password may itself contain ``:``)."""
+    email, sep, password = spec.partition(":")
+    if not sep or "@" not in email or not password:
+        raise ConfigError(f"--oidc-user {spec!r} must look like EMAIL:PASSWORD")
+    return email, password
+
+
+def _expect(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key!r} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse and check a config file; the keys are those of :data:`CONFIG_TEMPLATE`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    out: dict[str, Any] = {}
+    where = str(path)
+    server = data.pop("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"{where}: [server] must be a table")
+    known: dict[str, type | tuple[type, ...]] = {
+        "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
+        "log_level": str, "log_format": str, "shutdown_grace": (int, float),
+    }
+    for key, value in server.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key [server].{key}")
+        kind = known[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}: [server].{key} has the wrong type: {value!r}")
+        out["database_url" if key == "database" else key] = value
+    if "data_dir" in out:
+        out["data_dir"] = Path(out["data_dir"]).expanduser()
+    tuf = data.pop("tuf", {})
+    for key in ("timestamp_days", "snapshot_days", "targets_days", "root_days"):
+        if key in tuf:
+            out[f"tuf_{key}"] = _expect(tuf, key, int, f"{where} [tuf]")
+    if set(tuf) - {"timestamp_days", "snapshot_days", "targets_days", "root_days"}:
+        raise ConfigError(f"{where}: unknown key in [tuf]: {sorted(tuf)}")
+    if not isinstance(data.get("oidc_users", []), list):
+        raise ConfigError(f"{where}: oidc_users must be an array of tables")
+    users = data.pop("oidc_users", [])
+    parsed_users: dict[str, str] = {}
+    for user in users:
+        if not isinstance(user, dict) or set(user) != {"email", "password"}:
+            raise ConfigError(f"{where}: each [[oidc_users]] needs exactly email and password")
+        parsed_users[str(user["email"])] = str(user["password"])
+    out["oidc_users"] = parsed_users
+    issuers: list[IssuerConfig] = []
+    for issuer in data.pop("issuers", []):
+        if not isinstance(issuer, dict):
+            raise ConfigError(f"{where}: each [[issuers]] must be a table")
+        issuers.append(IssuerConfig.from_mapping(issuer))
+    out["issuers"] = tuple(issuers)
+    if data:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
+    return out
+
+
+def load_settings(
+    *,
+    data_dir: Path | None = None,
+    config_file: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    public_url: str | None = None,
+    database_url: str | None = None,
+    oidc_users: list[str] | None = None,
+) -> Settings:
+    """Merge defaults, the config file and command-line values (CLI wins) into :class:`Settings`.
+
+    Without ``--config`` the file ``DIR/keyless.toml`` is read when it exists, so that edits an
+    operator makes there take effect on the next start.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        file_values = read_config_file(config_file)
+    directory = data_dir or file_values.pop("data_dir", None) or default_data_dir()
+    file_values.pop("data_dir", None)
+    directory = Path(directory).expanduser().resolve()
+    if config_file is None and (directory / CONFIG_FILE_NAME).is_file():
+        config_file = directory / CONFIG_FILE_NAME
+        file_values = read_config_file(config_file)
+        file_values.pop("data_dir", None)
+    settings = Settings(data_dir=directory, config_file=config_file, **file_values)
+    users = dict(settings.oidc_users)
+    for spec in oidc_users or []:
+        email, password = parse_oidc_user(spec)
+        users[email] = password
+    overrides: dict[str, Any] = {"oidc_users": users}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+        if public_url is None and "public_url" not in file_values:
+            overrides["public_url"] = ""
+    if public_url is not None:
+        overrides["public_url"] = public_url
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if "database_url" not in file_values and database_url is None:
+        overrides["database_url"] = ""
+    return replace(settings, **overrides)
+
+
+CONFIG_TEMPLATE = '''\
+# keyless serve — configuration file (TOML).
+#
+# Written on the first start of `keyless serve` into the data directory. Values given on the
+# command line win over this file; every key is optional and shows its default here.
+
+[server]
+# Address to listen on. 127.0.0.1 keeps the stack private to this machine; use 0.0.0.0
+# behind a reverse proxy or load balancer.
+{c_host}host = "{host}"
+# TCP port of the one HTTP listener that serves every service.
+{c_port}port = {port}
+# The URL clients use to reach this stack, without a path and without a trailing slash.
+# It is written into the trusted root, the signing config, the OIDC issuer
+# (<public_url>/oidc) and the log checkpoint names, so it must not change once clients
+# trust this instance (changing it means publishing new trust material through TUF).
+# Default: http://localhost:<port>.
+{c_public_url}public_url = "{public_url}"
+# The store: "sqlite:///<path>" (default: <data dir>/keyless.db, one process) or
+# "postgresql://user:password@host/db" (several `keyless serve` processes may share it).
+{c_database}database = "{database}"
+# Log verbosity: debug, info, warning, error. Logs go to stderr.
+log_level = "info"
+# "json" (one JSON object per line, for log collectors) or "text".
+log_format = "json"
+# Seconds that a graceful shutdown (SIGTERM/SIGINT) waits for in-flight writes to finish.
+shutdown_grace = 10.0
+
+[tuf]
+# Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp
+# and snapshot before they expire; root and targets are re-signed on start when needed.
+timestamp_days = 1
+snapshot_days = 7
+targets_days = 90
+root_days = 365
+
+# Users of the embedded OpenID Connect provider (issuer <public_url>/oidc). They obtain
+# identity tokens with the OAuth 2.0 password grant (contracts.md §3). Repeat the table
+# for each user; `--oidc-user EMAIL:PASSWORD` on the command line adds more.
+# [[oidc_users]]
+# email = "alice@example.com"
+# password = "change-me"
+
+# Further OpenID Connect issuers whose identity tokens the CA accepts, besides the embedded
+# one (Fulcio's OIDCIssuers/MetaIssuers, protocols.md §1.3). Keys:
+#   url                      exact issuer URL, or a meta-issuer pattern where each * matches
+#                            one label (e.g. "https://oidc.eks.*.amazonaws.com/id/*")
+#   type                     email | github-workflow | gitlab-pipeline | buildkite-job |
+#                            spiffe | kubernetes | uri | username — how a token becomes the
+#                            certificate identity (email: the verified email claim)
+#   client_id                the audience tokens must carry (default "sigstore")
+#   subject_domain           required by uri/username types
+#   spiffe_trust_domain      required by the spiffe type
+#   issuer_claim             claim embedded as issuer instead of iss (e.g. Dex connectors)
+#   skip_email_verification  accept email claims without email_verified (default false)
+# [[issuers]]
+# url = "https://token.actions.githubusercontent.com"
+# type = "github-workflow"
+# client_id = "sigstore"
+'''
+
+
+def render_config(settings: Settings, explicit: frozenset[str] = frozenset()) -> str:
+    """The documented config file for ``settings`` (what the first start writes).
+
+    Only values the operator chose explicitly (``explicit`` names them) are active lines; the
+    derived defaults are written as comments so that e.g. a later ``--port`` still moves the
+    default public URL along with it.
+    """
+
+    def comment(name: str) -> str:
+        return "" if name in explicit else "# "
+
+    return CONFIG_TEMPLATE.format(
+        host=settings.host,
+        port=settings.port,
+        public_url=settings.public_url,
+        database=settings.database_url,
+        c_host=comment("host"),
+        c_port=comment("port"),
+        c_public_url=comment("public_url"),
+        c_database=comment("database"),
+    )

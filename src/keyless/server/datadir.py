@@ -1,0 +1,67 @@
+"""Ownership of a data directory by one ``keyless serve`` process (contracts.md §2).
+
+"A second process pointed at the same DIR must not corrupt it (refuse or coordinate)." On the
+embedded SQLite default the directory holds the database, so a second process is refused: it
+cannot take the exclusive ``flock`` on ``DIR/keyless.lock``. On PostgreSQL the database is the
+shared state and several processes are expected; the lock is then only held while first-start
+initialisation creates files, so concurrent first starts serialise instead of racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from keyless.errors import ConfigError
+
+LOCK_NAME = "keyless.lock"
+
+
+class DataDirLock:
+    """An exclusive, advisory, process-lifetime lock on a data directory.
+
+    ``flock`` locks vanish when the process dies (even on ``kill -9``), so a crash never leaves a
+    stale lock behind. The lock file records the owner's PID to make the refusal message useful.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = False) -> None:
+        """Take the lock, or raise :class:`ConfigError` naming the owner (unless ``wait``)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(
+                f"data directory {self.path.parent} is in use by keyless serve (pid {owner}); "
+                "stop it first, or use PostgreSQL (--database postgresql://…) to run several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock up (idempotent)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DataDirLock:
+        self.acquire(wait=True)
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.release()

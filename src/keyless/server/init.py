@@ -1,0 +1,108 @@
+"""First-start initialisation and reuse of a stack's state (contracts.md §2).
+
+``build_stack(settings)`` is what ``keyless serve`` runs before serving:
+
+1. create the data directory and take its lock (:mod:`keyless.server.datadir`): exclusive for the
+   process lifetime on SQLite, only around initialisation on PostgreSQL;
+2. write the documented config file on first start (:func:`keyless.server.config.render_config`);
+3. open the store and pick where secrets live (:mod:`keyless.server.secrets`: files on SQLite,
+   the shared database on PostgreSQL so that every process uses the same keys);
+4. build each service through :mod:`keyless.server.wiring`, which creates its keys and
+   certificates with the service's own helpers on first start and reloads them afterwards;
+5. describe the instance's public trust material and publish it through TUF.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from keyless.server.app import Component, Stack
+from keyless.server.config import Settings, render_config
+from keyless.server.datadir import DataDirLock
+from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
+from keyless.server.trust import TrustMaterial
+
+logger = logging.getLogger(__name__)
+
+
+def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path | None:
+    """Write ``DIR/keyless.toml`` on first start; returns its path when it was written."""
+    path = settings.default_config_file
+    if settings.config_file is not None or path.exists():
+        return None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_config(settings, explicit), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()) -> Stack:
+    """Initialise (first start) or reopen (later starts) everything under ``settings``."""
+    from keyless.server import wiring
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = DataDirLock(settings.data_dir)
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def release_lock() -> None:
+        lock.release()
+
+    try:
+        if settings.is_postgres:
+            # Several processes may share the database (and even the directory): serialise only
+            # the first-start creation of files; keys are coordinated through the database.
+            lock.acquire(wait=True)
+        else:
+            lock.acquire(wait=False)
+            cleanups.append(release_lock)
+        written = write_config_if_absent(settings, explicit)
+        if written is not None:
+            logger.info("first start: wrote %s", written, extra={"config": str(written)})
+
+        storage = await wiring.open_store(settings)
+        if storage is not None:
+            cleanups.append(storage.close)
+        secrets: Secrets
+        if settings.is_postgres:
+            if storage is None:
+                from keyless.errors import ConfigError
+
+                raise ConfigError("PostgreSQL needs the keyless.storage engine")
+            secrets = SharedSecrets(storage.kv)
+        else:
+            secrets = FileSecrets(settings.data_dir / "keys")
+
+        components: list[Component] = []
+        trust = TrustMaterial()
+        after_start: list[Callable[[], Awaitable[None]]] = []
+        gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
+        context = wiring.WiringContext(
+            settings=settings,
+            storage=storage,
+            secrets=secrets,
+            components=components,
+            after_start=after_start,
+            gauges=gauges,
+        )
+        for step in wiring.SERVICE_STEPS:
+            await step(context)
+        trust = context.trust()
+        await wiring.add_tuf(context, trust)
+        if settings.is_postgres:
+            lock.release()
+        return Stack(
+            settings=settings,
+            components=components,
+            trust=trust,
+            after_start=after_start,
+            cleanups=cleanups,
+            gauges=gauges,
+        )
+    except BaseException:
+        for cleanup in reversed(cleanups):
+            await cleanup()
+        lock.release()
+        raise

@@ -1,0 +1,110 @@
+"""Where the stack's private keys and certificates live, created once and reused after.
+
+First start creates every key and certificate; later starts must reuse them, or clients that
+trust the instance would break (contracts.md §2). Two homes, one interface:
+
+* :class:`FileSecrets` — files under ``DIR/keys/`` (mode 0600), the embedded default. The caller
+  holds the data-directory lock, so creation cannot race.
+* :class:`SharedSecrets` — the shared database's kv store, for several ``keyless serve`` processes
+  on one PostgreSQL database (possibly on different machines): every process proposes its freshly
+  generated value with put-if-absent and all adopt the first one written, so they converge on one
+  set of keys without any other coordination.
+
+Material that belongs together (a CA key and the certificate over it) is created and stored as
+one blob so that a race can never pair one process's key with another's certificate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from keyless.errors import ConfigError
+from keyless.services.tuf.store import NEVER, KvLike
+
+KV_NAMESPACE = "keyless-secrets"
+
+
+class Secrets(Protocol):
+    """Named, write-once secret blobs."""
+
+    async def obtain(self, name: str, create: Callable[[], bytes]) -> bytes:
+        """The blob ``name``; on first use ``create()`` makes it and it is stored for good."""
+        ...
+
+    async def get(self, name: str) -> bytes | None:
+        """The blob ``name`` if it exists."""
+        ...
+
+    async def replace(self, name: str, data: bytes) -> None:
+        """Overwrite ``name`` (key rotation only; callers keep the old value elsewhere)."""
+        ...
+
+
+def _check(name: str) -> str:
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        raise ConfigError(f"bad secret name {name!r}")
+    return name
+
+
+class FileSecrets:
+    """Secrets as files in a directory owned by this process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def get(self, name: str) -> bytes | None:
+        try:
+            return (self.directory / _check(name)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def obtain(self, name: str, create: Callable[[], bytes]) -> bytes:
+        existing = await self.get(name)
+        if existing is not None:
+            return existing
+        data = create()
+        await self.replace(name, data)
+        return data
+
+    async def replace(self, name: str, data: bytes) -> None:
+        path = self.directory / _check(name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+
+class KvStore(KvLike, Protocol):
+    """The kv operations used here (keyless.storage, docs/internal-apis.md)."""
+
+    async def delete(self, namespace: str, key: str) -> None: ...
+
+
+class SharedSecrets:
+    """Secrets in the shared database; the first process to write a name wins."""
+
+    def __init__(self, kv: KvStore) -> None:
+        self._kv = kv
+
+    async def get(self, name: str) -> bytes | None:
+        return await self._kv.get(KV_NAMESPACE, _check(name))
+
+    async def obtain(self, name: str, create: Callable[[], bytes]) -> bytes:
+        existing = await self.get(name)
+        if existing is not None:
+            return existing
+        data = create()
+        winner = await self._kv.put_if_absent(KV_NAMESPACE, _check(name), data, NEVER)
+        return data if winner is None else winner
+
+    async def replace(self, name: str, data: bytes) -> None:
+        await self._kv.delete(KV_NAMESPACE, _check(name))
+        await self._kv.put_if_absent(KV_NAMESPACE, _check(name), data, NEVER)
