@@ -1,0 +1,161 @@
+"""Keeps the search index of one log up to date, off the write path, rebuildable from the log.
+
+The index is derived data: every key comes from an entry's canonical body
+(:func:`keyless.services.tlog.search.keys_for_body`). Writers hand new entries to
+:meth:`SearchIndexer.submit`; a background task writes their keys in batches so that indexing never
+adds latency to ``POST …/entries``. A watermark (the next log index not yet known to be indexed)
+is kept in ``storage.kv``; on start the indexer re-reads the log from the watermark, so entries
+acknowledged just before a crash are indexed after restart, and :meth:`rebuild` re-derives the
+whole index from the log's own entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from keyless.errors import Error, NotFound
+from keyless.services.tlog.engine import LogEngine, SearchIndexStore
+from keyless.services.tlog.search import keys_for_body
+
+logger = logging.getLogger(__name__)
+
+_WATERMARK_NS = "tlog-search-watermark"
+_FOREVER = 2.0**62
+
+
+class KeyValueStore(Protocol):
+    """``storage.kv`` (docs/internal-apis.md)."""
+
+    async def put_if_absent(
+        self, namespace: str, key: str, value: bytes, expires_at: float
+    ) -> bytes | None: ...
+    async def get(self, namespace: str, key: str) -> bytes | None: ...
+    async def delete(self, namespace: str, key: str) -> None: ...
+
+
+class SearchIndexer:
+    """Background writer and reader of one log's search index."""
+
+    def __init__(
+        self,
+        log: LogEngine,
+        store: SearchIndexStore,
+        log_name: str,
+        *,
+        kv: KeyValueStore | None = None,
+        flush_interval: float = 0.05,
+    ) -> None:
+        self._log = log
+        self._store = store
+        self._name = log_name
+        self._kv = kv
+        self._interval = flush_interval
+        self._pending: dict[int, bytes] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._watermark = 0
+        self._done: set[int] = set()  # indexed entries above a gap in the watermark
+
+    async def start(self) -> None:
+        """Catch up from the persisted watermark, then index new entries in the background."""
+        self._watermark = await self._load_watermark()
+        size, _ = await self._log.tree()
+        if self._watermark < size:
+            await self.rebuild(self._watermark, size)
+        self._task = asyncio.create_task(self._run(), name=f"search-index-{self._name}")
+
+    async def close(self) -> None:
+        """Write what is pending and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    def submit(self, index: int, body: bytes) -> None:
+        """Queue a newly logged entry for indexing (cheap; never blocks the writer)."""
+        self._pending[index] = body
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every queued entry's keys now (tests and shutdown)."""
+        async with self._lock:
+            while self._pending:
+                batch = sorted(self._pending.items())
+                self._pending = {}
+                for index, body in batch:
+                    await self._index(index, body)
+                    self._done.add(index)
+                upto = self._watermark
+                while upto in self._done:
+                    self._done.discard(upto)
+                    upto += 1
+                await self._advance(upto)
+
+    async def rebuild(self, start: int = 0, end: int | None = None) -> int:
+        """Re-derive the keys of entries ``[start, end)`` from the log itself; returns the count."""
+        if end is None:
+            end, _ = await self._log.tree()
+        count = 0
+        async with self._lock:
+            for index in range(start, end):
+                try:
+                    entry = await self._log.entry(index)
+                except NotFound:
+                    break
+                await self._index(index, entry.bundle_entry or entry.leaf)
+                count += 1
+            if start <= self._watermark:
+                await self._advance(start + count)
+        return count
+
+    async def lookup(self, keys: Iterable[str], *, operator: str = "and") -> list[int]:
+        """Log indexes of entries having all (``and``) or any (``or``) of ``keys``, ascending."""
+        result: set[int] | None = None
+        for key in keys:
+            found = set(await self._store.lookup(self._name, key))
+            if result is None:
+                result = found
+            elif operator == "or":
+                result |= found
+            else:
+                result &= found
+        return sorted(result or ())
+
+    async def _index(self, index: int, body: bytes) -> None:
+        for key in keys_for_body(body):
+            await self._store.add(self._name, key, index)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except (Error, OSError) as exc:  # storage hiccup: keep the batch for the next round
+                logger.warning("search index of %s: %s", self._name, exc)
+            await asyncio.sleep(self._interval)
+
+    async def _load_watermark(self) -> int:
+        if self._kv is None:
+            return 0
+        raw = await self._kv.get(_WATERMARK_NS, self._name)
+        try:
+            return int(raw) if raw else 0
+        except ValueError:
+            return 0
+
+    async def _advance(self, upto: int) -> None:
+        """Persist that every entry below ``upto`` is indexed (monotonic, never across a gap)."""
+        if upto <= self._watermark:
+            return
+        self._watermark = upto
+        if self._kv is not None:
+            await self._kv.delete(_WATERMARK_NS, self._name)
+            await self._kv.put_if_absent(_WATERMARK_NS, self._name, str(upto).encode(), _FOREVER)

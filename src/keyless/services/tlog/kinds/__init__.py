@@ -1,0 +1,85 @@
+"""Entry kinds of the transparency log: explicit tables from request shape to validator.
+
+Each validator checks a proposed entry (signature included) and returns a
+:class:`~keyless.services.tlog.kinds.common.Proposed` with the canonical body (the Merkle leaf).
+No registration at import time (architecture.md house style): the tables below are the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from keyless.errors import InvalidInput
+from keyless.services.tlog.kinds import dsse, hashedrekord, intoto
+from keyless.services.tlog.kinds.common import Proposed
+
+Validator = Callable[[Any], Proposed]
+
+#: Rekor v1 ``ProposedEntry`` (kind, apiVersion) → validator of its ``spec`` (protocols.md §3.1).
+V1_KINDS: dict[tuple[str, str], Validator] = {
+    ("hashedrekord", "0.0.1"): hashedrekord.propose_v001,
+    ("dsse", "0.0.1"): dsse.propose_v001,
+    ("intoto", "0.0.2"): intoto.propose_v002,
+}
+
+#: Rekor v2 ``CreateEntryRequest`` oneof field → validator (protocols.md §4).
+V2_REQUESTS: dict[str, Validator] = {
+    "hashedRekordRequestV002": hashedrekord.propose_v002,
+    "dsseRequestV002": dsse.propose_v002,
+}
+
+__all__ = ["V1_KINDS", "V2_REQUESTS", "Proposed", "propose_v1", "propose_v2"]
+
+
+def propose_v1(entry: dict[str, Any]) -> Proposed:
+    """Validate a Rekor v1 ``ProposedEntry`` (``{"kind", "apiVersion", "spec"}``)."""
+    kind = entry.get("kind")
+    version = entry.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(version, str):
+        raise InvalidInput("proposed entry needs string fields kind and apiVersion")
+    validator = V1_KINDS.get((kind, version))
+    if validator is None:
+        supported = ", ".join(f"{k} {v}" for k, v in V1_KINDS)
+        raise InvalidInput(f"unsupported entry kind {kind!r} version {version!r}; "
+                           f"supported: {supported}")
+    if "spec" not in entry:
+        raise InvalidInput("proposed entry has no spec")
+    return validator(entry["spec"])
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camel_keys(value: Any, depth: int = 0) -> Any:
+    """protojson accepts the proto (snake_case) names too: map them to JSON (camelCase) names."""
+    if depth > 32:
+        raise InvalidInput("request is nested too deeply")
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _camel(key) if "_" in key else key
+            if name in out:
+                raise InvalidInput(f"field {name!r} given twice")
+            out[name] = camel_keys(item, depth + 1)
+        return out
+    if isinstance(value, list):
+        return [camel_keys(item, depth + 1) for item in value]
+    return value
+
+
+def propose_v2(request: dict[str, Any]) -> Proposed:
+    """Validate a Rekor v2 ``CreateEntryRequest`` (exactly one of the ``*RequestV002`` fields)."""
+    request = camel_keys(request)
+    present = [name for name in request if name in V2_REQUESTS]
+    unknown = sorted(set(request) - set(V2_REQUESTS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown request field(s) {', '.join(unknown)}; expected one of "
+            f"{', '.join(V2_REQUESTS)}"
+        )
+    if len(present) != 1:
+        raise InvalidInput(f"request must have exactly one of {', '.join(V2_REQUESTS)}")
+    return V2_REQUESTS[present[0]](request[present[0]])

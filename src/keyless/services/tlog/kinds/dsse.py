@@ -1,0 +1,129 @@
+"""The ``dsse`` kind: a DSSE envelope whose signatures are verified over the PAE.
+
+* v0.0.1 (Rekor v1, rekor ``pkg/types/dsse/v0.0.1``, protocols.md §3.1): the client proposes
+  ``proposedContent{envelope: "<JSON string>", verifiers: [b64 PEM]}``; the log verifies every
+  signature and stores only hashes and ``{signature, verifier}`` pairs, sorted by signature — the
+  server-side transformation both clients rely on (interop.md §5 gotcha 5).
+* v0.0.2 (Rekor v2's deprecated ``dsseRequestV002``, rekor-tiles ``fa390b1^:pkg/types/dsse``,
+  protocols.md §4): still sent by sigstore-js 5, so it is accepted (interop.md §5 gotcha 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyless.errors import InvalidInput
+from keyless.formats.dsse import Envelope
+from keyless.server.requests import parse_json_object
+from keyless.services.tlog.kinds import common
+from keyless.services.tlog.kinds.common import EntrySignatureError, Proposed, Verifier
+from keyless.services.tlog.kinds.hashedrekord import parse_verifier_v2
+
+KIND = "dsse"
+MAX_VERIFIERS = 16
+
+
+def _match(
+    envelope: Envelope, verifiers: list[Verifier], what: str
+) -> list[tuple[bytes, int]]:
+    """For each signature, the index of a verifier it verifies with (over the PAE)."""
+    message = envelope.pae()
+    matched: list[tuple[bytes, int]] = []
+    for i, signature in enumerate(envelope.signatures):
+        for j, verifier in enumerate(verifiers):
+            try:
+                common.verify_message(verifier, signature.sig, message)
+            except EntrySignatureError:
+                continue
+            matched.append((signature.sig, j))
+            break
+        else:
+            raise EntrySignatureError(
+                f"{what} signature {i} does not verify over the DSSE PAE with any verifier"
+            )
+    return matched
+
+
+def propose_v001(spec: Any) -> Proposed:
+    """Validate a Rekor v1 ``dsse`` 0.0.1 proposal and build the canonical (hashes-only) body."""
+    spec = common.obj(spec, "spec")
+    common.only_keys(spec, {"proposedContent"}, "spec")
+    content = common.obj(spec.get("proposedContent"), "spec.proposedContent")
+    common.only_keys(content, {"envelope", "verifiers"}, "spec.proposedContent")
+    raw_envelope = common.string(content.get("envelope"), "spec.proposedContent.envelope")
+    envelope = Envelope.from_json(
+        parse_json_object(raw_envelope.encode(), "spec.proposedContent.envelope"),
+        "spec.proposedContent.envelope",
+    )
+    raw_verifiers = content.get("verifiers")
+    if not isinstance(raw_verifiers, list) or not raw_verifiers:
+        raise InvalidInput("spec.proposedContent.verifiers must be a non-empty list")
+    if len(raw_verifiers) > MAX_VERIFIERS:
+        raise InvalidInput(f"spec.proposedContent.verifiers has more than {MAX_VERIFIERS} keys")
+    verifiers = [
+        common.load_pem_verifier(
+            common.b64(v, f"spec.proposedContent.verifiers[{i}]"),
+            f"spec.proposedContent.verifiers[{i}]",
+        )
+        for i, v in enumerate(raw_verifiers)
+    ]
+    matched = _match(envelope, verifiers, "spec.proposedContent.envelope")
+    signatures = sorted(
+        (
+            {
+                "signature": common.b64e(sig),
+                "verifier": common.b64e(verifiers[j].canonical_pem()),
+            }
+            for sig, j in matched
+        ),
+        key=lambda s: s["signature"],
+    )
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": KIND,
+        "spec": {
+            "envelopeHash": {
+                "algorithm": "sha256",
+                "value": common.sha256_hex(raw_envelope.encode()),
+            },
+            "payloadHash": {"algorithm": "sha256", "value": common.sha256_hex(envelope.payload)},
+            "signatures": signatures,
+        },
+    }
+    return Proposed(KIND, "0.0.1", common.jcs(body))
+
+
+def propose_v002(request: Any) -> Proposed:
+    """Validate a Rekor v2 ``dsseRequestV002`` and build the dsse 0.0.2 entry (JCS)."""
+    what = "dsseRequestV002"
+    request = common.obj(request, what)
+    common.only_keys(request, {"envelope", "verifiers"}, what)
+    envelope = Envelope.from_json(common.obj(request.get("envelope"), f"{what}.envelope"),
+                                  f"{what}.envelope")
+    raw_verifiers = request.get("verifiers")
+    if not isinstance(raw_verifiers, list) or not raw_verifiers:
+        raise InvalidInput(f"{what}.verifiers must be a non-empty list")
+    if len(raw_verifiers) > MAX_VERIFIERS:
+        raise InvalidInput(f"{what}.verifiers has more than {MAX_VERIFIERS} keys")
+    parsed = [
+        parse_verifier_v2(v, f"{what}.verifiers[{i}]") for i, v in enumerate(raw_verifiers)
+    ]
+    matched = _match(envelope, [p[0] for p in parsed], f"{what}.envelope")
+    signatures = [
+        {"content": common.b64e(sig), "verifier": parsed[j][2]}
+        for sig, j in sorted(matched, key=lambda m: m[0])
+    ]
+    body = {
+        "apiVersion": "0.0.2",
+        "kind": KIND,
+        "spec": {
+            "dsseV002": {
+                "payloadHash": {
+                    "algorithm": "SHA2_256",
+                    "digest": common.b64e(bytes.fromhex(common.sha256_hex(envelope.payload))),
+                },
+                "signatures": signatures,
+            }
+        },
+    }
+    return Proposed(KIND, "0.0.2", common.jcs(body))

@@ -1,0 +1,224 @@
+"""HTTP routes of the transparency log (Starlette), relative to each API's base URL.
+
+URL layout (docs/internal-apis.md): Rekor v1 at the port root (``/api/v1/log…``,
+``/api/v1/index/retrieve``); Rekor v2 under ``/rekor``: ``/api/v2/log/entries`` plus the C2SP
+tlog-tiles read API at ``/checkpoint`` and ``/tile/…``, served under ``/api/v2/…`` too because
+which prefix public hosts use is uncertain (protocols.md §4). Handlers only translate HTTP to
+service calls; errors are ``keyless.errors`` exceptions rendered by the one error table.
+
+keyless search (beyond Rekor): ``GET <base>/api/v1/search`` (v1) and ``GET <base>/api/v2/search``
+(v2) with query parameters ``digest=sha256:<hex>``, ``email=``, ``uri=``, ``identity=`` (+
+``issuer=``), ``keyFingerprint=sha256:<hex of DER SPKI>``, ``operator=and|or``,
+``after=<logIndex>``, ``limit=<n>``; the answer is ``{"entries": [...], "more": bool}`` where
+each entry is the API's own entry form (v2 ``TransparencyLogEntry``, v1 ``LogEntry`` map), so
+results can be verified.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from keyless.errors import Conflict, InvalidInput
+from keyless.server.requests import parse_json_object, read_body
+from keyless.services.tlog.engine import LogEngine
+from keyless.services.tlog.service import (
+    RekorV1Service,
+    RekorV2Service,
+    _LogService,
+    query_from_params,
+)
+
+JSON = "application/json"
+IMMUTABLE = "public, max-age=31536000, immutable"
+PARTIAL = "public, max-age=3600"
+CHECKPOINT = "no-cache"
+
+_LEVEL_RE = re.compile(r"^(?:0|[1-9][0-9]?)$")
+_WIDTH_RE = re.compile(r"^[1-9][0-9]{0,2}$")
+_GROUP_RE = re.compile(r"^x[0-9]{3}$")
+_LAST_RE = re.compile(r"^[0-9]{3}$")
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def parse_tile_request(path: str) -> tuple[int | None, int, int | None]:
+    """``<L>/<N>[.p/<W>]`` or ``entries/<N>[.p/<W>]`` → (level or None for entries, N, W).
+
+    Strict C2SP tlog-tiles encoding (protocols.md §5): N in 3-digit groups, all but the last
+    prefixed ``x``, no superfluous leading group; L 0-63; W 1-255. Anything else is a 404-worthy
+    :class:`InvalidInput` naming the rule.
+    """
+    head, _, rest = path.partition("/")
+    if head == "entries":
+        level: int | None = None
+    elif _LEVEL_RE.match(head) and int(head) <= 63:
+        level = int(head)
+    else:
+        raise InvalidInput(f"tile level {head!r} must be 0-63 (or 'entries')")
+    width: int | None = None
+    if ".p/" in rest:
+        rest, w = rest.split(".p/", 1)
+        if not _WIDTH_RE.match(w) or not 1 <= int(w) <= 255:
+            raise InvalidInput("partial tile width must be 1-255")
+        width = int(w)
+    groups = rest.split("/")
+    if not groups or not _LAST_RE.match(groups[-1]) or not all(
+        _GROUP_RE.match(g) for g in groups[:-1]
+    ):
+        raise InvalidInput("tile index must be 3-digit groups, all but the last prefixed 'x'")
+    if len(groups) > 1 and groups[0] == "x000":
+        raise InvalidInput("tile index has a superfluous leading zero group")
+    index = 0
+    for group in groups:
+        index = index * 1000 + int(group.lstrip("x"))
+    return level, index, width
+
+
+def tile_routes(log: LogEngine) -> list[BaseRoute]:
+    """``/checkpoint`` and ``/tile/…`` (C2SP tlog-tiles) over ``log``."""
+
+    async def checkpoint(_request: Request) -> Response:
+        return Response(
+            await log.checkpoint(),
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": CHECKPOINT},
+        )
+
+    async def tile(request: Request) -> Response:
+        level, index, width = parse_tile_request(request.path_params["path"])
+        data = (
+            await log.entry_bundle(index, width)
+            if level is None
+            else await log.tile(level, index, width)
+        )
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Cache-Control": PARTIAL if width else IMMUTABLE},
+        )
+
+    return [
+        Route("/checkpoint", checkpoint, methods=["GET", "HEAD"]),
+        Route("/tile/{path:path}", tile, methods=["GET", "HEAD"]),
+    ]
+
+
+async def _json_body(request: Request, service: _LogService) -> dict[str, Any]:
+    return parse_json_object(await read_body(request, service.limits.max_body))
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw):
+        raise InvalidInput(f"{name} must be an integer")
+    return int(raw)
+
+
+def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
+    params = {k: v for k, v in request.query_params.items() if k not in ("after", "limit")}
+    after = _int_param(request, "after", -1)
+    limit = _int_param(request, "limit", 100)
+    assert after is not None and limit is not None
+    return params, after, limit
+
+
+def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
+    """Rekor v2 routes relative to its base URL (e.g. ``/rekor``)."""
+
+    async def create(request: Request) -> Response:
+        entry, duplicate = await service.create_entry(await _json_body(request, service))
+        return _json(
+            entry, status=200 if duplicate else 201, headers={"x-log-index": entry["logIndex"]}
+        )
+
+    async def search(request: Request) -> Response:
+        params, after, limit = _search_params(request)
+        indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
+        return _json({"entries": [await service.entry_at(i) for i in indexes], "more": more})
+
+    tiles = tile_routes(service.log)
+    return [
+        Route("/api/v2/log/entries", create, methods=["POST"]),
+        Route("/api/v2/search", search, methods=["GET"]),
+        *tiles,
+        *[Route("/api/v2" + r.path, r.endpoint, methods=["GET", "HEAD"])
+          for r in tiles if isinstance(r, Route)],
+    ]
+
+
+def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
+    """Rekor v1 routes relative to its base URL (the port root)."""
+
+    async def create(request: Request) -> Response:
+        entry_id, entry, duplicate = await service.create_entry(
+            await _json_body(request, service)
+        )
+        location = request.url.path.rstrip("/") + "/" + entry_id
+        if duplicate:
+            raise Conflict(
+                "an equivalent entry already exists in the transparency log with UUID "
+                + entry_id,
+                location=location,
+            )
+        return _json(entry, status=201, headers={"ETag": entry_id, "Location": location})
+
+    async def get_entries(request: Request) -> Response:
+        index = _int_param(request, "logIndex")
+        if index is None:
+            raise InvalidInput("logIndex query parameter is required")
+        return _json(await service.entry_by_index(index))
+
+    async def get_entry(request: Request) -> Response:
+        return _json(await service.entry_by_uuid(request.path_params["uuid"]))
+
+    async def retrieve(request: Request) -> Response:
+        return _json(await service.retrieve(await _json_body(request, service)))
+
+    async def log_info(_request: Request) -> Response:
+        return _json(await service.log_info())
+
+    async def proof(request: Request) -> Response:
+        tree_id = request.query_params.get("treeID")
+        if tree_id and tree_id != str(service.tree_id):
+            raise InvalidInput(f"treeID {tree_id} is not this log's tree ({service.tree_id})")
+        first = _int_param(request, "firstSize", 1)
+        assert first is not None
+        return _json(await service.consistency(first, _int_param(request, "lastSize")))
+
+    async def public_key(request: Request) -> Response:
+        tree_id = request.query_params.get("treeID")
+        if tree_id and tree_id != str(service.tree_id):
+            raise InvalidInput(f"treeID {tree_id} is not this log's tree ({service.tree_id})")
+        return Response(service.public_key_pem(), media_type="application/x-pem-file")
+
+    async def index_retrieve(request: Request) -> Response:
+        return _json(await service.index_retrieve(await _json_body(request, service)))
+
+    async def search(request: Request) -> Response:
+        params, after, limit = _search_params(request)
+        indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
+        return _json({"entries": [await service.entry_by_index(i) for i in indexes],
+                      "more": more})
+
+    return [
+        Route("/api/v1/log/entries", create, methods=["POST"]),
+        Route("/api/v1/log/entries", get_entries, methods=["GET"]),
+        Route("/api/v1/log/entries/retrieve", retrieve, methods=["POST"]),
+        Route("/api/v1/log/entries/{uuid}", get_entry, methods=["GET"]),
+        Route("/api/v1/log", log_info, methods=["GET"]),
+        Route("/api/v1/log/proof", proof, methods=["GET"]),
+        Route("/api/v1/log/publicKey", public_key, methods=["GET"]),
+        Route("/api/v1/index/retrieve", index_retrieve, methods=["POST"]),
+        Route("/api/v1/search", search, methods=["GET"]),
+    ]

@@ -1,0 +1,201 @@
+"""Search keys of log entries: by artifact digest, certificate identity + issuer, key fingerprint.
+
+Rekor v2 dropped search (its users asked for it in vain); Rekor v1 offers it through the
+deprecated ``POST /api/v1/index/retrieve`` (protocols.md §3). keyless derives the keys **only from
+the canonical body** that is in the log, so the index can always be rebuilt by re-reading the
+log's own entries (:meth:`SearchIndexer.rebuild`); nothing the client sent outside the body counts.
+
+Key spellings (stored in ``storage.search_index`` per log name):
+
+* ``digest:<alg>:<hex>`` — artifact digest (hashedrekord data, DSSE/in-toto payload hash, and the
+  ``subject[].digest`` values of an in-toto statement payload where the body carries the payload);
+* ``email:<address>`` (lower-cased) and ``uri:<uri>`` — SANs of a verifier certificate;
+* ``identity:<issuer>|<san>`` — SAN together with the OIDC issuer (Fulcio ext. 57264.1.8/.1.1);
+* ``key:sha256:<hex>`` — SHA-256 of the verifier's DER SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from keyless.errors import InvalidInput
+
+ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+
+_V2_HASH = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
+
+
+def digest_key(algorithm: str, hex_digest: str) -> str:
+    """Key of an artifact digest (``algorithm`` as ``sha256``…)."""
+    return f"digest:{algorithm.lower()}:{hex_digest.lower()}"
+
+
+def email_key(email: str) -> str:
+    """Key of a SAN e-mail address (case-insensitive, as Rekor's index)."""
+    return f"email:{email.lower()}"
+
+
+def uri_key(uri: str) -> str:
+    """Key of a SAN URI (exact)."""
+    return f"uri:{uri}"
+
+
+def identity_key(issuer: str, san: str) -> str:
+    """Key of a SAN bound to its OIDC issuer (e-mail SANs lower-cased)."""
+    return f"identity:{issuer}|{san.lower() if '@' in san and '://' not in san else san}"
+
+
+def key_fingerprint_key(spki_der: bytes) -> str:
+    """Key of a public key: SHA-256 of its DER SubjectPublicKeyInfo."""
+    return f"key:sha256:{hashlib.sha256(spki_der).hexdigest()}"
+
+
+def _issuer(cert: x509.Certificate) -> str | None:
+    for ext in cert.extensions:
+        if ext.oid == ISSUER_V2 and isinstance(ext.value, x509.UnrecognizedExtension):
+            raw = ext.value.value
+            # DER UTF8String: tag 0x0C, short or long length.
+            if len(raw) >= 2 and raw[0] == 0x0C:
+                offset = 2 if raw[1] < 0x80 else 2 + (raw[1] & 0x7F)
+                return raw[offset:].decode("utf-8", "replace")
+    for ext in cert.extensions:
+        if ext.oid == ISSUER_V1 and isinstance(ext.value, x509.UnrecognizedExtension):
+            return ext.value.value.decode("utf-8", "replace")
+    return None
+
+
+def certificate_keys(cert: x509.Certificate) -> list[str]:
+    """Identity keys of a (Fulcio-style) certificate plus its key fingerprint."""
+    keys = [key_fingerprint_key(_spki(cert.public_key()))]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return keys
+    issuer = _issuer(cert)
+    names: list[str] = []
+    for email in san.get_values_for_type(x509.RFC822Name):
+        keys.append(email_key(email))
+        names.append(email)
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        keys.append(uri_key(uri))
+        names.append(uri)
+    if issuer:
+        keys.extend(identity_key(issuer, name) for name in names)
+    return keys
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def pem_keys(pem: bytes) -> list[str]:
+    """Keys of a PEM certificate or PEM public key (Rekor v1 bodies)."""
+    try:
+        if b"CERTIFICATE" in pem:
+            return certificate_keys(x509.load_pem_x509_certificate(pem))
+        return [key_fingerprint_key(_spki(serialization.load_pem_public_key(pem)))]
+    except (ValueError, TypeError):
+        return []
+
+
+def _verifier_v2_keys(verifier: dict[str, Any]) -> list[str]:
+    try:
+        if "x509Certificate" in verifier:
+            der = base64.b64decode(verifier["x509Certificate"]["rawBytes"])
+            return certificate_keys(x509.load_der_x509_certificate(der))
+        der = base64.b64decode(verifier["publicKey"]["rawBytes"])
+        return [key_fingerprint_key(_spki(serialization.load_der_public_key(der)))]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return []
+
+
+def _statement_subject_keys(payload: bytes) -> list[str]:
+    """Digests of an in-toto statement's subjects (what users search attestations by)."""
+    try:
+        statement = json.loads(payload)
+    except (ValueError, RecursionError):
+        return []
+    keys: list[str] = []
+    subjects = statement.get("subject") if isinstance(statement, dict) else None
+    for subject in subjects if isinstance(subjects, list) else []:
+        digests = subject.get("digest") if isinstance(subject, dict) else None
+        if isinstance(digests, dict):
+            keys.extend(
+                digest_key(alg, value)
+                for alg, value in digests.items()
+                if isinstance(alg, str) and isinstance(value, str) and value.isalnum()
+            )
+    return keys
+
+
+def keys_for_body(body: bytes) -> list[str]:
+    """Every search key of a canonical body (any kind/version the log stores), deduplicated."""
+    try:
+        entry = json.loads(body)
+        keys = _keys(entry["kind"], entry["apiVersion"], entry["spec"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RecursionError):
+        return []
+    return list(dict.fromkeys(keys))
+
+
+def _keys(kind: str, version: str, spec: dict[str, Any]) -> list[str]:
+    if (kind, version) == ("hashedrekord", "0.0.1"):
+        hash_ = spec["data"]["hash"]
+        pem = base64.b64decode(spec["signature"]["publicKey"]["content"])
+        return [digest_key(hash_["algorithm"], hash_["value"]), *pem_keys(pem)]
+    if (kind, version) == ("hashedrekord", "0.0.2"):
+        inner = spec["hashedRekordV002"]
+        data = inner["data"]
+        hex_digest = base64.b64decode(data["digest"]).hex()
+        return [
+            digest_key(_V2_HASH.get(data["algorithm"], data["algorithm"]), hex_digest),
+            *_verifier_v2_keys(inner["signature"]["verifier"]),
+        ]
+    if (kind, version) == ("dsse", "0.0.1"):
+        keys = [digest_key("sha256", spec["payloadHash"]["value"]),
+                digest_key("sha256", spec["envelopeHash"]["value"])]
+        for sig in spec["signatures"]:
+            keys.extend(pem_keys(base64.b64decode(sig["verifier"])))
+        return keys
+    if (kind, version) == ("dsse", "0.0.2"):
+        inner = spec["dsseV002"]
+        keys = [digest_key("sha256", base64.b64decode(inner["payloadHash"]["digest"]).hex())]
+        for sig in inner["signatures"]:
+            keys.extend(_verifier_v2_keys(sig["verifier"]))
+        return keys
+    if (kind, version) == ("intoto", "0.0.2"):
+        content = spec["content"]
+        keys = [digest_key("sha256", content["payloadHash"]["value"]),
+                digest_key("sha256", content["hash"]["value"])]
+        envelope = content["envelope"]
+        payload = base64.b64decode(base64.b64decode(envelope["payload"]))
+        keys.extend(_statement_subject_keys(payload))
+        for sig in envelope["signatures"]:
+            keys.extend(pem_keys(base64.b64decode(sig["publicKey"])))
+        return keys
+    return []
+
+
+def parse_digest_query(value: str) -> str:
+    """``sha256:<hex>`` (or bare 64-hex SHA-256) from a search request, as a digest key."""
+    algorithm, _, hex_digest = value.partition(":") if ":" in value else ("sha256", "", value)
+    algorithm = algorithm.lower()
+    sizes = {"sha256": 64, "sha384": 96, "sha512": 128}
+    hex_digest = hex_digest.lower()
+    if algorithm not in sizes:
+        raise InvalidInput("hash must be sha256:, sha384: or sha512: followed by a hex digest")
+    if len(hex_digest) != sizes[algorithm] or any(c not in "0123456789abcdef" for c in hex_digest):
+        raise InvalidInput(f"hash must be {sizes[algorithm]} hex digits for {algorithm}")
+    return digest_key(algorithm, hex_digest)
