@@ -127,17 +127,14 @@ def _check_nonce(nonce: int) -> int:
     if nonce < 0:
         raise TimestampRejected("nonce must not be negative", failure=BAD_REQUEST)
     if nonce.bit_length() > MAX_NONCE_BITS:
-        raise TimestampRejected(
-            f"nonce is longer than {MAX_NONCE_BITS} bits", failure=BAD_REQUEST
-        )
+        raise TimestampRejected(f"nonce is longer than {MAX_NONCE_BITS} bits", failure=BAD_REQUEST)
     return nonce
 
 
 def _hash_for(digest: bytes, algorithm: HashAlgorithm | None, label: str) -> HashAlgorithm:
     if algorithm is None:
         raise TimestampRejected(
-            f"unsupported hash algorithm {label}; use one of "
-            + ", ".join(HASH_ALGORITHMS),
+            f"unsupported hash algorithm {label}; use one of " + ", ".join(HASH_ALGORITHMS),
             failure=BAD_ALG,
         )
     if len(digest) != algorithm.digest_size:
@@ -381,9 +378,7 @@ class TokenBuilder:
         # messageImprint AlgorithmIdentifiers, with and without explicit NULL parameters.
         self._imprint_alg_der: dict[tuple[str, bool], bytes] = {}
         for name in HASH_ALGORITHMS:
-            self._imprint_alg_der[(name, False)] = algos.DigestAlgorithm(
-                {"algorithm": name}
-            ).dump()
+            self._imprint_alg_der[(name, False)] = algos.DigestAlgorithm({"algorithm": name}).dump()
             self._imprint_alg_der[(name, True)] = algos.DigestAlgorithm(
                 {"algorithm": name, "parameters": core.Null()}
             ).dump()

@@ -126,4 +126,3 @@ class TimestampService:
     async def close(self) -> None:
         """Stop background work."""
         await self.guard.close()
-

@@ -1,0 +1,255 @@
+"""Benchmark: RFC 3161 timestamps per second and latency over HTTP with concurrent clients.
+
+Starts the TSA alone (``keyless.services.tsa.standalone``) under uvicorn on a free 127.0.0.1
+port, then drives it from separate client processes, each keeping ``--connections`` keep-alive
+HTTP/1.1 connections busy with sigstore-python-shaped queries (DER, SHA-256, random nonce,
+certReq=true). Every response is checked for status 200; a sample is verified cryptographically
+with rfc3161-client against the published chain. Prints throughput, p50/p95/p99 and the
+machine's core count and load (the machine is shared, so figures are pessimistic).
+
+    .venv/bin/python bench/tsa.py [--seconds 10] [--workers 2] [--clients 2] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography import x509
+from rfc3161_client import VerifierBuilder, decode_timestamp_response
+
+from keyless.formats.tsp import encode_query
+
+PATH = "/api/v1/timestamp"
+
+
+def make_requests(port: int, count: int = 256) -> list[tuple[bytes, bytes]]:
+    """``count`` distinct HTTP requests and the message each one timestamps."""
+    out = []
+    for _ in range(count):
+        message = secrets.token_bytes(64)
+        body = encode_query(
+            hashlib.sha256(message).digest(), nonce=secrets.randbits(64), cert_req=True
+        )
+        head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/timestamp-query\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        out.append((head + body, message))
+    return out
+
+
+async def _connection(
+    port: int,
+    requests: list[tuple[bytes, bytes]],
+    start: float,
+    stop: float,
+    latencies: list[float],
+    samples: list[tuple[bytes, bytes]],
+) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    errors = 0
+    i = secrets.randbelow(len(requests))
+    while True:
+        raw, message = requests[i % len(requests)]
+        i += 1
+        t0 = time.perf_counter()
+        if t0 >= stop:
+            break
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await reader.readexactly(length)
+        t1 = time.perf_counter()
+        if status != 200:
+            errors += 1
+        elif t0 >= start:
+            latencies.append(t1 - t0)
+            if len(samples) < 20 and secrets.randbelow(200) == 0:
+                samples.append((body, message))
+    writer.close()
+    return errors
+
+
+def client_process(
+    port: int,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    out: mp.Queue,  # type: ignore[type-arg]
+) -> None:
+    """One load-generating process (uvloop when available)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    requests = make_requests(port)
+    latencies: list[float] = []
+    samples: list[tuple[bytes, bytes]] = []
+
+    async def main() -> int:
+        now = time.perf_counter()
+        start, stop = now + warmup, now + warmup + seconds
+        results = await asyncio.gather(
+            *(
+                _connection(port, requests, start, stop, latencies, samples)
+                for _ in range(connections)
+            )
+        )
+        return sum(results)
+
+    errors = asyncio.run(main())
+    out.put((latencies, errors, samples))
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
+def wait_ready(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(
+                    b"GET /api/v1/timestamp/certchain HTTP/1.1\r\n"
+                    b"Host: x\r\nConnection: close\r\n\r\n"
+                )
+                if s.recv(12).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("TSA did not start")
+
+
+def fetch_chain(port: int) -> list[x509.Certificate]:
+    import httpx
+
+    r = httpx.get(f"http://127.0.0.1:{port}/api/v1/timestamp/certchain")
+    r.raise_for_status()
+    return x509.load_pem_x509_certificates(r.content)
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--clients", type=int, default=1, help="load-generating processes")
+    ap.add_argument("--connections", type=int, default=32, help="connections per client process")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # uvicorn's --fd assumes a Unix socket (no TCP_NODELAY: 40 ms delayed-ACK stalls), so the
+        # workers bind the port themselves; it is picked free just before.
+        sock = free_socket()
+        port = sock.getsockname()[1]
+        sock.close()
+        env = dict(os.environ, KEYLESS_TSA_DIR=str(Path(tmp) / "tsa"))
+        # Generate the credentials once, before the workers start, so all share one chain.
+        subprocess.run(
+            [sys.executable, "-c", "import keyless.services.tsa.standalone as s; s.app_from_env()"],
+            env=env,
+            check=True,
+        )
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "keyless.services.tsa.standalone:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        try:
+            wait_ready(port)
+            chain = fetch_chain(port)
+            queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            procs = [
+                mp.Process(
+                    target=client_process,
+                    args=(port, args.connections, args.warmup, args.seconds, queue),
+                )
+                for _ in range(args.clients)
+            ]
+            for p in procs:
+                p.start()
+            results = [queue.get() for _ in procs]
+            for p in procs:
+                p.join()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    latencies = sorted(x for lat, _, _ in results for x in lat)
+    errors = sum(e for _, e, _ in results)
+    samples = [s for _, _, ss in results for s in ss]
+    verifier = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1]).build()
+    for body, message in samples:
+        verifier.verify_message(decode_timestamp_response(body), message)
+
+    ok = len(latencies)
+    rate = ok / args.seconds
+    p50, p95, p99 = (percentile(latencies, p) * 1000 for p in (50, 95, 99))
+    load = os.getloadavg()
+    print(f"cores: {os.cpu_count()}  load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"config: {args.workers} uvicorn workers, {args.clients} client processes x "
+        f"{args.connections} connections, {args.seconds:.0f} s measured "
+        f"after {args.warmup:.0f} s warm-up"
+    )
+    print(f"timestamps: {ok} ok, {errors} non-200")
+    print(f"throughput: {rate:,.0f} timestamps/s")
+    print(
+        f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1] * 1000:.2f}"
+    )
+    print(f"verified with rfc3161-client: {len(samples)} sampled responses")
+    target = rate >= 3000 and p95 <= 50
+    print(f"target (>= 3000/s, p95 <= 50 ms): {'met' if target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
