@@ -1,0 +1,25 @@
+"""The Fulcio-compatible certificate authority (protocols.md §1)."""
+
+from __future__ import annotations
+
+from keyless.services.ca.authority import (
+    CAMaterial,
+    create_with_signer,
+    load_from_files,
+    load_or_create,
+)
+from keyless.services.ca.replay import TokenReplayGuard, TokenReusedError
+from keyless.services.ca.routes import CARoutes
+from keyless.services.ca.service import CAService, IssuedCertificate
+
+__all__ = [
+    "CAMaterial",
+    "CARoutes",
+    "CAService",
+    "IssuedCertificate",
+    "TokenReplayGuard",
+    "TokenReusedError",
+    "create_with_signer",
+    "load_from_files",
+    "load_or_create",
+]

@@ -1,0 +1,130 @@
+"""The Fulcio-compatible CA: verified identity + proven key → 10-minute certificate with SCT.
+
+Issuance (protocols.md §1, §2, Fulcio ``pkg/server/grpc_server.go``):
+
+1. verify the identity token (:class:`keyless.identity.IdentityVerifier`, protocols.md §1.3);
+2. check the proof of possession (:mod:`keyless.services.ca.pop`, §1.2);
+3. bind the token to the key (:mod:`keyless.services.ca.replay`, Fulcio issue #975);
+4. build the precertificate (profile §1.4 + critical poison), log it in the CT log in-process and
+   get one SCT (§2 steps 1, 2);
+5. build the final certificate from the same profile: the precert's TBS minus poison plus the
+   SCT list, extension order kept (§2 step 3, RFC 6962 §3.3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+
+from keyless.formats.sct import SignedCertificateTimestamp, encode_sct_list_extension
+from keyless.formats.x509profile import (
+    LeafProfile,
+    build_final_certificate,
+    build_precertificate,
+    certificate_pem,
+    sigstore_extensions,
+)
+from keyless.identity import Identity, IssuerConfig
+from keyless.server.keys import PublicKey
+from keyless.services.ca.authority import CAMaterial
+from keyless.services.ca.pop import spki_der, verify_challenge, verify_csr
+from keyless.services.ca.replay import TokenReplayGuard
+
+
+class TokenVerifier(Protocol):
+    """What the CA needs of :class:`keyless.identity.IdentityVerifier`."""
+
+    async def verify(self, token: str) -> Identity: ...
+
+    @property
+    def issuers(self) -> tuple[IssuerConfig, ...]: ...
+
+
+class PrecertificateLog(Protocol):
+    """What the CA needs of :class:`keyless.services.ctlog.CTLogService` (in-process CT)."""
+
+    async def log_precertificate(
+        self, precert: x509.Certificate, chain: Sequence[x509.Certificate]
+    ) -> SignedCertificateTimestamp: ...
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A leaf with its chain (issuer → root) and the SCT embedded in it."""
+
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    sct: SignedCertificateTimestamp
+
+    def pem_chain(self) -> list[str]:
+        """Leaf first, then intermediate(s), then root; each standard PEM (interop.md §5.3)."""
+        return [certificate_pem(self.leaf), *(certificate_pem(c) for c in self.chain)]
+
+
+class CAService:
+    """Issues code-signing certificates; constructor-injected keys, identity, CT log and clock."""
+
+    def __init__(
+        self,
+        *,
+        material: CAMaterial,
+        identity: TokenVerifier,
+        ctlog: PrecertificateLog,
+        replay_guard: TokenReplayGuard,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.material = material
+        self._identity = identity
+        self._ctlog = ctlog
+        self._replay = replay_guard
+        self._clock = clock
+
+    # -- what the trusted root needs ---------------------------------------------------------
+    def chain_der(self) -> list[bytes]:
+        """CA certificates intermediate → root, DER (trusted root ``certChain``)."""
+        return self.material.chain_der()
+
+    def chain_pem(self) -> list[str]:
+        return self.material.chain_pem()
+
+    def issuers_api(self) -> list[dict[str, Any]]:
+        """``GET /api/v2/configuration`` ``issuers`` (protocols.md §1.3)."""
+        return [i.to_api() for i in self._identity.issuers]
+
+    # -- issuance ------------------------------------------------------------------------------
+    async def issue_for_csr(
+        self, token: str, csr: x509.CertificateSigningRequest
+    ) -> IssuedCertificate:
+        """Certify the key of a self-signed CSR (sigstore-python, cosign)."""
+        key = verify_csr(csr)
+        identity = await self._identity.verify(token)
+        return await self._issue(token, identity, key)
+
+    async def issue_for_key(self, token: str, key: PublicKey, proof: bytes) -> IssuedCertificate:
+        """Certify ``key`` proven by a signature over the identity's challenge (sigstore-js)."""
+        identity = await self._identity.verify(token)
+        verify_challenge(key, proof, identity.pop_subject)
+        return await self._issue(token, identity, key)
+
+    async def _issue(self, token: str, identity: Identity, key: PublicKey) -> IssuedCertificate:
+        await self._replay.bind(token, spki_der(key), identity.expires_at)
+        now = dt.datetime.fromtimestamp(self._clock(), dt.UTC).replace(microsecond=0)
+        profile = LeafProfile(
+            public_key=key,
+            san=identity.subject_alternative_name,
+            san_type=identity.san_type,
+            not_before=now,
+            extensions=sigstore_extensions(identity.issuer_type, identity.issuer, identity.claims),
+        )
+        issuer = self.material.issuer
+        precert = build_precertificate(profile, issuer, self.material.signer)
+        sct = await self._ctlog.log_precertificate(precert, self.material.chain)
+        leaf = build_final_certificate(
+            profile, issuer, self.material.signer, encode_sct_list_extension([sct])
+        )
+        return IssuedCertificate(leaf, self.material.chain, sct)
