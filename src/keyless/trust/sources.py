@@ -1,0 +1,101 @@
+"""Where the client's trust material comes from (contracts.md §4; protocols.md §7, §10).
+
+In order of precedence: ``--trust-config FILE`` (a ClientTrustConfig), ``--server URL`` (fetches
+``URL/client-trust-config.json`` from a keyless instance), or the public-good production trusted
+root shipped as package data, refreshed through TUF (:mod:`keyless.trust.tuf`) at most once per
+window and never with ``offline=True``. Only the paths that need the network import ``httpx`` or
+``tuf``; the offline path reads one packaged file.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from keyless.errors import ConfigError, InvalidInput
+from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
+
+#: The public-good production TUF repository (protocols.md §10).
+PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
+TRUST_CONFIG_PATH = "client-trust-config.json"
+
+
+def packaged(name: str) -> bytes:
+    """A file shipped under ``keyless/_data`` (production ``trusted_root.json``, ``root.json``)."""
+    return (resources.files("keyless") / "_data" / name).read_bytes()
+
+
+def production_trusted_root() -> TrustedRoot:
+    """The public-good production trusted root as shipped with the package (no network)."""
+    return TrustedRoot.from_json(packaged("trusted_root.json"))
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)!r}: {exc.strerror}") from exc
+
+
+def load_trusted_root(path: str | os.PathLike[str]) -> TrustedRoot:
+    """A ``trusted_root.json`` file; malformed roots are a ConfigError naming the field."""
+    try:
+        return TrustedRoot.from_json(_read(path, "trusted root"))
+    except InvalidInput as exc:
+        raise ConfigError(f"invalid trusted root {os.fspath(path)!r}: {exc}") from exc
+
+
+def load_signing_config(path: str | os.PathLike[str]) -> SigningConfig:
+    """A ``signing_config.v0.2.json`` file."""
+    try:
+        return SigningConfig.from_json(_read(path, "signing config"))
+    except InvalidInput as exc:
+        raise ConfigError(f"invalid signing config {os.fspath(path)!r}: {exc}") from exc
+
+
+def load_client_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
+    """A ClientTrustConfig file (``--trust-config``)."""
+    try:
+        return ClientTrustConfig.from_json(_read(path, "trust config"))
+    except InvalidInput as exc:
+        raise ConfigError(f"invalid trust config {os.fspath(path)!r}: {exc}") from exc
+
+
+def fetch_client_trust_config(server: str, *, timeout: float = 10.0) -> ClientTrustConfig:
+    """``GET <server>/client-trust-config.json`` from a keyless instance (contracts.md §2)."""
+    import httpx
+
+    url = server.rstrip("/") + "/" + TRUST_CONFIG_PATH
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot fetch the trust config from {url}: {exc}") from exc
+    try:
+        return ClientTrustConfig.from_json(response.content)
+    except InvalidInput as exc:
+        raise ConfigError(f"invalid trust config from {url}: {exc}") from exc
+
+
+def resolve_trust(
+    *,
+    trust_config: str | None = None,
+    server: str | None = None,
+    offline: bool = False,
+    tuf_cache: str | None = None,
+) -> ClientTrustConfig:
+    """The trust material chosen by the CLI options (see the module docstring)."""
+    if trust_config is not None and server is not None:
+        raise ConfigError("give at most one of --trust-config and --server")
+    if trust_config is not None:
+        return load_client_trust_config(trust_config)
+    if server is not None:
+        if offline:
+            raise ConfigError("--server needs the network; drop --offline or use --trust-config")
+        return fetch_client_trust_config(server)
+    if offline:
+        return ClientTrustConfig(production_trusted_root())
+    from keyless.trust.tuf import TufTrust
+
+    return TufTrust.production(cache_dir=tuf_cache).client_trust_config()
