@@ -1,0 +1,364 @@
+"""``TransparencyLog``: the one log engine behind the CT log, Rekor v1 and Rekor v2.
+
+Writes (Tessera / Sunlight design, architecture.md "Layers"): :meth:`TransparencyLog.add` hashes the
+entry, queues it and waits. A single integrator task takes everything queued — up to ``max_batch``
+entries, after waiting at most ``batch_age`` seconds for company — and runs one
+:class:`keyless.log.sequencer.Sequencer` step on the log's writer thread: dedup, sequence,
+integrate, tiles, signed checkpoint, one atomic commit. So ``add`` returns only once its entry is
+durably sequenced *and* covered by a durable signed checkpoint, with an inclusion proof. When idle a
+lone write is a batch of one (no artificial delay); under load batches grow by themselves while the
+previous commit is in flight. The queue is bounded: beyond ``max_pending`` waiting entries ``add``
+raises :class:`keyless.errors.Pushback` (HTTP 429/503 with Retry-After).
+
+Seeding (interop.md §5 gotcha 1): sigstore-js drops zero values from bundles, so log index 0 and a
+proof over a 1-leaf tree break sigstore-python. A personality therefore passes ``seed=[…]``:
+when the log is created, those entries are sequenced first (once, under the sequencing lock), so
+no real entry
+ever gets index 0 and the smallest tree a real entry is proven in has two leaves.
+
+Reads are served from tiles and the entry table: checkpoint, tiles (partial ``.p/W`` served by
+truncating a wider tile, tlog-tiles), entry bundles, entries, inclusion and consistency proofs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from keyless.errors import InvalidInput, NotFound, Pushback, StorageError, TooLarge
+from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.tiles import (
+    MAX_ENTRY_SIZE,
+    decode_entry_bundle,
+    encode_entry_bundle,
+    entries_path,
+    tile_path,
+)
+from keyless.log.edge import HASH, tile_width
+from keyless.log.nodes import NodeReader
+from keyless.log.sequencer import Outcome, Pending, Sequencer
+from keyless.merkle import consistency_proof, inclusion_proof, leaf_hash
+from keyless.storage import Storage, check_log_name
+from keyless.storage.model import LogHead, StoredEntry
+
+_log = logging.getLogger(__name__)
+
+SeedEntry = bytes | tuple[bytes, bytes]
+"""A seed: the leaf, or (leaf, bundle entry) when the bundle carries something else (static-ct)."""
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`TransparencyLog.add` returns: the entry's place and the proof of it."""
+
+    index: int
+    leaf_hash: bytes
+    integrated_time: int  # unix seconds, stored with the entry
+    duplicate: bool
+    tree_size: int
+    root_hash: bytes
+    checkpoint: bytes  # the signed note that covers the entry
+    inclusion_proof: list[bytes]  # proof of ``index`` in ``tree_size`` (RFC 9162 §2.1.3.1)
+
+
+@dataclass
+class _Waiter:
+    pending: Pending
+    future: asyncio.Future[AddResult]
+
+
+class TransparencyLog:
+    """One append-only Merkle log stored under ``name`` in ``storage``.
+
+    ``origin`` is the checkpoint origin line (C2SP tlog-checkpoint); ``signer`` signs the notes.
+    ``checkpoint_extensions`` returns extra body lines for each new checkpoint (Rekor v1 adds a
+    timestamp line). ``seed`` entries are sequenced when the log is created (see module docstring).
+    ``max_batch`` / ``batch_age`` / ``max_pending`` tune batching and back-pressure.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        name: str,
+        origin: str,
+        signer: NoteSigner,
+        clock: Callable[[], float] = time.time,
+        seed: Sequence[SeedEntry] = (),
+        checkpoint_extensions: Callable[[], Sequence[str]] | None = None,
+        max_batch: int = 4096,
+        batch_age: float = 0.0,
+        max_pending: int = 65536,
+    ) -> None:
+        self.name = check_log_name(name)
+        self.origin = origin
+        self._storage = storage
+        self._store = storage.log_store
+        self._clock = clock
+        self._seed = list(seed)
+        self._max_batch = max_batch
+        self._batch_age = batch_age
+        self._max_pending = max_pending
+        self._queue: deque[_Waiter] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._head: LogHead | None = None
+        self.nodes = NodeReader(
+            lambda path: self._store.read_tile(self.name, path), self._head_size
+        )
+        self._sequencer = Sequencer(
+            origin=origin,
+            signer=signer,
+            clock=clock,
+            extensions=checkpoint_extensions,
+            nodes=self.nodes,
+        )
+        self._proofs: set[asyncio.Task[None]] = set()
+
+    # lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover (reconcile tiles with the head, repair lost tiles), seed a new log, start."""
+        self._head = await self._storage.run_writer(self.name, self._open)
+        self._task = asyncio.create_task(self._integrate(), name=f"keyless-log-{self.name}")
+
+    def _open(self) -> LogHead:
+        with self._store.sequencing(self.name) as session:
+            head = self._sequencer.sync(session)
+            if head.size == 0 and self._seed:
+                items = []
+                for seed in self._seed:
+                    leaf, bundle = seed if isinstance(seed, tuple) else (seed, None)
+                    h = leaf_hash(leaf)
+                    items.append(Pending(leaf, bundle, h, h))
+                _outcomes, head = self._sequencer.sequence(session, items)
+            else:
+                # commits repairs of lost tiles found while loading, if any
+                _outcomes, head = self._sequencer.sequence(session, [])
+            return head
+
+    async def close(self) -> None:
+        """Finish the queued batches, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._proofs:
+            await asyncio.gather(*self._proofs, return_exceptions=True)
+
+    # writes -----------------------------------------------------------------------------------
+    async def add(
+        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
+    ) -> AddResult:
+        """Append ``leaf``; return once it is durably sequenced and covered by a signed checkpoint.
+
+        ``bundle_entry`` is what the entry bundle carries (default: the leaf); ``dedup_key``
+        defaults to the leaf hash, and an entry whose key is already in the log is answered with
+        the existing index and ``duplicate=True``.
+        """
+        if self._task is None or self._closing:
+            raise StorageError(f"log {self.name} is not running")
+        if len(self._queue) >= self._max_pending:
+            raise Pushback(
+                f"log {self.name} has {len(self._queue)} entries waiting to be sequenced",
+                retry_after=1.0,
+            )
+        if len(bundle_entry if bundle_entry is not None else leaf) > MAX_ENTRY_SIZE:
+            raise TooLarge(f"a log entry may be at most {MAX_ENTRY_SIZE} bytes (C2SP tlog-tiles)")
+        h = leaf_hash(leaf)
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(
+            _Waiter(
+                Pending(leaf, bundle_entry, h, dedup_key if dedup_key is not None else h), future
+            )
+        )
+        self._wake.set()
+        return await future
+
+    async def _integrate(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._batch_age > 0 and len(self._queue) < self._max_batch and not self._closing:
+                deadline = loop.time() + self._batch_age
+                while len(self._queue) < self._max_batch and loop.time() < deadline:
+                    await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
+            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+            items = [w.pending for w in batch]
+            try:
+                outcomes, head = await self._storage.run_writer(self.name, self._sequence, items)
+            except Exception as exc:
+                failures += 1
+                _log.warning("log %s: batch of %d failed: %s", self.name, len(batch), exc)
+                error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                for waiter in batch:
+                    if not waiter.future.done():
+                        waiter.future.set_exception(error)
+                await asyncio.sleep(min(1.0, 0.01 * 2**failures))
+                continue
+            failures = 0
+            self._head = head
+            task = asyncio.create_task(self._answer(batch, outcomes, head))
+            self._proofs.add(task)
+            task.add_done_callback(self._proofs.discard)
+
+    def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
+        with self._store.sequencing(self.name) as session:
+            return self._sequencer.sequence(session, items)
+
+    async def _answer(self, batch: list[_Waiter], outcomes: list[Outcome], head: LogHead) -> None:
+        """Compute every waiter's inclusion proof off the event loop, then wake them."""
+        try:
+            proofs = await self._storage.run(
+                self._proofs_for, [o.index for o in outcomes], head.size
+            )
+        except Exception as exc:
+            error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+            for waiter in batch:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            return
+        for waiter, outcome, proof in zip(batch, outcomes, proofs, strict=True):
+            if waiter.future.done():
+                continue
+            waiter.future.set_result(
+                AddResult(
+                    index=outcome.index,
+                    leaf_hash=waiter.pending.leaf_hash,
+                    integrated_time=outcome.integrated_time,
+                    duplicate=outcome.duplicate,
+                    tree_size=head.size,
+                    root_hash=head.root_hash,
+                    checkpoint=head.checkpoint,
+                    inclusion_proof=proof,
+                )
+            )
+
+    def _proofs_for(self, indexes: list[int], size: int) -> list[list[bytes]]:
+        get_hash = self.nodes.get_hash
+        return [inclusion_proof(index, size, get_hash) for index in indexes]
+
+    # reads ------------------------------------------------------------------------------------
+    def _head_size(self) -> int:
+        head = self._store.head(self.name)
+        return head.size if head else 0
+
+    async def head(self) -> LogHead:
+        """The latest committed head (read from storage: other processes may have moved it)."""
+        head = await self._storage.run(self._store.head, self.name)
+        if head is None:
+            raise NotFound(f"log {self.name} has not been created")
+        self._head = head
+        return head
+
+    async def checkpoint(self) -> bytes:
+        """The latest signed checkpoint (C2SP signed note)."""
+        return (await self.head()).checkpoint
+
+    async def tree(self) -> tuple[int, bytes]:
+        """(size, root hash) of the latest checkpoint."""
+        head = await self.head()
+        return head.size, head.root_hash
+
+    async def tile(self, level: int, index: int, width: int | None = None) -> bytes:
+        """Hash tile ``(level, index)``, full or the first ``width`` hashes (C2SP tlog-tiles)."""
+        _check_tile_args(level, index, width)
+        return await self._storage.run(self._read_tile, level, index, width)
+
+    def _read_tile(self, level: int, index: int, width: int | None) -> bytes:
+        data = self._store.read_tile(self.name, tile_path(level, index, width))
+        if data is not None:
+            return data
+        want = 256 if width is None else width
+        size = self._head_size()
+        have = tile_width(size, level, index)
+        if have < want:
+            raise NotFound(f"tile {tile_path(level, index, width)} is beyond the tree")
+        data = self._wider(tile_path(level, index), level, index, have, size)
+        if data is None or len(data) < HASH * want:
+            raise NotFound(f"tile {tile_path(level, index, width)} is missing")
+        return data[: HASH * want]
+
+    def _wider(self, full: str, level: int, index: int, have: int, size: int) -> bytes | None:
+        if have == 256:
+            return self._store.read_tile(self.name, full)
+        data = self._store.read_tile(self.name, tile_path(level, index, have))
+        return data if data is not None else self._store.read_tile(self.name, full)
+
+    async def entry_bundle(self, index: int, width: int | None = None) -> bytes:
+        """Entry bundle ``index``, full or its first ``width`` entries (C2SP tlog-tiles)."""
+        _check_tile_args(0, index, width)
+        return await self._storage.run(self._read_bundle, index, width)
+
+    def _read_bundle(self, index: int, width: int | None) -> bytes:
+        data = self._store.read_tile(self.name, entries_path(index, width))
+        if data is not None:
+            return data
+        want = 256 if width is None else width
+        size = self._head_size()
+        have = tile_width(size, 0, index)
+        if have < want:
+            raise NotFound(f"entry bundle {entries_path(index, width)} is beyond the tree")
+        path = entries_path(index, None if have == 256 else have)
+        data = self._store.read_tile(self.name, path)
+        if data is None:
+            data = self._store.read_tile(self.name, entries_path(index))
+        if data is None:
+            raise NotFound(f"entry bundle {entries_path(index, width)} is missing")
+        entries = decode_entry_bundle(data)
+        if len(entries) < want:
+            raise NotFound(f"entry bundle {entries_path(index, width)} is missing")
+        return encode_entry_bundle(entries[:want])
+
+    async def entry(self, index: int) -> StoredEntry:
+        """The stored entry at ``index`` (leaf, bundle entry, integrated time)."""
+        if index < 0:
+            raise NotFound(f"no entry {index} in log {self.name}")
+        found = await self._storage.run(self._store.entries, self.name, index, index + 1)
+        if not found:
+            raise NotFound(f"no entry {index} in log {self.name}")
+        return found[0]
+
+    async def entries(self, start: int, end: int) -> list[StoredEntry]:
+        """Stored entries ``start ≤ index < end`` (at most what exists)."""
+        if start < 0 or end < start:
+            raise InvalidInput(f"bad entry range [{start}, {end})")
+        return await self._storage.run(self._store.entries, self.name, start, end)
+
+    async def index_of(self, key: bytes) -> int | None:
+        """The index of the entry with this dedup key (or, failing that, this leaf hash)."""
+        return await self._storage.run(self._store.index_of, self.name, key)
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 audit path of ``index`` in the tree of ``tree_size`` leaves."""
+        head = await self.head()
+        if not 0 <= index < tree_size:
+            raise InvalidInput(f"index {index} is not in a tree of size {tree_size}")
+        if tree_size > head.size:
+            raise NotFound(f"tree size {tree_size} is beyond the log's size {head.size}")
+        return await self._storage.run(inclusion_proof, index, tree_size, self.nodes.get_hash)
+
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 consistency proof between tree sizes ``first`` ≤ ``second``."""
+        head = await self.head()
+        if not 0 <= first <= second:
+            raise InvalidInput(f"bad tree sizes {first} and {second}")
+        if second > head.size:
+            raise NotFound(f"tree size {second} is beyond the log's size {head.size}")
+        return await self._storage.run(consistency_proof, first, second, self.nodes.get_hash)
+
+
+def _check_tile_args(level: int, index: int, width: int | None) -> None:
+    if not 0 <= level <= 63 or index < 0 or (width is not None and not 1 <= width <= 256):
+        raise InvalidInput(f"bad tile coordinates level={level} index={index} width={width}")

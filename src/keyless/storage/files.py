@@ -1,0 +1,117 @@
+"""Tiles and entry bundles as files in a data directory (the embedded backend's tile store).
+
+Layout: ``<root>/<log>/tile/…`` exactly as C2SP tlog-tiles names them, plus
+``<root>/<log>/checkpoint``, so the folder can be served as static files by any web server
+(architecture.md: "reads are static files"). Durability follows the POSIX tile pattern of
+targets.md §A: write a temporary file, fsync it, rename it over the final name, then fsync the
+directory — so a tile is either absent or whole, and a crash never leaves a torn tile. The fsyncs
+of one batch run in parallel on a small thread pool (fsync releases the GIL), because they are most
+of the cost of a batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from keyless.errors import InvalidInput, StorageError
+
+
+def _check_path(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InvalidInput(f"bad tile path {path!r}")
+    return path
+
+
+class FileTileStore:
+    """Tiles under ``root/<log>/``; writes are durable when :meth:`write_many` returns."""
+
+    def __init__(self, root: Path, *, fsync: bool = True, threads: int = 8) -> None:
+        self.root = root
+        self._fsync = fsync
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="keyless-tiles")
+        self._dirs: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def _file(self, log: str, path: str) -> Path:
+        return self.root / log / _check_path(path)
+
+    def read(self, log: str, path: str) -> bytes | None:
+        """The bytes of a tile, or None if it does not exist."""
+        try:
+            return self._file(log, path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read tile {path}: {exc}") from exc
+
+    def _mkdir(self, directory: Path) -> None:
+        with self._lock:
+            known = directory in self._dirs
+        if not known:
+            directory.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._dirs.add(directory)
+
+    def _write_one(self, target: Path, data: bytes) -> None:
+        self._mkdir(target.parent)
+        tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+
+    def _sync_dir(self, directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_many(self, log: str, tiles: Mapping[str, bytes]) -> None:
+        """Write every tile durably (temp + fsync + rename + directory fsync), in parallel."""
+        if not tiles:
+            return
+        targets = [(self._file(log, path), data) for path, data in tiles.items()]
+        try:
+            list(self._pool.map(lambda t: self._write_one(*t), targets))
+            if self._fsync:
+                directories = {target.parent for target, _ in targets}
+                # parents of new folders too, so the folders themselves survive a crash
+                directories |= {d.parent for d in directories if d.parent != self.root}
+                list(self._pool.map(self._sync_dir, directories))
+        except OSError as exc:
+            raise StorageError(f"cannot write tiles of log {log}: {exc}") from exc
+
+    def remove_dirs(self, log: str, prefixes: Iterable[str]) -> None:
+        """Best-effort removal of obsolete partial-tile folders (``tile/0/000.p``)."""
+        for prefix in prefixes:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self._file(log, prefix))
+
+    def publish_checkpoint(self, log: str, checkpoint: bytes) -> None:
+        """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy)."""
+        target = self.root / log / "checkpoint"
+        self._mkdir(target.parent)
+        tmp = target.with_name(f".checkpoint.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(checkpoint)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StorageError(f"cannot publish the checkpoint of log {log}: {exc}") from exc
+
+    def close(self) -> None:
+        """Stop the writer threads."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,397 @@
+"""The embedded backend: SQLite (stdlib ``sqlite3``) in WAL mode + tiles as files.
+
+Guarantees (see :mod:`keyless.storage`):
+
+* **one sequencer at a time**: a sequencing session is a ``BEGIN IMMEDIATE`` transaction, which
+  holds SQLite's single write lock across every process that opens the same file;
+* **durability**: ``journal_mode=WAL`` with ``synchronous=FULL``. ``NORMAL`` would survive a process
+  crash but can lose the last transactions on power loss, and ``add`` promises durability to the
+  caller; with batching one WAL fsync per batch costs ~12 µs per entry (targets.md §A), so FULL is
+  affordable;
+* **checkpoint compare-and-swap**: ``UPDATE logs … WHERE size = old_size`` in the transaction that
+  inserts the batch's entries;
+* **tiles**: files in ``data_dir`` (:class:`keyless.storage.files.FileTileStore`), written and
+  fsynced inside the sequencing transaction, i.e. before the head that references them commits. A
+  crash after the tiles but before the commit leaves only tiles beyond the committed size (or
+  byte-identical ones), which the next batch overwrites.
+
+Every thread gets its own connection; the engine confines each log's sequencing to one thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from keyless.errors import ConfigError, Conflict, StorageError
+from keyless.storage.files import FileTileStore
+from keyless.storage.migrations import SQLITE
+from keyless.storage.model import Batch, LogHead, StoredEntry
+
+SHIFT = 40  # rowid = log_id << 40 | index
+_CHUNK = 500
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+class _Connections:
+    """One connection per thread, all closed together."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot begin a transaction: {exc}") from exc
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot commit: {exc}") from exc
+
+
+class _SQLiteSession:
+    def __init__(self, store: SQLiteLogStore, conn: sqlite3.Connection, log: str) -> None:
+        self._store = store
+        self._conn = conn
+        self._log = log
+        self._log_id: int | None = store.log_id(conn, log)
+
+    def head(self) -> LogHead | None:
+        row = self._conn.execute(
+            "SELECT size, root_hash, checkpoint FROM logs WHERE name = ?", (self._log,)
+        ).fetchone()
+        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+
+    def find(self, dedup_keys: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+        if self._log_id is None:
+            return {}
+        base = self._log_id << SHIFT
+        found: dict[bytes, tuple[int, int]] = {}
+        for i in range(0, len(dedup_keys), _CHUNK):
+            chunk = dedup_keys[i : i + _CHUNK]
+            rows = self._conn.execute(
+                # only "?" placeholders are formatted in; the keys are bound parameters
+                "SELECT dedup_key, id, integrated_time FROM entries "  # noqa: S608
+                f"WHERE log_id = ? AND dedup_key IN ({','.join('?' * len(chunk))})",
+                (self._log_id, *chunk),
+            )
+            for key, rowid, itime in rows:
+                found[bytes(key)] = (rowid - base, itime)
+        return found
+
+    def read_tile(self, path: str) -> bytes | None:
+        return self._store.tiles.read(self._log, path)
+
+    def entries(self, start: int, end: int) -> list[StoredEntry]:
+        return self._store.entries_with(self._conn, self._log_id, start, end)
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        if self._log_id is None:
+            return []
+        base = self._log_id << SHIFT
+        rows = self._conn.execute(
+            "SELECT COALESCE(leaf_hash, dedup_key) FROM entries "
+            "WHERE id >= ? AND id < ? ORDER BY id",
+            (base + start, base + end),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def commit(self, batch: Batch) -> None:
+        conn = self._conn
+        head = batch.head
+        try:
+            if self._log_id is None:
+                if batch.old_size != 0:
+                    raise Conflict(f"log {self._log} does not exist")
+                cursor = conn.execute(
+                    "INSERT INTO logs (name, size, root_hash, checkpoint) VALUES (?, ?, ?, ?)",
+                    (self._log, head.size, head.root_hash, head.checkpoint),
+                )
+                assert cursor.lastrowid is not None
+                self._log_id = cursor.lastrowid
+            else:
+                cursor = conn.execute(
+                    "UPDATE logs SET size = ?, root_hash = ?, checkpoint = ? "
+                    "WHERE id = ? AND size = ? AND (size < ? OR checkpoint = ?)",
+                    (
+                        head.size,
+                        head.root_hash,
+                        head.checkpoint,
+                        self._log_id,
+                        batch.old_size,
+                        head.size,
+                        head.checkpoint,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise Conflict(
+                        f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
+                    )
+            self._store.tiles.write_many(self._log, batch.tiles)
+            base = self._log_id << SHIFT
+            conn.executemany(
+                "INSERT INTO entries (id, log_id, dedup_key, leaf_hash, integrated_time, leaf, "
+                "bundle_entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        base + e.index,
+                        self._log_id,
+                        e.dedup_key,
+                        None if e.leaf_hash == e.dedup_key else e.leaf_hash,
+                        e.integrated_time,
+                        e.leaf,
+                        None
+                        if e.bundle_entry is None or e.bundle_entry == e.leaf
+                        else e.bundle_entry,
+                    )
+                    for e in batch.entries
+                ],
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"log {self._log}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"log {self._log}: cannot commit a batch: {exc}") from exc
+        self.committed = batch
+
+
+class SQLiteLogStore:
+    """The log store of :class:`SQLiteBackend`."""
+
+    def __init__(self, connections: _Connections, tiles: FileTileStore) -> None:
+        self._connections = connections
+        self.tiles = tiles
+        self._ids: dict[str, int] = {}
+
+    def log_id(self, conn: sqlite3.Connection, log: str) -> int | None:
+        """The numeric id of ``log`` (cached once it exists)."""
+        found = self._ids.get(log)
+        if found is None:
+            row = conn.execute("SELECT id FROM logs WHERE name = ?", (log,)).fetchone()
+            if row is None:
+                return None
+            found = self._ids[log] = int(row[0])
+        return found
+
+    @contextmanager
+    def sequencing(self, log: str) -> Iterator[_SQLiteSession]:
+        conn = self._connections.get()
+        with _transaction(conn):
+            session = _SQLiteSession(self, conn, log)
+            yield session
+        committed: Batch | None = getattr(session, "committed", None)
+        if committed is not None:
+            self.tiles.publish_checkpoint(log, committed.head.checkpoint)
+            self.tiles.remove_dirs(log, committed.obsolete)
+
+    def head(self, log: str) -> LogHead | None:
+        try:
+            row = (
+                self._connections.get()
+                .execute("SELECT size, root_hash, checkpoint FROM logs WHERE name = ?", (log,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the head of log {log}: {exc}") from exc
+        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+
+    def read_tile(self, log: str, path: str) -> bytes | None:
+        return self.tiles.read(log, path)
+
+    def entries_with(
+        self, conn: sqlite3.Connection, log_id: int | None, start: int, end: int
+    ) -> list[StoredEntry]:
+        """Entries of the log with ``log_id`` in ``[start, end)`` over ``conn``."""
+        if log_id is None or end <= start:
+            return []
+        base = log_id << SHIFT
+        rows = conn.execute(
+            "SELECT id, leaf, bundle_entry, integrated_time FROM entries "
+            "WHERE id >= ? AND id < ? ORDER BY id",
+            (base + max(start, 0), base + end),
+        )
+        return [
+            StoredEntry(rowid - base, bytes(leaf), bytes(bundle if bundle is not None else leaf), t)
+            for rowid, leaf, bundle, t in rows
+        ]
+
+    def entries(self, log: str, start: int, end: int) -> list[StoredEntry]:
+        conn = self._connections.get()
+        try:
+            return self.entries_with(conn, self.log_id(conn, log), start, end)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read entries of log {log}: {exc}") from exc
+
+    def index_of(self, log: str, key: bytes) -> int | None:
+        conn = self._connections.get()
+        log_id = self.log_id(conn, log)
+        if log_id is None:
+            return None
+        row = (
+            conn.execute(
+                "SELECT id FROM entries WHERE log_id = ? AND dedup_key = ?", (log_id, key)
+            ).fetchone()
+            or conn.execute(
+                "SELECT min(id) FROM entries WHERE log_id = ? AND leaf_hash = ?", (log_id, key)
+            ).fetchone()
+        )
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]) - (log_id << SHIFT)
+
+    def logs(self) -> list[str]:
+        rows = self._connections.get().execute("SELECT name FROM logs ORDER BY name")
+        return [r[0] for r in rows]
+
+
+class SQLiteSearchIndex:
+    """The search index of :class:`SQLiteBackend`."""
+
+    def __init__(self, connections: _Connections) -> None:
+        self._connections = connections
+
+    def add(self, log_name: str, key: str, index: int) -> None:
+        self.add_many(log_name, [(key, index)])
+
+    def add_many(self, log_name: str, items: Sequence[tuple[str, int]]) -> None:
+        try:
+            with _transaction(self._connections.get()) as conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO search_index (log, key, idx) VALUES (?, ?, ?)",
+                    [(log_name, key, index) for key, index in items],
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot update the search index: {exc}") from exc
+
+    def lookup(self, log_name: str, key: str) -> list[int]:
+        rows = self._connections.get().execute(
+            "SELECT idx FROM search_index WHERE log = ? AND key = ? ORDER BY idx", (log_name, key)
+        )
+        return [int(r[0]) for r in rows]
+
+
+class SQLiteKeyValueStore:
+    """The expiring key-value store of :class:`SQLiteBackend`."""
+
+    def __init__(self, connections: _Connections, clock: Callable[[], float] = time.time) -> None:
+        self._connections = connections
+        self._clock = clock
+
+    def put_if_absent(
+        self, namespace: str, key: str, value: bytes, expires_at: float
+    ) -> bytes | None:
+        now = self._clock()
+        try:
+            with _transaction(self._connections.get()) as conn:
+                row = conn.execute(
+                    "SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?",
+                    (namespace, key),
+                ).fetchone()
+                if row is not None and row[1] > now:
+                    return bytes(row[0])
+                conn.execute(
+                    "INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (namespace, key, value, expires_at),
+                )
+                return None
+        except sqlite3.Error as exc:
+            raise StorageError(f"key-value store: {exc}") from exc
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        row = (
+            self._connections.get()
+            .execute(
+                "SELECT value FROM kv WHERE namespace = ? AND key = ? AND expires_at > ?",
+                (namespace, key, self._clock()),
+            )
+            .fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    def delete(self, namespace: str, key: str) -> None:
+        self._connections.get().execute(
+            "DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+
+
+class SQLiteBackend:
+    """SQLite database file + tile folder."""
+
+    def __init__(self, path: Path, *, data_dir: Path | None = None, fsync: bool = True) -> None:
+        self.url = f"sqlite:///{path}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections = _Connections(path)
+        self._migrate(self._connections.get())
+        tiles = FileTileStore((data_dir or path.parent) / "logs", fsync=fsync)
+        self.log_store = SQLiteLogStore(self._connections, tiles)
+        self.search_index = SQLiteSearchIndex(self._connections)
+        self.kv = SQLiteKeyValueStore(self._connections)
+
+    @classmethod
+    def from_url(cls, url: str, *, data_dir: Path | None = None) -> SQLiteBackend:
+        """``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs`` also accepted)."""
+        parsed = urlparse(url)
+        raw = unquote(parsed.netloc + parsed.path)
+        if raw.startswith("//"):
+            raw = raw[1:]
+        if not raw or raw == "/":
+            raise ConfigError(f"no database path in {url!r}")
+        path = Path(raw)
+        return cls(path, data_dir=data_dir)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        with _transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(SQLITE[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def close(self) -> None:
+        self.log_store.tiles.close()
+        self._connections.close()
