@@ -1,0 +1,211 @@
+"""Shared test helpers for the CA and CT log: a local OIDC issuer and an assembled CA stack.
+
+The issuer's JWKS is handed to :class:`keyless.identity.IdentityVerifier` through ``local_jwks``
+so no network is involved; tokens are real ES256 JWTs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyless.formats import sct as sctmod
+from keyless.identity import IdentityVerifier, IssuerConfig
+from keyless.server.keys import InMemorySigner
+from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
+from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
+
+ISSUER = "https://issuer.test"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+
+GITHUB_CLAIMS: dict[str, Any] = {
+    "sub": "repo:octo/app:ref:refs/heads/main",
+    "job_workflow_ref": "octo/app/.github/workflows/release.yml@refs/heads/main",
+    "sha": "a" * 40,
+    "event_name": "push",
+    "repository": "octo/app",
+    "workflow": "Release",
+    "ref": "refs/heads/main",
+    "job_workflow_sha": "b" * 40,
+    "runner_environment": "github-hosted",
+    "repository_id": "123",
+    "repository_owner": "octo",
+    "repository_owner_id": "456",
+    "repository_visibility": "public",
+    "workflow_ref": "octo/app/.github/workflows/release.yml@refs/heads/main",
+    "workflow_sha": "b" * 40,
+    "run_id": "789",
+    "run_attempt": "1",
+}
+
+
+class TestIssuer:
+    """An OIDC issuer whose JWKS is served in-process; mints ES256 identity tokens."""
+
+    __test__ = False
+
+    def __init__(self, issuer: str = ISSUER, clock: Callable[[], float] = time.time) -> None:
+        self.issuer = issuer
+        self.clock = clock
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = "test-key"
+
+    def jwks(self) -> dict[str, Any]:
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid=self.kid, use="sig", alg="ES256")
+        return {"keys": [jwk]}
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": "sigstore",
+            "sub": "user-1",
+            "email": "alice@example.com",
+            "email_verified": True,
+            "iat": now - 5,
+            "exp": now + 300,
+        }
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return claims
+
+    def token(self, *, key: Any = None, kid: str | None = None, **overrides: Any) -> str:
+        return jwt.encode(
+            self.claims(**overrides),
+            key or self.key,
+            algorithm="ES256",
+            headers={"kid": kid or self.kid},
+        )
+
+
+@dataclass
+class CAStack:
+    ca: CAService
+    ctlog: CTLogService
+    engine: MemoryLogEngine
+    kv: MemoryKeyValue
+    issuers: dict[str, TestIssuer]
+    ct_signer: InMemorySigner
+
+
+def build_stack(
+    ca_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    replay: bool = True,
+    http: httpx.AsyncClient | None = None,
+) -> CAStack:
+    """A CA + CT log over the in-memory engine, trusting an email issuer and a GitHub issuer."""
+    material = load_or_create(ca_dir, clock=clock)
+    email = TestIssuer(ISSUER, clock)
+    github = TestIssuer(GITHUB_ISSUER, clock)
+    verifier = IdentityVerifier(
+        [IssuerConfig(ISSUER, "email"), IssuerConfig(GITHUB_ISSUER, "github-workflow")],
+        http or httpx.AsyncClient(),
+        clock,
+        local_jwks={ISSUER: email.jwks, GITHUB_ISSUER: github.jwks},
+    )
+    engine = MemoryLogEngine(seed=2)
+    kv = MemoryKeyValue(clock)
+    ct_signer = InMemorySigner(ec.generate_private_key(ec.SECP256R1()))
+    ctlog = CTLogService(
+        engine=engine,
+        kv=kv,
+        signer=ct_signer,
+        roots=[material.root],
+        origin="localhost/ctlog",
+        clock=clock,
+    )
+    ca = CAService(
+        material=material,
+        identity=verifier,
+        ctlog=ctlog,
+        replay_guard=TokenReplayGuard(kv, enabled=replay),
+        clock=clock,
+    )
+    return CAStack(ca, ctlog, engine, kv, {"email": email, "github": github}, ct_signer)
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey | None = None) -> tuple[Any, bytes]:
+    """A sigstore-python-style CSR: empty subject, critical BasicConstraints CA:false."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def pop_request(token: str, key: ec.EllipticCurvePrivateKey, challenge: str) -> dict[str, Any]:
+    """A sigstore-js-style v2 body: PEM public key + signature over the challenge."""
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    proof = key.sign(challenge.encode(), ec.ECDSA(hashes.SHA256()))
+    return {
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {
+            "publicKey": {"algorithm": "ECDSA", "content": pem.decode()},
+            "proofOfPossession": base64.b64encode(proof).decode(),
+        },
+    }
+
+
+def independent_sct_check(
+    leaf: x509.Certificate, issuer: x509.Certificate, ct_public_key: Any
+) -> sctmod.SignedCertificateTimestamp:
+    """Recompute RFC 6962 §3.2 precert signed data by hand and verify the embedded SCT.
+
+    Parses the SCT list bytes directly (not through keyless.formats.sct's decoder) and builds
+    the signed structure with struct packing, so a bug shared by encoder and decoder shows.
+    """
+    import struct
+
+    ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"))
+    assert not ext.critical
+    lib_scts = list(ext.value)  # cryptography's own parser
+    assert len(lib_scts) == 1
+    lib = lib_scts[0]
+    assert lib.entry_type == x509.certificate_transparency.LogEntryType.PRE_CERTIFICATE
+    spki = issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    tbs = leaf.tbs_precertificate_bytes
+    ts = lib.timestamp.replace(tzinfo=None)
+    import datetime as dt
+
+    ts_ms = round((ts - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    signed = (
+        struct.pack(">BBQH", 0, 0, ts_ms, 1)
+        + hashlib.sha256(spki).digest()
+        + len(tbs).to_bytes(3, "big")
+        + tbs
+        + struct.pack(">H", len(lib.extension_bytes))
+        + lib.extension_bytes
+    )
+    ct_spki = ct_public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert lib.log_id == hashlib.sha256(ct_spki).digest()
+    ct_public_key.verify(lib.signature, signed, ec.ECDSA(hashes.SHA256()))
+    (ours,) = sctmod.decode_sct_list(ext.value.public_bytes())
+    assert ours.timestamp_ms == ts_ms
+    return ours
