@@ -4,12 +4,16 @@ Every check in :mod:`keyless.verify` raises one of these (never returns a bool),
 CLI can tell *what* failed: ``keyless verify`` prints ``str(error)`` as its one sentence.
 Failures detected by the pure layers keep their own classes, which are also
 :class:`~keyless.errors.VerificationError` subclasses: ``keyless.merkle.InclusionProofError``,
-``keyless.formats.sct.SCTError``.
+``keyless.formats.sct.SCTError``, ``keyless.formats.checkpoint.CheckpointError`` (re-exported
+here: the checkpoint is malformed, unsigned by the log, or does not match the proof).
 """
 
 from __future__ import annotations
 
 from keyless.errors import VerificationError
+from keyless.formats.checkpoint import CheckpointError
+
+__all__ = ["CheckpointError"]
 
 
 class MalformedBundleError(VerificationError):
@@ -54,10 +58,6 @@ class UntrustedLogError(VerificationError):
 
 class MissingInclusionProofError(VerificationError):
     """The tlog entry has no inclusion proof with a checkpoint (offline verification needs it)."""
-
-
-class CheckpointError(VerificationError):
-    """The checkpoint is malformed, unsigned by the log, or does not match the proof (§9 step 5)."""
 
 
 class InclusionPromiseError(VerificationError):

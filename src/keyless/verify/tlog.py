@@ -16,109 +16,35 @@ log's key hint, never by position (witness cosignatures may come first, interop.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import TransparencyLogEntry
+from keyless.formats.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    NoteVerifier,
+    SignedNote,
+    verify_note,
+)
 from keyless.merkle import leaf_hash, verify_inclusion
 from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import (
-    CheckpointError,
     InclusionPromiseError,
     MissingInclusionProofError,
     UntrustedLogError,
 )
 
-_EM_DASH = "\u2014 "
-
-
-@dataclass(frozen=True)
-class NoteLine:
-    """One signature line of a signed note: signer name, 4-byte key hint, signature."""
-
-    name: str
-    key_hint: bytes
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class ParsedCheckpoint:
-    """A checkpoint body (C2SP tlog-checkpoint) with its signature lines."""
-
-    text: bytes
-    origin: str
-    size: int
-    root_hash: bytes
-    signatures: tuple[NoteLine, ...]
-
-
-def parse_checkpoint(envelope: str) -> ParsedCheckpoint:
-    """Parse a signed note strictly (C2SP signed-note, tlog-checkpoint)."""
-    if "\n\n" not in envelope:
-        raise CheckpointError("checkpoint has no signature block")
-    body, _, sig_block = envelope.partition("\n\n")
-    text = body + "\n"
-    lines = body.split("\n")
-    if len(lines) < 3:
-        raise CheckpointError("checkpoint must have origin, size and root hash lines")
-    origin, size_line, root_line = lines[0], lines[1], lines[2]
-    if not origin or origin != origin.strip():
-        raise CheckpointError("checkpoint origin line is empty or malformed")
-    if (
-        not size_line.isdigit()
-        or not size_line.isascii()
-        or (len(size_line) > 1 and size_line[0] == "0")
-    ):
-        raise CheckpointError("checkpoint size line is not a decimal number")
-    try:
-        root_hash = base64.b64decode(root_line, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise CheckpointError("checkpoint root hash line is not base64") from exc
-    if len(root_hash) != 32:
-        raise CheckpointError("checkpoint root hash is not 32 bytes")
-    if not sig_block.endswith("\n"):
-        raise CheckpointError("checkpoint signature block must end with a newline")
-    signatures: list[NoteLine] = []
-    for line in sig_block[:-1].split("\n"):
-        if not line.startswith(_EM_DASH):
-            raise CheckpointError("checkpoint signature line does not start with an em dash")
-        name, _, encoded = line[len(_EM_DASH) :].rpartition(" ")
-        if not name or " " in name:
-            raise CheckpointError("checkpoint signature line has a malformed signer name")
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CheckpointError("checkpoint signature is not base64") from exc
-        if len(raw) < 5:
-            raise CheckpointError("checkpoint signature is too short")
-        signatures.append(NoteLine(name, raw[:4], raw[4:]))
-    if not signatures:
-        raise CheckpointError("checkpoint carries no signature")
-    return ParsedCheckpoint(text.encode(), origin, int(size_line), root_hash, tuple(signatures))
-
-
-def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def _spki(key: Any) -> bytes:
-    spki: bytes = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return spki
-
 
 def _verify_raw(key: Any, signature: bytes, data: bytes) -> None:
-    """Verify with a log key; raises InvalidSignature."""
+    """Verify a SET with a log key; raises InvalidSignature."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         key.verify(signature, data)
     elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -132,28 +58,31 @@ def _verify_raw(key: Any, signature: bytes, data: bytes) -> None:
         raise InvalidSignature
 
 
-def verify_checkpoint(cp: ParsedCheckpoint, log: LogKey) -> NoteLine:
-    """Find and verify the log's own signature line; other lines are ignored (witnesses)."""
-    key = log.key
+def _note_name(origin: str, key: Any) -> str:
+    """The signer name of the log's own checkpoint signature (see the module docstring)."""
     if isinstance(key, ed25519.Ed25519PublicKey):
-        key_id = hashlib.sha256(cp.origin.encode() + b"\n\x01" + _raw_ed25519(key)).digest()
-        if key_id != log.instance.log_id:
-            raise CheckpointError(
-                f"checkpoint origin {cp.origin!r} does not match the trusted log's ID"
-            )
-        name = cp.origin
-    else:
-        key_id = hashlib.sha256(_spki(key)).digest()
-        name = cp.origin.split(" - ", 1)[0]
-    for line in cp.signatures:
-        if line.key_hint != key_id[:4] or line.name != name:
-            continue
-        try:
-            _verify_raw(key, line.signature, cp.text)
-        except InvalidSignature:
-            continue
-        return line
-    raise CheckpointError(f"checkpoint has no valid signature by the log {name!r}")
+        return origin
+    return origin.split(" - ", 1)[0]
+
+
+def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
+    """Parse the signed note and verify the log's own signature line; lines of other keys
+    (witness cosignatures, unknown keys under the same origin) are ignored wherever they are."""
+    note = SignedNote.parse(envelope)
+    cp = Checkpoint.from_text(note.text)
+    key = log.key
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise CheckpointError("only Ed25519 and ECDSA transparency logs sign checkpoints")
+    try:
+        verifier = NoteVerifier(_note_name(cp.origin, key), key)
+    except (ConfigError, InvalidInput) as exc:
+        raise CheckpointError(f"checkpoint origin {cp.origin!r} is not a valid key name") from exc
+    if isinstance(key, ed25519.Ed25519PublicKey) and verifier.key_id != log.instance.log_id:
+        raise CheckpointError(
+            f"checkpoint origin {cp.origin!r} does not match the trusted log's ID"
+        )
+    verify_note(note, [verifier])
+    return cp
 
 
 def set_payload(entry: TransparencyLogEntry) -> bytes:
@@ -205,18 +134,17 @@ def verify_entry(entry: TransparencyLogEntry, logs: Sequence[LogKey], *, require
         proof.hashes,
         proof.root_hash,
     )
-    cp = parse_checkpoint(proof.checkpoint)
-    if cp.size != proof.tree_size or cp.root_hash != proof.root_hash:
-        raise CheckpointError("the checkpoint's tree does not match the inclusion proof")
     errors: list[CheckpointError] = []
     for log in logs:
         try:
-            verify_checkpoint(cp, log)
+            cp = verify_checkpoint(proof.checkpoint, log)
             break
         except CheckpointError as exc:
             errors.append(exc)
     else:
         raise errors[0]
+    if cp.size != proof.tree_size or cp.root_hash != proof.root_hash:
+        raise CheckpointError("the checkpoint's tree does not match the inclusion proof")
     if entry.inclusion_promise is None:
         if require_set:
             raise InclusionPromiseError("the v0.1 bundle's log entry has no inclusion promise")
