@@ -21,18 +21,34 @@ TUF            ``P/tuf``              protocols.md §10
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from keyless.errors import ConfigError
 from keyless.server.app import Component
 from keyless.server.config import Settings
-from keyless.server.secrets import Secrets
-from keyless.server.trust import Authority, LogKey, ServiceUrl, TrustMaterial, Validity
+from keyless.server.keys import InMemorySigner, generate_key
+from keyless.server.secrets import FileSecrets, Secrets
+from keyless.server.trust import (
+    Authority,
+    LogKey,
+    ServiceUrl,
+    TrustMaterial,
+    Validity,
+    note_key_id,
+    spki_key_id,
+)
 
 #: how far before its creation a key's published validity starts: covers client clock skew
 #: (interop.md §5 item 11: services whose validFor.start is in the future are ignored)
@@ -57,6 +73,9 @@ class WiringContext:
     oidc_urls: list[ServiceUrl] = field(default_factory=list)
     rekor_urls: list[ServiceUrl] = field(default_factory=list)
     tsa_urls: list[ServiceUrl] = field(default_factory=list)
+    #: services other steps need in-process (the CA logs to the CT log, trusts the OIDC issuer)
+    oidc: Any = None
+    ctlog: Any = None
 
     @property
     def public_url(self) -> str:
@@ -168,6 +187,271 @@ async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
     )
 
 
-#: the service steps, in mount order (more specific prefixes are independent of order because
-#: every route is a full path; the CA and Rekor v1 share the root without overlapping)
-SERVICE_STEPS: list[Callable[[WiringContext], Awaitable[None]]] = []
+async def signer_key(ctx: WiringContext, name: str, kind: str) -> InMemorySigner:
+    """A service key (``ecdsa-p256``, ``ed25519``, …) kept in the stack's secrets."""
+
+    def create() -> bytes:
+        return generate_key(kind).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    pem = await ctx.secrets.obtain(name, create)
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+    ):
+        raise ConfigError(f"secret {name} holds an unsupported key type")
+    return InMemorySigner(key)
+
+
+def _pack(directory: Path) -> bytes:
+    files = {
+        str(path.relative_to(directory)): base64.b64encode(path.read_bytes()).decode()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+    return json.dumps(files, sort_keys=True).encode()
+
+
+def _unpack(blob: bytes, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, data in json.loads(blob).items():
+        target = directory / name
+        if ".." in Path(name).parts:
+            raise ConfigError(f"bad file name {name!r} in stored key material")
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, base64.b64decode(data))
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+
+
+async def material_dir(
+    ctx: WiringContext, name: str, create_in: Callable[[Path], object]
+) -> Path:
+    """A directory of key material made by a service's own helper (``create_in(dir)``).
+
+    On the embedded default the helper works in ``DIR/keys/<name>`` directly (it loads what is
+    there and creates what is missing). With shared secrets (PostgreSQL) the helper runs once in a
+    scratch directory, the files are proposed as one blob, and every process unpacks the winning
+    blob, so all of them serve with the same CA or TSA.
+    """
+    directory = ctx.settings.data_dir / "keys" / name
+    if isinstance(ctx.secrets, FileSecrets):
+        return directory
+
+    def create() -> bytes:
+        with tempfile.TemporaryDirectory() as scratch:
+            create_in(Path(scratch))
+            return _pack(Path(scratch))
+
+    _unpack(await ctx.secrets.obtain(f"{name}.files", create), directory)
+    return directory
+
+
+def _engine_lifecycle(
+    engine: Any, service: Any
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """Start the log engine before its personality, close it after (so the batch in flight is
+    integrated before the process exits)."""
+
+    async def start() -> None:
+        await engine.start()
+        if hasattr(service, "start"):
+            await service.start()
+
+    async def close() -> None:
+        try:
+            if hasattr(service, "close"):
+                await service.close()
+        finally:
+            await engine.close()
+
+    return start, close
+
+
+#: one dummy entry sequenced when a log is created, so that no real entry has index 0 and no
+#: proof is over a 1-leaf tree (interop.md §5 item 1: sigstore-js drops zero values)
+SEED = b"keyless: this log starts with one placeholder entry (interop.md, gotcha 1)"
+
+
+async def add_oidc(ctx: WiringContext) -> None:
+    """The embedded OpenID Connect provider at ``P/oidc`` (contracts.md §3)."""
+    from keyless.services.oidc.accounts import OidcUser, hash_secret
+    from keyless.services.oidc.service import OidcProvider
+
+    users = [
+        OidcUser(email, hash_secret(password))
+        for email, password in sorted(ctx.settings.oidc_users.items())
+    ]
+    provider = OidcProvider(ctx.settings.oidc_issuer, users=users, kv=ctx.storage.kv)
+    ctx.oidc = provider
+    ctx.oidc_urls.append(
+        ServiceUrl(ctx.settings.oidc_issuer, 1, await ctx.validity("oidc"))
+    )
+    ctx.components.append(
+        Component(
+            "oidc", "/oidc", provider.routes(), start=provider.start, close=provider.close,
+            url=ctx.settings.oidc_issuer,
+        )
+    )
+
+
+async def add_ctlog(ctx: WiringContext) -> None:
+    """The CT log at ``P/ctlog``; the CA logs precertificates to it in-process."""
+    from keyless.formats.checkpoint import NoteSigner
+    from keyless.log import TransparencyLog
+    from keyless.services.ctlog import CTLogRoutes, CTLogService
+
+    base = f"{ctx.public_url}/ctlog"
+    origin = f"{ctx.settings.public_host}/ctlog"
+    signer = await signer_key(ctx, "ctlog/key.pem", "ecdsa-p256")
+    engine = TransparencyLog(
+        ctx.storage, name="ctlog", origin=origin, signer=NoteSigner.for_key(origin, signer),
+        seed=[(SEED, b"")],
+    )
+    service = CTLogService(engine=engine, kv=ctx.storage.kv, signer=signer, roots=[],
+                           origin=origin)
+    ctx.ctlog = service
+    ctx.ctlogs.append(
+        LogKey(base, service.public_key, spki_key_id(service.public_key),
+               await ctx.validity("ctlog"))
+    )
+    start, close = _engine_lifecycle(engine, object())
+    ctx.components.append(
+        Component("ctlog", "/ctlog", CTLogRoutes(service).routes(), start=start, close=close,
+                  url=base)
+    )
+    ctx.gauges.setdefault(
+        "keyless_log_pending", ("Entries waiting to be integrated, by log.", lambda: {})
+    )
+
+
+async def add_ca(ctx: WiringContext) -> None:
+    """The Fulcio-compatible CA at the port root (interop.md §5 item 10)."""
+    import httpx
+
+    from keyless.identity import IdentityVerifier
+    from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
+
+    if ctx.oidc is None or ctx.ctlog is None:
+        raise ConfigError("the CA needs the OIDC provider and the CT log")
+    directory = await material_dir(ctx, "ca", load_or_create)
+    material = load_or_create(directory)
+    ctx.ctlog.add_root(material.root)
+    http = httpx.AsyncClient(timeout=10.0)
+    issuers = [*ctx.oidc.issuer_configs(), *ctx.settings.issuers]
+    verifier = IdentityVerifier(issuers, http, local_jwks=ctx.oidc.local_jwks())
+    service = CAService(
+        material=material, identity=verifier, ctlog=ctx.ctlog,
+        replay_guard=TokenReplayGuard(ctx.storage.kv),
+    )
+    validity = await ctx.validity("ca")
+    ctx.authorities.append(
+        Authority("keyless", "keyless", ctx.public_url, tuple(service.chain_der()), validity)
+    )
+    ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, validity))
+    ctx.components.append(
+        Component("ca", "", CARoutes(service).routes(), close=http.aclose, url=ctx.public_url)
+    )
+
+
+async def add_tsa(ctx: WiringContext) -> None:
+    """The RFC 3161 TSA at ``P/api/v1/timestamp`` (full endpoint in the signing config)."""
+    from keyless.services.tsa import TIMESTAMP_PATH, TimestampService, load_or_create_credentials
+
+    directory = await material_dir(ctx, "tsa", load_or_create_credentials)
+    service = TimestampService(load_or_create_credentials(directory))
+    url = ctx.public_url + TIMESTAMP_PATH
+    validity = await ctx.validity("tsa")
+    ctx.tsas.append(
+        Authority("keyless", "keyless-tsa", url, tuple(service.chain_der), validity)
+    )
+    ctx.tsa_urls.append(ServiceUrl(url, 1, validity))
+    ctx.components.append(
+        Component("tsa", "", service.routes(), start=service.start, close=service.close, url=url)
+    )
+
+
+async def add_rekor_v2(ctx: WiringContext) -> None:
+    """Rekor v2 at ``P/rekor``: Ed25519 checkpoints with origin ``host:port/rekor``."""
+    from keyless.formats.checkpoint import NoteSigner
+    from keyless.log import TransparencyLog
+    from keyless.services.tlog.service import RekorV2Service
+
+    base = f"{ctx.public_url}/rekor"
+    origin = f"{ctx.settings.public_host}/rekor"
+    signer = await signer_key(ctx, "rekor-v2/key.pem", "ed25519")
+    public = signer.public_key()
+    assert isinstance(public, ed25519.Ed25519PublicKey)
+    log_id = note_key_id(origin, public)
+    engine = TransparencyLog(
+        ctx.storage, name="rekor-v2", origin=origin, signer=NoteSigner.ed25519(origin, signer),
+        seed=[SEED],
+    )
+    service = RekorV2Service(engine, log_id=log_id, search_index=ctx.storage.search_index,
+                             kv=ctx.storage.kv)
+    validity = await ctx.validity("rekor-v2")
+    ctx.tlogs.append(LogKey(base, public, log_id, validity))
+    # v2 first: sigstore-python keeps the highest majorApiVersion per operator (interop.md §2.1)
+    ctx.rekor_urls.insert(0, ServiceUrl(base, 2, validity))
+    start, close = _engine_lifecycle(engine, service)
+    ctx.components.append(
+        Component("rekor-v2", "/rekor", service.routes(), start=start, close=close, url=base)
+    )
+
+
+async def add_rekor_v1(ctx: WiringContext) -> None:
+    """Rekor v1 at the port root: ECDSA checkpoints, origin ``host:port - treeID``."""
+    import secrets as random
+
+    from keyless.formats.checkpoint import NoteSigner
+    from keyless.log import TransparencyLog
+    from keyless.services.tlog.service import RekorV1Service
+
+    base = ctx.public_url
+    host = ctx.settings.public_host
+    signer = await signer_key(ctx, "rekor-v1/key.pem", "ecdsa-p256")
+    tree_id = int(
+        await ctx.secrets.obtain(
+            "rekor-v1/tree-id", lambda: str(random.randbelow(2**62) + 1).encode()
+        )
+    )
+    origin = f"{host} - {tree_id}"
+
+    def timestamp_line() -> list[str]:
+        # Rekor v1 checkpoints carry "Timestamp: <unix nanoseconds>" (sigstore/rekor).
+        return [f"Timestamp: {time.time_ns()}"]
+
+    engine = TransparencyLog(
+        ctx.storage, name="rekor-v1", origin=origin, signer=NoteSigner.ecdsa(host, signer),
+        seed=[SEED], checkpoint_extensions=timestamp_line,
+    )
+    service = RekorV1Service(engine, signer=signer, tree_id=tree_id,
+                             search_index=ctx.storage.search_index, kv=ctx.storage.kv)
+    public = signer.public_key()
+    validity = await ctx.validity("rekor-v1")
+    ctx.tlogs.append(LogKey(base, public, spki_key_id(public), validity))
+    ctx.rekor_urls.append(ServiceUrl(base, 1, validity))
+    start, close = _engine_lifecycle(engine, service)
+    ctx.components.append(
+        Component("rekor-v1", "", service.routes(), start=start, close=close, url=base)
+    )
+
+
+#: the service steps, in build order (the CA needs the OIDC provider and the CT log). Every
+#: route is a full path, so mount order does not matter; the CA, Rekor v1 and the TSA share the
+#: port root without overlapping paths.
+SERVICE_STEPS: list[Callable[[WiringContext], Awaitable[None]]] = [
+    add_oidc,
+    add_ctlog,
+    add_ca,
+    add_tsa,
+    add_rekor_v2,
+    add_rekor_v1,
+]

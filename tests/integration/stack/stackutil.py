@@ -1,0 +1,146 @@
+"""Helpers and fixtures that run real ``keyless serve`` processes (contracts.md §2).
+
+Test modules import the fixtures they use from here (a second ``conftest`` module would clash
+with the top-level one, which other test modules import by name).
+
+Every stack gets a free 127.0.0.1 port and its own temporary data directory, so the tests run in
+parallel under xdist. The process is stopped with SIGTERM (graceful shutdown) and its output is
+kept for failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT
+
+KEYLESS = ROOT / ".venv" / "bin" / "keyless"
+USER = "alice@example.com"
+PASSWORD = "s3cret-password"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningStack:
+    """A ``keyless serve`` subprocess and what tests need to talk to it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+    started_in: float = 0.0
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.url}/oidc"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client_trust_config(self) -> dict[str, object]:
+        response = httpx.get(f"{self.url}/client-trust-config.json", timeout=10)
+        response.raise_for_status()
+        value: dict[str, object] = response.json()
+        return value
+
+    def token(self, user: str = USER, password: str = PASSWORD) -> str:
+        """An identity token from the embedded provider's password grant (contracts.md §3)."""
+        discovery = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
+        discovery.raise_for_status()
+        response = httpx.post(
+            discovery.json()["token_endpoint"],
+            data={"grant_type": "password", "client_id": "sigstore", "scope": "openid email",
+                  "username": user, "password": password},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["id_token"]
+        return token
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_stack(
+    data_dir: Path,
+    *extra: str,
+    port: int | None = None,
+    timeout: float = 30.0,
+    users: tuple[str, ...] = (f"{USER}:{PASSWORD}",),
+) -> RunningStack:
+    """Start ``keyless serve`` and wait for ``/healthz`` to answer 200."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"serve-{port}.log"
+    args = [str(KEYLESS), "serve", "--data-dir", str(data_dir), "--port", str(port), *extra]
+    for user in users:
+        args += ["--oidc-user", user]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    stack = RunningStack(process, port, data_dir, log_path, extra_args=list(extra))
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            code = process.returncode
+            raise AssertionError(f"keyless serve exited with {code}:\n{stack.output()}")
+        try:
+            if httpx.get(f"{stack.url}/healthz", timeout=2).status_code == 200:
+                stack.started_in = time.monotonic() - started
+                return stack
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stack.stop()
+    raise AssertionError(f"keyless serve not healthy after {timeout} s:\n{stack.output()}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One SQLite stack shared by the tests of a module."""
+    running = start_stack(tmp_path_factory.mktemp("stack") / "data")
+    try:
+        yield running
+    finally:
+        code = running.stop()
+        if code not in (0, -signal.SIGTERM):
+            sys.stderr.write(running.output())
+
+
+@pytest.fixture(scope="module")
+def trust_config_file(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's ClientTrustConfig, fetched over HTTP into a file."""
+    path = tmp_path_factory.mktemp("trust") / "tc.json"
+    path.write_text(json.dumps(stack.client_trust_config()))
+    return path
