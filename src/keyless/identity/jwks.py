@@ -11,9 +11,10 @@ seconds keep being used.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,8 @@ ALLOWED_ALGORITHMS: frozenset[str] = frozenset(
 _EC_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 MAX_DOCUMENT_BYTES = 512 * 1024
 
-LocalJwks = Callable[[], Mapping[str, Any]]
+#: Returns an issuer's JWK Set directly (sync or async), e.g. the embedded provider's key ring.
+LocalJwks = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 
 @dataclass
@@ -87,7 +89,10 @@ class JwksCache:
         (rate-limited) refresh, :class:`Unavailable` when the issuer cannot be reached at all.
         """
         if issuer in self._local:
-            return self._select(issuer, list(self._local[issuer]().get("keys", [])), kid, alg)
+            jwks = self._local[issuer]()
+            if inspect.isawaitable(jwks):
+                jwks = await jwks
+            return self._select(issuer, list(jwks.get("keys", [])), kid, alg)
         state = self._issuers.setdefault(issuer, _IssuerKeys())
         async with state.lock:
             now = self._clock()

@@ -1,0 +1,83 @@
+"""The provider's few HTML pages: sign-in, device approval, out-of-band code, errors.
+
+Plain server-rendered forms with every value escaped; the service adds the anti-framing,
+no-referrer, no-store and content-security headers (OWASP clickjacking / CSRF cheat sheets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}
+input[type=text],input[type=email],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}
+button{margin-top:1rem;padding:.5rem 1.2rem}.error{color:#b00020}.code{font-size:1.6rem;
+font-family:monospace;word-break:break-all;background:#f3f3f3;padding:.6rem}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )
+
+
+def _hidden(fields: Mapping[str, str]) -> str:
+    return "".join(
+        f'<input type=hidden name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items()
+    )
+
+
+def _error(message: str | None) -> str:
+    return f"<p class=error role=alert id=error>{escape(message)}</p>" if message else ""
+
+
+def login_page(
+    action: str, client_id: str, hidden: Mapping[str, str], csrf: str, error: str | None = None
+) -> str:
+    """The sign-in form of the authorization code flow (OIDC Core §3.1.2.3)."""
+    return _page(
+        "Sign in - keyless",
+        "<h1>Sign in to keyless</h1>"
+        f"<p><strong>{escape(client_id)}</strong> asks to confirm your email address "
+        "for a short-lived code-signing certificate.</p>"
+        f"{_error(error)}"
+        f'<form method=post action="{escape(action)}" id=login>'
+        f"{_hidden({**hidden, 'csrf_token': csrf})}"
+        "<label for=username>Email</label>"
+        "<input type=email id=username name=username autocomplete=username required autofocus>"
+        "<label for=password>Password</label>"
+        "<input type=password id=password name=password autocomplete=current-password required>"
+        "<button type=submit id=submit>Sign in</button></form>",
+    )
+
+
+def device_page(action: str, csrf: str, user_code: str = "", error: str | None = None) -> str:
+    """The verification page of the device flow (RFC 8628 §3.3)."""
+    return _page(
+        "Approve a device - keyless",
+        "<h1>Approve a device</h1>"
+        "<p>Enter the code shown on the device and sign in to let it act as you.</p>"
+        f"{_error(error)}"
+        f'<form method=post action="{escape(action)}" id=device>'
+        f"{_hidden({'csrf_token': csrf})}"
+        "<label for=user_code>Code</label>"
+        f'<input type=text id=user_code name=user_code value="{escape(user_code)}" required '
+        "autocomplete=off autocapitalize=characters>"
+        "<label for=username>Email</label>"
+        "<input type=email id=username name=username autocomplete=username required>"
+        "<label for=password>Password</label>"
+        "<input type=password id=password name=password autocomplete=current-password required>"
+        "<button type=submit id=submit>Approve</button></form>",
+    )
+
+
+def message_page(title: str, message: str, code: str | None = None) -> str:
+    """A result page (device approved, errors); ``code`` shows an out-of-band code to copy."""
+    shown = f"<p class=code id=code>{escape(code)}</p>" if code else ""
+    return _page(f"{title} - keyless", f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{shown}")
