@@ -38,6 +38,7 @@ from keyless.merkle import leaf_hash, verify_inclusion
 from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import (
     InclusionPromiseError,
+    LogEntryMismatchError,
     MissingInclusionProofError,
     UntrustedLogError,
 )
@@ -127,6 +128,9 @@ def verify_entry(entry: TransparencyLogEntry, logs: Sequence[LogKey], *, require
         raise MissingInclusionProofError(
             "the transparency log entry has no inclusion proof with a checkpoint"
         )
+    if is_rekor_v2(entry) and entry.log_index != proof.log_index:
+        # Rekor v2 has no shards: the entry's index is the proof's (nothing else binds it).
+        raise LogEntryMismatchError("the entry's log index differs from its inclusion proof's")
     verify_inclusion(
         leaf_hash(entry.canonicalized_body),
         proof.log_index,
