@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,20 @@ def node_path() -> Path:
     require((modules / "sigstore").is_dir(), "sigstore-js in .interop/node (run `make interop`)")
     require_program("node")
     return modules
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for this test session (tests/pgcluster.py)."""
+    from pgcluster import PgCluster, pg_program
+
+    require(pg_program("initdb") is not None, "PostgreSQL server (initdb) — apt install postgresql")
+    cluster = PgCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: Any) -> str:
+    """The URL of the throwaway cluster's ``postgres`` database (session-wide)."""
+    return str(postgres_cluster.url())

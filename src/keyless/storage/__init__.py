@@ -257,7 +257,9 @@ def open_backend(url: str, *, data_dir: Path | str | None = None) -> Backend:
 
         return SQLiteBackend.from_url(url, data_dir=Path(data_dir) if data_dir else None)
     if url.startswith(("postgresql:", "postgres:")):
-        raise ConfigError("the PostgreSQL backend is not available yet")
+        from keyless.storage.postgres import PostgresBackend
+
+        return PostgresBackend(url)
     raise ConfigError(
         f"unsupported storage URL {url.split(':', 1)[0]!r}: use memory, sqlite or postgresql"
     )
