@@ -209,3 +209,40 @@ def independent_sct_check(
     (ours,) = sctmod.decode_sct_list(ext.value.public_bytes())
     assert ours.timestamp_ms == ts_ms
     return ours
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def trusted_root(stack: CAStack, ca_url: str, ct_url: str) -> dict[str, Any]:
+    """A trusted_root.json (protobuf-specs TrustedRoot) naming this CA chain and CT log key.
+
+    The ``tlogs`` entry reuses the CT key: verifiers insist on at least one tlog but the
+    certificate checks exercised here never consult it.
+    """
+    ct_spki = stack.ct_signer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    valid = {"start": "2020-01-01T00:00:00Z"}
+    log = {
+        "hashAlgorithm": "SHA2_256",
+        "publicKey": {"rawBytes": _b64(ct_spki), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                      "validFor": valid},
+        "logId": {"keyId": _b64(stack.ctlog.log_id)},
+    }
+    return {
+        "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        "tlogs": [{**log, "baseUrl": ca_url}],
+        "certificateAuthorities": [
+            {
+                "subject": {"organization": "keyless", "commonName": "keyless-intermediate"},
+                "uri": ca_url,
+                "certChain": {"certificates": [{"rawBytes": _b64(d)}
+                                               for d in stack.ca.chain_der()]},
+                "validFor": valid,
+            }
+        ],
+        "ctlogs": [{**log, "baseUrl": ct_url}],
+        "timestampAuthorities": [],
+    }
