@@ -83,6 +83,7 @@ class TimestampQuery:
 
     ``imprint_params_null`` remembers whether the request's AlgorithmIdentifier carried an explicit
     NULL parameter, because RFC 3161 §2.4.2 wants the token's messageImprint to equal the request's.
+    JSON queries have no AlgorithmIdentifier and get NULL, as openssl and rfc3161-client send it.
     """
 
     hash_algorithm: HashAlgorithm
@@ -90,7 +91,7 @@ class TimestampQuery:
     nonce: int | None = None
     cert_req: bool = False
     policy: str | None = None
-    imprint_params_null: bool = False
+    imprint_params_null: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +276,8 @@ def rejection_response(failure: str, message: str) -> bytes:
             "fail_info": {failure},
         }
     )
-    return bytes(tsp.TimeStampResp({"status": status}).dump())
+    # asn1crypto declares timeStampToken mandatory, but RFC 3161 §2.4.2 omits it on failure.
+    return der_tlv(0x30, bytes(status.dump()))
 
 
 @dataclass(frozen=True)
@@ -378,10 +380,10 @@ class TokenBuilder:
         # messageImprint AlgorithmIdentifiers, with and without explicit NULL parameters.
         self._imprint_alg_der: dict[tuple[str, bool], bytes] = {}
         for name in HASH_ALGORITHMS:
-            self._imprint_alg_der[(name, False)] = algos.DigestAlgorithm({"algorithm": name}).dump()
-            self._imprint_alg_der[(name, True)] = algos.DigestAlgorithm(
-                {"algorithm": name, "parameters": core.Null()}
-            ).dump()
+            with_null = bytes(algos.DigestAlgorithm({"algorithm": name}).dump())  # NULL forced
+            oid = bytes(core.ObjectIdentifier(HASH_ALGORITHMS[name].oid).dump())
+            self._imprint_alg_der[(name, True)] = with_null
+            self._imprint_alg_der[(name, False)] = der_tlv(0x30, oid)  # parameters absent
 
         # SignedData pieces that never change (RFC 5652 §5.1, §5.3).
         digest_alg = algos.DigestAlgorithm({"algorithm": profile.digest_name}).dump()

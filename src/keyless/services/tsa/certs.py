@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -201,7 +202,7 @@ def check_chain(signer: Signer, chain: Sequence[x509.Certificate]) -> None:
     for child, parent in zip(chain, [*chain[1:], chain[-1]], strict=True):
         try:
             child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise ConfigError(
                 f"TSA certificate {child.subject.rfc4514_string()} is not issued by "
                 f"{parent.subject.rfc4514_string()}: {exc}"
