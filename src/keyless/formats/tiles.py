@@ -336,21 +336,24 @@ def _expand(hashes: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
+_LOCAL_TILES = 64
+
+
 class TileCache:
     """An LRU of expanded tiles shared between provers (a tile of a given width never changes)."""
 
     def __init__(self, max_tiles: int = 4096) -> None:
         self.max_tiles = max_tiles
-        self._tiles: OrderedDict[TileCoord, list[list[bytes]]] = OrderedDict()
+        self._tiles: OrderedDict[tuple[int, int, int], list[list[bytes]]] = OrderedDict()
 
-    def get(self, coord: TileCoord) -> list[list[bytes]] | None:
-        """The expanded tile, refreshed as most recently used, or None."""
+    def get(self, coord: tuple[int, int, int]) -> list[list[bytes]] | None:
+        """The expanded tile ``(level, index, width)``, refreshed as most recently used."""
         levels = self._tiles.get(coord)
         if levels is not None:
             self._tiles.move_to_end(coord)
         return levels
 
-    def put(self, coord: TileCoord, levels: list[list[bytes]]) -> None:
+    def put(self, coord: tuple[int, int, int], levels: list[list[bytes]]) -> None:
         """Remember an expanded tile, evicting the least recently used beyond ``max_tiles``."""
         self._tiles[coord] = levels
         self._tiles.move_to_end(coord)
@@ -366,7 +369,8 @@ class TileProver:
 
     ``right_edge`` optionally gives the hashes of :func:`keyless.merkle.range_nodes(0, size)
     <keyless.merkle.range_nodes>` (e.g. ``CompactRange.hashes``); then roots need no tile read and
-    a proof needs one tile per tile level. ``reads`` counts calls to ``read_tile``.
+    a proof needs one tile per tile level. ``cache`` shares expanded tiles between provers.
+    ``reads`` counts calls to ``read_tile``. A prover may be reused for many proofs of one size.
     """
 
     def __init__(
@@ -379,40 +383,50 @@ class TileProver:
     ) -> None:
         if size < 0:
             raise InvalidInput("tree size must be non-negative")
+        if right_edge is not None and len(right_edge) != size.bit_count():
+            raise InvalidInput(
+                f"right edge of size {size} has {size.bit_count()} hashes, got {len(right_edge)}"
+            )
         self.size = size
         self._read = read_tile
         self._cache = cache
-        self._local: dict[TileCoord, list[list[bytes]]] = {}
-        self._edge: dict[tuple[int, int], bytes] = {}
+        self._local: dict[tuple[int, int, int], list[list[bytes]]] = {}
+        self._edge = right_edge
         self.reads = 0
-        if right_edge is not None:
-            nodes = range_nodes(0, size)
-            if len(nodes) != len(right_edge):
-                raise InvalidInput(
-                    f"right edge of size {size} has {len(nodes)} hashes, got {len(right_edge)}"
-                )
-            self._edge = dict(zip(nodes, right_edge, strict=True))
 
-    def _tile(self, coord: TileCoord) -> list[list[bytes]]:
-        levels = self._local.get(coord)
-        if levels is None and self._cache is not None:
-            levels = self._cache.get(coord)
+    def _tile(self, coord: tuple[int, int, int]) -> list[list[bytes]]:
+        levels = self._cache.get(coord) if self._cache is not None else None
         if levels is None:
             self.reads += 1
-            data = self._read(coord.level, coord.index, coord.width)
-            levels = _expand(parse_hash_tile(data, coord.width))
+            level, index, width = coord
+            levels = _expand(parse_hash_tile(self._read(level, index, width), width))
             if self._cache is not None:
                 self._cache.put(coord, levels)
+        if len(self._local) >= _LOCAL_TILES and self._cache is not None:
+            self._local.clear()  # a long-lived prover keeps a bounded memo over the shared cache
         self._local[coord] = levels
         return levels
 
     def get_hash(self, level: int, index: int) -> bytes:
         """The hash of complete subtree ``(level, index)`` (the ``get_hash`` of keyless.merkle)."""
-        edge = self._edge.get((level, index))
-        if edge is not None:
-            return edge
-        coord, r, pos = tile_for_node(level, index, self.size)
-        return self._tile(coord)[r][pos]
+        size = self.size
+        above = size >> level
+        if self._edge is not None and above & 1 and index == above - 1:
+            # a right-edge node: one per set bit of size, largest first (merkle.range_nodes)
+            return self._edge[(above >> 1).bit_count()]
+        r = level & 7
+        tile_level = level >> 3
+        first = index << r  # index of the node's leftmost entry at level 8·tile_level
+        tile_index = first >> 8
+        width = (size >> (tile_level << 3)) - (tile_index << 8)
+        width = min(width, TILE_WIDTH)
+        if (first & 0xFF) + (1 << r) > width or index < 0:
+            raise InvalidInput(
+                f"subtree ({level}, {index}) is not complete in a tree of size {size}"
+            )
+        coord = (tile_level, tile_index, width)
+        levels = self._local.get(coord) or self._tile(coord)
+        return levels[r][index & ((TILE_WIDTH >> r) - 1)]
 
     def root(self) -> bytes:
         """MTH of the whole tree (RFC 9162 §2.1.1)."""
