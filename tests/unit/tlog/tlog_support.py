@@ -184,7 +184,9 @@ def digest_of(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
 # ---- request bodies, as the real clients send them -------------------------------------------
 
 
-def hashedrekord_v1(signer: Signer, artifact: bytes, *, cert_pem: bytes | None = None) -> dict[str, Any]:
+def hashedrekord_v1(
+    signer: Signer, artifact: bytes, *, cert_pem: bytes | None = None
+) -> dict[str, Any]:
     """sigstore-python / sigstore-js Rekor v1 ``hashedrekord`` 0.0.1 (protocols.md §3.1)."""
     digest = hashlib.sha256(artifact).digest()
     sig = signer.sign_digest(digest, hashes.SHA256())
@@ -487,3 +489,64 @@ def verify_tiles(fetch: Callable[[str], bytes], size: int, root: bytes) -> list[
     assert [leaf_hash(e) for e in entries] == hashes_
     assert mth(hashes_) == root
     return entries
+
+
+# ---- a pair of logs (v1 + v2) over one storage, as `keyless serve` wires them ------------------
+
+HOST = "localhost:3000"
+ORIGIN_V2 = f"{HOST}/rekor"
+TREE_ID = 1234567890123
+SEED = b"keyless-test: placeholder entry (interop.md gotcha 1)"
+
+
+@dataclass
+class LogStack:
+    storage: Any
+    v1_log: Any
+    v2_log: Any
+    v1: Any
+    v2: Any
+    v1_key: ec.EllipticCurvePrivateKey
+    v2_key: ed25519.Ed25519PrivateKey
+    app: Any
+
+    async def close(self) -> None:
+        for closeable in (self.v1, self.v2, self.v1_log, self.v2_log):
+            await closeable.close()
+        await self.storage.close()
+
+
+async def build_stack(url: str = "memory://", *, limits: Any = None, max_pending: int = 65536,
+                      data_dir: Any = None, batch_age: float = 0.0) -> LogStack:
+    """Rekor v1 at the root and v2 under /rekor, as docs/internal-apis.md lays them out."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from keyless.formats.checkpoint import NoteSigner
+    from keyless.log import TransparencyLog
+    from keyless.server.errors import EXCEPTION_HANDLERS
+    from keyless.server.keys import InMemorySigner
+    from keyless.services.tlog.service import RekorV1Service, RekorV2Service, ed25519_log_id
+    from keyless.storage import open_storage
+
+    storage = await open_storage(url, data_dir=data_dir)
+    v2_key = ed25519.Ed25519PrivateKey.generate()
+    v1_key = ec.generate_private_key(ec.SECP256R1())
+    v2_log = TransparencyLog(storage, name="rekor-v2", origin=ORIGIN_V2,
+                             signer=NoteSigner.ed25519(ORIGIN_V2, InMemorySigner(v2_key)),
+                             seed=[SEED], max_pending=max_pending, batch_age=batch_age)
+    v1_log = TransparencyLog(storage, name="rekor-v1", origin=f"{HOST} - {TREE_ID}",
+                             signer=NoteSigner.ecdsa(HOST, InMemorySigner(v1_key)),
+                             seed=[SEED], max_pending=max_pending, batch_age=batch_age)
+    await v2_log.start()
+    await v1_log.start()
+    v2 = RekorV2Service(v2_log, log_id=ed25519_log_id(ORIGIN_V2, v2_key.public_key()
+                                                      .public_bytes_raw()),
+                        search_index=storage.search_index, kv=storage.kv, limits=limits)
+    v1 = RekorV1Service(v1_log, signer=InMemorySigner(v1_key), tree_id=TREE_ID,
+                        search_index=storage.search_index, kv=storage.kv, limits=limits)
+    await v2.start()
+    await v1.start()
+    app = Starlette(routes=[Mount("/rekor", routes=v2.routes()), *v1.routes()],
+                    exception_handlers=EXCEPTION_HANDLERS)
+    return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)

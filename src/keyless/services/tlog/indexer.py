@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from keyless.errors import Error, NotFound
+from keyless.errors import Error
 from keyless.services.tlog.engine import LogEngine, SearchIndexStore
 from keyless.services.tlog.search import keys_for_body
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 _WATERMARK_NS = "tlog-search-watermark"
 _FOREVER = 2.0**62
+_REBUILD_CHUNK = 256
 
 
 class KeyValueStore(Protocol):
@@ -89,9 +90,11 @@ class SearchIndexer:
             while self._pending:
                 batch = sorted(self._pending.items())
                 self._pending = {}
-                for index, body in batch:
-                    await self._index(index, body)
-                    self._done.add(index)
+                await self._store.add_many(
+                    self._name, [(key, index) for index, body in batch
+                                 for key in keys_for_body(body)]
+                )
+                self._done.update(index for index, _ in batch)
                 upto = self._watermark
                 while upto in self._done:
                     self._done.discard(upto)
@@ -104,13 +107,13 @@ class SearchIndexer:
             end, _ = await self._log.tree()
         count = 0
         async with self._lock:
-            for index in range(start, end):
-                try:
-                    entry = await self._log.entry(index)
-                except NotFound:
-                    break
-                await self._index(index, entry.bundle_entry or entry.leaf)
-                count += 1
+            for chunk in range(start, end, _REBUILD_CHUNK):
+                entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
+                await self._store.add_many(
+                    self._name, [(key, e.index) for e in entries
+                                 for key in keys_for_body(e.bundle_entry or e.leaf)]
+                )
+                count += len(entries)
             if start <= self._watermark:
                 await self._advance(start + count)
         return count
@@ -127,10 +130,6 @@ class SearchIndexer:
             else:
                 result &= found
         return sorted(result or ())
-
-    async def _index(self, index: int, body: bytes) -> None:
-        for key in keys_for_body(body):
-            await self._store.add(self._name, key, index)
 
     async def _run(self) -> None:
         while True:

@@ -50,8 +50,11 @@ def kind_version(body: bytes) -> tuple[str, str]:
     """``(kind, apiVersion)`` of a canonical body (bundles' ``kindVersion``)."""
     import json
 
-    value = json.loads(body)
-    return str(value["kind"]), str(value["apiVersion"])
+    try:
+        value = json.loads(body)
+        return str(value["kind"]), str(value["apiVersion"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotFound("this entry is the log's placeholder, not a Rekor entry") from exc
 
 
 @dataclass(frozen=True)
