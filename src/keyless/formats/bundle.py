@@ -362,6 +362,11 @@ class Bundle:
                 "x509CertificateChain or publicKey"
             )
         if cert is not None:
+            if version != "0.3":
+                raise InvalidInput(
+                    f"verificationMaterial.certificate is not allowed in a v{version} bundle "
+                    "(use x509CertificateChain)"
+                )
             certificates = (cert.raw("rawBytes"),)
             cert.done()
             if not certificates[0]:
