@@ -1,0 +1,333 @@
+"""The log engine's contract, run against every storage backend (tests/contract/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from keyless import merkle
+from keyless.errors import Conflict, InvalidInput, NotFound, Pushback, TooLarge
+from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote
+from keyless.formats.tiles import decode_entry_bundle
+from keyless.log import AddResult, TransparencyLog
+from keyless.storage import Storage
+from keyless.storage.model import Batch, LogHead
+
+Opener = Callable[[], Awaitable[Storage]]  # the `opener` fixture of tests/contract/conftest.py
+
+SEED = b"keyless seed entry"
+
+
+def make_log(
+    storage: Storage, signer: NoteSigner, name: str = "rekor-v2", max_pending: int = 65536
+) -> TransparencyLog:
+    return TransparencyLog(
+        storage,
+        name=name,
+        origin="example.test/log",
+        signer=signer,
+        seed=[SEED],
+        max_pending=max_pending,
+    )
+
+
+@pytest.fixture
+async def log(storage: Storage, note_signer: NoteSigner) -> AsyncIterator[TransparencyLog]:
+    tlog = make_log(storage, note_signer)
+    await tlog.start()
+    yield tlog
+    await tlog.close()
+
+
+def check_result(result: AddResult, signer: NoteSigner, leaf: bytes) -> Checkpoint:
+    """The result proves ``leaf`` under a correctly signed checkpoint of the same tree."""
+    assert result.leaf_hash == merkle.leaf_hash(leaf)
+    merkle.verify_inclusion(
+        result.leaf_hash, result.index, result.tree_size, result.inclusion_proof, result.root_hash
+    )
+    note = SignedNote.parse(result.checkpoint)
+    signer.verifier().verify(note)
+    checkpoint = Checkpoint.from_text(note.text)
+    assert (checkpoint.origin, checkpoint.size, checkpoint.root_hash) == (
+        "example.test/log",
+        result.tree_size,
+        result.root_hash,
+    )
+    return checkpoint
+
+
+async def test_add_returns_a_proof_under_a_signed_checkpoint(
+    log: TransparencyLog, note_signer: NoteSigner
+) -> None:
+    before = int(time.time())
+    result = await log.add(b"first real entry")
+    check_result(result, note_signer, b"first real entry")
+    # interop.md §5 gotcha 1: no real entry at index 0, no 1-leaf proof
+    assert result.index == 1 and result.tree_size == 2 and len(result.inclusion_proof) == 1
+    assert not result.duplicate
+    assert before <= result.integrated_time <= int(time.time())
+    stored = await log.entry(result.index)
+    assert stored.leaf == b"first real entry"
+    assert stored.integrated_time == result.integrated_time
+    assert (await log.entry(0)).leaf == SEED
+    assert await log.tree() == (2, result.root_hash)
+    assert await log.checkpoint() == result.checkpoint
+
+
+async def test_concurrent_adds_get_distinct_contiguous_indexes(
+    log: TransparencyLog, note_signer: NoteSigner
+) -> None:
+    leaves = [b"entry %d" % i for i in range(700)]
+    results = await asyncio.gather(*(log.add(leaf) for leaf in leaves))
+    assert sorted(r.index for r in results) == list(range(1, 701))
+    for leaf, result in zip(leaves, results, strict=True):
+        check_result(result, note_signer, leaf)
+    size, root = await log.tree()
+    assert size == 701
+    tree = merkle.MemoryTree([merkle.leaf_hash(SEED)])
+    for i in range(1, size):
+        tree.append(merkle.leaf_hash((await log.entry(i)).leaf))
+    assert tree.root() == root
+
+
+async def test_duplicates_return_the_existing_entry(
+    log: TransparencyLog, note_signer: NoteSigner
+) -> None:
+    first = await log.add(b"same")
+    again = await log.add(b"same")
+    assert again.duplicate and again.index == first.index
+    assert again.integrated_time == first.integrated_time
+    check_result(again, note_signer, b"same")
+    # two identical entries in the same batch
+    a, b = await asyncio.gather(log.add(b"twin"), log.add(b"twin"))
+    assert a.index == b.index and a.duplicate != b.duplicate
+    # a caller-chosen dedup key (the CT personality dedups by certificate, not by leaf)
+    c1 = await log.add(b"leaf one", dedup_key=b"K" * 32)
+    c2 = await log.add(b"leaf two", dedup_key=b"K" * 32)
+    assert c2.duplicate and c2.index == c1.index
+    assert await log.index_of(b"K" * 32) == c1.index
+    assert await log.index_of(merkle.leaf_hash(b"leaf one")) == c1.index
+    assert await log.index_of(merkle.leaf_hash(b"same")) == first.index
+    assert await log.index_of(b"\x00" * 32) is None
+
+
+async def test_bundle_entry_goes_to_the_entry_bundle(log: TransparencyLog) -> None:
+    result = await log.add(b"merkle tree leaf", bundle_entry=b"tile leaf")
+    stored = await log.entry(result.index)
+    assert stored.leaf == b"merkle tree leaf" and stored.bundle_entry == b"tile leaf"
+    bundle = decode_entry_bundle(await log.entry_bundle(0, result.tree_size))
+    assert bundle[result.index] == b"tile leaf"
+    assert bundle[0] == SEED
+
+
+async def test_tiles_and_bundles_full_and_partial(log: TransparencyLog) -> None:
+    leaves = [b"t%d" % i for i in range(300)]
+    for chunk in range(0, 300, 100):
+        await asyncio.gather(*(log.add(leaf) for leaf in leaves[chunk : chunk + 100]))
+    size, _root = await log.tree()
+    assert size == 301
+    hashes = [merkle.leaf_hash(SEED)] + [merkle.leaf_hash(leaf) for leaf in leaves]
+    full = await log.tile(0, 0)
+    assert full == b"".join(hashes[:256])
+    assert await log.tile(0, 0, 256) == full
+    assert await log.tile(0, 0, 17) == full[: 17 * 32]  # served by truncation
+    assert await log.tile(0, 1, 45) == b"".join(hashes[256:301])
+    assert await log.tile(0, 1, 10) == b"".join(hashes[256:266])
+    assert await log.tile(1, 0, 1) == merkle.root_from_leaf_hashes(hashes[:256])
+    with pytest.raises(NotFound):
+        await log.tile(0, 1)  # not full yet
+    with pytest.raises(NotFound):
+        await log.tile(0, 1, 46)  # beyond the tree
+    with pytest.raises(NotFound):
+        await log.tile(1, 0, 2)
+    with pytest.raises(InvalidInput):
+        await log.tile(0, 0, 0)
+    assert decode_entry_bundle(await log.entry_bundle(0)) == [SEED, *leaves[:255]]
+    assert decode_entry_bundle(await log.entry_bundle(1, 45)) == leaves[255:300]
+    assert decode_entry_bundle(await log.entry_bundle(1, 3)) == leaves[255:258]
+    with pytest.raises(NotFound):
+        await log.entry_bundle(2, 1)
+    with pytest.raises(NotFound):
+        await log.entry(301)
+
+
+async def test_proofs_between_any_sizes(log: TransparencyLog) -> None:
+    checkpoints: list[tuple[int, bytes]] = []
+    for round_ in range(6):
+        results = await asyncio.gather(*(log.add(b"r%d-%d" % (round_, i)) for i in range(90)))
+        checkpoints.append((results[0].tree_size, results[0].root_hash))
+    size, root = await log.tree()
+    for index in (0, 1, 200, 255, 256, size - 1):
+        entry = await log.entry(index)
+        proof = await log.inclusion_proof(index, size)
+        merkle.verify_inclusion(merkle.leaf_hash(entry.leaf), index, size, proof, root)
+    for (s1, r1), (s2, r2) in itertools.pairwise(checkpoints):
+        merkle.verify_consistency(s1, s2, r1, r2, await log.consistency_proof(s1, s2))
+        merkle.verify_consistency(s1, size, r1, root, await log.consistency_proof(s1, size))
+    old_size, old_root = checkpoints[2]
+    entry = await log.entry(17)
+    merkle.verify_inclusion(
+        merkle.leaf_hash(entry.leaf),
+        17,
+        old_size,
+        await log.inclusion_proof(17, old_size),
+        old_root,
+    )
+    with pytest.raises(NotFound):
+        await log.inclusion_proof(1, size + 1)
+    with pytest.raises(InvalidInput):
+        await log.inclusion_proof(size, size)
+    with pytest.raises(NotFound):
+        await log.consistency_proof(1, size + 5)
+
+
+async def test_restart_continues_the_same_tree(opener: Opener, note_signer: NoteSigner) -> None:
+    storage = await opener()
+    log = make_log(storage, note_signer)
+    await log.start()
+    results = await asyncio.gather(*(log.add(b"before %d" % i) for i in range(300)))
+    size1, root1 = await log.tree()
+    checkpoint1 = await log.checkpoint()
+    await log.close()
+    await storage.close()
+
+    storage2 = await opener()
+    log2 = make_log(storage2, note_signer)
+    await log2.start()
+    assert await log2.checkpoint() == checkpoint1  # no new checkpoint of the same size
+    again = await log2.add(b"before 7")
+    assert again.duplicate and again.index == results[7].index
+    after = await log2.add(b"after restart")
+    assert after.index == size1
+    merkle.verify_consistency(
+        size1,
+        after.tree_size,
+        root1,
+        after.root_hash,
+        await log2.consistency_proof(size1, after.tree_size),
+    )
+    assert (await log2.entry(0)).leaf == SEED  # seeded once only
+    await log2.close()
+
+
+async def test_two_writers_on_one_database_never_fork(
+    opener: Opener, note_signer: NoteSigner
+) -> None:
+    """Two engines on the same database (as two processes would be) share one tree."""
+    s1, s2 = await opener(), await opener()
+    log1, log2 = make_log(s1, note_signer), make_log(s2, note_signer)
+    await log1.start()
+    await log2.start()
+    results = await asyncio.gather(
+        *(log1.add(b"one %d" % i) for i in range(150)),
+        *(log2.add(b"two %d" % i) for i in range(150)),
+        log1.add(b"both"),
+        log2.add(b"both"),
+    )
+    indexes = [r.index for r in results if not r.duplicate]
+    assert sorted(indexes) == list(range(1, 302))
+    size, root = await log1.tree()
+    assert (size, root) == await log2.tree()
+    for r in results:
+        merkle.verify_inclusion(r.leaf_hash, r.index, r.tree_size, r.inclusion_proof, r.root_hash)
+        merkle.verify_consistency(
+            r.tree_size, size, r.root_hash, root, await log1.consistency_proof(r.tree_size, size)
+        )
+    await log1.close()
+    await log2.close()
+
+
+async def test_logs_in_one_storage_are_independent(
+    storage: Storage, note_signer: NoteSigner
+) -> None:
+    ct = make_log(storage, note_signer, name="ctlog")
+    rekor = make_log(storage, note_signer, name="rekor-v1")
+    await ct.start()
+    await rekor.start()
+    a = await ct.add(b"shared bytes")
+    b = await rekor.add(b"shared bytes")
+    assert not a.duplicate and not b.duplicate and a.index == b.index == 1
+    await rekor.add(b"only rekor")
+    assert (await ct.tree())[0] == 2 and (await rekor.tree())[0] == 3
+    assert sorted(storage.log_store.logs()) == ["ctlog", "rekor-v1"]
+    await ct.close()
+    await rekor.close()
+
+
+async def test_checkpoint_compare_and_swap(storage: Storage, note_signer: NoteSigner) -> None:
+    log = make_log(storage, note_signer)
+    await log.start()
+    await log.add(b"x")
+    head = await log.head()
+    await log.close()
+
+    def stale_commit() -> None:
+        with storage.log_store.sequencing("rekor-v2") as session:
+            forged = LogHead(head.size, b"\x07" * 32, b"another checkpoint of the same size\n")
+            session.commit(Batch(old_size=head.size - 1, head=forged, entries=(), tiles={}))
+
+    def same_size_different_note() -> None:
+        with storage.log_store.sequencing("rekor-v2") as session:
+            forged = LogHead(head.size, b"\x07" * 32, b"another checkpoint of the same size\n")
+            session.commit(Batch(old_size=head.size, head=forged, entries=(), tiles={}))
+
+    with pytest.raises(Conflict):
+        await storage.run_writer("rekor-v2", stale_commit)
+    with pytest.raises(Conflict):
+        await storage.run_writer("rekor-v2", same_size_different_note)
+    assert await storage.run(storage.log_store.head, "rekor-v2") == head
+
+
+async def test_limits(storage: Storage, note_signer: NoteSigner) -> None:
+    log = make_log(storage, note_signer, max_pending=5)
+    await log.start()
+    with pytest.raises(TooLarge):
+        await log.add(b"x" * 70000)
+    tasks = [asyncio.ensure_future(log.add(b"p%d" % i)) for i in range(5)]
+    await asyncio.sleep(0)
+    with pytest.raises(Pushback):
+        await log.add(b"one too many")
+    await asyncio.gather(*tasks)
+    await log.close()
+
+
+async def test_search_index(storage: Storage) -> None:
+    await storage.search_index.add("rekor-v1", "sha256:abc", 5)
+    await storage.search_index.add("rekor-v1", "sha256:abc", 3)
+    await storage.search_index.add("rekor-v1", "sha256:abc", 5)
+    await storage.search_index.add_many("rekor-v1", [("alice@example.com", 3), ("sha256:def", 9)])
+    await storage.search_index.add("rekor-v2", "sha256:abc", 1)
+    assert await storage.search_index.lookup("rekor-v1", "sha256:abc") == [3, 5]
+    assert await storage.search_index.lookup("rekor-v1", "alice@example.com") == [3]
+    assert await storage.search_index.lookup("rekor-v2", "sha256:abc") == [1]
+    assert await storage.search_index.lookup("rekor-v1", "nothing") == []
+
+
+async def test_key_value_store(storage: Storage) -> None:
+    kv = storage.kv
+    now = time.time()
+    assert await kv.put_if_absent("ca-token", "t1", b"first", now + 60) is None
+    assert await kv.put_if_absent("ca-token", "t1", b"second", now + 60) == b"first"
+    assert await kv.get("ca-token", "t1") == b"first"
+    assert await kv.get("other", "t1") is None
+    # an expired value reads as absent and can be replaced
+    assert await kv.put_if_absent("codes", "c", b"old", now - 1) is None
+    assert await kv.get("codes", "c") is None
+    assert await kv.put_if_absent("codes", "c", b"new", now + 60) is None
+    assert await kv.get("codes", "c") == b"new"
+    await kv.delete("codes", "c")
+    await kv.delete("codes", "never there")
+    assert await kv.get("codes", "c") is None
+
+
+async def test_put_if_absent_is_atomic(storage: Storage) -> None:
+    results = await asyncio.gather(
+        *(storage.kv.put_if_absent("race", "k", b"v%d" % i, time.time() + 60) for i in range(20))
+    )
+    assert sum(r is None for r in results) == 1
+    winner = await storage.kv.get("race", "k")
+    assert all(r == winner for r in results if r is not None)
