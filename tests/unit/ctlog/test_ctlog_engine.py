@@ -1,0 +1,129 @@
+"""The CT personality over the real log engine (keyless.log.TransparencyLog) on memory and SQLite.
+
+Same checks as over the stand-in engine where they matter: CA issuance through the engine, SCTs
+verify, proofs verify against signed tree heads, get-entries and the static-ct data tiles carry
+the precertificates, and a restart keeps everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+
+from keyless.formats.checkpoint import NoteSigner
+from keyless.identity import IdentityVerifier, IssuerConfig
+from keyless.log import TransparencyLog
+from keyless.merkle import leaf_hash, verify_inclusion
+from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.server.keys import InMemorySigner
+from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
+from keyless.services.ctlog import CTLogRoutes, CTLogService
+from keyless.services.ctlog.entries import TimestampedEntry
+from keyless.storage import open_storage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
+from ca_testkit import ISSUER, TestIssuer, independent_sct_check, make_csr
+
+ORIGIN = "localhost/ctlog"
+SEED = b"seed"
+
+
+async def _open(url: str, tmp: Path, ct_key: InMemorySigner) -> tuple[Any, TransparencyLog]:
+    storage = await open_storage(url, data_dir=tmp)
+    engine = TransparencyLog(storage, name="ctlog", origin=ORIGIN,
+                             signer=NoteSigner.for_key(ORIGIN, ct_key), seed=[(SEED, b"")])
+    await engine.start()
+    return storage, engine
+
+
+async def _build(url: str, tmp_path: Path) -> dict[str, Any]:
+    ct_key = InMemorySigner(ec.generate_private_key(ec.SECP256R1()))
+    storage, engine = await _open(url, tmp_path, ct_key)
+    material = load_or_create(tmp_path / "ca")
+    issuer = TestIssuer()
+    ctlog = CTLogService(engine=engine, kv=storage.kv, signer=ct_key, roots=[material.root],
+                         origin=ORIGIN)
+    verifier = IdentityVerifier([IssuerConfig(ISSUER, "email")], httpx.AsyncClient(),
+                                local_jwks={ISSUER: issuer.jwks})
+    ca = CAService(material=material, identity=verifier, ctlog=ctlog,
+                   replay_guard=TokenReplayGuard(storage.kv))
+    return {"url": url, "ct_key": ct_key, "storage": storage, "engine": engine, "ctlog": ctlog,
+            "ca": ca, "issuer": issuer, "material": material, "tmp": tmp_path}
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/k.db"
+    built = await _build(url, tmp_path)
+    yield built
+    await env_close(built["engine"], built["storage"])
+
+
+async def env_close(engine: TransparencyLog, storage: Any) -> None:
+    await engine.close()
+    close = getattr(storage, "close", None)
+    if close is not None:
+        result = close()
+        if hasattr(result, "__await__"):
+            await result
+
+
+async def test_issue_through_the_engine(env: dict[str, Any]) -> None:
+    ca: CAService = env["ca"]
+    leaves = []
+    for _ in range(4):
+        _, csr = make_csr()
+        issued = await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
+        independent_sct_check(issued.leaf, env["material"].issuer, env["ct_key"].public_key())
+        leaves.append(issued.leaf)
+    app = Starlette(routes=CTLogRoutes(env["ctlog"]).routes(),
+                    exception_handlers=EXCEPTION_HANDLERS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://ct.test") as c:
+        sth = (await c.get("/ct/v1/get-sth")).json()
+        assert sth["tree_size"] == 5  # one seed + four precerts
+        root = base64.b64decode(sth["sha256_root_hash"])
+        entries = (await c.get("/ct/v1/get-entries?start=0&end=4")).json()["entries"]
+        assert len(entries) == 5
+        for leaf, e in zip(leaves, entries[1:], strict=True):
+            leaf_input = base64.b64decode(e["leaf_input"])
+            assert TimestampedEntry.from_merkle_tree_leaf(leaf_input).certificate == (
+                leaf.tbs_precertificate_bytes)
+            h = leaf_hash(leaf_input)
+            proof = (await c.get("/ct/v1/get-proof-by-hash", params={
+                "hash": base64.b64encode(h).decode(), "tree_size": 5})).json()
+            verify_inclusion(h, proof["leaf_index"], 5,
+                             [base64.b64decode(p) for p in proof["audit_path"]], root)
+        tile = (await c.get("/tile/0/000.p/5")).content
+        assert len(tile) == 160
+        data = (await c.get("/tile/data/000.p/5")).content
+        for leaf in leaves:
+            assert leaf.tbs_precertificate_bytes in data
+
+
+async def test_sqlite_restart_keeps_the_log(tmp_path: Path) -> None:
+    env = await _build(f"sqlite:///{tmp_path}/k.db", tmp_path)
+    ca: CAService = env["ca"]
+    _, csr = make_csr()
+    issued = await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
+    size, root = await env["engine"].tree()
+    await env_close(env["engine"], env["storage"])
+    storage, engine = await _open(env["url"], env["tmp"], env["ct_key"])
+    env["engine"], env["storage"] = engine, storage
+    assert await engine.tree() == (size, root)
+    ctlog = CTLogService(engine=engine, kv=storage.kv, signer=env["ct_key"],
+                         roots=[env["material"].root], origin=ORIGIN)
+    entries = await ctlog.entries(size - 1, size - 1)
+    assert TimestampedEntry.from_merkle_tree_leaf(entries[0][0]).certificate == (
+        issued.leaf.tbs_precertificate_bytes)
+    assert entries[0][1]  # extra_data rebuilt from the stored issuer certificates
+    await env_close(engine, storage)
