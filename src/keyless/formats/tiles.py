@@ -27,9 +27,7 @@ from keyless.errors import InvalidInput, NotFound
 from keyless.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
-    consistency_proof,
     consistency_proof_nodes,
-    inclusion_proof,
     inclusion_proof_nodes,
     range_nodes,
     root_from_leaf_hashes,
@@ -432,13 +430,62 @@ class TileProver:
         """MTH of the whole tree (RFC 9162 §2.1.1)."""
         return EMPTY_ROOT if self.size == 0 else subtree_root(0, self.size, self.get_hash)
 
+    def _entries(self, tile_level: int, entry: int) -> list[list[bytes]]:
+        """The expanded tile holding entry ``entry`` of level ``8·tile_level``."""
+        tile_index = entry >> 8
+        width = min(TILE_WIDTH, (self.size >> (tile_level << 3)) - (tile_index << 8))
+        coord = (tile_level, tile_index, width)
+        return self._local.get(coord) or self._tile(coord)
+
+    def _path(self, level: int, index: int) -> list[bytes]:
+        """Siblings from node ``(level, index)`` up to the root, leaf side first.
+
+        The same walk as :func:`keyless.merkle.inclusion_proof_nodes`, specialised to tiles: all
+        siblings between tree levels 8·L and 8·L+7 lie in one tile, fetched once.
+        """
+        size = self.size
+        out: list[bytes] = []
+        node = index
+        lvl = level
+        current = -1
+        levels: list[list[bytes]] = []
+        edge = self._edge
+        while node or (1 << lvl) < size:
+            sibling = node ^ 1
+            begin = sibling << lvl
+            if begin < size:
+                above = size >> lvl
+                if edge is not None and above & 1 and sibling == above - 1:
+                    out.append(edge[(above >> 1).bit_count()])  # a known right-edge node
+                elif begin + (1 << lvl) <= size:
+                    tile_level = lvl >> 3
+                    if tile_level != current:
+                        levels = self._entries(tile_level, begin >> (tile_level << 3))
+                        current = tile_level
+                    r = lvl & 7
+                    out.append(levels[r][sibling & ((TILE_WIDTH >> r) - 1)])
+                else:  # the one ephemeral right-edge node
+                    out.append(subtree_root(begin, size, self.get_hash))
+            node >>= 1
+            lvl += 1
+        return out
+
     def inclusion_proof(self, index: int) -> list[bytes]:
-        """RFC 9162 §2.1.3.1 audit path of leaf ``index`` in this tree."""
-        return inclusion_proof(index, self.size, self.get_hash)
+        """RFC 9162 §2.1.3.1 audit path of leaf ``index`` in this tree (same as merkle's)."""
+        if not 0 <= index < self.size:
+            raise InvalidInput(f"leaf index {index} is not in a tree of size {self.size}")
+        return self._path(0, index)
 
     def consistency_proof(self, first: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 proof that the tree of ``first`` leaves is a prefix of this one."""
-        return consistency_proof(first, self.size, self.get_hash)
+        if not 0 <= first <= self.size:
+            raise InvalidInput(f"first tree size {first} is not in 0..{self.size}")
+        if first in (0, self.size):
+            return []
+        level = (first & -first).bit_length() - 1
+        index = (first - 1) >> level
+        path = self._path(level, index)
+        return path if index == 0 else [self.get_hash(level, index), *path]
 
 
 def _coords(

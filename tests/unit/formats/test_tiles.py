@@ -6,7 +6,7 @@ import random
 from hashlib import sha256
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput, NotFound
@@ -191,13 +191,7 @@ SIZE = 70_000
 LEAVES = [leaf_hash(i.to_bytes(4, "big")) for i in range(SIZE)]
 
 
-@pytest.fixture(scope="module")
-def tree() -> MemoryTree:
-    return MemoryTree(LEAVES)
-
-
-@pytest.fixture(scope="module")
-def tiles() -> dict[tuple[int, int], bytes]:
+def _build_tiles() -> dict[tuple[int, int], bytes]:
     """Tiles written by append_tiles in uneven batches, keeping each tile's widest version."""
     store: dict[tuple[int, int], bytes] = {}
     rng = random.Random(7)
@@ -211,6 +205,20 @@ def tiles() -> dict[tuple[int, int], bytes]:
             store[(t.level, t.index)] = t.data
         size += len(batch)
     return store
+
+
+_TREE = MemoryTree(LEAVES)
+_TILES = _build_tiles()
+
+
+@pytest.fixture(scope="module")
+def tree() -> MemoryTree:
+    return _TREE
+
+
+@pytest.fixture(scope="module")
+def tiles() -> dict[tuple[int, int], bytes]:
+    return _TILES
 
 
 def test_append_tiles_match_tree(tree: MemoryTree, tiles: dict[tuple[int, int], bytes]) -> None:
@@ -248,20 +256,31 @@ def test_roots_and_proofs_from_tiles(
     assert no_read.reads == 0
     rng = random.Random(size)
     levels = len(tiles_for_size(size))
+    seen: list[TileCoord] = []
+
+    def recording(level: int, index: int, width: int) -> bytes:
+        seen.append(TileCoord(level, index, width))
+        return reader(level, index, width)
+
     for index in {0, size - 1, size // 2, *(rng.randrange(size) for _ in range(20))}:
-        for prover in (TileProver(size, reader), TileProver(size, reader, right_edge=edge)):
+        for known in (False, True):
+            seen.clear()
+            prover = TileProver(size, recording, right_edge=edge if known else None)
             proof = prover.inclusion_proof(index)
             assert proof == tree.inclusion_proof(index, size)
             verify_inclusion(LEAVES[index], index, size, proof, root)
-        assert prover.reads <= levels  # with the right edge: one tile per level
-        assert prover.reads == len(inclusion_tiles(index, size, right_edge_known=True))
+            # the prefetch list is exactly what the prover reads (async callers rely on it)
+            assert sorted(seen) == sorted(inclusion_tiles(index, size, right_edge_known=known))
+        assert len(seen) <= levels  # with the right edge: at most one tile per level
         first = rng.randrange(1, size + 1)
-        for prover in (TileProver(size, reader), TileProver(size, reader, right_edge=edge)):
+        for known in (False, True):
+            seen.clear()
+            prover = TileProver(size, recording, right_edge=edge if known else None)
             cproof = prover.consistency_proof(first)
             assert cproof == tree.consistency_proof(first, size)
             verify_consistency(first, size, tree.root(first), root, cproof)
-        assert prover.reads <= levels
-        assert prover.reads == len(consistency_tiles(first, size, right_edge_known=True))
+            assert sorted(seen) == sorted(consistency_tiles(first, size, right_edge_known=known))
+        assert len(seen) <= levels
 
 
 def test_shared_cache(tree: MemoryTree, tiles: dict[tuple[int, int], bytes]) -> None:
@@ -346,3 +365,20 @@ async def test_fetch_tiles_async(tree: MemoryTree, tiles: dict[tuple[int, int], 
     assert TileProver(size, reader).inclusion_proof(index) == tree.inclusion_proof(index, size)
     with pytest.raises(NotFound):
         TileProver(size, reader).inclusion_proof(index + 256 * 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_size_any_proof_from_tiles(data: st.DataObject) -> None:
+    tree, tiles = _TREE, _TILES
+    size = data.draw(st.integers(1, SIZE))
+    index = data.draw(st.integers(0, size - 1))
+    first = data.draw(st.integers(0, size))
+    edge = CompactRange.from_getter(size, tree.get_hash).hashes
+    for prover in (
+        TileProver(size, reader_from_mapping(tiles)),
+        TileProver(size, reader_from_mapping(tiles), right_edge=edge),
+    ):
+        assert prover.root() == tree.root(size)
+        assert prover.inclusion_proof(index) == tree.inclusion_proof(index, size)
+        assert prover.consistency_proof(first) == tree.consistency_proof(first, size)
