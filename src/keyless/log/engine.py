@@ -276,25 +276,27 @@ class TransparencyLog:
         _check_tile_args(level, index, width)
         return await self._storage.run(self._read_tile, level, index, width)
 
-    def _read_tile(self, level: int, index: int, width: int | None) -> bytes:
-        data = self._store.read_tile(self.name, tile_path(level, index, width))
-        if data is not None:
-            return data
-        want = 256 if width is None else width
-        size = self._head_size()
-        have = tile_width(size, level, index)
-        if have < want:
-            raise NotFound(f"tile {tile_path(level, index, width)} is beyond the tree")
-        data = self._wider(tile_path(level, index), level, index, have, size)
-        if data is None or len(data) < HASH * want:
-            raise NotFound(f"tile {tile_path(level, index, width)} is missing")
-        return data[: HASH * want]
+    def _committed_width(self, level: int, index: int, want: int, what: str) -> int:
+        """The width tile ``(level, index)`` has at the committed head; NotFound if < ``want``.
 
-    def _wider(self, full: str, level: int, index: int, have: int, size: int) -> bytes | None:
-        if have == 256:
-            return self._store.read_tile(self.name, full)
-        data = self._store.read_tile(self.name, tile_path(level, index, have))
-        return data if data is not None else self._store.read_tile(self.name, full)
+        Reads are always answered from the tile version the committed head references, never
+        from a leftover of a failed batch beyond it (which the next batch overwrites).
+        """
+        have = tile_width(self._head_size(), level, index)
+        if have < want:
+            raise NotFound(f"{what} is beyond the tree")
+        return have
+
+    def _read_tile(self, level: int, index: int, width: int | None) -> bytes:
+        want = 256 if width is None else width
+        what = f"tile {tile_path(level, index, width)}"
+        for _attempt in range(3):
+            have = self._committed_width(level, index, want, what)
+            path = tile_path(level, index, None if have == 256 else have)
+            data = self._store.read_tile(self.name, path)
+            if data is not None and len(data) >= HASH * want:
+                return data[: HASH * want]
+        raise StorageError(f"{what} is missing from storage; run `keyless log fsck`")
 
     async def entry_bundle(self, index: int, width: int | None = None) -> bytes:
         """Entry bundle ``index``, full or its first ``width`` entries (C2SP tlog-tiles)."""
@@ -302,24 +304,18 @@ class TransparencyLog:
         return await self._storage.run(self._read_bundle, index, width)
 
     def _read_bundle(self, index: int, width: int | None) -> bytes:
-        data = self._store.read_tile(self.name, entries_path(index, width))
-        if data is not None:
-            return data
         want = 256 if width is None else width
-        size = self._head_size()
-        have = tile_width(size, 0, index)
-        if have < want:
-            raise NotFound(f"entry bundle {entries_path(index, width)} is beyond the tree")
-        path = entries_path(index, None if have == 256 else have)
-        data = self._store.read_tile(self.name, path)
-        if data is None:
-            data = self._store.read_tile(self.name, entries_path(index))
-        if data is None:
-            raise NotFound(f"entry bundle {entries_path(index, width)} is missing")
-        entries = decode_entry_bundle(data)
-        if len(entries) < want:
-            raise NotFound(f"entry bundle {entries_path(index, width)} is missing")
-        return encode_entry_bundle(entries[:want])
+        what = f"entry bundle {entries_path(index, width)}"
+        for _attempt in range(3):
+            have = self._committed_width(0, index, want, what)
+            data = self._store.read_tile(self.name, entries_path(index, have))
+            if data is not None:
+                if have == want:
+                    return data
+                entries = decode_entry_bundle(data)
+                if len(entries) >= want:
+                    return encode_entry_bundle(entries[:want])
+        raise StorageError(f"{what} is missing from storage; run `keyless log fsck`")
 
     async def entry(self, index: int) -> StoredEntry:
         """The stored entry at ``index`` (leaf, bundle entry, integrated time)."""

@@ -40,11 +40,15 @@ class NodeReader:
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
 
-    def put_tile(self, level: int, index: int, data: bytes) -> None:
-        """Remember a tile's hashes (a longer version of a partial tile replaces a shorter one)."""
+    def put_tile(self, level: int, index: int, data: bytes, *, authoritative: bool = False) -> None:
+        """Remember a tile's hashes.
+
+        A longer version of a partial tile replaces a shorter one; ``authoritative`` (the
+        integrator's own, just-committed tiles) always replaces.
+        """
         key = (level, index)
         old = self._tiles.get(key)
-        if old is None or len(old) < len(data):
+        if authoritative or old is None or len(old) < len(data):
             if len(self._tiles) >= _MAX_TILES:
                 with self._lock:
                     self._tiles.clear()
@@ -57,13 +61,21 @@ class NodeReader:
             self._nodes.clear()
 
     def _fetch(self, level: int, index: int, need: int) -> bytes:
-        data = self._read_tile(tile_path(level, index))
-        if data is None:
+        """Read the tile version the committed head references (never a leftover beyond it).
+
+        A crashed or failed batch may have left tiles for positions beyond the head (tlog-tiles
+        paths of a *future* size); they are overwritten by the next batch and must never be
+        cached, so the width is always taken from the committed head.
+        """
+        data: bytes | None = None
+        for _attempt in range(3):
             width = min(TILE_WIDTH, (self._head_size() >> (8 * level)) - TILE_WIDTH * index)
-            if width >= need:
-                data = self._read_tile(tile_path(level, index, width))
-            if data is None:  # the partial may just have been completed and collected
-                data = self._read_tile(tile_path(level, index))
+            if width < need:
+                break
+            full = width == TILE_WIDTH
+            data = self._read_tile(tile_path(level, index, None if full else width))
+            if data is not None:
+                break  # else: the partial was completed and collected meanwhile; look again
         if data is None or len(data) < HASH * need:
             raise StorageError(f"hash tile {tile_path(level, index)} is missing or short")
         self.put_tile(level, index, data)

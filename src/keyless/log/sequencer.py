@@ -199,7 +199,7 @@ class Sequencer:
             if path.startswith("tile/entries/"):
                 continue
             level, index = _tile_coordinates(path)
-            self.nodes.put_tile(level, index, data)
+            self.nodes.put_tile(level, index, data, authoritative=True)
         return outcomes, new_head
 
 

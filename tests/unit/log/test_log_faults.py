@@ -1,0 +1,125 @@
+"""Failure and recovery paths of the log engine, driven by the memory backend's fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from keyless import merkle
+from keyless.errors import NotFound, StorageError
+from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.tiles import entries_path, tile_path
+from keyless.log import TransparencyLog
+from keyless.server.keys import InMemorySigner, generate_key
+from keyless.storage import Storage, open_storage
+from keyless.storage.memory import MemoryBackend
+
+SIGNER = NoteSigner.ed25519("example.test/log", InMemorySigner(generate_key("ed25519")))
+
+
+async def started(backend: MemoryBackend, **kw: int) -> tuple[Storage, TransparencyLog]:
+    storage = await open_storage("memory://", backend=backend)
+    log = TransparencyLog(
+        storage, name="log", origin="example.test/log", signer=SIGNER, seed=[b"seed"], **kw
+    )
+    await log.start()
+    return storage, log
+
+
+async def verify_everything(log: TransparencyLog) -> None:
+    """Re-derive the tree from the stored entries and compare with tiles, root and proofs."""
+    size, root = await log.tree()
+    leaves = [merkle.leaf_hash(e.leaf) for e in await log.entries(0, size)]
+    assert len(leaves) == size
+    assert merkle.root_from_leaf_hashes(leaves) == root
+    for tile in range((size + 255) // 256):
+        width = min(256, size - 256 * tile)
+        assert await log.tile(0, tile, width) == b"".join(leaves[256 * tile : 256 * tile + width])
+    for index in range(0, size, 37):
+        proof = await log.inclusion_proof(index, size)
+        merkle.verify_inclusion(leaves[index], index, size, proof, root)
+
+
+async def test_a_failed_commit_fails_its_waiters_and_the_log_goes_on() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    await log.add(b"a")
+    backend.faults.fail("commit")
+    with pytest.raises(StorageError):
+        await log.add(b"b")
+    after = await log.add(b"b")  # retried: not a duplicate, since nothing was committed
+    assert not after.duplicate and after.index == 2
+    await verify_everything(log)
+    await log.close()
+
+
+async def test_tiles_left_by_a_crashed_batch_are_never_served_and_get_overwritten() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    await asyncio.gather(*(log.add(b"x%d" % i) for i in range(249)))  # size 250
+    backend.faults.fail("commit.tiles_only")
+    with pytest.raises(StorageError):
+        await asyncio.gather(*(log.add(b"lost %d" % i) for i in range(10)))
+    tiles = backend.log_store.tiles("log")
+    assert tile_path(0, 0) in tiles  # the leftover full tile of the failed batch…
+    with pytest.raises(NotFound):
+        await log.tile(0, 0)  # …is beyond the committed head, so it is not served
+    await asyncio.gather(*(log.add(b"y%d" % i) for i in range(10)))
+    await verify_everything(log)
+    await log.close()
+
+
+async def test_restart_rebuilds_lost_partial_tiles() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    await asyncio.gather(*(log.add(b"e%d" % i) for i in range(300)))
+    size, root = await log.tree()
+    await log.close()
+    tiles = backend.log_store.tiles("log")
+    del tiles[tile_path(0, 1, size - 256)]
+    del tiles[entries_path(1, size - 256)]
+    _storage2, log2 = await started(backend)
+    assert await log2.tree() == (size, root)
+    assert tile_path(0, 1, size - 256) in tiles  # written back by recovery
+    assert entries_path(1, size - 256) in tiles
+    await log2.add(b"after")
+    await verify_everything(log2)
+    await log2.close()
+
+
+async def test_restart_refuses_tiles_that_contradict_the_checkpoint() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    await asyncio.gather(*(log.add(b"e%d" % i) for i in range(20)))
+    size, _root = await log.tree()
+    await log.close()
+    tiles = backend.log_store.tiles("log")
+    tiles[tile_path(0, 0, size)] = b"\x01" * 32 * size
+    storage = await open_storage("memory://", backend=backend)
+    log2 = TransparencyLog(storage, name="log", origin="example.test/log", signer=SIGNER)
+    with pytest.raises(StorageError, match="root hash"):
+        await log2.start()
+
+
+async def test_storage_errors_on_read_surface_as_storage_errors() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    await log.add(b"a")
+    backend.faults.fail("entries")
+    with pytest.raises(StorageError):
+        await log.entry(1)
+    assert (await log.entry(1)).leaf == b"a"
+    await log.close()
+
+
+async def test_batches_respect_max_batch() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend, max_batch=16)
+    results = await asyncio.gather(*(log.add(b"m%d" % i) for i in range(100)))
+    sizes = {r.tree_size for r in results}
+    assert len(sizes) >= 100 // 16  # at least ceil(100/16) - 1 checkpoints
+    for r in results:
+        assert r.tree_size - r.index <= 16
+    await verify_everything(log)
+    await log.close()
