@@ -161,6 +161,7 @@ def tree() -> MemoryTree:
 def test_hash_primitives() -> None:
     assert ROOTS[0] == EMPTY_ROOT
     assert [leaf_hash(x) for x in LEAVES] == NODE_HASHES[0]
+    assert merkle.leaf_hashes(LEAVES) == NODE_HASHES[0]
     assert node_hash(NODE_HASHES[0][0], NODE_HASHES[0][1]) == NODE_HASHES[1][0]
     assert node_hash(NODE_HASHES[2][0], NODE_HASHES[2][1]) == NODE_HASHES[3][0]
 
