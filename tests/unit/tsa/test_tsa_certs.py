@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import ConfigError
 from keyless.server.keys import InMemorySigner, PublicKey, Signer, generate_key

@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 import pytest
+from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import ConfigError, Unavailable
 from keyless.services.tsa.clock import ClockGuard, ClockPolicy, NtpError, parse_server, sntp_offset

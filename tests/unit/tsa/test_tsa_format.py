@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
+from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats import tsp as ktsp

@@ -14,6 +14,7 @@ from asn1crypto import core, tsp
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 from starlette.testclient import TestClient
+from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import Unavailable
 from keyless.formats.tsp import encode_query

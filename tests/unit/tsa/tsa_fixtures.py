@@ -1,4 +1,8 @@
-"""Fixtures of the TSA unit tests: generated credentials and a fake SNTP server on 127.0.0.1."""
+"""Fixtures of the TSA unit tests: generated credentials and a fake SNTP server on 127.0.0.1.
+
+Imported by the test modules (not a conftest.py: a second ``conftest`` module would shadow
+tests/conftest.py for the ``from conftest import …`` used across the suite).
+"""
 
 from __future__ import annotations
 
