@@ -143,28 +143,58 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
 
-    async def builder(given: Any) -> Stack:
-        stack = await build_stack(given, explicit)
+    async def main() -> int:
+        # Build (first start) or reopen the stack before listening, so that a refusal such as
+        # "data directory in use" is one sentence and not a lifespan traceback.
+        try:
+            stack = await build_stack(settings, explicit)
+        except ConfigError as exc:
+            print(f"keyless serve: {exc}", file=sys.stderr)
+            return 2
         print(banner(stack), file=sys.stderr, flush=True)
-        return stack
 
-    app = create_app(settings, builder=builder)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(settings.shutdown_grace),
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+        async def prebuilt(_settings: Any) -> Stack:
+            return stack
+
+        app = create_app(settings, builder=prebuilt)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
+            server_header=False,
+        )
+        server = _graceful_server(config)
+        await server.serve()
+        return 0 if server.started else 1
+
     try:
-        asyncio.run(server.serve())
-    except ConfigError as exc:
-        print(f"keyless serve: {exc}", file=sys.stderr)
-        return 2
+        return asyncio.run(main())
     except KeyboardInterrupt:
-        return 0
-    return 0 if server.started or not getattr(server, "should_exit", False) else 1
+        return 130
+
+
+def _graceful_server(config: Any) -> Any:
+    """A uvicorn server whose SIGTERM/SIGINT end in exit status 0 after the graceful shutdown
+    (uvicorn re-raises the signal, which makes every orderly stop look like a crash)."""
+    import contextlib
+    import signal
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)

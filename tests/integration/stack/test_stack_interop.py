@@ -1,0 +1,274 @@
+"""The interop matrix against a real ``keyless serve`` (issue 9, contracts.md §2, interop.md §3).
+
+Every signer x Rekor version x payload kind makes one bundle against the running stack, and every
+verifier checks it with only the stack's published trust material:
+
+* signers: sigstore-python 4.5.1 (``sigstore --trust-config tc.json sign|attest --rekor-version``),
+  sigstore-js 5.0.1 (``sign.js`` = library on Rekor v1, ``sign-v2.js`` = @sigstore/sign on v2),
+  and keyless's own client (``keyless-conformance sign-bundle``) when it is installed;
+* verifiers: sigstore-python (``verify identity`` with the ClientTrustConfig), sigstore-js
+  (``verify.js`` with the trusted root) and keyless (``keyless-conformance verify-bundle``).
+
+One known, documented gap is not asserted as success: sigstore-js sends the deprecated
+``dsseRequestV002`` for DSSE on Rekor v2, which sigstore-python 4.3+ cannot verify (interop.md
+§5 item 4); that bundle is checked with sigstore-js and keyless only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from stackutil import ROOT, USER, RunningStack, start_stack
+
+from conftest import SHARED, require
+
+pytestmark = pytest.mark.integration
+
+INTEROP_SCRIPTS = SHARED / "interop"
+KEYLESS_CONFORMANCE = ROOT / ".venv" / "bin" / "keyless-conformance"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+#: the smallest SLSA v1 predicate sigstore-python's model accepts
+SLSA_PREDICATE = {
+    "buildDefinition": {"buildType": "https://example.com/keyless-test", "externalParameters": {}},
+    "runDetails": {"builder": {"id": "https://example.com/builder"}},
+}
+
+
+@dataclass
+class Workspace:
+    """Files shared by the cases of one module: the artifact, its statement, trust material."""
+
+    stack: RunningStack
+    directory: Path
+    artifact: Path
+    statement: Path
+    predicate: Path
+    trust_config: Path
+    trusted_root: Path
+    signing_config: Path
+    signing_config_v1: Path
+    env: dict[str, str]
+
+
+def _run(args: list[str], env: dict[str, str], what: str, timeout: float = 120) -> str:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
+                            check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"{what} failed ({result.returncode}):\n{result.stdout}\n"
+                             f"{result.stderr}")
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, sigstore_python: Path,
+              node_path: Path) -> Iterator[Workspace]:
+    directory = tmp_path_factory.mktemp("interop")
+    stack = start_stack(directory / "data")
+    try:
+        config = stack.client_trust_config()
+        trust_config = directory / "tc.json"
+        trust_config.write_text(json.dumps(config))
+        trusted_root = directory / "trusted_root.json"
+        trusted_root.write_text(json.dumps(config["trustedRoot"]))
+        signing = config["signingConfig"]
+        assert isinstance(signing, dict)
+        signing_config = directory / "signing_config.json"
+        signing_config.write_text(json.dumps(signing))
+        v1_only = {**signing, "rekorTlogUrls": [
+            u for u in signing["rekorTlogUrls"] if u["majorApiVersion"] == 1]}
+        signing_config_v1 = directory / "signing_config_v1.json"
+        signing_config_v1.write_text(json.dumps(v1_only))
+        artifact = directory / "artifact.txt"
+        artifact.write_bytes(b"keyless interop artifact\n")
+        statement = directory / "statement.json"
+        statement.write_text(json.dumps({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "artifact.txt",
+                         "digest": {"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()}}],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": SLSA_PREDICATE,
+        }))
+        predicate = directory / "predicate.json"
+        predicate.write_text(json.dumps(SLSA_PREDICATE))
+        env = {
+            **os.environ,
+            "XDG_DATA_HOME": str(directory / "xdg-data"),
+            "XDG_CACHE_HOME": str(directory / "xdg-cache"),
+            "NODE_PATH": str(node_path),
+        }
+        for name in ("SIGSTORE_ID_TOKEN", "SIGSTORE_IDENTITY_TOKEN", "GITHUB_ACTIONS",
+                     "ACTIONS_ID_TOKEN_REQUEST_URL"):
+            env.pop(name, None)
+        yield Workspace(stack, directory, artifact, statement, predicate, trust_config,
+                        trusted_root, signing_config, signing_config_v1, env)
+    finally:
+        stack.stop()
+
+
+# -- signers ---------------------------------------------------------------------------------
+
+
+def sign_python(ws: Workspace, rekor: int, kind: str, out: Path) -> None:
+    exe = str(ROOT / ".interop" / "venv" / "bin" / "sigstore")
+    token = ws.stack.token()
+    base = [exe, "--trust-config", str(ws.trust_config)]
+    if kind == "blob":
+        args = [*base, "sign", "--rekor-version", str(rekor), "--identity-token", token,
+                "--bundle", str(out), str(ws.artifact)]
+    else:
+        args = [*base, "attest", "--rekor-version", str(rekor), "--predicate", str(ws.predicate),
+                "--predicate-type", PREDICATE_TYPE, "--identity-token", token,
+                "--bundle", str(out), str(ws.artifact)]
+    _run(args, ws.env, f"sigstore-python {kind} on Rekor v{rekor}")
+
+
+def sign_js(ws: Workspace, rekor: int, kind: str, out: Path) -> None:
+    url = ws.stack.url
+    env = {**ws.env, "SIGSTORE_ID_TOKEN": ws.stack.token(), "FULCIO_URL": url, "TSA_URL": url,
+           "REKOR_URL": url if rekor == 1 else f"{url}/rekor"}
+    script = INTEROP_SCRIPTS / ("sign.js" if rekor == 1 else "sign-v2.js")
+    payload = ws.artifact if kind == "blob" else ws.statement
+    args = ["node", str(script), str(payload), str(out)] + (["--dsse"] if kind == "dsse" else [])
+    _run(args, env, f"sigstore-js {kind} on Rekor v{rekor}")
+
+
+def sign_keyless(ws: Workspace, rekor: int, kind: str, out: Path) -> None:
+    config = ws.signing_config if rekor == 2 else ws.signing_config_v1
+    payload = ws.artifact if kind == "blob" else ws.statement
+    args = [str(KEYLESS_CONFORMANCE), "sign-bundle", "--identity-token", ws.stack.token(),
+            "--bundle", str(out), "--trusted-root", str(ws.trusted_root),
+            "--signing-config", str(config), *(["--in-toto"] if kind == "dsse" else []),
+            str(payload)]
+    _run(args, ws.env, f"keyless {kind} on Rekor v{rekor}")
+
+
+SIGNERS = {"sigstore-python": sign_python, "sigstore-js": sign_js, "keyless": sign_keyless}
+
+# -- verifiers -------------------------------------------------------------------------------
+
+
+def verify_python(ws: Workspace, bundle: Path) -> None:
+    exe = str(ROOT / ".interop" / "venv" / "bin" / "sigstore")
+    _run([exe, "--trust-config", str(ws.trust_config), "verify", "identity", "--bundle",
+          str(bundle), "--cert-identity", USER, "--cert-oidc-issuer", ws.stack.issuer,
+          str(ws.artifact)], ws.env, "sigstore-python verify")
+
+
+def verify_js(ws: Workspace, bundle: Path) -> None:
+    out = _run(["node", str(INTEROP_SCRIPTS / "verify.js"), str(ws.trusted_root), str(bundle),
+                str(ws.artifact), "--identity", USER, "--issuer", ws.stack.issuer],
+               ws.env, "sigstore-js verify")
+    assert out.startswith("OK ") and USER in out, out
+
+
+def verify_keyless(ws: Workspace, bundle: Path) -> None:
+    _run([str(KEYLESS_CONFORMANCE), "verify-bundle", "--bundle", str(bundle),
+          "--certificate-identity", USER, "--certificate-oidc-issuer", ws.stack.issuer,
+          "--trusted-root", str(ws.trusted_root), str(ws.artifact)], ws.env, "keyless verify")
+
+
+VERIFIERS = {"sigstore-python": verify_python, "sigstore-js": verify_js,
+             "keyless": verify_keyless}
+
+#: (signer, rekor, kind) → verifiers that cannot verify it, with the documented reason
+KNOWN_GAPS = {
+    ("sigstore-js", 2, "dsse"): {
+        "sigstore-python": "sigstore-js sends dsseRequestV002 (interop.md §5 item 4)",
+    },
+}
+
+
+def _keyless_client_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("keyless.sign") is not None
+
+
+#: defects found by this matrix in other modules, reported to their owners; the cases stay in
+#: the matrix (non-strict xfail, so they pass again by themselves once fixed)
+DEFECTS = {
+    ("sigstore-python", 1, "dsse"): "tlog v1: sigstore-python's dsse spec carries envelopeHash/"
+    "payloadHash/signatures as null; the server answers 400 'unknown field(s)'",
+    ("sigstore-js", 2, "dsse"): "keyless verify: entry kind dsse 0.0.2 (sigstore-js's "
+    "dsseRequestV002) is not supported by the keyless verifier",
+}
+
+
+def _cases() -> list[object]:
+    cases: list[object] = []
+    for signer in sorted(SIGNERS):
+        for rekor in (1, 2):
+            for kind in ("blob", "dsse"):
+                reason = DEFECTS.get((signer, rekor, kind))
+                marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+                cases.append(pytest.param(signer, rekor, kind, marks=marks,
+                                          id=f"{signer}-v{rekor}-{kind}"))
+    return cases
+
+
+@pytest.mark.parametrize(("signer", "rekor", "kind"), _cases())
+def test_sign_here_verify_everywhere(workspace: Workspace, signer: str, rekor: int,
+                                     kind: str) -> None:
+    require(KEYLESS_CONFORMANCE.exists(), "keyless-conformance in .venv")
+    if signer == "keyless":
+        require(_keyless_client_available(), "keyless.sign (the keyless signing client)")
+    bundle = workspace.directory / f"{signer}-v{rekor}-{kind}.sigstore.json"
+    SIGNERS[signer](workspace, rekor, kind, bundle)
+    document = json.loads(bundle.read_text())
+    entry = document["verificationMaterial"]["tlogEntries"][0]
+    assert int(entry["logIndex"]) >= 1, "index 0 is reserved for the seed entry (gotcha 1)"
+    assert entry["inclusionProof"]["checkpoint"]["envelope"]
+    if rekor == 2:
+        assert entry["kindVersion"]["version"] in ("0.0.2",)
+        assert document["verificationMaterial"]["timestampVerificationData"][
+            "rfc3161Timestamps"], "Rekor v2 bundles need a timestamp"
+    else:
+        assert entry["kindVersion"]["version"] == "0.0.1"
+        assert entry["inclusionPromise"]["signedEntryTimestamp"]
+    failures = []
+    gaps = KNOWN_GAPS.get((signer, rekor, kind), {})
+    for name, verify in VERIFIERS.items():
+        if name in gaps:
+            continue
+        try:
+            verify(workspace, bundle)
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_tampered_artifact_is_rejected_by_every_verifier(workspace: Workspace) -> None:
+    bundle = workspace.directory / "tamper.sigstore.json"
+    sign_python(workspace, 2, "blob", bundle)
+    original = workspace.artifact.read_bytes()
+    tampered = workspace.directory / "tampered-copy.txt"
+    tampered.write_bytes(original + b"x")
+    other = Workspace(**{**workspace.__dict__, "artifact": tampered})
+    for name, verify in VERIFIERS.items():
+        with pytest.raises(AssertionError):
+            verify(other, bundle)
+        print(f"{name} rejected the tampered artifact", file=sys.stderr)
+
+
+def test_python_signs_and_verifies_through_the_tuf_repository(workspace: Workspace) -> None:
+    """``sigstore --instance P/tuf`` bootstraps from the stack's root.json (protocols.md §10)."""
+    exe = str(ROOT / ".interop" / "venv" / "bin" / "sigstore")
+    instance = f"{workspace.stack.url}/tuf"
+    root = workspace.stack.data_dir / "tuf-root.json"
+    env = {**workspace.env, "XDG_DATA_HOME": str(workspace.directory / "tuf-data"),
+           "XDG_CACHE_HOME": str(workspace.directory / "tuf-cache")}
+    _run([exe, "--instance", instance, "trust-instance", str(root)], env, "trust-instance")
+    bundle = workspace.directory / "via-tuf.sigstore.json"
+    _run([exe, "--instance", instance, "sign", "--identity-token", workspace.stack.token(),
+          "--bundle", str(bundle), str(workspace.artifact)], env, "sign via TUF")
+    _run([exe, "--instance", instance, "verify", "identity", "--bundle", str(bundle),
+          "--cert-identity", USER, "--cert-oidc-issuer", workspace.stack.issuer,
+          str(workspace.artifact)], env, "verify via TUF")

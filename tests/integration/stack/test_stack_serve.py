@@ -1,0 +1,123 @@
+"""``keyless serve`` as an operator sees it: start, health, metrics, trust material, restarts.
+
+contracts.md §2: first start creates DIR with keys and a config file, later starts reuse them, a
+second process on the same DIR is refused, ``/healthz`` answers 200 once ready, and the
+ClientTrustConfig is served and written to ``DIR/client-trust-config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from stackutil import KEYLESS, RunningStack, free_port, stack, start_stack  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def test_first_start_is_healthy_fast_and_writes_its_files(stack: RunningStack) -> None:  # noqa: F811
+    assert stack.started_in < 10.0, f"start to /healthz took {stack.started_in:.2f} s"
+    health = httpx.get(f"{stack.url}/healthz", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert "tuf" in health.json()["services"]
+    for name in ("keyless.toml", "client-trust-config.json", "tuf-root.json", "keyless.lock"):
+        assert (stack.data_dir / name).is_file(), name
+    config = (stack.data_dir / "keyless.toml").read_text()
+    assert "[server]" in config and "public_url" in config
+
+
+def test_client_trust_config_is_served_and_written(stack: RunningStack) -> None:  # noqa: F811
+    response = httpx.get(f"{stack.url}/client-trust-config.json", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(
+        "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+    )
+    document = response.json()
+    assert document["trustedRoot"]["mediaType"] == (
+        "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+    )
+    assert document["signingConfig"]["mediaType"] == (
+        "application/vnd.dev.sigstore.signingconfig.v0.2+json"
+    )
+    on_disk = json.loads((stack.data_dir / "client-trust-config.json").read_text())
+    assert on_disk == document
+
+
+def test_metrics_are_prometheus_text(stack: RunningStack) -> None:  # noqa: F811
+    httpx.get(f"{stack.url}/healthz", timeout=5)
+    httpx.get(f"{stack.url}/tuf/does-not-exist.json", timeout=5)
+    response = httpx.get(f"{stack.url}/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert "# TYPE keyless_http_requests_total counter" in text
+    assert 'keyless_http_requests_total{service="stack",method="GET",status="2xx"}' in text
+    assert 'keyless_http_requests_total{service="tuf",method="GET",status="4xx"}' in text
+    assert 'keyless_http_request_duration_seconds_bucket{service="stack",le="+Inf"}' in text
+
+
+def test_unknown_path_is_json_404(stack: RunningStack) -> None:  # noqa: F811
+    response = httpx.get(f"{stack.url}/no/such/path", timeout=5)
+    assert response.status_code == 404
+    assert response.json()["code"] == 404
+
+
+def test_tuf_repository_bootstraps_python_tuf(stack: RunningStack, tmp_path: Path) -> None:  # noqa: F811
+    from tuf.ngclient import Updater
+
+    root = (stack.data_dir / "tuf-root.json").read_bytes()
+    assert httpx.get(f"{stack.url}/tuf/1.root.json", timeout=5).content == root
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "targets").mkdir()
+    updater = Updater(str(tmp_path / "meta"), f"{stack.url}/tuf", str(tmp_path / "targets"),
+                      f"{stack.url}/tuf/targets/", bootstrap=root)
+    updater.refresh()
+    served = stack.client_trust_config()
+    for name, key in (("trusted_root.json", "trustedRoot"),
+                      ("signing_config.v0.2.json", "signingConfig")):
+        info = updater.get_targetinfo(name)
+        assert info is not None, name
+        assert json.loads(Path(updater.download_target(info)).read_bytes()) == served[key]
+
+
+def test_second_process_on_same_dir_is_refused(stack: RunningStack) -> None:  # noqa: F811
+    result = subprocess.run(
+        [str(KEYLESS), "serve", "--data-dir", str(stack.data_dir), "--port", str(free_port())],
+        check=False, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "in use" in result.stderr
+    assert httpx.get(f"{stack.url}/healthz", timeout=5).status_code == 200
+
+
+def test_restart_reuses_keys_and_trust_material(tmp_path: Path) -> None:
+    first = start_stack(tmp_path / "data")
+    try:
+        before = first.client_trust_config()
+        port = first.port
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, first.output()
+    second = start_stack(tmp_path / "data", port=port)
+    try:
+        assert second.client_trust_config() == before
+        root = httpx.get(f"{second.url}/tuf/1.root.json", timeout=5)
+        assert root.content == (tmp_path / "data" / "tuf-root.json").read_bytes()
+        assert httpx.get(f"{second.url}/tuf/2.root.json", timeout=5).status_code == 404
+    finally:
+        assert second.stop() == 0, second.output()
+
+
+def test_bad_config_file_is_refused_with_one_sentence(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nport = "not a number"\n')
+    result = subprocess.run(
+        [str(KEYLESS), "serve", "--data-dir", str(tmp_path / "d"), "--config", str(config)],
+        check=False, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "port" in result.stderr and "Traceback" not in result.stderr
