@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -63,3 +64,16 @@ def serve_provider(make: Callable[[str], OidcProvider]) -> Iterator[RunningProvi
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(name="provider_factory")
+def provider_factory_fixture() -> Iterator[Callable[..., RunningProvider]]:
+    """Start any number of independent providers: ``provider_factory(users=[...], ...)``."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**kwargs: object) -> RunningProvider:
+            return stack.enter_context(
+                serve_provider(lambda issuer: OidcProvider(issuer, **kwargs))  # type: ignore[arg-type]
+            )
+
+        yield start

@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 from oidc_flows import auth_url, form_action, hidden_fields, pkce, submit_login, verifier_for
-from oidc_server import RunningProvider
+from oidc_server import RunningProvider, provider_factory_fixture  # noqa: F401
 
 from keyless.errors import Unauthenticated
 from keyless.identity import IssuerConfig
