@@ -331,3 +331,13 @@ async def test_put_if_absent_is_atomic(storage: Storage) -> None:
     assert sum(r is None for r in results) == 1
     winner = await storage.kv.get("race", "k")
     assert all(r == winner for r in results if r is not None)
+
+
+async def test_fsck_passes_after_writes(log: TransparencyLog, storage: Storage) -> None:
+    from keyless.log.fsck import fsck_log
+
+    for chunk in range(3):
+        await asyncio.gather(*(log.add(b"f%d-%d" % (chunk, i)) for i in range(120)))
+    report = await storage.run(fsck_log, storage.log_store, "rekor-v2")
+    assert report.ok, report.problems
+    assert report.size == 361

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 #: subcommand → (module under keyless._cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the whole keyless stack (CA, logs, TSA, OIDC, TUF) on one port"),
+    "log": ("log", "transparency log maintenance (fsck)"),
 }
 
 
