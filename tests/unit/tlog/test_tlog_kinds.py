@@ -340,3 +340,31 @@ def test_verify_digest_refuses_wrong_digest_size_for_ecdsa(p256: Signer) -> None
     verifier = common.load_der_certificate(der(p256.cert), "cert")
     with pytest.raises(InvalidInput, match="32 bytes"):
         common.verify_digest(verifier, b"sig", b"\x00" * 48, hashes.SHA256())
+
+
+def test_lone_surrogates_are_invalid_input(p256: Signer) -> None:
+    payload = statement()
+    request = json.loads(json.dumps(intoto_v1(p256, payload)))
+    request["spec"]["content"]["envelope"]["payloadType"] = "\ud800"
+    with pytest.raises(InvalidInput, match="Unicode"):
+        propose_v1(request)
+    v2 = dsse_v2(p256, payload)
+    v2["dsseRequestV002"]["envelope"]["payloadType"] = "x\udfff"
+    with pytest.raises(InvalidInput, match="Unicode"):
+        propose_v2(v2)
+
+
+@pytest.mark.parametrize("kind", ["p256", "p521", "rsa2048"])
+def test_precomputed_search_keys_equal_keys_rebuilt_from_body(ca: CA, kind: str) -> None:
+    from keyless.services.tlog.search import keys_for_body
+
+    signer = Signer.create(ca, kind, uri="https://ci.example/workflow@main")
+    for proposed in (propose_v1(hashedrekord_v1(signer, ARTIFACT)),
+                     propose_v2(hashedrekord_v2(signer, ARTIFACT))):
+        assert proposed.search_keys
+        assert list(proposed.search_keys) == keys_for_body(proposed.body)
+        assert f"identity:https://issuer.example/oidc|{EMAIL_LOWER}" in proposed.search_keys
+        assert "uri:https://ci.example/workflow@main" in proposed.search_keys
+
+
+EMAIL_LOWER = "alice@example.com"

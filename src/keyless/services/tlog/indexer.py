@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from keyless.errors import Error
@@ -55,7 +55,7 @@ class SearchIndexer:
         self._name = log_name
         self._kv = kv
         self._interval = flush_interval
-        self._pending: dict[int, bytes] = {}
+        self._pending: dict[int, tuple[bytes, tuple[str, ...]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -79,9 +79,13 @@ class SearchIndexer:
             self._task = None
         await self.flush()
 
-    def submit(self, index: int, body: bytes) -> None:
-        """Queue a newly logged entry for indexing (cheap; never blocks the writer)."""
-        self._pending[index] = body
+    def submit(self, index: int, body: bytes, keys: Sequence[str] = ()) -> None:
+        """Queue a newly logged entry for indexing (cheap; never blocks the writer).
+
+        ``keys`` may be given when the caller derived them already (they must equal
+        ``keys_for_body(body)``); otherwise they are derived from ``body`` when flushed.
+        """
+        self._pending[index] = (body, tuple(keys))
         self._wake.set()
 
     async def flush(self) -> None:
@@ -91,8 +95,8 @@ class SearchIndexer:
                 batch = sorted(self._pending.items())
                 self._pending = {}
                 await self._store.add_many(
-                    self._name, [(key, index) for index, body in batch
-                                 for key in keys_for_body(body)]
+                    self._name, [(key, index) for index, (body, keys) in batch
+                                 for key in (keys or keys_for_body(body))]
                 )
                 self._done.update(index for index, _ in batch)
                 upto = self._watermark

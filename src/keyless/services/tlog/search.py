@@ -72,9 +72,13 @@ def _issuer(cert: x509.Certificate) -> str | None:
     return None
 
 
-def certificate_keys(cert: x509.Certificate) -> list[str]:
-    """Identity keys of a (Fulcio-style) certificate plus its key fingerprint."""
-    keys = [key_fingerprint_key(_spki(cert.public_key()))]
+def certificate_keys(cert: x509.Certificate, spki: bytes | None = None) -> list[str]:
+    """Identity keys of a (Fulcio-style) certificate plus its key fingerprint.
+
+    ``spki`` (the certificate's DER SubjectPublicKeyInfo) saves re-extracting the key when the
+    caller already has it.
+    """
+    keys = [key_fingerprint_key(spki if spki is not None else _spki(cert.public_key()))]
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -108,6 +112,13 @@ def pem_keys(pem: bytes) -> list[str]:
         return [key_fingerprint_key(_spki(serialization.load_pem_public_key(pem)))]
     except (ValueError, TypeError):
         return []
+
+
+def verifier_keys(certificate: x509.Certificate | None, spki: bytes) -> list[str]:
+    """Keys of an already-parsed verifier (the write path; same keys as from the body)."""
+    if certificate is not None:
+        return certificate_keys(certificate, spki)
+    return [key_fingerprint_key(spki)]
 
 
 def _verifier_v2_keys(verifier: dict[str, Any]) -> list[str]:

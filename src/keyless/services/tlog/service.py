@@ -133,7 +133,7 @@ class _LogService:
         self.limits.check_entry(len(proposed.body))
         result = await self.log.add(proposed.body)
         if not result.duplicate and self.indexer is not None:
-            self.indexer.submit(result.index, proposed.body)
+            self.indexer.submit(result.index, proposed.body, proposed.search_keys)
         return result
 
     async def proof_at_head(self, index: int) -> Proof:

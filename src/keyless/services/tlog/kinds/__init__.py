@@ -45,7 +45,15 @@ def propose_v1(entry: dict[str, Any]) -> Proposed:
                            f"supported: {supported}")
     if "spec" not in entry:
         raise InvalidInput("proposed entry has no spec")
-    return validator(entry["spec"])
+    return _guarded(validator, entry["spec"])
+
+
+def _guarded(validator: Validator, value: Any) -> Proposed:
+    """Run a validator; JSON may smuggle lone surrogates that cannot be encoded (RFC 8259 §8.2)."""
+    try:
+        return validator(value)
+    except UnicodeError as exc:
+        raise InvalidInput("request holds a string that is not valid Unicode") from exc
 
 
 def _camel(name: str) -> str:
@@ -82,4 +90,4 @@ def propose_v2(request: dict[str, Any]) -> Proposed:
         )
     if len(present) != 1:
         raise InvalidInput(f"request must have exactly one of {', '.join(V2_REQUESTS)}")
-    return V2_REQUESTS[present[0]](request[present[0]])
+    return _guarded(V2_REQUESTS[present[0]], request[present[0]])

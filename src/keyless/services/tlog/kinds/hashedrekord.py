@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyless.errors import InvalidInput
+from keyless.services.tlog import search
 from keyless.services.tlog.kinds import common
 from keyless.services.tlog.kinds.common import Proposed, Verifier
 from keyless.services.tlog.kinds.keydetails import check_key_details, hash_name_for
@@ -52,7 +53,9 @@ def propose_v001(spec: Any) -> Proposed:
             },
         },
     }
-    return Proposed(KIND, "0.0.1", common.jcs(body))
+    keys = [search.digest_key(algorithm, digest.hex()),
+            *search.verifier_keys(verifier.certificate, verifier.spki)]
+    return Proposed(KIND, "0.0.1", common.jcs(body), tuple(dict.fromkeys(keys)))
 
 
 def parse_verifier_v2(value: Any, what: str) -> tuple[Verifier, str, dict[str, Any]]:
@@ -111,4 +114,6 @@ def propose_v002(request: Any) -> Proposed:
             }
         },
     }
-    return Proposed(KIND, "0.0.2", common.jcs(body))
+    keys = [search.digest_key(common.HASHES_V2[hash_name].name, digest.hex()),
+            *search.verifier_keys(verifier.certificate, verifier.spki)]
+    return Proposed(KIND, "0.0.2", common.jcs(body), tuple(dict.fromkeys(keys)))
