@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import VECTORS
 from keyless.formats.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -31,6 +31,15 @@ from keyless.formats.checkpoint import (
     NoteVerifier,
     SignedNote,
     open_checkpoint,
+)
+
+# tests/conftest.py's VECTORS, recomputed here: `from conftest import VECTORS` is ambiguous once
+# another test folder has its own conftest.py (tests/contract/), so it depends on collection order.
+VECTORS = (
+    Path(
+        os.environ.get("KEYLESS_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
+    ).resolve()
+    / "vectors"
 )
 
 CONFORMANCE = VECTORS / "conformance" / "bundle-verify"
