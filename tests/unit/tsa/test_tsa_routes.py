@@ -259,3 +259,38 @@ def test_public_api_for_the_trusted_root(service: TimestampService) -> None:
     assert len(service.chain_der) == 2
     leaf = x509.load_der_x509_certificate(service.chain_der[0])
     assert leaf == service.credentials.chain[0]
+
+
+class _ThreadRecordingSigner:
+    """A Signer that is not in-process (like PKCS#11); records whether it ran on an event loop."""
+
+    def __init__(self) -> None:
+        from keyless.server.keys import InMemorySigner, generate_key
+
+        self._inner = InMemorySigner(generate_key())
+        self.on_loop: list[bool] = []
+
+    def public_key(self) -> Any:
+        return self._inner.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+            self.on_loop.append(True)
+        except RuntimeError:
+            self.on_loop.append(False)
+        return self._inner.sign(data)
+
+
+def test_external_signer_signs_off_the_event_loop(tmp_path: Path) -> None:
+    signer = _ThreadRecordingSigner()
+    creds = load_or_create_credentials(tmp_path / "tsa", leaf_signer=signer)
+    with TestClient(create_app(TimestampService(creds))) as c:
+        message = b"hsm"
+        query = encode_query(hashlib.sha256(message).digest(), cert_req=True)
+        r = c.post(URL, content=query, headers=DER)
+        assert r.status_code == 200
+        _verify(creds, r.content, message)
+    assert signer.on_loop == [False]  # signed in a worker thread, not on the loop

@@ -63,7 +63,7 @@ def tsa_routes(service: TimestampService) -> list[BaseRoute]:
             if media == JSON_TYPE:
                 body = await read_body(request, settings.max_json_request)
                 query = query_from_json(parse_json_object(body, "timestamp request"))
-                return Response(service.timestamp(query), media_type=REPLY_TYPE)
+                return Response(await service.timestamp_async(query), media_type=REPLY_TYPE)
             if media not in DER_TYPES:
                 raise errors.UnsupportedMediaType(
                     f"unsupported content type {media!r}; send application/timestamp-query "
@@ -71,7 +71,8 @@ def tsa_routes(service: TimestampService) -> list[BaseRoute]:
                 )
             body = await read_body(request, settings.max_der_request)
             try:
-                return Response(service.timestamp(parse_query(body)), media_type=REPLY_TYPE)
+                der = await service.timestamp_async(parse_query(body))
+                return Response(der, media_type=REPLY_TYPE)
             except TimestampRejected as exc:
                 return _der_rejection(400, exc.failure, str(exc))
             except errors.Unavailable as exc:

@@ -8,6 +8,7 @@ shared counter on the hot path; the chance of any repeat after 2^64 tokens is be
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from keyless.formats.tsp import (
     TokenBuilder,
     generalized_time,
 )
+from keyless.server.keys import InMemorySigner
 from keyless.services.tsa.certs import TsaCredentials
 from keyless.services.tsa.clock import ClockGuard, ClockPolicy
 
@@ -83,6 +85,7 @@ class TimestampService:
         self._second = -1
         self._gen_time = b""
         self.chain_pem: bytes = credentials.chain_pem
+        self._inline_signer = isinstance(credentials.signer, InMemorySigner)
 
     @property
     def chain_der(self) -> list[bytes]:
@@ -94,13 +97,8 @@ class TimestampService:
         """The endpoint path to append to the public URL in the signing config."""
         return TIMESTAMP_PATH
 
-    def timestamp(self, query: TimestampQuery) -> bytes:
-        """A granted ``TimeStampResp`` for ``query``.
-
-        Raises :class:`~keyless.errors.Unavailable` when the clock is untrusted or outside the
-        chain's validity (a token signed then would not verify), and
-        :class:`~keyless.formats.tsp.TimestampRejected` for an unaccepted policy.
-        """
+    def _gen_time_now(self) -> bytes:
+        """genTime for now, or :class:`Unavailable` if the clock or the chain cannot vouch."""
         now = self.guard.now()
         if not self._not_before <= now < self._not_after:
             raise Unavailable(
@@ -110,8 +108,30 @@ class TimestampService:
         if second != self._second:  # genTime only changes once a second
             self._gen_time = generalized_time(second)
             self._second = second
+        return self._gen_time
+
+    def timestamp(self, query: TimestampQuery) -> bytes:
+        """A granted ``TimeStampResp`` for ``query``.
+
+        Raises :class:`~keyless.errors.Unavailable` when the clock is untrusted or outside the
+        chain's validity (a token signed then would not verify), and
+        :class:`~keyless.formats.tsp.TimestampRejected` for an unaccepted policy.
+        """
+        gen_time = self._gen_time_now()
+        return self.builder.issue(query, serial=random_serial(self._random), gen_time=gen_time)
+
+    async def timestamp_async(self, query: TimestampQuery) -> bytes:
+        """:meth:`timestamp` for the event loop.
+
+        An in-process key signs in ~30 µs, cheaper than a thread hop, so it signs inline; any other
+        :class:`~keyless.server.keys.Signer` (PKCS#11, remote KMS) may block for milliseconds and
+        signs in a worker thread. The clock is always read here, on the loop, before signing.
+        """
+        gen_time = self._gen_time_now()
         serial = random_serial(self._random)
-        return self.builder.issue(query, serial=serial, gen_time=self._gen_time)
+        if self._inline_signer:
+            return self.builder.issue(query, serial=serial, gen_time=gen_time)
+        return await asyncio.to_thread(self.builder.issue, query, serial=serial, gen_time=gen_time)
 
     def routes(self) -> list[BaseRoute]:
         """``POST /api/v1/timestamp`` and ``GET /api/v1/timestamp/certchain``."""
