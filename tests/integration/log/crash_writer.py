@@ -1,0 +1,59 @@
+"""The writer process killed by test_log_crash.py: appends entries as fast as it can.
+
+Usage: ``crash_writer.py URL DATA_DIR KEY_PEM CYCLE RESUBMIT_FILE``. It prints ``ready`` once the
+log has started (recovery done), then one line per acknowledged entry::
+
+    ack <index> <leaf hex> <tree_size> <root hex> <checkpoint hex>
+
+and ``dup <index> <leaf hex>`` for each previously acknowledged entry it re-submits first. Lines
+are written only after ``add`` returned, so every line the parent reads is an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from keyless.formats.checkpoint import NoteSigner
+from keyless.log import TransparencyLog
+from keyless.server.keys import InMemorySigner, load_private_key
+from keyless.storage import open_storage
+
+WRITERS = 48
+
+
+def emit(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+async def main() -> None:
+    url, data_dir, key_pem, cycle, resubmit = sys.argv[1:6]
+    signer = NoteSigner.ed25519("crash.test/log", InMemorySigner(load_private_key(Path(key_pem))))
+    storage = await open_storage(url, data_dir=data_dir)
+    log = TransparencyLog(
+        storage, name="crash", origin="crash.test/log", signer=signer, seed=[b"crash seed"]
+    )
+    await log.start()
+    emit("ready")
+    for line in Path(resubmit).read_text().split():
+        leaf = bytes.fromhex(line)
+        result = await log.add(leaf)
+        emit(f"dup {result.index} {leaf.hex()} {int(result.duplicate)}")
+
+    async def writer(w: int) -> None:
+        n = 0
+        while True:
+            leaf = f"cycle {cycle} writer {w} entry {n}".encode()
+            n += 1
+            r = await log.add(leaf)
+            emit(
+                f"ack {r.index} {leaf.hex()} {r.tree_size} {r.root_hash.hex()} {r.checkpoint.hex()}"
+            )
+
+    await asyncio.gather(*(writer(w) for w in range(WRITERS)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
