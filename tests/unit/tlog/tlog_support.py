@@ -517,7 +517,8 @@ class LogStack:
 
 
 async def build_stack(url: str = "memory://", *, limits: Any = None, max_pending: int = 65536,
-                      data_dir: Any = None, batch_age: float = 0.0) -> LogStack:
+                      data_dir: Any = None, batch_age: float = 0.0, host: str = HOST,
+                      keys: tuple[Any, Any] | None = None) -> LogStack:
     """Rekor v1 at the root and v2 under /rekor, as docs/internal-apis.md lays them out."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -530,17 +531,18 @@ async def build_stack(url: str = "memory://", *, limits: Any = None, max_pending
     from keyless.storage import open_storage
 
     storage = await open_storage(url, data_dir=data_dir)
-    v2_key = ed25519.Ed25519PrivateKey.generate()
-    v1_key = ec.generate_private_key(ec.SECP256R1())
-    v2_log = TransparencyLog(storage, name="rekor-v2", origin=ORIGIN_V2,
-                             signer=NoteSigner.ed25519(ORIGIN_V2, InMemorySigner(v2_key)),
+    v1_key, v2_key = keys or (ec.generate_private_key(ec.SECP256R1()),
+                              ed25519.Ed25519PrivateKey.generate())
+    origin_v2 = f"{host}/rekor"
+    v2_log = TransparencyLog(storage, name="rekor-v2", origin=origin_v2,
+                             signer=NoteSigner.ed25519(origin_v2, InMemorySigner(v2_key)),
                              seed=[SEED], max_pending=max_pending, batch_age=batch_age)
-    v1_log = TransparencyLog(storage, name="rekor-v1", origin=f"{HOST} - {TREE_ID}",
-                             signer=NoteSigner.ecdsa(HOST, InMemorySigner(v1_key)),
+    v1_log = TransparencyLog(storage, name="rekor-v1", origin=f"{host} - {TREE_ID}",
+                             signer=NoteSigner.ecdsa(host, InMemorySigner(v1_key)),
                              seed=[SEED], max_pending=max_pending, batch_age=batch_age)
     await v2_log.start()
     await v1_log.start()
-    v2 = RekorV2Service(v2_log, log_id=ed25519_log_id(ORIGIN_V2, v2_key.public_key()
+    v2 = RekorV2Service(v2_log, log_id=ed25519_log_id(origin_v2, v2_key.public_key()
                                                       .public_bytes_raw()),
                         search_index=storage.search_index, kv=storage.kv, limits=limits)
     v1 = RekorV1Service(v1_log, signer=InMemorySigner(v1_key), tree_id=TREE_ID,
