@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyless.errors import ConfigError, InvalidInput, VerificationError
@@ -254,6 +254,7 @@ _origin = st.text(
 )
 
 
+@settings(deadline=None)
 @given(
     origin=_origin,
     size=st.integers(0, (1 << 64) - 1),
@@ -265,6 +266,7 @@ def test_checkpoint_text_round_trip(origin: str, size: int, root: bytes, ext: li
     assert Checkpoint.from_text(cp.to_text()) == cp
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_parser_never_crashes(data: bytes) -> None:
     try:

@@ -118,6 +118,7 @@ def test_parse_entries_path_is_strict(path: str) -> None:
         parse_entries_path(path)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 63), st.integers(0, 2**60), st.one_of(st.none(), st.integers(1, 255)))
 def test_path_round_trip(level: int, index: int, width: int | None) -> None:
     assert parse_tile_path(tile_path(level, index, width)) == (level, index, width)
@@ -127,6 +128,7 @@ def test_path_round_trip(level: int, index: int, width: int | None) -> None:
 # --- entry bundles ---------------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=256))
 def test_entry_bundle_round_trip(entries: list[bytes]) -> None:
     data = encode_entry_bundle(entries)
