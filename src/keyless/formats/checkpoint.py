@@ -233,12 +233,14 @@ class Checkpoint:
         return ("\n".join([*lines, *self.extensions]) + "\n").encode("utf-8")
 
     @classmethod
-    def from_text(cls, text: bytes) -> Checkpoint:
+    def from_text(cls, text: bytes, *, strict_origin: bool = False) -> Checkpoint:
         """Parse a checkpoint note text strictly.
 
-        Origins with spaces are accepted because Rekor v1 names its checkpoints
+        Origins with spaces are accepted by default because Rekor v1 names its checkpoints
         ``"<host> - <treeID>"`` (tlog-checkpoint only *recommends* a space-free origin); key names
-        in signature lines, in contrast, never contain spaces.
+        in signature lines, in contrast, never contain spaces. ``strict_origin=True`` also rejects
+        origins with Unicode spaces or '+', as Rekor v2 and tlog-tiles logs require (protocols.md
+        §4: "origin must contain no spaces/+").
         """
         decoded = _decode_utf8(text, "checkpoint")
         _check_text_chars(decoded, "checkpoint")
@@ -252,6 +254,8 @@ class Checkpoint:
         origin, size_line, root_line, *extensions = lines
         if not origin:
             raise MalformedNoteError("checkpoint origin line is empty")
+        if strict_origin and ("+" in origin or any(ch.isspace() for ch in origin)):
+            raise MalformedNoteError(f"checkpoint origin {origin[:80]!r} contains a space or '+'")
         if not _SIZE_RE.match(size_line):
             raise MalformedNoteError(
                 f"checkpoint size line {size_line[:40]!r} is not a decimal without leading zeros"
@@ -534,14 +538,18 @@ def open_checkpoint(
     verifier: SignatureVerifier | Sequence[SignatureVerifier],
     *,
     origin: str | None = None,
+    strict_origin: bool = False,
 ) -> Checkpoint:
     """Parse, verify and decode a signed checkpoint in one step.
 
     ``origin``, when given, must equal the checkpoint's origin line (a log's checkpoints must not
-    be accepted for another log; for Rekor v1 it is ``"<host> - <treeID>"``).
+    be accepted for another log; for Rekor v1 it is ``"<host> - <treeID>"``). ``strict_origin``
+    is passed to :meth:`Checkpoint.from_text`.
     """
     note = SignedNote.parse(envelope)
-    cp = Checkpoint.from_text(note.text)  # malformed bodies are reported as such, not as bad sigs
+    cp = Checkpoint.from_text(
+        note.text, strict_origin=strict_origin
+    )  # malformed bodies are reported as such, not as bad sigs
     verify_note(note, [verifier] if not isinstance(verifier, Sequence) else verifier)
     if origin is not None and cp.origin != origin:
         raise CheckpointError(f"checkpoint origin {cp.origin!r} is not the expected {origin!r}")

@@ -226,6 +226,15 @@ def test_malformed_checkpoints_rejected(case: str) -> None:
         Checkpoint.from_text(MALFORMED_CHECKPOINTS[case].encode())
 
 
+def test_strict_origin() -> None:
+    rekor_v1 = f"rekor.sigstore.dev - 2605736670972794746\n5\n{B64}\n".encode()
+    assert Checkpoint.from_text(rekor_v1).origin == "rekor.sigstore.dev - 2605736670972794746"
+    for origin in ["rekor.sigstore.dev - 26", "a+b", "tab\u00a0nbsp"]:
+        with pytest.raises(MalformedNoteError):
+            Checkpoint.from_text(f"{origin}\n5\n{B64}\n".encode(), strict_origin=True)
+    assert Checkpoint.from_text(f"{ORIGIN}\n5\n{B64}\n".encode(), strict_origin=True).size == 5
+
+
 def test_checkpoint_constructor_validates() -> None:
     with pytest.raises(MalformedNoteError):
         Checkpoint("", 1, ROOT)

@@ -126,8 +126,9 @@ def test_real_checkpoint_verifies(bundle: Path, root: Path, vectors: Path) -> No
         if (kv["kind"], kv["version"]) not in REKOR_V2_KINDS:  # Rekor v1: "<host> - <treeID>"
             host, _, tree_id = cp.origin.partition(" - ")
             assert host == verifier.name and tree_id.isdigit()
-        else:  # Rekor v2: origin = signer name
+        else:  # Rekor v2: origin = signer name, C2SP-style (no spaces or '+')
             assert cp.origin == verifier.name
+            assert open_checkpoint(envelope, verifier, origin=cp.origin, strict_origin=True) == cp
         # the note round-trips byte for byte, cosignature lines included
         assert SignedNote.parse(envelope).to_bytes() == envelope.encode()
         assert Checkpoint.from_text(SignedNote.parse(envelope).text).to_text() == (
