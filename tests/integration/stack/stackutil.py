@@ -48,14 +48,18 @@ class RunningStack:
     log_path: Path
     started_in: float = 0.0
     extra_args: list[str] = field(default_factory=list)
+    #: the --public-url when it is not this process's own address (a load-balanced pair)
+    public_url: str = ""
 
     @property
     def url(self) -> str:
+        """This process's own address."""
         return f"http://localhost:{self.port}"
 
     @property
     def issuer(self) -> str:
-        return f"{self.url}/oidc"
+        """The OIDC issuer in tokens and certificates (derived from the public URL)."""
+        return f"{self.public_url or self.url}/oidc"
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,10 +72,13 @@ class RunningStack:
 
     def token(self, user: str = USER, password: str = PASSWORD) -> str:
         """An identity token from the embedded provider's password grant (contracts.md §3)."""
-        discovery = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
+        discovery = httpx.get(f"{self.url}/oidc/.well-known/openid-configuration", timeout=10)
         discovery.raise_for_status()
+        endpoint: str = discovery.json()["token_endpoint"]
+        if self.public_url:  # talk to this very process, not to the public address
+            endpoint = endpoint.replace(self.public_url, self.url, 1)
         response = httpx.post(
-            discovery.json()["token_endpoint"],
+            endpoint,
             data={"grant_type": "password", "client_id": "sigstore", "scope": "openid email",
                   "username": user, "password": password},
             timeout=10,
@@ -91,6 +98,47 @@ class RunningStack:
         return self.process.returncode
 
 
+def launch_stack(
+    data_dir: Path,
+    *extra: str,
+    port: int | None = None,
+    users: tuple[str, ...] = (f"{USER}:{PASSWORD}",),
+) -> RunningStack:
+    """Start ``keyless serve`` without waiting for it (see :func:`wait_healthy`)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"serve-{port}.log"
+    args = [str(KEYLESS), "serve", "--data-dir", str(data_dir), "--port", str(port), *extra]
+    for user in users:
+        args += ["--oidc-user", user]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    stack = RunningStack(process, port, data_dir, log_path, extra_args=list(extra))
+    stack.started_in = time.monotonic()
+    return stack
+
+
+def wait_healthy(stack: RunningStack, timeout: float = 30.0) -> RunningStack:
+    """Wait for ``/healthz`` to answer 200; ``started_in`` becomes the start-to-healthy time."""
+    launched = stack.started_in
+    deadline = launched + timeout
+    process = stack.process
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            code = process.returncode
+            raise AssertionError(f"keyless serve exited with {code}:\n{stack.output()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{stack.port}/healthz", timeout=2).status_code == 200:
+                stack.started_in = time.monotonic() - launched
+                return stack
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stack.stop()
+    raise AssertionError(f"keyless serve not healthy after {timeout} s:\n{stack.output()}")
+
+
 def start_stack(
     data_dir: Path,
     *extra: str,
@@ -99,31 +147,7 @@ def start_stack(
     users: tuple[str, ...] = (f"{USER}:{PASSWORD}",),
 ) -> RunningStack:
     """Start ``keyless serve`` and wait for ``/healthz`` to answer 200."""
-    port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"serve-{port}.log"
-    args = [str(KEYLESS), "serve", "--data-dir", str(data_dir), "--port", str(port), *extra]
-    for user in users:
-        args += ["--oidc-user", user]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    stack = RunningStack(process, port, data_dir, log_path, extra_args=list(extra))
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            code = process.returncode
-            raise AssertionError(f"keyless serve exited with {code}:\n{stack.output()}")
-        try:
-            if httpx.get(f"{stack.url}/healthz", timeout=2).status_code == 200:
-                stack.started_in = time.monotonic() - started
-                return stack
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    stack.stop()
-    raise AssertionError(f"keyless serve not healthy after {timeout} s:\n{stack.output()}")
+    return wait_healthy(launch_stack(data_dir, *extra, port=port, users=users), timeout)
 
 
 @pytest.fixture(scope="module")

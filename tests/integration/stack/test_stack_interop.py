@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stackutil import ROOT, USER, RunningStack, start_stack
@@ -67,48 +68,52 @@ def _run(args: list[str], env: dict[str, str], what: str, timeout: float = 120) 
     return result.stdout + result.stderr
 
 
+def make_workspace(stack: RunningStack, directory: Path, node_path: Path,
+                   config: dict[str, Any]) -> Workspace:
+    """Write the artifact, statement and trust files for signing against ``stack``."""
+    trust_config = directory / "tc.json"
+    trust_config.write_text(json.dumps(config))
+    trusted_root = directory / "trusted_root.json"
+    trusted_root.write_text(json.dumps(config["trustedRoot"]))
+    signing = config["signingConfig"]
+    signing_config = directory / "signing_config.json"
+    signing_config.write_text(json.dumps(signing))
+    v1_only = {**signing, "rekorTlogUrls": [
+        u for u in signing["rekorTlogUrls"] if u["majorApiVersion"] == 1]}
+    signing_config_v1 = directory / "signing_config_v1.json"
+    signing_config_v1.write_text(json.dumps(v1_only))
+    artifact = directory / "artifact.txt"
+    artifact.write_bytes(b"keyless interop artifact\n")
+    statement = directory / "statement.json"
+    statement.write_text(json.dumps({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "artifact.txt",
+                     "digest": {"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": SLSA_PREDICATE,
+    }))
+    predicate = directory / "predicate.json"
+    predicate.write_text(json.dumps(SLSA_PREDICATE))
+    env = {
+        **os.environ,
+        "XDG_DATA_HOME": str(directory / "xdg-data"),
+        "XDG_CACHE_HOME": str(directory / "xdg-cache"),
+        "NODE_PATH": str(node_path),
+    }
+    for name in ("SIGSTORE_ID_TOKEN", "SIGSTORE_IDENTITY_TOKEN", "GITHUB_ACTIONS",
+                 "ACTIONS_ID_TOKEN_REQUEST_URL"):
+        env.pop(name, None)
+    return Workspace(stack, directory, artifact, statement, predicate, trust_config,
+                     trusted_root, signing_config, signing_config_v1, env)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, sigstore_python: Path,
               node_path: Path) -> Iterator[Workspace]:
     directory = tmp_path_factory.mktemp("interop")
     stack = start_stack(directory / "data")
     try:
-        config = stack.client_trust_config()
-        trust_config = directory / "tc.json"
-        trust_config.write_text(json.dumps(config))
-        trusted_root = directory / "trusted_root.json"
-        trusted_root.write_text(json.dumps(config["trustedRoot"]))
-        signing = config["signingConfig"]
-        assert isinstance(signing, dict)
-        signing_config = directory / "signing_config.json"
-        signing_config.write_text(json.dumps(signing))
-        v1_only = {**signing, "rekorTlogUrls": [
-            u for u in signing["rekorTlogUrls"] if u["majorApiVersion"] == 1]}
-        signing_config_v1 = directory / "signing_config_v1.json"
-        signing_config_v1.write_text(json.dumps(v1_only))
-        artifact = directory / "artifact.txt"
-        artifact.write_bytes(b"keyless interop artifact\n")
-        statement = directory / "statement.json"
-        statement.write_text(json.dumps({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "artifact.txt",
-                         "digest": {"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()}}],
-            "predicateType": PREDICATE_TYPE,
-            "predicate": SLSA_PREDICATE,
-        }))
-        predicate = directory / "predicate.json"
-        predicate.write_text(json.dumps(SLSA_PREDICATE))
-        env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(directory / "xdg-data"),
-            "XDG_CACHE_HOME": str(directory / "xdg-cache"),
-            "NODE_PATH": str(node_path),
-        }
-        for name in ("SIGSTORE_ID_TOKEN", "SIGSTORE_IDENTITY_TOKEN", "GITHUB_ACTIONS",
-                     "ACTIONS_ID_TOKEN_REQUEST_URL"):
-            env.pop(name, None)
-        yield Workspace(stack, directory, artifact, statement, predicate, trust_config,
-                        trusted_root, signing_config, signing_config_v1, env)
+        yield make_workspace(stack, directory, node_path, stack.client_trust_config())
     finally:
         stack.stop()
 
@@ -130,10 +135,20 @@ def sign_python(ws: Workspace, rekor: int, kind: str, out: Path) -> None:
     _run(args, ws.env, f"sigstore-python {kind} on Rekor v{rekor}")
 
 
+def _signing_urls(ws: Workspace) -> dict[str, str]:
+    """CA, TSA and Rekor v1/v2 URLs, read from the signing config as a client would."""
+    config = json.loads(ws.signing_config.read_text())
+    rekor = {u["majorApiVersion"]: u["url"] for u in config["rekorTlogUrls"]}
+    return {"ca": config["caUrls"][0]["url"], "tsa": config["tsaUrls"][0]["url"],
+            "rekor1": rekor[1], "rekor2": rekor[2]}
+
+
 def sign_js(ws: Workspace, rekor: int, kind: str, out: Path) -> None:
-    url = ws.stack.url
-    env = {**ws.env, "SIGSTORE_ID_TOKEN": ws.stack.token(), "FULCIO_URL": url, "TSA_URL": url,
-           "REKOR_URL": url if rekor == 1 else f"{url}/rekor"}
+    urls = _signing_urls(ws)
+    env = {**ws.env, "SIGSTORE_ID_TOKEN": ws.stack.token(), "FULCIO_URL": urls["ca"],
+           # sign.js appends /api/v1/timestamp only to a URL without a path (interop.md §5.10)
+           "TSA_URL": urls["tsa"].removesuffix("/api/v1/timestamp"),
+           "REKOR_URL": urls[f"rekor{rekor}"]}
     script = INTEROP_SCRIPTS / ("sign.js" if rekor == 1 else "sign-v2.js")
     payload = ws.artifact if kind == "blob" else ws.statement
     args = ["node", str(script), str(payload), str(out)] + (["--dsse"] if kind == "dsse" else [])
