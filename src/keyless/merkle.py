@@ -414,10 +414,9 @@ def root_from_inclusion_proof(
             )
         if fn & 1 or fn == sn:
             r = sha256(b"\x01" + p + r).digest()
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
+            while not fn & 1 and fn != 0:  # "if LSB(fn) is not set, right-shift until …"
+                fn >>= 1
+                sn >>= 1
         else:
             r = sha256(b"\x01" + r + p).digest()
         fn >>= 1
@@ -487,10 +486,9 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = sha256(b"\x01" + c + fr).digest()
             sr = sha256(b"\x01" + c + sr).digest()
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
+            while not fn & 1 and fn != 0:  # "if LSB(fn) is not set, right-shift until …"
+                fn >>= 1
+                sn >>= 1
         else:
             sr = sha256(b"\x01" + sr + c).digest()
         fn >>= 1
