@@ -56,8 +56,9 @@ async def stack() -> AsyncIterator[LogStack]:
 
 @pytest.fixture
 async def client(stack: LogStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack.app),
-                                 base_url="http://localhost:3000") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=stack.app), base_url="http://localhost:3000"
+    ) as c:
         yield c
 
 
@@ -66,8 +67,7 @@ def _v2_check(stack: LogStack, tle: dict[str, Any]) -> None:
 
 
 def _v1_check(stack: LogStack, answer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return verify_v1_entry(answer, name=HOST, tree_id=TREE_ID,
-                           public_key=stack.v1_key.public_key())
+    return verify_v1_entry(answer, name=HOST, tree_id=TREE_ID, public_key=stack.v1_key.public_key())
 
 
 # ---- Rekor v2 -------------------------------------------------------------------------------
@@ -116,8 +116,15 @@ async def test_v2_entries_verified_tiles_and_idempotent_resubmission(
 
 
 async def test_tile_requests_are_validated(client: httpx.AsyncClient) -> None:
-    for path in ("tile/0/1", "tile/64/000", "tile/0/x000/001", "tile/0/000.p/0",
-                 "tile/0/000.p/256", "tile/00/000", "tile/entries/abc"):
+    for path in (
+        "tile/0/1",
+        "tile/64/000",
+        "tile/0/x000/001",
+        "tile/0/000.p/0",
+        "tile/0/000.p/256",
+        "tile/00/000",
+        "tile/entries/abc",
+    ):
         r = await client.get(f"/rekor/{path}")
         assert r.status_code == 400, path
         assert "tile" in r.json()["message"]
@@ -166,16 +173,21 @@ async def test_v1_every_kind_set_proof_and_conflict(
         assert r.headers["location"] == f"/api/v1/log/entries/{entry_id}"
         assert entry["logIndex"] == len(ids) + 1
         ids.append(entry_id)
-    bodies = [json.loads(base64.b64decode(v["body"])) for i in ids
-              for v in (await client.get(f"/api/v1/log/entries/{i}")).json().values()]
+    bodies = [
+        json.loads(base64.b64decode(v["body"]))
+        for i in ids
+        for v in (await client.get(f"/api/v1/log/entries/{i}")).json().values()
+    ]
     assert bodies[1]["spec"].keys() == {"envelopeHash", "payloadHash", "signatures"}
     assert bodies[2]["kind"] == "intoto"
 
     dup = await client.post("/api/v1/log/entries", json=first)
     assert dup.status_code == 409
     assert dup.headers["location"] == f"/api/v1/log/entries/{ids[0]}"
-    assert dup.json() == {"code": 409, "message": "an equivalent entry already exists in the "
-                          f"transparency log with UUID {ids[0]}"}
+    assert dup.json() == {
+        "code": 409,
+        "message": f"an equivalent entry already exists in the transparency log with UUID {ids[0]}",
+    }
 
     by_index = await client.get("/api/v1/log/entries", params={"logIndex": 2})
     assert list(by_index.json()) == [ids[1]]
@@ -193,8 +205,7 @@ async def test_v1_every_kind_set_proof_and_conflict(
     assert [next(iter(e)) for e in r.json()] == ids[:2]
     r = await client.post("/api/v1/log/entries/retrieve", json={"logIndexes": [3, 50]})
     assert [next(iter(e)) for e in r.json()] == [ids[2]]
-    r = await client.post("/api/v1/log/entries/retrieve",
-                          json={"entries": [first]})
+    r = await client.post("/api/v1/log/entries/retrieve", json={"entries": [first]})
     assert [next(iter(e)) for e in r.json()] == [ids[0]]
     r = await client.post("/api/v1/log/entries/retrieve", json={"logIndexes": list(range(11))})
     assert r.status_code == 400 and "1 to 10" in r.json()["message"]
@@ -205,8 +216,9 @@ async def test_v1_log_info_consistency_and_public_key(
 ) -> None:
     signer = Signer.create(ca)
     for i in range(6):
-        assert (await client.post("/api/v1/log/entries",
-                                  json=hashedrekord_v1(signer, b"%d" % i))).status_code == 201
+        assert (
+            await client.post("/api/v1/log/entries", json=hashedrekord_v1(signer, b"%d" % i))
+        ).status_code == 201
     info = (await client.get("/api/v1/log")).json()
     assert info["treeSize"] == 7 and info["treeID"] == str(TREE_ID)
     assert info["inactiveShards"] == []
@@ -216,16 +228,19 @@ async def test_v1_log_info_consistency_and_public_key(
 
     roots = {}
     for size in (3, 7):
-        r = (await client.get("/api/v1/log/proof", params={"firstSize": 1, "lastSize": size}))
+        r = await client.get("/api/v1/log/proof", params={"firstSize": 1, "lastSize": size})
         roots[size] = bytes.fromhex(r.json()["rootHash"])
     proof = (await client.get("/api/v1/log/proof", params={"firstSize": 3, "lastSize": 7})).json()
-    merkle.verify_consistency(3, 7, roots[3], roots[7],
-                              [bytes.fromhex(h) for h in proof["hashes"]])
+    merkle.verify_consistency(3, 7, roots[3], roots[7], [bytes.fromhex(h) for h in proof["hashes"]])
     assert roots[7] == note.root
     same = (await client.get("/api/v1/log/proof", params={"firstSize": 7})).json()
     assert same == {"rootHash": note.root.hex(), "hashes": []}
-    for params in ({"firstSize": 0}, {"firstSize": 5, "lastSize": 3}, {"lastSize": 99},
-                   {"firstSize": 1, "treeID": "1"}):
+    for params in (
+        {"firstSize": 0},
+        {"firstSize": 5, "lastSize": 3},
+        {"lastSize": 99},
+        {"firstSize": 1, "treeID": "1"},
+    ):
         assert (await client.get("/api/v1/log/proof", params=params)).status_code == 400
 
     key = await client.get("/api/v1/log/publicKey")
@@ -265,37 +280,49 @@ async def test_search_by_digest_identity_and_key_v1_and_v2(
     assert len(intoto_ids) == 1
     assert await index_retrieve({"email": EMAIL.upper()}) == [ids[0], ids[2], *intoto_ids]
     assert await index_retrieve({"hash": f"sha256:{digest}", "email": EMAIL}) == [ids[0]]
-    assert await index_retrieve({"hash": f"sha256:{digest}", "email": EMAIL,
-                                 "operator": "or"}) == [*ids, *intoto_ids]
+    assert await index_retrieve({"hash": f"sha256:{digest}", "email": EMAIL, "operator": "or"}) == [
+        *ids,
+        *intoto_ids,
+    ]
     pk = {"format": "x509", "content": base64.b64encode(pem(bob.cert)).decode()}
     assert await index_retrieve({"publicKey": pk}) == [ids[1]]
     assert (await client.post("/api/v1/index/retrieve", json={})).status_code == 400
-    assert (await client.post("/api/v1/index/retrieve",
-                              json={"hash": "sha256:zz"})).status_code == 400
+    assert (
+        await client.post("/api/v1/index/retrieve", json={"hash": "sha256:zz"})
+    ).status_code == 400
 
-    found = (await client.get("/api/v1/search", params={
-        "identity": EMAIL, "issuer": ISSUER})).json()
+    found = (
+        await client.get("/api/v1/search", params={"identity": EMAIL, "issuer": ISSUER})
+    ).json()
     assert [next(iter(e)) for e in found["entries"]][:2] == [ids[0], ids[2]]
     assert found["more"] is False
     page = (await client.get("/api/v1/search", params={"identity": EMAIL, "limit": 1})).json()
     assert page["more"] is True and len(page["entries"]) == 1
-    wrong_issuer = (await client.get("/api/v1/search", params={
-        "identity": EMAIL, "issuer": "https://elsewhere"})).json()
+    wrong_issuer = (
+        await client.get(
+            "/api/v1/search", params={"identity": EMAIL, "issuer": "https://elsewhere"}
+        )
+    ).json()
     assert wrong_issuer["entries"] == []
 
-    v2_found = (await client.get("/rekor/api/v2/search", params={
-        "uri": "https://github.com/o/r/.github/workflows/x.yml@main", "digest": digest})).json()
+    v2_found = (
+        await client.get(
+            "/rekor/api/v2/search",
+            params={"uri": "https://github.com/o/r/.github/workflows/x.yml@main", "digest": digest},
+        )
+    ).json()
     assert [e["logIndex"] for e in v2_found["entries"]] == [v2.json()["logIndex"]]
     _v2_check(stack, v2_found["entries"][0])
     fp = hashlib.sha256(spki(bob.key.public_key())).hexdigest()
-    by_key = (await client.get("/rekor/api/v2/search", params={"keyFingerprint": f"sha256:{fp}"}))
+    by_key = await client.get("/rekor/api/v2/search", params={"keyFingerprint": f"sha256:{fp}"})
     assert [e["logIndex"] for e in by_key.json()["entries"]] == [v2.json()["logIndex"]]
     assert (await client.get("/rekor/api/v2/search")).status_code == 400
     assert (await client.get("/rekor/api/v2/search", params={"issuer": ISSUER})).status_code == 400
 
 
-async def test_search_index_is_rebuilt_from_the_log(stack: LogStack, client: httpx.AsyncClient,
-                                                    ca: CA) -> None:
+async def test_search_index_is_rebuilt_from_the_log(
+    stack: LogStack, client: httpx.AsyncClient, ca: CA
+) -> None:
     from keyless.services.tlog.indexer import SearchIndexer
     from keyless.storage.memory import MemoryBackend
 
@@ -319,8 +346,9 @@ async def test_search_index_is_rebuilt_from_the_log(stack: LogStack, client: htt
 async def test_limits_name_their_value(ca: CA) -> None:
     stack = await build_stack(limits=TlogLimits(max_body=2048, max_entry=600))
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack.app),
-                                     base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=stack.app), base_url="http://t"
+        ) as client:
             signer = Signer.create(ca)
             big = hashedrekord_v2(signer, b"x")
             big["padding"] = "x" * 4096
@@ -339,8 +367,9 @@ async def test_limits_name_their_value(ca: CA) -> None:
 async def test_pushback_is_503_with_retry_after(ca: CA) -> None:
     stack = await build_stack(max_pending=0)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack.app),
-                                     base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=stack.app), base_url="http://t"
+        ) as client:
             signer = Signer.create(ca)
             r = await client.post("/rekor/api/v2/log/entries", json=hashedrekord_v2(signer, b"x"))
             assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1

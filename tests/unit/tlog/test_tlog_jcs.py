@@ -12,8 +12,9 @@ from keyless.services.tlog.kinds.common import jcs
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -25,6 +26,6 @@ def test_jcs_matches_rfc8785(value: Any) -> None:
 
 
 def test_jcs_escapes_and_non_ascii() -> None:
-    value = {"b": "quote\" back\\ nl\n tab\t ctl\x01 del\x7f", "a": "é€𝄞", "é": 1, "z": [True]}
+    value = {"b": 'quote" back\\ nl\n tab\t ctl\x01 del\x7f', "a": "é€𝄞", "é": 1, "z": [True]}
     assert jcs(value) == rfc8785.dumps(value)
     assert jcs({"f": 1.5}) == rfc8785.dumps({"f": 1.5})

@@ -71,17 +71,24 @@ def test_hashedrekord_v001_rebuilds_public_good_body(vectors: Path) -> None:
         "kind": "hashedrekord",
         "apiVersion": "0.0.1",
         "spec": {
-            "signature": {"content": sig["signature"],
-                          "publicKey": {"content": b64(_pem_of(_leaf_der(bundle)))}},
-            "data": {"hash": {"algorithm": "sha256",
-                              "value": base64.b64decode(sig["messageDigest"]["digest"]).hex()}},
+            "signature": {
+                "content": sig["signature"],
+                "publicKey": {"content": b64(_pem_of(_leaf_der(bundle)))},
+            },
+            "data": {
+                "hash": {
+                    "algorithm": "sha256",
+                    "value": base64.b64decode(sig["messageDigest"]["digest"]).hex(),
+                }
+            },
         },
     }
     assert propose_v1(request).body == _body(bundle)
 
 
-@pytest.mark.parametrize("name", ["staging-rekor-v2.txt.sigstore.json",
-                                  "a.dsse.staging-rekor-v2.txt.sigstore.json"])
+@pytest.mark.parametrize(
+    "name", ["staging-rekor-v2.txt.sigstore.json", "a.dsse.staging-rekor-v2.txt.sigstore.json"]
+)
 def test_hashedrekord_v002_rebuilds_staging_body(vectors: Path, name: str) -> None:
     bundle = json.loads((vectors / "sigstore-python" / name).read_text())
     if "messageSignature" in bundle:
@@ -94,10 +101,18 @@ def test_hashedrekord_v002_rebuilds_staging_body(vectors: Path, name: str) -> No
         message = b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
         digest = b64(hashlib.sha256(message).digest())
         sig = env["signatures"][0]["sig"]
-    request = {"hashedRekordRequestV002": {"digest": digest, "signature": {
-        "content": sig,
-        "verifier": {"x509Certificate": {"rawBytes": b64(_leaf_der(bundle))},
-                     "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}
+    request = {
+        "hashedRekordRequestV002": {
+            "digest": digest,
+            "signature": {
+                "content": sig,
+                "verifier": {
+                    "x509Certificate": {"rawBytes": b64(_leaf_der(bundle))},
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                },
+            },
+        }
+    }
     proposed = propose_v2(request)
     assert (proposed.kind, proposed.api_version) == ("hashedrekord", "0.0.2")
     assert proposed.body == _body(bundle)
@@ -105,19 +120,30 @@ def test_hashedrekord_v002_rebuilds_staging_body(vectors: Path, name: str) -> No
 
 def test_dsse_v001_rebuilds_conformance_body(vectors: Path) -> None:
     bundle = json.loads(
-        (vectors / "conformance/bundle-verify/happy-path-intoto-in-dsse-v3/bundle.sigstore.json")
-        .read_text())
+        (
+            vectors / "conformance/bundle-verify/happy-path-intoto-in-dsse-v3/bundle.sigstore.json"
+        ).read_text()
+    )
     # sigstore-python sends the envelope as compact JSON; the log hashes the string as sent.
-    request = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": {
-        "envelope": json.dumps(bundle["dsseEnvelope"], separators=(",", ":")),
-        "verifiers": [b64(_pem_of(_leaf_der(bundle)))]}}}
+    request = {
+        "kind": "dsse",
+        "apiVersion": "0.0.1",
+        "spec": {
+            "proposedContent": {
+                "envelope": json.dumps(bundle["dsseEnvelope"], separators=(",", ":")),
+                "verifiers": [b64(_pem_of(_leaf_der(bundle)))],
+            }
+        },
+    }
     assert propose_v1(request).body == _body(bundle)
 
 
 def test_intoto_v002_rebuilds_conformance_body(vectors: Path) -> None:
     bundle = json.loads(
-        (vectors / "conformance/bundle-verify/intoto-with-custom-trust-root/bundle.sigstore.json")
-        .read_text())
+        (
+            vectors / "conformance/bundle-verify/intoto-with-custom-trust-root/bundle.sigstore.json"
+        ).read_text()
+    )
     body = _body(bundle)
     spec = json.loads(body)["spec"]
     assert propose_v1({"kind": "intoto", "apiVersion": "0.0.2", "spec": spec}).body == body
@@ -128,11 +154,20 @@ def test_intoto_v002_rebuilds_conformance_body(vectors: Path) -> None:
 
 def test_dsse_v001_mismatched_signature_vector_is_refused(vectors: Path) -> None:
     bundle = json.loads(
-        (vectors / "conformance/bundle-verify/dsse-invalid-sig_fail/bundle.sigstore.json")
-        .read_text())
-    request = {"kind": "dsse", "apiVersion": "0.0.1", "spec": {"proposedContent": {
-        "envelope": json.dumps(bundle["dsseEnvelope"]),
-        "verifiers": [b64(_pem_of(_leaf_der(bundle)))]}}}
+        (
+            vectors / "conformance/bundle-verify/dsse-invalid-sig_fail/bundle.sigstore.json"
+        ).read_text()
+    )
+    request = {
+        "kind": "dsse",
+        "apiVersion": "0.0.1",
+        "spec": {
+            "proposedContent": {
+                "envelope": json.dumps(bundle["dsseEnvelope"]),
+                "verifiers": [b64(_pem_of(_leaf_der(bundle)))],
+            }
+        },
+    }
     with pytest.raises(EntrySignatureError):
         propose_v1(request)
 
@@ -146,8 +181,10 @@ def test_hashedrekord_v002_every_allowed_key(ca: CA, kind: str) -> None:
     proposed = propose_v2(hashedrekord_v2(signer, ARTIFACT))
     spec = json.loads(proposed.body)["spec"]["hashedRekordV002"]
     assert spec["signature"]["verifier"]["keyDetails"] == signer.key_details
-    assert spec["data"]["algorithm"] == {"sha256": "SHA2_256", "sha384": "SHA2_384",
-                                         "sha512": "SHA2_512"}[signer.hash.name]
+    assert (
+        spec["data"]["algorithm"]
+        == {"sha256": "SHA2_256", "sha384": "SHA2_384", "sha512": "SHA2_512"}[signer.hash.name]
+    )
 
 
 @pytest.mark.parametrize("kind", ["p256", "p384", "rsa2048"])
@@ -156,7 +193,8 @@ def test_hashedrekord_v001_keys_and_public_key_form(ca: CA, kind: str) -> None:
     assert propose_v1(hashedrekord_v1(signer, ARTIFACT)).kind == "hashedrekord"
     # A bare PEM public key (cosign --key) instead of a certificate.
     key_pem = signer.key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     body = json.loads(propose_v1(hashedrekord_v1(signer, ARTIFACT, cert_pem=key_pem)).body)
     assert base64.b64decode(body["spec"]["signature"]["publicKey"]["content"]) == key_pem
 
@@ -169,19 +207,30 @@ def test_hashedrekord_v001_canonicalises_client_pem(p256: Signer) -> None:
 
 
 def test_ed25519ph_rfc8032_vector_over_v2_public_key() -> None:
-    public = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(
-        "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf"))
+    public = ed25519.Ed25519PublicKey.from_public_bytes(
+        bytes.fromhex("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+    )
     sig = bytes.fromhex(
         "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
-        "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406")
-    spki = public.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+    )
+    spki = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
     def request(message: bytes) -> dict[str, Any]:
-        return {"hashedRekordRequestV002": {
-            "digest": b64(hashlib.sha512(message).digest()),
-            "signature": {"content": b64(sig), "verifier": {
-                "publicKey": {"rawBytes": b64(spki)}, "keyDetails": "PKIX_ED25519_PH"}}}}
+        return {
+            "hashedRekordRequestV002": {
+                "digest": b64(hashlib.sha512(message).digest()),
+                "signature": {
+                    "content": b64(sig),
+                    "verifier": {
+                        "publicKey": {"rawBytes": b64(spki)},
+                        "keyDetails": "PKIX_ED25519_PH",
+                    },
+                },
+            }
+        }
 
     body = json.loads(propose_v2(request(b"abc")).body)
     assert body["spec"]["hashedRekordV002"]["data"]["algorithm"] == "SHA2_512"
@@ -212,11 +261,18 @@ def test_snake_case_v2_request_is_accepted(p256: Signer) -> None:
     request = hashedrekord_v2(p256, ARTIFACT)
     inner = request["hashedRekordRequestV002"]
     verifier = inner["signature"]["verifier"]
-    snake = {"hashed_rekord_request_v002": {
-        "digest": inner["digest"],
-        "signature": {"content": inner["signature"]["content"], "verifier": {
-            "x509_certificate": {"raw_bytes": verifier["x509Certificate"]["rawBytes"]},
-            "key_details": verifier["keyDetails"]}}}}
+    snake = {
+        "hashed_rekord_request_v002": {
+            "digest": inner["digest"],
+            "signature": {
+                "content": inner["signature"]["content"],
+                "verifier": {
+                    "x509_certificate": {"raw_bytes": verifier["x509Certificate"]["rawBytes"]},
+                    "key_details": verifier["keyDetails"],
+                },
+            },
+        }
+    }
     assert propose_v2(snake).body == propose_v2(request).body
 
 
@@ -243,22 +299,35 @@ SIG_V2 = ["hashedRekordRequestV002", "signature"]
     [
         (["hashedRekordRequestV002", "digest"], "not base64!", InvalidInput, "digest"),
         (["hashedRekordRequestV002", "digest"], b64(b"\x00" * 20), InvalidInput, "digest"),
-        ([*SIG_V2, "content"], b64(b"\x30\x06\x02\x01\x01\x02\x01\x01"), EntrySignatureError,
-         "signature"),
-        ([*SIG_V2, "verifier", "keyDetails"], "PKIX_ECDSA_P384_SHA_384", InvalidInput,
-         "keyDetails"),
+        (
+            [*SIG_V2, "content"],
+            b64(b"\x30\x06\x02\x01\x01\x02\x01\x01"),
+            EntrySignatureError,
+            "signature",
+        ),
+        (
+            [*SIG_V2, "verifier", "keyDetails"],
+            "PKIX_ECDSA_P384_SHA_384",
+            InvalidInput,
+            "keyDetails",
+        ),
         ([*SIG_V2, "verifier", "keyDetails"], "PKIX_ED25519", InvalidInput, "keyDetails"),
         ([*SIG_V2, "verifier", "keyDetails"], "PKCS1_RSA_PKCS1V5", InvalidInput, "allowed"),
-        ([*SIG_V2, "verifier", "x509Certificate", "rawBytes"], b64(b"garbage"), InvalidInput,
-         "certificate"),
+        (
+            [*SIG_V2, "verifier", "x509Certificate", "rawBytes"],
+            b64(b"garbage"),
+            InvalidInput,
+            "certificate",
+        ),
         ([*SIG_V2, "verifier", "publicKey"], {"rawBytes": "AA=="}, InvalidInput, "exactly one"),
         ([*SIG_V2, "verifier"], KeyError, InvalidInput, "verifier"),
         ([*SIG_V2, "extra"], 1, InvalidInput, "unknown field"),
         (["hashedRekordRequestV002"], [], InvalidInput, "object"),
     ],
 )
-def test_hostile_v2_hashedrekord(p256: Signer, path: list[Any], value: Any,
-                                 error: type[Exception], words: str) -> None:
+def test_hostile_v2_hashedrekord(
+    p256: Signer, path: list[Any], value: Any, error: type[Exception], words: str
+) -> None:
     request = _mutate(hashedrekord_v2(p256, ARTIFACT), path, value)
     with pytest.raises(error) as info:
         propose_v2(request)
@@ -279,15 +348,24 @@ SPEC = ["spec"]
         ([*SPEC, "data", "hash", "value"], "ABC", InvalidInput, "hex"),
         ([*SPEC, "data", "hash", "algorithm"], "sha1", InvalidInput, "algorithm"),
         ([*SPEC, "signature", "content"], "%%%", InvalidInput, "base64"),
-        ([*SPEC, "signature", "publicKey", "content"], b64(b"-----BEGIN CERTIFICATE-----\nxx"),
-         InvalidInput, "PEM"),
+        (
+            [*SPEC, "signature", "publicKey", "content"],
+            b64(b"-----BEGIN CERTIFICATE-----\nxx"),
+            InvalidInput,
+            "PEM",
+        ),
         ([*SPEC, "signature", "publicKey", "content"], b64(b"hello"), InvalidInput, "PEM"),
-        ([*SPEC, "data", "hash", "value"], hashlib.sha256(b"other").hexdigest(),
-         EntrySignatureError, "does not verify"),
+        (
+            [*SPEC, "data", "hash", "value"],
+            hashlib.sha256(b"other").hexdigest(),
+            EntrySignatureError,
+            "does not verify",
+        ),
     ],
 )
-def test_hostile_v1_hashedrekord(p256: Signer, path: list[Any], value: Any,
-                                 error: type[Exception], words: str) -> None:
+def test_hostile_v1_hashedrekord(
+    p256: Signer, path: list[Any], value: Any, error: type[Exception], words: str
+) -> None:
     request = _mutate(hashedrekord_v1(p256, ARTIFACT), path, value)
     with pytest.raises(error) as info:
         propose_v1(request)
@@ -313,8 +391,9 @@ def test_hostile_dsse_and_intoto(ca: CA, p256: Signer) -> None:
     bad_hash = _mutate(intoto_v1(p256, payload), ["spec", "content", "hash", "value"], "00" * 32)
     with pytest.raises(InvalidInput, match="hash"):
         propose_v1(bad_hash)
-    single = _mutate(intoto_v1(p256, payload), ["spec", "content", "envelope", "payload"],
-                     b64(payload))  # single instead of double base64
+    single = _mutate(
+        intoto_v1(p256, payload), ["spec", "content", "envelope", "payload"], b64(payload)
+    )  # single instead of double base64
     with pytest.raises(InvalidInput, match="base64"):
         propose_v1(single)
     v2 = dsse_v2(p256, payload)
@@ -359,8 +438,10 @@ def test_precomputed_search_keys_equal_keys_rebuilt_from_body(ca: CA, kind: str)
     from keyless.services.tlog.search import keys_for_body
 
     signer = Signer.create(ca, kind, uri="https://ci.example/workflow@main")
-    for proposed in (propose_v1(hashedrekord_v1(signer, ARTIFACT)),
-                     propose_v2(hashedrekord_v2(signer, ARTIFACT))):
+    for proposed in (
+        propose_v1(hashedrekord_v1(signer, ARTIFACT)),
+        propose_v2(hashedrekord_v2(signer, ARTIFACT)),
+    ):
         assert proposed.search_keys
         assert list(proposed.search_keys) == keys_for_body(proposed.body)
         assert f"identity:https://issuer.example/oidc|{EMAIL_LOWER}" in proposed.search_keys
@@ -368,3 +449,13 @@ def test_precomputed_search_keys_equal_keys_rebuilt_from_body(ca: CA, kind: str)
 
 
 EMAIL_LOWER = "alice@example.com"
+
+
+def test_dsse_v001_as_sigstore_python_sends_it(p256: Signer) -> None:
+    """sigstore-python's pydantic model emits the server-computed fields as null."""
+    request = dsse_v1(p256, statement())
+    request["spec"].update({"signatures": None, "envelopeHash": None, "payloadHash": None})
+    assert propose_v1(request).kind == "dsse"
+    request["spec"]["bogus"] = 1
+    with pytest.raises(InvalidInput, match="unknown field"):
+        propose_v1(request)

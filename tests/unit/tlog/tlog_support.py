@@ -83,8 +83,9 @@ class CA:
             .not_valid_before(now - datetime.timedelta(seconds=30))
             .not_valid_after(now + datetime.timedelta(minutes=10))
             .add_extension(x509.SubjectAlternativeName(names), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
-                           critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+            )
             .add_extension(
                 x509.UnrecognizedExtension(
                     x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), issuer.encode()
@@ -154,8 +155,11 @@ class Signer:
     @property
     def key_details(self) -> str:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            return {256: "PKIX_ECDSA_P256_SHA_256", 384: "PKIX_ECDSA_P384_SHA_384",
-                    521: "PKIX_ECDSA_P521_SHA_512"}[self.key.curve.key_size]
+            return {
+                256: "PKIX_ECDSA_P256_SHA_256",
+                384: "PKIX_ECDSA_P384_SHA_384",
+                521: "PKIX_ECDSA_P521_SHA_512",
+            }[self.key.curve.key_size]
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return "PKIX_ED25519"
         return f"PKIX_RSA_PKCS1V15_{self.key.key_size}_SHA256"
@@ -221,8 +225,12 @@ def hashedrekord_v2(signer: Signer, artifact: bytes) -> dict[str, Any]:
     }
 
 
-def envelope(signer: Signer, payload: bytes, payload_type: str = "application/vnd.in-toto+json",
-             keyid: str = "") -> dict[str, Any]:
+def envelope(
+    signer: Signer,
+    payload: bytes,
+    payload_type: str = "application/vnd.in-toto+json",
+    keyid: str = "",
+) -> dict[str, Any]:
     sig = signer.sign_message(pae(payload_type, payload))
     return {
         "payloadType": payload_type,
@@ -232,12 +240,14 @@ def envelope(signer: Signer, payload: bytes, payload_type: str = "application/vn
 
 
 def statement(subject_digest: str = "ab" * 32) -> bytes:
-    return json.dumps({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": "a.txt", "digest": {"sha256": subject_digest}}],
-        "predicateType": "https://slsa.dev/provenance/v1",
-        "predicate": {},
-    }).encode()
+    return json.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "a.txt", "digest": {"sha256": subject_digest}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {},
+        }
+    ).encode()
 
 
 def dsse_v1(signer: Signer, payload: bytes) -> dict[str, Any]:
@@ -262,8 +272,10 @@ def dsse_v2(signer: Signer, payload: bytes) -> dict[str, Any]:
         "dsseRequestV002": {
             "envelope": env,
             "verifiers": [
-                {"x509Certificate": {"rawBytes": b64(der(signer.cert))},
-                 "keyDetails": signer.key_details}
+                {
+                    "x509Certificate": {"rawBytes": b64(der(signer.cert))},
+                    "keyDetails": signer.key_details,
+                }
             ],
         }
     }
@@ -307,12 +319,18 @@ def intoto_v1(signer: Signer, payload: bytes) -> dict[str, Any]:
                 "envelope": {
                     "payloadType": env["payloadType"],
                     "payload": b64(env["payload"].encode()),
-                    "signatures": [{"sig": b64(env["signatures"][0]["sig"].encode()),
-                                    "publicKey": b64(cert_pem.encode())}],
+                    "signatures": [
+                        {
+                            "sig": b64(env["signatures"][0]["sig"].encode()),
+                            "publicKey": b64(cert_pem.encode()),
+                        }
+                    ],
                 },
                 "hash": {"algorithm": "sha256", "value": envelope_hash},
-                "payloadHash": {"algorithm": "sha256",
-                                "value": hashlib.sha256(payload).hexdigest()},
+                "payloadHash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(payload).hexdigest(),
+                },
             }
         },
     }
@@ -404,11 +422,19 @@ def verify_note_ecdsa(note: Note, name: str, public_key: ec.EllipticCurvePublicK
     raise AssertionError(f"no signature line by {name}")
 
 
-def verify_v2_entry(tle: dict[str, Any], *, origin: str,
-                    public_key: ed25519.Ed25519PublicKey) -> Note:
+def verify_v2_entry(
+    tle: dict[str, Any], *, origin: str, public_key: ed25519.Ed25519PublicKey
+) -> Note:
     """Check a v2 TransparencyLogEntry the way sigstore-python does (protocols.md §9 step 5)."""
-    assert set(tle) == {"logIndex", "logId", "kindVersion", "integratedTime", "inclusionPromise",
-                        "inclusionProof", "canonicalizedBody"}
+    assert set(tle) == {
+        "logIndex",
+        "logId",
+        "kindVersion",
+        "integratedTime",
+        "inclusionPromise",
+        "inclusionProof",
+        "canonicalizedBody",
+    }
     proof = tle["inclusionProof"]
     assert set(proof) == {"logIndex", "rootHash", "treeSize", "hashes", "checkpoint"}
     for field in ("logIndex", "treeSize"):
@@ -416,8 +442,12 @@ def verify_v2_entry(tle: dict[str, Any], *, origin: str,
     assert isinstance(tle["logIndex"], str) and tle["integratedTime"] == "0"
     assert tle["inclusionPromise"] is None
     body = base64.b64decode(tle["canonicalizedBody"])
-    root = root_from_proof(leaf_hash(body), int(proof["logIndex"]), int(proof["treeSize"]),
-                           [base64.b64decode(h) for h in proof["hashes"]])
+    root = root_from_proof(
+        leaf_hash(body),
+        int(proof["logIndex"]),
+        int(proof["treeSize"]),
+        [base64.b64decode(h) for h in proof["hashes"]],
+    )
     assert root == base64.b64decode(proof["rootHash"])
     note = parse_note(proof["checkpoint"]["envelope"].encode())
     assert note.origin == origin and note.size == int(proof["treeSize"]) and note.root == root
@@ -428,24 +458,38 @@ def verify_v2_entry(tle: dict[str, Any], *, origin: str,
     return note
 
 
-def verify_v1_entry(entries: dict[str, Any], *, name: str, tree_id: int,
-                    public_key: ec.EllipticCurvePublicKey) -> tuple[str, dict[str, Any]]:
+def verify_v1_entry(
+    entries: dict[str, Any], *, name: str, tree_id: int, public_key: ec.EllipticCurvePublicKey
+) -> tuple[str, dict[str, Any]]:
     """Check a v1 ``{entryID: LogEntry}`` answer: entryID, SET, inclusion proof, checkpoint."""
     import rfc8785
 
     assert len(entries) == 1
-    (entry_id, entry), = entries.items()
+    ((entry_id, entry),) = entries.items()
     body = base64.b64decode(entry["body"])
     assert entry_id == f"{tree_id:016x}" + leaf_hash(body).hex()
     log_id = hashlib.sha256(spki(public_key)).hexdigest()
     assert entry["logID"] == log_id
-    payload = rfc8785.dumps({"body": entry["body"], "integratedTime": entry["integratedTime"],
-                             "logID": log_id, "logIndex": entry["logIndex"]})
-    public_key.verify(base64.b64decode(entry["verification"]["signedEntryTimestamp"]), payload,
-                      ec.ECDSA(hashes.SHA256()))
+    payload = rfc8785.dumps(
+        {
+            "body": entry["body"],
+            "integratedTime": entry["integratedTime"],
+            "logID": log_id,
+            "logIndex": entry["logIndex"],
+        }
+    )
+    public_key.verify(
+        base64.b64decode(entry["verification"]["signedEntryTimestamp"]),
+        payload,
+        ec.ECDSA(hashes.SHA256()),
+    )
     proof = entry["verification"]["inclusionProof"]
-    root = root_from_proof(leaf_hash(body), proof["logIndex"], proof["treeSize"],
-                           [bytes.fromhex(h) for h in proof["hashes"]])
+    root = root_from_proof(
+        leaf_hash(body),
+        proof["logIndex"],
+        proof["treeSize"],
+        [bytes.fromhex(h) for h in proof["hashes"]],
+    )
     assert root.hex() == proof["rootHash"]
     note = parse_note(proof["checkpoint"].encode())
     assert note.origin == f"{name} - {tree_id}"
@@ -478,12 +522,12 @@ def verify_tiles(fetch: Callable[[str], bytes], size: int, root: bytes) -> list[
         suffix = "" if width == 256 else f".p/{width}"
         tile = fetch(f"tile/0/{tile_index_path(n)}{suffix}")
         assert len(tile) == 32 * width
-        hashes_.extend(tile[i:i + 32] for i in range(0, len(tile), 32))
+        hashes_.extend(tile[i : i + 32] for i in range(0, len(tile), 32))
         bundle = fetch(f"tile/entries/{tile_index_path(n)}{suffix}")
         pos = 0
         while pos < len(bundle):
-            length = int.from_bytes(bundle[pos:pos + 2], "big")
-            entries.append(bundle[pos + 2:pos + 2 + length])
+            length = int.from_bytes(bundle[pos : pos + 2], "big")
+            entries.append(bundle[pos + 2 : pos + 2 + length])
             pos += 2 + length
     assert len(hashes_) == size and len(entries) == size
     assert [leaf_hash(e) for e in entries] == hashes_
@@ -516,9 +560,16 @@ class LogStack:
         await self.storage.close()
 
 
-async def build_stack(url: str = "memory://", *, limits: Any = None, max_pending: int = 65536,
-                      data_dir: Any = None, batch_age: float = 0.0, host: str = HOST,
-                      keys: tuple[Any, Any] | None = None) -> LogStack:
+async def build_stack(
+    url: str = "memory://",
+    *,
+    limits: Any = None,
+    max_pending: int = 65536,
+    data_dir: Any = None,
+    batch_age: float = 0.0,
+    host: str = HOST,
+    keys: tuple[Any, Any] | None = None,
+) -> LogStack:
     """Rekor v1 at the root and v2 under /rekor, as docs/internal-apis.md lays them out."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -531,24 +582,50 @@ async def build_stack(url: str = "memory://", *, limits: Any = None, max_pending
     from keyless.storage import open_storage
 
     storage = await open_storage(url, data_dir=data_dir)
-    v1_key, v2_key = keys or (ec.generate_private_key(ec.SECP256R1()),
-                              ed25519.Ed25519PrivateKey.generate())
+    v1_key, v2_key = keys or (
+        ec.generate_private_key(ec.SECP256R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+    )
     origin_v2 = f"{host}/rekor"
-    v2_log = TransparencyLog(storage, name="rekor-v2", origin=origin_v2,
-                             signer=NoteSigner.ed25519(origin_v2, InMemorySigner(v2_key)),
-                             seed=[SEED], max_pending=max_pending, batch_age=batch_age)
-    v1_log = TransparencyLog(storage, name="rekor-v1", origin=f"{host} - {TREE_ID}",
-                             signer=NoteSigner.ecdsa(host, InMemorySigner(v1_key)),
-                             seed=[SEED], max_pending=max_pending, batch_age=batch_age)
+    v2_log = TransparencyLog(
+        storage,
+        name="rekor-v2",
+        origin=origin_v2,
+        signer=NoteSigner.ed25519(origin_v2, InMemorySigner(v2_key)),
+        seed=[SEED],
+        max_pending=max_pending,
+        batch_age=batch_age,
+    )
+    v1_log = TransparencyLog(
+        storage,
+        name="rekor-v1",
+        origin=f"{host} - {TREE_ID}",
+        signer=NoteSigner.ecdsa(host, InMemorySigner(v1_key)),
+        seed=[SEED],
+        max_pending=max_pending,
+        batch_age=batch_age,
+    )
     await v2_log.start()
     await v1_log.start()
-    v2 = RekorV2Service(v2_log, log_id=ed25519_log_id(origin_v2, v2_key.public_key()
-                                                      .public_bytes_raw()),
-                        search_index=storage.search_index, kv=storage.kv, limits=limits)
-    v1 = RekorV1Service(v1_log, signer=InMemorySigner(v1_key), tree_id=TREE_ID,
-                        search_index=storage.search_index, kv=storage.kv, limits=limits)
+    v2 = RekorV2Service(
+        v2_log,
+        log_id=ed25519_log_id(origin_v2, v2_key.public_key().public_bytes_raw()),
+        search_index=storage.search_index,
+        kv=storage.kv,
+        limits=limits,
+    )
+    v1 = RekorV1Service(
+        v1_log,
+        signer=InMemorySigner(v1_key),
+        tree_id=TREE_ID,
+        search_index=storage.search_index,
+        kv=storage.kv,
+        limits=limits,
+    )
     await v2.start()
     await v1.start()
-    app = Starlette(routes=[Mount("/rekor", routes=v2.routes()), *v1.routes()],
-                    exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        routes=[Mount("/rekor", routes=v2.routes()), *v1.routes()],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)

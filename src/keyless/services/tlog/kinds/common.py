@@ -151,8 +151,12 @@ def b64e(data: bytes) -> str:
 
 
 def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
-    """Refuse unknown fields, as protojson and Rekor's swagger validation do."""
-    unknown = sorted(set(value) - allowed)
+    """Refuse unknown fields, as protojson and Rekor's swagger validation do.
+
+    A field whose value is ``null`` counts as absent (proto3 JSON and swagger both read it so;
+    sigstore-python's pydantic models emit unset optional fields as ``null``).
+    """
+    unknown = sorted(k for k, v in value.items() if k not in allowed and v is not None)
     if unknown:
         raise InvalidInput(f"{what} has unknown field(s): {', '.join(unknown)}")
 

@@ -47,7 +47,10 @@ def _match(
 def propose_v001(spec: Any) -> Proposed:
     """Validate a Rekor v1 ``dsse`` 0.0.1 proposal and build the canonical (hashes-only) body."""
     spec = common.obj(spec, "spec")
-    common.only_keys(spec, {"proposedContent"}, "spec")
+    # envelopeHash/payloadHash/signatures are readOnly in Rekor's schema: the log computes them
+    # and ignores what a client sends (sigstore-python sends them as null).
+    common.only_keys(spec, {"proposedContent", "envelopeHash", "payloadHash", "signatures"},
+                     "spec")
     content = common.obj(spec.get("proposedContent"), "spec.proposedContent")
     common.only_keys(content, {"envelope", "verifiers"}, "spec.proposedContent")
     raw_envelope = common.string(content.get("envelope"), "spec.proposedContent.envelope")
