@@ -376,23 +376,80 @@ def _signature_algorithm_der(cert: x509.Certificate) -> bytes:
 
 
 def strip_extension(tbs_der: bytes, oid: str) -> bytes:
-    """A TBSCertificate with one extension removed, other bytes re-encoded as DER.
+    """A TBSCertificate with one extension removed; every other byte is kept as it was.
 
     Used by the CT log to turn a submitted precertificate's TBS into the ``precert_entry`` TBS
-    (RFC 6962 §3.2: "the TBSCertificate … with the poison extension removed").
+    (RFC 6962 §3.2: "the TBSCertificate … with the poison extension removed"). Works on the DER
+    directly (X.690 §8.1): only the lengths of the enclosing ``extensions`` SEQUENCE, its ``[3]``
+    wrapper and the TBS SEQUENCE change.
     """
-    from asn1crypto import x509 as asn1_x509
-
+    target = _der_oid(oid)
     try:
-        tbs = asn1_x509.TbsCertificate.load(tbs_der)
-        extensions = tbs["extensions"]
-        kept = [e for e in extensions if e["extn_id"].dotted != oid]
-        if len(kept) == len(extensions):
-            raise InvalidInput(f"certificate has no extension {oid}")
-        tbs["extensions"] = asn1_x509.Extensions(kept)
-        return bytes(tbs.dump())
-    except (ValueError, TypeError, KeyError) as exc:
+        tag, body_start, body_end = _der_header(tbs_der, 0)
+        if tag != 0x30 or body_end != len(tbs_der):
+            raise ValueError("TBSCertificate is not one DER SEQUENCE")
+        pos = body_start
+        while pos < body_end:
+            tag, start, end = _der_header(tbs_der, pos)
+            if tag == 0xA3:
+                seq_tag, ext_start, ext_end = _der_header(tbs_der, start)
+                if seq_tag != 0x30 or ext_end != end:
+                    raise ValueError("extensions are not a SEQUENCE")
+                kept, found, cursor = [], False, ext_start
+                while cursor < ext_end:
+                    _, e_start, e_end = _der_header(tbs_der, cursor)
+                    _, _, o_end = _der_header(tbs_der, e_start)
+                    if tbs_der[e_start:o_end] == target:
+                        found = True
+                    else:
+                        kept.append(tbs_der[cursor:e_end])
+                    cursor = e_end
+                if not found:
+                    raise InvalidInput(f"certificate has no extension {oid}")
+                extensions = _der_tlv(0x30, b"".join(kept))
+                wrapped = _der_tlv(0xA3, extensions) if kept else b""
+                body = tbs_der[body_start:pos] + wrapped + tbs_der[end:body_end]
+                return _der_tlv(0x30, body)
+            pos = end
+    except (ValueError, IndexError) as exc:
         raise InvalidInput(f"cannot parse TBSCertificate: {exc}") from exc
+    raise InvalidInput(f"certificate has no extension {oid}")
+
+
+def _der_header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER TLV at ``pos`` (single-byte tags only)."""
+    tag = data[pos]
+    first = data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4:
+            raise ValueError("unsupported DER length")
+        start = pos + 2 + count
+        length = int.from_bytes(data[pos + 2 : start], "big")
+    end = start + length
+    if end > len(data):
+        raise ValueError("DER value runs past the end")
+    return tag, start, end
+
+
+def _der_tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _der_oid(oid: str) -> bytes:
+    """DER OBJECT IDENTIFIER (X.690 §8.19) of a dotted string."""
+    arcs = [int(a) for a in oid.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        body += bytes(reversed(chunk))
+    return _der_tlv(0x06, bytes(body))
 
 
 def _der() -> Any:
