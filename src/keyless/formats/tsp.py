@@ -146,14 +146,113 @@ def _hash_for(digest: bytes, algorithm: HashAlgorithm | None, label: str) -> Has
     return algorithm
 
 
+#: The hash OIDs' DER content octets, for the fast path below.
+_HASH_BY_OID_CONTENT: Final = {
+    bytes(core.ObjectIdentifier(h.oid).contents): h for h in HASH_ALGORITHMS.values()
+}
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos`` (X.690 §8.1, §10.1).
+
+    Raises ValueError on anything but a one-octet tag with a minimal definite length that fits.
+    """
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if not 1 <= n <= 2 or pos + n > end or data[pos] == 0:
+            raise ValueError("unsupported length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+        if length < 0x80:
+            raise ValueError("non-minimal length")
+    if pos + length > end:
+        raise ValueError("truncated")
+    return tag, pos, pos + length
+
+
+def _parse_query_fast(der: bytes) -> TimestampQuery | None:
+    """The common, well-formed query (what sigstore-python and openssl send), or None.
+
+    A strict DER walk of RFC 3161 §2.4.1 ``TimeStampReq`` without policy or extensions; anything
+    else (including every malformed input) returns None and is left to the asn1crypto parser,
+    which is authoritative. ``tests/unit/tsa`` checks that whatever this accepts, asn1crypto
+    parses to the same query.
+    """
+    try:
+        tag, pos, end = _tlv(der, 0, len(der))
+        if tag != 0x30 or end != len(der):
+            return None
+        tag, start, pos = _tlv(der, pos, end)  # version INTEGER v1
+        if tag != 0x02 or der[start:pos] != b"\x01":
+            return None
+        tag, start, pos = _tlv(der, pos, end)  # messageImprint
+        if tag != 0x30:
+            return None
+        tag, alg_start, alg_end = _tlv(der, start, pos)  # AlgorithmIdentifier
+        if tag != 0x30:
+            return None
+        tag, oid_start, oid_end = _tlv(der, alg_start, alg_end)
+        algorithm = _HASH_BY_OID_CONTENT.get(der[oid_start:oid_end]) if tag == 0x06 else None
+        if algorithm is None:
+            return None
+        params = der[oid_end:alg_end]
+        if params not in (b"", b"\x05\x00"):
+            return None
+        tag, d_start, d_end = _tlv(der, alg_end, pos)  # hashedMessage
+        if tag != 0x04 or d_end != pos or d_end - d_start != algorithm.digest_size:
+            return None
+        digest = der[d_start:d_end]
+        nonce: int | None = None
+        cert_req = False
+        if pos < end and der[pos] == 0x02:  # nonce INTEGER (reqPolicy would come first)
+            tag, start, pos = _tlv(der, pos, end)
+            content = der[start:pos]
+            if not content or content[0] & 0x80:  # empty or negative
+                return None
+            if len(content) > 1 and content[0] == 0 and not content[1] & 0x80:
+                return None  # non-minimal
+            nonce = int.from_bytes(content, "big")
+            if nonce.bit_length() > MAX_NONCE_BITS:
+                return None
+        if pos < end and der[pos] == 0x01:  # certReq BOOLEAN (DER TRUE is 0xFF)
+            tag, start, pos = _tlv(der, pos, end)
+            if der[start:pos] != b"\xff":
+                return None
+            cert_req = True
+        if pos != end:  # reqPolicy out of order, extensions, or junk: the full parser decides
+            return None
+    except ValueError:
+        return None
+    return TimestampQuery(
+        hash_algorithm=algorithm,
+        digest=digest,
+        nonce=nonce,
+        cert_req=cert_req,
+        imprint_params_null=bool(params),
+    )
+
+
 def parse_query(der: bytes) -> TimestampQuery:
     """Parse and validate a DER ``TimeStampReq`` (RFC 3161 §2.4.1).
 
     Raises :class:`TimestampRejected` naming the PKIFailureInfo bit: badDataFormat for anything
     that is not a well-formed v1 request, badAlg for an unsupported imprint hash,
     unacceptedExtension for any extension (§2.4.1: unrecognised extensions must be refused).
-    Policy acceptance is decided by the issuer, which knows its policies.
+    Policy acceptance is decided by the issuer, which knows its policies. The common request
+    shape takes a fast path (:func:`_parse_query_fast`); everything else goes through asn1crypto.
     """
+    fast = _parse_query_fast(der)
+    if fast is not None:
+        return fast
+    return parse_query_asn1(der)
+
+
+def parse_query_asn1(der: bytes) -> TimestampQuery:
+    """:func:`parse_query` entirely through asn1crypto's ``TimeStampReq`` (the reference)."""
     if not der:
         raise _rejected_format("the request body is empty; a DER TimeStampReq is required")
     try:

@@ -475,3 +475,62 @@ def test_other_key_types_verify_with_rfc3161_client(kind: str) -> None:
         assert resp.signed_data.signer_infos  # parsed by rfc3161-client
     assert leaf.public_bytes(serialization.Encoding.DER) == builder.leaf_der
     assert isinstance(leaf, cx509.Certificate)
+
+
+# ---- the fast query parser agrees with asn1crypto -----------------------------------------
+
+
+def _shaped_query(hash_name: str, nonce: int | None, cert_req: bool, null: bool) -> bytes:
+    algorithm = HASH_ALGORITHMS[hash_name]
+    oid = core.ObjectIdentifier(algorithm.oid).dump()
+    alg = oid + (b"\x05\x00" if null else b"")
+    digest = hashlib.new(hash_name, b"d").digest()
+    imprint = b"\x30" + der_length(len(alg)) + alg + core.OctetString(digest).dump()
+    body = core.Integer(1).dump() + b"\x30" + der_length(len(imprint)) + imprint
+    if nonce is not None:
+        body += core.Integer(nonce).dump()
+    if cert_req:
+        body += b"\x01\x01\xff"
+    return b"\x30" + der_length(len(body)) + body
+
+
+query_shapes = st.builds(
+    _shaped_query,
+    st.sampled_from(sorted(HASH_ALGORITHMS)),
+    st.none() | st.integers(min_value=0, max_value=2**256 - 1),
+    st.booleans(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query_shapes)
+def test_fast_parser_takes_the_common_shapes_and_agrees(der: bytes) -> None:
+    fast = ktsp._parse_query_fast(der)
+    assert fast is not None  # the fast path is really used for what clients send
+    assert fast == ktsp.parse_query_asn1(der)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    query_shapes, st.integers(min_value=0), st.integers(min_value=0, max_value=255), st.booleans()
+)
+def test_fast_parser_never_accepts_what_asn1crypto_refuses(
+    der: bytes, position: int, value: int, truncate: bool
+) -> None:
+    mutated = bytearray(der)
+    if truncate:
+        del mutated[position % len(mutated) :]
+    else:
+        mutated[position % len(mutated)] = value
+    fast = ktsp._parse_query_fast(bytes(mutated))
+    if fast is not None:
+        assert fast == ktsp.parse_query_asn1(bytes(mutated))
+
+
+def test_openssl_and_rfc3161_client_shapes_take_the_fast_path() -> None:
+    from rfc3161_client import TimestampRequestBuilder
+
+    rfc = TimestampRequestBuilder().data(b"sig").nonce(nonce=True).build().as_bytes()
+    assert ktsp._parse_query_fast(rfc) == ktsp.parse_query_asn1(rfc)
+    assert ktsp._parse_query_fast(encode_query(b"\x00" * 32, policy="1.2.3")) is None

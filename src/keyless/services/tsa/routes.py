@@ -20,6 +20,7 @@ import math
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from keyless import errors
 from keyless.formats.tsp import (
@@ -34,6 +35,7 @@ from keyless.server.requests import parse_json_object, read_body
 from keyless.services.tsa.service import CERTCHAIN_PATH, TIMESTAMP_PATH, TimestampService
 
 REPLY_TYPE = "application/timestamp-reply"
+REPLY_TYPE_BYTES = REPLY_TYPE.encode("ascii")
 CHAIN_TYPE = "application/pem-certificate-chain"
 #: Media types read as a DER TimeStampReq; ``timestamp-request`` is the pre-RFC 3161 name, and
 #: octet-stream/none is what generic HTTP tools send.
@@ -53,17 +55,43 @@ def _der_rejection(status: int, failure: str, message: str, retry_after: float =
     )
 
 
-def tsa_routes(service: TimestampService) -> list[BaseRoute]:
-    """The TSA's routes, relative to the port root (internal-apis.md URL layout)."""
-    settings = service.settings
+class TimestampEndpoint:
+    """The ASGI endpoint of ``POST /api/v1/timestamp``.
 
-    async def timestamp(request: Request) -> Response:
+    A plain ASGI callable rather than a Starlette request/response function: on the hot path the
+    DER reply goes out as two ASGI messages with no Response object, which saves about a third of
+    the per-request framework cost (bench/tsa.py). Errors still use Starlette responses.
+    """
+
+    def __init__(self, service: TimestampService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        result = await self.handle(Request(scope, receive))
+        if isinstance(result, Response):
+            await result(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", REPLY_TYPE_BYTES),
+                    (b"content-length", str(len(result)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": result})
+
+    async def handle(self, request: Request) -> bytes | Response:
+        """The DER ``TimeStampResp`` to send with 200, or an error response."""
+        service, settings = self.service, self.service.settings
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         try:
             if media == JSON_TYPE:
                 body = await read_body(request, settings.max_json_request)
                 query = query_from_json(parse_json_object(body, "timestamp request"))
-                return Response(await service.timestamp_async(query), media_type=REPLY_TYPE)
+                return await service.timestamp_async(query)
             if media not in DER_TYPES:
                 raise errors.UnsupportedMediaType(
                     f"unsupported content type {media!r}; send application/timestamp-query "
@@ -71,8 +99,7 @@ def tsa_routes(service: TimestampService) -> list[BaseRoute]:
                 )
             body = await read_body(request, settings.max_der_request)
             try:
-                der = await service.timestamp_async(parse_query(body))
-                return Response(der, media_type=REPLY_TYPE)
+                return await service.timestamp_async(parse_query(body))
             except TimestampRejected as exc:
                 return _der_rejection(400, exc.failure, str(exc))
             except errors.Unavailable as exc:
@@ -80,10 +107,14 @@ def tsa_routes(service: TimestampService) -> list[BaseRoute]:
         except errors.Error as exc:
             return error_response(exc)
 
+
+def tsa_routes(service: TimestampService) -> list[BaseRoute]:
+    """The TSA's routes, relative to the port root (internal-apis.md URL layout)."""
+
     async def certchain(_request: Request) -> Response:
         return Response(service.chain_pem, media_type=CHAIN_TYPE)
 
     return [
-        Route(TIMESTAMP_PATH, timestamp, methods=["POST"], name="tsa_timestamp"),
+        Route(TIMESTAMP_PATH, TimestampEndpoint(service), methods=["POST"], name="tsa_timestamp"),
         Route(CERTCHAIN_PATH, certchain, methods=["GET"], name="tsa_certchain"),
     ]
