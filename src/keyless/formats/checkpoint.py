@@ -46,6 +46,7 @@ __all__ = [
     "NoteSignature",
     "NoteSigner",
     "NoteVerifier",
+    "RFC6962NoteVerifier",
     "SignatureVerifier",
     "SignedNote",
     "cosign",
@@ -504,6 +505,58 @@ class CosignatureVerifier:
         message = f"cosignature/v1\ntime {ts}\n".encode() + text
         try:
             self.public_key.verify(signature[8:], message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class RFC6962NoteVerifier:
+    """Verifies static-ct-api checkpoint signatures (C2SP static-ct-api "Checkpoints", type 0x05).
+
+    The signature is ``u64 timestamp || TreeHeadSignature digitally-signed`` (RFC 6962 §3.5 with
+    TLS ``DigitallySigned``: u8 hash, u8 signature algorithm, u16 length, signature) over
+    ``version 0 || signature_type tree_hash(1) || timestamp || tree_size || root_hash`` taken
+    from the note text, which must have no extension lines.
+    """
+
+    def __init__(self, name: str, public_key: ec.EllipticCurvePublicKey) -> None:
+        _check_key_name(name)
+        self.name = name
+        self.public_key = public_key
+        self.log_id = ecdsa_key_id(public_key)  # RFC 6962 §3.2 LogID = SHA-256(SPKI)
+        self.key_id = hashlib.sha256(name.encode("utf-8") + b"\n\x05" + self.log_id).digest()
+
+    @property
+    def key_hint(self) -> bytes:
+        """The first 4 bytes of SHA-256(name || 0x0A || 0x05 || LogID)."""
+        return self.key_id[:4]
+
+    @staticmethod
+    def timestamp(signature: NoteSignature) -> int:
+        """The STH timestamp (milliseconds) an RFC6962NoteSignature carries."""
+        if len(signature.signature) < 12:
+            raise MalformedNoteError("an RFC6962NoteSignature is at least 12 bytes")
+        return int.from_bytes(signature.signature[:8], "big")
+
+    def check(self, text: bytes, signature: bytes) -> bool:
+        """Check the DigitallySigned TreeHeadSignature against the size and root of ``text``."""
+        try:
+            cp = Checkpoint.from_text(text)
+        except MalformedNoteError:
+            return False
+        if cp.extensions or len(signature) < 12:
+            return False
+        timestamp = signature[:8]
+        hash_alg, sig_alg = signature[8], signature[9]
+        length = int.from_bytes(signature[10:12], "big")
+        der = signature[12:]
+        if (hash_alg, sig_alg) != (4, 3) or length != len(
+            der
+        ):  # sha256, ecdsa (RFC 5246 §7.4.1.4.1)
+            return False
+        signed = b"\x00\x01" + timestamp + cp.size.to_bytes(8, "big") + cp.root_hash
+        try:
+            self.public_key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return False
         return True

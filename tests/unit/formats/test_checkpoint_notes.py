@@ -24,6 +24,7 @@ from keyless.formats.checkpoint import (
     NoteSignature,
     NoteSigner,
     NoteVerifier,
+    RFC6962NoteVerifier,
     SignedNote,
     cosign,
     ed25519_key_id,
@@ -283,3 +284,34 @@ def test_parser_never_crashes(data: bytes) -> None:
     except MalformedNoteError:
         return
     assert note.to_bytes() == data
+
+
+def test_static_ct_rfc6962_note_signature() -> None:
+    # C2SP static-ct-api "Checkpoints": u64 timestamp || DigitallySigned(TreeHeadSignature).
+    key = ec.generate_private_key(ec.SECP256R1())
+    origin = "localhost:3000/ctlog"
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    log_id = hashlib.sha256(spki).digest()
+    ts, size = 1_700_000_000_123, 42
+    tbs = b"\x00\x01" + ts.to_bytes(8, "big") + size.to_bytes(8, "big") + ROOT
+    der = InMemorySigner(key).sign(tbs)
+    body = bytes([4, 3]) + len(der).to_bytes(2, "big") + der
+    hint = hashlib.sha256(origin.encode() + b"\n\x05" + log_id).digest()[:4]
+    text = Checkpoint(origin, size, ROOT).to_text()
+    line = NoteSignature(origin, hint, ts.to_bytes(8, "big") + body)
+    note = SignedNote(text, (line,)).to_bytes()
+    v = RFC6962NoteVerifier(origin, key.public_key())
+    assert v.key_hint == hint
+    assert open_checkpoint(note, v) == Checkpoint(origin, size, ROOT)
+    assert RFC6962NoteVerifier.timestamp(line) == ts
+    other = Checkpoint(origin, size + 1, ROOT).to_text()  # the signature covers size and root
+    with pytest.raises(CheckpointError):
+        verify_note(SignedNote(other, (line,)), [v])
+    with pytest.raises(CheckpointError):  # wrong timestamp
+        bad = NoteSignature(origin, hint, (ts + 1).to_bytes(8, "big") + body)
+        verify_note(SignedNote(text, (bad,)), [v])
+    with_ext = Checkpoint(origin, size, ROOT, ("ext",)).to_text()
+    with pytest.raises(CheckpointError):  # static-ct checkpoints carry no extension lines
+        verify_note(SignedNote(with_ext, (line,)), [v])
