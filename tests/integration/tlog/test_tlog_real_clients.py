@@ -28,10 +28,10 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[2] / "unit" / "tlog"))
 sys.path.insert(0, str(HERE.parents[1] / "stack"))
 
-from stackutil import USER, RunningStack, start_stack
-from tlog_support import parse_note, verify_note_ed25519, verify_tiles
+from stackutil import USER, RunningStack, start_stack  # noqa: E402
+from tlog_support import parse_note, verify_note_ed25519, verify_tiles  # noqa: E402
 
-from conftest import SHARED
+from conftest import SHARED  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
