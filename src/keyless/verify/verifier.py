@@ -139,14 +139,14 @@ class Verifier:
                         f"verified time {t.isoformat()} is outside the signing certificate's "
                         "validity"
                     )
+        cert_der = b.verification_material.certificates[0] if cert is not None else None
         key_der = (
-            cert.public_bytes(serialization.Encoding.DER)
-            if cert is not None
+            cert_der
+            if cert_der is not None
             else signing_key.public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        cert_der = cert.public_bytes(serialization.Encoding.DER) if cert is not None else None
         if b.message_signature is not None:
             if artifact is None:
                 raise ArtifactMismatchError("a message-signature bundle needs the artifact")

@@ -1,0 +1,229 @@
+"""Verify speed: keyless vs sigstore-python 4.5.1 on the same real bundles, in one run.
+
+Prints, per bundle, the warm in-process time (parse + full verification, median of repeated
+runs after a warm-up; one verifier per trusted root, reused as a long-running service would) and
+the cold CLI wall time (one ``verify`` process, median of a few runs), with keyless/sigstore-python
+ratios, and the machine's core count and load (the CI machine is shared: figures are pessimistic).
+
+Bundles (vectors/README.md): conformance ``happy-path-v0.3`` (Rekor v1, production),
+``happy-path-intoto-in-dsse-v3`` (DSSE, dsse 0.0.1), sigstore-python's ``bundle_v3_github.whl``
+(v0.2, GitHub claims), ``staging-rekor-v2.txt`` (Rekor v2 + RFC 3161) and
+``a.dsse.staging-rekor-v2.txt`` (DSSE on Rekor v2, witnessed checkpoint).
+
+Usage: ``.venv/bin/python bench/verify.py [--warm N] [--cold N]``; needs ``make interop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KEYLESS_SHARED", ROOT.parent / "shared")).resolve()
+V = SHARED / "vectors"
+PY_INTEROP = ROOT / ".interop" / "venv" / "bin"
+KEYLESS = ROOT / ".venv" / "bin" / "keyless"
+BEACON = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
+GHA = "https://token.actions.githubusercontent.com"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    bundle: Path
+    artifact: Path
+    root: str  # production | staging
+    identity: str
+    issuer: str
+    dsse: bool = False
+
+
+CASES = [
+    Case("happy-path-v0.3", V / "conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json",
+         V / "conformance/bundle-verify/a.txt", "production", BEACON, GHA),
+    Case("intoto-in-dsse-v3",
+         V / "conformance/bundle-verify/happy-path-intoto-in-dsse-v3/bundle.sigstore.json",
+         V / "conformance/bundle-verify/a.txt", "production", BEACON, GHA, dsse=True),
+    Case("github-whl-v0.2", V / "sigstore-python/bundle_v3_github.whl.sigstore",
+         V / "sigstore-python/bundle_v3_github.whl", "production",
+         "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+         GHA),
+    Case("rekor-v2+tsa", V / "sigstore-python/staging-rekor-v2.txt.sigstore.json",
+         V / "sigstore-python/staging-rekor-v2.txt", "staging", "jku@goto.fi",
+         "https://github.com/login/oauth"),
+    Case("dsse-rekor-v2", V / "sigstore-python/a.dsse.staging-rekor-v2.txt.sigstore.json",
+         V / "conformance/a.txt", "staging", BEACON, GHA, dsse=True),
+]
+
+PY_WARM = r"""
+import json, sys, time, statistics
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier, policy
+cases, n = json.loads(sys.argv[1]), int(sys.argv[2])
+verifiers = {}
+out = {}
+for c in cases:
+    v = verifiers.get(c["root"])
+    if v is None:
+        v = verifiers[c["root"]] = Verifier(trusted_root=TrustedRoot.from_file(c["root_path"]))
+    data = open(c["bundle"], "rb").read().decode()
+    art = open(c["artifact"], "rb").read()
+    pol = policy.Identity(identity=c["identity"], issuer=c["issuer"])
+    def once():
+        b = Bundle.from_json(data)
+        if c["dsse"]:
+            v.verify_dsse(b, pol)
+        else:
+            v.verify_artifact(art, b, pol)
+    for _ in range(max(3, n // 10)):
+        once()
+    times = []
+    cpu = time.process_time()
+    for _ in range(n):
+        t = time.perf_counter(); once(); times.append(time.perf_counter() - t)
+    out[c["name"]] = [statistics.median(times), (time.process_time() - cpu) / n]
+print(json.dumps(out))
+"""
+
+
+def root_path(name: str) -> Path:
+    return V / "public-good" / name / "trusted_root.json"
+
+
+def keyless_warm(n: int) -> dict[str, tuple[float, float]]:
+    """Median wall time and mean CPU time of one parse + verification, per bundle."""
+    from keyless.formats.bundle import TrustedRoot
+    from keyless.verify.artifact import Artifact
+    from keyless.verify.policy import Identity
+    from keyless.verify.verifier import Verifier
+
+    verifiers: dict[str, Verifier] = {}
+    out: dict[str, tuple[float, float]] = {}
+    for c in CASES:
+        v = verifiers.get(c.root)
+        if v is None:
+            v = verifiers[c.root] = Verifier(TrustedRoot.from_json(root_path(c.root).read_bytes()))
+        data = c.bundle.read_bytes()
+        art = c.artifact.read_bytes()
+        pol = Identity(issuer=c.issuer, identity=c.identity)
+
+        def once(v: Verifier = v, data: bytes = data, art: bytes = art,
+                 pol: Identity = pol) -> None:
+            v.verify(data, Artifact.from_bytes(art), policy=pol)
+
+        for _ in range(max(3, n // 10)):
+            once()
+        times = []
+        cpu = time.process_time()
+        for _ in range(n):
+            t = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - t)
+        out[c.name] = (statistics.median(times), (time.process_time() - cpu) / n)
+    return out
+
+
+def python_warm(n: int) -> dict[str, tuple[float, float]]:
+    spec = [
+        {"name": c.name, "bundle": str(c.bundle), "artifact": str(c.artifact), "root": c.root,
+         "root_path": str(root_path(c.root)), "identity": c.identity, "issuer": c.issuer,
+         "dsse": c.dsse}
+        for c in CASES
+    ]
+    proc = subprocess.run([str(PY_INTEROP / "python"), "-c", PY_WARM, json.dumps(spec), str(n)],
+                          capture_output=True, text=True, check=True)
+    result: dict[str, list[float]] = json.loads(proc.stdout)
+    return {k: (v[0], v[1]) for k, v in result.items()}
+
+
+def _wall(argv: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {proc.stderr[-400:]}")
+    return elapsed
+
+
+def cold(n: int, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "XDG_DATA_HOME": str(tmp / "data")}
+    configs: dict[str, Path] = {}
+    for name in ("production", "staging"):
+        path = tmp / f"{name}.tc.json"
+        path.write_text(json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+            "trustedRoot": json.loads(root_path(name).read_text()),
+            "signingConfig": json.loads(
+                (V / "public-good" / name / "signing_config.v0.2.json").read_text()),
+        }))
+        configs[name] = path
+    ours: dict[str, float] = {}
+    theirs: dict[str, float] = {}
+    for c in CASES:
+        tc = str(configs[c.root])
+        k_args = [str(KEYLESS), "verify-attestation" if c.dsse else "verify", str(c.artifact),
+                  "--bundle", str(c.bundle), "--cert-identity", c.identity,
+                  "--cert-oidc-issuer", c.issuer, "--trust-config", tc]
+        p_args = [str(PY_INTEROP / "sigstore"), "--trust-config", tc, "verify", "identity",
+                  "--bundle", str(c.bundle), "--cert-identity", c.identity,
+                  "--cert-oidc-issuer", c.issuer, str(c.artifact)]
+        k, p = [], []
+        for _ in range(n):  # interleaved so that load changes hit both alike
+            k.append(_wall(k_args, env))
+            p.append(_wall(p_args, env))
+        ours[c.name] = statistics.median(k)
+        theirs[c.name] = statistics.median(p)
+    return ours, theirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", type=int, default=200, help="timed verifications per bundle")
+    parser.add_argument("--cold", type=int, default=5, help="CLI runs per bundle and client")
+    args = parser.parse_args()
+    if not (PY_INTEROP / "sigstore").exists():
+        raise SystemExit("sigstore-python 4.5.1 missing: run `make interop`")
+    print(f"cores: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    kw = keyless_warm(args.warm)
+    pw = python_warm(args.warm)
+    with tempfile.TemporaryDirectory() as tmp:
+        kc, pc = cold(args.cold, Path(tmp))
+    header = (f"{'bundle':<18} {'warm wall keyless':>17} {'sigstore-py':>12} {'ratio':>6} "
+              f"{'warm CPU keyless':>17} {'sigstore-py':>12} {'ratio':>6}   "
+              f"{'cold keyless':>12} {'sigstore-py':>12} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+
+    def row(name: str, kw_: tuple[float, float], pw_: tuple[float, float], kc_: float,
+            pc_: float) -> None:
+        print(f"{name:<18} {kw_[0] * 1e3:>14.3f} ms {pw_[0] * 1e3:>9.3f} ms "
+              f"{kw_[0] / pw_[0]:>6.2f} {kw_[1] * 1e3:>14.3f} ms {pw_[1] * 1e3:>9.3f} ms "
+              f"{kw_[1] / pw_[1]:>6.2f}   "
+              f"{kc_ * 1e3:>9.0f} ms {pc_ * 1e3:>9.0f} ms {kc_ / pc_:>6.2f}")
+
+    for c in CASES:
+        row(c.name, kw[c.name], pw[c.name], kc[c.name], pc[c.name])
+    mean = statistics.mean
+
+    def avg(d: dict[str, tuple[float, float]]) -> tuple[float, float]:
+        return (mean(v[0] for v in d.values()), mean(v[1] for v in d.values()))
+
+    row("mean", avg(kw), avg(pw), mean(kc.values()), mean(pc.values()))
+    print("targets: warm <= 1 ms per bundle, keyless verify cold <= 300 ms wall")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    main()
