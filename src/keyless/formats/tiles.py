@@ -18,6 +18,7 @@ Async callers (the log engine) list the tiles first with :func:`inclusion_tiles`
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
@@ -338,25 +339,31 @@ _LOCAL_TILES = 64
 
 
 class TileCache:
-    """An LRU of expanded tiles shared between provers (a tile of a given width never changes)."""
+    """An LRU of expanded tiles shared between provers (a tile of a given width never changes).
+
+    Thread-safe: the log engine computes proofs in worker threads.
+    """
 
     def __init__(self, max_tiles: int = 4096) -> None:
         self.max_tiles = max_tiles
         self._tiles: OrderedDict[tuple[int, int, int], list[list[bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, coord: tuple[int, int, int]) -> list[list[bytes]] | None:
         """The expanded tile ``(level, index, width)``, refreshed as most recently used."""
-        levels = self._tiles.get(coord)
-        if levels is not None:
-            self._tiles.move_to_end(coord)
-        return levels
+        with self._lock:
+            levels = self._tiles.get(coord)
+            if levels is not None:
+                self._tiles.move_to_end(coord)
+            return levels
 
     def put(self, coord: tuple[int, int, int], levels: list[list[bytes]]) -> None:
         """Remember an expanded tile, evicting the least recently used beyond ``max_tiles``."""
-        self._tiles[coord] = levels
-        self._tiles.move_to_end(coord)
-        while len(self._tiles) > self.max_tiles:
-            self._tiles.popitem(last=False)
+        with self._lock:
+            self._tiles[coord] = levels
+            self._tiles.move_to_end(coord)
+            while len(self._tiles) > self.max_tiles:
+                self._tiles.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._tiles)
