@@ -40,6 +40,7 @@ from keyless.formats.tiles import (
 )
 from keyless.log.edge import HASH, tile_width
 from keyless.log.nodes import NodeReader
+from keyless.log.proofs import batch_inclusion_proofs
 from keyless.log.sequencer import Outcome, Pending, Sequencer
 from keyless.merkle import consistency_proof, inclusion_proof, leaf_hash
 from keyless.storage import Storage, check_log_name
@@ -246,8 +247,10 @@ class TransparencyLog:
             )
 
     def _proofs_for(self, indexes: list[int], size: int) -> list[list[bytes]]:
-        get_hash = self.nodes.get_hash
-        return [inclusion_proof(index, size, get_hash) for index in indexes]
+        nodes = self.nodes
+        return batch_inclusion_proofs(
+            indexes, size, nodes.get_hash, lambda tile, width: nodes.tile_hashes(0, tile, width)
+        )
 
     # reads ------------------------------------------------------------------------------------
     def _head_size(self) -> int:

@@ -89,6 +89,13 @@ class NodeReader:
             data = self._fetch(tile_level, index, offset + 1)
         return data[HASH * offset : HASH * offset + HASH]
 
+    def tile_hashes(self, tile_level: int, index: int, width: int) -> list[bytes]:
+        """The first ``width`` hashes of tile ``(tile_level, index)``."""
+        data = self._tiles.get((tile_level, index))
+        if data is None or len(data) < HASH * width:
+            data = self._fetch(tile_level, index, width)
+        return [data[i : i + HASH] for i in range(0, HASH * width, HASH)]
+
     def get_hash(self, level: int, index: int) -> bytes:
         """The hash of the complete subtree ``(level, index)`` (RFC 9162 §2.1.1)."""
         if level & 7 == 0:

@@ -16,7 +16,7 @@ with the next batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from keyless.errors import StorageError
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
@@ -28,8 +28,7 @@ from keyless.storage import SequencingSession
 from keyless.storage.model import Batch, LogHead, NewEntry
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """An entry waiting to be sequenced (the engine hashes it before queueing)."""
 
     leaf: bytes
@@ -38,11 +37,10 @@ class Pending:
     dedup_key: bytes
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """Where a pending entry ended up."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     integrated_time: int
     duplicate: bool
 

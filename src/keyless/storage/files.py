@@ -11,7 +11,6 @@ of the cost of a batch.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -96,10 +95,13 @@ class FileTileStore:
             raise StorageError(f"cannot write tiles of log {log}: {exc}") from exc
 
     def remove_dirs(self, log: str, prefixes: Iterable[str]) -> None:
-        """Best-effort removal of obsolete partial-tile folders (``tile/0/000.p``)."""
+        """Best-effort removal of obsolete partial-tile folders (``tile/0/000.p``).
+
+        Runs in the background: it is garbage collection, not part of the commit, and readers
+        never need these folders once the full tile is committed.
+        """
         for prefix in prefixes:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self._file(log, prefix))
+            self._pool.submit(shutil.rmtree, self._file(log, prefix), True)
 
     def publish_checkpoint(self, log: str, checkpoint: bytes) -> None:
         """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy)."""

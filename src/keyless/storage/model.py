@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from keyless.errors import ConfigError
 
@@ -42,11 +43,14 @@ class StoredEntry:
     integrated_time: int
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    """An entry being committed by a sequencing batch (engine → storage)."""
+class NewEntry(NamedTuple):
+    """An entry being committed by a sequencing batch (engine → storage).
 
-    index: int
+    A NamedTuple rather than a frozen dataclass: tens of thousands are built per second on the
+    append path, and tuple construction is several times cheaper.
+    """
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     leaf: bytes
     bundle_entry: bytes | None  # None: same as ``leaf`` (saves storing it twice)
     leaf_hash: bytes
