@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import secrets
@@ -33,17 +35,27 @@ from keyless.formats.tsp import encode_query
 PATH = "/api/v1/timestamp"
 
 
-def make_requests(port: int, count: int = 256) -> list[tuple[bytes, bytes]]:
-    """``count`` distinct HTTP requests and the message each one timestamps."""
+def make_requests(port: int, json_form: bool, count: int = 256) -> list[tuple[bytes, bytes]]:
+    """``count`` distinct HTTP requests and the message each one timestamps.
+
+    DER: as sigstore-python sends it (SHA-256, random nonce, certReq=true). JSON: as sigstore-js
+    sends it (``{"artifactHash", "hashAlgorithm"}``, no nonce, no certificates).
+    """
     out = []
     for _ in range(count):
         message = secrets.token_bytes(64)
-        body = encode_query(
-            hashlib.sha256(message).digest(), nonce=secrets.randbits(64), cert_req=True
-        )
+        digest = hashlib.sha256(message).digest()
+        if json_form:
+            body = json.dumps(
+                {"artifactHash": base64.b64encode(digest).decode(), "hashAlgorithm": "sha256"}
+            ).encode()
+            media = "application/json"
+        else:
+            body = encode_query(digest, nonce=secrets.randbits(64), cert_req=True)
+            media = "application/timestamp-query"
         head = (
             f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/timestamp-query\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {media}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         out.append((head + body, message))
     return out
@@ -91,6 +103,7 @@ def client_process(
     connections: int,
     warmup: float,
     seconds: float,
+    json_form: bool,
     out: mp.Queue,  # type: ignore[type-arg]
 ) -> None:
     """One load-generating process (uvloop when available)."""
@@ -100,7 +113,7 @@ def client_process(
         uvloop.install()
     except ImportError:
         pass
-    requests = make_requests(port)
+    requests = make_requests(port, json_form)
     latencies: list[float] = []
     samples: list[tuple[bytes, bytes]] = []
 
@@ -166,6 +179,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--clients", type=int, default=1, help="load-generating processes")
     ap.add_argument("--connections", type=int, default=32, help="connections per client process")
+    ap.add_argument("--json", action="store_true", help="sigstore-js JSON requests instead of DER")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,7 +225,7 @@ def main() -> None:
             procs = [
                 mp.Process(
                     target=client_process,
-                    args=(port, args.connections, args.warmup, args.seconds, queue),
+                    args=(port, args.connections, args.warmup, args.seconds, args.json, queue),
                 )
                 for _ in range(args.clients)
             ]
@@ -238,7 +252,8 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(
         f"config: {args.workers} uvicorn workers, {args.clients} client processes x "
-        f"{args.connections} connections, {args.seconds:.0f} s measured "
+        f"{args.connections} connections, {'JSON' if args.json else 'DER'} requests, "
+        f"{args.seconds:.0f} s measured "
         f"after {args.warmup:.0f} s warm-up"
     )
     print(f"timestamps: {ok} ok, {errors} non-200")
