@@ -7,6 +7,7 @@ checked against the spec text rather than against itself.
 
 from __future__ import annotations
 
+import random
 from functools import cache
 
 import pytest
@@ -170,3 +171,53 @@ def test_compact_range_split_appends(data: list[bytes], split: int) -> None:
     restored = CompactRange(cr.size, cr.hashes)
     restored.extend(hashes[cut:])
     assert restored.root() == root_from_leaf_hashes(hashes)
+
+
+def _flip(b: bytes, bit: int) -> bytes:
+    ba = bytearray(b)
+    ba[bit // 8] ^= 1 << (bit % 8)
+    return bytes(ba)
+
+
+def test_every_proof_up_to_300_rejects_a_flipped_bit_in_every_position() -> None:
+    """Exhaustive over (index, size) / (first, second) ≤ 300 and over every hash of each proof,
+    leaf and roots; the flipped bit is drawn from a fixed-seed RNG for each position."""
+    rng = random.Random(300)
+    roots = [TREE.root(n) for n in range(MAX + 1)]
+    checked = 0
+    for n in range(1, MAX + 1):
+        for m in range(n):
+            proof = TREE.inclusion_proof(m, n)
+            for t in range(len(proof) + 2):
+                bit = rng.randrange(256)
+                p, leaf, root = list(proof), LEAF_HASHES[m], roots[n]
+                if t < len(proof):
+                    p[t] = _flip(p[t], bit)
+                elif t == len(proof):
+                    leaf = _flip(leaf, bit)
+                else:
+                    root = _flip(root, bit)
+                try:
+                    verify_inclusion(leaf, m, n, p, root)
+                except InclusionProofError:
+                    checked += 1
+                else:
+                    pytest.fail(f"flipped bit accepted: inclusion {m} in {n}, position {t}")
+        for m in range(1, n):
+            proof = TREE.consistency_proof(m, n)
+            for t in range(len(proof) + 2):
+                bit = rng.randrange(256)
+                p, r1, r2 = list(proof), roots[m], roots[n]
+                if t < len(proof):
+                    p[t] = _flip(p[t], bit)
+                elif t == len(proof):
+                    r1 = _flip(r1, bit)
+                else:
+                    r2 = _flip(r2, bit)
+                try:
+                    verify_consistency(m, n, r1, r2, p)
+                except ConsistencyProofError:
+                    checked += 1
+                else:
+                    pytest.fail(f"flipped bit accepted: consistency {m}..{n}, position {t}")
+    assert checked > 800_000
