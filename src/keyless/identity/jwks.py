@@ -31,6 +31,7 @@ ALLOWED_ALGORITHMS: frozenset[str] = frozenset(
 
 _EC_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 MAX_DOCUMENT_BYTES = 512 * 1024
+MAX_ISSUERS = 1024
 
 #: Returns an issuer's JWK Set directly (sync or async), e.g. the embedded provider's key ring.
 LocalJwks = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
@@ -93,7 +94,13 @@ class JwksCache:
             if inspect.isawaitable(jwks):
                 jwks = await jwks
             return self._select(issuer, list(jwks.get("keys", [])), kid, alg)
-        state = self._issuers.setdefault(issuer, _IssuerKeys())
+        state = self._issuers.get(issuer)
+        if state is None:
+            if len(self._issuers) >= MAX_ISSUERS:
+                # Meta-issuer patterns admit unboundedly many issuers: forget the stalest.
+                stalest = min(self._issuers, key=lambda i: self._issuers[i].fetched_at)
+                del self._issuers[stalest]
+            state = self._issuers[issuer] = _IssuerKeys()
         async with state.lock:
             now = self._clock()
             expired = now - state.fetched_at >= self._ttl

@@ -388,3 +388,52 @@ async def test_userinfo(idp: RunningProvider) -> None:
         }
         bad = await client.get(idp.issuer + "/userinfo", headers={"Authorization": "Bearer x.y.z"})
         assert bad.status_code == 401
+
+
+BAD_REQUESTS = [
+    ("GET", "/auth?%zz=1&client_id=sigstore", None, {}),
+    ("GET", "/auth?client_id=sigstore&client_id=x", None, {}),
+    ("GET", "/auth", None, {}),
+    ("POST", "/auth", b"\xff\xfe", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("POST", "/auth", b"{}", {"Content-Type": "application/json"}),
+    ("POST", "/token", b"a" * 70_000, {"Content-Type": "application/x-www-form-urlencoded"}),
+    (
+        "POST",
+        "/token",
+        b"grant_type=password",
+        {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Basic !!!"},
+    ),
+    (
+        "POST",
+        "/token",
+        b"grant_type=password",
+        {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Bearer x"},
+    ),
+    (
+        "POST",
+        "/token",
+        b"grant_type=authorization_code&client_id=sigstore&code=x",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    (
+        "POST",
+        "/token",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=sigstore",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    ("POST", "/device/code", b"", {"Content-Type": "text/plain"}),
+    ("POST", "/device", b"user_code=\x00", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("GET", "/userinfo", None, {"Authorization": "Bearer " + "x" * 3000}),
+    ("GET", "/token", None, {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers"), BAD_REQUESTS)
+async def test_bad_input_is_never_a_server_error(
+    idp: RunningProvider, method: str, path: str, body: bytes | None, headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.request(method, idp.issuer + path, content=body, headers=headers)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    if path == "/token" and method == "POST":
+        assert response.json()["error"] in ("invalid_request", "invalid_client", "invalid_grant")

@@ -304,6 +304,8 @@ class OidcProvider:
             else:
                 params = await self._read_html_form(request)
                 self._check_csrf(request, params)
+        except OAuthError as exc:
+            return self._html(pages.message_page("Invalid sign-in request", exc.description), 400)
         except _FormRefused as exc:
             return self._html(pages.message_page("Request refused", str(exc)), 400)
         try:
