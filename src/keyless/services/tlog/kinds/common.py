@@ -94,27 +94,17 @@ class Verifier:
 def jcs(value: Any) -> bytes:
     """RFC 8785 canonical JSON, the form every Rekor body is stored in.
 
-    Log bodies hold only objects, arrays, strings, integers below 2**53, booleans and null. For
-    those, when no string needs a ``\\u`` escape (non-ASCII or rare control characters), Python's
-    sorted compact ``json.dumps`` produces exactly the RFC 8785 bytes (RFC 8785 §3.2.2.2 escapes
-    are ES6's, which Python's short escapes match; keys are then ASCII, so code-point order is
-    UTF-16 order, §3.2.3) at a tenth of the cost; anything else goes through ``rfc8785``.
+    ``value`` must hold only objects, arrays, strings, integers below 2**53, booleans and null —
+    as every log body and SET payload does (floats would need ES6 number formatting). Then, when
+    no string needs a ``\\u`` escape (non-ASCII or rare control characters), Python's sorted
+    compact ``json.dumps`` produces exactly the RFC 8785 bytes (§3.2.2.2 escapes are ES6's, which
+    Python's short escapes match; keys are then ASCII, so code-point order is UTF-16 order,
+    §3.2.3) at a tenth of the cost; anything else goes through ``rfc8785``.
     """
-    if not _has_float(value):
-        fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        if "\\u" not in fast:
-            return fast.encode()
+    fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if "\\u" not in fast:
+        return fast.encode()
     return bytes(rfc8785.dumps(value))
-
-
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
 
 
 def sha256_hex(data: bytes) -> str:
