@@ -425,7 +425,8 @@ def generalized_time(seconds: int) -> bytes:
     """DER GeneralizedTime ``YYYYMMDDHHMMSSZ`` (X.690 §11.7) for a whole number of Unix seconds.
 
     Whole seconds, no fraction: sigstore-js parses only ``.sss`` fractions while DER forbids
-    trailing zeros, so the accuracy field (1 s) carries the precision instead, as in the Go TSA.
+    trailing zeros, so the accuracy field (1 s, as in the Go TSA) carries the precision instead;
+    the TSA rounds to the nearest second and bounds its clock drift so that the claim holds.
     """
     text = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(seconds)).encode()
     return b"\x18" + der_length(len(text)) + text

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import Unavailable
-from keyless.formats.tsp import encode_query
+from keyless.formats.tsp import encode_query, parse_query
 from keyless.services.tsa import (
     ClockPolicy,
     TimestampService,
@@ -294,3 +294,22 @@ def test_external_signer_signs_off_the_event_loop(tmp_path: Path) -> None:
         assert r.status_code == 200
         _verify(creds, r.content, message)
     assert signer.on_loop == [False]  # signed in a worker thread, not on the loop
+
+
+def test_gen_time_is_the_nearest_second(credentials: TsaCredentials) -> None:
+    base = float(int(credentials.not_before.timestamp()) + 3600)
+    for offset, expected in [(0.2, base), (0.49, base), (0.5, base + 1), (0.9, base + 1)]:
+        wall = base + offset
+        service = TimestampService(credentials, clock=lambda w=wall: w, monotonic=lambda: 0.0)
+        resp = decode_timestamp_response(service.timestamp(parse_query(GOOD)))
+        assert resp.tst_info.gen_time.timestamp() == expected
+        assert resp.tst_info.accuracy.seconds == 1
+
+
+def test_accuracy_must_cover_rounding_and_drift() -> None:
+    from keyless.errors import ConfigError
+
+    TsaSettings(accuracy_seconds=2, clock=ClockPolicy(max_drift=1.5))
+    TsaSettings(accuracy_seconds=0, clock=ClockPolicy(max_drift=5))  # no accuracy claimed
+    with pytest.raises(ConfigError, match="cannot cover"):
+        TsaSettings(accuracy_seconds=1, clock=ClockPolicy(max_drift=1.0))

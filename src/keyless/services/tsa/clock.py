@@ -49,7 +49,7 @@ class ClockPolicy:
     """When the TSA's clock counts as trustworthy (all durations in seconds)."""
 
     ntp_servers: tuple[str, ...] = ()  # "host", "host:port" or "[v6]:port"; none by default
-    max_drift: float = 1.0  # |median NTP offset| allowed; the token's accuracy is 1 s
+    max_drift: float = 0.5  # |median NTP offset| allowed; + 0.5 s rounding = the 1 s accuracy
     max_jump: float = 1.0  # wall-vs-monotonic step that marks the clock untrusted
     check_interval: float = 60.0
     ntp_timeout: float = 1.0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from keyless.errors import Unavailable
+from keyless.errors import ConfigError, Unavailable
 from keyless.formats.tsp import (
     DEFAULT_POLICY_OID,
     TimestampQuery,
@@ -37,9 +37,18 @@ CERTCHAIN_PATH = "/api/v1/timestamp/certchain"
 SERIAL_OCTETS = 20
 
 
+#: genTime is rounded to the nearest whole second (see :func:`generalized_time` for why whole).
+ROUNDING_ERROR = 0.5
+
+
 @dataclass(frozen=True)
 class TsaSettings:
-    """Configuration of the TSA (limits in bytes, durations in seconds)."""
+    """Configuration of the TSA (limits in bytes, durations in seconds).
+
+    ``accuracy_seconds`` is the ± bound the token claims (RFC 3161 §2.4.2 accuracy; 0 omits
+    it). To be true it must cover the rounding of genTime (0.5 s) plus the clock drift the guard
+    tolerates, which is checked here; the defaults (1 s = 0.5 s + 0.5 s) match the Go TSA's 1 s.
+    """
 
     policies: tuple[str, ...] = (DEFAULT_POLICY_OID,)  # the first is the default policy
     accuracy_seconds: int = 1
@@ -47,6 +56,15 @@ class TsaSettings:
     max_der_request: int = 4096  # a SHA-512 query with nonce and policy is < 200 bytes
     max_json_request: int = 1024  # as the Go TSA (openapi.yaml JsonRequest)
     clock: ClockPolicy = field(default_factory=ClockPolicy)
+
+    def __post_init__(self) -> None:
+        if self.accuracy_seconds < 0:
+            raise ConfigError("TSA accuracy must not be negative")
+        if self.accuracy_seconds and self.accuracy_seconds < ROUNDING_ERROR + self.clock.max_drift:
+            raise ConfigError(
+                f"TSA accuracy of {self.accuracy_seconds} s cannot cover the genTime rounding "
+                f"({ROUNDING_ERROR} s) plus the allowed clock drift ({self.clock.max_drift} s)"
+            )
 
 
 def random_serial(random: Callable[[int], bytes] = os.urandom) -> bytes:
@@ -104,7 +122,7 @@ class TimestampService:
             raise Unavailable(
                 "the TSA certificate chain is not valid at the current time", retry_after=60
             )
-        second = int(now)
+        second = int(now + ROUNDING_ERROR)  # nearest second: |genTime - now| <= 0.5 s
         if second != self._second:  # genTime only changes once a second
             self._gen_time = generalized_time(second)
             self._second = second

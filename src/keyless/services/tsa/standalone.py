@@ -14,6 +14,7 @@ Environment: ``KEYLESS_TSA_DIR`` (credentials directory, generated on first star
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from keyless.formats.tsp import DEFAULT_POLICY_OID
 from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.tsa.certs import load_or_create_credentials
 from keyless.services.tsa.clock import ClockPolicy
-from keyless.services.tsa.service import TimestampService, TsaSettings
+from keyless.services.tsa.service import ROUNDING_ERROR, TimestampService, TsaSettings
 
 
 def create_app(service: TimestampService) -> Starlette:
@@ -54,11 +55,12 @@ def app_from_env() -> Starlette:
     if not directory:
         raise ConfigError("KEYLESS_TSA_DIR must name the TSA credentials directory")
     try:
-        max_drift = float(os.environ.get("KEYLESS_TSA_MAX_DRIFT", "1.0"))
+        max_drift = float(os.environ.get("KEYLESS_TSA_MAX_DRIFT", "0.5"))
     except ValueError as exc:
         raise ConfigError("KEYLESS_TSA_MAX_DRIFT must be a number of seconds") from exc
     settings = TsaSettings(
         policies=_list("KEYLESS_TSA_POLICIES") or (DEFAULT_POLICY_OID,),
+        accuracy_seconds=max(1, math.ceil(ROUNDING_ERROR + max_drift)),
         clock=ClockPolicy(ntp_servers=_list("KEYLESS_TSA_NTP"), max_drift=max_drift),
     )
     credentials = load_or_create_credentials(Path(directory))
