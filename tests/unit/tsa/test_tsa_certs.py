@@ -13,7 +13,11 @@ from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import ConfigError
 from keyless.server.keys import InMemorySigner, PublicKey, Signer, generate_key
-from keyless.services.tsa import load_credentials, load_or_create_credentials
+from keyless.services.tsa import (
+    load_credentials,
+    load_file_credentials,
+    load_or_create_credentials,
+)
 from keyless.services.tsa.certs import check_chain, create_root, issue_leaf
 
 
@@ -152,3 +156,13 @@ def test_mismatched_root_files_are_refused(tsa_dir: Path) -> None:
     (tsa_dir / "root.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(ConfigError, match="does not match"):
         load_or_create_credentials(tsa_dir)
+
+
+def test_load_file_credentials_from_pem_chain_and_key(tsa_dir: Path) -> None:
+    generated = load_or_create_credentials(tsa_dir)
+    chain = tsa_dir / "chain.pem"
+    chain.write_bytes(generated.chain_pem)
+    creds = load_file_credentials(chain, tsa_dir / "tsa.key")
+    assert creds.chain_der == generated.chain_der
+    with pytest.raises(ConfigError, match="does not match"):
+        load_file_credentials(chain, tsa_dir / "root.key")

@@ -1,12 +1,18 @@
 """The RFC 3161 timestamp authority (protocols.md §8): keys, clock guard, service, routes.
 
-Use :func:`load_or_create_credentials` (or :func:`load_credentials` for an operator-supplied chain
-and any :class:`keyless.server.keys.Signer`), wrap it in a :class:`TimestampService`, and mount
+Use :func:`load_or_create_credentials` (or, for an operator-supplied chain,
+:func:`load_file_credentials` with a PEM key or :func:`load_credentials` with any
+:class:`keyless.server.keys.Signer`), wrap it in a :class:`TimestampService`, and mount
 ``service.routes()`` at the port root. ``service.chain_der`` (leaf, root) and ``TIMESTAMP_PATH``
 feed the trusted root and the signing config.
 """
 
-from keyless.services.tsa.certs import TsaCredentials, load_credentials, load_or_create_credentials
+from keyless.services.tsa.certs import (
+    TsaCredentials,
+    load_credentials,
+    load_file_credentials,
+    load_or_create_credentials,
+)
 from keyless.services.tsa.clock import ClockGuard, ClockPolicy
 from keyless.services.tsa.service import (
     CERTCHAIN_PATH,
@@ -24,5 +30,6 @@ __all__ = [
     "TsaCredentials",
     "TsaSettings",
     "load_credentials",
+    "load_file_credentials",
     "load_or_create_credentials",
 ]

@@ -34,6 +34,7 @@ from keyless.server.keys import (
     Signer,
     hash_for_curve,
     load_or_create_key,
+    load_private_key,
 )
 
 ROOT_VALIDITY = dt.timedelta(days=3650)
@@ -222,6 +223,13 @@ def load_credentials(chain_pem: Path, signer: Signer) -> TsaCredentials:
     chain = load_chain_pem(chain_pem)
     check_chain(signer, chain)
     return TsaCredentials(signer=signer, chain=tuple(chain))
+
+
+def load_file_credentials(
+    chain_pem: Path, key_pem: Path, password: bytes | None = None
+) -> TsaCredentials:
+    """An operator-supplied chain (leaf first) and the leaf's PEM private key file."""
+    return load_credentials(chain_pem, InMemorySigner(load_private_key(key_pem, password)))
 
 
 def load_or_create_credentials(
