@@ -437,3 +437,69 @@ async def test_bad_input_is_never_a_server_error(
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     if path == "/token" and method == "POST":
         assert response.json()["error"] in ("invalid_request", "invalid_client", "invalid_grant")
+
+
+def _b64json(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def _with_header(token: str, **header: object) -> str:
+    _, payload, sig = token.split(".")
+    return f"{_b64json(header)}.{payload}.{sig}"
+
+
+ALTERED: list[tuple[str, dict[str, object], Callable[[str], str] | None, str]] = [
+    ("expired", {"iat": 1_000_000_000, "exp": 1_000_000_600}, None, "expired"),
+    ("wrong audience", {"aud": "not-sigstore"}, None, "audience"),
+    ("wrong issuer", {"iss": "http://127.0.0.1:1/oidc"}, None, "not trusted"),
+    ("no email_verified", {"email_verified": False}, None, "not verified"),
+    ("alg none", {}, lambda t: _with_header(t, alg="none").rsplit(".", 1)[0] + ".", "allowed"),
+    ("HS256 with the JWK", {}, lambda t: _with_header(t, alg="HS256", kid="x"), "allowed"),
+    ("unknown kid", {}, lambda t: _with_header(t, alg="ES256", kid="nope"), "unknown"),
+    (
+        "bad signature",
+        {},
+        lambda t: t[:-6] + ("AAAAAA" if t[-6:] != "AAAAAA" else "BBBBBB"),
+        "signature",
+    ),
+    (
+        "changed email",
+        {},
+        lambda t: ".".join(
+            [
+                t.split(".")[0],
+                _b64json({**claims_of(t), "email": "mallory@example.com"}),
+                t.split(".")[2],
+            ]
+        ),
+        "signature",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "claims", "alter", "message"), ALTERED, ids=[a[0] for a in ALTERED]
+)
+async def test_verifier_refuses_altered_provider_tokens(
+    idp: RunningProvider,
+    name: str,
+    claims: dict[str, object],
+    alter: Callable[[str], str] | None,
+    message: str,
+) -> None:
+    """Tokens signed by the running provider's real keys, then altered, fetched via discovery."""
+    from keyless.services.oidc.tokens import TokenMinter
+
+    minter = TokenMinter(idp.provider.keys)
+    base_claims = {"email": "alice@example.com", "email_verified": True}
+    token = await minter.mint(idp.issuer, "sigstore", "alice@example.com", **base_claims)
+    verifier = verifier_for(*idp.provider.issuer_configs())
+    assert (await verifier.verify(token)).pop_subject == "alice@example.com"  # the control
+    if claims:
+        payload = {**claims_of(token), **claims}
+        key = await idp.provider.keys.signing_key()
+        token = jwt.encode(payload, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    if alter is not None:
+        token = alter(token)
+    with pytest.raises(Unauthenticated, match=message):
+        await verifier.verify(token)

@@ -10,6 +10,7 @@ URI is a CI machine that may use the client credentials grant (RFC 6749 §4.4).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -79,8 +80,10 @@ def verify_secret(secret: str, hashed: str) -> bool:
     return hmac.compare_digest(candidate, _unb64(digest))
 
 
-#: Compared against when the user does not exist, so that timing does not reveal which do.
-DUMMY_HASH = hash_secret("keyless-dummy-password", salt=b"keyless-dummy-salt")
+@functools.cache
+def dummy_hash() -> str:
+    """Compared against when the user does not exist, so that timing does not reveal which do."""
+    return hash_secret("keyless-dummy-password", salt=b"keyless-dummy-salt")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from keyless.errors import ConfigError, Error, Pushback, Unauthenticated
 from keyless.identity import IssuerConfig
 from keyless.services.oidc import pages
-from keyless.services.oidc.accounts import DUMMY_HASH, OidcClient, OidcUser, verify_secret
+from keyless.services.oidc.accounts import OidcClient, OidcUser, dummy_hash, verify_secret
 from keyless.services.oidc.codes import (
     AuthorizationGrant,
     CodeStore,
@@ -109,10 +109,11 @@ class OidcProvider:
         self._secure = parts.scheme == "https"
         self._clock = clock
         self._kv: KeyValueStore = kv if kv is not None else MemoryKV(clock)
-        self._keys = keys or OidcKeyRing(
+        #: the signing key ring (public for tests and admin tooling that mint tokens).
+        self.keys = keys or OidcKeyRing(
             self._kv, clock, rotation_period=rotation_period, token_lifetime=token_lifetime
         )
-        self._minter = TokenMinter(self._keys, clock, token_lifetime)
+        self._minter = TokenMinter(self.keys, clock, token_lifetime)
         self._codes = CodeStore(self._kv)
         self._limiter = limiter or LoginLimiter(clock=clock)
         self._code_lifetime = code_lifetime
@@ -149,11 +150,11 @@ class OidcProvider:
 
     def local_jwks(self) -> dict[str, Callable[[], Awaitable[Mapping[str, Any]]]]:
         """For ``IdentityVerifier(local_jwks=...)``: this process's keys without an HTTP hop."""
-        return {self.issuer: self._keys.jwks, self.machine_issuer: self._keys.jwks}
+        return {self.issuer: self.keys.jwks, self.machine_issuer: self.keys.jwks}
 
     async def start(self) -> None:
         """Create the current and next signing keys ahead of the first request."""
-        await self._keys.jwks()
+        await self.keys.jwks()
 
     async def close(self) -> None:
         """Nothing to release (state lives in the key-value store)."""
@@ -232,7 +233,7 @@ class OidcProvider:
         return JSONResponse(doc, headers={"Cache-Control": "max-age=300"})
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(await self._keys.jwks(), headers={"Cache-Control": "max-age=60"})
+        return JSONResponse(await self.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
     # -- people: passwords, sessions-free sign-in ----------------------------------------
 
@@ -245,7 +246,7 @@ class OidcProvider:
         user_key, ip_key = "user:" + username.lower(), "ip:" + remote
         self._limiter.check(user_key, ip_key)
         user = self._users.get(username.lower())
-        hashed = user.password_hash if user else DUMMY_HASH
+        hashed = user.password_hash if user else dummy_hash()
         ok = len(password) <= MAX_PASSWORD and await asyncio.to_thread(
             verify_secret, password, hashed
         )
@@ -580,7 +581,7 @@ class OidcProvider:
             return json_response({"error": "invalid_token"}, 401, challenge)
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            keys = {k["kid"]: k for k in (await self._keys.jwks())["keys"]}
+            keys = {k["kid"]: k for k in (await self.keys.jwks())["keys"]}
             claims = jwt.decode(
                 token,
                 key=jwt.PyJWK(keys[kid], algorithm="ES256"),
