@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -163,3 +164,31 @@ def test_ambient_github_credentials_via_id(idp: RunningProvider, github_actions:
     token = get_identity_token(issuer=idp.issuer, accepted_issuers=[idp.issuer], interactive="none")
     assert token.identity == "dave@example.com"
     assert github_actions and "audience=sigstore" in github_actions[0]
+
+
+def test_auto_mode_without_browser_uses_device_flow(idp: RunningProvider) -> None:
+    """get_identity_token's own fallback: no browser opens → the printed device link works."""
+
+    def out(message: str) -> None:
+        match = re.search(r"open (\S+)\nand check that it shows the code (\S+)\.", message)
+        if not match:
+            return
+        url, user_code = match.groups()
+
+        def approve() -> None:
+            with httpx.Client() as browser:
+                page = browser.get(url)
+                data = {
+                    **hidden_fields(page.text),
+                    "user_code": user_code,
+                    "username": "dave@example.com",
+                    "password": "pa55word",
+                }
+                browser.post(form_action(idp.base, page.text), data=data)
+
+        threading.Thread(target=approve, daemon=True).start()
+
+    token = get_identity_token(
+        issuer=idp.issuer, ambient=None, open_browser=lambda url: False, out=out
+    )
+    assert token.identity == "dave@example.com"
