@@ -1,11 +1,12 @@
 """kill -9 under load, many times: no acknowledged entry lost, no fork (targets.md G9, issue 3).
 
-A real writer process (crash_writer.py) appends with 48 concurrent writers and is killed with
-SIGKILL at a random moment, 20+ times, each restart running recovery on start. Afterwards every
-acknowledged entry must be in the log at its acknowledged index with a valid inclusion proof in the
-final tree; every checkpoint ever returned must be consistent with the final one, and no two
-checkpoints of the same size may differ; re-submitted entries must come back as duplicates with
-their original index (the dedup index is durable); fsck must find nothing wrong.
+Two real writer processes (crash_writer.py) share the database, each appending with 48 concurrent
+writers, and each is killed with SIGKILL at its own random moment; 20 cycles, every restart running
+recovery on start. Afterwards every acknowledged entry must be in the log at its acknowledged
+index with a valid inclusion proof in the final tree; every checkpoint ever returned must be
+consistent with the final one, and no two checkpoints of the same size may differ; re-submitted
+entries must come back as duplicates with their original index (the dedup index is durable); fsck
+must find nothing wrong.
 """
 
 from __future__ import annotations
@@ -31,49 +32,60 @@ from keyless.storage import open_storage
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 CYCLES = 20
+PROCESSES = 2  # writers sharing the database in each cycle (one sequences at a time)
 
 
 def run_cycle(
-    argv: list[str],
+    argvs: list[list[str]],
     rng: random.Random,
     acks: dict[int, bytes],
     checkpoints: list[tuple[int, bytes, bytes]],
 ) -> tuple[int, list[tuple[int, bytes, bool]]]:
+    """Run writer processes side by side; SIGKILL each at its own random moment under load."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert proc.stdout is not None
-    buffer = b""
-    ready_at: float | None = None
-    kill_after = rng.uniform(0.05, 0.6)
-    deadline = time.monotonic() + 30
-    while True:
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for argv in argvs
+    ]
+    buffers = {proc.pid: b"" for proc in procs}
+    ready_at: dict[int, float] = {}
+    kill_after = {proc.pid: rng.uniform(0.05, 0.6) for proc in procs}
+    live = list(procs)
+    deadline = time.monotonic() + 60
+    while live:
         now = time.monotonic()
-        if ready_at is not None and now - ready_at >= kill_after:
-            break
-        if now > deadline or proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise AssertionError(f"writer died or hung before being killed: {err[-2000:]}")
-        readable, _, _ = select.select([proc.stdout], [], [], 0.01)
-        if readable:
-            chunk = os.read(proc.stdout.fileno(), 1 << 20)
-            buffer += chunk
-            if ready_at is None and b"ready\n" in buffer:
-                ready_at = time.monotonic()
-    proc.send_signal(signal.SIGKILL)
-    rest, _err = proc.communicate(timeout=30)
-    buffer += rest
+        for proc in list(live):
+            if proc.pid in ready_at and now - ready_at[proc.pid] >= kill_after[proc.pid]:
+                proc.send_signal(signal.SIGKILL)
+                live.remove(proc)
+            elif now > deadline or proc.poll() is not None:
+                for other in procs:
+                    other.kill()
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"writer died or hung before being killed: {err[-2000:]}")
+        streams = [proc.stdout for proc in live if proc.stdout is not None]
+        readable, _, _ = select.select(streams, [], [], 0.01) if streams else ([], [], [])
+        for proc in live:
+            if proc.stdout in readable:
+                buffers[proc.pid] += os.read(proc.stdout.fileno(), 1 << 20)
+                if proc.pid not in ready_at and b"ready\n" in buffers[proc.pid]:
+                    ready_at[proc.pid] = time.monotonic()
     count = 0
     dups: list[tuple[int, bytes, bool]] = []
-    for line in buffer.decode().splitlines():
-        parts = line.split()
-        if parts[0] == "ack":
-            index, leaf = int(parts[1]), bytes.fromhex(parts[2])
-            assert index not in acks, f"index {index} acknowledged twice"
-            acks[index] = leaf
-            checkpoints.append((int(parts[3]), bytes.fromhex(parts[4]), bytes.fromhex(parts[5])))
-            count += 1
-        elif parts[0] == "dup":
-            dups.append((int(parts[1]), bytes.fromhex(parts[2]), parts[3] == "1"))
+    for proc in procs:
+        rest, _err = proc.communicate(timeout=30)
+        for line in (buffers[proc.pid] + rest).decode().splitlines():
+            parts = line.split()
+            if parts[0] == "ack":
+                index, leaf = int(parts[1]), bytes.fromhex(parts[2])
+                assert index not in acks, f"index {index} acknowledged twice"
+                acks[index] = leaf
+                checkpoints.append(
+                    (int(parts[3]), bytes.fromhex(parts[4]), bytes.fromhex(parts[5]))
+                )
+                count += 1
+            elif parts[0] == "dup":
+                dups.append((int(parts[1]), bytes.fromhex(parts[2]), parts[3] == "1"))
     return count, dups
 
 
@@ -100,16 +112,19 @@ async def test_kill_9_under_load_loses_nothing_and_never_forks(
     for cycle in range(CYCLES):
         sample = rng.sample(sorted(acks.items()), min(5, len(acks)))
         resubmit.write_text("\n".join(leaf.hex() for _i, leaf in sample))
-        argv = [
-            sys.executable,
-            str(WRITER),
-            url,
-            str(tmp_path),
-            str(key_file),
-            str(cycle),
-            str(resubmit),
+        argvs = [
+            [
+                sys.executable,
+                str(WRITER),
+                url,
+                str(tmp_path),
+                str(key_file),
+                f"{cycle}.{p}",
+                str(resubmit),
+            ]
+            for p in range(PROCESSES)
         ]
-        count, dups = run_cycle(argv, rng, acks, checkpoints)
+        count, dups = run_cycle(argvs, rng, acks, checkpoints)
         total += count
         expected = {leaf: index for index, leaf in sample}
         for index, leaf, duplicate in dups:
