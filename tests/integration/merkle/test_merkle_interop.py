@@ -1,10 +1,13 @@
-"""sigstore-python 4.5.1's own Merkle and checkpoint verification accepts what keyless produces.
+"""sigstore-python 4.5.1's and sigstore-js 5's own Merkle and checkpoint verification accept
+what keyless produces.
 
 Inclusion proofs from :class:`keyless.formats.tiles.TileProver` and checkpoints signed by
 :class:`keyless.formats.checkpoint.NoteSigner` (Rekor v1 ECDSA and Rekor v2 Ed25519 conventions,
 with a witness cosignature line placed *before* the log's line) are fed to
 ``sigstore._internal.merkle.verify_merkle_inclusion`` and
-``sigstore._internal.rekor.checkpoint.verify_checkpoint`` in the pinned client's own venv.
+``sigstore._internal.rekor.checkpoint.verify_checkpoint`` in the pinned client's own venv, and to
+``@sigstore/verify``'s ``verifyCheckpoint`` / ``verifyMerkleInclusion`` under node (which also
+require the signer name to be a substring of the log's ``baseURL``, interop.md §5 item 8).
 Tampered cases must be rejected there too, so the check can fail.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,34 @@ print(json.dumps(out))
 """
 
 
+JS_SCRIPT = r"""
+const crypto = require('crypto');
+const { verifyCheckpoint } = require('@sigstore/verify/dist/tlog/checkpoint');
+const { verifyMerkleInclusion } = require('@sigstore/verify/dist/tlog/merkle');
+const cases = JSON.parse(require('fs').readFileSync(0, 'utf-8'));
+const b = (s) => Buffer.from(s, 'base64');
+console.log(JSON.stringify(cases.map((c) => {
+  const entry = {
+    canonicalizedBody: b(c.body),
+    inclusionProof: { logIndex: String(c.index), treeSize: String(c.size), rootHash: b(c.root),
+                      hashes: c.hashes.map(b), checkpoint: { envelope: c.checkpoint } },
+  };
+  const tlogs = [{
+    logID: b(c.log_id), baseURL: c.base_url,
+    publicKey: crypto.createPublicKey({ key: b(c.key), format: 'der', type: 'spki' }),
+    validFor: { start: new Date(0), end: new Date(8640000000000000) },
+  }];
+  try {
+    const checkpoint = verifyCheckpoint(entry, tlogs);
+    verifyMerkleInclusion(entry, checkpoint);
+    return 'ok';
+  } catch (e) {
+    return `${e.name}: ${e.message}`;
+  }
+})));
+"""
+
+
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
@@ -77,9 +109,9 @@ def _cases() -> tuple[list[dict[str, Any]], list[bool]]:
     v2 = NoteSigner.ed25519("localhost:3000/rekor", InMemorySigner(generate_key("ed25519")))
     cases: list[dict[str, Any]] = []
     expect: list[bool] = []
-    for signer, origin, details in [
-        (v1, "localhost:3000 - 1234567", "PKIX_ECDSA_P256_SHA_256"),
-        (v2, "localhost:3000/rekor", "PKIX_ED25519"),
+    for signer, origin, details, base_url in [
+        (v1, "localhost:3000 - 1234567", "PKIX_ECDSA_P256_SHA_256", "http://localhost:3000"),
+        (v2, "localhost:3000/rekor", "PKIX_ED25519", "http://localhost:3000/rekor"),
     ]:
         text = Checkpoint(origin, size, root).to_text()
         note = SignedNote(text, (cosign(text, "witness.example/w1", witness, 1_700_000_000),))
@@ -98,6 +130,7 @@ def _cases() -> tuple[list[dict[str, Any]], list[bool]]:
                 "log_id": _b64(signer.key_id),
                 "key": _b64(spki),
                 "details": details,
+                "base_url": base_url,
             }
             cases.append(case)
             expect.append(True)
@@ -120,6 +153,22 @@ def test_sigstore_python_accepts_keyless_proofs_and_checkpoints(sigstore_python:
         text=True,
         timeout=120,
         check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout)
+    assert [r == "ok" for r in results] == expect, results
+
+
+def test_sigstore_js_accepts_keyless_proofs_and_checkpoints(node_path: Path) -> None:
+    cases, expect = _cases()
+    run = subprocess.run(
+        ["node", "-e", JS_SCRIPT],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"NODE_PATH": str(node_path), "PATH": os.environ.get("PATH", "")},
     )
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)
