@@ -106,14 +106,8 @@ def check_hashedrekord_v001(
         raise LogEntryMismatchError("transparency log entry names another signing key")
 
 
-def check_hashedrekord_v002(
-    body: dict[str, Any],
-    signature: bytes,
-    digest: bytes,
-    public_key: Any,
-    cert_der: bytes | None,
-) -> None:
-    """hashedrekord 0.0.2 (Rekor v2 Entry, protocols.md §4); also hashedrekord-over-DSSE."""
+def _v2_verifier(public_key: Any, cert_der: bytes | None) -> dict[str, Any]:
+    """The Rekor v2 ``Verifier`` message for the bundle's certificate or managed key."""
     verifier: dict[str, Any] = {"keyDetails": key_details(public_key)}
     if cert_der is not None:
         verifier["x509Certificate"] = {"rawBytes": base64.b64encode(cert_der).decode()}
@@ -122,6 +116,46 @@ def check_hashedrekord_v002(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         verifier["publicKey"] = {"rawBytes": base64.b64encode(spki).decode()}
+    return verifier
+
+
+def check_dsse_v002(
+    body: dict[str, Any], envelope: Envelope, public_key: Any, cert_der: bytes | None
+) -> None:
+    """dsse 0.0.2 (deprecated Rekor v2 ``dsseRequestV002``, still sent by sigstore-js 5;
+    protocols.md §4): payload hash and the one ``{content, verifier}`` signature must match."""
+    expected = {
+        "apiVersion": "0.0.2",
+        "kind": "dsse",
+        "spec": {
+            "dsseV002": {
+                "payloadHash": {
+                    "algorithm": "SHA2_256",
+                    "digest": base64.b64encode(hashlib.sha256(envelope.payload).digest()).decode(),
+                },
+                "signatures": [
+                    {
+                        "content": base64.b64encode(s.sig).decode(),
+                        "verifier": _v2_verifier(public_key, cert_der),
+                    }
+                    for s in envelope.signatures
+                ],
+            }
+        },
+    }
+    if body != expected:
+        raise _mismatch()
+
+
+def check_hashedrekord_v002(
+    body: dict[str, Any],
+    signature: bytes,
+    digest: bytes,
+    public_key: Any,
+    cert_der: bytes | None,
+) -> None:
+    """hashedrekord 0.0.2 (Rekor v2 Entry, protocols.md §4); also hashedrekord-over-DSSE."""
+    verifier = _v2_verifier(public_key, cert_der)
     expected = {
         "apiVersion": "0.0.2",
         "kind": "hashedrekord",

@@ -65,6 +65,7 @@ SUPPORTED_ENTRIES = {
     ("hashedrekord", "0.0.1"),
     ("hashedrekord", "0.0.2"),
     ("dsse", "0.0.1"),
+    ("dsse", "0.0.2"),
     ("intoto", "0.0.2"),
 }
 _PREHASH = {"SHA2_256": hashes.SHA256, "SHA2_384": hashes.SHA384, "SHA2_512": hashes.SHA512}
@@ -297,6 +298,8 @@ class Verifier:
         kind = (entry.kind, entry.version)
         if kind == ("dsse", "0.0.1"):
             entries.check_dsse_v001(body, envelope, key_der)
+        elif kind == ("dsse", "0.0.2"):
+            entries.check_dsse_v002(body, envelope, key, cert_der)
         elif kind == ("intoto", "0.0.2"):
             entries.check_intoto_v002(body, envelope, key_der)
         elif kind == ("hashedrekord", "0.0.2"):
