@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -49,6 +50,7 @@ class SearchIndexer:
         *,
         kv: KeyValueStore | None = None,
         flush_interval: float = 0.05,
+        gap_grace: float = 1.0,
     ) -> None:
         self._log = log
         self._store = store
@@ -61,6 +63,8 @@ class SearchIndexer:
         self._lock = asyncio.Lock()
         self._watermark = 0
         self._done: set[int] = set()  # indexed entries above a gap in the watermark
+        self._gap_since: float | None = None
+        self._gap_grace = gap_grace
 
     async def start(self) -> None:
         """Catch up from the persisted watermark, then index new entries in the background."""
@@ -89,21 +93,52 @@ class SearchIndexer:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Write every queued entry's keys now (tests and shutdown)."""
+        """Write every queued entry's keys now (tests and shutdown).
+
+        On a storage error the batch goes back in the queue (and the error propagates).
+        """
         async with self._lock:
             while self._pending:
                 batch = sorted(self._pending.items())
                 self._pending = {}
-                await self._store.add_many(
-                    self._name, [(key, index) for index, (body, keys) in batch
-                                 for key in (keys or keys_for_body(body))]
-                )
+                try:
+                    await self._store.add_many(
+                        self._name, [(key, index) for index, (body, keys) in batch
+                                     for key in (keys or keys_for_body(body))]
+                    )
+                except BaseException:
+                    for index, item in batch:
+                        self._pending.setdefault(index, item)
+                    raise
                 self._done.update(index for index, _ in batch)
-                upto = self._watermark
-                while upto in self._done:
-                    self._done.discard(upto)
-                    upto += 1
-                await self._advance(upto)
+                await self._absorb()
+
+    async def fill_gaps(self) -> int:
+        """Index entries below the lowest indexed one that nobody submitted here.
+
+        That happens when another process (a shared PostgreSQL log) appended them, or a request
+        died between ``add`` and ``submit``. Without this the watermark would stop at the gap and
+        the set of indexed-above-the-gap entries would grow forever. Returns the count re-read.
+        """
+        if not self._done:
+            return 0
+        count = await self.rebuild(self._watermark, min(self._done))
+        async with self._lock:
+            await self._absorb()
+        return count
+
+    async def _absorb(self) -> None:
+        """Advance the watermark through the contiguous indexed entries above it."""
+        upto = self._watermark
+        while upto in self._done:
+            self._done.discard(upto)
+            upto += 1
+        self._done = {i for i in self._done if i >= upto}
+        await self._advance(upto)
+        if not self._done:
+            self._gap_since = None
+        elif self._gap_since is None:
+            self._gap_since = time.monotonic()
 
     async def rebuild(self, start: int = 0, end: int | None = None) -> int:
         """Re-derive the keys of entries ``[start, end)`` from the log itself; returns the count."""
@@ -137,11 +172,15 @@ class SearchIndexer:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._gap_grace)
             self._wake.clear()
             try:
                 await self.flush()
-            except (Error, OSError) as exc:  # storage hiccup: keep the batch for the next round
+                if (self._gap_since is not None
+                        and time.monotonic() - self._gap_since >= self._gap_grace):
+                    await self.fill_gaps()
+            except (Error, OSError) as exc:  # storage hiccup: the batch is retried next round
                 logger.warning("search index of %s: %s", self._name, exc)
             await asyncio.sleep(self._interval)
 

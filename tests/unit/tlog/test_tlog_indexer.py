@@ -1,0 +1,73 @@
+"""The search indexer: gaps (entries appended but never submitted here) are filled from the log,
+storage failures are retried without losing the batch, and the watermark is persisted."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tlog_support import CA, EMAIL, Signer, hashedrekord_v2
+
+from keyless.errors import StorageError
+from keyless.formats.checkpoint import NoteSigner
+from keyless.log import TransparencyLog
+from keyless.server.keys import InMemorySigner, generate_key
+from keyless.services.tlog.indexer import SearchIndexer
+from keyless.services.tlog.kinds import propose_v2
+from keyless.storage import open_storage
+from keyless.storage.memory import MemoryBackend
+
+KEY = f"email:{EMAIL}"
+
+
+async def _log(backend: MemoryBackend) -> tuple[TransparencyLog, object]:
+    storage = await open_storage("memory://", backend=backend)
+    log = TransparencyLog(storage, name="rekor-v2", origin="localhost/rekor",
+                          signer=NoteSigner.ed25519("localhost/rekor",
+                                                    InMemorySigner(generate_key("ed25519"))),
+                          seed=[b"seed"])
+    await log.start()
+    return log, storage
+
+
+async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
+    backend = MemoryBackend()
+    log, storage = await _log(backend)
+    signer = Signer.create(CA.create())
+    indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
+                            kv=storage.kv, gap_grace=0.05)  # type: ignore[attr-defined]
+    await indexer.start()
+    proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(4)]
+    results = [await log.add(p.body) for p in proposed]
+    # Entries 1 and 2 were appended by "another process": only 3 and 4 are submitted here.
+    for result, p in zip(results[2:], proposed[2:], strict=True):
+        indexer.submit(result.index, p.body, p.search_keys)
+    await indexer.flush()
+    assert await indexer.lookup([KEY]) == [3, 4]
+    for _ in range(100):  # the background task fills the gap after gap_grace
+        if await indexer.lookup([KEY]) == [1, 2, 3, 4]:
+            break
+        await asyncio.sleep(0.02)
+    assert await indexer.lookup([KEY]) == [1, 2, 3, 4]
+    await indexer.close()
+    assert await storage.kv.get("tlog-search-watermark", "rekor-v2") == b"5"  # type: ignore[attr-defined]
+    await log.close()
+    await storage.close()  # type: ignore[attr-defined]
+
+
+async def test_storage_failure_keeps_the_batch() -> None:
+    backend = MemoryBackend()
+    log, storage = await _log(backend)
+    signer = Signer.create(CA.create())
+    indexer = SearchIndexer(log, storage.search_index, "rekor-v2")  # type: ignore[attr-defined]
+    p = propose_v2(hashedrekord_v2(signer, b"x"))
+    result = await log.add(p.body)
+    backend.faults.fail("search", times=1)
+    indexer.submit(result.index, p.body, p.search_keys)
+    with pytest.raises(StorageError):
+        await indexer.flush()
+    assert backend.faults.hits["search"] == 1
+    await indexer.flush()  # the batch was kept: the retry writes it
+    assert await indexer.lookup([KEY]) == [1]
+    await log.close()
+    await storage.close()  # type: ignore[attr-defined]
