@@ -503,3 +503,18 @@ async def test_verifier_refuses_altered_provider_tokens(
         token = alter(token)
     with pytest.raises(Unauthenticated, match=message):
         await verifier.verify(token)
+
+
+async def test_audit_log_without_secrets(
+    idp: RunningProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="keyless.oidc.audit")
+    await password_token(idp, "alice@example.com", "not-the-password")
+    ok = (await password_token(idp, "alice@example.com", ALICE_PW)).json()
+    records = [r for r in caplog.records if r.name == "keyless.oidc.audit"]
+    assert [r.getMessage() for r in records] == ["sign-in failed", "sign-in", "token issued"]
+    assert records[0].__dict__["user"] == "alice@example.com"
+    assert records[2].__dict__["jti"] == claims_of(ok["id_token"])["jti"]
+    text = " ".join(str(r.__dict__) for r in records)
+    assert "not-the-password" not in text and ALICE_PW not in text
+    assert ok["id_token"] not in text

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -58,6 +59,9 @@ from keyless.services.oidc.requests import (
     UnsafeRequest,
 )
 from keyless.services.oidc.tokens import TokenMinter
+
+#: Audit trail of sign-ins and issued tokens (never passwords, codes or tokens themselves).
+audit = logging.getLogger("keyless.oidc.audit")
 
 CSRF_COOKIE = "keyless_oidc_csrf"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -252,8 +256,10 @@ class OidcProvider:
         )
         if user is None or not ok:
             self._limiter.failure(user_key, ip_key)
+            audit.warning("sign-in failed", extra={"user": username[:256], "client": remote})
             raise Unauthenticated("wrong email or password")
         self._limiter.success(user_key)
+        audit.info("sign-in", extra={"user": user.email, "client": remote})
         return user.email
 
     def _html(
@@ -382,6 +388,16 @@ class OidcProvider:
                     "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
                 )
             body = await handler(client, form, request)
+            claims = jwt.decode(str(body["id_token"]), options={"verify_signature": False})
+            audit.info(
+                "token issued",
+                extra={
+                    "grant": grant_type,
+                    "oauth_client": client.client_id,
+                    "sub": claims.get("sub"),
+                    "jti": claims.get("jti"),
+                },
+            )
             return json_response(body, 200, NO_STORE)
         except OAuthError as exc:
             return exc.response()
