@@ -163,6 +163,6 @@ async def test_kill_9_under_load_loses_nothing_and_never_forks(
     await log.close()
     await storage.close()
     print(
-        f"{kind}: {CYCLES} kills, {total} acknowledged entries, final size {size}, "
-        f"{len(by_size)} distinct checkpoints"
+        f"{kind}: {CYCLES} cycles x {PROCESSES} killed writers, {total} acknowledged entries, "
+        f"final size {size}, {len(by_size)} distinct checkpoints"
     )
