@@ -201,6 +201,12 @@ def _verify_sample(sample: list[dict[str, object]]) -> int:
     return len(sample)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
 
@@ -252,7 +258,7 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--database",
                                    args.database, "--data-dir", data_dir])
         try:
-            asyncio.run(_bench(port, bodies, args))
+            asyncio.run(_bench(port, bodies, args, server.pid))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -261,19 +267,22 @@ def main() -> None:
             print(f"data dir after the run: {size / 1e6:.1f} MB")
 
 
-async def _bench(port: int, bodies: list[bytes], args: argparse.Namespace) -> None:
-    import uvloop  # noqa: F401  (the client side stays on asyncio's default loop for fairness)
-
+async def _bench(port: int, bodies: list[bytes], args: argparse.Namespace, pid: int) -> None:
     await _wait_ready(port)
     lone, rest = bodies[:args.lone], bodies[args.lone:]
     seconds, latencies, errors, sample = await run_load(port, lone, 1)
     print(f"lone writer      {len(lone):>7,} entries  {len(lone) / seconds:8,.0f}/s  "
           f"p50 {_pct(latencies, 50):7.1f} ms  p99 {_pct(latencies, 99):7.1f} ms  "
           f"errors {errors}")
+    cpu0, own0 = _cpu_seconds(pid), time.process_time()
     seconds, latencies, errors, more = await run_load(port, rest, args.concurrency)
+    cpu, own = _cpu_seconds(pid) - cpu0, time.process_time() - own0
     print(f"{args.concurrency:>4} clients     {len(rest):>7,} entries  "
           f"{(len(rest) - errors) / seconds:8,.0f}/s  p50 {_pct(latencies, 50):7.1f} ms  "
           f"p99 {_pct(latencies, 99):7.1f} ms  errors {errors}  ({seconds:.1f} s)")
+    print(f"server CPU {cpu * 1000 / len(rest):.2f} ms/entry (all threads; ≈ "
+          f"{len(rest) / cpu:,.0f} entries/s per fully available core), load generator "
+          f"{own * 1000 / len(rest):.2f} ms/entry; 1-min load average {os.getloadavg()[0]:.1f}")
     print(f"verified inclusion proofs of {_verify_sample(sample + more)} sampled responses")
 
 
