@@ -152,6 +152,11 @@ class TransparencyLog:
         if self._proofs:
             await asyncio.gather(*self._proofs, return_exceptions=True)
 
+    @property
+    def pending(self) -> int:
+        """Entries waiting to be sequenced (the ``keyless_log_pending`` gauge)."""
+        return len(self._queue)
+
     # writes -----------------------------------------------------------------------------------
     async def add(
         self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
