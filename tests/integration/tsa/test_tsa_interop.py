@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -30,12 +32,29 @@ from rfc3161_client import (
 )
 from rfc3161_client.base import HashAlgorithm
 
-from conftest import INTEROP, require, require_program
 from keyless.services.tsa import TimestampService, TsaCredentials, load_or_create_credentials
 from keyless.services.tsa.standalone import create_app
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
+
+
+def _root_conftest() -> ModuleType:
+    """tests/conftest.py loaded by path: ``from conftest import`` resolves to whichever
+    conftest.py pytest imported last once sub-folders have their own."""
+    spec = importlib.util.spec_from_file_location(
+        "keyless_tests_root_conftest", HERE.parent.parent / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ROOT = _root_conftest()
+INTEROP: Path = _ROOT.INTEROP
+require = _ROOT.require
+require_program = _ROOT.require_program
 
 
 @dataclass
