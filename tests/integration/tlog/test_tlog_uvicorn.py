@@ -157,6 +157,8 @@ async def test_restart_keeps_entries_and_catches_up_the_index(tmp_path: Path, ca
     await first.close()
 
     second = await serve(tmp_path, keys=keys)
+    assert second.stack.v2.indexer is not None
+    await asyncio.wait_for(second.stack.v2.indexer.caught_up(), timeout=30)
     try:
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
             for a in answers:

@@ -64,18 +64,25 @@ class SearchIndexer:
         self._watermark = 0
         self._done: set[int] = set()  # indexed entries above a gap in the watermark
         self._gap_since: float | None = None
+        self._caught_up = asyncio.Event()
         self._gap_grace = gap_grace
 
     async def start(self) -> None:
-        """Catch up from the persisted watermark, then index new entries in the background."""
+        """Start indexing in the background: first catch up from the persisted watermark.
+
+        Catching up on a large log takes a while, so it does not hold up the service's start
+        (searches see older entries once :meth:`caught_up` returns); new entries are queued
+        meanwhile.
+        """
         self._watermark = await self._load_watermark()
-        size, _ = await self._log.tree()
-        if self._watermark < size:
-            await self.rebuild(self._watermark, size)
         self._task = asyncio.create_task(self._run(), name=f"search-index-{self._name}")
 
+    async def caught_up(self) -> None:
+        """Wait until the start-up catch-up has indexed every entry that existed at start."""
+        await self._caught_up.wait()
+
     async def close(self) -> None:
-        """Write what is pending and stop."""
+        """Write what is pending and stop (an unfinished catch-up resumes at the next start)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,7 +177,20 @@ class SearchIndexer:
                 result &= found
         return sorted(result or ())
 
+    async def _catch_up(self) -> None:
+        while True:
+            try:
+                size, _ = await self._log.tree()
+                if self._watermark < size:
+                    await self.rebuild(self._watermark, size)
+                break
+            except (Error, OSError) as exc:
+                logger.warning("search index of %s: catch-up failed: %s", self._name, exc)
+                await asyncio.sleep(self._gap_grace)
+        self._caught_up.set()
+
     async def _run(self) -> None:
+        await self._catch_up()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._gap_grace)
