@@ -383,6 +383,11 @@ def strip_extension(tbs_der: bytes, oid: str) -> bytes:
     directly (X.690 §8.1): only the lengths of the enclosing ``extensions`` SEQUENCE, its ``[3]``
     wrapper and the TBS SEQUENCE change.
     """
+    return _rewrite_extensions(tbs_der, oid, b"")
+
+
+def _rewrite_extensions(tbs_der: bytes, oid: str, append: bytes) -> bytes:
+    """Remove extension ``oid`` from a DER TBSCertificate and append the DER ``append``."""
     target = _der_oid(oid)
     try:
         tag, body_start, body_end = _der_header(tbs_der, 0)
@@ -406,6 +411,8 @@ def strip_extension(tbs_der: bytes, oid: str) -> bytes:
                     cursor = e_end
                 if not found:
                     raise InvalidInput(f"certificate has no extension {oid}")
+                if append:
+                    kept.append(append)
                 extensions = _der_tlv(0x30, b"".join(kept))
                 wrapped = _der_tlv(0xA3, extensions) if kept else b""
                 body = tbs_der[body_start:pos] + wrapped + tbs_der[end:body_end]
@@ -414,6 +421,24 @@ def strip_extension(tbs_der: bytes, oid: str) -> bytes:
     except (ValueError, IndexError) as exc:
         raise InvalidInput(f"cannot parse TBSCertificate: {exc}") from exc
     raise InvalidInput(f"certificate has no extension {oid}")
+
+
+def finalize_precertificate(
+    precert: x509.Certificate, signer: Signer, sct_list_extension: bytes
+) -> x509.Certificate:
+    """The final certificate of a stored precertificate: poison out, SCT list in, re-signed.
+
+    Used when the CT log already holds the precertificate (an idempotent retry), so the final
+    certificate must match *that* precertificate (RFC 6962 §3.1) rather than a new profile.
+    """
+    sct_ext = _der_tlv(
+        0x30, _der_oid(SCT_LIST_OID) + _der_tlv(0x04, sct_list_extension)
+    )
+    tbs = _rewrite_extensions(precert.tbs_certificate_bytes, POISON_OID, sct_ext)
+    signature = signer.sign(tbs)
+    bit_string = _der_tlv(0x03, b"\x00" + signature)
+    body = tbs + _signature_algorithm_der(precert) + bit_string
+    return x509.load_der_x509_certificate(_der_tlv(0x30, body))
 
 
 def _der_header(data: bytes, pos: int) -> tuple[int, int, int]:

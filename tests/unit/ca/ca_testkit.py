@@ -136,7 +136,7 @@ def build_stack(
         material=material,
         identity=verifier,
         ctlog=ctlog,
-        replay_guard=TokenReplayGuard(kv, enabled=replay),
+        replay_guard=TokenReplayGuard(enabled=replay),
         clock=clock,
     )
     return CAStack(ca, ctlog, engine, kv, {"email": email, "github": github}, ct_signer)

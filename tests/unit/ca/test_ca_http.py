@@ -251,9 +251,17 @@ async def test_token_replay_for_another_key_is_refused(client: Any, stack: CASta
     first = await client.post("/api/v2/signingCert",
                               json=pop_request(token, key, "alice@example.com"))
     assert first.status_code == 200
+    size = (await stack.engine.tree())[0]
     again = await client.post("/api/v2/signingCert",
                               json=pop_request(token, key, "alice@example.com"))
     assert again.status_code == 200, "a retry with the same key must work"
+    (leaf1, inter, _), (leaf2, _, _) = _chain(first), _chain(again)
+    # the retry certifies the precertificate already logged: nothing new in the log
+    assert (await stack.engine.tree())[0] == size
+    assert leaf2.serial_number == leaf1.serial_number
+    assert leaf2.tbs_precertificate_bytes == leaf1.tbs_precertificate_bytes
+    leaf2.verify_directly_issued_by(inter)
+    independent_sct_check(leaf2, inter, stack.ct_signer.public_key())
     other = ec.generate_private_key(ec.SECP256R1())
     resp = await client.post("/api/v2/signingCert",
                              json=pop_request(token, other, "alice@example.com"))

@@ -55,7 +55,7 @@ async def _build(url: str, tmp_path: Path) -> dict[str, Any]:
     verifier = IdentityVerifier([IssuerConfig(ISSUER, "email")], httpx.AsyncClient(),
                                 local_jwks={ISSUER: issuer.jwks})
     ca = CAService(material=material, identity=verifier, ctlog=ctlog,
-                   replay_guard=TokenReplayGuard(storage.kv))
+                   replay_guard=TokenReplayGuard())
     return {"url": url, "ct_key": ct_key, "storage": storage, "engine": engine, "ctlog": ctlog,
             "ca": ca, "issuer": issuer, "material": material, "tmp": tmp_path}
 

@@ -2,11 +2,17 @@
 
 Fulcio accepts the same identity token any number of times within its lifetime, for any key
 (the question is open upstream, sigstore/fulcio issue #975). A leaked token could then be used
-by someone else to get certificates for *their* keys until it expires. keyless remembers, per
-token, the fingerprint of the first key it certified — ``storage.kv`` namespace ``ca-token``,
-key SHA-256(token), value SHA-256(SPKI), expiring with the token — and refuses the token for any
-other key. Retrying with the same key (a lost response) keeps working. Operators who need
-Fulcio's behaviour switch it off (``enabled=False``).
+by someone else to get certificates for *their* keys until it expires. keyless binds each token
+to the first key it certifies and refuses it for any other key; retrying with the same key (a
+lost response) returns a certificate for the precertificate already logged.
+
+The binding is stored where it costs nothing extra and can never disagree with what was issued:
+the precertificate's CT log entry is appended under the dedup key SHA-256("keyless-ca-token" ‖
+0x00 ‖ token) (``keyless.log.TransparencyLog.add(dedup_key=…)``), in the same durable batch
+commit as the entry itself. A second request with the token finds that entry; its public key
+decides between "retry" and "replay". Bindings therefore outlive the token (harmless: an expired
+token is refused anyway) and hold across processes sharing one database. Operators who need
+Fulcio's behaviour switch the guard off (``enabled=False``): entries are then keyed by leaf hash.
 """
 
 from __future__ import annotations
@@ -14,11 +20,8 @@ from __future__ import annotations
 import hashlib
 
 from keyless.errors import Unauthenticated
-from keyless.services.ctlog.backend import KeyValue
 
-NAMESPACE = "ca-token"
-#: Remembered a little past ``exp``: the verifier accepts that much clock skew.
-EXPIRY_MARGIN = 120.0
+_DOMAIN = b"keyless-ca-token\x00"
 
 
 class TokenReusedError(Unauthenticated):
@@ -26,23 +29,20 @@ class TokenReusedError(Unauthenticated):
 
 
 class TokenReplayGuard:
-    """Binds each identity token to the first public key it certifies."""
+    """Decides how CA log entries are keyed: by identity token (guard on) or by leaf (off)."""
 
-    def __init__(self, kv: KeyValue, *, enabled: bool = True) -> None:
-        self._kv = kv
+    def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    async def bind(self, token: str, spki_der: bytes, expires_at: float) -> None:
-        """Record ``token`` → key, or raise :class:`TokenReusedError` if bound to another key."""
+    def dedup_key(self, token: str) -> bytes | None:
+        """The CT log dedup key binding ``token`` to its first key, or None when disabled."""
         if not self.enabled:
-            return
-        key = hashlib.sha256(token.encode()).hexdigest()
-        fingerprint = hashlib.sha256(spki_der).digest()
-        existing = await self._kv.put_if_absent(
-            NAMESPACE, key, fingerprint, expires_at + EXPIRY_MARGIN
+            return None
+        return hashlib.sha256(_DOMAIN + token.encode()).digest()
+
+    @staticmethod
+    def refuse() -> TokenReusedError:
+        return TokenReusedError(
+            "this identity token was already used to certify a different key; "
+            "request a new token (keyless binds each token to one key)"
         )
-        if existing is not None and existing != fingerprint:
-            raise TokenReusedError(
-                "this identity token was already used to certify a different key; "
-                "request a new token (keyless binds each token to one key)"
-            )

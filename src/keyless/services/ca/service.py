@@ -4,9 +4,10 @@ Issuance (protocols.md §1, §2, Fulcio ``pkg/server/grpc_server.go``):
 
 1. verify the identity token (:class:`keyless.identity.IdentityVerifier`, protocols.md §1.3);
 2. check the proof of possession (:mod:`keyless.services.ca.pop`, §1.2);
-3. bind the token to the key (:mod:`keyless.services.ca.replay`, Fulcio issue #975);
-4. build the precertificate (profile §1.4 + critical poison), log it in the CT log in-process and
-   get one SCT (§2 steps 1, 2);
+3. build the precertificate (profile §1.4 + critical poison), log it in the CT log in-process
+   under a dedup key that binds the token to the key (:mod:`keyless.services.ca.replay`, Fulcio
+   issue #975) and get one SCT (§2 steps 1, 2);
+4. refuse the request if the token was already bound to another key;
 5. build the final certificate from the same profile: the precert's TBS minus poison plus the
    SCT list, extension order kept (§2 step 3, RFC 6962 §3.3).
 """
@@ -27,6 +28,7 @@ from keyless.formats.x509profile import (
     build_final_certificate,
     build_precertificate,
     certificate_pem,
+    finalize_precertificate,
     sigstore_extensions,
 )
 from keyless.identity import Identity, IssuerConfig
@@ -34,6 +36,7 @@ from keyless.server.keys import PublicKey
 from keyless.services.ca.authority import CAMaterial
 from keyless.services.ca.pop import spki_der, verify_challenge, verify_csr
 from keyless.services.ca.replay import TokenReplayGuard
+from keyless.services.ctlog.service import LoggedEntry
 
 
 class TokenVerifier(Protocol):
@@ -49,8 +52,12 @@ class PrecertificateLog(Protocol):
     """What the CA needs of :class:`keyless.services.ctlog.CTLogService` (in-process CT)."""
 
     async def log_precertificate(
-        self, precert: x509.Certificate, chain: Sequence[x509.Certificate]
-    ) -> SignedCertificateTimestamp: ...
+        self,
+        precert: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        *,
+        dedup_key: bytes | None = None,
+    ) -> LoggedEntry: ...
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,6 @@ class CAService:
         return await self._issue(token, identity, key)
 
     async def _issue(self, token: str, identity: Identity, key: PublicKey) -> IssuedCertificate:
-        await self._replay.bind(token, spki_der(key), identity.expires_at)
         now = dt.datetime.fromtimestamp(self._clock(), dt.UTC).replace(microsecond=0)
         profile = LeafProfile(
             public_key=key,
@@ -123,8 +129,18 @@ class CAService:
         )
         issuer = self.material.issuer
         precert = build_precertificate(profile, issuer, self.material.signer)
-        sct = await self._ctlog.log_precertificate(precert, self.material.chain)
-        leaf = build_final_certificate(
-            profile, issuer, self.material.signer, encode_sct_list_extension([sct])
+        logged = await self._ctlog.log_precertificate(
+            precert, self.material.chain, dedup_key=self._replay.dedup_key(token)
         )
-        return IssuedCertificate(leaf, self.material.chain, sct)
+        sct_ext = encode_sct_list_extension([logged.sct])
+        if not logged.duplicate:
+            leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext)
+            return IssuedCertificate(leaf, self.material.chain, logged.sct)
+        # The token was seen before: the same key is a retry, any other key a replay.
+        if logged.precertificate is None:
+            raise self._replay.refuse()
+        existing = x509.load_der_x509_certificate(logged.precertificate)
+        if spki_der(existing.public_key()) != spki_der(key):  # type: ignore[arg-type]
+            raise self._replay.refuse()
+        leaf = finalize_precertificate(existing, self.material.signer, sct_ext)
+        return IssuedCertificate(leaf, self.material.chain, logged.sct)

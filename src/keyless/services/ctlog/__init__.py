@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from keyless.services.ctlog.backend import KeyValue, LogEngine, MemoryKeyValue, MemoryLogEngine
 from keyless.services.ctlog.routes import CTLogRoutes
-from keyless.services.ctlog.service import CTLogService, SignedTreeHead
+from keyless.services.ctlog.service import CTLogService, LoggedEntry, SignedTreeHead
 
 __all__ = [
     "CTLogRoutes",
     "CTLogService",
     "KeyValue",
     "LogEngine",
+    "LoggedEntry",
     "MemoryKeyValue",
     "MemoryLogEngine",
     "SignedTreeHead",

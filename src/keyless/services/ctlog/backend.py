@@ -91,11 +91,13 @@ class MemoryLogEngine:
         self._leaves: list[bytes] = []
         self._bundles: list[bytes] = []
         self._dedup: dict[bytes, int] = {}
+        self._by_leaf_hash: dict[bytes, int] = {}
         for i in range(seed):
             self._append(b"keyless-seed-%d" % i, b"")
 
     def _append(self, leaf: bytes, bundle: bytes) -> int:
         self._tree.append(leaf_hash(leaf))
+        self._by_leaf_hash.setdefault(leaf_hash(leaf), len(self._leaves))
         self._leaves.append(leaf)
         self._bundles.append(bundle)
         return len(self._leaves) - 1
@@ -117,7 +119,9 @@ class MemoryLogEngine:
         return _Stored(index, self._leaves[index], self._bundles[index])
 
     async def index_of(self, key: bytes) -> int | None:
-        return self._dedup.get(key)
+        """By dedup key, else by leaf hash (as the storage backends do)."""
+        found = self._dedup.get(key)
+        return found if found is not None else self._by_leaf_hash.get(key)
 
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         if not 0 <= index < tree_size <= self._tree.size:

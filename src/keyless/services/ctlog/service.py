@@ -15,7 +15,6 @@ re-verification: the CA built the chain); HTTP submitters go through
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +54,19 @@ MAX_CHAIN = 10
 MAX_GET_ENTRIES = 256
 #: Issuer certificates live "forever" in the key-value store.
 _FOREVER = 2.0**62
-_DEDUP_TTL = 86400.0 * 366
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """The outcome of a submission: the SCT, and whether the entry already existed.
+
+    ``precertificate`` is the DER precertificate of the logged entry (the existing one when
+    ``duplicate``), ``None`` for ordinary certificates.
+    """
+
+    sct: SignedCertificateTimestamp
+    duplicate: bool
+    precertificate: bytes | None
 
 
 @dataclass(frozen=True)
@@ -123,11 +134,21 @@ class CTLogService:
 
     # -- submission ----------------------------------------------------------------------
     async def log_precertificate(
-        self, precert: x509.Certificate, chain: Sequence[x509.Certificate]
-    ) -> SignedCertificateTimestamp:
-        """Log a precertificate the CA itself built; ``chain`` is issuer first, root last."""
+        self,
+        precert: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        *,
+        dedup_key: bytes | None = None,
+    ) -> LoggedEntry:
+        """Log a precertificate the CA itself built; ``chain`` is issuer first, root last.
+
+        ``dedup_key`` (default: the leaf hash) makes the append idempotent: if an entry with this
+        key exists, nothing is appended and the answer describes the *existing* entry
+        (``duplicate=True``, its precertificate and an SCT over it). The CA keys entries by
+        identity token to bind each token to one key (:mod:`keyless.services.ca.replay`).
+        """
         ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
-        return await self._submit(precert, ders, precert=True)
+        return await self._submit(precert, ders, precert=True, dedup_key=dedup_key)
 
     async def add_chain(
         self, chain_der: Sequence[bytes], *, precert: bool
@@ -167,22 +188,15 @@ class CTLogService:
             raise InvalidInput("a root certificate itself cannot be logged")
         if precert and PRECERT_SIGNING_EKU in _ekus(certs[1]):
             raise InvalidInput("precertificate signing certificates are not supported")
-        dedup = f"{int(precert)}:{digest(ders[0]).hex()}"
-        stored = await self._kv.get(self._ns + "-sct", dedup)
-        if stored is not None:
-            return SignedCertificateTimestamp.from_add_chain_response(json.loads(stored))
-        sct = await self._submit(leaf, ders[1:], precert=precert)
-        await self._kv.put_if_absent(
-            self._ns + "-sct",
-            dedup,
-            json.dumps(sct.to_add_chain_response()).encode(),
-            self._clock() + _DEDUP_TTL,
-        )
-        return sct
+        # Resubmitting the same (pre)certificate returns an SCT for the existing entry.
+        dedup = digest(b"keyless-ct-entry\0%d" % int(precert) + ders[0])
+        logged = await self._submit(leaf, ders[1:], precert=precert, dedup_key=dedup)
+        return logged.sct
 
     async def _submit(
-        self, cert: x509.Certificate, chain: list[bytes], *, precert: bool
-    ) -> SignedCertificateTimestamp:
+        self, cert: x509.Certificate, chain: list[bytes], *, precert: bool,
+        dedup_key: bytes | None,
+    ) -> LoggedEntry:  # fmt: skip
         await self._remember_issuers(chain)
         timestamp_ms = int(self._clock() * 1000)
         cert_der = cert.public_bytes(serialization.Encoding.DER)
@@ -203,8 +217,32 @@ class CTLogService:
             0, self.log_id, timestamp_ms, b"", self._hash_alg, self._sig_alg,
             self._signer.sign(signed),
         )  # fmt: skip
-        await self._engine.add(entry.merkle_tree_leaf(), bundle_entry=bundle)
-        return sct
+        result = await self._engine.add(
+            entry.merkle_tree_leaf(), bundle_entry=bundle, dedup_key=dedup_key
+        )
+        if not result.duplicate:
+            return LoggedEntry(sct, False, cert_der if precert else None)
+        return await self._existing(result.index)
+
+    async def _existing(self, index: int) -> LoggedEntry:
+        """An SCT for the stored entry ``index`` (same timestamp, so the same signed data)."""
+        stored = await self._engine.entry(index)
+        entry = TimestampedEntry.from_merkle_tree_leaf(stored.leaf)
+        template = SignedCertificateTimestamp(
+            0, self.log_id, entry.timestamp_ms, entry.extensions, self._hash_alg, self._sig_alg,
+            b"",
+        )  # fmt: skip
+        if entry.entry_type == ENTRY_TYPE_PRECERT:
+            signed = precert_signed_data(template, entry.issuer_key_hash, entry.certificate)
+            pre = parse_tile_leaf(stored.bundle_entry).precertificate
+        else:
+            signed = x509_signed_data(template, entry.certificate)
+            pre = None
+        sct = SignedCertificateTimestamp(
+            0, self.log_id, entry.timestamp_ms, entry.extensions, self._hash_alg, self._sig_alg,
+            self._signer.sign(signed),
+        )  # fmt: skip
+        return LoggedEntry(sct, True, pre)
 
     def _issuer_key_hash(self, issuer_der: bytes) -> bytes:
         """SHA-256 of the issuer's SPKI (RFC 6962 §3.2 ``issuer_key_hash``), cached per issuer."""
