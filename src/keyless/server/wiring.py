@@ -327,9 +327,6 @@ async def add_ctlog(ctx: WiringContext) -> None:
         Component("ctlog", "/ctlog", CTLogRoutes(service).routes(), start=start, close=close,
                   url=base)
     )
-    ctx.gauges.setdefault(
-        "keyless_log_pending", ("Entries waiting to be integrated, by log.", lambda: {})
-    )
 
 
 async def add_ca(ctx: WiringContext) -> None:
@@ -349,7 +346,7 @@ async def add_ca(ctx: WiringContext) -> None:
     verifier = IdentityVerifier(issuers, http, local_jwks=ctx.oidc.local_jwks())
     service = CAService(
         material=material, identity=verifier, ctlog=ctx.ctlog,
-        replay_guard=TokenReplayGuard(ctx.storage.kv),
+        replay_guard=TokenReplayGuard(),
     )
     validity = await ctx.validity("ca")
     ctx.authorities.append(
