@@ -60,11 +60,12 @@ class Served:
         await self.stack.close()
 
 
-async def serve(tmp: Path, keys: tuple[Any, Any] | None = None) -> Served:
+async def serve(tmp: Path, keys: tuple[Any, Any] | None = None, url: str | None = None
+                ) -> Served:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    stack = await build_stack(f"sqlite:///{tmp}/keyless.db", data_dir=tmp,
+    stack = await build_stack(url or f"sqlite:///{tmp}/keyless.db", data_dir=tmp,
                               host=f"localhost:{port}", keys=keys)
     config = uvicorn.Config(stack.app, log_level="warning", http="httptools", lifespan="off")
     server = uvicorn.Server(config)
@@ -79,9 +80,12 @@ def ca() -> CA:
     return CA.create()
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    s = await serve(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_cluster").create_database()
+    s = await serve(tmp_path, url=url)
     yield s
     await s.close()
 
