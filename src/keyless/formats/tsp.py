@@ -27,7 +27,7 @@ from typing import Any, Final
 from asn1crypto import algos, cms, core, tsp, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.server.keys import PublicKey, Signer, hash_for_curve
@@ -381,7 +381,7 @@ def rejection_response(failure: str, message: str) -> bytes:
 
 @dataclass(frozen=True)
 class _SignatureProfile:
-    """How a key signs CMS SignedAttributes (RFC 5652 §5.4, RFC 5753 §2.1.1, RFC 8419 §3)."""
+    """How a key signs CMS SignedAttributes (RFC 5652 §5.4, RFC 5753 §2.1.1, RFC 4056)."""
 
     digest_name: str  # the SignerInfo digestAlgorithm (also hashes TSTInfo for messageDigest)
     signature_algorithm: str  # asn1crypto SignedDigestAlgorithm name
@@ -393,9 +393,11 @@ def _signature_profile(key: PublicKey) -> _SignatureProfile:
         return _SignatureProfile(name, f"{name}_ecdsa")
     if isinstance(key, rsa.RSAPublicKey):
         return _SignatureProfile("sha256", "sha256_rsa")  # Signer contract: PKCS#1 v1.5 SHA-256
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return _SignatureProfile("sha512", "ed25519")  # RFC 8419 §3.1: SHA-512 with Ed25519
-    raise ConfigError(f"unsupported TSA key type {type(key).__name__}")
+    # Ed25519 (RFC 8419) is refused: openssl ts and rfc3161-client verify through OpenSSL's
+    # PKCS#7 code, which cannot check Ed25519 signer infos, so such tokens would never verify.
+    raise ConfigError(
+        f"unsupported TSA key type {type(key).__name__}: use ECDSA (P-256/P-384/P-521) or RSA"
+    )
 
 
 def _ess_signing_certificate_v2(leaf: x509.Certificate) -> cms.CMSAttribute:

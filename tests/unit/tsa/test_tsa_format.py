@@ -534,3 +534,13 @@ def test_openssl_and_rfc3161_client_shapes_take_the_fast_path() -> None:
     rfc = TimestampRequestBuilder().data(b"sig").nonce(nonce=True).build().as_bytes()
     assert ktsp._parse_query_fast(rfc) == ktsp.parse_query_asn1(rfc)
     assert ktsp._parse_query_fast(encode_query(b"\x00" * 32, policy="1.2.3")) is None
+
+
+def test_ed25519_tsa_keys_are_refused() -> None:
+    # openssl ts / rfc3161-client (OpenSSL PKCS#7) cannot verify Ed25519 signer infos.
+    root_signer = InMemorySigner(generate_key("ecdsa-p256"))
+    root = create_root(root_signer)
+    leaf_signer = InMemorySigner(generate_key("ed25519"))
+    leaf = issue_leaf(leaf_signer.public_key(), root, root_signer)
+    with pytest.raises(ConfigError, match="ECDSA"):
+        TokenBuilder(leaf_signer, [leaf, root])
