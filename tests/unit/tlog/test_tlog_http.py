@@ -3,6 +3,7 @@ tlog_support: inclusion proofs, checkpoint signatures, SETs, tiles, search, limi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -381,3 +382,29 @@ async def test_pushback_is_503_with_retry_after(ca: CA) -> None:
 
 def test_leaf_hash_matches_engine() -> None:
     assert leaf_hash(b"abc") == merkle.leaf_hash(b"abc")
+
+
+async def test_full_tiles_are_immutable_and_level_one_matches(
+    stack: LogStack, client: httpx.AsyncClient
+) -> None:
+    """Past 256 entries: the full level-0 tile is cacheable forever, and level 1 holds its hash."""
+    from tlog_support import mth
+
+    await asyncio.gather(*(stack.v2_log.add(b"entry %d" % i) for i in range(299)))
+    note = parse_note((await client.get("/rekor/checkpoint")).content)
+    assert note.size == 300
+    full = await client.get("/rekor/tile/0/000")
+    assert full.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert len(full.content) == 8192
+    partial = await client.get("/rekor/api/v2/tile/0/001.p/44")
+    assert partial.headers["cache-control"] == "public, max-age=3600"
+    level1 = await client.get("/rekor/tile/1/000.p/1")
+    assert level1.status_code == 200
+    assert level1.content == mth([full.content[i:i + 32] for i in range(0, 8192, 32)])
+    cache: dict[str, bytes] = {}
+    for path in ("tile/0/000", "tile/0/001.p/44", "tile/entries/000", "tile/entries/001.p/44"):
+        r = await client.get(f"/rekor/{path}")
+        assert r.status_code == 200, path
+        cache[path] = r.content
+    entries = verify_tiles(cache.__getitem__, 300, note.root)
+    assert entries[299] == b"entry 298"
