@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms, core, tsp, x509
-from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
@@ -453,8 +452,8 @@ def test_builder_refuses_a_signer_that_does_not_match_the_leaf(credentials: TsaC
         TokenBuilder(InMemorySigner(generate_key()), credentials.chain)
 
 
-@pytest.mark.parametrize("kind", ["ecdsa-p384", "rsa-3072"])
-def test_other_key_types_verify_with_rfc3161_client(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "digest"), [("ecdsa-p384", "sha384"), ("rsa-3072", "sha256")])
+def test_other_key_types_verify_with_rfc3161_client(kind: str, digest: str) -> None:
     root_signer = InMemorySigner(generate_key("ecdsa-p256"))
     root = create_root(root_signer)
     leaf_signer = InMemorySigner(generate_key(kind))
@@ -468,13 +467,8 @@ def test_other_key_types_verify_with_rfc3161_client(kind: str) -> None:
     )
     verifier = VerifierBuilder().tsa_certificate(leaf).add_root_certificate(root).build()
     assert verifier.verify_message(resp, message)
-    key = leaf_signer.public_key()
-    expected = "sha384" if isinstance(key, ec.EllipticCurvePublicKey) else "sha256"
-    assert builder.digest_name == expected
-    if isinstance(key, rsa.RSAPublicKey):
-        assert resp.signed_data.signer_infos  # parsed by rfc3161-client
+    assert builder.digest_name == digest
     assert leaf.public_bytes(serialization.Encoding.DER) == builder.leaf_der
-    assert isinstance(leaf, cx509.Certificate)
 
 
 # ---- the fast query parser agrees with asn1crypto -----------------------------------------
