@@ -54,7 +54,7 @@ class ClockPolicy:
     check_interval: float = 60.0
     ntp_timeout: float = 1.0
     require_ntp: bool = False  # refuse when no configured NTP server answers
-    jump_hold: float = 300.0  # offline only: refuse this long after a step, then re-baseline
+    jump_hold: float = 60.0  # refuse this long after a step unless NTP confirms sooner
     retry_after: float = 5.0
 
     def __post_init__(self) -> None:
