@@ -267,7 +267,7 @@ def parse_query_asn1(der: bytes) -> TimestampQuery:
         nonce = req["nonce"].native
         cert_req = bool(req["cert_req"].native)
         has_extensions = req["extensions"].native is not None
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
         raise _rejected_format(f"the request is not a DER TimeStampReq: {exc}") from exc
     if version != "v1":
         raise _rejected_format(f"unsupported TimeStampReq version {version!r}; expected v1")

@@ -117,6 +117,14 @@ def _req(**overrides: Any) -> bytes:
     return bytes(tsp.TimeStampReq(fields).dump())
 
 
+def _nested(depth: int) -> bytes:
+    """``depth`` SEQUENCEs inside each other (a recursion bomb for naive parsers)."""
+    der = b"\x05\x00"
+    for _ in range(depth):
+        der = b"\x30" + der_length(len(der)) + der
+    return der
+
+
 HOSTILE_DER = [
     ("empty", b"", ktsp.BAD_DATA_FORMAT),
     ("garbage", b"not asn.1 at all", ktsp.BAD_DATA_FORMAT),
@@ -125,6 +133,7 @@ HOSTILE_DER = [
     ("trailing data", _req() + b"\x00", ktsp.BAD_DATA_FORMAT),
     ("wrong outer type", core.OctetString(b"x").dump(), ktsp.BAD_DATA_FORMAT),
     ("version 2", _req(version=2), ktsp.BAD_DATA_FORMAT),
+    ("deeply nested", _nested(1000), ktsp.BAD_DATA_FORMAT),
     (
         "sha1",
         _req(
