@@ -436,7 +436,8 @@ def get_identity_token(
             return check_token(found, issuers=accepted_issuers, client_id=client_id, clock=clock)
     if interactive == "none" or issuer is None:
         raise Unauthenticated(
-            "no identity token: pass --identity-token, run in CI with OIDC credentials, "
+            "no identity token: pass --identity-token (or set SIGSTORE_ID_TOKEN), run in CI "
+            "with OIDC credentials, "
             "or allow an interactive sign-in"
         )
     client = OidcClient(

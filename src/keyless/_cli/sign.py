@@ -39,29 +39,20 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.set_defaults(run=run)
 
 
-def identity_token(args: argparse.Namespace) -> str:
-    """The identity token: flag, ``$SIGSTORE_ID_TOKEN``, or ambient CI credentials."""
-    from keyless.errors import ConfigError
+def identity_token(args: argparse.Namespace, signing_config: Any = None) -> str:
+    """The identity token: flag, ``$SIGSTORE_ID_TOKEN``, ambient CI credentials, or (on a
+    terminal) the browser / device flow against the signing config's OIDC issuer."""
+    from keyless.oidc import get_identity_token
 
-    if args.identity_token:
-        return str(args.identity_token)
-    if token := os.environ.get("SIGSTORE_ID_TOKEN"):
-        return token
-    try:
-        from id import IdentityError, detect_credential
-
-        try:
-            ambient = detect_credential("sigstore")
-        except IdentityError as exc:
-            raise ConfigError(f"ambient CI credentials failed: {exc}") from exc
-        if ambient:
-            return str(ambient)
-    except ImportError:
-        pass
-    raise ConfigError(
-        "no identity token: pass --identity-token, set SIGSTORE_ID_TOKEN, or run in a CI with "
-        "ambient OIDC credentials"
+    oidc_urls = getattr(signing_config, "oidc_urls", ()) or ()
+    issuer = oidc_urls[0].url if oidc_urls else None
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    token = get_identity_token(
+        explicit=args.identity_token or os.environ.get("SIGSTORE_ID_TOKEN"),
+        issuer=issuer,
+        interactive="auto" if interactive else "none",
     )
+    return token.raw
 
 
 def make_signer(args: argparse.Namespace) -> Any:
@@ -78,7 +69,7 @@ def make_signer(args: argparse.Namespace) -> Any:
     return Signer.from_config(
         config.trusted_root,
         config.signing_config,
-        identity_token=identity_token(args),
+        identity_token=identity_token(args, config.signing_config),
         rekor_version=args.rekor_version,
     )
 
