@@ -2,7 +2,7 @@
 
 ``POST /api/v1/timestamp`` speaks both dialects of interop.md §5 item 4:
 
-* DER ``application/timestamp-query`` (sigstore-python, ``openssl ts``, curl's octet-stream):
+* DER ``application/timestamp-query`` (sigstore-python, ``openssl ts`` + curl; also octet-stream):
   bad queries get **400 with a DER TimeStampResp** whose PKIStatusInfo is ``rejection`` with the
   failure bit (RFC 3161 §2.4.2: badAlg, badRequest, badDataFormat, unacceptedPolicy, …) so DER
   clients can read why; an untrusted clock gets **503** + Retry-After with ``timeNotAvailable``.
