@@ -112,6 +112,23 @@ def check_profile(cert: x509.Certificate) -> None:
         raise CertificateProfileError("the signing certificate's EKU lacks codeSigning")
 
 
+#: SHA-256 of issuer SPKIs; issuers are trusted-root CA certificates, so this stays tiny.
+_issuer_hashes: dict[x509.Certificate, bytes] = {}
+
+
+def _issuer_key_hash(issuer: x509.Certificate) -> bytes:
+    """RFC 6962 §3.2 ``issuer_key_hash`` (cached: it is the same for every leaf of a CA)."""
+    cached = _issuer_hashes.get(issuer)
+    if cached is None:
+        spki = issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        cached = hashlib.sha256(spki).digest()
+        if len(_issuer_hashes) < 256:
+            _issuer_hashes[issuer] = cached
+    return cached
+
+
 def verify_embedded_sct(
     leaf: x509.Certificate, issuer: x509.Certificate, trust: TrustMaterial
 ) -> None:
@@ -137,11 +154,8 @@ def verify_embedded_sct(
     logs = [log for log in logs if log.valid_for.contains(when)]
     if not logs:
         raise EmbeddedSCTError("the CT log's key was not valid at the SCT's timestamp")
-    issuer_spki = issuer.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     signed = sct_format.precert_signed_data(
-        sct, hashlib.sha256(issuer_spki).digest(), leaf.tbs_precertificate_bytes
+        sct, _issuer_key_hash(issuer), leaf.tbs_precertificate_bytes
     )
     last: sct_format.SCTError | None = None
     for log in logs:
