@@ -220,8 +220,15 @@ class TransparencyLog:
             task.add_done_callback(self._proofs.discard)
 
     def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
-        with self._store.sequencing(self.name) as session:
-            return self._sequencer.sequence(session, items)
+        try:
+            with self._store.sequencing(self.name) as session:
+                return self._sequencer.sequence(session, items)
+        except BaseException:
+            # the transaction may have failed after the batch was applied in memory (e.g. at
+            # COMMIT): forget it all, the next step reloads the right edge from storage
+            self._sequencer.edge = None
+            self.nodes.forget()
+            raise
 
     async def _answer(self, batch: list[_Waiter], outcomes: list[Outcome], head: LogHead) -> None:
         """Compute every waiter's inclusion proof off the event loop, then wake them."""

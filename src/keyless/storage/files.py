@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,18 +81,31 @@ class FileTileStore:
 
     def write_many(self, log: str, tiles: Mapping[str, bytes]) -> None:
         """Write every tile durably (temp + fsync + rename + directory fsync), in parallel."""
+        self.start_writing(log, tiles)()
+
+    def start_writing(self, log: str, tiles: Mapping[str, bytes]) -> Callable[[], None]:
+        """Start :meth:`write_many` in the background; call the result to wait for durability.
+
+        Lets the SQLite backend insert the batch's entries while the tiles are being fsynced.
+        """
         if not tiles:
-            return
+            return lambda: None
         targets = [(self._file(log, path), data) for path, data in tiles.items()]
-        try:
-            list(self._pool.map(lambda t: self._write_one(*t), targets))
-            if self._fsync:
-                directories = {target.parent for target, _ in targets}
-                # parents of new folders too, so the folders themselves survive a crash
-                directories |= {d.parent for d in directories if d.parent != self.root}
-                list(self._pool.map(self._sync_dir, directories))
-        except OSError as exc:
-            raise StorageError(f"cannot write tiles of log {log}: {exc}") from exc
+        writes = [self._pool.submit(self._write_one, target, data) for target, data in targets]
+
+        def wait() -> None:
+            try:
+                for future in writes:
+                    future.result()
+                if self._fsync:
+                    directories = {target.parent for target, _ in targets}
+                    # parents of new folders too, so the folders themselves survive a crash
+                    directories |= {d.parent for d in directories if d.parent != self.root}
+                    list(self._pool.map(self._sync_dir, directories))
+            except OSError as exc:
+                raise StorageError(f"cannot write tiles of log {log}: {exc}") from exc
+
+        return wait
 
     def remove_dirs(self, log: str, prefixes: Iterable[str]) -> None:
         """Best-effort removal of obsolete partial-tile folders (``tile/0/000.p``).

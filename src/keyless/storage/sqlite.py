@@ -170,7 +170,7 @@ class _SQLiteSession:
                     raise Conflict(
                         f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
                     )
-            self._store.tiles.write_many(self._log, batch.tiles)
+            tiles_written = self._store.tiles.start_writing(self._log, batch.tiles)
             base = self._log_id << SHIFT
             conn.executemany(
                 "INSERT INTO entries (id, log_id, dedup_key, leaf_hash, integrated_time, leaf, "
@@ -190,6 +190,7 @@ class _SQLiteSession:
                     for e in batch.entries
                 ],
             )
+            tiles_written()  # durable before the transaction (and so the head) commits
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"log {self._log}: {exc}") from exc
         except sqlite3.Error as exc:
