@@ -29,6 +29,13 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tuf-cache", metavar="DIR", help="TUF cache directory (default: user cache dir)"
     )
+    parser.add_argument(
+        "--tuf-refresh-window",
+        metavar="SECONDS",
+        type=float,
+        default=24 * 3600.0,
+        help="refresh the default trust root through TUF at most this often (default: 1 day)",
+    )
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -49,9 +56,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     gh.add_argument("--sha", help="commit SHA")
     gh.add_argument("--trigger", help="workflow trigger event")
     add_trust_options(parser)
-    parser.add_argument(
-        "--offline", action="store_true", help="no network at all (no TUF refresh)"
-    )
+    parser.add_argument("--offline", action="store_true", help="no network at all (no TUF refresh)")
     parser.set_defaults(run=run, attestation=name == "verify-attestation")
 
 
@@ -64,6 +69,7 @@ def trusted_root_for(args: argparse.Namespace) -> Any:
         server=args.server,
         offline=getattr(args, "offline", False),
         tuf_cache=args.tuf_cache,
+        refresh_window=args.tuf_refresh_window,
     ).trusted_root
 
 

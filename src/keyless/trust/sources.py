@@ -84,6 +84,7 @@ def resolve_trust(
     server: str | None = None,
     offline: bool = False,
     tuf_cache: str | None = None,
+    refresh_window: float = 24 * 3600.0,
 ) -> ClientTrustConfig:
     """The trust material chosen by the CLI options (see the module docstring)."""
     if trust_config is not None and server is not None:
@@ -94,8 +95,9 @@ def resolve_trust(
         if offline:
             raise ConfigError("--server needs the network; drop --offline or use --trust-config")
         return fetch_client_trust_config(server)
-    if offline:
-        return ClientTrustConfig(production_trusted_root())
     from keyless.trust.tuf import TufTrust
 
-    return TufTrust.production(cache_dir=tuf_cache).client_trust_config()
+    # offline: the last TUF-verified root in the cache, else the packaged one (no network)
+    return TufTrust.production(
+        cache_dir=tuf_cache, refresh_window=refresh_window, offline=offline
+    ).client_trust_config()

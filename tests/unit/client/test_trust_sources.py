@@ -31,7 +31,8 @@ def test_offline_production_needs_no_network(tmp_path: Path) -> None:
     config = tuf.client_trust_config()
     assert config.trusted_root == production_trusted_root()
     assert not any(tmp_path.iterdir()), "offline mode must not even create a cache"
-    assert resolve_trust(offline=True).trusted_root == production_trusted_root()
+    resolved = resolve_trust(offline=True, tuf_cache=str(tmp_path))
+    assert resolved.trusted_root == production_trusted_root()
 
 
 def test_offline_custom_repository_without_cache_fails(tmp_path: Path) -> None:
