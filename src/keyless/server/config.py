@@ -41,6 +41,8 @@ class Settings:
     config_file: Path | None = None
     oidc_users: dict[str, str] = field(default_factory=dict)
     issuers: tuple[IssuerConfig, ...] = ()
+    #: OAuth clients of the embedded provider ([[oidc_clients]]; OidcClient objects)
+    oidc_clients: tuple[Any, ...] = ()
     log_level: str = "info"
     log_format: str = "json"
     #: days of validity of the TUF timestamp, snapshot, targets and root metadata
@@ -153,6 +155,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{where}: each [[issuers]] must be a table")
         issuers.append(IssuerConfig.from_mapping(issuer))
     out["issuers"] = tuple(issuers)
+    from keyless.services.oidc.accounts import OidcClient
+
+    clients = data.pop("oidc_clients", [])
+    if not isinstance(clients, list) or not all(isinstance(c, dict) for c in clients):
+        raise ConfigError(f"{where}: oidc_clients must be an array of tables")
+    out["oidc_clients"] = tuple(OidcClient.from_mapping(c) for c in clients)
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
     return out
@@ -246,6 +254,16 @@ root_days = 365
 # [[oidc_users]]
 # email = "alice@example.com"
 # password = "change-me"
+
+# OAuth clients of the embedded provider besides the public `sigstore` client. A client with
+# a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the
+# client credentials grant gives it a token from issuer <public_url>/oidc/ci whose identity
+# is that URI. Keys: client_id, secret (or secret_hash, scrypt), subject, audience
+# (default "sigstore"), redirect_uris.
+# [[oidc_clients]]
+# client_id = "release-bot"
+# secret = "change-me"
+# subject = "http://localhost:3000/ci/release-bot"
 
 # Further OpenID Connect issuers whose identity tokens the CA accepts, besides the embedded
 # one (Fulcio's OIDCIssuers/MetaIssuers, protocols.md §1.3). Keys:

@@ -289,7 +289,10 @@ async def add_oidc(ctx: WiringContext) -> None:
         OidcUser(email, hash_secret(password))
         for email, password in sorted(ctx.settings.oidc_users.items())
     ]
-    provider = OidcProvider(ctx.settings.oidc_issuer, users=users, kv=ctx.storage.kv)
+    provider = OidcProvider(
+        ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
+        kv=ctx.storage.kv,
+    )
     ctx.oidc = provider
     ctx.oidc_urls.append(
         ServiceUrl(ctx.settings.oidc_issuer, 1, await ctx.validity("oidc"))

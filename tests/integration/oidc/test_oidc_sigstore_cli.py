@@ -118,3 +118,76 @@ def test_sigstore_sign_with_interactive_oauth(
     )
     assert verify.returncode == 0, verify.stderr
     assert "OK" in verify.stdout + verify.stderr
+
+
+def test_machine_client_from_config_signs_as_uri_identity(
+    sigstore_python: Path, tmp_path: Path
+) -> None:
+    """[[oidc_clients]] in the config file → client credentials → a URI-identity certificate."""
+    from stackutil import free_port
+
+    port = free_port()
+    subject = f"http://localhost:{port}/ci/release-bot"
+    config = tmp_path / "keyless.toml"
+    config.write_text(
+        "[[oidc_clients]]\n"
+        'client_id = "release-bot"\n'
+        'secret = "bot-secret-1"\n'
+        f'subject = "{subject}"\n'
+    )
+    running = start_stack(tmp_path / "data", "--config", str(config), port=port, users=())
+    try:
+        token_response = httpx.post(
+            f"{running.issuer}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("release-bot", "bot-secret-1"),
+            timeout=10,
+        )
+        assert token_response.status_code == 200, token_response.text
+        token = token_response.json()["access_token"]
+        trust = tmp_path / "tc.json"
+        trust.write_text(json.dumps(running.client_trust_config()))
+        artifact = tmp_path / "release.tar"
+        artifact.write_bytes(b"release bits\n")
+        bundle = tmp_path / "release.sigstore.json"
+        signed = subprocess.run(
+            [
+                str(sigstore_python),
+                "--trust-config",
+                str(trust),
+                "sign",
+                "--identity-token",
+                token,
+                "--bundle",
+                str(bundle),
+                str(artifact),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert signed.returncode == 0, signed.stderr
+        verified = subprocess.run(
+            [
+                str(sigstore_python),
+                "--trust-config",
+                str(trust),
+                "verify",
+                "identity",
+                "--bundle",
+                str(bundle),
+                "--cert-identity",
+                subject,
+                "--cert-oidc-issuer",
+                running.issuer + "/ci",
+                str(artifact),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert verified.returncode == 0, verified.stderr
+    finally:
+        running.stop()
