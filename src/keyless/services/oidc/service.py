@@ -220,9 +220,11 @@ class OidcProvider:
         }
 
     async def discovery(self, request: Request) -> Response:
+        """``/.well-known/openid-configuration`` (OIDC Discovery §4.2)."""
         return JSONResponse(self.discovery_document(), headers={"Cache-Control": "max-age=300"})
 
     async def machine_discovery(self, request: Request) -> Response:
+        """Discovery of the machine issuer ``<issuer>/ci`` (same keys and token endpoint)."""
         doc = {
             "issuer": self.machine_issuer,
             "authorization_endpoint": self.issuer + "/auth",
@@ -237,6 +239,7 @@ class OidcProvider:
         return JSONResponse(doc, headers={"Cache-Control": "max-age=300"})
 
     async def jwks(self, request: Request) -> Response:
+        """The JWK Set (RFC 7517 §5); short cache so rotations propagate within a minute."""
         return JSONResponse(await self.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
     # -- people: passwords, sessions-free sign-in ----------------------------------------
