@@ -14,10 +14,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _client_vectors import BEACON_POLICY, CASES, case_root, read
+from _client_vectors import BEACON_POLICY, CASES, GHA, SP, case_root, read, root
 
 from keyless.errors import Error
 from keyless.verify.artifact import Artifact
+from keyless.verify.errors import (
+    ArtifactMismatchError,
+    NotEnoughVerifiedTimesError,
+    SignatureMismatchError,
+)
+from keyless.verify.policy import Identity, Policy
 from keyless.verify.verifier import Verifier
 
 BASES = ["happy-path-v0.3", "rekor2-happy-path", "happy-path-intoto-in-dsse-v3", "happy-path-v0.1"]
@@ -76,20 +82,81 @@ def _variants(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"{path} bit {bit}", v
 
 
-@pytest.mark.parametrize("case", BASES)
+#: sigstore-python vectors: (bundle, artifact, root, policy). ``bundle.txt.sigstore`` (its TSA
+#: tokens are unverifiable and skipped by design) and the witnessed DSSE bundle (cosignature
+#: lines are ignored by design) are not used here.
+SP_BASES = {
+    "staging-rekor-v2": (
+        "staging-rekor-v2.txt.sigstore.json",
+        "staging-rekor-v2.txt",
+        "staging",
+        Identity("https://github.com/login/oauth", "jku@goto.fi"),
+    ),
+    "github-whl": (
+        "bundle_v3_github.whl.sigstore",
+        "bundle_v3_github.whl",
+        "production",
+        Identity(
+            GHA,
+            "https://github.com/trailofbits/rfc8785.py/.github/workflows/"
+            "release.yml@refs/tags/v0.1.2",
+        ),
+    ),
+}
+
+
+def _base(name: str) -> tuple[dict[str, Any], Verifier, Artifact, Policy]:
+    if name in SP_BASES:
+        bundle, artifact, trust, policy = SP_BASES[name]
+        return (
+            json.loads(read(SP / bundle)),
+            Verifier(root(trust)),
+            Artifact.from_path(SP / artifact),
+            policy,
+        )
+    return (
+        json.loads(read(CASES / name / "bundle.sigstore.json")),
+        Verifier(case_root(name)),
+        Artifact.from_path(CASES / "a.txt"),
+        BEACON_POLICY,
+    )
+
+
+@pytest.mark.parametrize("case", BASES + sorted(SP_BASES))
 def test_every_field_is_bound(case: str) -> None:
-    doc = json.loads(read(CASES / case / "bundle.sigstore.json"))
-    verifier = Verifier(case_root(case))
-    artifact = Artifact.from_path(CASES / "a.txt")
-    verifier.verify(json.dumps(doc), artifact, policy=BEACON_POLICY)  # the original is valid
+    doc, verifier, artifact, policy = _base(case)
+    verifier.verify(json.dumps(doc), artifact, policy=policy)  # the original is valid
     count = 0
     accepted: list[str] = []
     for label, variant in _variants(doc):
         count += 1
         try:
-            verifier.verify(json.dumps(variant), artifact, policy=BEACON_POLICY)
+            verifier.verify(json.dumps(variant), artifact, policy=policy)
         except Error:
             continue
         accepted.append(label)
     assert count > 30
     assert not accepted, f"tampered bundles accepted: {accepted}"
+
+
+def test_targeted_tampering_of_sigstore_python_vectors() -> None:
+    doc, verifier, artifact, policy = _base("github-whl")
+    sig = doc["messageSignature"]
+    forged = copy.deepcopy(doc)
+    raw = bytearray(base64.b64decode(sig["signature"]))
+    raw[-1] ^= 1
+    forged["messageSignature"]["signature"] = base64.b64encode(bytes(raw)).decode()
+    with pytest.raises(SignatureMismatchError):
+        verifier.verify(json.dumps(forged), artifact, policy=policy)
+    other_digest = copy.deepcopy(doc)
+    other_digest["messageSignature"]["messageDigest"]["digest"] = base64.b64encode(
+        b"\0" * 32
+    ).decode()
+    with pytest.raises(ArtifactMismatchError):
+        verifier.verify(json.dumps(other_digest), artifact, policy=policy)
+
+    doc, verifier, artifact, policy = _base("staging-rekor-v2")
+    no_tsa = copy.deepcopy(doc)
+    no_tsa["verificationMaterial"]["timestampVerificationData"] = {"rfc3161Timestamps": []}
+    with pytest.raises(NotEnoughVerifiedTimesError):
+        verifier.verify(json.dumps(no_tsa), artifact, policy=policy)
