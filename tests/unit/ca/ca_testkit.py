@@ -246,3 +246,30 @@ def trusted_root(stack: CAStack, ca_url: str, ct_url: str) -> dict[str, Any]:
         "ctlogs": [{**log, "baseUrl": ct_url}],
         "timestampAuthorities": [],
     }
+
+
+class UvicornThread:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
