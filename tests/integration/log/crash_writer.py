@@ -1,7 +1,8 @@
 """The writer process killed by test_log_crash.py: appends entries as fast as it can.
 
-Usage: ``crash_writer.py URL DATA_DIR KEY_PEM CYCLE RESUBMIT_FILE``. It prints ``ready`` once the
-log has started (recovery done), then one line per acknowledged entry::
+Usage: ``crash_writer.py URL DATA_DIR KEY_PEM CYCLE RESUBMIT_FILE``. It prints
+``ready <seconds log.start() took>`` once the log has started (recovery done), then one line per
+acknowledged entry::
 
     ack <index> <leaf hex> <tree_size> <root hex> <checkpoint hex>
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 from keyless.formats.checkpoint import NoteSigner
@@ -35,8 +37,9 @@ async def main() -> None:
     log = TransparencyLog(
         storage, name="crash", origin="crash.test/log", signer=signer, seed=[b"crash seed"]
     )
+    started = time.perf_counter()
     await log.start()
-    emit("ready")
+    emit(f"ready {time.perf_counter() - started:.3f}")
     for line in Path(resubmit).read_text().split():
         leaf = bytes.fromhex(line)
         result = await log.add(leaf)

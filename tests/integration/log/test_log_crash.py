@@ -40,6 +40,7 @@ def run_cycle(
     rng: random.Random,
     acks: dict[int, bytes],
     checkpoints: list[tuple[int, bytes, bytes]],
+    recovery: list[float],
 ) -> tuple[int, list[tuple[int, bytes, bool]]]:
     """Run writer processes side by side; SIGKILL each at its own random moment under load."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -68,7 +69,7 @@ def run_cycle(
         for proc in live:
             if proc.stdout in readable:
                 buffers[proc.pid] += os.read(proc.stdout.fileno(), 1 << 20)
-                if proc.pid not in ready_at and b"ready\n" in buffers[proc.pid]:
+                if proc.pid not in ready_at and b"ready " in buffers[proc.pid]:
                     ready_at[proc.pid] = time.monotonic()
     count = 0
     dups: list[tuple[int, bytes, bool]] = []
@@ -86,6 +87,8 @@ def run_cycle(
                 count += 1
             elif parts[0] == "dup":
                 dups.append((int(parts[1]), bytes.fromhex(parts[2]), parts[3] == "1"))
+            elif parts[0] == "ready":
+                recovery.append(float(parts[1]))
     return count, dups
 
 
@@ -107,6 +110,7 @@ async def test_kill_9_under_load_loses_nothing_and_never_forks(
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     acks: dict[int, bytes] = {}
     checkpoints: list[tuple[int, bytes, bytes]] = []
+    recovery: list[float] = []  # seconds each restart spent in log.start()
     resubmit = tmp_path / "resubmit"
     total = 0
     for cycle in range(CYCLES):
@@ -124,12 +128,14 @@ async def test_kill_9_under_load_loses_nothing_and_never_forks(
             ]
             for p in range(PROCESSES)
         ]
-        count, dups = run_cycle(argvs, rng, acks, checkpoints)
+        count, dups = run_cycle(argvs, rng, acks, checkpoints, recovery)
         total += count
         expected = {leaf: index for index, leaf in sample}
         for index, leaf, duplicate in dups:
             assert duplicate and expected[leaf] == index, "a re-submitted entry got a new index"
     assert total > 0 and len(acks) == total
+    assert len(recovery) == CYCLES * PROCESSES
+    assert max(recovery) <= 5.0, f"recovery on start took {max(recovery):.1f} s (targets.md G9)"
 
     storage = await open_storage(url, data_dir=tmp_path)
     log = TransparencyLog(storage, name="crash", origin="crash.test/log", signer=signer)
@@ -164,5 +170,6 @@ async def test_kill_9_under_load_loses_nothing_and_never_forks(
     await storage.close()
     print(
         f"{kind}: {CYCLES} cycles x {PROCESSES} killed writers, {total} acknowledged entries, "
-        f"final size {size}, {len(by_size)} distinct checkpoints"
+        f"final size {size}, {len(by_size)} distinct checkpoints, "
+        f"recovery on start max {max(recovery) * 1000:.0f} ms"
     )
