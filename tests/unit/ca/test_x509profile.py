@@ -87,3 +87,17 @@ def test_operator_supplied_files(tmp_path: Path) -> None:
     assert loaded.chain == material.chain
     with pytest.raises(ConfigError, match="does not match"):
         load_from_files(chain, tmp_path / "ca" / "root.key")
+
+
+def test_load_material_sources(tmp_path: Path) -> None:
+    from keyless.errors import ConfigError
+    from keyless.services.ca import load_material
+
+    generated = load_material(tmp_path / "ca")
+    chain = tmp_path / "chain.pem"
+    chain.write_text("".join(generated.chain_pem()))
+    from_files = load_material(tmp_path / "other", chain_pem=chain,
+                               key_pem=tmp_path / "ca" / "intermediate.key")
+    assert from_files.chain == generated.chain
+    with pytest.raises(ConfigError, match="both"):
+        load_material(tmp_path / "x", chain_pem=chain)

@@ -6,6 +6,7 @@ from keyless.services.ca.authority import (
     CAMaterial,
     create_with_signer,
     load_from_files,
+    load_material,
     load_or_create,
 )
 from keyless.services.ca.replay import TokenReplayGuard, TokenReusedError
@@ -21,5 +22,6 @@ __all__ = [
     "TokenReusedError",
     "create_with_signer",
     "load_from_files",
+    "load_material",
     "load_or_create",
 ]

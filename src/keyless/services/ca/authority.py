@@ -216,3 +216,32 @@ def _load_certs(path: Path) -> Sequence[x509.Certificate]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load certificates from {path}: {exc}") from exc
     return certs
+
+
+def load_material(
+    directory: Path,
+    *,
+    chain_pem: Path | None = None,
+    key_pem: Path | None = None,
+    pkcs11_uri: str | None = None,
+    password: bytes | None = None,
+    clock: Callable[[], float] = time.time,
+) -> CAMaterial:
+    """The CA's material from configuration: one entry point for the three sources.
+
+    * ``chain_pem`` + ``key_pem``: an operator's chain and issuing key (:func:`load_from_files`);
+    * ``pkcs11_uri``: an issuing key in an HSM (RFC 7512 URI; the key pair must exist, see
+      :meth:`keyless.server.pkcs11.Pkcs11Signer.generate`), certificates kept in ``directory``;
+    * neither: generated in ``directory`` on first start (:func:`load_or_create`).
+    """
+    if chain_pem is not None or key_pem is not None:
+        if chain_pem is None or key_pem is None:
+            raise ConfigError("an operator-supplied CA needs both the chain PEM and the key PEM")
+        return load_from_files(chain_pem, key_pem, password)
+    if pkcs11_uri is not None:
+        from keyless.server.pkcs11 import Pkcs11Signer
+
+        return create_with_signer(
+            directory, Pkcs11Signer.open(pkcs11_uri), password=password, clock=clock
+        )
+    return load_or_create(directory, password=password, clock=clock)
