@@ -147,3 +147,49 @@ async def test_device_page_in_chromium(
             },
         )
     assert response.status_code == 200, response.text
+
+
+def test_keyless_browser_flow_with_chromium(
+    provider_factory: Callable[..., RunningProvider],
+) -> None:
+    """keyless.oidc's browser flow, with Chromium as the user's browser: loopback + PKCE."""
+    require(CHROMIUM.exists(), "Debian chromium at /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from keyless.oidc import get_identity_token
+
+    idp = provider_factory(users=[CAROL])
+    errors: list[BaseException] = []
+
+    def browse(url: str) -> None:
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                page = browser.new_page()
+                page.goto(url)
+                page.fill("#username", "carol@example.com")
+                page.fill("#password", "correct horse")
+                with page.expect_navigation(url="http://127.0.0.1:*/auth/callback?**"):
+                    page.click("#submit")
+                assert "signed in" in page.content()
+                browser.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads: list[threading.Thread] = []
+
+    def open_browser(url: str) -> bool:
+        threads.append(threading.Thread(target=browse, args=(url,), daemon=True))
+        threads[0].start()
+        return True
+
+    token = get_identity_token(
+        issuer=idp.issuer,
+        ambient=None,
+        interactive="browser",
+        open_browser=open_browser,
+        out=lambda message: None,
+    )
+    threads[0].join(30)
+    assert not errors, errors
+    assert token.identity == "carol@example.com" and token.issuer == idp.issuer
