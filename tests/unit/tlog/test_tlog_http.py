@@ -95,6 +95,14 @@ async def test_v2_entries_verified_tiles_and_idempotent_resubmission(
     assert again.json()["logIndex"] == "1"
     _v2_check(stack, again.json())
 
+    read = await client.get("/rekor/api/v2/log/entries/3")
+    assert read.status_code == 200
+    _v2_check(stack, read.json())
+    assert read.json()["inclusionProof"]["treeSize"] == str(len(requests) + 1)
+    assert (await client.get("/rekor/api/v2/log/entries/0")).status_code == 404  # the seed
+    assert (await client.get("/rekor/api/v2/log/entries/99")).status_code == 404
+    assert (await client.get("/rekor/api/v2/log/entries/-1")).status_code == 400
+
     for prefix in ("/rekor", "/rekor/api/v2"):
         cp = await client.get(f"{prefix}/checkpoint")
         assert cp.status_code == 200 and cp.headers["cache-control"] == "no-cache"

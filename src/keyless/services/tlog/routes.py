@@ -6,7 +6,9 @@ tlog-tiles read API at ``/checkpoint`` and ``/tile/…``, served under ``/api/v2
 which prefix public hosts use is uncertain (protocols.md §4). Handlers only translate HTTP to
 service calls; errors are ``keyless.errors`` exceptions rendered by the one error table.
 
-keyless search (beyond Rekor): ``GET <base>/api/v1/search`` (v1) and ``GET <base>/api/v2/search``
+keyless additions (beyond Rekor): ``GET <base>/api/v2/log/entries/<logIndex>`` answers an
+existing v2 entry as a ``TransparencyLogEntry`` proven at the latest checkpoint (rekor-tiles
+only serves tiles). Search: ``GET <base>/api/v1/search`` (v1) and ``GET <base>/api/v2/search``
 (v2) with query parameters ``digest=sha256:<hex>``, ``email=``, ``uri=``, ``identity=`` (+
 ``issuer=``), ``keyFingerprint=sha256:<hex of DER SPKI>``, ``operator=and|or``,
 ``after=<logIndex>``, ``limit=<n>``; the answer is ``{"entries": [...], "more": bool}`` where
@@ -147,9 +149,16 @@ def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
         indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
         return _json({"entries": [await service.entry_at(i) for i in indexes], "more": more})
 
+    async def get_entry(request: Request) -> Response:
+        raw = request.path_params["index"]
+        if not raw.isdigit() or len(raw) > 19:
+            raise InvalidInput("log index must be a non-negative integer")
+        return _json(await service.entry_at(int(raw)))
+
     tiles = tile_routes(service.log)
     return [
         Route("/api/v2/log/entries", create, methods=["POST"]),
+        Route("/api/v2/log/entries/{index}", get_entry, methods=["GET"]),
         Route("/api/v2/search", search, methods=["GET"]),
         *tiles,
         *[Route("/api/v2" + r.path, r.endpoint, methods=["GET", "HEAD"])
