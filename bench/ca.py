@@ -61,7 +61,7 @@ def serve(args: argparse.Namespace) -> None:
         ct_key = InMemorySigner(ec.generate_private_key(ec.SECP256R1()))
         origin = "localhost/ctlog"
         engine = TransparencyLog(storage, name="ctlog", origin=origin,
-                                 signer=NoteSigner.for_key(origin, ct_key), seed=[(b"s", b"")])
+                                 signer=NoteSigner.for_key(origin, ct_key))
         await engine.start()
         material = load_or_create(data / "ca")
         ctlog = CTLogService(engine=engine, kv=storage.kv, signer=ct_key, roots=[material.root],

@@ -316,8 +316,7 @@ async def add_ctlog(ctx: WiringContext) -> None:
     signer = await signer_key(ctx, "ctlog/key.pem", "ecdsa-p256")
     engine = TransparencyLog(
         ctx.storage, name="ctlog", origin=origin, signer=NoteSigner.for_key(origin, signer),
-        seed=[(SEED, b"")],
-    )
+    )  # no seed: CT indexes never appear in bundles, and static-ct data tiles need TileLeafs
     service = CTLogService(engine=engine, kv=ctx.storage.kv, signer=signer, roots=[],
                            origin=origin)
     ctx.ctlog = service

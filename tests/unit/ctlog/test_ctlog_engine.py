@@ -34,13 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
 from ca_testkit import ISSUER, TestIssuer, independent_sct_check, make_csr
 
 ORIGIN = "localhost/ctlog"
-SEED = b"seed"
 
 
 async def _open(url: str, tmp: Path, ct_key: InMemorySigner) -> tuple[Any, TransparencyLog]:
     storage = await open_storage(url, data_dir=tmp)
     engine = TransparencyLog(storage, name="ctlog", origin=ORIGIN,
-                             signer=NoteSigner.for_key(ORIGIN, ct_key), seed=[(SEED, b"")])
+                             signer=NoteSigner.for_key(ORIGIN, ct_key))
     await engine.start()
     return storage, engine
 
@@ -90,24 +89,34 @@ async def test_issue_through_the_engine(env: dict[str, Any]) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ct.test") as c:
         sth = (await c.get("/ct/v1/get-sth")).json()
-        assert sth["tree_size"] == 5  # one seed + four precerts
+        assert sth["tree_size"] == 4  # four precerts, no seed
         root = base64.b64decode(sth["sha256_root_hash"])
         entries = (await c.get("/ct/v1/get-entries?start=0&end=4")).json()["entries"]
-        assert len(entries) == 5
-        for leaf, e in zip(leaves, entries[1:], strict=True):
+        assert len(entries) == 4
+        for leaf, e in zip(leaves, entries, strict=True):
             leaf_input = base64.b64decode(e["leaf_input"])
             assert TimestampedEntry.from_merkle_tree_leaf(leaf_input).certificate == (
                 leaf.tbs_precertificate_bytes)
             h = leaf_hash(leaf_input)
             proof = (await c.get("/ct/v1/get-proof-by-hash", params={
-                "hash": base64.b64encode(h).decode(), "tree_size": 5})).json()
-            verify_inclusion(h, proof["leaf_index"], 5,
+                "hash": base64.b64encode(h).decode(), "tree_size": 4})).json()
+            verify_inclusion(h, proof["leaf_index"], 4,
                              [base64.b64decode(p) for p in proof["audit_path"]], root)
-        tile = (await c.get("/tile/0/000.p/5")).content
-        assert len(tile) == 160
-        data = (await c.get("/tile/data/000.p/5")).content
-        for leaf in leaves:
-            assert leaf.tbs_precertificate_bytes in data
+        tile = (await c.get("/tile/0/000.p/4")).content
+        assert len(tile) == 128
+        data = (await c.get("/tile/data/000.p/4")).content
+        # the data tile is exactly four TileLeafs whose Merkle leaves hash to the level-0 tile
+        pos = 0
+        for i, leaf in enumerate(leaves):
+            entry, used = TimestampedEntry.decode(data[pos:])
+            assert entry.certificate == leaf.tbs_precertificate_bytes
+            pos += used
+            n = int.from_bytes(data[pos:pos + 3], "big")
+            pos += 3 + n  # the precertificate
+            m = int.from_bytes(data[pos:pos + 2], "big")
+            pos += 2 + m  # issuer fingerprints
+            assert leaf_hash(entry.merkle_tree_leaf()) == tile[32 * i:32 * i + 32]
+        assert pos == len(data)
 
 
 async def test_sqlite_restart_keeps_the_log(tmp_path: Path) -> None:
