@@ -157,3 +157,16 @@ def test_ct_log_serves_the_issued_precertificates(served: tuple[CAStack, str, Pa
         roots = c.get("/ct/v1/get-roots").json()["certificates"]
         assert len(roots) == 1
         assert c.get("/checkpoint").text.startswith("localhost/ctlog\n")
+
+
+def test_sigstore_python_github_identity(
+    served: tuple[CAStack, str, Path], sigstore_python: Path
+) -> None:
+    """sigstore-python's policy reads the raw .1 issuer extension (interop.md §5 item 7)."""
+    stack, url, tr = served
+    python = sigstore_python.parent / "python"
+    token = stack.issuers["github"].token(email=None, email_verified=None, **GITHUB_CLAIMS)
+    san = "https://github.com/" + GITHUB_CLAIMS["job_workflow_ref"]
+    result = _run([str(python), str(HERE / "sigstore_python_check.py"), url, str(tr), san,
+                   "https://token.actions.githubusercontent.com"], token)
+    assert result["ok"], result["error"]
