@@ -43,6 +43,8 @@ class _IssuerKeys:
     algorithms: frozenset[str] | None = None  # id_token_signing_alg_values_supported
     keys: list[dict[str, Any]] = field(default_factory=list)
     fetched_at: float = float("-inf")
+    failed_at: float = float("-inf")
+    failure: Exception | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -109,8 +111,16 @@ class JwksCache:
                 and not any(k.get("kid") == kid for k in state.keys)
                 and now - state.fetched_at >= self._min_refresh
             )
-            if expired or rotated:
-                await self._refresh(issuer, state)
+            if (expired or rotated) and now - state.failed_at < self._min_refresh:
+                # A failing issuer is asked again only after the refresh interval.
+                if not state.keys and state.failure is not None:
+                    raise state.failure
+            elif expired or rotated:
+                try:
+                    await self._refresh(issuer, state)
+                except (Unauthenticated, Unavailable) as exc:
+                    state.failed_at, state.failure = now, exc
+                    raise
             if state.algorithms is not None and alg not in state.algorithms:
                 raise Unauthenticated(
                     f"identity token algorithm {alg} is not among those issuer {issuer} "
@@ -163,6 +173,7 @@ class JwksCache:
                 raise Unauthenticated(f"JWKS of {issuer} has no 'keys' list (RFC 7517 §5)")
         except Unavailable:
             if state.keys and now - state.fetched_at < self._stale_limit:
+                state.failed_at = now
                 return  # keep serving the keys we have while the issuer is unreachable
             raise
         state.jwks_uri = jwks_uri

@@ -254,3 +254,23 @@ async def test_local_jwks_skips_http(issuer: FakeIssuer) -> None:
         [IssuerConfig(ISSUER)], http, lambda: NOW, local_jwks={ISSUER: issuer.jwks}
     )
     assert (await verifier.verify(issuer.token())).subject_alternative_name
+
+
+async def test_failing_issuer_is_not_hammered(issuer: FakeIssuer) -> None:
+    now = [NOW]
+    requests: list[str] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        return httpx.Response(503)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(route))
+    verifier = IdentityVerifier([IssuerConfig(ISSUER)], http, lambda: now[0])
+    for _ in range(5):
+        with pytest.raises(Unavailable):
+            await verifier.verify(issuer.token())
+    assert len(requests) == 1  # one attempt per refresh interval, not one per token
+    now[0] += 11
+    with pytest.raises(Unavailable):
+        await verifier.verify(issuer.token())
+    assert len(requests) == 2
