@@ -148,6 +148,10 @@ def b64decode(value: Any, what: str) -> bytes:
     Anything else is rejected rather than silently skipped."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)  # the common, canonical case
+    except (binascii.Error, ValueError):
+        pass
     text = value.replace("\n", "").replace("\r", "")
     if "-" in text or "_" in text:
         text = text.replace("-", "+").replace("_", "/")
