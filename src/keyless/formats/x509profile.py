@@ -101,7 +101,7 @@ def sigstore_extensions(
     """
     out: list[tuple[int, str]] = [(1, issuer)]
     if issuer_type == "github-workflow":
-        out += _github_extensions(claims)
+        out += _github_extensions(issuer, claims)
     else:
         out.append((8, issuer))
         if issuer_type == "gitlab-pipeline":
@@ -112,10 +112,9 @@ def sigstore_extensions(
     return tuple(out)
 
 
-def _github_extensions(claims: Mapping[str, Any]) -> list[tuple[int, str]]:
+def _github_extensions(issuer: str, claims: Mapping[str, Any]) -> list[tuple[int, str]]:
     c = {k: str(v) for k, v in claims.items() if isinstance(v, str | int)}
     gh = "https://github.com/"
-    issuer = c.get("iss", "")
     out = [
         (2, c["event_name"]),
         (3, c["sha"]),

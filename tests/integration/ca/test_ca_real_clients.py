@@ -12,14 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -28,45 +26,22 @@ from keyless.services.ca import CARoutes
 from keyless.services.ctlog import CTLogRoutes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ca"))
-from ca_testkit import GITHUB_CLAIMS, CAStack, build_stack, trusted_root
+from ca_testkit import GITHUB_CLAIMS, CAStack, UvicornThread, build_stack, trusted_root
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.integration
-
-
-class Server:
-    """uvicorn serving the CA at the root and the CT log at /ctlog, in a background thread."""
-
-    def __init__(self, stack: CAStack) -> None:
-        app = Starlette(
-            routes=[*CARoutes(stack.ca).routes(),
-                    Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
-            exception_handlers=EXCEPTION_HANDLERS,
-        )
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            threading.Event().wait(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CAStack, str, Path]]:
     tmp = tmp_path_factory.mktemp("ca-clients")
     stack = build_stack(tmp / "ca")
-    with Server(stack) as url:
+    app = Starlette(
+        routes=[*CARoutes(stack.ca).routes(),
+                Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    with UvicornThread(app) as url:
         tr = tmp / "trusted_root.json"
         tr.write_text(json.dumps(trusted_root(stack, url, url + "/ctlog")))
         yield stack, url, tr
