@@ -8,6 +8,7 @@ ClientTrustConfig is served and written to ``DIR/client-trust-config.json``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -121,3 +122,24 @@ def test_bad_config_file_is_refused_with_one_sentence(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_banner_example_is_really_copy_paste(stack: RunningStack, tmp_path: Path) -> None:  # noqa: F811
+    """The startup banner's sign/verify lines, run verbatim in a shell, sign and verify."""
+    lines = stack.output().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Sign and verify"))
+    commands = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  ") or line.strip().startswith("#"):
+            break
+        commands.append(line.strip())
+    assert any(c.startswith("keyless sign") for c in commands)
+    assert any(c.startswith("keyless verify") for c in commands)
+    script = tmp_path / "example.sh"
+    script.write_text("set -eu\n" + "\n".join(commands) + "\n")
+    env = {**os.environ, "PATH": f"{KEYLESS.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+    assert (tmp_path / "artifact.txt.sigstore.json").is_file()
