@@ -287,3 +287,29 @@ def test_python_signs_and_verifies_through_the_tuf_repository(workspace: Workspa
     _run([exe, "--instance", instance, "verify", "identity", "--bundle", str(bundle),
           "--cert-identity", USER, "--cert-oidc-issuer", workspace.stack.issuer,
           str(workspace.artifact)], env, "verify via TUF")
+
+
+JS_TUF_VERIFY = """
+const fs = require('fs');
+const sigstore = require('sigstore');
+const [bundlePath, artifactPath, mirror, root, cache, identity, issuer] = process.argv.slice(2);
+sigstore.verify(JSON.parse(fs.readFileSync(bundlePath)), fs.readFileSync(artifactPath), {
+  tufMirrorURL: mirror, tufRootPath: root, tufCachePath: cache,
+  certificateIdentityEmail: identity, certificateIssuer: issuer,
+}).then(() => console.log('OK'))
+  .catch((e) => { console.error('FAIL', e.code || '', e.message); process.exit(1); });
+"""
+
+
+def test_js_verifies_with_trust_from_the_tuf_repository(workspace: Workspace) -> None:
+    """sigstore-js's own TUF client (``tufMirrorURL`` + ``tufRootPath``) reads the stack's
+    ``trusted_root.json`` target and verifies a bundle with it (protocols.md §10)."""
+    bundle = workspace.directory / "js-tuf.sigstore.json"
+    sign_python(workspace, 2, "blob", bundle)
+    script = workspace.directory / "tuf-verify.js"
+    script.write_text(JS_TUF_VERIFY)
+    out = _run(["node", str(script), str(bundle), str(workspace.artifact),
+                f"{workspace.stack.url}/tuf", str(workspace.stack.data_dir / "tuf-root.json"),
+                str(workspace.directory / "js-tuf-cache"), USER, workspace.stack.issuer],
+               workspace.env, "sigstore-js verify via TUF")
+    assert out.strip().endswith("OK"), out
