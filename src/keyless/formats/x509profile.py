@@ -219,16 +219,27 @@ def leaf_builder(profile: LeafProfile, issuer: x509.Certificate) -> x509.Certifi
 
 
 def build_precertificate(
-    profile: LeafProfile, issuer: x509.Certificate, signer: Signer
+    profile: LeafProfile,
+    issuer: x509.Certificate,
+    signer: Signer,
+    base: x509.CertificateBuilder | None = None,
 ) -> x509.Certificate:
-    """The precertificate: the leaf plus the critical poison extension (RFC 6962 §3.1)."""
+    """The precertificate: the leaf plus the critical poison extension (RFC 6962 §3.1).
+
+    ``base`` is :func:`leaf_builder`'s result when the caller already has it (builders are
+    immutable, so one base serves the precertificate and the final certificate).
+    """
     poison = x509.UnrecognizedExtension(x509.ObjectIdentifier(POISON_OID), b"\x05\x00")
-    builder = leaf_builder(profile, issuer).add_extension(poison, critical=True)
+    builder = (base or leaf_builder(profile, issuer)).add_extension(poison, critical=True)
     return sign_builder(builder, signer)
 
 
 def build_final_certificate(
-    profile: LeafProfile, issuer: x509.Certificate, signer: Signer, sct_list_extension: bytes
+    profile: LeafProfile,
+    issuer: x509.Certificate,
+    signer: Signer,
+    sct_list_extension: bytes,
+    base: x509.CertificateBuilder | None = None,
 ) -> x509.Certificate:
     """The final leaf: the precert's TBS minus poison plus the SCT list, last (RFC 6962 §3.3).
 
@@ -236,7 +247,7 @@ def build_final_certificate(
     :func:`keyless.formats.sct.encode_sct_list_extension`.
     """
     sct_ext = x509.UnrecognizedExtension(x509.ObjectIdentifier(SCT_LIST_OID), sct_list_extension)
-    builder = leaf_builder(profile, issuer).add_extension(sct_ext, critical=False)
+    builder = (base or leaf_builder(profile, issuer)).add_extension(sct_ext, critical=False)
     return sign_builder(builder, signer)
 
 

@@ -29,6 +29,7 @@ from keyless.formats.x509profile import (
     build_precertificate,
     certificate_pem,
     finalize_precertificate,
+    leaf_builder,
     sigstore_extensions,
 )
 from keyless.identity import Identity, IssuerConfig
@@ -128,13 +129,14 @@ class CAService:
             extensions=sigstore_extensions(identity.issuer_type, identity.issuer, identity.claims),
         )
         issuer = self.material.issuer
-        precert = build_precertificate(profile, issuer, self.material.signer)
+        base = leaf_builder(profile, issuer)
+        precert = build_precertificate(profile, issuer, self.material.signer, base)
         logged = await self._ctlog.log_precertificate(
             precert, self.material.chain, dedup_key=self._replay.dedup_key(token)
         )
         sct_ext = encode_sct_list_extension([logged.sct])
         if not logged.duplicate:
-            leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext)
+            leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext, base)
             return IssuedCertificate(leaf, self.material.chain, logged.sct)
         # The token was seen before: the same key is a retry, any other key a replay.
         if logged.precertificate is None:
