@@ -7,7 +7,7 @@ the issuer's JWKS: signature, iss, aud, exp/iat, email_verified) and a fresh key
 possession, so the server does per certificate: one JWT verification, one PoP verification, the
 replay-guard write, precert signature, SCT signature, durable CT log append, final signature.
 
-    .venv/bin/python bench/ca.py [--requests 3000] [--concurrency 32] [--storage sqlite|memory]
+    .venv/bin/python bench/ca.py [--requests 3000] [--concurrency 16] [--storage sqlite|memory]
                                  [--dialect pop|csr] [--workers 1]
 
 Prints the machine's core count, throughput and latency percentiles. Target (issue 5): >= 500
@@ -185,7 +185,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--dialect", choices=["pop", "csr"], default="pop")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

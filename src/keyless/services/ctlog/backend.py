@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +48,7 @@ class LogEngine(Protocol):
         self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
     ) -> AddResultLike: ...
     async def entry(self, index: int) -> StoredEntryLike: ...
+    async def entries(self, start: int, end: int) -> Sequence[StoredEntryLike]: ...
     async def index_of(self, key: bytes) -> int | None: ...
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
     async def consistency_proof(self, first: int, second: int) -> list[bytes]: ...
@@ -117,6 +118,13 @@ class MemoryLogEngine:
         if not 0 <= index < len(self._leaves):
             raise NotFound(f"no entry at index {index}")
         return _Stored(index, self._leaves[index], self._bundles[index])
+
+    async def entries(self, start: int, end: int) -> list[_Stored]:
+        """Stored entries ``start <= index < end`` (at most what exists)."""
+        if start < 0 or end < start:
+            raise InvalidInput(f"bad entry range [{start}, {end})")
+        return [_Stored(i, self._leaves[i], self._bundles[i])
+                for i in range(start, min(end, len(self._leaves)))]
 
     async def index_of(self, key: bytes) -> int | None:
         """By dedup key, else by leaf hash (as the storage backends do)."""

@@ -115,6 +115,7 @@ class CTLogService:
         self._hash_alg, self._sig_alg = algorithms_for_key(self._public_key)
         self._known_issuers: set[bytes] = set()
         self._key_hashes: dict[bytes, bytes] = {}
+        self._issuers: dict[bytes, bytes] = {}
 
     # -- what the trusted root needs -------------------------------------------------------
     @property
@@ -312,8 +313,7 @@ class CTLogService:
             raise InvalidInput(f"start={start} is beyond the tree size {size}")
         end = min(end, size - 1, start + MAX_GET_ENTRIES - 1)
         out = []
-        for i in range(start, end + 1):
-            stored = await self._engine.entry(i)
+        for stored in await self._engine.entries(start, end + 1):
             try:
                 parsed = parse_tile_leaf(stored.bundle_entry)
             except InvalidInput:
@@ -325,9 +325,13 @@ class CTLogService:
 
     async def issuer(self, fp: bytes) -> bytes:
         """An issuer certificate by SHA-256 fingerprint (static-ct-api "Issuers")."""
-        der = await self._kv.get(self._ns + "-issuer", fp.hex())
+        der = self._issuers.get(fp)
         if der is None:
-            raise NotFound(f"no issuer with fingerprint {fp.hex()}")
+            der = await self._kv.get(self._ns + "-issuer", fp.hex())
+            if der is None:
+                raise NotFound(f"no issuer with fingerprint {fp.hex()}")
+            if len(self._issuers) < 64:  # content-addressed, so caching is always correct
+                self._issuers[fp] = der
         return der
 
     async def tile(self, level: int, index: int, width: int | None) -> bytes:
