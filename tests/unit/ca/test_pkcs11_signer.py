@@ -110,3 +110,14 @@ def test_pin_from_file(tmp_path: Path) -> None:
     pin.write_text("4321\n")
     uri = Pkcs11Uri.parse(f"pkcs11:token=t;object=o?module-path=/m&pin-source=file:{pin}")
     assert uri.pin == "4321" and uri.token == "t" and uri.object == "o"
+
+
+def test_load_material_from_pkcs11_uri(token_uri: str, tmp_path: Path) -> None:
+    from keyless.services.ca import load_material
+
+    uri = _uri(token_uri, "ca-from-config")
+    created = Pkcs11Signer.generate(uri, "ecdsa-p256")
+    material = load_material(tmp_path / "ca", pkcs11_uri=uri)
+    assert material.issuer.public_key() == created.public_key()
+    assert isinstance(material.signer, Pkcs11Signer)
+    assert load_material(tmp_path / "ca", pkcs11_uri=uri).chain == material.chain
