@@ -43,6 +43,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA cache_size=-65536")
+    # checkpoint the WAL every ~40 MB instead of ~4 MB: fewer checkpoints on the append path
+    # (measured ~15 % cheaper per entry with 2,000-entry batches; bench/log_append.py)
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
     return conn
 
 
