@@ -331,8 +331,29 @@ async def add_ctlog(ctx: WiringContext) -> None:
     )
 
 
+async def _generations(ctx: WiringContext, service: str) -> list[tuple[str, str, Validity]]:
+    """``(material name, organization, validity)`` of every key generation of ``service``,
+    oldest first; the last is active (:mod:`keyless.server.rotation`)."""
+    from keyless.server.rotation import generations
+
+    out = []
+    for number, generation in enumerate(await generations(ctx.secrets, service), start=1):
+        created = generation.created or await ctx.created_at(service)
+        organization = "keyless" if number == 1 else f"keyless-g{number}"
+        out.append(
+            (generation.id, organization, Validity(created - VALIDITY_MARGIN, generation.end))
+        )
+    return out
+
+
 async def add_ca(ctx: WiringContext) -> None:
-    """The Fulcio-compatible CA at the port root (interop.md §5 item 10)."""
+    """The Fulcio-compatible CA at the port root (interop.md §5 item 10).
+
+    Every key generation is published in the trusted root with its validity window; the newest
+    issues. Generations get distinct subject names so chain building never confuses them.
+    """
+    import functools
+
     import httpx
 
     from keyless.identity import IdentityVerifier
@@ -340,38 +361,48 @@ async def add_ca(ctx: WiringContext) -> None:
 
     if ctx.oidc is None or ctx.ctlog is None:
         raise ConfigError("the CA needs the OIDC provider and the CT log")
-    directory = await material_dir(ctx, "ca", load_or_create)
-    material = load_or_create(directory)
-    ctx.ctlog.add_root(material.root)
+    materials = []
+    for name, organization, validity in await _generations(ctx, "ca"):
+        create = functools.partial(load_or_create, organization=organization)
+        material = create(await material_dir(ctx, name, create))
+        ctx.ctlog.add_root(material.root)
+        ctx.authorities.append(
+            Authority(organization, organization, ctx.public_url,
+                      tuple(material.chain_der()), validity)
+        )
+        materials.append(material)
     http = httpx.AsyncClient(timeout=10.0)
     issuers = [*ctx.oidc.issuer_configs(), *ctx.settings.issuers]
     verifier = IdentityVerifier(issuers, http, local_jwks=ctx.oidc.local_jwks())
     service = CAService(
-        material=material, identity=verifier, ctlog=ctx.ctlog,
+        material=materials[-1], identity=verifier, ctlog=ctx.ctlog,
         replay_guard=TokenReplayGuard(),
     )
-    validity = await ctx.validity("ca")
-    ctx.authorities.append(
-        Authority("keyless", "keyless", ctx.public_url, tuple(service.chain_der()), validity)
-    )
-    ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, validity))
+    ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
     ctx.components.append(
         Component("ca", "", CARoutes(service).routes(), close=http.aclose, url=ctx.public_url)
     )
 
 
 async def add_tsa(ctx: WiringContext) -> None:
-    """The RFC 3161 TSA at ``P/api/v1/timestamp`` (full endpoint in the signing config)."""
+    """The RFC 3161 TSA at ``P/api/v1/timestamp`` (full endpoint in the signing config); every
+    key generation is published, the newest signs."""
+    import functools
+
     from keyless.services.tsa import TIMESTAMP_PATH, TimestampService, load_or_create_credentials
 
-    directory = await material_dir(ctx, "tsa", load_or_create_credentials)
-    service = TimestampService(load_or_create_credentials(directory))
     url = ctx.public_url + TIMESTAMP_PATH
-    validity = await ctx.validity("tsa")
-    ctx.tsas.append(
-        Authority("keyless", "keyless-tsa", url, tuple(service.chain_der), validity)
-    )
-    ctx.tsa_urls.append(ServiceUrl(url, 1, validity))
+    credentials = None
+    for name, organization, validity in await _generations(ctx, "tsa"):
+        create = functools.partial(load_or_create_credentials, organization=organization)
+        credentials = create(await material_dir(ctx, name, create))
+        ctx.tsas.append(
+            Authority(organization, f"{organization}-tsa", url, tuple(credentials.chain_der),
+                      validity)
+        )
+    assert credentials is not None
+    service = TimestampService(credentials)
+    ctx.tsa_urls.append(ServiceUrl(url, 1, await ctx.validity("tsa")))
     ctx.components.append(
         Component("tsa", "", service.routes(), start=service.start, close=service.close, url=url)
     )

@@ -207,14 +207,10 @@ def _keyless_client_available() -> bool:
     return importlib.util.find_spec("keyless.sign") is not None
 
 
-#: defects found by this matrix in other modules, reported to their owners; the cases stay in
-#: the matrix (non-strict xfail, so they pass again by themselves once fixed)
-DEFECTS = {
-    ("sigstore-python", 1, "dsse"): "tlog v1: sigstore-python's dsse spec carries envelopeHash/"
-    "payloadHash/signatures as null; the server answers 400 'unknown field(s)'",
-    ("sigstore-js", 2, "dsse"): "keyless verify: entry kind dsse 0.0.2 (sigstore-js's "
-    "dsseRequestV002) is not supported by the keyless verifier",
-}
+#: defects this matrix found in other modules, while they are open (non-strict xfail, so a
+#: case passes again by itself once fixed). Both found so far are fixed: sigstore-python's dsse
+#: spec with null fields on Rekor v1, and dsse 0.0.2 in the keyless verifier.
+DEFECTS: dict[tuple[str, int, str], str] = {}
 
 
 def _cases() -> list[object]:

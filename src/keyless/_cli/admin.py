@@ -1,0 +1,94 @@
+"""``keyless admin rotate {ca,tsa}``: start a new key generation (docs/operator-guide.md §6).
+
+The new generation is recorded at once and takes effect at the next start of ``keyless serve``:
+on PostgreSQL rotate while the processes run and restart them one by one (no downtime: the old
+generation stays valid for ``--overlap-hours``); on the embedded SQLite default the data
+directory belongs to the running server, so stop it, rotate, start it (a few seconds).
+Log shards (``rotate log``) are not supported yet and are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any, name: str, help_text: str) -> None:
+    """Register ``keyless admin`` and its ``rotate`` subcommand."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    actions = parser.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    rotate = actions.add_parser(
+        "rotate", help="start a new key generation of the CA or the TSA",
+        description="Start a new key generation; it is published with a validity window in "
+        "the trusted root and takes effect at the next start of keyless serve.",
+    )
+    rotate.add_argument("service", choices=["ca", "tsa", "log"])
+    rotate.add_argument("--data-dir", type=Path, help="the stack's data directory")
+    rotate.add_argument("--database", help="the stack's database URL (default: DIR's SQLite)")
+    rotate.add_argument("--config", type=Path, help="TOML config file (default: DIR/keyless.toml)")
+    rotate.add_argument(
+        "--overlap-hours", type=float, default=1.0,
+        help="how long the old generation stays valid after the rotation (default: 1)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Record the new generation; print what happens next."""
+    import asyncio
+    from datetime import timedelta
+
+    from keyless.errors import ConfigError
+    from keyless.server.config import load_settings
+    from keyless.server.datadir import DataDirLock
+    from keyless.server.rotation import rotate
+    from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
+
+    if args.service == "log":
+        print(
+            "keyless admin rotate log: log shard rotation is not implemented yet; see "
+            "docs/operator-guide.md §6",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def main() -> str:
+        settings = load_settings(
+            data_dir=args.data_dir, config_file=args.config, database_url=args.database
+        )
+        lock = DataDirLock(settings.data_dir)
+        storage: Any = None
+        try:
+            secrets: Secrets
+            if settings.is_postgres:
+                from keyless.server.wiring import open_store
+
+                storage = await open_store(settings)
+                secrets = SharedSecrets(storage.kv)
+            else:
+                if not (settings.data_dir / "keys").is_dir():
+                    raise ConfigError(f"{settings.data_dir} holds no keyless stack")
+                lock.acquire(wait=False)  # refuses while keyless serve owns the directory
+                secrets = FileSecrets(settings.data_dir / "keys")
+            generation = await rotate(
+                secrets, args.service, overlap=timedelta(hours=args.overlap_hours)
+            )
+            return generation.id
+        finally:
+            lock.release()
+            if storage is not None:
+                await storage.close()
+
+    try:
+        new_id = asyncio.run(main())
+    except ConfigError as exc:
+        print(f"keyless admin rotate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"new {args.service} generation {new_id} recorded; it takes effect at the next start "
+        "of keyless serve (restart the processes one by one on PostgreSQL)",
+        file=sys.stderr,
+    )
+    return 0
