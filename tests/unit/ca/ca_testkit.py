@@ -28,6 +28,27 @@ from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
 from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
 
 ISSUER = "https://issuer.test"
+
+
+def _root_conftest() -> Any:
+    """tests/conftest.py, loaded by path: ``import conftest`` may resolve to another folder's
+    conftest.py when several are on sys.path (pytest's prepend import mode)."""
+    import importlib.util
+    import sys
+
+    name = "keyless_tests_root_conftest"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+require = _root_conftest().require
+require_program = _root_conftest().require_program
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
 GITHUB_CLAIMS: dict[str, Any] = {

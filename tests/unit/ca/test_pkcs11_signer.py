@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ca_testkit import require, require_program
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from conftest import require, require_program
 from keyless.errors import ConfigError
 from keyless.formats.x509profile import LeafProfile, build_precertificate, sigstore_extensions
 from keyless.server.pkcs11 import Pkcs11Signer, Pkcs11Uri
