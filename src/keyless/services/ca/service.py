@@ -15,6 +15,7 @@ Issuance (protocols.md §1, §2, Fulcio ``pkg/server/grpc_server.go``):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from keyless.services.ca.authority import CAMaterial
 from keyless.services.ca.pop import spki_der, verify_challenge, verify_csr
 from keyless.services.ca.replay import TokenReplayGuard
 from keyless.services.ctlog.service import LoggedEntry
+
+_log = logging.getLogger("keyless.ca")
 
 
 class TokenVerifier(Protocol):
@@ -137,6 +140,7 @@ class CAService:
         sct_ext = encode_sct_list_extension([logged.sct])
         if not logged.duplicate:
             leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext, base)
+            self._audit(leaf, identity, retry=False)
             return IssuedCertificate(leaf, self.material.chain, logged.sct)
         # The token was seen before: the same key is a retry, any other key a replay.
         if logged.precertificate is None:
@@ -145,4 +149,15 @@ class CAService:
         if spki_der(existing.public_key()) != spki_der(key):  # type: ignore[arg-type]
             raise self._replay.refuse()
         leaf = finalize_precertificate(existing, self.material.signer, sct_ext)
+        self._audit(leaf, identity, retry=True)
         return IssuedCertificate(leaf, self.material.chain, logged.sct)
+
+    @staticmethod
+    def _audit(leaf: x509.Certificate, identity: Identity, *, retry: bool) -> None:
+        """One audit line per issued certificate (the CT log holds the certificate itself)."""
+        _log.info(
+            "issued certificate serial=%x san=%s issuer=%s retry=%s",
+            leaf.serial_number, identity.subject_alternative_name, identity.issuer, retry,
+            extra={"serial": f"{leaf.serial_number:x}", "san": identity.subject_alternative_name,
+                   "oidc_issuer": identity.issuer, "retry": retry},
+        )
