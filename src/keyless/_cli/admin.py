@@ -1,10 +1,11 @@
-"""``keyless admin rotate {ca,tsa}``: start a new key generation (docs/operator-guide.md §6).
+"""``keyless admin rotate {ca,tsa,log}``: start a new key generation (docs/operator-guide.md §6).
 
 The new generation is recorded at once and takes effect at the next start of ``keyless serve``:
 on PostgreSQL rotate while the processes run and restart them one by one (no downtime: the old
 generation stays valid for ``--overlap-hours``); on the embedded SQLite default the data
 directory belongs to the running server, so stop it, rotate, start it (a few seconds).
-Log shards (``rotate log``) are not supported yet and are refused with a clear message.
+``rotate log`` starts new shards of both Rekor logs (new keys, new tree, Rekor v2 at
+``P/rekor-N``); retired shards stay in the trusted root with a closed validity window.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
     actions = parser.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
     rotate = actions.add_parser(
-        "rotate", help="start a new key generation of the CA or the TSA",
+        "rotate", help="start a new key generation of the CA, the TSA or the Rekor logs",
         description="Start a new key generation; it is published with a validity window in "
         "the trusted root and takes effect at the next start of keyless serve.",
     )
@@ -46,14 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from keyless.server.rotation import rotate
     from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
 
-    if args.service == "log":
-        print(
-            "keyless admin rotate log: log shard rotation is not implemented yet; see "
-            "docs/operator-guide.md §6",
-            file=sys.stderr,
-        )
-        return 2
-
     async def main() -> str:
         settings = load_settings(
             data_dir=args.data_dir, config_file=args.config, database_url=args.database
@@ -72,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
                     raise ConfigError(f"{settings.data_dir} holds no keyless stack")
                 lock.acquire(wait=False)  # refuses while keyless serve owns the directory
                 secrets = FileSecrets(settings.data_dir / "keys")
-            generation = await rotate(
-                secrets, args.service, overlap=timedelta(hours=args.overlap_hours)
-            )
-            return generation.id
+            services = ("rekor-v2", "rekor-v1") if args.service == "log" else (args.service,)
+            created = []
+            for service in services:
+                generation = await rotate(
+                    secrets, service, overlap=timedelta(hours=args.overlap_hours)
+                )
+                created.append(generation.id)
+            return ", ".join(created)
         finally:
             lock.release()
             if storage is not None:
@@ -87,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"keyless admin rotate: {exc}", file=sys.stderr)
         return 2
     print(
-        f"new {args.service} generation {new_id} recorded; it takes effect at the next start "
+        f"new {args.service} generation(s) {new_id} recorded; it takes effect at the next start "
         "of keyless serve (restart the processes one by one on PostgreSQL)",
         file=sys.stderr,
     )

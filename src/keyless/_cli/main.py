@@ -14,7 +14,7 @@ from collections.abc import Sequence
 #: subcommand → (module under keyless._cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the whole keyless stack (CA, logs, TSA, OIDC, TUF) on one port"),
-    "admin": ("admin", "operate a stack: rotate the CA or TSA keys"),
+    "admin": ("admin", "operate a stack: rotate CA, TSA or log keys"),
     "log": ("log", "transparency log maintenance (fsck)"),
     "sign": ("sign", "sign files with a short-lived certificate (Sigstore bundle v0.3)"),
     "verify": ("verify", "verify a file against its Sigstore bundle and an identity"),

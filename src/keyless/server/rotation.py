@@ -1,4 +1,4 @@
-"""Key generations of the CA and the TSA: rotation with validity windows (issue 9, G14).
+"""Key generations of the CA, the TSA and the Rekor log shards (issue 9, targets.md G14).
 
 A rotation never deletes anything: it closes the current generation's validity window and opens a
 new one. The trusted root lists every generation with its ``validFor`` (protocols.md §7: windows
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from keyless.errors import ConfigError
 from keyless.server.secrets import Secrets
 
-ROTATABLE = ("ca", "tsa")
+ROTATABLE = ("ca", "tsa", "rekor-v1", "rekor-v2")
 DEFAULT_OVERLAP = timedelta(hours=1)
 
 

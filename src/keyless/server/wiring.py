@@ -408,36 +408,62 @@ async def add_tsa(ctx: WiringContext) -> None:
     )
 
 
+def _read_only(routes: list[Any]) -> list[Any]:
+    """The GET/HEAD routes only: a retired shard stays readable but takes no writes."""
+    from starlette.routing import Route
+
+    read = {"GET", "HEAD"}
+    return [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
+
+
 async def add_rekor_v2(ctx: WiringContext) -> None:
-    """Rekor v2 at ``P/rekor``: Ed25519 checkpoints with origin ``host:port/rekor``."""
+    """Rekor v2 at ``P/rekor``: Ed25519 checkpoints with origin ``host:port/rekor``.
+
+    After ``keyless admin rotate log`` the new shard lives at ``P/rekor-N`` with origin
+    ``host:port/rekor-N`` (a shard's name must be a substring of its own base URL, interop.md §5
+    item 8) and is the one named in the signing config; retired shards stay readable (checkpoint,
+    tiles) at their old base URL and stay in the trusted root with a closed validity window.
+    """
     from keyless.formats.checkpoint import NoteSigner
     from keyless.log import TransparencyLog
     from keyless.services.tlog.service import RekorV2Service
 
-    base = f"{ctx.public_url}/rekor"
-    origin = f"{ctx.settings.public_host}/rekor"
-    signer = await signer_key(ctx, "rekor-v2/key.pem", "ed25519")
-    public = signer.public_key()
-    assert isinstance(public, ed25519.Ed25519PublicKey)
-    log_id = note_key_id(origin, public)
-    engine = TransparencyLog(
-        ctx.storage, name="rekor-v2", origin=origin, signer=NoteSigner.ed25519(origin, signer),
-        seed=[SEED],
-    )
-    service = RekorV2Service(engine, log_id=log_id, search_index=ctx.storage.search_index,
-                             kv=ctx.storage.kv)
-    validity = await ctx.validity("rekor-v2")
-    ctx.tlogs.append(LogKey(base, public, log_id, validity))
-    # v2 first: sigstore-python keeps the highest majorApiVersion per operator (interop.md §2.1)
-    ctx.rekor_urls.insert(0, ServiceUrl(base, 2, validity))
-    start, close = _engine_lifecycle(engine, service)
-    ctx.components.append(
-        Component("rekor-v2", "/rekor", service.routes(), start=start, close=close, url=base)
-    )
+    shards = await _generations(ctx, "rekor-v2")
+    for number, (name, _organization, validity) in enumerate(shards, start=1):
+        suffix = "" if number == 1 else f"-{number}"
+        base = f"{ctx.public_url}/rekor{suffix}"
+        origin = f"{ctx.settings.public_host}/rekor{suffix}"
+        signer = await signer_key(ctx, f"{name}/key.pem", "ed25519")
+        public = signer.public_key()
+        assert isinstance(public, ed25519.Ed25519PublicKey)
+        log_id = note_key_id(origin, public)
+        engine = TransparencyLog(
+            ctx.storage, name=name, origin=origin, signer=NoteSigner.ed25519(origin, signer),
+            seed=[SEED],
+        )
+        service = RekorV2Service(engine, log_id=log_id, log_name=name,
+                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv)
+        ctx.tlogs.append(LogKey(base, public, log_id, validity))
+        start, close = _engine_lifecycle(engine, service)
+        routes = service.routes()
+        active = number == len(shards)
+        if active:
+            # v2 first: sigstore-python keeps the highest majorApiVersion per operator
+            ctx.rekor_urls.insert(0, ServiceUrl(base, 2, Validity(validity.start)))
+        else:
+            routes = _read_only(routes)
+        component = "rekor-v2" if active else f"rekor-v2 shard {number} (retired)"
+        ctx.components.append(
+            Component(component, f"/rekor{suffix}", routes, start=start, close=close, url=base)
+        )
 
 
 async def add_rekor_v1(ctx: WiringContext) -> None:
-    """Rekor v1 at the port root: ECDSA checkpoints, origin ``host:port - treeID``."""
+    """Rekor v1 at the port root: ECDSA checkpoints, origin ``host:port - treeID``.
+
+    The v1 API has one place (the port root), so after a log rotation only the newest shard is
+    served; retired shards remain in the trusted root (their bundles keep verifying offline).
+    """
     import secrets as random
 
     from keyless.formats.checkpoint import NoteSigner
@@ -446,32 +472,35 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
 
     base = ctx.public_url
     host = ctx.settings.public_host
-    signer = await signer_key(ctx, "rekor-v1/key.pem", "ecdsa-p256")
-    tree_id = int(
-        await ctx.secrets.obtain(
-            "rekor-v1/tree-id", lambda: str(random.randbelow(2**62) + 1).encode()
+    shards = await _generations(ctx, "rekor-v1")
+    for number, (name, _organization, validity) in enumerate(shards, start=1):
+        signer = await signer_key(ctx, f"{name}/key.pem", "ecdsa-p256")
+        public = signer.public_key()
+        ctx.tlogs.append(LogKey(base, public, spki_key_id(public), validity))
+        if number < len(shards):
+            continue
+        tree_id = int(
+            await ctx.secrets.obtain(
+                f"{name}/tree-id", lambda: str(random.randbelow(2**62) + 1).encode()
+            )
         )
-    )
-    origin = f"{host} - {tree_id}"
+        origin = f"{host} - {tree_id}"
 
-    def timestamp_line() -> list[str]:
-        # Rekor v1 checkpoints carry "Timestamp: <unix nanoseconds>" (sigstore/rekor).
-        return [f"Timestamp: {time.time_ns()}"]
+        def timestamp_line() -> list[str]:
+            # Rekor v1 checkpoints carry "Timestamp: <unix nanoseconds>" (sigstore/rekor).
+            return [f"Timestamp: {time.time_ns()}"]
 
-    engine = TransparencyLog(
-        ctx.storage, name="rekor-v1", origin=origin, signer=NoteSigner.ecdsa(host, signer),
-        seed=[SEED], checkpoint_extensions=timestamp_line,
-    )
-    service = RekorV1Service(engine, signer=signer, tree_id=tree_id,
-                             search_index=ctx.storage.search_index, kv=ctx.storage.kv)
-    public = signer.public_key()
-    validity = await ctx.validity("rekor-v1")
-    ctx.tlogs.append(LogKey(base, public, spki_key_id(public), validity))
-    ctx.rekor_urls.append(ServiceUrl(base, 1, validity))
-    start, close = _engine_lifecycle(engine, service)
-    ctx.components.append(
-        Component("rekor-v1", "", service.routes(), start=start, close=close, url=base)
-    )
+        engine = TransparencyLog(
+            ctx.storage, name=name, origin=origin, signer=NoteSigner.ecdsa(host, signer),
+            seed=[SEED], checkpoint_extensions=timestamp_line,
+        )
+        service = RekorV1Service(engine, signer=signer, tree_id=tree_id, log_name=name,
+                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv)
+        ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
+        start, close = _engine_lifecycle(engine, service)
+        ctx.components.append(
+            Component("rekor-v1", "", service.routes(), start=start, close=close, url=base)
+        )
 
 
 #: the service steps, in build order (the CA needs the OIDC provider and the CT log). Every
