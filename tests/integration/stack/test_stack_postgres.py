@@ -116,3 +116,44 @@ def test_logs_agree_after_writes_through_both(workspaces: dict[str, Workspace],
     v1_a = httpx.get(a.url + "/api/v1/log", timeout=5).json()
     v1_b = httpx.get(b.url + "/api/v1/log", timeout=5).json()
     assert v1_a["treeID"] == v1_b["treeID"]
+
+
+def test_rotation_with_a_rolling_restart(postgres_cluster: Any, tmp_path: Path,
+                                         sigstore_python: Path, node_path: Path) -> None:
+    """Rotate the CA while both processes serve, restart them one at a time: at every moment one
+    of them answers, and afterwards both publish the same trust with two CA generations."""
+    import subprocess
+
+    from stackutil import KEYLESS, start_stack
+
+    database = postgres_cluster.create_database()
+    port_a, port_b = free_port(), free_port()
+    public = f"http://localhost:{port_a}"
+    args = ("--database", database, "--public-url", public)
+    a = start_stack(tmp_path / "a" / "data", *args, port=port_a)
+    b = start_stack(tmp_path / "b" / "data", *args, port=port_b)
+    b.public_url = public
+    try:
+        rotated = subprocess.run(
+            [str(KEYLESS), "admin", "rotate", "ca", "--data-dir", str(a.data_dir),
+             "--database", database], capture_output=True, text=True, timeout=60, check=False)
+        assert rotated.returncode == 0, rotated.stderr
+        assert b.stop() == 0
+        assert httpx.get(f"{a.url}/healthz", timeout=5).status_code == 200  # A still serves
+        b = start_stack(tmp_path / "b" / "data", *args, port=port_b)
+        b.public_url = public
+        assert a.stop() == 0
+        assert httpx.get(f"{b.url}/healthz", timeout=5).status_code == 200  # B serves
+        a = start_stack(tmp_path / "a" / "data", *args, port=port_a)
+        config = a.client_trust_config()
+        assert config == b.client_trust_config()
+        assert len(config["trustedRoot"]["certificateAuthorities"]) == 2  # type: ignore[index]
+        (tmp_path / "ws").mkdir()
+        ws = make_workspace(b, tmp_path / "ws", node_path, _via(b, config))
+        bundle = ws.directory / "rotated.sigstore.json"
+        SIGNERS["sigstore-python"](ws, 2, "blob", bundle)
+        for verify in VERIFIERS.values():
+            verify(ws, bundle)
+    finally:
+        a.stop()
+        b.stop()
