@@ -30,6 +30,7 @@ async def opener(
     backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Opener]:
     opened: list[Storage] = []
+    url = ""  # what `keyless log fsck` is given (memory has no URL another process could open)
     if backend_kind == "memory":
         memory = MemoryBackend()
 
@@ -39,14 +40,15 @@ async def opener(
         factory: Opener = open_memory
     elif backend_kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'keyless.db'}"
+        sqlite_url = url
 
         async def open_sqlite() -> Storage:
-            return await open_storage(url, data_dir=tmp_path)
+            return await open_storage(sqlite_url, data_dir=tmp_path)
 
         factory = open_sqlite
     else:
         cluster: Any = request.getfixturevalue("postgres_cluster")
-        pg_url = cluster.create_database()
+        pg_url = url = cluster.create_database()
 
         async def open_pg() -> Storage:
             return await open_storage(pg_url)
@@ -58,6 +60,7 @@ async def opener(
         opened.append(storage)
         return storage
 
+    tracked.url = url  # type: ignore[attr-defined]
     yield tracked
     for storage in opened:
         await storage.close()

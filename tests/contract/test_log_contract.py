@@ -333,7 +333,10 @@ async def test_put_if_absent_is_atomic(storage: Storage) -> None:
     assert all(r == winner for r in results if r is not None)
 
 
-async def test_fsck_passes_after_writes(log: TransparencyLog, storage: Storage) -> None:
+async def test_fsck_passes_after_writes(
+    log: TransparencyLog, storage: Storage, opener: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from keyless._cli.main import main
     from keyless.log.fsck import fsck_log
 
     for chunk in range(3):
@@ -341,3 +344,7 @@ async def test_fsck_passes_after_writes(log: TransparencyLog, storage: Storage) 
     report = await storage.run(fsck_log, storage.log_store, "rekor-v2")
     assert report.ok, report.problems
     assert report.size == 361
+    url = opener.url  # type: ignore[attr-defined]
+    if url:  # the CLI, as an operator runs it against the database
+        assert await asyncio.to_thread(main, ["log", "fsck", url]) == 0
+        assert "rekor-v2: size 361" in capsys.readouterr().out

@@ -63,3 +63,26 @@ def test_damage_is_reported(data_dir: Path, capsys: pytest.CaptureFixture[str]) 
 def test_missing_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["log", "fsck", str(tmp_path / "nothing")]) == 1
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_restart_repairs_lost_right_edge_files(data_dir: Path) -> None:
+    """Recovery on start rebuilds the partial tiles and bundle from the entry table."""
+    tiles = data_dir / "logs" / "rekor-v2"
+    for path in (tile_path(0, 2, 89), tile_path(1, 0, 2), entries_path(2, 89)):
+        (tiles / path).unlink()
+
+    async def restart() -> None:
+        storage = await open_storage(f"sqlite:///{data_dir / 'keyless.db'}", data_dir=data_dir)
+        log = TransparencyLog(storage, name="rekor-v2", origin="example.test/log", signer=SIGNER)
+        await log.start()
+        result = await log.add(b"after the repair")
+        assert result.index == 601
+        await log.close()
+        await storage.close()
+
+    asyncio.run(restart())
+    backend = open_backend(f"sqlite:///{data_dir / 'keyless.db'}", data_dir=data_dir)
+    report = fsck_log(backend.log_store, "rekor-v2")
+    backend.close()
+    assert report.ok, report.problems
+    assert (tiles / tile_path(0, 2, 89)).exists()  # rewritten, although size 602 superseded it
