@@ -152,8 +152,9 @@ async def run_backend(label: str, url: str, data_dir: str, args: argparse.Namesp
         )
         loaded = await latency_at_rate(storage, "loaded", args.rate, args.seconds)
         print(
-            f"{label}: latency at {args.rate:,.0f} entries/s: p50 "
-            f"{statistics.median(loaded) * 1000:.1f} ms, p99 {percentile(loaded, 99) * 1000:.1f} ms "
+            f"{label}: latency at {args.rate:,.0f} entries/s: "
+            f"p50 {statistics.median(loaded) * 1000:.1f} ms, "
+            f"p99 {percentile(loaded, 99) * 1000:.1f} ms "
             f"({len(loaded):,} adds over {args.seconds:.0f} s)",
             flush=True,
         )

@@ -29,7 +29,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from keyless.errors import InvalidInput, NotFound, Pushback, StorageError, TooLarge
+from keyless.errors import (
+    InvalidInput,
+    NotFound,
+    Pushback,
+    StorageError,
+    TooLarge,
+    Unavailable,
+)
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import (
     MAX_ENTRY_SIZE,
@@ -168,7 +175,7 @@ class TransparencyLog:
         the existing index and ``duplicate=True``.
         """
         if self._task is None or self._closing:
-            raise StorageError(f"log {self.name} is not running")
+            raise Unavailable(f"log {self.name} is not accepting entries (not started or closing)")
         if len(self._queue) >= self._max_pending:
             raise Pushback(
                 f"log {self.name} has {len(self._queue)} entries waiting to be sequenced",
