@@ -30,9 +30,9 @@ from keyless.errors import Conflict, InvalidInput
 from keyless.server.requests import parse_json_object, read_body
 from keyless.services.tlog.engine import LogEngine
 from keyless.services.tlog.service import (
+    LogServiceBase,
     RekorV1Service,
     RekorV2Service,
-    _LogService,
     query_from_params,
 )
 
@@ -114,7 +114,7 @@ def tile_routes(log: LogEngine) -> list[BaseRoute]:
     ]
 
 
-async def _json_body(request: Request, service: _LogService) -> dict[str, Any]:
+async def _json_body(request: Request, service: LogServiceBase) -> dict[str, Any]:
     return parse_json_object(await read_body(request, service.limits.max_body))
 
 

@@ -100,7 +100,7 @@ def _identity_any(identity: str) -> str:
     )
 
 
-class _LogService:
+class LogServiceBase:
     """What both personalities share: the engine, limits, search."""
 
     def __init__(
@@ -157,7 +157,7 @@ class _LogService:
         return indexes[:limit], len(indexes) > limit
 
 
-class RekorV2Service(_LogService):
+class RekorV2Service(LogServiceBase):
     """Rekor v2 (rekor-tiles) write API + tlog-tiles read API over an Ed25519-signed log.
 
     ``log_id`` is the trusted root's ``logId.keyId``: for an Ed25519 log the C2SP note key ID
@@ -222,7 +222,7 @@ def ed25519_log_id(origin: str, raw_public_key: bytes) -> bytes:
     return hashlib.sha256(origin.encode() + b"\n\x01" + raw_public_key).digest()
 
 
-class RekorV1Service(_LogService):
+class RekorV1Service(LogServiceBase):
     """Rekor v1 API over an ECDSA-signed log (entries carry SETs and integrated times).
 
     ``signer`` is the log key (ECDSA P-256): it signs SETs, its SHA-256(SPKI) is the log ID, and
