@@ -65,6 +65,7 @@ class SearchIndexer:
         self._done: set[int] = set()  # indexed entries above a gap in the watermark
         self._gap_since: float | None = None
         self._caught_up = asyncio.Event()
+        self._stopping = False
         self._gap_grace = gap_grace
 
     async def start(self) -> None:
@@ -82,11 +83,15 @@ class SearchIndexer:
         await self._caught_up.wait()
 
     async def close(self) -> None:
-        """Write what is pending and stop (an unfinished catch-up resumes at the next start)."""
+        """Write what is pending and stop (an unfinished catch-up resumes at the next start).
+
+        The background task is asked to stop and awaited, not cancelled, so that no storage
+        write is cut in half.
+        """
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()
 
@@ -154,6 +159,8 @@ class SearchIndexer:
         count = 0
         async with self._lock:
             for chunk in range(start, end, _REBUILD_CHUNK):
+                if self._stopping:
+                    break
                 entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
                 await self._store.add_many(
                     self._name, [(key, e.index) for e in entries
@@ -162,6 +169,7 @@ class SearchIndexer:
                 count += len(entries)
             if start <= self._watermark:
                 await self._advance(start + count)
+            await self._absorb()
         return count
 
     async def lookup(self, keys: Iterable[str], *, operator: str = "and") -> list[int]:
@@ -178,7 +186,7 @@ class SearchIndexer:
         return sorted(result or ())
 
     async def _catch_up(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 size, _ = await self._log.tree()
                 if self._watermark < size:
@@ -191,7 +199,7 @@ class SearchIndexer:
 
     async def _run(self) -> None:
         await self._catch_up()
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._gap_grace)
             self._wake.clear()
@@ -219,5 +227,10 @@ class SearchIndexer:
             return
         self._watermark = upto
         if self._kv is not None:
-            await self._kv.delete(_WATERMARK_NS, self._name)
-            await self._kv.put_if_absent(_WATERMARK_NS, self._name, str(upto).encode(), _FOREVER)
+            # kv has no overwrite: delete + insert, shielded so that a cancelled caller cannot
+            # leave the watermark deleted (a lost watermark only costs a full catch-up).
+            await asyncio.shield(self._store_watermark(self._kv, upto))
+
+    async def _store_watermark(self, kv: KeyValueStore, upto: int) -> None:
+        await kv.delete(_WATERMARK_NS, self._name)
+        await kv.put_if_absent(_WATERMARK_NS, self._name, str(upto).encode(), _FOREVER)
