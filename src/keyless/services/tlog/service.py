@@ -24,7 +24,7 @@ from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
 from keyless.server.keys import Signer
 from keyless.services.tlog import kinds, search
-from keyless.services.tlog.engine import LogEngine, SearchIndexStore
+from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
 from keyless.services.tlog.indexer import KeyValueStore, SearchIndexer
 from keyless.services.tlog.kinds.common import Proposed, load_pem_verifier
 from keyless.services.tlog.limits import TlogLimits
@@ -129,7 +129,8 @@ class LogServiceBase:
         if self.indexer is not None:
             await self.indexer.close()
 
-    async def _log_proposed(self, proposed: Proposed) -> Any:
+    async def _log_proposed(self, proposed: Proposed) -> AddResultLike:
+        """Log a verified entry (waiting for a covering checkpoint) and queue it for search."""
         self.limits.check_entry(len(proposed.body))
         result = await self.log.add(proposed.body)
         if not result.duplicate and self.indexer is not None:
