@@ -60,7 +60,7 @@ class FileTileStore:
 
     def _write_one(self, target: Path, data: bytes) -> None:
         self._mkdir(target.parent)
-        tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
@@ -120,7 +120,7 @@ class FileTileStore:
         """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy)."""
         target = self.root / log / "checkpoint"
         self._mkdir(target.parent)
-        tmp = target.with_name(f".checkpoint.{threading.get_ident()}.tmp")
+        tmp = target.with_name(f".checkpoint.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             tmp.write_bytes(checkpoint)
             os.replace(tmp, target)

@@ -20,6 +20,7 @@ Every thread gets its own connection; the engine confines each log's sequencing 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -175,30 +176,38 @@ class _SQLiteSession:
                     )
             tiles_written = self._store.tiles.start_writing(self._log, batch.tiles)
             base = self._log_id << SHIFT
-            conn.executemany(
-                "INSERT INTO entries (id, log_id, dedup_key, leaf_hash, integrated_time, leaf, "
-                "bundle_entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        base + e.index,
-                        self._log_id,
-                        e.dedup_key,
-                        None if e.leaf_hash == e.dedup_key else e.leaf_hash,
-                        e.integrated_time,
-                        e.leaf,
-                        None
-                        if e.bundle_entry is None or e.bundle_entry == e.leaf
-                        else e.bundle_entry,
-                    )
-                    for e in batch.entries
-                ],
-            )
+            try:
+                self._insert(base, batch)
+            except BaseException:
+                # never let tile writes of a failed batch outlive the write lock: another
+                # sequencer may write the same paths as soon as the transaction is rolled back
+                with contextlib.suppress(StorageError):
+                    tiles_written()
+                raise
             tiles_written()  # durable before the transaction (and so the head) commits
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"log {self._log}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"log {self._log}: cannot commit a batch: {exc}") from exc
         self.committed = batch
+
+    def _insert(self, base: int, batch: Batch) -> None:
+        self._conn.executemany(
+            "INSERT INTO entries (id, log_id, dedup_key, leaf_hash, integrated_time, leaf, "
+            "bundle_entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    base + e.index,
+                    self._log_id,
+                    e.dedup_key,
+                    None if e.leaf_hash == e.dedup_key else e.leaf_hash,
+                    e.integrated_time,
+                    e.leaf,
+                    None if e.bundle_entry is None or e.bundle_entry == e.leaf else e.bundle_entry,
+                )
+                for e in batch.entries
+            ],
+        )
 
 
 class SQLiteLogStore:
