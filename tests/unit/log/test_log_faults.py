@@ -123,3 +123,17 @@ async def test_batches_respect_max_batch() -> None:
         assert r.tree_size - r.index <= 16
     await verify_everything(log)
     await log.close()
+
+
+async def test_closed_log_refuses_and_pending_counts_the_queue() -> None:
+    from keyless.errors import Unavailable
+
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    task = asyncio.ensure_future(log.add(b"queued"))
+    await asyncio.sleep(0)
+    assert log.pending == 1
+    await log.close()  # drains the queue first
+    assert (await task).index == 1 and log.pending == 0
+    with pytest.raises(Unavailable):
+        await log.add(b"too late")
