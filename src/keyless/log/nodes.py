@@ -19,8 +19,8 @@ from keyless.formats.tiles import tile_path
 
 HASH = 32
 TILE_WIDTH = 256
-_MAX_TILES = 4096
-_MAX_NODES = 1 << 19
+_MAX_TILES = 2048  # ≤ 16 MiB of hashes
+_MAX_NODES = 1 << 17  # ≤ ~15 MiB of memoised interior nodes
 
 
 class NodeReader:
