@@ -35,7 +35,7 @@ async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
     log, storage = await _log(backend)
     signer = Signer.create(CA.create())
     indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
-                            kv=storage.kv, gap_grace=0.05)  # type: ignore[attr-defined]
+                            kv=storage.kv, gap_grace=0.5)  # type: ignore[attr-defined]
     await indexer.start()
     proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(4)]
     results = [await log.add(p.body) for p in proposed]
@@ -44,7 +44,7 @@ async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
         indexer.submit(result.index, p.body, p.search_keys)
     await indexer.flush()
     assert await indexer.lookup([KEY]) == [3, 4]
-    for _ in range(100):  # the background task fills the gap after gap_grace
+    for _ in range(500):  # the background task fills the gap after gap_grace
         if await indexer.lookup([KEY]) == [1, 2, 3, 4]:
             break
         await asyncio.sleep(0.02)
