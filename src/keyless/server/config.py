@@ -52,6 +52,10 @@ class Settings:
     tuf_root_days: int = 365
     #: how long graceful shutdown waits for in-flight writes (seconds)
     shutdown_grace: float = 10.0
+    #: the TSA's clock guard ([tsa]): NTP servers to compare with, allowed drift, strictness
+    tsa_ntp_servers: tuple[str, ...] = ()
+    tsa_max_drift: float = 0.5
+    tsa_require_ntp: bool = False
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -140,6 +144,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             out[f"tuf_{key}"] = _expect(tuf, key, int, f"{where} [tuf]")
     if set(tuf) - {"timestamp_days", "snapshot_days", "targets_days", "root_days"}:
         raise ConfigError(f"{where}: unknown key in [tuf]: {sorted(tuf)}")
+    out.update(_read_tsa_table(data.pop("tsa", {}), where))
     if not isinstance(data.get("oidc_users", []), list):
         raise ConfigError(f"{where}: oidc_users must be an array of tables")
     users = data.pop("oidc_users", [])
@@ -163,6 +168,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
     out["oidc_clients"] = tuple(OidcClient.from_mapping(c) for c in clients)
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
+    return out
+
+
+def _read_tsa_table(tsa: Any, where: str) -> dict[str, Any]:
+    """The ``[tsa]`` table: the clock guard of the timestamp authority (issue 6 §3)."""
+    if not isinstance(tsa, dict):
+        raise ConfigError(f"{where}: [tsa] must be a table")
+    unknown = set(tsa) - {"ntp_servers", "max_drift", "require_ntp"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key in [tsa]: {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    if "ntp_servers" in tsa:
+        servers = tsa["ntp_servers"]
+        if not isinstance(servers, list) or not all(isinstance(x, str) for x in servers):
+            raise ConfigError(f"{where}: [tsa].ntp_servers must be an array of strings")
+        out["tsa_ntp_servers"] = tuple(servers)
+    if "max_drift" in tsa:
+        drift = tsa["max_drift"]
+        if isinstance(drift, bool) or not isinstance(drift, int | float) or not 0 < drift <= 0.5:
+            raise ConfigError(
+                f"{where}: [tsa].max_drift must be in (0, 0.5] seconds: tokens claim 1 s "
+                "accuracy, of which 0.5 s is genTime rounding"
+            )
+        out["tsa_max_drift"] = float(drift)
+    if "require_ntp" in tsa:
+        out["tsa_require_ntp"] = _expect(tsa, "require_ntp", bool, f"{where} [tsa]")
     return out
 
 
@@ -247,6 +278,17 @@ timestamp_days = 1
 snapshot_days = 7
 targets_days = 90
 root_days = 365
+
+[tsa]
+# The timestamp authority refuses to sign (503 + Retry-After) rather than sign a wrong time.
+# Offline it watches for wall-clock steps against the monotonic clock; with NTP servers
+# ("host", "host:port" or "[v6]:port") it also compares the clock with their median offset.
+ntp_servers = []
+# Largest allowed |offset| from NTP, in seconds. Tokens claim 1 s accuracy, which covers
+# 0.5 s of rounding plus this drift, so values above 0.5 are refused.
+max_drift = 0.5
+# Refuse to sign when none of the NTP servers answers (default: fall back to the offline check).
+require_ntp = false
 
 # Users of the embedded OpenID Connect provider (issuer <public_url>/oidc). They obtain
 # identity tokens with the OAuth 2.0 password grant (contracts.md §3). Repeat the table

@@ -389,7 +389,13 @@ async def add_tsa(ctx: WiringContext) -> None:
     key generation is published, the newest signs."""
     import functools
 
-    from keyless.services.tsa import TIMESTAMP_PATH, TimestampService, load_or_create_credentials
+    from keyless.services.tsa import (
+        TIMESTAMP_PATH,
+        ClockPolicy,
+        TimestampService,
+        TsaSettings,
+        load_or_create_credentials,
+    )
 
     url = ctx.public_url + TIMESTAMP_PATH
     credentials = None
@@ -401,7 +407,12 @@ async def add_tsa(ctx: WiringContext) -> None:
                       validity)
         )
     assert credentials is not None
-    service = TimestampService(credentials)
+    clock = ClockPolicy(
+        ntp_servers=ctx.settings.tsa_ntp_servers,
+        max_drift=ctx.settings.tsa_max_drift,
+        require_ntp=ctx.settings.tsa_require_ntp,
+    )
+    service = TimestampService(credentials, TsaSettings(clock=clock))
     ctx.tsa_urls.append(ServiceUrl(url, 1, await ctx.validity("tsa")))
     ctx.components.append(
         Component("tsa", "", service.routes(), start=service.start, close=service.close, url=url)

@@ -75,6 +75,10 @@ def test_config_file_values_and_cli_precedence(tmp_path: Path) -> None:
     ('[nope]\n', "unknown section"),
     ('[[issuers]]\nurl = "https://x.example"\ntype = "martian"\n', "unknown type"),
     ('not toml at all [', "not valid TOML"),
+    ('[tsa]\nmax_drift = 2.0\n', "max_drift"),
+    ('[tsa]\nntp_servers = "pool.example"\n', "ntp_servers"),
+    ('[tsa]\nrequire_ntp = "yes"\n', "require_ntp"),
+    ('[tsa]\nslew = 1\n', "unknown key in \\[tsa\\]"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
@@ -99,3 +103,16 @@ def test_data_dir_keyless_toml_is_read_by_default(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     assert settings.log_level == "debug"
     assert settings.config_file == tmp_path.resolve() / "keyless.toml"
+
+
+def test_tsa_clock_guard_settings_reach_the_timestamp_service(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[tsa]\nntp_servers = ["127.0.0.1:9123"]\nmax_drift = 0.25\n'
+                      'require_ntp = true\n')
+    settings = load_settings(data_dir=tmp_path, config_file=config)
+    assert settings.tsa_ntp_servers == ("127.0.0.1:9123",)
+    assert settings.tsa_max_drift == 0.25
+    assert settings.tsa_require_ntp is True
+    defaults = load_settings(data_dir=tmp_path)
+    assert (defaults.tsa_ntp_servers, defaults.tsa_max_drift, defaults.tsa_require_ntp) == (
+        (), 0.5, False)
