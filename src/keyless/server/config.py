@@ -56,6 +56,8 @@ class Settings:
     tsa_ntp_servers: tuple[str, ...] = ()
     tsa_max_drift: float = 0.5
     tsa_require_ntp: bool = False
+    #: [ca] token_replay_guard: an identity token obtains a certificate for one key only
+    ca_token_replay_guard: bool = True
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -145,6 +147,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if set(tuf) - {"timestamp_days", "snapshot_days", "targets_days", "root_days"}:
         raise ConfigError(f"{where}: unknown key in [tuf]: {sorted(tuf)}")
     out.update(_read_tsa_table(data.pop("tsa", {}), where))
+    ca = data.pop("ca", {})
+    if not isinstance(ca, dict) or set(ca) - {"token_replay_guard"}:
+        raise ConfigError(f"{where}: [ca] takes only token_replay_guard (true or false)")
+    if "token_replay_guard" in ca:
+        out["ca_token_replay_guard"] = _expect(ca, "token_replay_guard", bool, f"{where} [ca]")
     if not isinstance(data.get("oidc_users", []), list):
         raise ConfigError(f"{where}: oidc_users must be an array of tables")
     users = data.pop("oidc_users", [])
@@ -278,6 +285,12 @@ timestamp_days = 1
 snapshot_days = 7
 targets_days = 90
 root_days = 365
+
+[ca]
+# A token obtains a certificate for one key only: replaying it within its lifetime for
+# another key is refused (401). Retrying with the same key returns the same certificate.
+# Fulcio leaves this open (upstream issue #975); set false to allow one token, many keys.
+token_replay_guard = true
 
 [tsa]
 # The timestamp authority refuses to sign (503 + Retry-After) rather than sign a wrong time.

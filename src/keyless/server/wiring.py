@@ -376,7 +376,7 @@ async def add_ca(ctx: WiringContext) -> None:
     verifier = IdentityVerifier(issuers, http, local_jwks=ctx.oidc.local_jwks())
     service = CAService(
         material=materials[-1], identity=verifier, ctlog=ctx.ctlog,
-        replay_guard=TokenReplayGuard(),
+        replay_guard=TokenReplayGuard(enabled=ctx.settings.ca_token_replay_guard),
     )
     ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
     ctx.components.append(

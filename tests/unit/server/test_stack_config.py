@@ -79,6 +79,8 @@ def test_config_file_values_and_cli_precedence(tmp_path: Path) -> None:
     ('[tsa]\nntp_servers = "pool.example"\n', "ntp_servers"),
     ('[tsa]\nrequire_ntp = "yes"\n', "require_ntp"),
     ('[tsa]\nslew = 1\n', "unknown key in \\[tsa\\]"),
+    ('[ca]\ntoken_replay_guard = "off"\n', "token_replay_guard"),
+    ('[ca]\nkey = "x"\n', "token_replay_guard"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
@@ -116,3 +118,10 @@ def test_tsa_clock_guard_settings_reach_the_timestamp_service(tmp_path: Path) ->
     defaults = load_settings(data_dir=tmp_path)
     assert (defaults.tsa_ntp_servers, defaults.tsa_max_drift, defaults.tsa_require_ntp) == (
         (), 0.5, False)
+
+
+def test_ca_replay_guard_can_be_switched_off(tmp_path: Path) -> None:
+    assert load_settings(data_dir=tmp_path).ca_token_replay_guard is True
+    config = tmp_path / "c.toml"
+    config.write_text("[ca]\ntoken_replay_guard = false\n")
+    assert load_settings(data_dir=tmp_path, config_file=config).ca_token_replay_guard is False
