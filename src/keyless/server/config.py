@@ -58,6 +58,12 @@ class Settings:
     tsa_require_ntp: bool = False
     #: [ca] token_replay_guard: an identity token obtains a certificate for one key only
     ca_token_replay_guard: bool = True
+    #: [ca] operator-supplied issuing CA: chain + key PEM files, or a PKCS#11 key (RFC 7512 URI)
+    ca_chain_pem: Path | None = None
+    ca_key_pem: Path | None = None
+    ca_pkcs11_uri: str = ""
+    #: name of the environment variable holding the passphrase of an encrypted CA key
+    ca_key_password_env: str = ""
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -147,11 +153,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if set(tuf) - {"timestamp_days", "snapshot_days", "targets_days", "root_days"}:
         raise ConfigError(f"{where}: unknown key in [tuf]: {sorted(tuf)}")
     out.update(_read_tsa_table(data.pop("tsa", {}), where))
-    ca = data.pop("ca", {})
-    if not isinstance(ca, dict) or set(ca) - {"token_replay_guard"}:
-        raise ConfigError(f"{where}: [ca] takes only token_replay_guard (true or false)")
-    if "token_replay_guard" in ca:
-        out["ca_token_replay_guard"] = _expect(ca, "token_replay_guard", bool, f"{where} [ca]")
+    out.update(_read_ca_table(data.pop("ca", {}), where))
     if not isinstance(data.get("oidc_users", []), list):
         raise ConfigError(f"{where}: oidc_users must be an array of tables")
     users = data.pop("oidc_users", [])
@@ -175,6 +177,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
     out["oidc_clients"] = tuple(OidcClient.from_mapping(c) for c in clients)
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
+    return out
+
+
+_CA_KEYS = ("token_replay_guard", "chain_pem", "key_pem", "pkcs11_uri", "key_password_env")
+
+
+def _read_ca_table(ca: Any, where: str) -> dict[str, Any]:
+    """The ``[ca]`` table: the replay guard and where the issuing CA comes from (issue 5 §3)."""
+    if not isinstance(ca, dict):
+        raise ConfigError(f"{where}: [ca] must be a table")
+    unknown = set(ca) - set(_CA_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key in [ca]: {sorted(unknown)} (known: {_CA_KEYS})")
+    out: dict[str, Any] = {}
+    if "token_replay_guard" in ca:
+        out["ca_token_replay_guard"] = _expect(ca, "token_replay_guard", bool, f"{where} [ca]")
+    for key in ("chain_pem", "key_pem"):
+        if key in ca:
+            out[f"ca_{key}"] = Path(_expect(ca, key, str, f"{where} [ca]")).expanduser()
+    for key in ("pkcs11_uri", "key_password_env"):
+        if key in ca:
+            out[f"ca_{key}"] = _expect(ca, key, str, f"{where} [ca]")
+    if ("ca_chain_pem" in out) != ("ca_key_pem" in out):
+        raise ConfigError(f"{where}: [ca] chain_pem and key_pem go together")
+    if "ca_chain_pem" in out and out.get("ca_pkcs11_uri"):
+        raise ConfigError(f"{where}: [ca] takes PEM files or a pkcs11_uri, not both")
     return out
 
 
@@ -291,6 +319,15 @@ root_days = 365
 # another key is refused (401). Retrying with the same key returns the same certificate.
 # Fulcio leaves this open (upstream issue #975); set false to allow one token, many keys.
 token_replay_guard = true
+# The issuing CA. By default a root (P-384) and an intermediate (P-256) are generated in
+# <data dir>/keys on first start. To use your own, give either
+#   chain_pem = "/etc/keyless/ca-chain.pem"   # issuing certificate first, root last
+#   key_pem   = "/etc/keyless/ca-key.pem"     # the issuing certificate's private key
+# or an issuing key held in an HSM (RFC 7512 URI; keyless makes the certificates around it):
+#   pkcs11_uri = "pkcs11:token=keyless;object=ca?pin-value=1234&module-path=/usr/lib/soft…"
+#   (module-path: the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)
+# An encrypted key_pem (or root key) is opened with the passphrase in this environment variable:
+#   key_password_env = "KEYLESS_CA_PASSWORD"
 
 [tsa]
 # The timestamp authority refuses to sign (503 + Retry-After) rather than sign a wrong time.

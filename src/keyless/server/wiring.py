@@ -346,6 +346,41 @@ async def _generations(ctx: WiringContext, service: str) -> list[tuple[str, str,
     return out
 
 
+def _operator_ca(settings: Settings) -> bool:
+    """Whether ``[ca]`` names the issuing CA (PEM files or a PKCS#11 key) instead of generating."""
+    return settings.ca_chain_pem is not None or bool(settings.ca_pkcs11_uri)
+
+
+async def _load_operator_ca(ctx: WiringContext, name: str) -> Any:
+    """The active CA from the operator's PEM files, or built around an HSM key.
+
+    PEM files are read as they are on every process (each frontend needs them). With a PKCS#11
+    key, keyless issues the root and intermediate certificates around it once and shares them
+    like generated material, so every process serves the same chain.
+    """
+    import functools
+    import os
+
+    from keyless.services.ca import load_material
+
+    settings = ctx.settings
+    password: bytes | None = None
+    if settings.ca_key_password_env:
+        value = os.environ.get(settings.ca_key_password_env)
+        if value is None:
+            raise ConfigError(
+                f"[ca] key_password_env names {settings.ca_key_password_env}, which is not set"
+            )
+        password = value.encode()
+    if settings.ca_chain_pem is not None:
+        return load_material(
+            settings.data_dir / "keys" / name,
+            chain_pem=settings.ca_chain_pem, key_pem=settings.ca_key_pem, password=password,
+        )
+    create = functools.partial(load_material, pkcs11_uri=settings.ca_pkcs11_uri, password=password)
+    return create(await material_dir(ctx, name, create))
+
+
 async def add_ca(ctx: WiringContext) -> None:
     """The Fulcio-compatible CA at the port root (interop.md §5 item 10).
 
@@ -362,9 +397,13 @@ async def add_ca(ctx: WiringContext) -> None:
     if ctx.oidc is None or ctx.ctlog is None:
         raise ConfigError("the CA needs the OIDC provider and the CT log")
     materials = []
-    for name, organization, validity in await _generations(ctx, "ca"):
-        create = functools.partial(load_or_create, organization=organization)
-        material = create(await material_dir(ctx, name, create))
+    generations = await _generations(ctx, "ca")
+    for number, (name, organization, validity) in enumerate(generations, start=1):
+        if number == len(generations) and _operator_ca(ctx.settings):
+            material = await _load_operator_ca(ctx, name)
+        else:
+            create = functools.partial(load_or_create, organization=organization)
+            material = create(await material_dir(ctx, name, create))
         ctx.ctlog.add_root(material.root)
         ctx.authorities.append(
             Authority(organization, organization, ctx.public_url,

@@ -80,7 +80,9 @@ def test_config_file_values_and_cli_precedence(tmp_path: Path) -> None:
     ('[tsa]\nrequire_ntp = "yes"\n', "require_ntp"),
     ('[tsa]\nslew = 1\n', "unknown key in \\[tsa\\]"),
     ('[ca]\ntoken_replay_guard = "off"\n', "token_replay_guard"),
-    ('[ca]\nkey = "x"\n', "token_replay_guard"),
+    ('[ca]\nkey = "x"\n', "unknown key in \\[ca\\]"),
+    ('[ca]\nchain_pem = "/c.pem"\n', "go together"),
+    ('[ca]\nchain_pem = "/c.pem"\nkey_pem = "/k.pem"\npkcs11_uri = "pkcs11:x"\n', "not both"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
