@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
+from keyless.formats.checkpoint import ed25519_key_id
 from keyless.server.keys import PublicKey
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
@@ -78,8 +79,7 @@ def note_key_id(origin: str, key: ed25519.Ed25519PublicKey) -> bytes:
     """
     if " " in origin or "+" in origin or "\n" in origin:
         raise ConfigError(f"checkpoint origin {origin!r} must not contain spaces, '+' or newlines")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(origin.encode() + b"\n\x01" + raw).digest()
+    return ed25519_key_id(origin, key)
 
 
 def key_details(key: PublicKey) -> str:

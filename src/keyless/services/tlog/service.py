@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.routing import BaseRoute
 
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
+from keyless.formats.checkpoint import ed25519_key_id
 from keyless.server.keys import Signer
 from keyless.services.tlog import kinds, search
 from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
@@ -220,7 +222,7 @@ class RekorV2Service(LogServiceBase):
 
 def ed25519_log_id(origin: str, raw_public_key: bytes) -> bytes:
     """C2SP signed-note key ID of an Ed25519 key: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key)."""
-    return hashlib.sha256(origin.encode() + b"\n\x01" + raw_public_key).digest()
+    return ed25519_key_id(origin, Ed25519PublicKey.from_public_bytes(raw_public_key))
 
 
 class RekorV1Service(LogServiceBase):
