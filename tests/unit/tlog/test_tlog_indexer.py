@@ -37,6 +37,7 @@ async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
     indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
                             kv=storage.kv, gap_grace=0.5)  # type: ignore[attr-defined]
     await indexer.start()
+    await indexer.caught_up()  # else a late start-up catch-up would index entries 1 and 2 itself
     proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(4)]
     results = [await log.add(p.body) for p in proposed]
     # Entries 1 and 2 were appended by "another process": only 3 and 4 are submitted here.
