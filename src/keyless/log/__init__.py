@@ -1,6 +1,17 @@
 """The log engine: one engine for the CT log and both Rekor logs (architecture.md "Layers")."""
 
 from keyless.log.engine import AddResult, SeedEntry, TransparencyLog
+from keyless.log.seam import AddResultLike, LogEngine, LogReader, StoredEntryLike
 from keyless.storage.model import LogHead, StoredEntry
 
-__all__ = ["AddResult", "LogHead", "SeedEntry", "StoredEntry", "TransparencyLog"]
+__all__ = [
+    "AddResult",
+    "AddResultLike",
+    "LogEngine",
+    "LogHead",
+    "LogReader",
+    "SeedEntry",
+    "StoredEntry",
+    "StoredEntryLike",
+    "TransparencyLog",
+]

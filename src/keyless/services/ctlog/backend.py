@@ -1,9 +1,10 @@
 """What the CT personality needs from the shared log engine and storage (internal-apis.md).
 
-The CT log is a personality over :class:`keyless.log.TransparencyLog` and ``keyless.storage``;
-these Protocols name the exact subset it uses, so the engine can be swapped (SQLite, PostgreSQL,
-memory) and the CA developed against :class:`MemoryLogEngine` / :class:`MemoryKeyValue`, small
-in-process stand-ins with the same semantics (dedup, integrated-on-return, proofs).
+The CT log is a personality over :class:`keyless.log.TransparencyLog` and ``keyless.storage``.
+The log seam (:class:`LogEngine`) is defined once in :mod:`keyless.log.seam` and re-exported
+here; :class:`KeyValue` names the part of ``storage.kv`` the CT log uses. The CA can be developed
+against :class:`MemoryLogEngine` / :class:`MemoryKeyValue`, small in-process stand-ins with the
+same semantics (dedup, integrated-on-return, proofs).
 """
 
 from __future__ import annotations
@@ -11,50 +12,13 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from keyless.errors import InvalidInput, NotFound
+from keyless.log.seam import LogEngine
 from keyless.merkle import MemoryTree, leaf_hash
-
-
-class AddResultLike(Protocol):
-    """The fields of ``keyless.log.AddResult`` the CT log reads."""
-
-    @property
-    def index(self) -> int: ...
-    @property
-    def duplicate(self) -> bool: ...
-    @property
-    def leaf_hash(self) -> bytes: ...
-
-
-class StoredEntryLike(Protocol):
-    """The fields of ``keyless.log.StoredEntry`` the CT log reads."""
-
-    @property
-    def index(self) -> int: ...
-    @property
-    def leaf(self) -> bytes: ...
-    @property
-    def bundle_entry(self) -> bytes: ...
-
-
-class LogEngine(Protocol):
-    """The subset of ``keyless.log.TransparencyLog`` used by the CT personality."""
-
-    async def add(
-        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
-    ) -> AddResultLike: ...
-    async def entry(self, index: int) -> StoredEntryLike: ...
-    async def entries(self, start: int, end: int) -> Sequence[StoredEntryLike]: ...
-    async def index_of(self, key: bytes) -> int | None: ...
-    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
-    async def consistency_proof(self, first: int, second: int) -> list[bytes]: ...
-    async def tree(self) -> tuple[int, bytes]: ...
-    async def tile(self, level: int, index: int, width: int | None) -> bytes: ...
-    async def entry_bundle(self, index: int, width: int | None) -> bytes: ...
 
 
 class KeyValue(Protocol):
@@ -189,3 +153,6 @@ class MemoryKeyValue:
 def digest(data: bytes) -> bytes:
     """SHA-256, the only hash of RFC 6962 logs."""
     return hashlib.sha256(data).digest()
+
+
+__all__ = ["KeyValue", "LogEngine", "MemoryKeyValue", "MemoryLogEngine", "digest"]

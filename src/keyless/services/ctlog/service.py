@@ -290,7 +290,7 @@ class CTLogService:
             )
         if first in (0, second):
             return []
-        return await self._engine.consistency_proof(first, second)
+        return list(await self._engine.consistency_proof(first, second))
 
     async def proof_by_hash(self, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
         """RFC 6962 §4.5: the index of the leaf with this hash and its audit path."""
@@ -302,7 +302,7 @@ class CTLogService:
         index = await self._engine.index_of(leaf_hash)
         if index is None or index >= tree_size:
             raise NotFound("no entry with this leaf hash in a tree of that size")
-        return index, await self._engine.inclusion_proof(index, tree_size)
+        return index, list(await self._engine.inclusion_proof(index, tree_size))
 
     async def entries(self, start: int, end: int) -> list[tuple[bytes, bytes]]:
         """RFC 6962 §4.6: ``(leaf_input, extra_data)`` for ``start..end`` (truncated)."""
