@@ -48,6 +48,7 @@ from keyless.formats.tiles import (
 from keyless.log.edge import HASH, tile_width
 from keyless.log.nodes import NodeReader
 from keyless.log.proofs import batch_inclusion_proofs
+from keyless.log.seam import EntryAtIndex
 from keyless.log.sequencer import Outcome, Pending, Sequencer
 from keyless.merkle import consistency_proof, inclusion_proof, leaf_hash
 from keyless.storage import Storage, check_log_name
@@ -174,6 +175,27 @@ class TransparencyLog:
         defaults to the leaf hash, and an entry whose key is already in the log is answered with
         the existing index and ``duplicate=True``.
         """
+        self._check_accepting()
+        self._check_size(bundle_entry if bundle_entry is not None else leaf)
+        h = leaf_hash(leaf)
+        dedup = dedup_key if dedup_key is not None else h
+        return await self._enqueue(Pending(leaf, bundle_entry, h, dedup))
+
+    async def add_at_index(self, entry_at: EntryAtIndex, *, dedup_key: bytes) -> AddResult:
+        """Append the entry ``entry_at(index)`` for the index the log assigns to it.
+
+        C2SP static-ct-api: the MerkleTreeLeaf and the TileLeaf of a static CT log carry their
+        own ``leaf_index``, so the entry can only be built once it is sequenced. ``entry_at``
+        must be pure and its sizes independent of the index (it is probed once here, to refuse an
+        oversized entry before it can fail a whole batch). An entry whose ``dedup_key`` is in the
+        log is answered with the existing index and ``duplicate=True``, as for :meth:`add`.
+        """
+        self._check_accepting()
+        leaf, bundle = entry_at(0)
+        self._check_size(bundle)
+        return await self._enqueue(Pending(leaf, bundle, leaf_hash(leaf), dedup_key, entry_at))
+
+    def _check_accepting(self) -> None:
         if self._task is None or self._closing:
             raise Unavailable(f"log {self.name} is not accepting entries (not started or closing)")
         if len(self._queue) >= self._max_pending:
@@ -181,15 +203,15 @@ class TransparencyLog:
                 f"log {self.name} has {len(self._queue)} entries waiting to be sequenced",
                 retry_after=1.0,
             )
-        if len(bundle_entry if bundle_entry is not None else leaf) > MAX_ENTRY_SIZE:
+
+    @staticmethod
+    def _check_size(bundle_entry: bytes) -> None:
+        if len(bundle_entry) > MAX_ENTRY_SIZE:
             raise TooLarge(f"a log entry may be at most {MAX_ENTRY_SIZE} bytes (C2SP tlog-tiles)")
-        h = leaf_hash(leaf)
+
+    async def _enqueue(self, pending: Pending) -> AddResult:
         future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(
-            _Waiter(
-                Pending(leaf, bundle_entry, h, dedup_key if dedup_key is not None else h), future
-            )
-        )
+        self._queue.append(_Waiter(pending, future))
         self._wake.set()
         return await future
 
@@ -255,7 +277,7 @@ class TransparencyLog:
             waiter.future.set_result(
                 AddResult(
                     index=outcome.index,
-                    leaf_hash=waiter.pending.leaf_hash,
+                    leaf_hash=outcome.leaf_hash,
                     integrated_time=outcome.integrated_time,
                     duplicate=outcome.duplicate,
                     tree_size=head.size,

@@ -17,8 +17,14 @@ The semantics every implementation keeps (docs/internal-apis.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
+
+#: Builds an entry for the index it is given: ``index -> (leaf, bundle_entry)``. For logs whose
+#: entries name their own position (C2SP static-ct-api ``leaf_index`` extension). It runs on the
+#: sequencer's thread inside the batch's transaction, so it must be pure, cheap, never raise, and
+#: give entries whose sizes do not depend on the index.
+EntryAtIndex = Callable[[int], tuple[bytes, bytes]]
 
 
 class AddResultLike(Protocol):
@@ -70,11 +76,17 @@ class LogReader(Protocol):
 
 
 class LogEngine(LogReader, Protocol):
-    """Reads plus the append path used by every personality."""
+    """Reads plus the append paths.
+
+    :meth:`add` appends a fixed leaf; :meth:`add_at_index` appends an entry built from the index
+    the log assigns to it (static-ct-api: the leaf and the SCT carry ``leaf_index``), for which
+    there is no natural dedup key, so the caller names one.
+    """
 
     async def add(
         self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
     ) -> AddResultLike: ...
+    async def add_at_index(self, entry_at: EntryAtIndex, *, dedup_key: bytes) -> AddResultLike: ...
 
 
-__all__ = ["AddResultLike", "LogEngine", "LogReader", "StoredEntryLike"]
+__all__ = ["AddResultLike", "EntryAtIndex", "LogEngine", "LogReader", "StoredEntryLike"]

@@ -23,18 +23,25 @@ from keyless.formats.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from keyless.formats.tiles import decode_entry_bundle, encode_entry_bundle, entries_path, tile_path
 from keyless.log.edge import HASH, WIDTH, RightEdge, tile_levels, tile_width
 from keyless.log.nodes import NodeReader
-from keyless.merkle import EMPTY_ROOT, CompactRange, root_from_leaf_hashes
+from keyless.log.seam import EntryAtIndex
+from keyless.merkle import EMPTY_ROOT, CompactRange, leaf_hash, root_from_leaf_hashes
 from keyless.storage import SequencingSession
 from keyless.storage.model import Batch, LogHead, NewEntry
 
 
 class Pending(NamedTuple):
-    """An entry waiting to be sequenced (the engine hashes it before queueing)."""
+    """An entry waiting to be sequenced (the engine hashes it before queueing).
+
+    ``at_index`` is set for entries that name their own position (static-ct-api ``leaf_index``):
+    the sequencer then replaces ``leaf`` and ``bundle_entry`` by ``at_index(index)`` once the
+    index is assigned, inside the same transaction, and hashes that leaf into the tree.
+    """
 
     leaf: bytes
     bundle_entry: bytes | None
     leaf_hash: bytes
     dedup_key: bytes
+    at_index: EntryAtIndex | None = None
 
 
 class Outcome(NamedTuple):
@@ -43,6 +50,7 @@ class Outcome(NamedTuple):
     index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     integrated_time: int
     duplicate: bool
+    leaf_hash: bytes  # of the leaf as sequenced (for a duplicate: as submitted)
 
 
 class Sequencer:
@@ -162,14 +170,19 @@ class Sequencer:
         for item in items:
             existing = found.get(item.dedup_key) or seen.get(item.dedup_key)
             if existing is not None:
-                outcomes.append(Outcome(existing[0], existing[1], True))
+                h = item.leaf_hash
+                if item.at_index is not None:  # the submitted entry, placed where it already is
+                    h = leaf_hash(item.at_index(existing[0])[0])
+                outcomes.append(Outcome(existing[0], existing[1], True, h))
                 continue
             index = size + len(new)
-            new.append(
-                NewEntry(index, item.leaf, item.bundle_entry, item.leaf_hash, item.dedup_key, now)
-            )
+            leaf, bundle, h = item.leaf, item.bundle_entry, item.leaf_hash
+            if item.at_index is not None:
+                leaf, bundle = item.at_index(index)
+                h = leaf_hash(leaf)
+            new.append(NewEntry(index, leaf, bundle, h, item.dedup_key, now))
             seen[item.dedup_key] = (index, now)
-            outcomes.append(Outcome(index, now, False))
+            outcomes.append(Outcome(index, now, False, h))
         if not new and not self._repairs:
             return outcomes, head
         edge = self.edge
