@@ -466,9 +466,12 @@ def sign_files(
     bundles: list[Bundle] = []
     for path in paths:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from exc
         bundle = signer.sign_digest(h.digest())
         bundles.append(bundle)
         if on_done is not None:

@@ -1,15 +1,22 @@
 """``keyless``: the command-line entry point.
 
 Subcommands are dispatched to modules imported lazily so that ``keyless verify`` starts fast
-(issue: cold start ≤ 300 ms).
+(issue #8: cold start ≤ 300 ms).
+
+Exit codes (as sigstore-python and argparse): 0 success, 1 the operation failed (one sentence
+on stderr), 2 the command line is wrong (one sentence naming the problem and ``--help``),
+130 interrupted with Ctrl-C. No path prints a traceback unless ``KEYLESS_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: subcommand → (module under keyless._cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,8 +29,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
 }
 
+EPILOG = """\
+trust: without --trust-config or --server, sign and verify use the public-good Sigstore
+instance: its trusted root ships with keyless and is refreshed through TUF at most once a day
+(never with --offline).
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+examples:
+  keyless serve --oidc-user alice@example.com:s3cret
+  keyless sign --server http://127.0.0.1:3000 app.tar.gz
+  keyless verify app.tar.gz --cert-identity alice@example.com \\
+      --cert-oidc-issuer http://127.0.0.1:3000/oidc --server http://127.0.0.1:3000
+
+exit status: 0 success, 1 failure (one sentence on stderr), 2 usage error, 130 interrupted.
+"""
+
+
+class UsageError(Exception):
+    """A wrong command line: reported in one line with exit status 2."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {message} (see '{prog} --help')")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def build_parser(only: str | None = None) -> Parser:
     """The top-level parser; each command module adds its own arguments.
 
     With ``only``, just that command's module is imported (the others get a help-only stub), so
@@ -31,9 +66,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """
     from keyless import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="keyless",
         description="Self-hostable, Sigstore-compatible keyless code signing.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"keyless {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,16 +83,53 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``keyless`` with ``argv`` and return the process exit status."""
-    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if any (before parsing, to import lazily)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def _run(argv: Sequence[str]) -> int:
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
     result: int = args.run(args)
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``keyless`` with ``argv`` and return the process exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("KEYLESS_DEBUG", "") not in ("", "0")
+    try:
+        return _run(words)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except KeyboardInterrupt:
+        print("keyless: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``keyless … | head``): not an error worth a message
+        with contextlib.suppress(Exception):
+            sys.stderr.close()
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        reason = " ".join(str(exc).split()) or "no details"
+        print(
+            f"keyless: unexpected error ({type(exc).__name__}: {reason}); "
+            "rerun with KEYLESS_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

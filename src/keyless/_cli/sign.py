@@ -3,13 +3,18 @@
 ::
 
     keyless sign FILE... [--bundle OUT] [--identity-token T] [--trust-config F | --server URL]
-                 [--rekor-version 1|2]
+                 [--rekor-version 1|2] [--overwrite]
 
 ``--bundle`` (one file only) defaults to ``FILE.sigstore.json``. The services come from the
-signing config of ``--trust-config`` or of ``--server URL``'s ``client-trust-config.json``.
-Without ``--identity-token`` the token comes from ``$SIGSTORE_ID_TOKEN``, else from ambient CI
-credentials (``id``; GitHub Actions, GitLab, Buildkite, Google Cloud). Progress is shown with
-``rich`` when several files are signed.
+signing config of ``--trust-config``, of ``--server URL``'s ``client-trust-config.json``, or of
+the public-good instance through TUF. Without ``--identity-token`` the token comes from
+``$SIGSTORE_IDENTITY_TOKEN`` / ``$SIGSTORE_ID_TOKEN``, else ambient CI credentials, else (on a
+terminal) the browser or device flow, as sigstore-python does.
+
+Outputs are checked before anything is signed and, like sigstore-python, an existing bundle is
+never replaced without ``--overwrite``; each bundle is written to a temporary file in the same
+directory and renamed into place, so a reader never sees half a bundle. Progress is shown with
+``rich`` when several files are signed on a terminal.
 """
 
 from __future__ import annotations
@@ -17,40 +22,140 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from keyless._cli.verify import add_trust_options
+from keyless._cli.verify import add_trust_options, warn
+
+TOKEN_ENV = ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN")
 
 
 def add_signing_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``sign`` and ``attest``."""
-    parser.add_argument("--identity-token", metavar="T", help="OIDC identity token (JWT)")
-    parser.add_argument(
-        "--rekor-version", type=int, choices=(1, 2), help="force Rekor v1 or v2 (default: config)"
+    oidc = parser.add_argument_group("identity")
+    oidc.add_argument(
+        "--identity-token",
+        metavar="T",
+        help="OIDC identity token (JWT); default: $SIGSTORE_IDENTITY_TOKEN or "
+        "$SIGSTORE_ID_TOKEN, else ambient CI credentials, else an interactive sign-in "
+        "(browser, or device flow) with the signing config's OIDC issuer",
     )
+    parser.add_argument(
+        "--rekor-version",
+        type=int,
+        choices=(1, 2),
+        help="use a Rekor v1 or v2 log (default: the newest the signing config offers)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing bundle files")
     add_trust_options(parser)
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
-    parser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("files", metavar="FILE", nargs="+", help="artifacts to sign")
-    parser.add_argument("--bundle", metavar="OUT", help="output (one FILE only)")
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description="Sign each FILE with one short-lived certificate: the signature is "
+        "timestamped and recorded in the transparency log, and written as a Sigstore bundle "
+        "v0.3 (FILE.sigstore.json unless --bundle).",
+        epilog="trust: --trust-config FILE or --server URL selects a keyless instance; with "
+        "neither, the public-good Sigstore instance (signing config through TUF).",
+    )
+    parser.add_argument("files", metavar="FILE", nargs="+", help="files to sign")
+    parser.add_argument("--bundle", metavar="OUT", help="write the bundle here (one FILE only)")
     add_signing_options(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, parser=parser)
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+def check_input(args: argparse.Namespace, path: str) -> None:
+    """A FILE must be a readable regular file (usage error otherwise, as sigstore-python)."""
+    if not Path(path).is_file():
+        args.parser.error(f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        args.parser.error(f"{path} is not readable")
+
+
+def check_output(args: argparse.Namespace, out: str, inputs: set[str]) -> None:
+    """Refuse to replace an input, a directory, or (without --overwrite) an existing bundle."""
+    target = Path(out)
+    if os.path.realpath(out) in inputs:
+        args.parser.error(f"the bundle {out} would replace an input file")
+    if target.is_dir():
+        args.parser.error(f"the bundle {out} is a directory")
+    if target.exists() and not args.overwrite:
+        args.parser.error(f"refusing to overwrite {out} without --overwrite")
+    if not target.parent.is_dir():
+        args.parser.error(f"the directory of {out} does not exist")
+
+
+def plan_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
+    """FILE → bundle path, checked before any network call or signature."""
+    if args.bundle and len(files) > 1:
+        args.parser.error("--bundle can only be used with a single FILE")
+    seen: set[str] = set()
+    for f in files:
+        check_input(args, f)
+        real = os.path.realpath(f)
+        if real in seen:
+            args.parser.error(f"{f} is given twice")
+        seen.add(real)
+    outputs = {f: args.bundle or f"{f}.sigstore.json" for f in files}
+    for out in outputs.values():
+        check_output(args, out, seen)
+    return outputs
+
+
+def write_output(path: str, data: bytes, *, overwrite: bool) -> None:
+    """Write ``data`` atomically: a temporary file in the same directory, then a rename.
+
+    Without ``overwrite`` the final step is a hard link, which fails if ``path`` appeared in
+    the meantime (no check-then-write race); the mode is the usual ``0666 & ~umask``.
+    """
+    import secrets
+
+    from keyless.errors import ConfigError
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+            return
+        try:
+            os.link(tmp, target)
+        except FileExistsError as exc:
+            raise ConfigError(f"{path} appeared meanwhile; not overwritten") from exc
+        except OSError:  # a filesystem without hard links
+            if target.exists():
+                raise ConfigError(f"{path} appeared meanwhile; not overwritten") from None
+            os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- signer ---------------------------------------------------------------------------------------
 
 
 def identity_token(args: argparse.Namespace, signing_config: Any = None) -> str:
-    """The identity token: flag, ``$SIGSTORE_ID_TOKEN``, ambient CI credentials, or (on a
-    terminal) the browser / device flow against the signing config's OIDC issuer."""
+    """The identity token: flag, environment, ambient CI credentials, or (on a terminal) the
+    browser / device flow against the signing config's OIDC issuer (contracts.md §4)."""
     from keyless.oidc import get_identity_token
 
     oidc_urls = getattr(signing_config, "oidc_urls", ()) or ()
     issuer = oidc_urls[0].url if oidc_urls else None
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    explicit = args.identity_token or next(
+        (os.environ[name] for name in TOKEN_ENV if os.environ.get(name)), None
+    )
     token = get_identity_token(
-        explicit=args.identity_token or os.environ.get("SIGSTORE_ID_TOKEN"),
-        issuer=issuer,
-        interactive="auto" if interactive else "none",
+        explicit=explicit, issuer=issuer, interactive="auto" if interactive else "none"
     )
     return token.raw
 
@@ -61,10 +166,19 @@ def make_signer(args: argparse.Namespace) -> Any:
     from keyless.sign import Signer
     from keyless.trust.sources import resolve_trust
 
-    if args.trust_config is None and args.server is None:
-        raise ConfigError("signing needs --trust-config FILE or --server URL (a signing config)")
-    config = resolve_trust(trust_config=args.trust_config, server=args.server)
+    config = resolve_trust(
+        trust_config=args.trust_config,
+        server=args.server,
+        tuf_cache=args.tuf_cache,
+        refresh_window=args.tuf_refresh_window,
+        on_warning=warn,
+    )
     if config.signing_config is None:
+        if args.trust_config is None and args.server is None:
+            raise ConfigError(
+                "no signing config for the public-good instance is available (the TUF refresh "
+                "did not provide one); give --trust-config FILE or --server URL"
+            )
         raise ConfigError("the trust config has no signing config")
     return Signer.from_config(
         config.trusted_root,
@@ -74,37 +188,40 @@ def make_signer(args: argparse.Namespace) -> Any:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
+
+def run(args: argparse.Namespace) -> int:
     from keyless.errors import Error
     from keyless.sign import sign_files
 
-    if args.bundle and len(args.files) > 1:
-        print("--bundle can only be used with a single FILE", file=sys.stderr)
-        return 2
+    outputs = plan_outputs(args, args.files)
+    done: list[str] = []
+
+    def write(path: str, bundle: Any) -> None:
+        write_output(outputs[path], bundle.to_bytes(), overwrite=args.overwrite)
+        done.append(path)
+
     try:
         signer = make_signer(args)
-        outputs = {f: args.bundle or f"{f}.sigstore.json" for f in args.files}
-
-        def write(path: str, bundle: Any) -> None:
-            Path(outputs[path]).write_bytes(bundle.to_bytes())
-
-        if len(args.files) == 1:
-            sign_files(signer, args.files, on_done=write)
-        else:
+        if len(args.files) > 1 and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import Progress
 
-            with Progress(transient=False) as progress:
+            with Progress(console=Console(stderr=True), transient=True) as progress:
                 task = progress.add_task("signing", total=len(args.files))
 
-                def done(path: str, bundle: Any) -> None:
+                def advance(path: str, bundle: Any) -> None:
                     write(path, bundle)
                     progress.advance(task)
 
-                sign_files(signer, args.files, on_done=done)
+                sign_files(signer, args.files, on_done=advance)
+        else:
+            sign_files(signer, args.files, on_done=write)
     except (Error, OSError) as exc:
-        print(f"signing failed: {exc}", file=sys.stderr)
+        partial = f" ({len(done)} of {len(args.files)} bundles written)" if done else ""
+        print(f"signing failed: {one_line(exc)}{partial}", file=sys.stderr)
         return 1
     for f in args.files:
         print(f"signed {f} -> {outputs[f]}", file=sys.stderr)

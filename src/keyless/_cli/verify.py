@@ -6,10 +6,10 @@
                    [--trust-config F | --server URL] [--offline]
     keyless verify-attestation FILE --bundle B --cert-identity ID --cert-oidc-issuer URL ...
 
-Exit 0 on success, 1 with one clear sentence on stderr otherwise. ``FILE`` may be
-``sha256:<hex>``. This module imports only ``argparse`` at load time; the verify path imports
-cryptography and rfc3161-client but never httpx, tuf or rich with ``--offline`` or
-``--trust-config`` (cold-start target ≤ 300 ms).
+Exit 0 on success, 1 with one clear sentence on stderr when verification fails, 2 for a wrong
+command line. ``FILE`` may be ``sha256:<hex>``. This module imports only ``argparse`` at load
+time; the verify path imports cryptography and rfc3161-client but never httpx, tuf or rich with
+``--offline`` or ``--trust-config`` (issue #8: cold start ≤ 300 ms, no network when offline).
 """
 
 from __future__ import annotations
@@ -18,46 +18,108 @@ import argparse
 import sys
 from typing import Any
 
+TRUST_HELP = """\
+trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
+fetches URL/client-trust-config.json from a keyless instance; with neither, the public-good
+Sigstore instance's trusted root (shipped with keyless) is used, refreshed through TUF at most once
+per --tuf-refresh-window. If the refresh fails (no network), the cached or shipped root is used
+with a warning. --offline never touches the network."""
+
 
 def add_trust_options(parser: argparse.ArgumentParser) -> None:
     """``--trust-config F | --server URL`` and the TUF cache knobs, shared by every command."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--trust-config", metavar="FILE", help="a ClientTrustConfig JSON file")
+    trust = parser.add_argument_group("trust (default: public-good Sigstore via TUF)")
+    group = trust.add_mutually_exclusive_group()
+    group.add_argument(
+        "--trust-config",
+        metavar="FILE",
+        help="a ClientTrustConfig JSON file (trusted root + signing config)",
+    )
     group.add_argument(
         "--server", metavar="URL", help="a keyless instance (fetches URL/client-trust-config.json)"
     )
-    parser.add_argument(
-        "--tuf-cache", metavar="DIR", help="TUF cache directory (default: user cache dir)"
+    trust.add_argument(
+        "--tuf-cache", metavar="DIR", help="TUF cache directory (default: the user cache dir)"
     )
-    parser.add_argument(
+    trust.add_argument(
         "--tuf-refresh-window",
         metavar="SECONDS",
-        type=float,
+        type=_seconds,
         default=24 * 3600.0,
-        help="refresh the default trust root through TUF at most this often (default: 1 day)",
+        help="refresh the default trusted root through TUF at most this often (default: 86400)",
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``verify`` or ``verify-attestation`` (same options; the latter needs DSSE)."""
-    parser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("file", metavar="FILE", help="the artifact, or sha256:<hex>")
-    parser.add_argument("--bundle", metavar="B", help="the bundle (default: FILE.sigstore.json)")
-    identity = parser.add_mutually_exclusive_group()
-    identity.add_argument("--cert-identity", metavar="ID", help="expected SAN, exactly")
-    identity.add_argument(
-        "--cert-identity-regexp", metavar="RE", help="expected SAN as a full-match regex"
+    attestation = name == "verify-attestation"
+    what = "an in-toto attestation (DSSE) about FILE" if attestation else "FILE's signature"
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description=f"Verify {what} against a Sigstore bundle (v0.1, v0.2 or v0.3), the trusted "
+        "root and the expected signer identity. Exit status 0 when valid, 1 with one sentence "
+        "on stderr when not, 2 for a wrong command line.",
+        epilog=TRUST_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer")
-    parser.add_argument("--key", metavar="PEM", help="verify a managed-key bundle with this key")
-    gh = parser.add_argument_group("GitHub Actions claims (optional)")
-    gh.add_argument("--repository", help="owner/name of the source repository")
-    gh.add_argument("--ref", help="git ref, e.g. refs/tags/v1.0")
-    gh.add_argument("--sha", help="commit SHA")
-    gh.add_argument("--trigger", help="workflow trigger event")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="the artifact"
+        + (" (a subject of the statement)" if attestation else "")
+        + ", or sha256:<64 hex digits>",
+    )
+    parser.add_argument(
+        "--bundle",
+        metavar="B",
+        help="the bundle (default: FILE.sigstore.json; needed for a digest)",
+    )
+    who = parser.add_argument_group("signer identity (required unless --key)")
+    identity = who.add_mutually_exclusive_group()
+    identity.add_argument(
+        "--cert-identity", metavar="ID", help="expected certificate identity (SAN), exactly"
+    )
+    identity.add_argument(
+        "--cert-identity-regexp",
+        metavar="RE",
+        help="expected SAN as a full-match regular expression",
+    )
+    who.add_argument(
+        "--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer of the certificate, exactly"
+    )
+    who.add_argument(
+        "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
+    )
+    gh = parser.add_argument_group("GitHub Actions claims (optional, checked in the certificate)")
+    gh.add_argument("--repository", metavar="OWNER/NAME", help="source repository")
+    gh.add_argument("--ref", metavar="REF", help="git ref, e.g. refs/tags/v1.0")
+    gh.add_argument("--sha", metavar="SHA", help="commit SHA")
+    gh.add_argument("--trigger", metavar="EVENT", help="workflow trigger event, e.g. push")
+    if attestation:
+        parser.add_argument(
+            "--predicate-type", metavar="URI", help="require this in-toto predicateType"
+        )
     add_trust_options(parser)
-    parser.add_argument("--offline", action="store_true", help="no network at all (no TUF refresh)")
-    parser.set_defaults(run=run, attestation=name == "verify-attestation")
+    parser.add_argument(
+        "--offline", action="store_true", help="no network at all (no TUF refresh, no --server)"
+    )
+    parser.set_defaults(run=run, attestation=attestation, parser=parser)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (the TUF refresh fell back to an older root)."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 def trusted_root_for(args: argparse.Namespace) -> Any:
@@ -70,17 +132,35 @@ def trusted_root_for(args: argparse.Namespace) -> Any:
         offline=getattr(args, "offline", False),
         tuf_cache=args.tuf_cache,
         refresh_window=args.tuf_refresh_window,
+        on_warning=warn,
     ).trusted_root
 
 
+def check_usage(args: argparse.Namespace) -> None:
+    """Reject contradictory or incomplete options before any work (exit status 2)."""
+    error = args.parser.error
+    if args.bundle is None and args.file.startswith("sha256:"):
+        error("--bundle is required when verifying a digest")
+    if args.offline and args.server:
+        error("--server needs the network; drop --offline or use --trust-config")
+    if args.key:
+        if args.cert_identity or args.cert_identity_regexp or args.cert_oidc_issuer:
+            error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
+        return
+    if not (args.cert_identity or args.cert_identity_regexp) or not args.cert_oidc_issuer:
+        error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
+    if args.cert_identity_regexp:
+        import re
+
+        try:
+            re.compile(args.cert_identity_regexp)
+        except re.error as exc:
+            error(f"--cert-identity-regexp is not a valid regular expression: {exc}")
+
+
 def _policy(args: argparse.Namespace) -> Any:
-    from keyless.errors import ConfigError
     from keyless.verify.policy import AllOf, GitHubWorkflow, Identity
 
-    if not args.cert_oidc_issuer or not (args.cert_identity or args.cert_identity_regexp):
-        raise ConfigError(
-            "give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key"
-        )
     policies: list[Any] = [
         Identity(
             issuer=args.cert_oidc_issuer,
@@ -107,8 +187,6 @@ def verify(args: argparse.Namespace) -> str:
     from keyless.verify.verifier import Verifier
 
     bundle_path = args.bundle or f"{args.file}.sigstore.json"
-    if args.bundle is None and args.file.startswith("sha256:"):
-        raise ConfigError("--bundle is required when verifying a digest")
     try:
         bundle = Path(bundle_path).read_bytes()
     except OSError as exc:
@@ -125,22 +203,26 @@ def verify(args: argparse.Namespace) -> str:
         result = verifier.verify(bundle, artifact, key=key)
     else:
         result = verifier.verify(bundle, artifact, policy=_policy(args))
-    if args.attestation and result.payload_type is None:
+    if not args.attestation:
+        return f"OK: {args.file}"
+    if result.payload_type is None:
         raise DSSEError("the bundle holds a message signature, not an attestation")
-    if args.attestation:
-        predicate = (result.statement or {}).get("predicateType", "?")
-        return f"OK: {args.file} (attestation, predicate {predicate})"
-    return f"OK: {args.file}"
+    predicate = (result.statement or {}).get("predicateType")
+    wanted = getattr(args, "predicate_type", None)
+    if wanted is not None and predicate != wanted:
+        raise DSSEError(f"the statement's predicateType is {predicate!r}, not {wanted!r}")
+    return f"OK: {args.file} (attestation, predicate {predicate or '?'})"
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand: 0 on success, 1 with one sentence on stderr."""
     from keyless.errors import Error
 
+    check_usage(args)
     try:
         message = verify(args)
     except Error as exc:
-        print(f"verification failed: {exc}", file=sys.stderr)
+        print(f"verification failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(message, file=sys.stderr)
     return 0

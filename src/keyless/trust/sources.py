@@ -3,13 +3,15 @@
 In order of precedence: ``--trust-config FILE`` (a ClientTrustConfig), ``--server URL`` (fetches
 ``URL/client-trust-config.json`` from a keyless instance), or the public-good production trusted
 root shipped as package data, refreshed through TUF (:mod:`keyless.trust.tuf`) at most once per
-window and never with ``offline=True``. Only the paths that need the network import ``httpx`` or
-``tuf``; the offline path reads one packaged file.
+window and never with ``offline=True``; a refresh that fails (no network) falls back to the last
+verified cache or the shipped root with one warning. Only the paths that need the network import
+``httpx`` or ``tuf``; the offline path reads one packaged file.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -66,12 +68,21 @@ def fetch_client_trust_config(server: str, *, timeout: float = 10.0) -> ClientTr
     """``GET <server>/client-trust-config.json`` from a keyless instance (contracts.md §2)."""
     import httpx
 
+    if not server.startswith(("http://", "https://")):
+        raise ConfigError(f"--server {server!r} is not an http:// or https:// URL")
     url = server.rstrip("/") + "/" + TRUST_CONFIG_PATH
     try:
         response = httpx.get(url, timeout=timeout, follow_redirects=False)
-        response.raise_for_status()
+    except httpx.TimeoutException as exc:
+        raise ConfigError(f"{url} did not answer within {timeout:g} s") from exc
     except httpx.HTTPError as exc:
-        raise ConfigError(f"cannot fetch the trust config from {url}: {exc}") from exc
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"cannot fetch the trust config from {url}: {reason}") from exc
+    if response.status_code != 200:
+        raise ConfigError(
+            f"cannot fetch the trust config from {url}: HTTP {response.status_code}"
+            " (is this a keyless instance?)"
+        )
     try:
         return ClientTrustConfig.from_json(response.content)
     except InvalidInput as exc:
@@ -85,8 +96,12 @@ def resolve_trust(
     offline: bool = False,
     tuf_cache: str | None = None,
     refresh_window: float = 24 * 3600.0,
+    on_warning: Callable[[str], None] | None = None,
 ) -> ClientTrustConfig:
-    """The trust material chosen by the CLI options (see the module docstring)."""
+    """The trust material chosen by the CLI options (see the module docstring).
+
+    ``on_warning`` receives one line when the TUF refresh failed and an older root is used.
+    """
     if trust_config is not None and server is not None:
         raise ConfigError("give at most one of --trust-config and --server")
     if trust_config is not None:
@@ -99,5 +114,5 @@ def resolve_trust(
 
     # offline: the last TUF-verified root in the cache, else the packaged one (no network)
     return TufTrust.production(
-        cache_dir=tuf_cache, refresh_window=refresh_window, offline=offline
+        cache_dir=tuf_cache, refresh_window=refresh_window, offline=offline, on_warning=on_warning
     ).client_trust_config()

@@ -3,26 +3,50 @@
 A client bootstraps from an embedded ``root.json`` (the public-good production root ships under
 ``keyless/_data``), refreshes ``trusted_root.json`` and ``signing_config.v0.2.json`` through TUF
 at most once per ``refresh_window`` seconds, and otherwise uses the verified targets cached on
-disk. ``offline=True`` never touches the network: it uses the cache, or for the production
-instance the packaged trusted root. The cache lives under the user cache dir, one folder per
-repository URL (as sigstore-python keys its ``_store`` by the quoted URL).
+disk. The cache lives under the user cache dir, one folder per repository URL (as
+sigstore-python keys its ``_store`` by the quoted URL).
+
+Failure policy (issue #8, targets.md G7):
+
+* ``offline=True`` never touches the network and never writes to the cache: it uses the cached
+  targets, or for the production instance the packaged trusted root;
+* a refresh uses short timeouts (``timeout`` per connect/read, ``deadline`` for the whole run), so
+  a machine without internet falls back within seconds instead of hanging;
+* every *attempt*, successful or not, starts a new window: a failing repository is retried at
+  most once per window, not on every run;
+* when a refresh fails, the last TUF-verified targets in the cache are used, else the packaged
+  root (production), with one warning through ``on_warning``; only when neither exists is the
+  failure an error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
 
+if TYPE_CHECKING:
+    from tuf.ngclient.fetcher import FetcherInterface
+
 TRUSTED_ROOT = "trusted_root.json"
 SIGNING_CONFIG = "signing_config.v0.2.json"
 DEFAULT_WINDOW = 24 * 3600.0
-_STAMP = "last-refresh"
+#: seconds to connect, and between two bytes read, per request
+DEFAULT_TIMEOUT = 5.0
+#: seconds for a whole refresh (all metadata and targets)
+DEFAULT_DEADLINE = 30.0
+_STAMP = "last-attempt"
+
+_log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -30,6 +54,76 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("keyless")) / "tuf"
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific one-line message in an exception chain (python-tuf wraps causes)."""
+    best = ""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = " ".join(str(current).split())
+        if text:
+            best = text
+        current = current.__cause__ or current.__context__
+    return best or type(exc).__name__
+
+
+def _fetcher(timeout: float, deadline: float) -> FetcherInterface:
+    """A python-tuf fetcher on httpx with a per-request timeout and a total deadline.
+
+    python-tuf's default fetcher waits 30 s per attempt and lets urllib3 retry, which on a
+    machine without a route to the internet means minutes; this one gives up after ``timeout``
+    seconds per request and ``deadline`` seconds in all. HTTP errors are reported as
+    ``DownloadHTTPError`` because the updater relies on 403/404 to end the root walk (TUF spec
+    §5.3.2).
+    """
+    import httpx
+    from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+    from tuf.ngclient.fetcher import FetcherInterface
+
+    from keyless import __version__
+
+    stop = time.monotonic() + deadline
+    client = httpx.Client(
+        follow_redirects=True, headers={"User-Agent": f"keyless/{__version__} (TUF)"}
+    )
+
+    class HttpxFetcher(FetcherInterface):
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            remaining = stop - time.monotonic()
+            if remaining <= 0:
+                raise SlowRetrievalError(f"the refresh took longer than {deadline:g} s")
+            limit = httpx.Timeout(min(timeout, remaining))
+            try:
+                response = client.send(client.build_request("GET", url, timeout=limit), stream=True)
+            except httpx.TimeoutException as exc:
+                raise SlowRetrievalError(f"no answer from {url} within {timeout:g} s") from exc
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"cannot fetch {url}: {_reason(exc)}") from exc
+            if response.status_code >= 400:
+                response.close()
+                raise DownloadHTTPError(
+                    f"{url} answered HTTP {response.status_code}", response.status_code
+                )
+            return self._chunks(response, url)
+
+        @staticmethod
+        def _chunks(response: httpx.Response, url: str) -> Iterator[bytes]:
+            try:
+                for chunk in response.iter_bytes():
+                    if time.monotonic() > stop:
+                        raise SlowRetrievalError(f"the refresh took longer than {deadline:g} s")
+                    yield chunk
+            except httpx.TimeoutException as exc:
+                raise SlowRetrievalError(f"{url} stalled for {timeout:g} s") from exc
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"cannot fetch {url}: {_reason(exc)}") from exc
+            finally:
+                response.close()
+
+    return HttpxFetcher()
 
 
 class TufTrust:
@@ -45,6 +139,9 @@ class TufTrust:
         offline: bool = False,
         fallback_root: TrustedRoot | None = None,
         clock: Callable[[], float] = time.time,
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._root_json = root_json
@@ -52,8 +149,11 @@ class TufTrust:
         self.directory = base / quote(self.url, safe="")
         self.refresh_window = refresh_window
         self.offline = offline
+        self.timeout = timeout
+        self.deadline = deadline
         self._fallback = fallback_root
         self._clock = clock
+        self._warn = on_warning or _log.warning
 
     @classmethod
     def production(
@@ -62,6 +162,7 @@ class TufTrust:
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool = False,
         refresh_window: float = DEFAULT_WINDOW,
+        on_warning: Callable[[str], None] | None = None,
     ) -> TufTrust:
         """The public-good production repository with its packaged root and trusted root."""
         from keyless.trust.sources import PRODUCTION_TUF_URL, packaged, production_trusted_root
@@ -73,6 +174,7 @@ class TufTrust:
             offline=offline,
             refresh_window=refresh_window,
             fallback_root=production_trusted_root(),
+            on_warning=on_warning,
         )
 
     # --- cache ----------------------------------------------------------------------------------
@@ -81,68 +183,138 @@ class TufTrust:
     def _targets(self) -> Path:
         return self.directory / "targets"
 
-    def _fresh(self) -> bool:
+    def _due(self) -> bool:
+        """True when no refresh was attempted within the window (or the clock went back)."""
         try:
             stamp = float((self.directory / _STAMP).read_text())
         except (OSError, ValueError):
-            return False
-        return 0 <= self._clock() - stamp < self.refresh_window
+            return True
+        return not 0 <= self._clock() - stamp < self.refresh_window
+
+    def _mark_attempt(self) -> None:
+        """Start a new window; a cache we cannot write only means refreshing more often."""
+        with contextlib.suppress(OSError):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".{_STAMP}.{secrets.token_hex(4)}"
+            tmp.write_text(repr(self._clock()))
+            os.replace(tmp, self.directory / _STAMP)
 
     def _cached(self) -> ClientTrustConfig | None:
         root_path = self._targets / TRUSTED_ROOT
-        if not root_path.exists():
-            return None
         try:
-            root = TrustedRoot.from_json(root_path.read_bytes())
+            root_bytes = root_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the cached {root_path}: {exc.strerror}") from exc
+        try:
+            root = TrustedRoot.from_json(root_bytes)
             sc_path = self._targets / SIGNING_CONFIG
             signing = SigningConfig.from_json(sc_path.read_bytes()) if sc_path.exists() else None
-        except InvalidInput as exc:
-            raise ConfigError(f"cached TUF target in {self._targets} is invalid: {exc}") from exc
+        except (InvalidInput, OSError) as exc:
+            raise ConfigError(
+                f"the cached TUF targets in {self._targets} are unusable: {exc}"
+            ) from exc
         return ClientTrustConfig(root, signing)
 
     # --- refresh --------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Run a TUF update now and cache the verified targets (raises ConfigError on failure)."""
+        """Run a TUF update now and cache the verified targets (raises ConfigError on failure).
+
+        The attempt is recorded whatever its outcome, so that the window applies to failures
+        too (see the module docstring).
+        """
         if self.offline:
             raise ConfigError("TUF refresh is disabled in offline mode")
-        from tuf.api.exceptions import DownloadError, RepositoryError
+        try:
+            self._update()
+        except ConfigError:
+            raise
+        except Exception as exc:  # python-tuf raises many unrelated types; report any as one
+            raise ConfigError(
+                f"cannot refresh the trusted root from {self.url}: {_reason(exc)}"
+            ) from exc
+        finally:
+            self._mark_attempt()
+
+    def _update(self) -> None:
         from tuf.ngclient.updater import Updater
 
         metadata = self.directory / "metadata"
         metadata.mkdir(parents=True, exist_ok=True)
         self._targets.mkdir(parents=True, exist_ok=True)
-        try:
-            updater = Updater(
-                metadata_dir=str(metadata),
-                metadata_base_url=self.url,
-                target_dir=str(self._targets),
-                target_base_url=self.url + "/targets/",
-                bootstrap=self._root_json,
-            )
-            updater.refresh()
-            for name in (TRUSTED_ROOT, SIGNING_CONFIG):
-                info = updater.get_targetinfo(name)
-                if info is None:
-                    if name == TRUSTED_ROOT:
-                        raise ConfigError(f"TUF repository {self.url} has no {name}")
-                    continue
-                path = str(self._targets / name)
-                if updater.find_cached_target(info, path) is None:
-                    updater.download_target(info, path)
-        except (RepositoryError, DownloadError, OSError, ValueError) as exc:
-            raise ConfigError(
-                f"TUF refresh from {self.url} failed: {exc} (use --offline to skip it)"
-            ) from exc
-        (self.directory / _STAMP).write_text(str(self._clock()))
+        fetcher = _fetcher(self.timeout, self.deadline)
+        # Start from the newest root already verified when there is one (fewer root
+        # versions to walk), else from the embedded one (TUF spec §5.2 trusted root).
+        cached_root = metadata / "root.json"
+        updater = Updater(
+            metadata_dir=str(metadata),
+            metadata_base_url=self.url,
+            target_dir=str(self._targets),
+            target_base_url=self.url + "/targets/",
+            fetcher=fetcher,
+            bootstrap=None if cached_root.exists() else self._root_json,
+        )
+        updater.refresh()
+        for name in (TRUSTED_ROOT, SIGNING_CONFIG):
+            info = updater.get_targetinfo(name)
+            if info is None:
+                if name == TRUSTED_ROOT:
+                    raise ConfigError(f"the TUF repository {self.url} has no {name}")
+                continue
+            final = self._targets / name
+            if updater.find_cached_target(info, str(final)) is not None:
+                continue
+            # python-tuf writes in place; readers in other processes must never see half a file
+            partial = self._targets / f".{name}.{secrets.token_hex(4)}"
+            try:
+                updater.download_target(info, str(partial))
+                os.replace(partial, final)
+            finally:
+                partial.unlink(missing_ok=True)
+
+    # --- the answer -----------------------------------------------------------------------------
 
     def client_trust_config(self) -> ClientTrustConfig:
-        """Cached targets when fresh (or offline); otherwise refresh first."""
-        if not self.offline and not self._fresh():
+        """The trust material to use now (see the module docstring for the policy)."""
+        if self.offline:
+            cached = self._cached()
+            if cached is not None:
+                return cached
+            if self._fallback is not None:
+                return ClientTrustConfig(self._fallback)
+            raise ConfigError(
+                f"no cached trust material for {self.url}; run once without --offline"
+            )
+        if not self._due():
+            try:
+                cached = self._cached()
+            except ConfigError:
+                cached = None  # an unreadable cache is refreshed like a stale one
+            if cached is not None:
+                return cached
+            if self._fallback is not None:
+                # the last attempt inside this window failed (and said so): no retry yet
+                return ClientTrustConfig(self._fallback)
+        try:
             self.refresh()
-        cached = self._cached()
+            refreshed = self._cached()
+            if refreshed is None:
+                raise ConfigError(f"the TUF refresh from {self.url} left no {TRUSTED_ROOT}")
+            return refreshed
+        except ConfigError as exc:
+            return self._fall_back(exc)
+
+    def _fall_back(self, failure: ConfigError) -> ClientTrustConfig:
+        try:
+            cached = self._cached()
+        except ConfigError:
+            cached = None
         if cached is not None:
+            self._warn(f"{failure}; using the trusted root cached from an earlier refresh")
             return cached
         if self._fallback is not None:
+            self._warn(f"{failure}; using the trusted root shipped with keyless")
             return ClientTrustConfig(self._fallback)
-        raise ConfigError(f"no cached trust material for {self.url}; run once without --offline")
+        raise failure
