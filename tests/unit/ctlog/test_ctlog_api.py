@@ -1,4 +1,8 @@
-"""The CT log's RFC 6962 API and static-ct-api read path, in-process over the memory engine."""
+"""The CT log's RFC 6962 API and static-ct-api read path, in-process over the real log engine.
+
+The CA test kit's stack runs :class:`keyless.services.ctlog.MemoryLogEngine`, i.e. the real
+``TransparencyLog`` over the in-memory storage backend.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import base64
 import hashlib
 import struct
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,10 @@ from ca_testkit import CAStack, build_stack, make_csr
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> CAStack:
-    return build_stack(tmp_path / "ca")
+async def stack(tmp_path: Path) -> AsyncIterator[CAStack]:
+    built = build_stack(tmp_path / "ca")
+    yield built
+    await built.engine.close()
 
 
 @pytest.fixture
@@ -241,3 +248,23 @@ def test_parse_tile_refuses(path: str) -> None:
 
     with pytest.raises(NotFound):
         parse_tile(path)
+
+
+async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
+    from keyless.log import TransparencyLog
+    from keyless.services.ctlog import MemoryKeyValue, MemoryLogEngine
+
+    engine = MemoryLogEngine(seed=2)
+    assert isinstance(engine, TransparencyLog)
+    size, _ = await engine.tree()  # a read starts it: the seed leaves are there
+    assert size == 2 and (await engine.entry(0)).leaf == b"keyless-seed-0"
+    added = await engine.add(b"leaf")
+    assert (added.index, added.tree_size) == (2, 3)
+    assert (await engine.add(b"leaf")).duplicate
+    await engine.close()
+    now = [1000.0]
+    kv = MemoryKeyValue(lambda: now[0])
+    assert await kv.put_if_absent("ns", "k", b"v", 1010.0) is None
+    assert await kv.put_if_absent("ns", "k", b"w", 1010.0) == b"v"
+    now[0] = 1011.0
+    assert await kv.get("ns", "k") is None
