@@ -2,9 +2,12 @@
 
 "A second process pointed at the same DIR must not corrupt it (refuse or coordinate)." On the
 embedded SQLite default the directory holds the database, so a second process is refused: it
-cannot take the exclusive ``flock`` on ``DIR/keyless.lock``. On PostgreSQL the database is the
-shared state and several processes are expected; the lock is then only held while first-start
-initialisation creates files, so concurrent first starts serialise instead of racing.
+cannot take the exclusive ``flock`` on ``DIR/keyless.lock``. The SQLite database file is locked
+too (:func:`database_lock`), because a second process with *another* data directory but the same
+``--database sqlite:///…`` would otherwise sequence into the same logs while writing their tiles
+into a different folder. On PostgreSQL the database is the shared state and several processes
+are expected; the lock is then only held while first-start initialisation creates files, so
+concurrent first starts serialise instead of racing.
 """
 
 from __future__ import annotations
@@ -26,9 +29,15 @@ class DataDirLock:
     stale lock behind. The lock file records the owner's PID to make the refusal message useful.
     """
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / LOCK_NAME
+    def __init__(self, data_dir: Path, *, lock_file: Path | None = None) -> None:
+        self.path = lock_file if lock_file is not None else data_dir / LOCK_NAME
+        self._what = f"data directory {data_dir}"
         self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
 
     def acquire(self, *, wait: bool = False) -> None:
         """Take the lock, or raise :class:`ConfigError` naming the owner (unless ``wait``)."""
@@ -40,12 +49,17 @@ class DataDirLock:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise ConfigError(
-                f"data directory {self.path.parent} is in use by keyless serve (pid {owner}); "
+                f"{self._what} is in use by keyless serve (pid {owner}); "
                 "stop it first, or use PostgreSQL (--database postgresql://…) to run several"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def describe(self, what: str) -> DataDirLock:
+        """Name the locked resource differently in the refusal message (e.g. a database)."""
+        self._what = what
+        return self
 
     def release(self) -> None:
         """Give the lock up (idempotent)."""
@@ -65,3 +79,23 @@ class DataDirLock:
         _tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def database_lock(database_file: Path, data_dir: Path) -> DataDirLock | None:
+    """The lock guarding a SQLite database file, or None when the data-directory lock covers it.
+
+    The database ``DIR/keyless.db`` (the default) is covered by ``DIR/keyless.lock``, which is
+    exactly what a process with that data directory holds; any other ``NAME.db`` is guarded by
+    ``NAME.db.lock`` beside it. Either way, every process using one database file contends for
+    one lock file, whatever its own data directory.
+    """
+    database_file = database_file.resolve()
+    if database_file.name == "keyless.db":
+        lock_file = database_file.parent / LOCK_NAME
+    else:
+        lock_file = database_file.with_name(database_file.name + ".lock")
+    if lock_file == (data_dir / LOCK_NAME).resolve():
+        return None
+    return DataDirLock(database_file.parent, lock_file=lock_file).describe(
+        f"database {database_file}"
+    )

@@ -3,7 +3,8 @@
 ``build_stack(settings)`` is what ``keyless serve`` runs before serving:
 
 1. create the data directory and take its lock (:mod:`keyless.server.datadir`): exclusive for the
-   process lifetime on SQLite, only around initialisation on PostgreSQL;
+   process lifetime on SQLite (with the database file's lock when it lives elsewhere), only
+   around initialisation on PostgreSQL;
 2. write the documented config file on first start (:func:`keyless.server.config.render_config`);
 3. open the store and pick where secrets live (:mod:`keyless.server.secrets`: files on SQLite,
    the shared database on PostgreSQL so that every process uses the same keys);
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from keyless.server.app import Component, Stack
 from keyless.server.config import Settings, render_config
-from keyless.server.datadir import DataDirLock
+from keyless.server.datadir import DataDirLock, database_lock
 from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
 from keyless.server.trust import TrustMaterial
 
@@ -37,6 +38,15 @@ def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path
     tmp.chmod(0o600)
     tmp.replace(path)
     return path
+
+
+def _sqlite_lock(settings: Settings) -> DataDirLock | None:
+    """The lock of the SQLite database file when it is not the data directory's own."""
+    if not settings.database_url.startswith("sqlite:"):
+        return None
+    from keyless.storage.sqlite import database_path
+
+    return database_lock(database_path(settings.database_url), settings.data_dir)
 
 
 async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()) -> Stack:
@@ -58,6 +68,14 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
         else:
             lock.acquire(wait=False)
             cleanups.append(release_lock)
+            database = _sqlite_lock(settings)
+            if database is not None:
+                database.acquire(wait=False)
+
+                async def release_database() -> None:
+                    database.release()
+
+                cleanups.append(release_database)
         written = write_config_if_absent(settings, explicit)
         if written is not None:
             logger.info("first start: wrote %s", written, extra={"config": str(written)})

@@ -38,6 +38,17 @@ SHIFT = 40  # rowid = log_id << 40 | index
 _CHUNK = 500
 
 
+def database_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative/or/absolute/path.db`` URL (``sqlite:////abs`` too)."""
+    parsed = urlparse(url)
+    raw = unquote(parsed.netloc + parsed.path)
+    if raw.startswith("//"):
+        raw = raw[1:]
+    if not raw or raw == "/":
+        raise ConfigError(f"no database path in {url!r}")
+    return Path(raw)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -386,14 +397,7 @@ class SQLiteBackend:
     @classmethod
     def from_url(cls, url: str, *, data_dir: Path | None = None) -> SQLiteBackend:
         """``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs`` also accepted)."""
-        parsed = urlparse(url)
-        raw = unquote(parsed.netloc + parsed.path)
-        if raw.startswith("//"):
-            raw = raw[1:]
-        if not raw or raw == "/":
-            raise ConfigError(f"no database path in {url!r}")
-        path = Path(raw)
-        return cls(path, data_dir=data_dir)
+        return cls(database_path(url), data_dir=data_dir)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,552 @@
+"""Nothing acknowledged is ever lost, across ``kill -9`` and restart (contracts.md §2, §5).
+
+Real ``keyless serve`` processes take concurrent writes on every log-backed API — Rekor v2
+(``POST <v2 base>/api/v2/log/entries``), Rekor v1 (``POST /api/v1/log/entries``) and the CA
+(``POST /api/v2/signingCert`` with a password-grant token, which logs a precertificate to the CT
+log) — while a poller records the checkpoints they publish. Mid-load the server is killed with
+SIGKILL and restarted on the same data. Then, through the public HTTP read APIs only:
+
+* every acknowledged entry is in its log at the index it was promised, proven by an inclusion
+  proof against the restarted log's *signed* checkpoint (Rekor v2 and CT: recomputed from the
+  static tiles; Rekor v1: ``GET /api/v1/log/entries?logIndex=``; CT also ``get-proof-by-hash``);
+* every checkpoint seen before the crash (in acknowledgements or polled) is a prefix of the
+  restarted tree (tiles, or the v1 consistency proof API): the log never forked or rolled back;
+* ``keyless log fsck`` finds the crashed data clean, before the restart repairs anything.
+
+Several cycles run on the embedded SQLite default, then on PostgreSQL with two processes sharing
+one database, killing one, the other, then both. A last test covers the data-directory lock: a
+second ``serve`` on the same SQLite data is refused whichever starts first, and a lock left by a
+killed process never blocks the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from stackutil import (
+    KEYLESS,
+    PASSWORD,
+    USER,
+    RunningStack,
+    free_port,
+    launch_stack,
+    wait_healthy,
+)
+
+from keyless.formats.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    RFC6962NoteVerifier,
+    SignedNote,
+)
+from keyless.formats.tiles import tile_path
+from keyless.merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
+
+pytestmark = pytest.mark.integration
+
+#: how long each cycle writes before the kill (the CA path is the slowest: scrypt + signing)
+LOAD_SECONDS = 2.0
+WRITERS = {"v2": 6, "v1": 4, "ca": 2}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _leaf_hash(leaf: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+# ---- what the clients were promised ----------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """Every acknowledged write and every checkpoint seen, per log (``v2``, ``v1``, ``ct``)."""
+
+    v2: list[dict[str, Any]] = field(default_factory=list)
+    v1: list[dict[str, Any]] = field(default_factory=list)
+    certs: list[list[x509.Certificate]] = field(default_factory=list)
+    #: (tree size, root hash) of checkpoints seen, per log
+    heads: dict[str, set[tuple[int, bytes]]] = field(
+        default_factory=lambda: {"v2": set(), "v1": set(), "ct": set()}
+    )
+    #: answers that break the contract (a 500, a malformed success)
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> str:
+        return f"v2={len(self.v2)} v1={len(self.v1)} ca={len(self.certs)}"
+
+
+@dataclass
+class Identity:
+    """A CA-issued signing certificate and its key, used for the Rekor writes."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert_der: bytes
+    cert_pem: bytes
+
+
+class Client:
+    """One writer's view of one ``keyless serve`` process (its own address, the public names)."""
+
+    def __init__(self, http: httpx.AsyncClient, stack: RunningStack) -> None:
+        self.http = http
+        self.url = stack.url
+        self.public = stack.public_url or stack.url
+
+    async def token(self) -> str:
+        response = await self.http.post(
+            f"{self.url}/oidc/token",
+            data={"grant_type": "password", "client_id": "sigstore",
+                  "scope": "openid email", "username": USER, "password": PASSWORD},
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["id_token"]
+        return token
+
+    async def certificate(self, key: ec.EllipticCurvePrivateKey) -> httpx.Response:
+        """``POST /api/v2/signingCert`` in the sigstore-js dialect (public key + proof)."""
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        proof = key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))
+        body = {
+            "credentials": {"oidcIdentityToken": await self.token()},
+            "publicKeyRequest": {
+                "publicKey": {"algorithm": "ECDSA", "content": pem.decode()},
+                "proofOfPossession": _b64(proof),
+            },
+        }
+        return await self.http.post(f"{self.url}/api/v2/signingCert", json=body)
+
+
+def _chain(response: httpx.Response) -> list[x509.Certificate]:
+    pems = response.json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+    return [x509.load_pem_x509_certificate(p.encode()) for p in pems]
+
+
+async def _identity(client: Client) -> Identity:
+    key = ec.generate_private_key(ec.SECP256R1())
+    response = await client.certificate(key)
+    assert response.status_code == 200, response.text
+    leaf = _chain(response)[0]
+    return Identity(key, leaf.public_bytes(serialization.Encoding.DER),
+                    leaf.public_bytes(serialization.Encoding.PEM))
+
+
+def _signed_digest(identity: Identity) -> tuple[bytes, bytes]:
+    digest = hashlib.sha256(f"durability {uuid.uuid4()}".encode()).digest()
+    return digest, identity.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+def _v2_request(identity: Identity) -> dict[str, Any]:
+    digest, signature = _signed_digest(identity)
+    return {"hashedRekordRequestV002": {
+        "digest": _b64(digest),
+        "signature": {"content": _b64(signature), "verifier": {
+            "x509Certificate": {"rawBytes": _b64(identity.cert_der)},
+            "keyDetails": "PKIX_ECDSA_P256_SHA_256"}},
+    }}
+
+
+def _v1_request(identity: Identity) -> dict[str, Any]:
+    digest, signature = _signed_digest(identity)
+    return {"kind": "hashedrekord", "apiVersion": "0.0.1", "spec": {
+        "signature": {"content": _b64(signature),
+                      "publicKey": {"content": _b64(identity.cert_pem)}},
+        "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+    }}
+
+
+# ---- the load --------------------------------------------------------------------------------
+
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+async def _write_loop(
+    ledger: Ledger, stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[None]]
+) -> None:
+    """Repeat ``attempt`` until ``stop``; connection failures are outcomes the client never
+    saw acknowledged (not recorded), anything else unexpected is a contract violation."""
+    while not stop.is_set():
+        try:
+            await attempt()
+        except _TRANSPORT_ERRORS:
+            await asyncio.sleep(0.05)
+        except Exception as exc:  # a malformed answer is a finding, not a crash of the test
+            ledger.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _check_status(ledger: Ledger, what: str, response: httpx.Response, ok: Sequence[int]) -> bool:
+    if response.status_code in ok:
+        return True
+    if response.status_code in (429, 503) and "retry-after" in response.headers:
+        return False  # push-back: the client retries later
+    ledger.errors.append(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+    return False
+
+
+def _writers(ledger: Ledger, client: Client, identity: Identity,
+             stop: asyncio.Event) -> list[Awaitable[None]]:
+    async def v2() -> None:
+        response = await client.http.post(f"{client.url}/rekor/api/v2/log/entries",
+                                          json=_v2_request(identity))
+        if _check_status(ledger, "rekor v2", response, (201,)):
+            ledger.v2.append(response.json())
+
+    async def v1() -> None:
+        response = await client.http.post(f"{client.url}/api/v1/log/entries",
+                                          json=_v1_request(identity))
+        if _check_status(ledger, "rekor v1", response, (201,)):
+            ledger.v1.append(response.json())
+
+    async def ca() -> None:
+        response = await client.certificate(ec.generate_private_key(ec.SECP256R1()))
+        if _check_status(ledger, "ca", response, (200,)):
+            ledger.certs.append(_chain(response))
+
+    loops: list[Awaitable[None]] = []
+    for name, attempt in (("v2", v2), ("v1", v1), ("ca", ca)):
+        loops += [_write_loop(ledger, stop, name, attempt) for _ in range(WRITERS[name])]
+    return loops
+
+
+async def _poll_heads(ledger: Ledger, client: Client, stop: asyncio.Event) -> None:
+    """Record the checkpoints each log publishes while the writers run."""
+    while not stop.is_set():
+        try:
+            for log, path in (("v2", "/rekor/checkpoint"), ("ct", "/ctlog/checkpoint")):
+                response = await client.http.get(client.url + path)
+                if response.status_code == 200:
+                    cp = Checkpoint.from_text(SignedNote.parse(response.text).text)
+                    ledger.heads[log].add((cp.size, cp.root_hash))
+            response = await client.http.get(f"{client.url}/api/v1/log")
+            if response.status_code == 200:
+                info = response.json()
+                ledger.heads["v1"].add((int(info["treeSize"]), bytes.fromhex(info["rootHash"])))
+        except _TRANSPORT_ERRORS:
+            pass
+        await asyncio.sleep(0.05)
+
+
+async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
+                         victims: Sequence[RunningStack], identity: Identity) -> None:
+    """Write through every stack for :data:`LOAD_SECONDS`, SIGKILL ``victims`` mid-load, let
+    the writers run into the dead sockets for a moment, then stop them."""
+    before = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        clients = [Client(http, s) for s in stacks]
+        tasks = [asyncio.ensure_future(w) for c in clients
+                 for w in (*_writers(ledger, c, identity, stop), _poll_heads(ledger, c, stop))]
+        await asyncio.sleep(LOAD_SECONDS)
+        for victim in victims:
+            victim.process.send_signal(signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*tasks)
+    for victim in victims:
+        victim.process.wait(10)
+    assert len(ledger.v2) + len(ledger.v1) + len(ledger.certs) > before, "no write acknowledged"
+
+
+# ---- the checks ------------------------------------------------------------------------------
+
+
+def _checked_head(note: str, verifier: NoteVerifier | RFC6962NoteVerifier) -> Checkpoint:
+    signed = SignedNote.parse(note)
+    verifier.verify(signed) if isinstance(verifier, NoteVerifier) else _verify_ct(signed, verifier)
+    return Checkpoint.from_text(signed.text)
+
+
+def _verify_ct(note: SignedNote, verifier: RFC6962NoteVerifier) -> None:
+    mine = [s for s in note.signatures if s.key_hint == verifier.key_hint]
+    assert mine and all(verifier.check(note.text, s.signature) for s in mine), "bad CT checkpoint"
+
+
+@dataclass
+class Verifiers:
+    v2: NoteVerifier
+    v1: NoteVerifier
+    ct: RFC6962NoteVerifier
+
+    @classmethod
+    def of(cls, stack: RunningStack) -> Verifiers:
+        root: Any = stack.client_trust_config()["trustedRoot"]
+        public = stack.public_url or stack.url
+        tlogs = {t["baseUrl"]: t for t in root["tlogs"]}
+
+        def note(base: str) -> NoteVerifier:
+            t = tlogs[base]
+            return NoteVerifier.from_trusted_log(
+                base, base64.b64decode(t["publicKey"]["rawBytes"]),
+                base64.b64decode(t["logId"]["keyId"]))
+
+        ct_key = serialization.load_der_public_key(
+            base64.b64decode(root["ctlogs"][0]["publicKey"]["rawBytes"]))
+        assert isinstance(ct_key, ec.EllipticCurvePublicKey)
+        origin = public.split("://", 1)[1] + "/ctlog"
+        return cls(note(f"{public}/rekor"), note(public), RFC6962NoteVerifier(origin, ct_key))
+
+
+def _tile_leaves(http: httpx.Client, base: str, size: int) -> list[bytes]:
+    """Every leaf hash of a tree of ``size`` from its level-0 tiles (C2SP tlog-tiles)."""
+    leaves: list[bytes] = []
+    for n in range((size + 255) // 256):
+        width = min(256, size - n * 256)
+        response = http.get(f"{base}/{tile_path(0, n, None if width == 256 else width)}")
+        assert response.status_code == 200, f"{base} tile {n}: {response.status_code}"
+        assert len(response.content) == 32 * width
+        leaves += [response.content[i : i + 32] for i in range(0, len(response.content), 32)]
+    return leaves
+
+
+def _check_prefixes(log: str, leaves: list[bytes], head: Checkpoint,
+                    seen: set[tuple[int, bytes]]) -> None:
+    """The tree from the tiles has the signed root, and every earlier checkpoint is a prefix."""
+    assert root_from_leaf_hashes(leaves) == head.root_hash, f"{log}: tiles disagree with root"
+    for size, root in sorted(seen):
+        assert size <= head.size, f"{log}: tree shrank from {size} to {head.size}"
+        assert root_from_leaf_hashes(leaves[:size]) == root, f"{log}: fork at size {size}"
+
+
+def _check_v2(http: httpx.Client, url: str, verifiers: Verifiers, ledger: Ledger) -> None:
+    head = _checked_head(http.get(f"{url}/rekor/checkpoint").text, verifiers.v2)
+    leaves = _tile_leaves(http, f"{url}/rekor", head.size)
+    for entry in ledger.v2:
+        index = int(entry["logIndex"])
+        leaf = _leaf_hash(base64.b64decode(entry["canonicalizedBody"]))
+        proof = entry["inclusionProof"]
+        promised = _checked_head(proof["checkpoint"]["envelope"], verifiers.v2)
+        verify_inclusion(leaf, index, promised.size,
+                         [base64.b64decode(h) for h in proof["hashes"]], promised.root_hash)
+        ledger.heads["v2"].add((promised.size, promised.root_hash))
+        assert index < head.size and leaves[index] == leaf, f"v2 entry {index} lost"
+    _check_prefixes("rekor v2", leaves, head, ledger.heads["v2"])
+    for entry in ledger.v2[:: max(1, len(ledger.v2) // 10)]:  # the entry API, sampled
+        index = int(entry["logIndex"])
+        again = http.get(f"{url}/rekor/api/v2/log/entries/{index}").json()
+        assert again["canonicalizedBody"] == entry["canonicalizedBody"]
+        proof = again["inclusionProof"]
+        later = _checked_head(proof["checkpoint"]["envelope"], verifiers.v2)
+        verify_inclusion(leaves[index], index, later.size,
+                         [base64.b64decode(h) for h in proof["hashes"]], later.root_hash)
+
+
+def _check_v1(http: httpx.Client, url: str, verifiers: Verifiers, ledger: Ledger) -> None:
+    info = http.get(f"{url}/api/v1/log").json()
+    head = _checked_head(info["signedTreeHead"], verifiers.v1)
+    assert (head.size, head.root_hash.hex()) == (int(info["treeSize"]), info["rootHash"])
+    for acked in ledger.v1:
+        (entry,) = acked.values()
+        index = int(entry["logIndex"])
+        leaf = _leaf_hash(base64.b64decode(entry["body"]))
+        promised = entry["verification"]["inclusionProof"]
+        verify_inclusion(leaf, index, int(promised["treeSize"]),
+                         [bytes.fromhex(h) for h in promised["hashes"]],
+                         bytes.fromhex(promised["rootHash"]))
+        ledger.heads["v1"].add((int(promised["treeSize"]), bytes.fromhex(promised["rootHash"])))
+        response = http.get(f"{url}/api/v1/log/entries", params={"logIndex": index})
+        assert response.status_code == 200, f"v1 entry {index} lost: {response.text}"
+        (now,) = response.json().values()
+        assert now["body"] == entry["body"], f"v1 entry {index} changed"
+        proof = now["verification"]["inclusionProof"]
+        assert int(proof["treeSize"]) == head.size
+        verify_inclusion(leaf, index, head.size, [bytes.fromhex(h) for h in proof["hashes"]],
+                         head.root_hash)
+    for size, root in sorted(ledger.heads["v1"]):
+        assert size <= head.size, f"rekor v1: tree shrank from {size} to {head.size}"
+        response = http.get(f"{url}/api/v1/log/proof",
+                            params={"firstSize": size, "lastSize": head.size})
+        assert response.status_code == 200, response.text
+        verify_consistency(size, head.size, root, head.root_hash,
+                           [bytes.fromhex(h) for h in response.json()["hashes"]])
+
+
+def _precert_leaf(chain: list[x509.Certificate]) -> bytes:
+    """The RFC 6962 §3.4 MerkleTreeLeaf of the precertificate behind a final certificate:
+    the SCT's timestamp, SHA-256 of the issuer's SPKI and the TBS without the SCT list."""
+    leaf, issuer = chain[0], chain[1]
+    (sct,) = leaf.extensions.get_extension_for_class(
+        x509.PrecertificateSignedCertificateTimestamps).value
+    timestamp: int = (sct.timestamp - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+    spki = issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    tbs: bytes = leaf.tbs_precertificate_bytes
+    extensions: bytes = sct.extension_bytes
+    return (b"\x00\x00" + timestamp.to_bytes(8, "big") + b"\x00\x01"
+            + hashlib.sha256(spki).digest() + len(tbs).to_bytes(3, "big") + tbs
+            + len(extensions).to_bytes(2, "big") + extensions)
+
+
+def _check_ct(http: httpx.Client, url: str, verifiers: Verifiers, ledger: Ledger) -> None:
+    head = _checked_head(http.get(f"{url}/ctlog/checkpoint").text, verifiers.ct)
+    sth = http.get(f"{url}/ctlog/ct/v1/get-sth").json()
+    assert (int(sth["tree_size"]), base64.b64decode(sth["sha256_root_hash"])) == (
+        head.size, head.root_hash)
+    leaves = _tile_leaves(http, f"{url}/ctlog", head.size)
+    positions = {h: i for i, h in enumerate(leaves)}
+    for chain in ledger.certs:
+        leaf = _leaf_hash(_precert_leaf(chain))
+        assert leaf in positions, f"the precertificate of {chain[0].serial_number} is lost"
+    for chain in ledger.certs[:: max(1, len(ledger.certs) // 10)]:  # the RFC 6962 API, sampled
+        leaf = _leaf_hash(_precert_leaf(chain))
+        response = http.get(f"{url}/ctlog/ct/v1/get-proof-by-hash",
+                            params={"hash": _b64(leaf), "tree_size": head.size})
+        assert response.status_code == 200, response.text
+        proof = response.json()
+        assert proof["leaf_index"] == positions[leaf]
+        verify_inclusion(leaf, positions[leaf], head.size,
+                         [base64.b64decode(h) for h in proof["audit_path"]], head.root_hash)
+    _check_prefixes("ct", leaves, head, ledger.heads["ct"])
+
+
+def check_nothing_lost(stack: RunningStack, ledger: Ledger) -> None:
+    """Every acknowledged write and every seen checkpoint, against ``stack``'s signed heads."""
+    assert not ledger.errors, "\n".join(ledger.errors[:20])
+    verifiers = Verifiers.of(stack)
+    with httpx.Client(timeout=30) as http:
+        _check_v2(http, stack.url, verifiers, ledger)
+        _check_v1(http, stack.url, verifiers, ledger)
+        _check_ct(http, stack.url, verifiers, ledger)
+
+
+def fsck(target: str) -> None:
+    result = subprocess.run([str(KEYLESS), "log", "fsck", target], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"fsck {target}:\n{result.stdout}{result.stderr}"
+    assert "problem" not in result.stdout, result.stdout
+
+
+def _restart(stack: RunningStack) -> RunningStack:
+    again = launch_stack(stack.data_dir, *stack.extra_args, port=stack.port)
+    again.public_url = stack.public_url
+    return again
+
+
+# ---- the tests -------------------------------------------------------------------------------
+
+
+def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    stack = wait_healthy(launch_stack(data), 60)
+    ledger = Ledger()
+    try:
+        identity = asyncio.run(_with_client(stack, _identity))
+        for cycle in range(3):
+            asyncio.run(_load_and_kill(ledger, [stack], [stack], identity))
+            fsck(str(data))  # the crashed state itself is consistent
+            stack = wait_healthy(_restart(stack), 60)
+            try:
+                check_nothing_lost(stack, ledger)
+            except AssertionError as exc:
+                raise AssertionError(f"cycle {cycle} ({ledger.counts()}): {exc}") from exc
+    finally:
+        assert stack.stop() in (0, -signal.SIGKILL), stack.output()
+    fsck(str(data))
+    assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
+
+
+def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
+    postgres_cluster: Any, tmp_path: Path
+) -> None:
+    database = postgres_cluster.create_database()
+    port_a, port_b = free_port(), free_port()
+    args = ("--database", database, "--public-url", f"http://localhost:{port_a}")
+    a = launch_stack(tmp_path / "a" / "data", *args, port=port_a)
+    b = launch_stack(tmp_path / "b" / "data", *args, port=port_b)
+    b.public_url = a.url
+    ledger = Ledger()
+    try:
+        wait_healthy(a, 60)
+        wait_healthy(b, 60)
+        identity = asyncio.run(_with_client(a, _identity))
+        for cycle, victims in enumerate(("a", "b", "ab")):
+            pair = {"a": a, "b": b}
+            killed = [pair[v] for v in victims]
+            asyncio.run(_load_and_kill(ledger, [a, b], killed, identity))
+            if len(killed) == 2:
+                fsck(database)  # nobody is left to repair anything
+            restarted = {v: _restart(pair[v]) for v in victims}
+            for stack in restarted.values():
+                wait_healthy(stack, 60)
+            a, b = restarted.get("a", a), restarted.get("b", b)
+            try:
+                for stack in (a, b):  # one log, whichever process answers
+                    check_nothing_lost(stack, ledger)
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"cycle {cycle}, killed {victims} ({ledger.counts()}): {exc}") from exc
+    finally:
+        a.stop()
+        b.stop()
+    fsck(database)
+    assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
+
+
+async def _with_client(
+    stack: RunningStack, fn: Callable[[Client], Awaitable[Identity]]
+) -> Identity:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await fn(Client(http, stack))
+
+
+def _serve(data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """A second ``keyless serve`` that is expected to refuse quickly."""
+    return subprocess.run(
+        [str(KEYLESS), "serve", "--data-dir", str(data), "--port", str(free_port()), *extra],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_second_serve_on_the_same_sqlite_data_is_refused_and_a_killed_lock_is_not_stale(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    # order 1: a second process while the first is still initialising (first start)
+    first = launch_stack(data)
+    deadline = time.monotonic() + 30
+    lock = data / "keyless.lock"
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+        time.sleep(0.01)  # the owner's pid is written once it holds the lock
+    early = _serve(data)
+    first = wait_healthy(first, 60)
+    assert early.returncode == 2 and "in use" in early.stderr, early.stderr
+    assert "Traceback" not in early.stderr
+    # order 2: a second process while the first serves, by data dir and by database file
+    assert _serve(data).returncode == 2
+    by_database = _serve(tmp_path / "other", "--database", f"sqlite:///{data / 'keyless.db'}")
+    assert by_database.returncode == 2 and "in use" in by_database.stderr, by_database.stderr
+    assert httpx.get(f"{first.url}/healthz", timeout=5).status_code == 200
+    # a lock held by a process killed with SIGKILL does not block the restart
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    second = wait_healthy(launch_stack(data, port=first.port), 60)
+    try:
+        refused = _serve(data)
+        assert refused.returncode == 2 and f"pid {second.process.pid}" in refused.stderr
+    finally:
+        assert second.stop() == 0, second.output()
+    # and the first owner can come back after the second stopped
+    third = wait_healthy(launch_stack(data, port=first.port), 60)
+    assert third.stop() == 0, third.output()
+    fsck(str(data))
+
