@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from keyless.server.config import Settings
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.server.logs import AccessLogMiddleware
 from keyless.server.metrics import Metrics, MetricsMiddleware
 from keyless.server.trust import CLIENT_TRUST_CONFIG_MEDIA_TYPE, TrustMaterial
@@ -189,6 +189,7 @@ def create_app(
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(MetricsMiddleware, metrics=counters),
+            Middleware(CatchAllMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

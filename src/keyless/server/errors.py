@@ -2,6 +2,15 @@
 
 Every API answers bad input with a 4xx and ``{"code": N, "message": "..."}`` naming the problem
 (contracts.md §5); an unexpected exception becomes a 500 whose body carries no stack trace.
+Three layers make that hold for any request:
+
+* :data:`EXCEPTION_HANDLERS` render keyless errors and Starlette's own 404/405 inside the app;
+* :class:`CatchAllMiddleware` turns any other exception into a JSON 500 *without* re-raising
+  it, so the server logs it once and keeps the keep-alive connection usable (Starlette's
+  ``ServerErrorMiddleware`` re-raises, and uvicorn then drops the connection);
+* :func:`json_error_http_protocol` is a uvicorn protocol whose answers to requests the HTTP
+  parser rejects (RFC 9112 syntax errors: bad request line, header bytes, chunk sizes,
+  conflicting lengths) are JSON too, and which times out request heads that never complete.
 """
 
 from __future__ import annotations
@@ -9,15 +18,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ExceptionHandler
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 from keyless import errors
 
 logger = logging.getLogger(__name__)
+
+
+class RequestTimeout(errors.Error):
+    """The client did not send its request (body) in time: HTTP 408 (RFC 9110 §15.5.9)."""
 
 #: error class → HTTP status. Order matters: the first matching class (by MRO) wins.
 STATUS_BY_ERROR: dict[type[errors.Error], int] = {
@@ -26,6 +40,7 @@ STATUS_BY_ERROR: dict[type[errors.Error], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    RequestTimeout: 408,
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.Pushback: 503,
@@ -71,9 +86,23 @@ async def _keyless_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors, with a message that says what was wrong with the request."""
     assert isinstance(exc, HTTPException)
-    return json_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such resource: {_shorten(request.url.path)}"
+    elif exc.status_code == 405:
+        allowed = headers.get("Allow") or headers.get("allow") or ""
+        message = f"method {request.method} is not allowed on {_shorten(request.url.path)}"
+        message += f"; use {allowed}" if allowed else ""
+    return json_error(exc.status_code, message, headers)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A client-supplied string, cut to ``limit`` characters for an error message."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 async def _unexpected(_request: Request, exc: Exception) -> Response:
@@ -81,8 +110,129 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return json_error(500, "internal server error")
 
 
+class CatchAllMiddleware:
+    """Answer any exception the handlers did not render with a JSON 500 and log it once.
+
+    Sits inside the access-log and metrics middleware (so they record the 500) and outside
+    Starlette's ``ExceptionMiddleware``. If the response had already started, the connection is
+    left to the server to close (there is no way to send a second status line).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if started:
+                raise
+            logger.exception(
+                "unhandled error in %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+            )
+            await json_error(500, "internal server error")(scope, receive, send)
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
     errors.Error: _keyless_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }
+
+
+#: How long a client may take to send a request's head (request line + headers) once it has
+#: started: a head that never completes (slowloris) is answered 408 and the connection closed.
+HEADER_TIMEOUT = 10.0
+
+
+def _raw_json_error(status: int, reason: bytes, message: str) -> bytes:
+    """A complete ``Connection: close`` HTTP/1.1 error response with a JSON body."""
+    body = json.dumps({"code": status, "message": message}).encode()
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        )
+    )
+
+
+def json_error_http_protocol(header_timeout: float = HEADER_TIMEOUT) -> type[Any]:
+    """uvicorn's httptools protocol with JSON answers for unparseable requests.
+
+    Pass the result as ``uvicorn.Config(http=...)``. Requests the parser rejects get a 400
+    JSON body naming the parser's complaint (instead of uvicorn's text/plain "Invalid HTTP
+    request received."), and a request head that is not complete ``header_timeout`` seconds
+    after its first byte gets a 408 (uvicorn itself waits for it forever).
+    """
+    import asyncio
+
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def data_received(self, data: bytes) -> None:
+            idle = self.cycle is None or self.cycle.response_complete
+            if idle and self._head_timer is None and not self.pipeline:
+                self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:  # as uvicorn does (keyless has no WebSocket)
+                self._cancel_head_timer()
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+            except httptools.HttpParserError as exc:
+                self._cancel_head_timer()
+                reason = str(exc).strip() or "unparseable request"
+                self.logger.info("malformed HTTP request: %s", reason)
+                self._close_with(400, b"Bad Request", f"malformed HTTP request: {reason}")
+
+        def on_headers_complete(self) -> None:
+            self._cancel_head_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            self._close_with(400, b"Bad Request", msg)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self._close_with(
+                    408,
+                    b"Request Timeout",
+                    f"the request head was not complete within {header_timeout:g} s",
+                )
+
+        def _close_with(self, status: int, reason: bytes, message: str) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(_raw_json_error(status, reason, message))
+                self.transport.close()
+
+    return JsonErrorHttpToolsProtocol

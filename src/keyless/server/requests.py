@@ -6,29 +6,69 @@ answered with a 4xx naming the problem (contracts.md §5) and never buffers unbo
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from keyless.errors import InvalidInput, TooLarge
+from keyless.server.errors import RequestTimeout
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Log indexes and tree sizes are int64 in the Rekor and CT APIs and in every storage backend.
+MAX_INT64 = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+#: A client that sends no body bytes for this long is cut off (408): slow-body (slowloris)
+#: clients must not hold a worker forever (contracts.md §5: never a hang).
+BODY_IDLE_TIMEOUT = 10.0
+#: The whole body must arrive within this time, however it trickles in.
+BODY_TOTAL_TIMEOUT = 60.0
 
 
-async def read_body(request: Request, limit: int = DEFAULT_MAX_BODY) -> bytes:
-    """Read the whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+async def read_body(
+    request: Request,
+    limit: int = DEFAULT_MAX_BODY,
+    *,
+    idle_timeout: float = BODY_IDLE_TIMEOUT,
+    total_timeout: float = BODY_TOTAL_TIMEOUT,
+) -> bytes:
+    """Read the whole body, refusing (413) as soon as it exceeds ``limit`` bytes and (408) a
+    body that stalls for ``idle_timeout`` seconds or takes longer than ``total_timeout``.
+
+    The declared ``Content-Length`` is checked first, so an oversized upload is refused before
+    it is read; a chunked body (no length, RFC 9112 §7.1) is counted as it arrives.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError as exc:
-            raise InvalidInput("Content-Length is not a number") from exc
+        if not _DIGITS.fullmatch(declared):
+            raise InvalidInput("Content-Length is not a non-negative number")
+        size = int(declared)
         if size > limit:
             raise TooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    deadline = time.monotonic() + total_timeout
+    stream = request.stream().__aiter__()
+    while True:
+        wait = min(idle_timeout, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(max(wait, 0.0)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError as exc:
+            what = (
+                f"no request body data arrived for {idle_timeout:g} s"
+                if wait >= idle_timeout
+                else f"the request body took longer than {total_timeout:g} s"
+            )
+            raise RequestTimeout(f"{what}; send the whole body promptly") from exc
+        except ClientDisconnect as exc:
+            raise InvalidInput("the client disconnected before sending the whole body") from exc
         total += len(chunk)
         if total > limit:
             raise TooLarge(f"request body exceeds the limit of {limit} bytes")
@@ -54,3 +94,40 @@ async def read_json_object(
 ) -> dict[str, Any]:
     """Read and parse a bounded JSON object body."""
     return parse_json_object(await read_body(request, limit), what)
+
+
+def query_int(
+    request: Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INT64,
+    required: bool = False,
+) -> int | None:
+    """A single ASCII-decimal integer query parameter within ``[minimum, maximum]``.
+
+    Absent or empty gives ``default`` (or 400 when ``required``); a repeated parameter, a
+    non-decimal value (``1.5``, ``1e3``, ``NaN``, Unicode digits) or one out of range is 400
+    with a message naming the parameter and the allowed range.
+    """
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidInput(f"query parameter {name!r} is repeated; give it once")
+    raw = values[0] if values else ""
+    if raw == "":
+        if required:
+            raise InvalidInput(f"query parameter {name!r} is required")
+        return default
+    if not _INTEGER.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise InvalidInput(
+            f"query parameter {name!r} must be an integer from {minimum} to {maximum}"
+        )
+    return int(raw)
+
+
+def path_int(raw: str, what: str, *, maximum: int = MAX_INT64) -> int:
+    """A non-negative ASCII-decimal integer from a URL path segment, at most ``maximum``."""
+    if not _DIGITS.fullmatch(raw) or int(raw) > maximum:
+        raise InvalidInput(f"{what} must be an integer from 0 to {maximum}")
+    return int(raw)
