@@ -16,23 +16,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
-from keyless.server.requests import read_json_object
+from keyless.server.requests import query_int, read_json_object
 from keyless.services.ctlog.service import CTLogService
 
 #: Largest add-chain body (10 certificates of a few KiB, base64).
 MAX_ADD_CHAIN_BODY = 256 * 1024
-_TILE = re.compile(r"(?P<level>data|[0-5])/(?P<index>(?:x\d{3}/)*\d{3})(?:\.p/(?P<width>\d+))?")
+_TILE = re.compile(
+    r"(?P<level>data|[0-5])/(?P<index>(?:x[0-9]{3}/)*[0-9]{3})(?:\.p/(?P<width>[0-9]{1,3}))?"
+)
 _FP = re.compile(r"[0-9a-f]{64}")
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 
 def _int_param(request: Request, name: str) -> int:
-    value = request.query_params.get(name)
-    if value is None:
-        raise InvalidInput(f"query parameter {name!r} is required")
-    if not value.isdigit() or len(value) > 19:
-        raise InvalidInput(f"query parameter {name!r} must be a non-negative integer")
-    return int(value)
+    value = query_int(request, name, required=True)
+    assert value is not None
+    return value
 
 
 def _b64(value: object, what: str) -> bytes:

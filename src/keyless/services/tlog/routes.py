@@ -26,8 +26,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from keyless.errors import Conflict, InvalidInput
-from keyless.server.requests import parse_json_object, read_body
+from keyless.errors import Conflict, InvalidInput, NotFound
+from keyless.server.requests import (
+    MAX_INT64,
+    parse_json_object,
+    path_int,
+    query_int,
+    read_body,
+)
 from keyless.services.tlog.engine import LogEngine
 from keyless.services.tlog.service import (
     LogServiceBase,
@@ -82,6 +88,8 @@ def parse_tile_request(path: str) -> tuple[int | None, int, int | None]:
     index = 0
     for group in groups:
         index = index * 1000 + int(group.lstrip("x"))
+    if index > MAX_INT64 >> 8:  # no int64-sized log has a tile that far right
+        raise NotFound(f"tile index {index} is beyond any log's size")
     return level, index, width
 
 
@@ -118,19 +126,22 @@ async def _json_body(request: Request, service: LogServiceBase) -> dict[str, Any
     return parse_json_object(await read_body(request, service.limits.max_body))
 
 
-def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not re.fullmatch(r"-?[0-9]{1,19}", raw):
-        raise InvalidInput(f"{name} must be an integer")
-    return int(raw)
+def _int_param(
+    request: Request, name: str, default: int | None = None, *, minimum: int = 0
+) -> int | None:
+    return query_int(request, name, default, minimum=minimum)
 
 
 def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
-    params = {k: v for k, v in request.query_params.items() if k not in ("after", "limit")}
-    after = _int_param(request, "after", -1)
-    limit = _int_param(request, "limit", 100)
+    params: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in ("after", "limit"):
+            continue
+        if key in params:
+            raise InvalidInput(f"query parameter {key} is repeated; give it once")
+        params[key] = value
+    after = _int_param(request, "after", -1, minimum=-1)
+    limit = _int_param(request, "limit", 100, minimum=1)
     assert after is not None and limit is not None
     return params, after, limit
 
@@ -150,10 +161,7 @@ def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
         return _json({"entries": [await service.entry_at(i) for i in indexes], "more": more})
 
     async def get_entry(request: Request) -> Response:
-        raw = request.path_params["index"]
-        if not raw.isdigit() or len(raw) > 19:
-            raise InvalidInput("log index must be a non-negative integer")
-        return _json(await service.entry_at(int(raw)))
+        return _json(await service.entry_at(path_int(request.path_params["index"], "log index")))
 
     tiles = tile_routes(service.log)
     return [
@@ -201,9 +209,10 @@ def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
         tree_id = request.query_params.get("treeID")
         if tree_id and tree_id != str(service.tree_id):
             raise InvalidInput(f"treeID {tree_id} is not this log's tree ({service.tree_id})")
-        first = _int_param(request, "firstSize", 1)
+        first = _int_param(request, "firstSize", 1, minimum=1)
         assert first is not None
-        return _json(await service.consistency(first, _int_param(request, "lastSize")))
+        last = _int_param(request, "lastSize", minimum=1)
+        return _json(await service.consistency(first, last))
 
     async def public_key(request: Request) -> Response:
         tree_id = request.query_params.get("treeID")

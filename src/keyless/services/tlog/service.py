@@ -139,6 +139,15 @@ class LogServiceBase:
             self.indexer.submit(result.index, proposed.body, proposed.search_keys)
         return result
 
+    async def require_entry(self, index: int) -> None:
+        """404 for an index the log does not hold yet (checked before storage sees it, which
+        keeps absurd indexes such as 2**63-1 away from 64-bit database columns)."""
+        if index < 0:
+            raise InvalidInput(f"log index {index} is negative")
+        size, _ = await self.log.tree()
+        if index >= size:
+            raise NotFound(f"no entry at log index {index}: the log holds {size} entries")
+
     async def proof_at_head(self, index: int) -> Proof:
         """Inclusion proof of ``index`` in the tree of the latest checkpoint."""
         note = await self.log.checkpoint()
@@ -205,6 +214,7 @@ class RekorV2Service(LogServiceBase):
 
     async def entry_at(self, index: int) -> dict[str, Any]:
         """The ``TransparencyLogEntry`` of an existing entry, proven at the latest checkpoint."""
+        await self.require_entry(index)
         stored = await self.log.entry(index)
         body = stored.bundle_entry or stored.leaf
         kind, version = kind_version(body)
@@ -289,8 +299,7 @@ class RekorV1Service(LogServiceBase):
 
     async def entry_by_index(self, index: int) -> dict[str, Any]:
         """``GET /api/v1/log/entries?logIndex=N``."""
-        if index < 0:
-            raise InvalidInput("logIndex must be >= 0")
+        await self.require_entry(index)
         stored = await self.log.entry(index)
         return self._entry(
             index=index, leaf_hash=merkle.leaf_hash(stored.leaf),
