@@ -117,9 +117,13 @@ def _openssl(*args: str | Path, check: bool = True) -> subprocess.CompletedProce
 
 
 def _post_der(url: str, query: bytes) -> httpx.Response:
-    return httpx.post(
-        url, content=query, headers={"Content-Type": "application/timestamp-query"}, timeout=10
-    )
+    """POST a DER query as ``curl -H 'Content-Type: application/timestamp-query'`` would, asking
+    for RFC 3161 replies even on refusal (without that Accept, refusals are JSON)."""
+    headers = {
+        "Content-Type": "application/timestamp-query",
+        "Accept": "application/timestamp-reply",
+    }
+    return httpx.post(url, content=query, headers=headers, timeout=10)
 
 
 @pytest.mark.parametrize("digest", ["sha256", "sha384", "sha512"])

@@ -29,6 +29,8 @@ from keyless.services.tsa.standalone import create_app
 
 URL = "/api/v1/timestamp"
 DER = {"Content-Type": "application/timestamp-query"}
+#: A DER client that wants RFC 3161 rejections (openssl ts) rather than JSON errors.
+DER_REPLY = {**DER, "Accept": "application/timestamp-reply"}
 
 
 @pytest.fixture
@@ -137,10 +139,16 @@ SHA1 = bytes(
 )
 HOSTILE_HTTP: list[tuple[str, dict[str, str], bytes, int, str | set[str]]] = [
     # (name, headers, body, status, DER failure bits or "json")
-    ("garbage der", DER, b"\x00\x01garbage", 400, {"bad_data_format"}),
-    ("empty der", DER, b"", 400, {"bad_data_format"}),
-    ("sha1 der", DER, SHA1, 400, {"bad_alg"}),
-    ("json body as der", DER, b'{"artifactHash":"x"}', 400, {"bad_data_format"}),
+    ("garbage der", DER_REPLY, b"\x00\x01garbage", 400, {"bad_data_format"}),
+    ("empty der", DER_REPLY, b"", 400, {"bad_data_format"}),
+    ("sha1 der", DER_REPLY, SHA1, 400, {"bad_alg"}),
+    ("json body as der", DER_REPLY, b'{"artifactHash":"x"}', 400, {"bad_data_format"}),
+    # contracts.md §5: without that Accept, the same refusals are JSON
+    ("garbage der, json error", DER, b"\x00\x01garbage", 400, "json"),
+    ("empty der, json error", DER, b"", 400, "json"),
+    ("sha1 der, json error", DER, SHA1, 400, "json"),
+    ("json body as der, json error", DER, b'{"artifactHash":"x"}', 400, "json"),
+    ("no content type, json error", {}, b"\x30\x03\x02\x01\x01", 400, "json"),
     ("der body as json", {"Content-Type": "application/json"}, GOOD, 400, "json"),
     ("json array", {"Content-Type": "application/json"}, b"[1,2]", 400, "json"),
     (
@@ -152,7 +160,7 @@ HOSTILE_HTTP: list[tuple[str, dict[str, str], bytes, int, str | set[str]]] = [
     ),
     (
         "unknown policy der",
-        DER,
+        DER_REPLY,
         encode_query(b"\x00" * 32, policy="1.9.9"),
         400,
         {"unaccepted_policy"},
@@ -219,10 +227,14 @@ class _Refusing:
 def test_untrusted_clock_answers_503_with_retry_after(credentials: TsaCredentials) -> None:
     service = TimestampService(credentials, guard=_Refusing())  # type: ignore[arg-type]
     with TestClient(create_app(service)) as c:
-        r = c.post(URL, content=GOOD, headers=DER)
+        r = c.post(URL, content=GOOD, headers=DER_REPLY)
         assert r.status_code == 503
         assert r.headers["retry-after"] == "5"
         assert _status(r.content) == ("rejection", {"time_not_available"})
+        r = c.post(URL, content=GOOD, headers=DER)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert r.json() == {"code": 503, "message": "the wall clock stepped by +5.000 s"}
         r = c.post(
             URL,
             json={"artifactHash": base64.b64encode(b"\0" * 32).decode(), "hashAlgorithm": "sha256"},
@@ -249,7 +261,7 @@ def test_expired_chain_answers_503(credentials: TsaCredentials) -> None:
     late = credentials.not_after.timestamp() + 10
     service = TimestampService(credentials, clock=lambda: late)
     with TestClient(create_app(service)) as c:
-        r = c.post(URL, content=GOOD, headers=DER)
+        r = c.post(URL, content=GOOD, headers=DER_REPLY)
         assert r.status_code == 503
         assert _status(r.content) == ("rejection", {"time_not_available"})
 

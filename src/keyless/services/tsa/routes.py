@@ -2,15 +2,18 @@
 
 ``POST /api/v1/timestamp`` speaks both dialects of interop.md §5 item 4:
 
-* DER ``application/timestamp-query`` (sigstore-python, ``openssl ts`` + curl; also octet-stream):
-  bad queries get **400 with a DER TimeStampResp** whose PKIStatusInfo is ``rejection`` with the
-  failure bit (RFC 3161 §2.4.2: badAlg, badRequest, badDataFormat, unacceptedPolicy, …) so DER
-  clients can read why; an untrusted clock gets **503** + Retry-After with ``timeNotAvailable``.
-* JSON ``application/json`` (sigstore-js): bad requests get the usual ``{"code","message"}``.
+* DER ``application/timestamp-query`` (sigstore-python, ``openssl ts`` + curl; also octet-stream);
+* JSON ``application/json`` (sigstore-js).
 
-Both succeed with 200 and a DER ``application/timestamp-reply``. Any other media type is 415,
-an oversized body 413. The handlers render keyless errors themselves so that no app-level handler
-is needed for the TSA never to answer 500 to bad input.
+Both succeed with 200 and a DER ``application/timestamp-reply``. Bad requests get **400** with
+the usual ``{"code","message"}`` JSON (contracts.md §5, and what sigstore/timestamp-authority
+answers), the message naming the RFC 3161 §2.4.2 failure (badAlg, badRequest, badDataFormat,
+unacceptedPolicy, …); an untrusted clock gets **503** + Retry-After. A DER client that asks for
+``Accept: application/timestamp-reply`` explicitly gets instead a DER TimeStampResp whose
+PKIStatusInfo is ``rejection`` with the failure bit (``timeNotAvailable`` for the 503), which
+``openssl ts -reply`` can print. Any other media type is 415, an oversized body 413. The handlers
+render keyless errors themselves so that no app-level handler is needed for the TSA never to
+answer 500 to bad input.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def _der_rejection(status: int, failure: str, message: str, retry_after: float =
         media_type=REPLY_TYPE,
         headers=headers,
     )
+
+
+def _wants_der(request: Request) -> bool:
+    """Whether the client asked for RFC 3161 replies even when the request is refused."""
+    return REPLY_TYPE in request.headers.get("accept", "").lower()
 
 
 class TimestampEndpoint:
@@ -101,9 +109,13 @@ class TimestampEndpoint:
             try:
                 return await service.timestamp_async(parse_query(body))
             except TimestampRejected as exc:
-                return _der_rejection(400, exc.failure, str(exc))
+                if _wants_der(request):
+                    return _der_rejection(400, exc.failure, str(exc))
+                raise
             except errors.Unavailable as exc:
-                return _der_rejection(503, TIME_NOT_AVAILABLE, str(exc), exc.retry_after)
+                if _wants_der(request):
+                    return _der_rejection(503, TIME_NOT_AVAILABLE, str(exc), exc.retry_after)
+                raise
         except errors.Error as exc:
             return error_response(exc)
 
