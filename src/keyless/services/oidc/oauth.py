@@ -1,9 +1,9 @@
 """OAuth 2.0 request plumbing: form bodies, client authentication, §5.2 error answers.
 
-The token and device endpoints speak RFC 6749, not keyless's ``{"code","message"}`` error
-shape: errors are ``{"error", "error_description"}`` JSON (RFC 6749 §5.2), ``invalid_client``
-with HTTP Basic answers 401 with ``WWW-Authenticate``, and responses carrying tokens are not
-cached (§5.1).
+The token and device endpoints speak RFC 6749: errors are ``{"error", "error_description"}``
+JSON (RFC 6749 §5.2), ``invalid_client`` with HTTP Basic answers 401 with ``WWW-Authenticate``,
+and responses carrying tokens are not cached (§5.1). The same bodies also carry keyless's
+``{"code", "message"}`` (contracts.md §5) — OAuth clients ignore members they do not know.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyless.errors import Error, InvalidInput
+from keyless.errors import Error, InvalidInput, Pushback, StorageError, Unavailable
+from keyless.server.errors import status_for
 from keyless.server.requests import read_body
 
 MAX_FORM_BYTES = 64 * 1024
@@ -41,7 +43,12 @@ class OAuthError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> Response:
-        body = {"error": self.error, "error_description": self.description}
+        body = {
+            "error": self.error,
+            "error_description": self.description,
+            "code": self.status,
+            "message": self.description,
+        }
         return json_response(body, self.status, {**NO_STORE, **self.headers})
 
 
@@ -79,8 +86,8 @@ async def read_form(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
     try:
         body = await read_body(request, MAX_FORM_BYTES)
-    except Error as exc:
-        raise OAuthError("invalid_request", str(exc)) from exc
+    except Error as exc:  # too large (413), too slow (408), bad Content-Length (400)
+        raise OAuthError("invalid_request", str(exc), status_for(exc)) from exc
     return parse_form(body)
 
 
@@ -120,4 +127,11 @@ def as_oauth_error(exc: Error) -> OAuthError:
     """Map a keyless error raised while serving an OAuth endpoint to an RFC 6749 error."""
     if isinstance(exc, InvalidInput):
         return OAuthError("invalid_request", str(exc))
+    status = status_for(exc)
+    if isinstance(exc, Pushback | Unavailable | StorageError):
+        retry = getattr(exc, "retry_after", 1.0)
+        headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+        return OAuthError("temporarily_unavailable", str(exc), 503, headers)
+    if 400 <= status < 500:
+        return OAuthError("invalid_request", str(exc), status)
     return OAuthError("server_error", "the request could not be served", 500)

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
@@ -270,7 +271,7 @@ class OidcProvider:
     ) -> Response:
         headers = dict(HTML_HEADERS)
         if retry is not None:
-            headers["Retry-After"] = str(max(1, int(retry + 0.999)))
+            headers["Retry-After"] = _retry_after(retry)
         response = HTMLResponse(body, status_code=status, headers=headers)
         if csrf is not None:
             response.set_cookie(
@@ -283,6 +284,25 @@ class OidcProvider:
             )
         return response
 
+    def _refusal(
+        self,
+        request: Request,
+        page: str,
+        status: int,
+        message: str,
+        *,
+        csrf: str | None = None,
+        retry: float | None = None,
+    ) -> Response:
+        """A refused browser request: the HTML ``page`` for browsers, and for every other client
+        (scripts, API probes) the ``{"code", "message"}`` JSON of contracts.md §5."""
+        if _wants_html(request):
+            return self._html(page, status, csrf=csrf, retry=retry)
+        headers = {"Cache-Control": "no-store"}
+        if retry is not None:
+            headers["Retry-After"] = _retry_after(retry)
+        return json_response({"code": status, "message": message}, status, headers)
+
     @staticmethod
     def _csrf_cookie(request: Request) -> str:
         value = request.cookies.get(CSRF_COOKIE, "")
@@ -292,17 +312,20 @@ class OidcProvider:
         """Double-submit cookie (SameSite=Strict) plus Origin check (OWASP CSRF cheat sheet)."""
         origin = request.headers.get("origin")
         if origin is not None and origin != self._origin:
-            raise _FormRefused("this form was submitted from another site")
+            raise _FormRefused("this form was submitted from another site (Origin mismatch)")
         cookie = request.cookies.get(CSRF_COOKIE, "")
         token = form.get("csrf_token", "")
         if len(cookie) < 32 or not hmac.compare_digest(cookie.encode(), token.encode()):
-            raise _FormRefused("the form expired or was not submitted from this site; try again")
+            raise _FormRefused(
+                "the form expired or was not submitted from this site (missing or wrong CSRF "
+                "token); try again"
+            )
 
     async def _read_html_form(self, request: Request) -> dict[str, str]:
         try:
             return await read_form(request)
         except OAuthError as exc:
-            raise _FormRefused(exc.description) from exc
+            raise _FormRefused(exc.description, exc.status) from exc
 
     # -- authorization code flow --------------------------------------------------------
 
@@ -315,15 +338,18 @@ class OidcProvider:
                 params = await self._read_html_form(request)
                 self._check_csrf(request, params)
         except OAuthError as exc:
-            return self._html(pages.message_page("Invalid sign-in request", exc.description), 400)
+            page = pages.message_page("Invalid sign-in request", exc.description)
+            return self._refusal(request, page, exc.status, exc.description)
         except _FormRefused as exc:
-            return self._html(pages.message_page("Request refused", str(exc)), 400)
+            page = pages.message_page("Request refused", str(exc))
+            return self._refusal(request, page, exc.status, str(exc))
         try:
             auth = AuthorizationRequest.parse(params, self._clients)
         except UnsafeRequest as exc:
-            return self._html(pages.message_page("Invalid sign-in request", str(exc)), 400)
+            page = pages.message_page("Invalid sign-in request", str(exc))
+            return self._refusal(request, page, 400, str(exc))
         except RedirectableError as exc:
-            return self._redirect_error(params, exc)
+            return self._redirect_error(request, params, exc)
         csrf = self._csrf_cookie(request)
         action = self._path + "/auth"
         if request.method == "GET":
@@ -335,10 +361,12 @@ class OidcProvider:
             )
         except Pushback as exc:
             page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
-            return self._html(page, 429, csrf=csrf, retry=exc.retry_after)
+            return self._refusal(
+                request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after
+            )
         except Unauthenticated as exc:
             page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
-            return self._html(page, 401, csrf=csrf)
+            return self._refusal(request, page, 401, str(exc), csrf=csrf)
         now = self._clock()
         code = await self._codes.issue_authorization_code(
             AuthorizationGrant(
@@ -362,10 +390,13 @@ class OidcProvider:
             result["state"] = auth.state
         return RedirectResponse(_add_query(auth.redirect_uri, result), status_code=303)
 
-    def _redirect_error(self, params: Mapping[str, str], exc: RedirectableError) -> Response:
+    def _redirect_error(
+        self, request: Request, params: Mapping[str, str], exc: RedirectableError
+    ) -> Response:
         redirect_uri = params["redirect_uri"]
         if redirect_uri == OOB_REDIRECT:
-            return self._html(pages.message_page("Sign-in refused", exc.description), 400)
+            page = pages.message_page("Sign-in refused", exc.description)
+            return self._refusal(request, page, 400, f"{exc.error}: {exc.description}")
         result = {"error": exc.error, "error_description": exc.description}
         if "state" in params:
             result["state"] = params["state"]
@@ -405,10 +436,8 @@ class OidcProvider:
         except OAuthError as exc:
             return exc.response()
         except Pushback as exc:
-            retry = str(max(1, int(exc.retry_after + 0.999)))
-            return OAuthError(
-                "temporarily_unavailable", str(exc), 429, {"Retry-After": retry}
-            ).response()
+            retry = {"Retry-After": _retry_after(exc.retry_after)}
+            return OAuthError("temporarily_unavailable", str(exc), 429, retry).response()
         except Error as exc:
             return as_oauth_error(exc).response()
 
@@ -534,7 +563,8 @@ class OidcProvider:
         except OAuthError as exc:
             return exc.response()
         except Pushback as exc:
-            return OAuthError("temporarily_unavailable", str(exc), 429).response()
+            retry = {"Retry-After": _retry_after(exc.retry_after)}
+            return OAuthError("temporarily_unavailable", str(exc), 429, retry).response()
         except Error as exc:
             return as_oauth_error(exc).response()
         user_code = format_user_code(grant.user_code)
@@ -561,13 +591,14 @@ class OidcProvider:
             form = await self._read_html_form(request)
             self._check_csrf(request, form)
         except _FormRefused as exc:
-            return self._html(pages.device_page(action, csrf, error=str(exc)), 400, csrf=csrf)
+            page = pages.device_page(action, csrf, error=str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
         user_code = form.get("user_code", "")[:32]
         remote = self._remote(request)
 
         def again(message: str, status: int, retry: float | None = None) -> Response:
             page = pages.device_page(action, csrf, user_code, message)
-            return self._html(page, status, csrf=csrf, retry=retry)
+            return self._refusal(request, page, status, message, csrf=csrf, retry=retry)
 
         try:
             self._limiter.check("ip:" + remote)
@@ -596,8 +627,14 @@ class OidcProvider:
         """OIDC Core §5.3 with the identity JWT as bearer access token (RFC 6750 §2.1)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+        def refused(message: str) -> Response:
+            body = {"error": "invalid_token", "error_description": message,
+                    "code": 401, "message": message}  # fmt: skip
+            return json_response(body, 401, challenge)
+
         if scheme.lower() != "bearer" or not token:
-            return json_response({"error": "invalid_token"}, 401, challenge)
+            return refused("an 'Authorization: Bearer <ID token>' header is required")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             keys = {k["kid"]: k for k in (await self.keys.jwks())["keys"]}
@@ -613,10 +650,11 @@ class OidcProvider:
                     "verify_nbf": False,
                 },
             )
-        except (jwt.PyJWTError, KeyError, TypeError):
-            return json_response({"error": "invalid_token"}, 401, challenge)
-        if claims.get("exp", 0) < self._clock():
-            return json_response({"error": "invalid_token"}, 401, challenge)
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return refused("the bearer token is not an ID token of this provider")
+        exp = claims.get("exp", 0)
+        if not isinstance(exp, int | float) or exp < self._clock():
+            return refused("the bearer token has expired")
         info: dict[str, Any] = {
             k: claims[k] for k in ("sub", "email", "email_verified") if k in claims
         }
@@ -625,6 +663,22 @@ class OidcProvider:
 
 class _FormRefused(Exception):
     """A browser form that must not be processed (CSRF, cross-origin, malformed)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _wants_html(request: Request) -> bool:
+    """Whether the client is a browser: browsers name ``text/html`` in ``Accept`` for every
+    navigation and form submission; API clients and scripts (``*/*``) do not."""
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept or "application/xhtml+xml" in accept
+
+
+def _retry_after(seconds: float) -> str:
+    """A ``Retry-After`` value (RFC 9110 §10.2.3): whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def _single_query(request: Request) -> dict[str, str]:
