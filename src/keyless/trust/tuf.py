@@ -57,17 +57,16 @@ def default_cache_dir() -> Path:
 
 
 def _reason(exc: BaseException) -> str:
-    """The most specific one-line message in an exception chain (python-tuf wraps causes)."""
-    best = ""
+    """The outermost non-empty one-line message in an exception chain (some are empty)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = " ".join(str(current).split())
         if text:
-            best = text
+            return text
         current = current.__cause__ or current.__context__
-    return best or type(exc).__name__
+    return type(exc).__name__
 
 
 def _fetcher(timeout: float, deadline: float) -> FetcherInterface:

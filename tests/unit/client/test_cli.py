@@ -78,14 +78,14 @@ def test_failed_verify_says_one_sentence(capsys: pytest.CaptureFixture[str]) -> 
 def test_verify_by_digest_needs_bundle(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["verify", "sha256:" + "0" * 64, "--cert-identity", BEACON,
                "--cert-oidc-issuer", GHA, "--offline"])
-    assert rc == 1
+    assert rc == 2
     assert "--bundle is required" in capsys.readouterr().err
 
 
 def test_verify_needs_identity_or_key(capsys: pytest.CaptureFixture[str]) -> None:
     vectors_present()
     rc = main(["verify", str(ARTIFACT), "--bundle", str(HAPPY), "--offline"])
-    assert rc == 1
+    assert rc == 2
     assert "--cert-identity" in capsys.readouterr().err
 
 

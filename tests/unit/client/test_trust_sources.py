@@ -46,7 +46,7 @@ def test_offline_custom_repository_without_cache_fails(tmp_path: Path) -> None:
 def test_unreachable_repository_is_a_config_error(tmp_path: Path) -> None:
     root = read(VECTORS / "public-good" / "production" / "root.json")
     tuf = TufTrust("http://127.0.0.1:9/tuf", root, cache_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"TUF refresh from http://127\.0\.0\.1:9/tuf failed"):
+    with pytest.raises(ConfigError, match=r"cannot refresh the trusted root from http://127\.0"):
         tuf.client_trust_config()
 
 

@@ -1,0 +1,309 @@
+"""Every error path of the client CLI (issue #8): one sentence on stderr, no traceback, exit 2 for
+a wrong command line and 1 for a failed operation; sign/attest never clobber an existing bundle.
+
+The table runs ``keyless.main`` in-process (no trust option needs the network: ``--offline``,
+``--trust-config`` or an unreachable ``--server``); a few cases run the installed ``keyless``
+entry point as a real process (Ctrl-C, output modes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from _client_vectors import BEACON, CASES, GHA, VECTORS, vectors_present
+from _netfakes import SilentServer
+
+from conftest import ROOT
+from keyless._cli.main import main
+from keyless._cli.sign import write_output
+from keyless.errors import ConfigError
+
+KEYLESS = ROOT / ".venv" / "bin" / "keyless"
+HAPPY = CASES / "happy-path-v0.3" / "bundle.sigstore.json"
+DSSE = CASES / "happy-path-intoto-in-dsse-v3" / "bundle.sigstore.json"
+ARTIFACT = CASES / "a.txt"
+IDENTITY = ["--cert-identity", BEACON, "--cert-oidc-issuer", GHA]
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    """Inputs for the table: good and bad files of every kind."""
+    vectors_present()
+    production = VECTORS / "public-good" / "production"
+    root = json.loads((production / "trusted_root.json").read_text())
+    signing = json.loads((production / "signing_config.v0.2.json").read_text())
+    media = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+    paths = {
+        "tc": {"mediaType": media, "trustedRoot": root, "signingConfig": signing},
+        "tc-nosign": {"mediaType": media, "trustedRoot": root},
+        "array": [],
+        "predicate": {"buildType": "x"},
+    }
+    out = {}
+    for name, doc in paths.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        out[name] = str(tmp_path / f"{name}.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "b.txt").write_text("b\n")
+    (tmp_path / "taken.txt").write_text("taken\n")
+    (tmp_path / "taken.txt.sigstore.json").write_text("precious")
+    out.update({n: str(tmp_path / n) for n in (
+        "bad.json", "binary.json", "dir", "dangling", "a.txt", "b.txt", "taken.txt",
+        "taken.txt.sigstore.json")})
+    out["missing"] = str(tmp_path / "missing.json")
+    out["refused"] = f"http://127.0.0.1:{closed_port()}"
+    return out
+
+
+def V(*extra: str) -> list[str]:
+    return ["verify", str(ARTIFACT), "--bundle", str(HAPPY), *IDENTITY, *extra]
+
+
+# (id, argv builder, exit status, a phrase of the one-line message)
+TABLE: list[tuple[str, Callable[[dict[str, str]], list[str]], int, str]] = [
+    ("no-command-arg", lambda f: ["bogus"], 2, "invalid choice"),
+    ("verify-no-file", lambda f: ["verify"], 2, "required: FILE"),
+    ("verify-unknown-option", lambda f: [*V("--offline"), "--frobnicate"], 2, "unrecognized"),
+    ("verify-no-identity", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                      "--offline"], 2, "--cert-identity"),
+    ("verify-no-issuer", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                    "--cert-identity", BEACON, "--offline"], 2,
+     "--cert-oidc-issuer"),
+    ("verify-both-identities", lambda f: [*V("--offline"), "--cert-identity-regexp", "x"], 2,
+     "not allowed with"),
+    ("verify-bad-regexp", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                     "--cert-identity-regexp", "(", "--cert-oidc-issuer", GHA,
+                                     "--offline"], 2, "not a valid regular expression"),
+    ("verify-digest-no-bundle", lambda f: ["verify", "sha256:" + "0" * 64, *IDENTITY,
+                                           "--offline"], 2, "--bundle is required"),
+    ("verify-key-and-identity", lambda f: [*V("--offline"), "--key", f["a.txt"]], 2,
+     "cannot be combined"),
+    ("verify-server-offline", lambda f: V("--server", f["refused"], "--offline"), 2,
+     "needs the network"),
+    ("verify-both-trust", lambda f: V("--server", f["refused"], "--trust-config", f["tc"]), 2,
+     "not allowed with"),
+    ("verify-bad-window", lambda f: V("--offline", "--tuf-refresh-window", "-1"), 2,
+     "seconds >= 0"),
+    ("verify-nan-window", lambda f: V("--offline", "--tuf-refresh-window", "nan"), 2,
+     "seconds >= 0"),
+    ("verify-default-bundle-missing", lambda f: ["verify", f["a.txt"], *IDENTITY, "--offline"],
+     1, "a.txt.sigstore.json"),
+    ("verify-bundle-missing", lambda f: ["verify", f["a.txt"], "--bundle", f["missing"],
+                                         *IDENTITY, "--offline"], 1, "No such file"),
+    ("verify-bundle-dir", lambda f: ["verify", f["a.txt"], "--bundle", f["dir"], *IDENTITY,
+                                     "--offline"], 1, "Is a directory"),
+    ("verify-bundle-dangling", lambda f: ["verify", f["a.txt"], "--bundle", f["dangling"],
+                                          *IDENTITY, "--offline"], 1, "cannot read bundle"),
+    ("verify-bundle-bad-json", lambda f: ["verify", f["a.txt"], "--bundle", f["bad.json"],
+                                          *IDENTITY, "--offline"], 1, "not valid JSON"),
+    ("verify-bundle-binary", lambda f: ["verify", f["a.txt"], "--bundle", f["binary.json"],
+                                        *IDENTITY, "--offline"], 1, "malformed bundle"),
+    ("verify-bundle-array", lambda f: ["verify", f["a.txt"], "--bundle", f["array"],
+                                       *IDENTITY, "--offline"], 1, "JSON object"),
+    ("verify-artifact-dir", lambda f: ["verify", f["dir"], "--bundle", str(HAPPY), *IDENTITY,
+                                       "--offline"], 1, "Is a directory"),
+    ("verify-artifact-missing", lambda f: ["verify", f["missing"], "--bundle", str(HAPPY),
+                                           *IDENTITY, "--offline"], 1, "cannot read artifact"),
+    ("verify-wrong-artifact", lambda f: ["verify", f["a.txt"], "--bundle", str(HAPPY),
+                                         *IDENTITY, "--offline"], 1, "verification failed"),
+    ("verify-wrong-identity", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                         "--cert-identity", "eve@example.com",
+                                         "--cert-oidc-issuer", GHA, "--offline"], 1,
+     "eve@example.com"),
+    ("verify-trust-config-missing", lambda f: V("--trust-config", f["missing"]), 1,
+     "cannot read trust config"),
+    ("verify-trust-config-dir", lambda f: V("--trust-config", f["dir"]), 1,
+     "cannot read trust config"),
+    ("verify-trust-config-bad-json", lambda f: V("--trust-config", f["bad.json"]), 1,
+     "invalid trust config"),
+    ("verify-trust-config-wrong-type", lambda f: V("--trust-config", f["array"]), 1,
+     "invalid trust config"),
+    ("verify-server-refused", lambda f: V("--server", f["refused"]), 1, "Connection refused"),
+    ("verify-server-not-url", lambda f: V("--server", "example.com"), 1, "not an http"),
+    ("verify-key-missing", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                      "--key", f["missing"], "--offline"], 1,
+     "not a readable PEM public key"),
+    ("verify-key-not-pem", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                      "--key", f["bad.json"], "--offline"], 1,
+     "not a readable PEM public key"),
+    ("attestation-not-dsse", lambda f: ["verify-attestation", *V("--offline")[1:]], 1,
+     "not an attestation"),
+    ("attestation-wrong-predicate", lambda f: ["verify-attestation", str(ARTIFACT), "--bundle",
+                                               str(DSSE), *IDENTITY, "--offline",
+                                               "--predicate-type", "https://example.com/other"],
+     1, "predicateType"),
+    ("sign-no-file", lambda f: ["sign"], 2, "required: FILE"),
+    ("sign-missing-file", lambda f: ["sign", f["missing"]], 2, "is not a file"),
+    ("sign-dir", lambda f: ["sign", f["dir"]], 2, "is not a file"),
+    ("sign-twice", lambda f: ["sign", f["a.txt"], f["a.txt"]], 2, "given twice"),
+    ("sign-bundle-many", lambda f: ["sign", f["a.txt"], f["b.txt"], "--bundle", f["missing"]],
+     2, "single FILE"),
+    ("sign-bundle-is-dir", lambda f: ["sign", f["a.txt"], "--bundle", f["dir"]], 2,
+     "is a directory"),
+    ("sign-bundle-is-input", lambda f: ["sign", f["a.txt"], "--bundle", f["a.txt"]], 2,
+     "replace an input"),
+    ("sign-bundle-no-dir", lambda f: ["sign", f["a.txt"], "--bundle", f["dir"] + "/x/y.json"],
+     2, "does not exist"),
+    ("sign-existing-output", lambda f: ["sign", f["a.txt"], f["taken.txt"]], 2,
+     "without --overwrite"),
+    ("sign-bad-rekor", lambda f: ["sign", f["a.txt"], "--rekor-version", "3"], 2,
+     "invalid choice"),
+    ("sign-not-jwt", lambda f: ["sign", f["a.txt"], "--identity-token", "x", "--trust-config",
+                                f["tc"]], 1, "not a JWT"),
+    ("sign-no-signing-config", lambda f: ["sign", f["a.txt"], "--identity-token", "x",
+                                          "--trust-config", f["tc-nosign"]], 1,
+     "no signing config"),
+    ("sign-server-refused", lambda f: ["sign", f["a.txt"], "--server", f["refused"]], 1,
+     "Connection refused"),
+    ("attest-no-predicate", lambda f: ["attest", f["a.txt"], "--predicate-type", "x"], 2,
+     "--predicate"),
+    ("attest-predicate-missing", lambda f: ["attest", f["a.txt"], "--predicate-type", "x",
+                                            "--predicate", f["missing"]], 2,
+     "cannot read the predicate"),
+    ("attest-predicate-bad-json", lambda f: ["attest", f["a.txt"], "--predicate-type", "x",
+                                             "--predicate", f["bad.json"]], 2, "is not JSON"),
+    ("attest-predicate-array", lambda f: ["attest", f["a.txt"], "--predicate-type", "x",
+                                          "--predicate", f["array"]], 2, "JSON object"),
+    ("attest-existing-output", lambda f: ["attest", f["taken.txt"], "--predicate-type", "x",
+                                          "--predicate", f["predicate"]], 2,
+     "without --overwrite"),
+    ("attest-dir", lambda f: ["attest", f["dir"], "--predicate-type", "x", "--predicate",
+                              f["predicate"]], 2, "is not a file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "status", "phrase"), [t[1:] for t in TABLE],
+                         ids=[t[0] for t in TABLE])
+def test_bad_invocation_says_one_sentence(
+    argv: Callable[[dict[str, str]], list[str]], status: int, phrase: str,
+    files: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    rc = main(argv(files))
+    out, err = capsys.readouterr()
+    assert rc == status, err
+    assert out == ""
+    line = err.strip()
+    assert "\n" not in line, f"more than one line: {err!r}"
+    assert "Traceback" not in err
+    assert phrase in line, line
+    assert Path(files["taken.txt.sigstore.json"]).read_text() == "precious"
+
+
+def test_verify_attestation_with_the_right_predicate_type(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    vectors_present()
+    statement = json.loads(_payload(DSSE))
+    rc = main(["verify-attestation", str(ARTIFACT), "--bundle", str(DSSE), *IDENTITY,
+               "--offline", "--predicate-type", statement["predicateType"]])
+    assert rc == 0, capsys.readouterr().err
+
+
+def _payload(bundle: Path) -> str:
+    import base64
+
+    return base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]).decode()
+
+
+def test_help_of_every_command_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for command in ("serve", "sign", "verify", "attest", "verify-attestation"):
+        assert command in top
+    assert "public-good" in top and "exit status" in top
+    expected = {
+        "sign": ["--bundle", "--identity-token", "--overwrite", "--trust-config", "--server",
+                 "--rekor-version", "SIGSTORE_IDENTITY_TOKEN", "device flow"],
+        "verify": ["--bundle", "--cert-identity", "--cert-oidc-issuer", "--offline", "--key",
+                   "--trust-config", "--server", "--tuf-refresh-window", "sha256:"],
+        "attest": ["--predicate-type", "--predicate", "--bundle", "--overwrite"],
+        "verify-attestation": ["--predicate-type", "--cert-identity", "--offline"],
+    }
+    for command, words in expected.items():
+        assert main([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for word in words:
+            assert word in text, f"{command} --help does not mention {word}"
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def test_write_output_is_atomic_no_clobber_and_umask_mode(tmp_path: Path) -> None:
+    target = tmp_path / "x.sigstore.json"
+    old = os.umask(0o027)
+    try:
+        write_output(str(target), b"first", overwrite=False)
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == 0o640
+    with pytest.raises(ConfigError, match="not overwritten"):
+        write_output(str(target), b"second", overwrite=False)
+    assert target.read_bytes() == b"first"
+    write_output(str(target), b"third", overwrite=True)
+    assert target.read_bytes() == b"third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.sigstore.json"], "temp files left"
+
+
+# --- real processes --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers (a hung service)."""
+    with SilentServer() as server:
+        yield server.url
+
+
+def test_ctrl_c_is_one_line_and_exit_130(silent_server: str, tmp_path: Path) -> None:
+    artifact = tmp_path / "a.txt"
+    artifact.write_text("a\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGSTORE_")}
+    proc = subprocess.Popen([str(KEYLESS), "sign", str(artifact), "--identity-token", "x",
+                             "--server", silent_server], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    time.sleep(1.5)  # importing, then blocked on the silent server
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip() == "keyless: interrupted"
+    assert not (tmp_path / "a.txt.sigstore.json").exists()
+
+
+def test_entry_point_has_no_traceback_for_a_bad_bundle(tmp_path: Path) -> None:
+    vectors_present()
+    bad = tmp_path / "b.json"
+    bad.write_bytes(b"\x00" * 10)
+    proc = subprocess.run([str(KEYLESS), *V("--offline")[:3], str(bad), *IDENTITY, "--offline"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -1,0 +1,140 @@
+"""The default trust path without internet (issue #8, targets.md G7).
+
+* ``--offline`` makes no network call at all: the installed ``keyless`` runs with a PEP 578 audit
+  hook that records and refuses every socket connect and name lookup, and verifies a real
+  public-good bundle;
+* without ``--offline`` the TUF refresh of the public-good root cannot reach the network: the
+  CLI warns in one line, verifies with the shipped root, and does not try again within the
+  refresh window;
+* a repository that accepts connections but never answers, or trickles bytes, is given up after
+  the short per-request timeout or the total deadline, not python-tuf's 30 s per attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _client_vectors import BEACON, CASES, GHA, VECTORS, read, vectors_present
+from _netfakes import SilentServer, write_sitecustomize
+
+from conftest import ROOT
+from keyless.errors import ConfigError
+from keyless.trust.sources import production_trusted_root
+from keyless.trust.tuf import DEFAULT_TIMEOUT, TufTrust
+
+KEYLESS = ROOT / ".venv" / "bin" / "keyless"
+HAPPY = CASES / "happy-path-v0.3" / "bundle.sigstore.json"
+VERIFY = ["verify", str(CASES / "a.txt"), "--bundle", str(HAPPY), "--cert-identity", BEACON,
+          "--cert-oidc-issuer", GHA]
+
+
+def run_keyless(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                  float]:
+    """The installed CLI with its own user cache dir; returns the process and its wall time."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SIGSTORE_", "KEYLESS_"))}
+    clean.update({"XDG_CACHE_HOME": str(tmp_path / "cache"), **env})
+    start = time.monotonic()
+    proc = subprocess.run([str(KEYLESS), *args], capture_output=True, text=True, timeout=120,
+                          check=False, env=clean)
+    return proc, time.monotonic() - start
+
+
+def no_network_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    probe = tmp_path / "probe"
+    log = write_sitecustomize(probe)
+    return {"PYTHONPATH": str(probe), "KEYLESS_NET_PROBE_LOG": str(log)}, log
+
+
+def test_offline_verify_makes_no_network_call(tmp_path: Path) -> None:
+    vectors_present()
+    env, log = no_network_env(tmp_path)
+    proc, _ = run_keyless(tmp_path, *VERIFY, "--offline", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"OK: {CASES / 'a.txt'}"
+    assert log.read_text() == "", "offline verify attempted network calls"
+    assert not (tmp_path / "cache").exists(), "offline verify must not write a TUF cache"
+    # the probe works: the same hook sees (and refuses) the refresh without --offline
+    proc, _ = run_keyless(tmp_path, *VERIFY, **env)
+    assert log.read_text() != ""
+
+
+def test_refresh_without_network_falls_back_once_per_window(tmp_path: Path) -> None:
+    vectors_present()
+    env, log = no_network_env(tmp_path)
+    proc, took = run_keyless(tmp_path, *VERIFY, **env)
+    assert proc.returncode == 0, proc.stderr
+    warning, ok = proc.stderr.strip().splitlines()
+    assert warning.startswith("warning: cannot refresh the trusted root from "
+                              "https://tuf-repo-cdn.sigstore.dev")
+    assert warning.endswith("using the trusted root shipped with keyless")
+    assert ok.startswith("OK:")
+    assert took < 10, f"the failed refresh took {took:.1f} s"
+    attempts = log.read_text()
+    assert attempts
+    # inside the window: no new attempt, no warning
+    proc, _ = run_keyless(tmp_path, *VERIFY, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().startswith("OK:") and "warning" not in proc.stderr
+    assert log.read_text() == attempts, "retried the refresh inside the window"
+    # a zero window tries again (and warns again)
+    proc, _ = run_keyless(tmp_path, *VERIFY, "--tuf-refresh-window", "0", **env)
+    assert proc.returncode == 0 and "warning:" in proc.stderr
+    assert len(log.read_text()) > len(attempts)
+
+
+def test_hung_tuf_repository_does_not_hang_the_cli(tmp_path: Path) -> None:
+    vectors_present()
+    with SilentServer() as server:
+        proc, took = run_keyless(tmp_path, *VERIFY, KEYLESS_NET_PROBE_TUF_URL=server.url,
+                                 PYTHONPATH=str(write_sitecustomize(tmp_path / "p").parent))
+        assert server.accepted >= 1, "the refresh never reached the fake repository"
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr and f"within {DEFAULT_TIMEOUT:g} s" in proc.stderr
+    assert took < DEFAULT_TIMEOUT + 10, f"a hung repository held the CLI for {took:.1f} s"
+
+
+def _root() -> bytes:
+    return read(VECTORS / "public-good" / "production" / "root.json")
+
+
+def test_silent_repository_times_out_and_is_not_retried_within_window(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    now = [1_000_000.0]
+    with SilentServer() as server:
+        tuf = TufTrust(server.url, _root(), cache_dir=tmp_path, timeout=0.5,
+                       fallback_root=production_trusted_root(), on_warning=warnings.append,
+                       refresh_window=60, clock=lambda: now[0])
+        start = time.monotonic()
+        config = tuf.client_trust_config()
+        assert time.monotonic() - start < 3
+        assert config.trusted_root == production_trusted_root()
+        assert len(warnings) == 1 and "no answer from" in warnings[0]
+        connections = server.accepted
+        assert connections == 1
+        now[0] += 30
+        tuf.client_trust_config()
+        assert server.accepted == connections and len(warnings) == 1
+        now[0] += 31
+        tuf.client_trust_config()
+        assert server.accepted == connections + 1 and len(warnings) == 2
+
+
+def test_trickling_repository_hits_the_total_deadline(tmp_path: Path) -> None:
+    with SilentServer(trickle=0.1) as server:
+        tuf = TufTrust(server.url, _root(), cache_dir=tmp_path, timeout=1.0, deadline=1.5)
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match=r"longer than 1\.5 s"):
+            tuf.refresh()
+        assert time.monotonic() - start < 4
+
+
+def test_offline_never_refreshes_and_custom_repository_needs_a_cache(tmp_path: Path) -> None:
+    with SilentServer() as server:
+        tuf = TufTrust(server.url, _root(), cache_dir=tmp_path, offline=True)
+        with pytest.raises(ConfigError, match="run once without --offline"):
+            tuf.client_trust_config()
+        assert server.accepted == 0
