@@ -14,6 +14,10 @@ Wire shapes (TLS presentation language, big-endian):
 * The signed data (RFC 6962 §3.2): ``u8 version | u8 signature_type(0) | u64 timestamp |
   u16 entry_type | signed_entry | u16 ext_len | ext`` with signed_entry ``u24 len | cert DER``
   (x509_entry) or ``opaque issuer_key_hash[32] | u24 len | TBSCertificate`` (precert_entry).
+* ``CtExtensions`` (opaque in RFC 6962; given a shape by C2SP static-ct-api "SCT Extension"):
+  ``{ u8 extension_type | opaque extension_data<0..2^16-1> }*``, each type at most once. A
+  static-ct log's SCTs (and the ``TimestampedEntry`` it logs) carry ``leaf_index(0)``: the entry's
+  0-based index as a big-endian 40-bit integer, 8 bytes in all.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ _HASHES: dict[int, type[hashes.HashAlgorithm]] = {
     HASH_SHA384: hashes.SHA384,
     HASH_SHA512: hashes.SHA512,
 }
+
+#: C2SP static-ct-api ``ExtensionType.leaf_index``.
+EXTENSION_LEAF_INDEX = 0
+#: ``LeafIndex`` is a ``uint40``.
+MAX_LEAF_INDEX = 2**40 - 1
 
 _MAX_U16 = 0xFFFF
 _MAX_U24 = 0xFFFFFF
@@ -181,6 +190,36 @@ def decode_sct_list(ext_value_bytes: bytes) -> list[SignedCertificateTimestamp]:
     if not scts:
         raise SCTDecodeError("SCT list is empty (RFC 6962 §3.3 requires at least one)")
     return scts
+
+
+def leaf_index_extension(index: int) -> bytes:
+    """``CtExtensions`` holding only ``leaf_index`` = ``index`` (C2SP static-ct-api, 8 bytes)."""
+    if not 0 <= index <= MAX_LEAF_INDEX:
+        raise SCTError(f"leaf index {index} does not fit the 40-bit LeafIndex of static-ct-api")
+    return bytes([EXTENSION_LEAF_INDEX]) + _vec16(index.to_bytes(5, "big"), "leaf_index")
+
+
+def decode_ct_extensions(extensions: bytes) -> dict[int, bytes]:
+    """Parse ``CtExtensions`` (C2SP static-ct-api): extension type → data, no duplicate types."""
+    reader = _Reader(extensions, "CtExtensions")
+    found: dict[int, bytes] = {}
+    while reader.remaining():
+        kind = reader.u8()
+        data = reader.vec(2)
+        if kind in found:
+            raise SCTDecodeError(f"CtExtensions repeats extension type {kind}")
+        found[kind] = data
+    return found
+
+
+def leaf_index_of(extensions: bytes) -> int | None:
+    """The static-ct-api ``leaf_index`` in an SCT's extensions, or None for an RFC 6962 log."""
+    data = decode_ct_extensions(extensions).get(EXTENSION_LEAF_INDEX)
+    if data is None:
+        return None
+    if len(data) != 5:
+        raise SCTDecodeError(f"leaf_index extension holds {len(data)} bytes, not 5 (uint40)")
+    return int.from_bytes(data, "big")
 
 
 def precert_signed_data(

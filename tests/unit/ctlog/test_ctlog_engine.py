@@ -17,6 +17,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 
 from keyless.formats.checkpoint import NoteSigner
@@ -30,6 +31,7 @@ from keyless.services.ctlog import CTLogRoutes, CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
 from keyless.storage import open_storage
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
 from ca_testkit import ISSUER, TestIssuer, independent_sct_check, make_csr
 
@@ -136,3 +138,79 @@ async def test_sqlite_restart_keeps_the_log(tmp_path: Path) -> None:
         issued.leaf.tbs_precertificate_bytes)
     assert entries[0][1]  # extra_data rebuilt from the stored issuer certificates
     await env_close(engine, storage)
+
+
+async def test_static_ct_reader_and_rfc6962_clients_agree_on_leaf_index(
+    env: dict[str, Any],
+) -> None:
+    """c2sp.org/static-ct-api "SCT Extension": every SCT and every logged entry names its index.
+
+    Checked with an independent reader (static_ct_check): the embedded SCTs of CA-issued
+    certificates and the SCT of an ``add-chain`` carry ``leaf_index``; the data tile entry at that
+    index is that certificate and carries the same extensions; its MerkleTreeLeaf hashes to the
+    level-0 tile and the tiles to the checkpoint root; an RFC 6962 client rebuilding the leaf from
+    certificate + SCT finds it with get-proof-by-hash at that index and in get-entries.
+    """
+    import static_ct_check as sc
+
+    ca: CAService = env["ca"]
+    key = env["ct_key"].public_key()
+    ctlog: CTLogService = env["ctlog"]
+    inter, root_cert = env["material"].chain
+    issued = []
+    for _ in range(5):
+        _, csr = make_csr()
+        issued.append((await ca.issue_for_csr(env["issuer"].token(),
+                                              x509.load_pem_x509_csr(csr))).leaf)
+    app = Starlette(routes=CTLogRoutes(ctlog).routes(), exception_handlers=EXCEPTION_HANDLERS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://ct.test") as c:
+        # an ordinary certificate through add-chain: an x509_entry, and a resubmission
+        ders = [base64.b64encode(x.public_bytes(Encoding.DER)).decode()
+                for x in (issued[0], inter, root_cert)]
+        body = (await c.post("/ct/v1/add-chain", json={"chain": ders})).json()
+        again = (await c.post("/ct/v1/add-chain", json={"chain": ders})).json()
+        assert again["extensions"] == body["extensions"]
+        chain_sct = sc.RawSCT(base64.b64decode(body["id"]), body["timestamp"],
+                              base64.b64decode(body["extensions"]),
+                              base64.b64decode(body["signature"]))
+
+        size, root = sc.verify_checkpoint((await c.get("/checkpoint")).content, ORIGIN,
+                                          ctlog.log_id, key)
+        assert size == 6
+        hashes_ = (await c.get(f"/tile/0/000.p/{size}")).content
+        tile_hashes = [hashes_[i:i + 32] for i in range(0, len(hashes_), 32)]
+        entries = sc.parse_data_tile((await c.get(f"/tile/data/000.p/{size}")).content)
+        assert len(entries) == size and sc.mth(tile_hashes) == root
+        for i, entry in enumerate(entries):
+            assert sc.leaf_index(entry.extensions) == i
+            assert sc.sha256(b"\x00" + entry.merkle_tree_leaf) == tile_hashes[i]
+            assert entry.fingerprints[0] == sc.sha256(inter.public_bytes(Encoding.DER))
+
+        async def rfc6962_client(leaf: bytes, sct: sc.RawSCT) -> int:
+            sc.verify_sct_signature(sct, leaf, key)
+            h = sc.sha256(b"\x00" + leaf)
+            proof = (await c.get("/ct/v1/get-proof-by-hash", params={
+                "hash": base64.b64encode(h).decode(), "tree_size": size})).json()
+            verify_inclusion(h, proof["leaf_index"], size,
+                             [base64.b64decode(p) for p in proof["audit_path"]], root)
+            index: int = proof["leaf_index"]
+            got = (await c.get(f"/ct/v1/get-entries?start={index}&end={index}")).json()
+            assert base64.b64decode(got["entries"][0]["leaf_input"]) == leaf
+            return index
+
+        for cert in issued:
+            (sct,) = sc.embedded_scts(cert)
+            index = sc.leaf_index(sct.extensions)
+            assert entries[index].certificate == cert.tbs_precertificate_bytes
+            assert entries[index].extensions == sct.extensions
+            assert entries[index].timestamp_ms == sct.timestamp_ms
+            lib_sct = next(iter(cert.extensions.get_extension_for_class(
+                x509.PrecertificateSignedCertificateTimestamps).value))
+            assert lib_sct.extension_bytes == sct.extensions  # cryptography reads it alike
+            assert await rfc6962_client(sc.precert_leaf(cert, inter, sct), sct) == index
+        index = sc.leaf_index(chain_sct.extensions)
+        assert index == 5 and entries[index].entry_type == 0
+        assert entries[index].certificate == issued[0].public_bytes(Encoding.DER)
+        leaf = sc.x509_leaf(issued[0].public_bytes(Encoding.DER), chain_sct)
+        assert await rfc6962_client(leaf, chain_sct) == index

@@ -191,3 +191,67 @@ def test_round_trip_property(ts: int, ext: bytes, sig: bytes, n: int) -> None:
 def test_fuzz_never_crashes(data: bytes) -> None:
     with contextlib.suppress(SCTDecodeError):
         decode_sct_list(data)
+
+
+# -- C2SP static-ct-api "SCT Extension": leaf_index -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "wire"),
+    [
+        (0, "0000050000000000"),
+        (5, "0000050000000005"),
+        (0x0102030405, "0000050102030405"),
+        (2**40 - 1, "000005ffffffffff"),
+    ],
+)
+def test_leaf_index_extension_wire_form(index: int, wire: str) -> None:
+    # type 0, u16 length 5, uint40 big-endian: "8 bytes" for a field with only leaf_index
+    assert sctmod.leaf_index_extension(index).hex() == wire
+    assert sctmod.leaf_index_of(bytes.fromhex(wire)) == index
+
+
+def test_leaf_index_out_of_range_is_refused() -> None:
+    for bad in (-1, 2**40):
+        with pytest.raises(sctmod.SCTError):
+            sctmod.leaf_index_extension(bad)
+
+
+@pytest.mark.parametrize(
+    ("ext", "needle"),
+    [
+        ("000005000000000000000500000000", "truncated"),  # second extension cut short
+        ("00000500000000010000050000000002", "repeats"),
+        ("0000040000000a", "not 5"),
+        ("00", "truncated"),
+    ],
+)
+def test_malformed_ct_extensions_are_refused(ext: str, needle: str) -> None:
+    with pytest.raises(SCTDecodeError, match=needle):
+        sctmod.leaf_index_of(bytes.fromhex(ext))
+
+
+def test_other_extensions_are_kept_and_rfc6962_scts_have_no_leaf_index() -> None:
+    assert sctmod.leaf_index_of(b"") is None
+    assert sctmod.leaf_index_of(bytes.fromhex("07000161")) is None
+    mixed = bytes.fromhex("07000161") + sctmod.leaf_index_extension(9)
+    assert sctmod.decode_ct_extensions(mixed) == {7: b"a", 0: (9).to_bytes(5, "big")}
+    assert sctmod.leaf_index_of(mixed) == 9
+
+
+def test_leaf_index_is_signed_and_survives_the_wire() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ext = sctmod.leaf_index_extension(42)
+    template = SignedCertificateTimestamp(0, sctmod.log_id_for(key.public_key()), 1, ext, 4, 3, b"")
+    data = sctmod.x509_signed_data(template, b"cert")
+    assert data.endswith(b"\x00\x08" + ext)  # RFC 6962 §3.2: extensions are in the signed data
+    from cryptography.hazmat.primitives import hashes
+
+    sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    sct = SignedCertificateTimestamp(0, template.log_id, 1, ext, 4, 3, sig)
+    back = decode_sct(encode_sct(sct))
+    assert back.extensions == ext and sctmod.leaf_index_of(back.extensions) == 42
+    sctmod.verify_sct(back, data, key.public_key())
+    stripped = SignedCertificateTimestamp(0, template.log_id, 1, b"", 4, 3, sig)
+    with pytest.raises(SCTSignatureError):
+        sctmod.verify_sct(stripped, sctmod.x509_signed_data(stripped, b"cert"), key.public_key())

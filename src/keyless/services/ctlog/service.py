@@ -2,9 +2,13 @@
 
 Every accepted (pre)certificate becomes an RFC 6962 §3.4 ``MerkleTreeLeaf`` in the engine; the
 entry bundle holds the static-ct-api ``TileLeaf`` (issuers by fingerprint, the issuer
-certificates themselves kept once in ``storage.kv``). The SCT is signed over exactly the bytes
-RFC 6962 §3.2 prescribes and is returned only once the engine has durably sequenced and
-integrated the entry, so every SCT handed out is already covered by a signed tree head.
+certificates themselves kept once in ``storage.kv``). As C2SP static-ct-api "SCT Extension"
+requires, the entry is built for the index the engine assigns (``add_at_index``): its
+``TimestampedEntry`` — hashed into the tree, served by ``get-entries`` and in the data tiles —
+and its SCT both carry ``leaf_index``. The SCT is signed over exactly the bytes RFC 6962 §3.2
+prescribes once the engine has durably sequenced and integrated the entry, so every SCT handed
+out is already covered by a signed tree head, and an RFC 6962 client that rebuilds the leaf from
+the certificate and its SCT gets the leaf hash that ``get-proof-by-hash`` finds.
 
 The CA calls :meth:`CTLogService.log_precertificate` in-process (no network hop, no chain
 re-verification: the CA built the chain); HTTP submitters go through
@@ -17,7 +21,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +34,7 @@ from keyless.formats.sct import (
     POISON_OID,
     SignedCertificateTimestamp,
     algorithms_for_key,
+    leaf_index_extension,
     log_id_for,
     precert_signed_data,
     x509_signed_data,
@@ -201,49 +206,51 @@ class CTLogService:
         await self._remember_issuers(chain)
         timestamp_ms = int(self._clock() * 1000)
         cert_der = cert.public_bytes(serialization.Encoding.DER)
-        template = SignedCertificateTimestamp(
-            0, self.log_id, timestamp_ms, b"", self._hash_alg, self._sig_alg, b""
-        )
         if precert:
             issuer_key_hash = self._issuer_key_hash(chain[0])
             tbs = strip_extension(cert.tbs_certificate_bytes, POISON_OID)
             entry = TimestampedEntry(timestamp_ms, ENTRY_TYPE_PRECERT, tbs, issuer_key_hash)
-            signed = precert_signed_data(template, issuer_key_hash, tbs)
-            bundle = tile_leaf(entry, cert_der, chain)
         else:
             entry = TimestampedEntry(timestamp_ms, ENTRY_TYPE_X509, cert_der)
-            signed = x509_signed_data(template, cert_der)
-            bundle = tile_leaf(entry, None, chain)
-        sct = SignedCertificateTimestamp(
-            0, self.log_id, timestamp_ms, b"", self._hash_alg, self._sig_alg,
-            self._signer.sign(signed),
-        )  # fmt: skip
-        result = await self._engine.add(
-            entry.merkle_tree_leaf(), bundle_entry=bundle, dedup_key=dedup_key
-        )
-        if not result.duplicate:
-            return LoggedEntry(sct, False, cert_der if precert else None)
-        return await self._existing(result.index)
+        pre = cert_der if precert else None
+
+        def at_index(index: int) -> tuple[bytes, bytes]:
+            # static-ct-api: the logged TimestampedEntry carries the same leaf_index as the SCT
+            placed = replace(entry, extensions=leaf_index_extension(index))
+            return placed.merkle_tree_leaf(), tile_leaf(placed, pre, chain)
+
+        if dedup_key is None:
+            dedup_key = digest(b"keyless-ct-leaf\0" + entry.merkle_tree_leaf())
+        result = await self._engine.add_at_index(at_index, dedup_key=dedup_key)
+        if result.duplicate:
+            return await self._existing(result.index)
+        placed = replace(entry, extensions=leaf_index_extension(result.index))
+        return LoggedEntry(self._sct_for(placed), False, pre)
 
     async def _existing(self, index: int) -> LoggedEntry:
-        """An SCT for the stored entry ``index`` (same timestamp, so the same signed data)."""
+        """An SCT for the stored entry ``index`` (same timestamp and extensions: same signed data).
+
+        Entries logged before the log emitted ``leaf_index`` have empty extensions, and so do
+        their SCTs: the SCT always matches the logged leaf.
+        """
         stored = await self._engine.entry(index)
         entry = TimestampedEntry.from_merkle_tree_leaf(stored.leaf)
+        pre = None
+        if entry.entry_type == ENTRY_TYPE_PRECERT:
+            pre = parse_tile_leaf(stored.bundle_entry).precertificate
+        return LoggedEntry(self._sct_for(entry), True, pre)
+
+    def _sct_for(self, entry: TimestampedEntry) -> SignedCertificateTimestamp:
+        """Sign the SCT of a logged entry over exactly its RFC 6962 §3.2 fields."""
         template = SignedCertificateTimestamp(
             0, self.log_id, entry.timestamp_ms, entry.extensions, self._hash_alg, self._sig_alg,
             b"",
         )  # fmt: skip
         if entry.entry_type == ENTRY_TYPE_PRECERT:
             signed = precert_signed_data(template, entry.issuer_key_hash, entry.certificate)
-            pre = parse_tile_leaf(stored.bundle_entry).precertificate
         else:
             signed = x509_signed_data(template, entry.certificate)
-            pre = None
-        sct = SignedCertificateTimestamp(
-            0, self.log_id, entry.timestamp_ms, entry.extensions, self._hash_alg, self._sig_alg,
-            self._signer.sign(signed),
-        )  # fmt: skip
-        return LoggedEntry(sct, True, pre)
+        return replace(template, signature=self._signer.sign(signed))
 
     def _issuer_key_hash(self, issuer_der: bytes) -> bytes:
         """SHA-256 of the issuer's SPKI (RFC 6962 §3.2 ``issuer_key_hash``), cached per issuer."""
