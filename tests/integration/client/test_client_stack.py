@@ -60,23 +60,85 @@ def verify_args(stack: RunningStack, work: Path, artifact: str, bundle: str) -> 
 
 
 @pytest.mark.parametrize("rekor", ["2", "1"])
-def test_sign_many_files_with_one_certificate(stack: RunningStack, work: Path, rekor: str) -> None:
-    files = [str(work / n) for n in ("a.txt", "b.txt", "c.txt")]
+def test_sign_many_files_with_one_certificate(stack: RunningStack, work: Path, rekor: str,
+                                              tmp_path: Path) -> None:
+    files = [str(tmp_path / n) for n in ("a.txt", "b.txt", "c.txt")]
+    for f in files:
+        Path(f).write_bytes((work / Path(f).name).read_bytes())
     signed = keyless("sign", *files, "--identity-token", stack.token(), "--rekor-version", rekor,
                      "--trust-config", str(work / "tc.json"))
     assert signed.returncode == 0, signed.stderr
+    assert signed.stderr.splitlines() == [f"signed {f} -> {f}.sigstore.json" for f in files]
     bundles = [Bundle.from_json(Path(f + ".sigstore.json").read_bytes()) for f in files]
     assert len({b.verification_material.certificates for b in bundles}) == 1
-    for b in bundles:
+    umask = os.umask(0)
+    os.umask(umask)
+    for f, b in zip(files, bundles, strict=True):
         entry = b.verification_material.tlog_entries[0]
         assert b.media_type == "application/vnd.dev.sigstore.bundle.v0.3+json"
         assert entry.version == ("0.0.2" if rekor == "2" else "0.0.1")
+        assert Path(f + ".sigstore.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(f).name for f in files] + [Path(f).name + ".sigstore.json" for f in files]
+    ), "temporary files left behind"
     for f in files:
         ok = keyless("verify", *verify_args(stack, work, f, f + ".sigstore.json"))
         assert ok.returncode == 0, ok.stderr
     wrong = keyless("verify", *verify_args(stack, work, files[0], files[1] + ".sigstore.json"))
     assert wrong.returncode == 1
     assert "verification failed" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_existing_bundle_needs_overwrite(stack: RunningStack, work: Path, tmp_path: Path) -> None:
+    artifact = tmp_path / "o.txt"
+    artifact.write_text("overwrite me\n")
+    out = tmp_path / "o.txt.sigstore.json"
+    out.write_text("precious")
+    args = ["sign", str(artifact), "--identity-token", stack.token(), "--server", stack.url]
+    refused = keyless(*args)
+    assert refused.returncode == 2
+    assert "refusing to overwrite" in refused.stderr and refused.stderr.count("\n") == 1
+    assert out.read_text() == "precious"
+    replaced = keyless(*args, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    ok = keyless("verify", str(artifact), "--cert-identity", USER, "--cert-oidc-issuer",
+                 stack.issuer, "--server", stack.url)  # default --bundle: FILE.sigstore.json
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_progress_on_a_terminal(stack: RunningStack, work: Path, tmp_path: Path) -> None:
+    """Several files on a terminal: rich draws progress on stderr, stdout stays clean."""
+    import pty
+
+    files = []
+    for i in range(4):
+        (tmp_path / f"p{i}.txt").write_text(f"progress {i}\n")
+        files.append(str(tmp_path / f"p{i}.txt"))
+    leader, follower = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if k != "SIGSTORE_ID_TOKEN"}
+    proc = subprocess.Popen(
+        [str(KEYLESS), "sign", *files, "--identity-token", stack.token(), "--server", stack.url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+        env={**clean, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's last writer exited
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, screen.decode(errors="replace")
+    assert stdout == b""
+    text = screen.decode(errors="replace")
+    assert "signing" in text and "\x1b[" in text, text  # drawn by rich
+    assert all(f"signed {f} -> {f}.sigstore.json" in text for f in files)
+    assert all(Path(f + ".sigstore.json").exists() for f in files)
 
 
 def test_sigstore_python_verifies_keyless_bundle(stack: RunningStack, work: Path,
