@@ -22,9 +22,8 @@ Failure policy (issue #8, targets.md G7):
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,11 +45,25 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_DEADLINE = 30.0
 _STAMP = "last-attempt"
 
-_log = logging.getLogger(__name__)
+
+def _log_warning(message: str) -> None:
+    """The default ``on_warning`` for library use: the ``keyless.trust.tuf`` logger."""
+    import logging
+
+    logging.getLogger(__name__).warning("%s", message)
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/keyless/tuf`` (platformdirs' user cache dir)."""
+    """``$XDG_CACHE_HOME/keyless/tuf`` (platformdirs' user cache dir).
+
+    On Linux the XDG rule is applied directly: importing platformdirs costs more of the
+    ≤ 300 ms cold-start budget than the rule itself.
+    """
+    platform: str = sys.platform  # (a plain str: mypy would prune the other branch)
+    if platform.startswith("linux"):
+        base = os.environ.get("XDG_CACHE_HOME", "").strip()
+        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+        return root / "keyless" / "tuf"
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("keyless")) / "tuf"
@@ -152,7 +165,7 @@ class TufTrust:
         self.deadline = deadline
         self._fallback = fallback_root
         self._clock = clock
-        self._warn = on_warning or _log.warning
+        self._warn = on_warning or _log_warning
 
     @classmethod
     def production(
@@ -194,7 +207,7 @@ class TufTrust:
         """Start a new window; a cache we cannot write only means refreshing more often."""
         with contextlib.suppress(OSError):
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f".{_STAMP}.{secrets.token_hex(4)}"
+            tmp = self.directory / f".{_STAMP}.{os.getpid()}"
             tmp.write_text(repr(self._clock()))
             os.replace(tmp, self.directory / _STAMP)
 
@@ -266,7 +279,7 @@ class TufTrust:
             if updater.find_cached_target(info, str(final)) is not None:
                 continue
             # python-tuf writes in place; readers in other processes must never see half a file
-            partial = self._targets / f".{name}.{secrets.token_hex(4)}"
+            partial = self._targets / f".{name}.{os.getpid()}"
             try:
                 updater.download_target(info, str(partial))
                 os.replace(partial, final)
