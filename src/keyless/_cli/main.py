@@ -34,11 +34,13 @@ trust: without --trust-config or --server, sign and verify use the public-good S
 instance: its trusted root ships with keyless and is refreshed through TUF at most once a day
 (never with --offline).
 
-examples:
+examples (a local stack; `keyless serve` prints a token command for its users):
   keyless serve --oidc-user alice@example.com:s3cret
-  keyless sign --server http://127.0.0.1:3000 app.tar.gz
+  keyless sign --server http://localhost:3000 --identity-token "$TOKEN" app.tar.gz
   keyless verify app.tar.gz --cert-identity alice@example.com \\
-      --cert-oidc-issuer http://127.0.0.1:3000/oidc --server http://127.0.0.1:3000
+      --cert-oidc-issuer http://localhost:3000/oidc --server http://localhost:3000
+
+run `keyless COMMAND --help` for a command's options.
 
 exit status: 0 success, 1 failure (one sentence on stderr), 2 usage error, 130 interrupted.
 """

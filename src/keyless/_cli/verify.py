@@ -26,8 +26,9 @@ per --tuf-refresh-window. If the refresh fails (no network), the cached or shipp
 with a warning. --offline never touches the network."""
 
 
-def add_trust_options(parser: argparse.ArgumentParser) -> None:
-    """``--trust-config F | --server URL`` and the TUF cache knobs, shared by every command."""
+def add_trust_options(parser: argparse.ArgumentParser) -> Any:
+    """``--trust-config F | --server URL`` and the TUF cache knobs, shared by every command;
+    returns the argument group (``verify`` adds ``--offline`` to it)."""
     trust = parser.add_argument_group("trust (default: public-good Sigstore via TUF)")
     group = trust.add_mutually_exclusive_group()
     group.add_argument(
@@ -48,6 +49,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         default=24 * 3600.0,
         help="refresh the default trusted root through TUF at most this often (default: 86400)",
     )
+    return trust
 
 
 def _seconds(text: str) -> float:
@@ -67,9 +69,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser = sub.add_parser(
         name,
         help=help_text,
-        description=f"Verify {what} against a Sigstore bundle (v0.1, v0.2 or v0.3), the trusted "
-        "root and the expected signer identity. Exit status 0 when valid, 1 with one sentence "
-        "on stderr when not, 2 for a wrong command line.",
+        description=f"Verify {what}\n"
+        "against a Sigstore bundle (v0.1, v0.2 or v0.3), the trusted root and the\n"
+        "expected signer identity.\n\n"
+        "Exit status 0 when valid, 1 with one sentence on stderr when not, 2 for a\n"
+        "wrong command line.",
         epilog=TRUST_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -110,8 +114,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         parser.add_argument(
             "--predicate-type", metavar="URI", help="require this in-toto predicateType"
         )
-    add_trust_options(parser)
-    parser.add_argument(
+    trust = add_trust_options(parser)
+    trust.add_argument(
         "--offline", action="store_true", help="no network at all (no TUF refresh, no --server)"
     )
     parser.set_defaults(run=run, attestation=attestation, parser=parser)
