@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.sct import leaf_index_of
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -97,6 +98,10 @@ def _audit(c: httpx.Client, ct_key: Any, leaves: list[x509.Certificate]) -> tupl
             "hash": base64.b64encode(h).decode(), "tree_size": size}).json()
         verify_inclusion(h, proof["leaf_index"], size,
                          [base64.b64decode(p) for p in proof["audit_path"]], root)
+        # static-ct-api: the embedded SCT names the index the RFC 6962 API finds the entry at
+        (sct,) = leaf.extensions.get_extension_for_class(
+            x509.PrecertificateSignedCertificateTimestamps).value
+        assert leaf_index_of(sct.extension_bytes) == proof["leaf_index"]
     return size, root
 
 

@@ -214,3 +214,39 @@ async def test_static_ct_reader_and_rfc6962_clients_agree_on_leaf_index(
         assert entries[index].certificate == issued[0].public_bytes(Encoding.DER)
         leaf = sc.x509_leaf(issued[0].public_bytes(Encoding.DER), chain_sct)
         assert await rfc6962_client(leaf, chain_sct) == index
+
+
+async def test_entries_logged_before_leaf_index_are_answered_as_logged(
+    env: dict[str, Any],
+) -> None:
+    """A log written before the leaf_index extension (empty extensions) keeps working.
+
+    A resubmission of such an entry is answered from the stored leaf, so its SCT has empty
+    extensions and still matches the MerkleTreeLeaf; new entries after it name their index.
+    """
+    from keyless.formats import sct as sctmod
+    from keyless.services.ctlog.backend import digest
+    from keyless.services.ctlog.entries import tile_leaf
+
+    ca: CAService = env["ca"]
+    ctlog: CTLogService = env["ctlog"]
+    engine: TransparencyLog = env["engine"]
+    key = env["ct_key"].public_key()
+    inter, root_cert = (c.public_bytes(Encoding.DER) for c in env["material"].chain)
+    _, csr = make_csr()
+    final = (await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))).leaf
+    final_der = final.public_bytes(Encoding.DER)
+    legacy = TimestampedEntry(1234, sctmod.ENTRY_TYPE_X509, final_der)
+    added = await engine.add(legacy.merkle_tree_leaf(),
+                             bundle_entry=tile_leaf(legacy, None, [inter, root_cert]),
+                             dedup_key=digest(b"keyless-ct-entry\0" b"0" + final_der))
+    assert added.index == 1
+    sct = await ctlog.add_chain([final_der, inter, root_cert], precert=False)
+    assert (sct.timestamp_ms, sct.extensions) == (1234, b"")
+    sctmod.verify_sct(sct, sctmod.x509_signed_data(sct, final_der), key)
+    ((leaf_input, _extra),) = await ctlog.entries(1, 1)
+    assert leaf_input == legacy.merkle_tree_leaf()
+    _, csr = make_csr()
+    await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
+    ((leaf_input, _extra),) = await ctlog.entries(2, 2)
+    assert sctmod.leaf_index_of(TimestampedEntry.from_merkle_tree_leaf(leaf_input).extensions) == 2
