@@ -242,13 +242,15 @@ class TufTrust:
         try:
             self._update()
         except ConfigError:
+            self._mark_attempt()
             raise
         except Exception as exc:  # python-tuf raises many unrelated types; report any as one
+            self._mark_attempt()
             raise ConfigError(
                 f"cannot refresh the trusted root from {self.url}: {_reason(exc)}"
             ) from exc
-        finally:
-            self._mark_attempt()
+        # (an interrupted attempt, Ctrl-C, is not recorded: the next run tries again)
+        self._mark_attempt()
 
     def _update(self) -> None:
         from tuf.ngclient.updater import Updater

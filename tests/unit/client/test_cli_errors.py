@@ -49,8 +49,11 @@ def files(tmp_path: Path) -> dict[str, str]:
     root = json.loads((production / "trusted_root.json").read_text())
     signing = json.loads((production / "signing_config.v0.2.json").read_text())
     media = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+    refused = f"http://127.0.0.1:{closed_port()}"
+    dead = json.loads(json.dumps(signing).replace("https://", refused + "/"))
     paths = {
         "tc": {"mediaType": media, "trustedRoot": root, "signingConfig": signing},
+        "tc-dead": {"mediaType": media, "trustedRoot": root, "signingConfig": dead},
         "tc-nosign": {"mediaType": media, "trustedRoot": root},
         "array": [],
         "predicate": {"buildType": "x"},
@@ -71,8 +74,22 @@ def files(tmp_path: Path) -> dict[str, str]:
         "bad.json", "binary.json", "dir", "dangling", "a.txt", "b.txt", "taken.txt",
         "taken.txt.sigstore.json")})
     out["missing"] = str(tmp_path / "missing.json")
-    out["refused"] = f"http://127.0.0.1:{closed_port()}"
+    out["refused"] = refused
+    out["jwt"] = fake_jwt()
     return out
+
+
+def fake_jwt() -> str:
+    """A well-formed, unsigned identity token: passes the client's local checks only."""
+    import base64
+
+    def part(doc: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": "https://issuer.test", "sub": "alice", "aud": "sigstore", "iat": now,
+              "exp": now + 600, "email": "alice@example.com"}
+    return f"{part({'alg': 'ES256'})}.{part(claims)}.c2ln"
 
 
 def V(*extra: str) -> list[str]:
@@ -173,6 +190,9 @@ TABLE: list[tuple[str, Callable[[dict[str, str]], list[str]], int, str]] = [
     ("sign-no-signing-config", lambda f: ["sign", f["a.txt"], "--identity-token", "x",
                                           "--trust-config", f["tc-nosign"]], 1,
      "no signing config"),
+    ("sign-ca-unreachable", lambda f: ["sign", f["a.txt"], "--identity-token", f["jwt"],
+                                       "--trust-config", f["tc-dead"]], 1,
+     "is unreachable"),
     ("sign-server-refused", lambda f: ["sign", f["a.txt"], "--server", f["refused"]], 1,
      "Connection refused"),
     ("attest-no-predicate", lambda f: ["attest", f["a.txt"], "--predicate-type", "x"], 2,
