@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -138,3 +139,26 @@ def test_offline_never_refreshes_and_custom_repository_needs_a_cache(tmp_path: P
         with pytest.raises(ConfigError, match="run once without --offline"):
             tuf.client_trust_config()
         assert server.accepted == 0
+
+
+def test_failed_refresh_prefers_the_verified_cache(tmp_path: Path) -> None:
+    """A root cached by an earlier refresh beats the shipped one; a corrupt cache does not."""
+    from urllib.parse import quote
+
+    staging = read(VECTORS / "public-good" / "staging" / "trusted_root.json")
+    warnings: list[str] = []
+    with SilentServer() as server:
+        targets = tmp_path / quote(server.url, safe="") / "targets"
+        targets.mkdir(parents=True)
+        (targets / "trusted_root.json").write_bytes(staging)
+        tuf = TufTrust(server.url, _root(), cache_dir=tmp_path, timeout=0.3,
+                       fallback_root=production_trusted_root(), on_warning=warnings.append,
+                       refresh_window=0)
+        config = tuf.client_trust_config()
+        assert config.trusted_root != production_trusted_root()
+        assert config.trusted_root.to_json()["tlogs"] == json.loads(staging)["tlogs"]
+        assert warnings[-1].endswith("using the trusted root cached from an earlier refresh")
+        (targets / "trusted_root.json").write_text("{corrupt")
+        assert tuf.client_trust_config().trusted_root == production_trusted_root()
+        assert warnings[-1].endswith("using the trusted root shipped with keyless")
+        assert server.accepted == 2
