@@ -50,6 +50,7 @@ from stackutil import (
     wait_healthy,
 )
 
+from keyless.errors import VerificationError
 from keyless.formats.checkpoint import (
     Checkpoint,
     NoteVerifier,
@@ -90,9 +91,12 @@ class Ledger:
     )
     #: answers that break the contract (a 500, a malformed success)
     errors: list[str] = field(default_factory=list)
+    #: requests cut off by a kill: never acknowledged, so they may or may not be in the log
+    cut_off: int = 0
 
     def counts(self) -> str:
-        return f"v2={len(self.v2)} v1={len(self.v1)} ca={len(self.certs)}"
+        return (f"acknowledged v2={len(self.v2)} v1={len(self.v1)} ca={len(self.certs)}, "
+                f"cut off {self.cut_off}")
 
 
 @dataclass
@@ -178,9 +182,6 @@ def _v1_request(identity: Identity) -> dict[str, Any]:
 
 # ---- the load --------------------------------------------------------------------------------
 
-_TRANSPORT_ERRORS = (httpx.TransportError,)
-
-
 async def _write_loop(
     ledger: Ledger, stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[None]]
 ) -> None:
@@ -189,8 +190,10 @@ async def _write_loop(
     while not stop.is_set():
         try:
             await attempt()
-        except _TRANSPORT_ERRORS:
+        except httpx.ConnectError:  # the server is down: nothing was sent
             await asyncio.sleep(0.05)
+        except httpx.TransportError:  # sent, but the answer was cut off by the kill
+            ledger.cut_off += 1
         except Exception as exc:  # a malformed answer is a finding, not a crash of the test
             ledger.errors.append(f"{what}: {type(exc).__name__}: {exc}")
 
@@ -242,7 +245,7 @@ async def _poll_heads(ledger: Ledger, client: Client, stop: asyncio.Event) -> No
             if response.status_code == 200:
                 info = response.json()
                 ledger.heads["v1"].add((int(info["treeSize"]), bytes.fromhex(info["rootHash"])))
-        except _TRANSPORT_ERRORS:
+        except httpx.TransportError:
             pass
         await asyncio.sleep(0.05)
 
@@ -407,7 +410,9 @@ def _check_ct(http: httpx.Client, url: str, verifiers: Verifiers, ledger: Ledger
     positions = {h: i for i, h in enumerate(leaves)}
     for chain in ledger.certs:
         leaf = _leaf_hash(_precert_leaf(chain))
-        assert leaf in positions, f"the precertificate of {chain[0].serial_number} is lost"
+        assert leaf in positions, (
+            f"the precertificate of serial {chain[0].serial_number:x} is not in the CT log "
+            f"of size {head.size}")
     for chain in ledger.certs[:: max(1, len(ledger.certs) // 10)]:  # the RFC 6962 API, sampled
         leaf = _leaf_hash(_precert_leaf(chain))
         response = http.get(f"{url}/ctlog/ct/v1/get-proof-by-hash",
@@ -428,6 +433,29 @@ def check_nothing_lost(stack: RunningStack, ledger: Ledger) -> None:
         _check_v2(http, stack.url, verifiers, ledger)
         _check_v1(http, stack.url, verifiers, ledger)
         _check_ct(http, stack.url, verifiers, ledger)
+
+
+def check_the_checks(stack: RunningStack, ledger: Ledger) -> None:
+    """The checks are not vacuous: a forged earlier head (a fork) and a promise for an entry
+    that is not where it was promised are both caught, on every log."""
+    verifiers = Verifiers.of(stack)
+    checks = {"v2": _check_v2, "v1": _check_v1, "ct": _check_ct}
+    with httpx.Client(timeout=30) as http:
+        for log, check in checks.items():
+            size, root = max(ledger.heads[log])
+            forged = Ledger(heads={**ledger.heads, log: {(size - 1, root)}})
+            with pytest.raises((AssertionError, VerificationError)):
+                check(http, stack.url, verifiers, forged)
+        moved = dict(ledger.v2[-1], logIndex=str(int(ledger.v2[-1]["logIndex"]) - 1))
+        with pytest.raises((AssertionError, VerificationError)):
+            _check_v2(http, stack.url, verifiers, Ledger(v2=[moved]))
+        (uuid_, entry), = ledger.v1[-1].items()
+        moved = {uuid_: {**entry, "logIndex": entry["logIndex"] - 1}}
+        with pytest.raises((AssertionError, VerificationError)):
+            _check_v1(http, stack.url, verifiers, Ledger(v1=[moved]))
+        other = [ledger.certs[-1][0], ledger.certs[-1][0]]  # wrong issuer key hash
+        with pytest.raises(AssertionError, match="lost"):
+            _check_ct(http, stack.url, verifiers, Ledger(certs=[other]))
 
 
 def fsck(target: str) -> None:
@@ -460,10 +488,13 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
                 check_nothing_lost(stack, ledger)
             except AssertionError as exc:
                 raise AssertionError(f"cycle {cycle} ({ledger.counts()}): {exc}") from exc
+            print(f"sqlite cycle {cycle}: {ledger.counts()}")
+        check_the_checks(stack, ledger)
     finally:
         assert stack.stop() in (0, -signal.SIGKILL), stack.output()
     fsck(str(data))
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
+    assert ledger.cut_off > 0, "no request was in flight at a kill: not a kill under load"
 
 
 def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
@@ -496,11 +527,13 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
             except AssertionError as exc:
                 raise AssertionError(
                     f"cycle {cycle}, killed {victims} ({ledger.counts()}): {exc}") from exc
+            print(f"postgres cycle {cycle}, killed {victims}: {ledger.counts()}")
     finally:
         a.stop()
         b.stop()
     fsck(database)
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
+    assert ledger.cut_off > 0, "no request was in flight at a kill: not a kill under load"
 
 
 async def _with_client(
@@ -535,6 +568,22 @@ def test_second_serve_on_the_same_sqlite_data_is_refused_and_a_killed_lock_is_no
     assert _serve(data).returncode == 2
     by_database = _serve(tmp_path / "other", "--database", f"sqlite:///{data / 'keyless.db'}")
     assert by_database.returncode == 2 and "in use" in by_database.stderr, by_database.stderr
+    # the other way round: the database's owner has another data dir, then comes the process
+    # whose default database it is; and a database named otherwise is locked by its own name
+    x = tmp_path / "x"
+    shared = tmp_path / "shared" / "logs.db"
+    owners = [wait_healthy(launch_stack(tmp_path / "y", "--database", f"sqlite:///{x}/keyless.db"),
+                           60),
+              wait_healthy(launch_stack(tmp_path / "owner", "--database", f"sqlite:///{shared}"),
+                           60)]
+    try:
+        default = _serve(x)
+        assert default.returncode == 2 and "in use" in default.stderr, default.stderr
+        again = _serve(tmp_path / "third", "--database", f"sqlite:///{shared}")
+        assert again.returncode == 2 and f"database {shared}" in again.stderr, again.stderr
+    finally:
+        for owner in owners:
+            assert owner.stop() == 0, owner.output()
     assert httpx.get(f"{first.url}/healthz", timeout=5).status_code == 200
     # a lock held by a process killed with SIGKILL does not block the restart
     first.process.send_signal(signal.SIGKILL)
