@@ -18,6 +18,9 @@ import argparse
 import sys
 from typing import Any
 
+#: a bundle is a few kB (a DSSE payload maybe more); ``--bundle /dev/zero`` must not eat memory
+MAX_BUNDLE = 64 << 20
+
 TRUST_HELP = """\
 trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
 fetches URL/client-trust-config.json from a keyless instance; with neither, the public-good
@@ -192,9 +195,12 @@ def verify(args: argparse.Namespace) -> str:
 
     bundle_path = args.bundle or f"{args.file}.sigstore.json"
     try:
-        bundle = Path(bundle_path).read_bytes()
+        with open(bundle_path, "rb") as f:
+            bundle = f.read(MAX_BUNDLE + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read bundle {bundle_path!r}: {exc.strerror}") from exc
+    if len(bundle) > MAX_BUNDLE:
+        raise ConfigError(f"bundle {bundle_path!r} is larger than {MAX_BUNDLE >> 20} MiB")
     artifact = Artifact.from_argument(args.file)
     verifier = Verifier(trusted_root_for(args))
     if args.key:

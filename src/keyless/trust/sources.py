@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from importlib import resources
-from pathlib import Path
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
@@ -33,11 +32,19 @@ def production_trusted_root() -> TrustedRoot:
     return TrustedRoot.from_json(packaged("trusted_root.json"))
 
 
+#: trust material is kilobytes; a limit keeps ``--trust-config /dev/zero`` from eating memory
+MAX_TRUST_FILE = 16 << 20
+
+
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_TRUST_FILE + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {os.fspath(path)!r}: {exc.strerror}") from exc
+    if len(data) > MAX_TRUST_FILE:
+        raise ConfigError(f"{what} {os.fspath(path)!r} is larger than {MAX_TRUST_FILE >> 20} MiB")
+    return data
 
 
 def load_trusted_root(path: str | os.PathLike[str]) -> TrustedRoot:
