@@ -94,9 +94,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such resource: {_shorten(request.url.path)}"
     elif exc.status_code == 405:
-        allowed = headers.get("Allow") or headers.get("allow") or ""
+        allow = headers.get("Allow") or headers.get("allow") or ""
+        allowed = {m.strip() for m in allow.split(",") if m.strip()}
+        if "GET" in allowed:  # HEAD comes with GET; naming it adds nothing
+            allowed.discard("HEAD")
         message = f"method {request.method} is not allowed on {_shorten(request.url.path)}"
-        message += f"; use {allowed}" if allowed else ""
+        message += f"; use {', '.join(sorted(allowed))}" if allowed else ""
     return json_error(exc.status_code, message, headers)
 
 
