@@ -48,8 +48,13 @@ def work(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+#: where ``id`` finds ambient CI credentials: never inherited from the machine running the tests
+AMBIENT = ("SIGSTORE_", "GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_", "GITLAB_CI", "BUILDKITE",
+           "CIRCLECI", "GOOGLE_SERVICE_ACCOUNT_NAME")
+
+
 def keyless(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k != "SIGSTORE_ID_TOKEN"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(AMBIENT)}
     return subprocess.run([str(KEYLESS), *args], capture_output=True, text=True, timeout=120,
                           check=False, env={**clean, **(env or {})})
 
@@ -115,7 +120,7 @@ def test_progress_on_a_terminal(stack: RunningStack, work: Path, tmp_path: Path)
         (tmp_path / f"p{i}.txt").write_text(f"progress {i}\n")
         files.append(str(tmp_path / f"p{i}.txt"))
     leader, follower = pty.openpty()
-    clean = {k: v for k, v in os.environ.items() if k != "SIGSTORE_ID_TOKEN"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(AMBIENT)}
     proc = subprocess.Popen(
         [str(KEYLESS), "sign", *files, "--identity-token", stack.token(), "--server", stack.url],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
@@ -207,3 +212,52 @@ def test_tuf_refresh_once_per_window_and_offline(stack: RunningStack, tmp_path: 
                        clock=lambda: now[0] + 10_000)
     assert offline.client_trust_config().trusted_root == first.trusted_root
     assert len(calls) == 2, "offline mode never refreshes"
+
+
+def test_ambient_github_actions_credentials(stack: RunningStack, work: Path,
+                                            tmp_path: Path) -> None:
+    """Without --identity-token, sign asks the CI for a token (``id``), as sigstore-python does:
+    here a stand-in for the GitHub Actions token service hands out a token of the stack."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    token = stack.token()
+    asked: list[tuple[str, str]] = []
+
+    class TokenService(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            asked.append((query.get("audience", [""])[0], self.headers["Authorization"]))
+            body = json.dumps({"value": token}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), TokenService)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        artifact = tmp_path / "ci.txt"
+        artifact.write_text("built in CI\n")
+        signed = keyless("sign", str(artifact), "--server", stack.url, env={
+            "GITHUB_ACTIONS": "true",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-secret",
+        })
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert signed.returncode == 0, signed.stderr
+    assert asked == [("sigstore", "bearer runner-secret")]
+    ok = keyless("verify", *verify_args(stack, work, str(artifact), f"{artifact}.sigstore.json"))
+    assert ok.returncode == 0, ok.stderr
+    # outside CI and off a terminal there is no way to get a token: one sentence says so
+    again = keyless("sign", str(artifact), "--server", stack.url, "--overwrite")
+    assert again.returncode == 1
+    assert again.stderr.strip().startswith("signing failed: no identity token")

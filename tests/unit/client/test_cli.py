@@ -102,11 +102,3 @@ def test_verify_attestation_rejects_message_signature(capsys: pytest.CaptureFixt
     rc = main(["verify-attestation", *_verify_argv(str(HAPPY), "--offline")[1:]])
     assert rc == 1
     assert "not an attestation" in capsys.readouterr().err
-
-
-def test_sign_without_services_fails_cleanly(capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
-    rc = main(["sign", str(ARTIFACT), "--identity-token", "x"])
-    assert rc == 1
-    assert "--trust-config" in capsys.readouterr().err

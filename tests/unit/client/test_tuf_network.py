@@ -162,3 +162,18 @@ def test_failed_refresh_prefers_the_verified_cache(tmp_path: Path) -> None:
         assert tuf.client_trust_config().trusted_root == production_trusted_root()
         assert warnings[-1].endswith("using the trusted root shipped with keyless")
         assert server.accepted == 2
+
+
+def test_sign_without_trust_option_or_network_says_what_to_do(tmp_path: Path) -> None:
+    """No packaged signing config: without TUF the public-good services are unknown."""
+    (tmp_path / "a.txt").write_text("a\n")
+    env, log = no_network_env(tmp_path)
+    proc, _ = run_keyless(tmp_path, "sign", str(tmp_path / "a.txt"), "--identity-token", "x",
+                          **env)
+    assert proc.returncode == 1
+    warning, error = proc.stderr.strip().splitlines()
+    assert warning.startswith("warning: cannot refresh the trusted root")
+    assert error.startswith("signing failed: no signing config for the public-good instance")
+    assert "--trust-config FILE or --server URL" in error
+    assert log.read_text() != ""
+    assert not (tmp_path / "a.txt.sigstore.json").exists()
