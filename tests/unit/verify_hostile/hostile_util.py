@@ -250,6 +250,8 @@ def known_bug(outcome: Outcome) -> str | None:
         return BUG_DEEP_JSON
     if isinstance(exc, UnicodeEncodeError):
         return BUG_SURROGATE
+    if isinstance(exc, TypeError) and functions & {"reject_bundled_roots", "_check_signer"}:
+        return BUG_X509_NAME_TYPE
     if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
         return BUG_CHECKPOINT_DIGITS
     return None
@@ -427,11 +429,17 @@ BUG_CHECKPOINT_DIGITS = (
 )
 BUG_LONG_MESSAGE = (
     "rejection messages echo attacker-controlled values unbounded (1 MB in, 1 MB message out): "
-    "formats/bundle.py mediaType, verify/verifier.py kind/version and messageDigest.algorithm, "
-    "merkle.py verify_inclusion root hash hex"
+    "formats/bundle.py mediaType and unknown field names (_Obj.done), verify/verifier.py "
+    "kind/version and messageDigest.algorithm, merkle.py verify_inclusion root hash hex"
 )
-BUG_TOKEN_MALLEABLE = (
-    "RFC 3161 token malleability (verify/timestamps.py, rfc3161-client): unsigned CMS algorithm "
-    "identifiers (SignedData.digestAlgorithms, SignerInfo.signatureAlgorithm) are not checked, "
-    "so a token with a flipped OID there still verifies"
+BUG_X509_NAME_TYPE = (
+    "a certificate Name attribute of type BIT STRING (only allowed for x500UniqueIdentifier) "
+    "makes cryptography raise TypeError on .subject/.issuer: verify/certificate.py "
+    "reject_bundled_roots (cert.subject == cert.issuer, for a bundle chain certificate) and "
+    "verify/rfc3161.py _check_signer (embedded.issuer, for a certificate embedded in a TSA "
+    "token) catch only ValueError"
+)
+BUG_EMPTY_PATH = (
+    "formats/bundle.py Bundle.from_json: a bundle that is not a JSON object is reported with an "
+    "empty path: 'malformed bundle:  must be a JSON object' (the subject is missing)"
 )
