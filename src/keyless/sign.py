@@ -24,6 +24,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +56,9 @@ _log = logging.getLogger(__name__)
 SUPPORTED_VERSIONS = {"ca": (1,), "tsa": (1,), "rekor": (1, 2), "oidc": (1,)}
 TSA_TIMEOUT = 10.0
 SERVICE_TIMEOUT = 60.0  # Rekor v2 may block until a checkpoint covers the entry
+#: a certificate this close to its end is replaced before signing: the timestamp and log entry
+#: that follow the signature must still fall inside its validity (protocols.md §9 step 5)
+RENEW_MARGIN = 60.0
 
 
 class SigningError(Error):
@@ -120,7 +124,8 @@ class SigningServices:
             config.rekor_tlog_urls, "rekor", config.rekor_tlog_config, versions=versions
         )
         if not rekors:
-            raise ConfigError("the signing config names no usable transparency log")
+            which = "transparency log" if rekor_version is None else f"Rekor v{rekor_version} log"
+            raise ConfigError(f"the signing config names no usable {which}")
         tsas = select_services(config.tsa_urls, "tsa", config.tsa_config)
         return cls(cas[0], rekors[0], tuple(tsas))
 
@@ -146,6 +151,7 @@ class Signer:
         http: Any = None,
         key: ec.EllipticCurvePrivateKey | None = None,
         check_sct: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         import httpx
 
@@ -157,6 +163,7 @@ class Signer:
         )
         self._key = key or ec.generate_private_key(ec.SECP256R1())
         self._check_sct = check_sct
+        self._clock = clock
         self._chain: list[x509.Certificate] | None = None
 
     @classmethod
@@ -182,6 +189,23 @@ class Signer:
         if self._chain is None:
             self._chain = self._request_certificate()
         return self._chain[0]
+
+    def _usable_certificate(self) -> x509.Certificate:
+        """The certificate to sign with now: one certificate serves many files, but a batch
+        that outlives it (10 minutes) continues with a new key and certificate instead of
+        producing bundles whose timestamps fall after the certificate's end."""
+        cert = self.certificate
+        if self._clock() + RENEW_MARGIN >= cert.not_valid_after_utc.timestamp():
+            _log.info("the signing certificate is about to expire; requesting a new one")
+            self._key = ec.generate_private_key(ec.SECP256R1())
+            self._chain = None
+            try:
+                cert = self.certificate
+            except SigningError as exc:
+                raise SigningError(
+                    f"the signing certificate expired and a new one was refused ({exc})"
+                ) from exc
+        return cert
 
     def _request_certificate(self) -> list[x509.Certificate]:
         import httpx
@@ -239,7 +263,7 @@ class Signer:
         """A message-signature bundle over a SHA-256 digest (no need for the bytes)."""
         if len(digest) != 32:
             raise InvalidInput("a SHA-256 digest is 32 bytes")
-        cert = self.certificate
+        cert = self._usable_certificate()
         signature = self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         timestamps = self._timestamps(signature)
         if self.services.rekor.major_api_version == 2:
@@ -266,7 +290,7 @@ class Signer:
 
     def sign_dsse(self, payload_type: str, payload: bytes) -> Bundle:
         """A DSSE bundle; Rekor v2 logs it as hashedrekord over SHA-256(PAE) (protocols.md §4)."""
-        cert = self.certificate
+        cert = self._usable_certificate()
         unsigned = Envelope(payload_type, payload, ())
         pae = unsigned.pae()
         signature = self._key.sign(pae, ec.ECDSA(hashes.SHA256()))

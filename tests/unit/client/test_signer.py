@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from keyless.formats.bundle import Bundle, Service, ValidityPeriod
-from keyless.sign import Signer, SigningError, SigningServices, entry_from_rekor_v1
+from keyless.sign import (
+    RENEW_MARGIN,
+    Signer,
+    SigningError,
+    SigningServices,
+    entry_from_rekor_v1,
+)
 
 PAST = ValidityPeriod(datetime(2020, 1, 1, tzinfo=UTC))
 
@@ -148,3 +154,57 @@ def test_rekor_v1_response_conversion_matches_the_bundle() -> None:
     del response["verification"]["inclusionProof"]["checkpoint"]  # type: ignore[index]
     with pytest.raises(Exception, match="checkpoint"):
         entry_from_rekor_v1(response)
+
+
+def test_a_batch_outliving_its_certificate_gets_a_new_one() -> None:
+    """One certificate serves many files, but never past its end (RENEW_MARGIN before it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certified: list[bytes] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "ca.test":
+            pem = base64.b64decode(json.loads(request.content)["certificateSigningRequest"])
+            public = x509.load_pem_x509_csr(pem).public_key()
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            certified.append(public.public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+            return _ca_ok(public)
+        return httpx.Response(503, text="down")  # no timestamp: each signing stops after the cert
+
+    now = [datetime.now(UTC).timestamp()]
+    signer = Signer(trusted_root=root("staging"), services=_services(2), identity_token="tok",
+                    http=httpx.Client(transport=httpx.MockTransport(handle)), key=key,
+                    check_sct=False, clock=lambda: now[0])
+    for _ in range(2):
+        with pytest.raises(SigningError, match="needs one"):
+            signer.sign_artifact(b"x")
+    assert len(certified) == 1, "files signed inside the validity share one certificate"
+    first = signer.certificate
+    now[0] = first.not_valid_after_utc.timestamp() - RENEW_MARGIN + 1
+    with pytest.raises(SigningError, match="needs one"):
+        signer.sign_artifact(b"y")
+    assert len(certified) == 2 and certified[0] != certified[1], "a new key, a new certificate"
+    assert signer.certificate != first
+
+
+def test_renewal_refused_says_the_certificate_expired() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    calls = [0]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "ca.test":
+            calls[0] += 1
+            if calls[0] == 1:
+                return _ca_ok(key.public_key())
+            return httpx.Response(401, json={"code": 401, "message": "identity token expired"})
+        return httpx.Response(503, text="down")
+
+    now = [datetime.now(UTC).timestamp()]
+    signer = Signer(trusted_root=root("staging"), services=_services(2), identity_token="tok",
+                    http=httpx.Client(transport=httpx.MockTransport(handle)), key=key,
+                    check_sct=False, clock=lambda: now[0])
+    with pytest.raises(SigningError, match="needs one"):
+        signer.sign_artifact(b"x")
+    now[0] += 3600
+    with pytest.raises(SigningError, match=r"expired and a new one was refused.*token expired"):
+        signer.sign_artifact(b"x")
