@@ -85,6 +85,13 @@ def test_refresh_without_network_falls_back_once_per_window(tmp_path: Path) -> N
     proc, _ = run_keyless(tmp_path, *VERIFY, "--tuf-refresh-window", "0", **env)
     assert proc.returncode == 0 and "warning:" in proc.stderr
     assert len(log.read_text()) > len(attempts)
+    # inside the window the default path stays as lean as --offline (cold start <= 300 ms)
+    proc, _ = run_keyless(tmp_path, *VERIFY, PYTHONPROFILEIMPORTTIME="1", **env)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0]
+                for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert imported, "no import profile"
+    assert not imported & {"httpx", "tuf", "rich", "urllib3", "platformdirs"}, imported
 
 
 def test_hung_tuf_repository_does_not_hang_the_cli(tmp_path: Path) -> None:
