@@ -100,7 +100,7 @@ class IdentityVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"identity token cannot be parsed: {exc}") from exc
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise Unauthenticated(
                 f"identity token algorithm {alg!r} is not allowed "
                 f"(accepted: {', '.join(sorted(ALLOWED_ALGORITHMS))})"

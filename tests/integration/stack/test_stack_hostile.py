@@ -62,6 +62,16 @@ PUBLIC_PEM = _KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
 ).decode()
 KEY_REQUEST = {"publicKey": {"content": PUBLIC_PEM}, "proofOfPossession": "AAAA"}
+ALGORITHM_LIST = json.dumps(
+    {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+        "data": {"hash": {"algorithm": ["sha256"], "value": "00" * 32}},
+        "signature": {"content": "AAAA",
+                      "publicKey": {"content": base64.b64encode(PUBLIC_PEM.encode()).decode()}}}}
+).encode()  # fmt: skip
+ALG_LIST_TOKEN = (
+    base64.urlsafe_b64encode(b'{"alg": ["ES256"], "kid": "x"}').rstrip(b"=").decode()
+    + ".e30.AAAA"
+)
 V2_WRONG_TYPES = json.dumps(
     {"hashedRekordRequestV002": {"digest": 5, "signature": {"content": [], "verifier": None}}}
 ).encode()
@@ -102,6 +112,12 @@ CASES = [
     Case("ca v2 forged token", "POST", "/api/v2/signingCert", 401, "identity token",
          json.dumps({"publicKeyRequest": KEY_REQUEST}).encode(),
          {**JSON_TYPE, "Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}),
+    Case("ca v2 token alg list", "POST", "/api/v2/signingCert", 401,
+         "identity token algorithm ['ES256'] is not allowed",
+         json.dumps({"publicKeyRequest": KEY_REQUEST}).encode(),
+         {**JSON_TYPE, "Authorization": "Bearer " + ALG_LIST_TOKEN}),
+    Case("ca v2 lone surrogate", "POST", "/api/v2/signingCert", 400, "lone UTF-16 surrogate",
+         b'{"publicKeyRequest": {"publicKey": {"content": "\\ud800"}}}', JSON_TYPE),
     Case("ca v2 key not PEM", "POST", "/api/v2/signingCert", 400,
          "publicKey.content is not a PEM or DER public key",
          b'{"publicKeyRequest": {"publicKey": {"content": "x"}, "proofOfPossession": "AAAA"}}',
@@ -123,6 +139,8 @@ CASES = [
     Case("v1 create NaN", "POST", "/api/v1/log/entries", 400, "", b'{"kind": NaN}', JSON_TYPE),
     Case("v1 create bad base64", "POST", "/api/v1/log/entries", 400, "base64",
          HASHEDREKORD_BAD_B64, JSON_TYPE),
+    Case("v1 create algorithm list", "POST", "/api/v1/log/entries", 400,
+         "spec.data.hash.algorithm must be one of", ALGORITHM_LIST, JSON_TYPE),
     Case("v1 create over the limit", "POST", "/api/v1/log/entries", 413, "exceeds the limit of",
          b"{" + b" " * (5 * 1024 * 1024) + b"}", JSON_TYPE),
     Case("v1 logIndex missing", "GET", "/api/v1/log/entries", 400,
@@ -171,6 +189,12 @@ CASES = [
     Case("v1 index retrieve bad operator", "POST", "/api/v1/index/retrieve", 400,
          "operator must be 'and' or 'or'",
          b'{"email": "a@b.c", "operator": "xor"}', JSON_TYPE),
+    Case("v1 index retrieve lone surrogate", "POST", "/api/v1/index/retrieve", 400,
+         "lone UTF-16 surrogate", b'{"email": "\\udc00@example.com"}', JSON_TYPE),
+    Case("v1 search NUL email", "GET", "/api/v1/search?email=a%00b%40c.d", 400,
+         "email must not contain control characters"),
+    Case("v1 search huge value", "GET", "/api/v1/search?uri=" + "x" * 5000, 400,
+         "the limit is 2048"),
     Case("v1 search nothing", "GET", "/api/v1/search", 400, "search needs at least one of"),
     Case("v1 search limit 0", "GET", "/api/v1/search?email=a@b.c&limit=0", 400,
          "'limit' must be an integer from 1"),

@@ -67,8 +67,24 @@ class SearchQuery:
     operator: str = "and"
 
 
+#: Longest search value accepted (an email, URI or digest is far shorter).
+MAX_SEARCH_VALUE = 2048
+
+
+def check_search_value(name: str, value: str) -> str:
+    """Refuse search values no index key can hold: control characters (NUL cannot even be
+    stored in a PostgreSQL text column) and values over :data:`MAX_SEARCH_VALUE` characters."""
+    if len(value) > MAX_SEARCH_VALUE:
+        raise InvalidInput(f"{name} is {len(value)} characters; the limit is {MAX_SEARCH_VALUE}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidInput(f"{name} must not contain control characters")
+    return value
+
+
 def query_from_params(params: dict[str, str]) -> SearchQuery:
     """Build a query from keyless search parameters (see routes: ``GET …/search``)."""
+    for name, value in params.items():
+        check_search_value(name, value)
     keys: list[str] = []
     if params.get("digest"):
         keys.append(search.parse_digest_query(params["digest"]))
@@ -396,15 +412,15 @@ class RekorV1Service(LogServiceBase):
         if request.get("hash"):
             if not isinstance(request["hash"], str):
                 raise InvalidInput("hash must be a string such as sha256:<hex>")
-            keys.append(search.parse_digest_query(request["hash"]))
+            keys.append(search.parse_digest_query(check_search_value("hash", request["hash"])))
         if request.get("email"):
             if not isinstance(request["email"], str):
                 raise InvalidInput("email must be a string")
-            keys.append(search.email_key(request["email"]))
+            keys.append(search.email_key(check_search_value("email", request["email"])))
         if request.get("publicKey"):
             keys.append(self._public_key_query(request["publicKey"]))
         operator = request.get("operator", "and") or "and"
-        if operator not in ("and", "or"):
+        if not isinstance(operator, str) or operator not in ("and", "or"):
             raise InvalidInput("operator must be 'and' or 'or'")
         if not keys:
             raise InvalidInput("search needs at least one of hash, email, publicKey")

@@ -38,7 +38,7 @@ def propose_v001(spec: Any) -> Proposed:
     hash_ = common.obj(data.get("hash"), "spec.data.hash")
     common.only_keys(hash_, {"algorithm", "value"}, "spec.data.hash")
     algorithm = hash_.get("algorithm")
-    if algorithm not in common.HASHES_V1:
+    if not isinstance(algorithm, str) or algorithm not in common.HASHES_V1:
         raise InvalidInput("spec.data.hash.algorithm must be one of sha256, sha384, sha512")
     digest = common.hex_digest(hash_.get("value"), algorithm, "spec.data.hash.value")
     common.verify_digest(verifier, sig, digest, common.HASHES_V1[algorithm])

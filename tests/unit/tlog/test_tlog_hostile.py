@@ -1,0 +1,87 @@
+"""Structurally hostile Rekor entries and searches found by the hostile-input audit.
+
+Each case used to escape as a TypeError/UnicodeEncodeError (HTTP 500) or reach storage with a
+value it cannot hold; each must now be an :class:`InvalidInput` (HTTP 400) naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyless.errors import InvalidInput
+from keyless.server.requests import parse_json_object
+from keyless.services.tlog.kinds import propose_v1
+from keyless.services.tlog.service import MAX_SEARCH_VALUE, query_from_params
+
+_PEM = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+)
+HASHEDREKORD: dict[str, Any] = {
+    "apiVersion": "0.0.1",
+    "kind": "hashedrekord",
+    "spec": {
+        "data": {"hash": {"algorithm": "sha256", "value": "00" * 32}},
+        "signature": {
+            "content": "AAAA",
+            "publicKey": {"content": base64.b64encode(_PEM).decode()},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("algorithm", [["sha256"], {"sha256": 1}, None, 256, "md5"])
+def test_hashedrekord_algorithm_of_any_type_is_a_named_400(algorithm: object) -> None:
+    entry = copy.deepcopy(HASHEDREKORD)
+    entry["spec"]["data"]["hash"]["algorithm"] = algorithm
+    with pytest.raises(InvalidInput, match=r"spec\.data\.hash\.algorithm must be one of"):
+        propose_v1(entry)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"email": "a\x00b@example.com"}, "email must not contain control characters"),
+        ({"uri": "https://x/\x7f"}, "uri must not contain control characters"),
+        ({"identity": "x" * (MAX_SEARCH_VALUE + 1)}, f"the limit is {MAX_SEARCH_VALUE}"),
+        ({"digest": "sha256:zz"}, "hex digits"),
+        ({"email": "a@b.c", "operator": "xor"}, "operator must be 'and' or 'or'"),
+        ({"issuer": "https://x"}, "issuer must be given together with identity"),
+    ],
+)
+def test_search_values_storage_cannot_hold_are_refused(
+    params: dict[str, str], fragment: str
+) -> None:
+    with pytest.raises(InvalidInput, match=fragment):
+        query_from_params(params)
+
+
+def test_a_plain_search_still_builds_its_keys() -> None:
+    query = query_from_params({"email": "Alice@Example.com", "operator": "or"})
+    assert query.operator == "or" and len(query.keys) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"a": "\ud800"}',  # lone high surrogate escape
+        rb'{"\udc00": 1}',  # lone low surrogate as a key
+        rb'{"a": ["x", "\uDFFF"]}',  # upper-case escape inside a list
+        b'{"a": "\xed\xa0\x80"}',  # surrogate bytes (json.loads decodes with surrogatepass)
+    ],
+)
+def test_json_bodies_with_lone_surrogates_are_refused(body: bytes) -> None:
+    with pytest.raises(InvalidInput, match="lone UTF-16 surrogate"):
+        parse_json_object(body)
+
+
+def test_json_bodies_with_surrogate_pairs_and_escaped_backslashes_pass() -> None:
+    assert parse_json_object(rb'{"a": "\ud83d\ude00"}') == {"a": "\U0001f600"}
+    assert parse_json_object(rb'{"a": "\\ud800"}') == {"a": "\\ud800"}
