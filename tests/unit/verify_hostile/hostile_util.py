@@ -443,3 +443,8 @@ BUG_EMPTY_PATH = (
     "formats/bundle.py Bundle.from_json: a bundle that is not a JSON object is reported with an "
     "empty path: 'malformed bundle:  must be a JSON object' (the subject is missing)"
 )
+BUG_DSSE_SIGNATURE_FIELDS = (
+    "formats/dsse.py Envelope.from_json ignores unknown keys inside dsseEnvelope.signatures[i] "
+    "(formats/bundle.py Bundle.from_json checks only the envelope's own keys), unlike every other "
+    "bundle object, which rejects unknown fields"
+)

@@ -14,6 +14,7 @@ from hostile_util import (
     BUG_CERT_KEY,
     BUG_CHECKPOINT_DIGITS,
     BUG_DEEP_JSON,
+    BUG_DSSE_SIGNATURE_FIELDS,
     BUG_EMPTY_PATH,
     BUG_INTEGRATED_TIME,
     BUG_LONG_MESSAGE,
@@ -26,6 +27,7 @@ from hostile_util import (
     Case,
     Json,
     Path_,
+    TamperAccepted,
     UncleanRejection,
     cert_path,
     check,
@@ -305,3 +307,12 @@ def test_cases_used_here_exist() -> None:
     """Guards the targeted variants above against a vector set without these bundles."""
     for case in (V03, REKOR2, DSSE):
         assert run(case, case.load()).status == "ok"
+
+
+# --- BUG_DSSE_SIGNATURE_FIELDS -----------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_DSSE_SIGNATURE_FIELDS, raises=TamperAccepted)
+def test_unknown_field_in_a_dsse_signature_object() -> None:
+    bundle = put(DSSE.load(), ("dsseEnvelope", "signatures", 0, "unknownField"), 1)
+    _strict(DSSE, bundle, "dsseEnvelope.signatures[0].unknownField")
