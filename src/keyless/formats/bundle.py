@@ -148,8 +148,8 @@ def b64decode(value: Any, what: str) -> bytes:
     Anything else is rejected rather than silently skipped."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)  # the common, canonical case
+    try:  # the common, canonical case (strict_mode: alphabet and padding, RFC 4648 §4)
+        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
     except (binascii.Error, ValueError):
         pass
     text = value.replace("\n", "").replace("\r", "")

@@ -68,6 +68,8 @@ _DASH = "\u2014 "  # em dash and space start every signature line (C2SP signed-n
 _SIG_ED25519 = 0x01
 _SIG_COSIGNATURE_V1 = 0x04
 _SIZE_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
+#: ASCII control characters other than newline (forbidden in notes, C2SP signed-note "Format").
+_CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f]")
 _U64_MAX = (1 << 64) - 1
 
 
@@ -100,9 +102,9 @@ def _check_key_name(name: str) -> None:
 
 def _check_text_chars(text: str, what: str) -> None:
     """UTF-8 (already decoded) with no ASCII control characters but newline (C2SP signed-note)."""
-    for ch in text:
-        if ch < " " and ch != "\n":
-            raise MalformedNoteError(f"{what} contains control character {ord(ch):#04x}")
+    found = _CONTROL_RE.search(text)
+    if found is not None:
+        raise MalformedNoteError(f"{what} contains control character {ord(found.group()):#04x}")
 
 
 def _decode_utf8(data: bytes, what: str) -> str:

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from keyless.formats import der
 from keyless.formats.dsse import Envelope
 from keyless.verify.errors import LogEntryMismatchError
 
@@ -72,6 +73,40 @@ def _pem_der(b64_pem: Any, what: str) -> bytes:
         raise LogEntryMismatchError(f"log entry {what} is not a PEM certificate or key") from exc
 
 
+def _pem_is(b64_pem: Any, key_der: bytes, what: str) -> bool:
+    """Whether a base64-encoded PEM block (RFC 7468) holds exactly ``key_der``.
+
+    The hot case, a well-formed CERTIFICATE block compared with a certificate that the verifier
+    has already parsed, is decoded directly; everything else (public keys, other wrapping,
+    malformed input) goes through cryptography's PEM loaders, which also name what is wrong.
+    """
+    if isinstance(b64_pem, str) and _is_certificate_der(key_der):
+        try:
+            lines = base64.b64decode(b64_pem, validate=True).strip().split(b"\n")
+            if (
+                len(lines) >= 3
+                and lines[0] == b"-----BEGIN CERTIFICATE-----"
+                and lines[-1] == b"-----END CERTIFICATE-----"
+                and binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True) == key_der
+            ):
+                return True
+        except (binascii.Error, ValueError):
+            pass
+    return _pem_der(b64_pem, what) == key_der
+
+
+def _is_certificate_der(data: bytes) -> bool:
+    """A Certificate starts SEQUENCE { SEQUENCE (tbs) { [0] version | serial … } }, a
+    SubjectPublicKeyInfo SEQUENCE { SEQUENCE (algorithm) { OID … } } (RFC 5280 §4.1)."""
+    try:
+        _, start, stop = der.element(data, 0, len(data))
+        tag, inner, inner_stop = der.element(data, start, stop)
+        first, _, _ = der.element(data, inner, inner_stop)
+    except der.DERError:
+        return False
+    return tag == der.SEQUENCE and first != der.OID
+
+
 def _mismatch() -> LogEntryMismatchError:
     return LogEntryMismatchError("transparency log entry is inconsistent with the bundle")
 
@@ -102,7 +137,7 @@ def check_hashedrekord_v001(
     }
     if body != expected:
         raise _mismatch()
-    if _pem_der(key_content, "publicKey.content") != key_der:
+    if not _pem_is(key_content, key_der, "publicKey.content"):
         raise LogEntryMismatchError("transparency log entry names another signing key")
 
 
@@ -201,7 +236,7 @@ def check_dsse_v001(body: dict[str, Any], envelope: Envelope, key_der: bytes) ->
     if len(logged) != len(mine) or [sig for sig, _ in logged] != mine:
         raise LogEntryMismatchError("log entry signatures do not match the DSSE envelope")
     for _, verifier in logged:
-        if _pem_der(verifier, "verifier") != key_der:
+        if not _pem_is(verifier, key_der, "verifier"):
             raise LogEntryMismatchError("transparency log entry names another signing key")
 
 
@@ -238,5 +273,5 @@ def check_intoto_v002(body: dict[str, Any], envelope: Envelope, key_der: bytes) 
     if sorted(s for s, _ in logged_sigs) != sorted(s.sig for s in envelope.signatures):
         raise LogEntryMismatchError("log entry signatures do not match the DSSE envelope")
     for _, key in logged_sigs:
-        if _pem_der(key, "publicKey") != key_der:
+        if not _pem_is(key, key_der, "publicKey"):
             raise LogEntryMismatchError("transparency log entry names another signing key")

@@ -16,7 +16,6 @@ log's key hint, never by position (witness cosignatures may come first, interop.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -87,18 +86,16 @@ def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
 
 
 def set_payload(entry: TransparencyLogEntry) -> bytes:
-    """JCS of ``{body, integratedTime, logID, logIndex}`` (protocols.md §3.2); the values are
-    ASCII strings and integers, for which sorted compact JSON is exactly RFC 8785."""
-    return json.dumps(
-        {
-            "body": base64.b64encode(entry.canonicalized_body).decode(),
-            "integratedTime": entry.integrated_time,
-            "logID": entry.log_id.hex(),
-            "logIndex": entry.log_index,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+    """JCS of ``{body, integratedTime, logID, logIndex}`` (protocols.md §3.2).
+
+    The values are a base64 string, a hex string and two integers, and the keys are already in
+    sorted order, so this compact form is exactly RFC 8785's (tests compare it with json.dumps).
+    """
+    body = base64.b64encode(entry.canonicalized_body).decode("ascii")
+    return (
+        f'{{"body":"{body}","integratedTime":{int(entry.integrated_time)},'
+        f'"logID":"{entry.log_id.hex()}","logIndex":{int(entry.log_index)}}}'
+    ).encode("ascii")
 
 
 def is_rekor_v2(entry: TransparencyLogEntry) -> bool:
