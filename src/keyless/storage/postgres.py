@@ -21,10 +21,8 @@ Entries are inserted with ``COPY``; connections are per thread (autocommit outsi
 
 from __future__ import annotations
 
-import threading
-import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +31,14 @@ import psycopg
 from keyless.errors import Conflict, StorageError
 from keyless.storage.migrations import POSTGRES
 from keyless.storage.model import Batch, LogHead, StoredEntry
+from keyless.storage.sql import (
+    LogIds,
+    SqlKeyValueStore,
+    SqlSearchIndex,
+    Statements,
+    ThreadConnections,
+    stored_columns,
+)
 
 _LOCK_NAMESPACE = 0x6B6C  # "kl": advisory lock keys are (namespace << 32) | crc32(log name)
 _MIGRATION_LOCK = _LOCK_NAMESPACE << 32
@@ -42,32 +48,18 @@ def _lock_key(log: str) -> int:
     return (_LOCK_NAMESPACE << 32) | (zlib.crc32(log.encode()) & 0x7FFFFFFF)
 
 
-class _Connections:
-    """One psycopg connection per thread (reconnected if it broke), all closed together."""
+_SQL = Statements("%s", psycopg.Error)
+_Connections = ThreadConnections[psycopg.Connection[Any]]
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._local = threading.local()
-        self._all: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
 
-    def get(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            try:
-                conn = psycopg.connect(self._url, autocommit=True)
-            except psycopg.Error as exc:
-                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
+def _connections(url: str) -> _Connections:
+    """One autocommit connection per thread, made again when it broke (server restart)."""
 
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+    def connect() -> psycopg.Connection[Any]:
+        with _SQL.errors("cannot connect to PostgreSQL"):
+            return psycopg.connect(url, autocommit=True)
+
+    return _Connections(connect, lambda conn: not (conn.closed or conn.broken))
 
 
 class _PostgresSession:
@@ -75,13 +67,10 @@ class _PostgresSession:
         self._store = store
         self._conn = conn
         self._log = log
-        self._log_id = store.log_id(conn, log)
+        self._log_id = store.ids.get(conn, log)
 
     def head(self) -> LogHead | None:
-        row = self._conn.execute(
-            "SELECT size, root_hash, checkpoint FROM logs WHERE name = %s", (self._log,)
-        ).fetchone()
-        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+        return _SQL.head(self._conn, self._log)
 
     def find(self, dedup_keys: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
         if self._log_id is None or not dedup_keys:
@@ -123,24 +112,10 @@ class _PostgresSession:
             if row is None:
                 raise Conflict(f"log {self._log} was created by another process")
             self._log_id = int(row[0])
-        else:
-            cursor = conn.execute(
-                "UPDATE logs SET size = %s, root_hash = %s, checkpoint = %s "
-                "WHERE id = %s AND size = %s AND (size < %s OR checkpoint = %s)",
-                (
-                    head.size,
-                    head.root_hash,
-                    head.checkpoint,
-                    self._log_id,
-                    batch.old_size,
-                    head.size,
-                    head.checkpoint,
-                ),
+        elif not _SQL.swap_head(conn, self._log_id, batch):
+            raise Conflict(
+                f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
             )
-            if cursor.rowcount != 1:
-                raise Conflict(
-                    f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
-                )
         log_id = self._log_id
         with conn.cursor() as cur:
             if batch.tiles:
@@ -151,21 +126,13 @@ class _PostgresSession:
                 )
             if batch.entries:
                 with cur.copy(
-                    "COPY entries (log_id, idx, dedup_key, leaf_hash, integrated_time, leaf, "
+                    "COPY entries (log_id, idx, dedup_key, integrated_time, leaf, leaf_hash, "
                     "bundle_entry) FROM STDIN"
                 ) as copy:
                     for e in batch.entries:
-                        bundle = e.bundle_entry
                         copy.write_row(
-                            (
-                                log_id,
-                                e.index,
-                                e.dedup_key,
-                                None if e.leaf_hash == e.dedup_key else e.leaf_hash,
-                                e.integrated_time,
-                                e.leaf,
-                                None if bundle is None or bundle == e.leaf else bundle,
-                            )
+                            (log_id, e.index, e.dedup_key, e.integrated_time, e.leaf,
+                             *stored_columns(e))
                         )
             for prefix in batch.obsolete:
                 cur.execute(
@@ -178,17 +145,7 @@ class PostgresLogStore:
 
     def __init__(self, connections: _Connections) -> None:
         self._connections = connections
-        self._ids: dict[str, int] = {}
-
-    def log_id(self, conn: psycopg.Connection[Any], log: str) -> int | None:
-        """The numeric id of ``log`` (cached once it exists)."""
-        found = self._ids.get(log)
-        if found is None:
-            row = conn.execute("SELECT id FROM logs WHERE name = %s", (log,)).fetchone()
-            if row is None:
-                return None
-            found = self._ids[log] = int(row[0])
-        return found
+        self.ids = LogIds(_SQL)
 
     @contextmanager
     def sequencing(self, log: str) -> Iterator[_PostgresSession]:
@@ -203,15 +160,8 @@ class PostgresLogStore:
             raise StorageError(f"log {log}: sequencing failed: {exc}") from exc
 
     def head(self, log: str) -> LogHead | None:
-        try:
-            row = (
-                self._connections.get()
-                .execute("SELECT size, root_hash, checkpoint FROM logs WHERE name = %s", (log,))
-                .fetchone()
-            )
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot read the head of log {log}: {exc}") from exc
-        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+        with _SQL.errors(f"cannot read the head of log {log}"):
+            return _SQL.head(self._connections.get(), log)
 
     def read_tile_with(
         self, conn: psycopg.Connection[Any], log_id: int | None, path: str
@@ -226,10 +176,8 @@ class PostgresLogStore:
 
     def read_tile(self, log: str, path: str) -> bytes | None:
         conn = self._connections.get()
-        try:
-            return self.read_tile_with(conn, self.log_id(conn, log), path)
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot read tile {path} of log {log}: {exc}") from exc
+        with _SQL.errors(f"cannot read tile {path} of log {log}"):
+            return self.read_tile_with(conn, self.ids.get(conn, log), path)
 
     def entries_with(
         self, conn: psycopg.Connection[Any], log_id: int | None, start: int, end: int
@@ -249,14 +197,16 @@ class PostgresLogStore:
 
     def entries(self, log: str, start: int, end: int) -> list[StoredEntry]:
         conn = self._connections.get()
-        try:
-            return self.entries_with(conn, self.log_id(conn, log), start, end)
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot read entries of log {log}: {exc}") from exc
+        with _SQL.errors(f"cannot read entries of log {log}"):
+            return self.entries_with(conn, self.ids.get(conn, log), start, end)
 
     def index_of(self, log: str, key: bytes) -> int | None:
         conn = self._connections.get()
-        log_id = self.log_id(conn, log)
+        with _SQL.errors(f"cannot look up an entry of log {log}"):
+            return self._index_of(conn, log, key)
+
+    def _index_of(self, conn: psycopg.Connection[Any], log: str, key: bytes) -> int | None:
+        log_id = self.ids.get(conn, log)
         if log_id is None:
             return None
         row = (
@@ -272,85 +222,47 @@ class PostgresLogStore:
         return int(row[0])
 
     def logs(self) -> list[str]:
-        rows = self._connections.get().execute("SELECT name FROM logs ORDER BY name")
-        return [r[0] for r in rows]
+        with _SQL.errors("cannot list the logs"):
+            return _SQL.log_names(self._connections.get())
 
 
-class PostgresSearchIndex:
+class PostgresSearchIndex(SqlSearchIndex):
     """The search index of :class:`PostgresBackend`."""
-
-    def __init__(self, connections: _Connections) -> None:
-        self._connections = connections
-
-    def add(self, log_name: str, key: str, index: int) -> None:
-        self.add_many(log_name, [(key, index)])
 
     def add_many(self, log_name: str, items: Sequence[tuple[str, int]]) -> None:
         conn = self._connections.get()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO search_index (log, key, idx) VALUES (%s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    [(log_name, key, index) for key, index in items],
-                )
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot update the search index: {exc}") from exc
-
-    def lookup(self, log_name: str, key: str) -> list[int]:
-        rows = self._connections.get().execute(
-            "SELECT idx FROM search_index WHERE log = %s AND key = %s ORDER BY idx",
-            (log_name, key),
-        )
-        return [int(r[0]) for r in rows]
+        errors = _SQL.errors("cannot update the search index")
+        with errors, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO search_index (log, key, idx) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [(log_name, key, index) for key, index in items],
+            )
 
 
-class PostgresKeyValueStore:
+class PostgresKeyValueStore(SqlKeyValueStore):
     """The expiring key-value store of :class:`PostgresBackend` (atomic via ``ON CONFLICT``)."""
-
-    def __init__(self, connections: _Connections, clock: Callable[[], float] = time.time) -> None:
-        self._connections = connections
-        self._clock = clock
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float
     ) -> bytes | None:
         now = self._clock()
         conn = self._connections.get()
-        try:
-            with conn.transaction():
-                # take over an expired value, or insert; either way we own the row afterwards
-                row = conn.execute(
-                    "INSERT INTO kv (namespace, key, value, expires_at) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
-                    "expires_at = EXCLUDED.expires_at WHERE kv.expires_at <= %s "
-                    "RETURNING 1",
-                    (namespace, key, value, expires_at, now),
-                ).fetchone()
-                if row is not None:
-                    return None
-                existing = conn.execute(
-                    "SELECT value FROM kv WHERE namespace = %s AND key = %s", (namespace, key)
-                ).fetchone()
-                return bytes(existing[0]) if existing else None
-        except psycopg.Error as exc:
-            raise StorageError(f"key-value store: {exc}") from exc
-
-    def get(self, namespace: str, key: str) -> bytes | None:
-        row = (
-            self._connections.get()
-            .execute(
-                "SELECT value FROM kv WHERE namespace = %s AND key = %s AND expires_at > %s",
-                (namespace, key, self._clock()),
-            )
-            .fetchone()
-        )
-        return bytes(row[0]) if row else None
-
-    def delete(self, namespace: str, key: str) -> None:
-        self._connections.get().execute(
-            "DELETE FROM kv WHERE namespace = %s AND key = %s", (namespace, key)
-        )
+        with _SQL.errors("key-value store"), conn.transaction():
+            # take over an expired value, or insert; either way we own the row afterwards
+            row = conn.execute(
+                "INSERT INTO kv (namespace, key, value, expires_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
+                "expires_at = EXCLUDED.expires_at WHERE kv.expires_at <= %s "
+                "RETURNING 1",
+                (namespace, key, value, expires_at, now),
+            ).fetchone()
+            if row is not None:
+                return None
+            existing = conn.execute(
+                "SELECT value FROM kv WHERE namespace = %s AND key = %s", (namespace, key)
+            ).fetchone()
+            return bytes(existing[0]) if existing else None
 
 
 class PostgresBackend:
@@ -358,11 +270,11 @@ class PostgresBackend:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._connections = _Connections(url)
+        self._connections = _connections(url)
         self._migrate(self._connections.get())
         self.log_store = PostgresLogStore(self._connections)
-        self.search_index = PostgresSearchIndex(self._connections)
-        self.kv = PostgresKeyValueStore(self._connections)
+        self.search_index = PostgresSearchIndex(self._connections, _SQL)
+        self.kv = PostgresKeyValueStore(self._connections, _SQL)
 
     @staticmethod
     def _migrate(conn: psycopg.Connection[Any]) -> None:

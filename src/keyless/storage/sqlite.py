@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -33,6 +31,14 @@ from keyless.errors import ConfigError, Conflict, StorageError
 from keyless.storage.files import FileTileStore
 from keyless.storage.migrations import SQLITE
 from keyless.storage.model import Batch, LogHead, StoredEntry
+from keyless.storage.sql import (
+    LogIds,
+    SqlKeyValueStore,
+    SqlSearchIndex,
+    Statements,
+    ThreadConnections,
+    stored_columns,
+)
 
 SHIFT = 40  # rowid = log_id << 40 | index
 _CHUNK = 500
@@ -61,29 +67,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class _Connections:
-    """One connection per thread, all closed together."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self._path)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+_SQL = Statements("?", sqlite3.Error)
+_Connections = ThreadConnections[sqlite3.Connection]
 
 
 @contextmanager
@@ -112,13 +97,10 @@ class _SQLiteSession:
         self._store = store
         self._conn = conn
         self._log = log
-        self._log_id: int | None = store.log_id(conn, log)
+        self._log_id: int | None = store.ids.get(conn, log)
 
     def head(self) -> LogHead | None:
-        row = self._conn.execute(
-            "SELECT size, root_hash, checkpoint FROM logs WHERE name = ?", (self._log,)
-        ).fetchone()
-        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+        return _SQL.head(self._conn, self._log)
 
     def find(self, dedup_keys: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
         if self._log_id is None:
@@ -167,24 +149,10 @@ class _SQLiteSession:
                 )
                 assert cursor.lastrowid is not None
                 self._log_id = cursor.lastrowid
-            else:
-                cursor = conn.execute(
-                    "UPDATE logs SET size = ?, root_hash = ?, checkpoint = ? "
-                    "WHERE id = ? AND size = ? AND (size < ? OR checkpoint = ?)",
-                    (
-                        head.size,
-                        head.root_hash,
-                        head.checkpoint,
-                        self._log_id,
-                        batch.old_size,
-                        head.size,
-                        head.checkpoint,
-                    ),
+            elif not _SQL.swap_head(conn, self._log_id, batch):
+                raise Conflict(
+                    f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
                 )
-                if cursor.rowcount != 1:
-                    raise Conflict(
-                        f"log {self._log}: the checkpoint moved away from size {batch.old_size}"
-                    )
             tiles_written = self._store.tiles.start_writing(self._log, batch.tiles)
             base = self._log_id << SHIFT
             try:
@@ -204,18 +172,11 @@ class _SQLiteSession:
 
     def _insert(self, base: int, batch: Batch) -> None:
         self._conn.executemany(
-            "INSERT INTO entries (id, log_id, dedup_key, leaf_hash, integrated_time, leaf, "
+            "INSERT INTO entries (id, log_id, dedup_key, integrated_time, leaf, leaf_hash, "
             "bundle_entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (
-                    base + e.index,
-                    self._log_id,
-                    e.dedup_key,
-                    None if e.leaf_hash == e.dedup_key else e.leaf_hash,
-                    e.integrated_time,
-                    e.leaf,
-                    None if e.bundle_entry is None or e.bundle_entry == e.leaf else e.bundle_entry,
-                )
+                (base + e.index, self._log_id, e.dedup_key, e.integrated_time, e.leaf,
+                 *stored_columns(e))
                 for e in batch.entries
             ],
         )
@@ -227,17 +188,7 @@ class SQLiteLogStore:
     def __init__(self, connections: _Connections, tiles: FileTileStore) -> None:
         self._connections = connections
         self.tiles = tiles
-        self._ids: dict[str, int] = {}
-
-    def log_id(self, conn: sqlite3.Connection, log: str) -> int | None:
-        """The numeric id of ``log`` (cached once it exists)."""
-        found = self._ids.get(log)
-        if found is None:
-            row = conn.execute("SELECT id FROM logs WHERE name = ?", (log,)).fetchone()
-            if row is None:
-                return None
-            found = self._ids[log] = int(row[0])
-        return found
+        self.ids = LogIds(_SQL)
 
     @contextmanager
     def sequencing(self, log: str) -> Iterator[_SQLiteSession]:
@@ -251,15 +202,8 @@ class SQLiteLogStore:
             self.tiles.remove_dirs(log, committed.obsolete)
 
     def head(self, log: str) -> LogHead | None:
-        try:
-            row = (
-                self._connections.get()
-                .execute("SELECT size, root_hash, checkpoint FROM logs WHERE name = ?", (log,))
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read the head of log {log}: {exc}") from exc
-        return LogHead(row[0], bytes(row[1]), bytes(row[2])) if row else None
+        with _SQL.errors(f"cannot read the head of log {log}"):
+            return _SQL.head(self._connections.get(), log)
 
     def read_tile(self, log: str, path: str) -> bytes | None:
         return self.tiles.read(log, path)
@@ -283,14 +227,16 @@ class SQLiteLogStore:
 
     def entries(self, log: str, start: int, end: int) -> list[StoredEntry]:
         conn = self._connections.get()
-        try:
-            return self.entries_with(conn, self.log_id(conn, log), start, end)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read entries of log {log}: {exc}") from exc
+        with _SQL.errors(f"cannot read entries of log {log}"):
+            return self.entries_with(conn, self.ids.get(conn, log), start, end)
 
     def index_of(self, log: str, key: bytes) -> int | None:
         conn = self._connections.get()
-        log_id = self.log_id(conn, log)
+        with _SQL.errors(f"cannot look up an entry of log {log}"):
+            return self._index_of(conn, log, key)
+
+    def _index_of(self, conn: sqlite3.Connection, log: str, key: bytes) -> int | None:
+        log_id = self.ids.get(conn, log)
         if log_id is None:
             return None
         row = (
@@ -306,79 +252,42 @@ class SQLiteLogStore:
         return int(row[0]) - (log_id << SHIFT)
 
     def logs(self) -> list[str]:
-        rows = self._connections.get().execute("SELECT name FROM logs ORDER BY name")
-        return [r[0] for r in rows]
+        with _SQL.errors("cannot list the logs"):
+            return _SQL.log_names(self._connections.get())
 
 
-class SQLiteSearchIndex:
+class SQLiteSearchIndex(SqlSearchIndex):
     """The search index of :class:`SQLiteBackend`."""
 
-    def __init__(self, connections: _Connections) -> None:
-        self._connections = connections
-
-    def add(self, log_name: str, key: str, index: int) -> None:
-        self.add_many(log_name, [(key, index)])
-
     def add_many(self, log_name: str, items: Sequence[tuple[str, int]]) -> None:
-        try:
-            with _transaction(self._connections.get()) as conn:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO search_index (log, key, idx) VALUES (?, ?, ?)",
-                    [(log_name, key, index) for key, index in items],
-                )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot update the search index: {exc}") from exc
-
-    def lookup(self, log_name: str, key: str) -> list[int]:
-        rows = self._connections.get().execute(
-            "SELECT idx FROM search_index WHERE log = ? AND key = ? ORDER BY idx", (log_name, key)
-        )
-        return [int(r[0]) for r in rows]
+        errors = _SQL.errors("cannot update the search index")
+        with errors, _transaction(self._connections.get()) as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO search_index (log, key, idx) VALUES (?, ?, ?)",
+                [(log_name, key, index) for key, index in items],
+            )
 
 
-class SQLiteKeyValueStore:
+class SQLiteKeyValueStore(SqlKeyValueStore):
     """The expiring key-value store of :class:`SQLiteBackend`."""
-
-    def __init__(self, connections: _Connections, clock: Callable[[], float] = time.time) -> None:
-        self._connections = connections
-        self._clock = clock
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float
     ) -> bytes | None:
         now = self._clock()
-        try:
-            with _transaction(self._connections.get()) as conn:
-                row = conn.execute(
-                    "SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?",
-                    (namespace, key),
-                ).fetchone()
-                if row is not None and row[1] > now:
-                    return bytes(row[0])
-                conn.execute(
-                    "INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (namespace, key, value, expires_at),
-                )
-                return None
-        except sqlite3.Error as exc:
-            raise StorageError(f"key-value store: {exc}") from exc
-
-    def get(self, namespace: str, key: str) -> bytes | None:
-        row = (
-            self._connections.get()
-            .execute(
-                "SELECT value FROM kv WHERE namespace = ? AND key = ? AND expires_at > ?",
-                (namespace, key, self._clock()),
+        with _SQL.errors("key-value store"), _transaction(self._connections.get()) as conn:
+            row = conn.execute(
+                "SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?",
+                (namespace, key),
+            ).fetchone()
+            if row is not None and row[1] > now:
+                return bytes(row[0])
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (namespace, key, value, expires_at),
             )
-            .fetchone()
-        )
-        return bytes(row[0]) if row else None
-
-    def delete(self, namespace: str, key: str) -> None:
-        self._connections.get().execute(
-            "DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
-        )
+            return None
 
 
 class SQLiteBackend:
@@ -387,12 +296,12 @@ class SQLiteBackend:
     def __init__(self, path: Path, *, data_dir: Path | None = None, fsync: bool = True) -> None:
         self.url = f"sqlite:///{path}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._connections = _Connections(path)
+        self._connections = _Connections(lambda: _connect(path))
         self._migrate(self._connections.get())
         tiles = FileTileStore((data_dir or path.parent) / "logs", fsync=fsync)
         self.log_store = SQLiteLogStore(self._connections, tiles)
-        self.search_index = SQLiteSearchIndex(self._connections)
-        self.kv = SQLiteKeyValueStore(self._connections)
+        self.search_index = SQLiteSearchIndex(self._connections, _SQL)
+        self.kv = SQLiteKeyValueStore(self._connections, _SQL)
 
     @classmethod
     def from_url(cls, url: str, *, data_dir: Path | None = None) -> SQLiteBackend:

@@ -1,0 +1,227 @@
+"""What the two SQL backends share (:mod:`keyless.storage.sqlite`, :mod:`keyless.storage.postgres`).
+
+Both keep the same tables (:mod:`keyless.storage.migrations`) and differ in three ways only: the
+parameter placeholder (``?`` for sqlite3, ``%s`` for psycopg, PEP 249 ``paramstyle``), how a
+log's entries are keyed (SQLite: one rowid range per log; PostgreSQL: ``(log_id, idx)``) and where
+tiles live. The statements on ``logs``, ``kv`` and ``search_index``, the checkpoint
+compare-and-swap, the per-thread connections and the mapping of driver errors to
+:class:`keyless.errors.StorageError` are therefore written once, here, with ``?`` placeholders
+that :class:`Statements` rewrites for the driver.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, Protocol, TypeVar
+
+from keyless.errors import StorageError
+from keyless.storage.model import Batch, LogHead, NewEntry
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection (sqlite3, psycopg 3) the shared code uses."""
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Connection)
+
+
+class ThreadConnections(Generic[C]):
+    """One connection per thread, made again when ``usable`` says it broke, all closed together.
+
+    The backends are confined to threads (:class:`keyless.storage.Storage`), and neither sqlite3
+    nor psycopg connections may run two statements at once, so each thread gets its own.
+    """
+
+    def __init__(
+        self, connect: Callable[[], C], usable: Callable[[C], bool] = lambda _conn: True
+    ) -> None:
+        self._connect = connect
+        self._usable = usable
+        self._local = threading.local()
+        self._all: list[C] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> C:
+        """This thread's connection."""
+        conn: C | None = getattr(self._local, "conn", None)
+        if conn is None or not self._usable(conn):
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection any thread made."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def stored_columns(entry: NewEntry) -> tuple[bytes | None, bytes | None]:
+    """The ``leaf_hash`` and ``bundle_entry`` columns of ``entry``: NULL where they would repeat
+    ``dedup_key`` or ``leaf`` (the common case costs no extra bytes, migrations docstring)."""
+    bundle = entry.bundle_entry
+    return (
+        None if entry.leaf_hash == entry.dedup_key else entry.leaf_hash,
+        None if bundle is None or bundle == entry.leaf else bundle,
+    )
+
+
+class Statements:
+    """The statements both SQL backends run, for one driver's placeholder and error class."""
+
+    def __init__(self, placeholder: str, error: type[Exception]) -> None:
+        self._placeholder = placeholder
+        self.error = error
+
+    def sql(self, text: str) -> str:
+        """``text`` with its ``?`` placeholders in the driver's style."""
+        return text if self._placeholder == "?" else text.replace("?", self._placeholder)
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Report a driver error as :class:`StorageError` prefixed by ``what``."""
+        try:
+            yield
+        except self.error as exc:
+            raise StorageError(f"{what}: {exc}") from exc
+
+    # logs -------------------------------------------------------------------------------------
+    def head(self, conn: Connection, log: str) -> LogHead | None:
+        """The committed head of ``log`` over ``conn``."""
+        row = conn.execute(
+            self.sql("SELECT size, root_hash, checkpoint FROM logs WHERE name = ?"), (log,)
+        ).fetchone()
+        return LogHead(int(row[0]), bytes(row[1]), bytes(row[2])) if row else None
+
+    def log_id(self, conn: Connection, log: str) -> int | None:
+        """The numeric id of ``log``, None while it does not exist."""
+        row = conn.execute(self.sql("SELECT id FROM logs WHERE name = ?"), (log,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def log_names(self, conn: Connection) -> list[str]:
+        """The names of every log, sorted."""
+        return [str(r[0]) for r in conn.execute("SELECT name FROM logs ORDER BY name")]
+
+    def swap_head(self, conn: Connection, log_id: int, batch: Batch) -> bool:
+        """The checkpoint compare-and-swap: move the head to ``batch.head`` only if it is still
+        at ``batch.old_size`` (a same-size swap only to the identical checkpoint, so that a
+        repair-only batch never re-signs). False when another sequencer moved it."""
+        head = batch.head
+        cursor = conn.execute(
+            self.sql(
+                "UPDATE logs SET size = ?, root_hash = ?, checkpoint = ? "
+                "WHERE id = ? AND size = ? AND (size < ? OR checkpoint = ?)"
+            ),
+            (
+                head.size,
+                head.root_hash,
+                head.checkpoint,
+                log_id,
+                batch.old_size,
+                head.size,
+                head.checkpoint,
+            ),
+        )
+        return int(cursor.rowcount) == 1
+
+    # side stores ------------------------------------------------------------------------------
+    def search_lookup(self, conn: Connection, log: str, key: str) -> list[int]:
+        """The entry indexes recorded under ``key``, ascending."""
+        rows = conn.execute(
+            self.sql("SELECT idx FROM search_index WHERE log = ? AND key = ? ORDER BY idx"),
+            (log, key),
+        )
+        return [int(r[0]) for r in rows]
+
+    def kv_get(self, conn: Connection, namespace: str, key: str, now: float) -> bytes | None:
+        """The value under ``key`` unless it expired by ``now``."""
+        row = conn.execute(
+            self.sql("SELECT value FROM kv WHERE namespace = ? AND key = ? AND expires_at > ?"),
+            (namespace, key, now),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def kv_delete(self, conn: Connection, namespace: str, key: str) -> None:
+        """Remove ``key`` (no error if absent)."""
+        conn.execute(self.sql("DELETE FROM kv WHERE namespace = ? AND key = ?"), (namespace, key))
+
+
+class LogIds:
+    """Log name → numeric id, cached once the log exists (ids never change)."""
+
+    def __init__(self, statements: Statements) -> None:
+        self._statements = statements
+        self._ids: dict[str, int] = {}
+
+    def get(self, conn: Connection, log: str) -> int | None:
+        """The id of ``log`` over ``conn``, None while it does not exist."""
+        found = self._ids.get(log)
+        if found is None:
+            found = self._statements.log_id(conn, log)
+            if found is not None:
+                self._ids[log] = found
+        return found
+
+
+class SqlSearchIndex(ABC):
+    """:class:`keyless.storage.SearchIndex` over a ``search_index`` table; a backend supplies
+    :meth:`add_many` (its own "insert unless present" statement and transaction)."""
+
+    def __init__(self, connections: ThreadConnections[Any], statements: Statements) -> None:
+        self._connections = connections
+        self._statements = statements
+
+    def add(self, log_name: str, key: str, index: int) -> None:
+        """Record that entry ``index`` of ``log_name`` is found under ``key``."""
+        self.add_many(log_name, [(key, index)])
+
+    @abstractmethod
+    def add_many(self, log_name: str, items: Sequence[tuple[str, int]]) -> None:
+        """Record many (key, index) pairs in one transaction."""
+
+    def lookup(self, log_name: str, key: str) -> list[int]:
+        """The indexes recorded under ``key``, ascending."""
+        with self._statements.errors("cannot read the search index"):
+            return self._statements.search_lookup(self._connections.get(), log_name, key)
+
+
+class SqlKeyValueStore(ABC):
+    """:class:`keyless.storage.KeyValueStore` over a ``kv`` table; a backend supplies the atomic
+    :meth:`put_if_absent`."""
+
+    def __init__(
+        self,
+        connections: ThreadConnections[Any],
+        statements: Statements,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._connections = connections
+        self._statements = statements
+        self._clock = clock
+
+    @abstractmethod
+    def put_if_absent(
+        self, namespace: str, key: str, value: bytes, expires_at: float
+    ) -> bytes | None:
+        """Store ``value`` unless a live value exists; return that existing value, else None."""
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        """The live value under ``key`` (expired values read as absent)."""
+        with self._statements.errors("key-value store"):
+            return self._statements.kv_get(self._connections.get(), namespace, key, self._clock())
+
+    def delete(self, namespace: str, key: str) -> None:
+        """Remove ``key`` (no error if absent)."""
+        with self._statements.errors("key-value store"):
+            self._statements.kv_delete(self._connections.get(), namespace, key)
