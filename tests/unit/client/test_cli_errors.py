@@ -331,3 +331,24 @@ def test_entry_point_has_no_traceback_for_a_bad_bundle(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug must not dump a traceback on users (a fault injected: none is known to exist)."""
+    import keyless._cli.verify as verify_cli
+
+    def broken(args: object) -> str:
+        raise RuntimeError("boom\non two lines")
+
+    monkeypatch.setattr(verify_cli, "verify", broken)
+    monkeypatch.delenv("KEYLESS_DEBUG", raising=False)
+    assert main(V("--offline")) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "unexpected error (RuntimeError: boom on two lines)" in err
+    assert "KEYLESS_DEBUG=1" in err
+    monkeypatch.setenv("KEYLESS_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(V("--offline"))
