@@ -261,3 +261,25 @@ def test_ambient_github_actions_credentials(stack: RunningStack, work: Path,
     again = keyless("sign", str(artifact), "--server", stack.url, "--overwrite")
     assert again.returncode == 1
     assert again.stderr.strip().startswith("signing failed: no identity token")
+
+
+def test_rekor_version_follows_the_signing_config(stack: RunningStack, work: Path,
+                                                  tmp_path: Path) -> None:
+    """Newest log by default (v2); v1 when the signing config offers only v1 (protocols.md §7)."""
+    config = json.loads((work / "tc.json").read_text())
+    rekors = config["signingConfig"]["rekorTlogUrls"]
+    assert {r["majorApiVersion"] for r in rekors} == {1, 2}
+    v1_only = tmp_path / "tc-v1.json"
+    config["signingConfig"]["rekorTlogUrls"] = [r for r in rekors if r["majorApiVersion"] == 1]
+    v1_only.write_text(json.dumps(config))
+    for trust, version in ((work / "tc.json", "0.0.2"), (v1_only, "0.0.1")):
+        artifact = tmp_path / f"{version}.txt"
+        artifact.write_text(version)
+        signed = keyless("sign", str(artifact), "--identity-token", stack.token(),
+                         "--trust-config", str(trust))
+        assert signed.returncode == 0, signed.stderr
+        bundle = Bundle.from_json(Path(f"{artifact}.sigstore.json").read_bytes())
+        assert bundle.verification_material.tlog_entries[0].version == version
+        out = f"{artifact}.sigstore.json"
+        ok = keyless("verify", *verify_args(stack, work, str(artifact), out))
+        assert ok.returncode == 0, ok.stderr
