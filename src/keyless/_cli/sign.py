@@ -88,6 +88,8 @@ def check_output(args: argparse.Namespace, out: str, inputs: set[str]) -> None:
         args.parser.error(f"refusing to overwrite {out} without --overwrite")
     if not target.parent.is_dir():
         args.parser.error(f"the directory of {out} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        args.parser.error(f"cannot write to the directory of {out}")
 
 
 def plan_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
