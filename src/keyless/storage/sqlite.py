@@ -98,9 +98,12 @@ class _SQLiteSession:
         self._conn = conn
         self._log = log
         self._log_id: int | None = store.ids.get(conn, log)
+        self.seen: LogHead | None = None  # the head as this session last read it
+        self.committed: Batch | None = None
 
     def head(self) -> LogHead | None:
-        return _SQL.head(self._conn, self._log)
+        self.seen = _SQL.head(self._conn, self._log)
+        return self.seen
 
     def find(self, dedup_keys: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
         if self._log_id is None:
@@ -189,6 +192,7 @@ class SQLiteLogStore:
         self._connections = connections
         self.tiles = tiles
         self.ids = LogIds(_SQL)
+        self._reconciled: set[str] = set()
 
     @contextmanager
     def sequencing(self, log: str) -> Iterator[_SQLiteSession]:
@@ -196,10 +200,25 @@ class SQLiteLogStore:
         with _transaction(conn):
             session = _SQLiteSession(self, conn, log)
             yield session
-        committed: Batch | None = getattr(session, "committed", None)
+        committed = session.committed
         if committed is not None:
             self.tiles.publish_checkpoint(log, committed.head.checkpoint)
             self.tiles.remove_dirs(log, committed.obsolete)
+            self._reconciled.add(log)
+        elif session.seen is not None and log not in self._reconciled:
+            self._reconcile_checkpoint(log, session.seen)
+
+    def _reconcile_checkpoint(self, log: str, head: LogHead) -> None:
+        """Make ``<log>/checkpoint`` the committed one again after a crash.
+
+        The static copy is written just after the commit, so a ``kill -9`` in between leaves
+        the previous checkpoint in the folder while the database holds a newer one; without this
+        a static reader would not see the last acknowledged entries until the next write. The
+        engine opens a sequencing session at start (recovery), which lands here once per log.
+        """
+        if self.tiles.read(log, "checkpoint") != head.checkpoint:
+            self.tiles.publish_checkpoint(log, head.checkpoint)
+        self._reconciled.add(log)
 
     def head(self, log: str) -> LogHead | None:
         with _SQL.errors(f"cannot read the head of log {log}"):
