@@ -470,3 +470,17 @@ def test_the_log_holds_no_traceback_and_no_secret(
     ][:3]
     assert token not in text and token.split(".")[2] not in text
     assert PASSWORD not in text
+
+
+def test_certificate_with_a_malformed_extension_is_a_named_400(client: httpx.Client) -> None:
+    """cryptography parses extensions lazily: a broken BasicConstraints value (BOOLEAN 0x05,
+    not DER) used to escape from the CT service as a ValueError (500)."""
+    root = base64.b64decode(client.get("/ctlog/ct/v1/get-roots").json()["certificates"][0])
+    oid = root.find(bytes.fromhex("551d13"))  # id-ce-basicConstraints
+    value = root.find(bytes.fromhex("30060101ff"), oid)  # SEQUENCE { BOOLEAN TRUE, ... }
+    assert oid > 0 and value > oid
+    broken = root[: value + 2] + bytes.fromhex("010105") + root[value + 5 :]
+    chain = [base64.b64encode(broken).decode(), base64.b64encode(root).decode()]
+    for path in ("/ctlog/ct/v1/add-chain", "/ctlog/ct/v1/add-pre-chain"):
+        response = client.post(path, json={"chain": chain})
+        _check(response, 400, "chain[0] is not a DER X.509 certificate with well-formed extensions")

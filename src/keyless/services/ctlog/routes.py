@@ -11,13 +11,14 @@ import base64
 import binascii
 import re
 
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
 from keyless.server.requests import query_int, read_json_object
-from keyless.services.ctlog.service import CTLogService
+from keyless.services.ctlog.service import MAX_CHAIN, CTLogService
 
 #: Largest add-chain body (10 certificates of a few KiB, base64).
 MAX_ADD_CHAIN_BODY = 256 * 1024
@@ -41,6 +42,18 @@ def _b64(value: object, what: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"{what} is not valid base64") from exc
+
+
+def _check_certificate(der: bytes, what: str) -> None:
+    """Parse a certificate *and its extensions* now: ``cryptography`` decodes extensions lazily,
+    so a malformed one (RFC 5280 §4.2) would otherwise surface as a ValueError deep inside the
+    service, after the request had already been judged well-formed."""
+    try:
+        x509.load_der_x509_certificate(der).extensions  # noqa: B018 - parse for errors
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{what} is not a DER X.509 certificate with well-formed extensions: {exc}"
+        ) from exc
 
 
 def parse_tile(path: str) -> tuple[str, int, int | None]:
@@ -85,7 +98,11 @@ class CTLogRoutes:
         chain = body.get("chain")
         if not isinstance(chain, list):
             raise InvalidInput("'chain' must be a list of base64 DER certificates")
-        return [_b64(c, f"chain[{i}]") for i, c in enumerate(chain)]
+        ders = [_b64(c, f"chain[{i}]") for i, c in enumerate(chain)]
+        if len(ders) <= MAX_CHAIN:  # longer chains are refused by the service, unparsed
+            for i, der in enumerate(ders):
+                _check_certificate(der, f"chain[{i}]")
+        return ders
 
     async def add_chain(self, request: Request) -> Response:
         sct = await self.service.add_chain(await self._chain(request), precert=False)
