@@ -82,8 +82,9 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _fetcher(timeout: float, deadline: float) -> FetcherInterface:
-    """A python-tuf fetcher on httpx with a per-request timeout and a total deadline.
+def _fetcher(timeout: float, deadline: float) -> tuple[FetcherInterface, Callable[[], None]]:
+    """A python-tuf fetcher on httpx with a per-request timeout and a total deadline (and the
+    function that closes its connections).
 
     python-tuf's default fetcher waits 30 s per attempt and lets urllib3 retry, which on a
     machine without a route to the internet means minutes; this one gives up after ``timeout``
@@ -135,7 +136,7 @@ def _fetcher(timeout: float, deadline: float) -> FetcherInterface:
             finally:
                 response.close()
 
-    return HttpxFetcher()
+    return HttpxFetcher(), client.close
 
 
 class TufTrust:
@@ -234,8 +235,8 @@ class TufTrust:
     def refresh(self) -> None:
         """Run a TUF update now and cache the verified targets (raises ConfigError on failure).
 
-        The attempt is recorded whatever its outcome, so that the window applies to failures
-        too (see the module docstring).
+        The attempt is recorded whether it succeeds or fails, so that the window applies to
+        failures too (see the module docstring).
         """
         if self.offline:
             raise ConfigError("TUF refresh is disabled in offline mode")
@@ -253,12 +254,19 @@ class TufTrust:
         self._mark_attempt()
 
     def _update(self) -> None:
-        from tuf.ngclient.updater import Updater
-
         metadata = self.directory / "metadata"
         metadata.mkdir(parents=True, exist_ok=True)
         self._targets.mkdir(parents=True, exist_ok=True)
-        fetcher = _fetcher(self.timeout, self.deadline)
+        fetcher, close = _fetcher(self.timeout, self.deadline)
+        try:
+            self._run_updater(fetcher)
+        finally:
+            close()
+
+    def _run_updater(self, fetcher: FetcherInterface) -> None:
+        from tuf.ngclient.updater import Updater
+
+        metadata = self.directory / "metadata"
         # Start from the newest root already verified when there is one (fewer root
         # versions to walk), else from the embedded one (TUF spec §5.2 trusted root).
         cached_root = metadata / "root.json"
