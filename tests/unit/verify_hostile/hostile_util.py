@@ -403,6 +403,45 @@ def signature_path(bundle: Json) -> Path_:
 Mutation = Callable[[Json], Json]
 
 
+# --- which changes are harmless -------------------------------------------------------------
+
+OPTIONAL = {
+    "messageSignature.messageDigest",
+    "dsseEnvelope.signatures[0].keyid",
+    "verificationMaterial.publicKey.hint",
+}
+TIMESTAMPS = "verificationMaterial.timestampVerificationData"
+
+
+def rekor_v2(bundle: Json) -> bool:
+    kv = tlog(bundle)["kindVersion"]
+    return bool(kv["kind"] in ("hashedrekord", "dsse") and kv["version"] == "0.0.2")
+
+
+def harmless(case: Case, bundle: Json, path: Path_, new: Json, *, dropped: bool) -> bool:
+    """Whether replacing (or dropping) ``path`` may leave a bundle that still verifies."""
+    lab = label(path)
+    old = get(bundle, path)
+    absent = dropped or new is None or new == {} or new == []
+    if not dropped and (new == old or (type(new) is int and str(new) == old)):
+        return True
+    if lab in OPTIONAL or lab.startswith("verificationMaterial.publicKey"):
+        return absent or isinstance(new, str) or (lab.endswith("publicKey") and new == {})
+    entry = tlog(bundle)
+    has_set = "inclusionPromise" in entry and not rekor_v2(bundle)
+    has_tokens = bool(bundle["verificationMaterial"].get(TIMESTAMPS.split(".")[1]))
+    if lab.startswith(TIMESTAMPS) and (has_set or case.idle_timestamps):
+        return absent or lab.endswith("]") or lab.endswith("rfc3161Timestamps")
+    if lab == label((*TLOG, "inclusionPromise")) and has_tokens and not case.idle_timestamps:
+        return absent
+    if lab == label((*TLOG, "inclusionProof", "hashes")) and old == []:
+        return absent
+    if lab == label((*TLOG, "integratedTime")) and rekor_v2(bundle):
+        return dropped or new is None or (type(new) is int and 0 <= new < 2**63)
+    return False
+
+
+
 # --- known bugs (each strict xfail names one; remove the mark when the bug is fixed) ---------
 
 BUG_CERT_KEY = (

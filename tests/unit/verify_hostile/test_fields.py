@@ -13,17 +13,16 @@ from typing import Any
 import pytest
 from hostile_util import (
     FIELD_SWEEP,
-    TLOG,
     Case,
     Json,
     Path_,
     check,
     drop,
     get,
+    harmless,
     label,
     put,
     run,
-    tlog,
     walk,
 )
 
@@ -50,42 +49,6 @@ HOSTILE_VALUES: list[Json] = [
     [],
     {},
 ]
-
-OPTIONAL = {
-    "messageSignature.messageDigest",
-    "dsseEnvelope.signatures[0].keyid",
-    "verificationMaterial.publicKey.hint",
-}
-TIMESTAMPS = "verificationMaterial.timestampVerificationData"
-
-
-def _rekor_v2(bundle: Json) -> bool:
-    kv = tlog(bundle)["kindVersion"]
-    return bool(kv["kind"] in ("hashedrekord", "dsse") and kv["version"] == "0.0.2")
-
-
-def harmless(case: Case, bundle: Json, path: Path_, new: Json, *, dropped: bool) -> bool:
-    """Whether replacing (or dropping) ``path`` may leave a bundle that still verifies."""
-    lab = label(path)
-    old = get(bundle, path)
-    absent = dropped or new is None or new == {} or new == []
-    if not dropped and (new == old or (type(new) is int and str(new) == old)):
-        return True
-    if lab in OPTIONAL or lab.startswith("verificationMaterial.publicKey"):
-        return absent or isinstance(new, str) or (lab.endswith("publicKey") and new == {})
-    entry = tlog(bundle)
-    has_set = "inclusionPromise" in entry and not _rekor_v2(bundle)
-    has_tokens = bool(bundle["verificationMaterial"].get(TIMESTAMPS.split(".")[1]))
-    if lab.startswith(TIMESTAMPS) and (has_set or case.idle_timestamps):
-        return absent or lab.endswith("]") or lab.endswith("rfc3161Timestamps")
-    if lab == label((*TLOG, "inclusionPromise")) and has_tokens and not case.idle_timestamps:
-        return absent
-    if lab == label((*TLOG, "inclusionProof", "hashes")) and old == []:
-        return absent
-    if lab == label((*TLOG, "integratedTime")) and _rekor_v2(bundle):
-        return dropped or new is None or (type(new) is int and 0 <= new < 2**63)
-    return False
-
 
 def _paths(case: Case) -> list[Path_]:
     return list(walk(case.load()))
