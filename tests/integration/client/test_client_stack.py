@@ -11,13 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
-from stackutil import ROOT, USER, RunningStack, start_stack
+from stackutil import PASSWORD, ROOT, USER, RunningStack, start_stack
 
 from keyless.formats.bundle import Bundle
 from keyless.trust.tuf import TufTrust
@@ -283,3 +285,112 @@ def test_rekor_version_follows_the_signing_config(stack: RunningStack, work: Pat
         out = f"{artifact}.sigstore.json"
         ok = keyless("verify", *verify_args(stack, work, str(artifact), out))
         assert ok.returncode == 0, ok.stderr
+
+
+# --- interactive sign-in from the CLI (contracts.md §4: browser, else device flow) -----------
+
+OIDC_TESTS = Path(__file__).resolve().parents[1] / "oidc"
+
+FAKE_BROWSER = """#!{python}
+# Stands in for the user's browser (webbrowser runs $BROWSER URL): signs in on the page of the
+# embedded provider and follows the redirect to the CLI's loopback listener.
+import sys
+from urllib.parse import urlsplit
+
+import httpx
+
+sys.path.insert(0, {oidc_tests!r})
+from oidc_flows import form_action, hidden_fields
+
+url = sys.argv[1]
+parts = urlsplit(url)
+base = f"{{parts.scheme}}://{{parts.netloc}}"
+with httpx.Client(follow_redirects=True, timeout=30) as browser:
+    page = browser.get(url)
+    data = {{**hidden_fields(page.text), "username": {user!r}, "password": {password!r}}}
+    done = browser.post(form_action(base, page.text), data=data, headers={{"Origin": base}})
+sys.exit(0 if done.status_code == 200 and "signed in" in done.text else 1)
+"""
+
+
+def sign_on_terminal(args: list[str], env: dict[str, str],
+                     on_screen: Callable[[str], None] | None = None) -> tuple[int, str]:
+    """Run keyless with stdin and stderr on a pseudo-terminal (an interactive user)."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(AMBIENT) and k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    proc = subprocess.Popen([str(KEYLESS), *args], stdin=follower, stdout=subprocess.PIPE,
+                            stderr=follower, env={**clean, **env})
+    os.close(follower)
+    screen = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk.decode(errors="replace")
+            if on_screen is not None:
+                on_screen(screen)
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    proc.communicate(timeout=30)
+    return proc.returncode, screen
+
+
+def test_sign_in_with_the_browser_flow(stack: RunningStack, work: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    browser = bin_dir / "fake-browser"
+    browser.write_text(FAKE_BROWSER.format(python=sys.executable, oidc_tests=str(OIDC_TESTS),
+                                           user=USER, password=PASSWORD))
+    browser.chmod(0o755)
+    artifact = tmp_path / "browser.txt"
+    artifact.write_text("signed after a browser sign-in\n")
+    rc, screen = sign_on_terminal(["sign", str(artifact), "--server", stack.url],
+                                  {"BROWSER": str(browser), "PATH": str(bin_dir)})
+    assert rc == 0, screen
+    assert "Waiting for you to sign in in the browser" in screen
+    ok = keyless("verify", *verify_args(stack, work, str(artifact), f"{artifact}.sigstore.json"))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_without_a_browser_the_device_flow(stack: RunningStack, work: Path,
+                                           tmp_path: Path) -> None:
+    import re
+
+    sys.path.insert(0, str(OIDC_TESTS))
+    from oidc_flows import form_action, hidden_fields
+
+    approved: list[str] = []
+
+    def approve(screen: str) -> None:
+        match = re.search(r"open (\S+)\s+and check that it shows the code (\S+)\.", screen)
+        if not match or approved:
+            return
+        url, user_code = match.groups()
+        approved.append(user_code)
+        with httpx.Client(timeout=30) as browser:
+            page = browser.get(url)
+            data = {**hidden_fields(page.text), "user_code": user_code, "username": USER,
+                    "password": PASSWORD}
+            browser.post(form_action(stack.url, page.text), data=data)
+
+    empty = tmp_path / "no-browsers"
+    empty.mkdir()
+    artifact = tmp_path / "device.txt"
+    artifact.write_text("signed after a device sign-in\n")
+    rc, screen = sign_on_terminal(["sign", str(artifact), "--server", stack.url],
+                                  {"PATH": str(empty)}, on_screen=approve)
+    assert approved, screen
+    assert rc == 0, screen
+    ok = keyless("verify", *verify_args(stack, work, str(artifact), f"{artifact}.sigstore.json"))
+    assert ok.returncode == 0, ok.stderr
