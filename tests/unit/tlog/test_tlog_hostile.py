@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, TooLarge
 from keyless.server.requests import parse_json_object
-from keyless.services.tlog.kinds import propose_v1
+from keyless.services.tlog.kinds import propose_v1, propose_v2
+from keyless.services.tlog.kinds.dsse import MAX_SIGNATURES
 from keyless.services.tlog.service import MAX_SEARCH_VALUE, query_from_params
 
 _PEM = (
@@ -85,3 +87,28 @@ def test_json_bodies_with_lone_surrogates_are_refused(body: bytes) -> None:
 def test_json_bodies_with_surrogate_pairs_and_escaped_backslashes_pass() -> None:
     assert parse_json_object(rb'{"a": "\ud83d\ude00"}') == {"a": "\U0001f600"}
     assert parse_json_object(rb'{"a": "\\ud800"}') == {"a": "\\ud800"}
+
+
+@pytest.mark.parametrize("count", [17, 3000])
+def test_dsse_signature_count_is_capped_before_any_verification(count: int) -> None:
+    """3000 signatures x 16 verifiers used to block the event loop for seconds (~40 s at the
+    4 MiB body limit); the cap refuses them with 413 before one signature is checked."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    envelope = {
+        "payload": base64.b64encode(b"{}").decode(),
+        "payloadType": "application/vnd.in-toto+json",
+        "signatures": [{"sig": base64.b64encode(b"\x30" * 70).decode(), "keyid": ""}] * count,
+    }
+    verifier = {"publicKey": {"rawBytes": base64.b64encode(der).decode()},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256"}  # fmt: skip
+    request = {"dsseRequestV002": {"envelope": envelope, "verifiers": [verifier] * 16}}
+    with pytest.raises(TooLarge, match=f"has {count} signatures; the limit is {MAX_SIGNATURES}"):
+        propose_v2(request)
+    v1 = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {"proposedContent": {
+        "envelope": json.dumps(envelope),
+        "verifiers": [base64.b64encode(_PEM).decode()]}}}  # fmt: skip
+    with pytest.raises(TooLarge, match=f"has {count} signatures"):
+        propose_v1(v1)

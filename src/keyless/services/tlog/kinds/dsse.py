@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, TooLarge
 from keyless.formats.dsse import Envelope
 from keyless.server.requests import parse_json_object
 from keyless.services.tlog.kinds import common
@@ -21,12 +21,20 @@ from keyless.services.tlog.kinds.hashedrekord import parse_verifier_v2
 
 KIND = "dsse"
 MAX_VERIFIERS = 16
+#: Most signatures one envelope may carry. Each is tried against up to MAX_VERIFIERS keys on the
+#: request path, so the product bounds the CPU one request can cost; a 4 MiB body could otherwise
+#: hold ~30,000 signatures (about 40 s of verification with the event loop blocked).
+MAX_SIGNATURES = 16
 
 
 def _match(
     envelope: Envelope, verifiers: list[Verifier], what: str
 ) -> list[tuple[bytes, int]]:
     """For each signature, the index of a verifier it verifies with (over the PAE)."""
+    if len(envelope.signatures) > MAX_SIGNATURES:
+        raise TooLarge(
+            f"{what} has {len(envelope.signatures)} signatures; the limit is {MAX_SIGNATURES}"
+        )
     message = envelope.pae()
     matched: list[tuple[bytes, int]] = []
     for i, signature in enumerate(envelope.signatures):
