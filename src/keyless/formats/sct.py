@@ -241,15 +241,22 @@ def x509_signed_data(sct: SignedCertificateTimestamp, cert_der: bytes) -> bytes:
     return _signed_data(sct, ENTRY_TYPE_X509, _vec24(cert_der, "certificate"))
 
 
-def verify_sct(sct: SignedCertificateTimestamp, signed_data: bytes, public_key: Any) -> None:
+def verify_sct(
+    sct: SignedCertificateTimestamp,
+    signed_data: bytes,
+    public_key: Any,
+    *,
+    key_log_id: bytes | None = None,
+) -> None:
     """Check the log's signature over ``signed_data``; raise :class:`SCTSignatureError` if bad.
 
     The log ID must match the key (RFC 6962 §3.2) and the declared algorithms must fit it:
     ECDSA with SHA-256/384/512, RSA PKCS#1 v1.5, or Ed25519 (pure, hash field ignored).
+    ``key_log_id`` is :func:`log_id_for` of ``public_key`` when the caller keeps it computed.
     """
     if sct.version != SCT_VERSION_V1:
         raise SCTSignatureError(f"unsupported SCT version {sct.version} (only v1 = 0)")
-    if log_id_for(public_key) != sct.log_id:
+    if (key_log_id if key_log_id is not None else log_id_for(public_key)) != sct.log_id:
         raise SCTSignatureError("SCT log ID does not match the CT log key")
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):

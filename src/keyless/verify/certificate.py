@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from keyless.formats import sct as sct_format
-from keyless.trust.material import TrustMaterial
+from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import CertificateChainError, CertificateProfileError, EmbeddedSCTError
 
 _policies: tuple[Any, Any] | None = None
@@ -129,6 +129,20 @@ def _issuer_key_hash(issuer: x509.Certificate) -> bytes:
     return cached
 
 
+#: RFC 6962 log IDs of trusted CT keys, by the key's DER (trusted roots hold only a few).
+_key_log_ids: dict[bytes, bytes] = {}
+
+
+def _key_log_id(log: LogKey) -> bytes:
+    """SHA-256 of the CT log key's SPKI, computed once per trusted key (RFC 6962 §3.2)."""
+    cached = _key_log_ids.get(log.instance.public_key)
+    if cached is None:
+        cached = sct_format.log_id_for(log.key)
+        if len(_key_log_ids) < 256:
+            _key_log_ids[log.instance.public_key] = cached
+    return cached
+
+
 def verify_embedded_sct(
     leaf: x509.Certificate, issuer: x509.Certificate, trust: TrustMaterial
 ) -> None:
@@ -160,7 +174,7 @@ def verify_embedded_sct(
     last: sct_format.SCTError | None = None
     for log in logs:
         try:
-            sct_format.verify_sct(sct, signed, log.key)
+            sct_format.verify_sct(sct, signed, log.key, key_log_id=_key_log_id(log))
             return
         except sct_format.SCTError as exc:
             last = exc

@@ -65,6 +65,27 @@ def _note_name(origin: str, key: Any) -> str:
     return origin.split(" - ", 1)[0]
 
 
+#: Note verifiers by (trusted key DER, signer name): computing a key ID costs a key encoding and
+#: a hash, and a warm verifier sees the same few logs and origins again and again.
+_NOTE_VERIFIERS: dict[tuple[bytes, str], NoteVerifier] = {}
+_NOTE_VERIFIERS_MAX = 256
+
+
+def _note_verifier(log: LogKey, name: str) -> NoteVerifier:
+    cache_key = (log.instance.public_key, name)
+    verifier = _NOTE_VERIFIERS.get(cache_key)
+    if verifier is None:
+        try:
+            verifier = NoteVerifier(name, log.key)
+        except (ConfigError, InvalidInput) as exc:
+            problem = f"checkpoint origin {name[:80]!r} is not a valid key name"
+            raise CheckpointError(problem) from exc
+        if len(_NOTE_VERIFIERS) >= _NOTE_VERIFIERS_MAX:
+            _NOTE_VERIFIERS.clear()
+        _NOTE_VERIFIERS[cache_key] = verifier
+    return verifier
+
+
 def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
     """Parse the signed note and verify the log's own signature line; lines of other keys
     (witness cosignatures, unknown keys under the same origin) are ignored wherever they are."""
@@ -73,13 +94,10 @@ def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
     key = log.key
     if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
         raise CheckpointError("only Ed25519 and ECDSA transparency logs sign checkpoints")
-    try:
-        verifier = NoteVerifier(_note_name(cp.origin, key), key)
-    except (ConfigError, InvalidInput) as exc:
-        raise CheckpointError(f"checkpoint origin {cp.origin!r} is not a valid key name") from exc
+    verifier = _note_verifier(log, _note_name(cp.origin, key))
     if isinstance(key, ed25519.Ed25519PublicKey) and verifier.key_id != log.instance.log_id:
         raise CheckpointError(
-            f"checkpoint origin {cp.origin!r} does not match the trusted log's ID"
+            f"checkpoint origin {cp.origin[:80]!r} does not match the trusted log's ID"
         )
     verify_note(note, [verifier])
     return cp
