@@ -71,6 +71,8 @@ def error_response(exc: errors.Error) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Pushback | errors.Unavailable):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif status in (429, 503):  # e.g. a storage outage: every overload answer says when to retry
+        headers["Retry-After"] = "1"
     if isinstance(exc, errors.Conflict) and exc.location:
         headers["Location"] = exc.location
     if status >= 500 and not isinstance(
@@ -141,10 +143,37 @@ class CatchAllMiddleware:
         except Exception as exc:
             if started:
                 raise
-            logger.exception(
-                "unhandled error in %s %s", scope.get("method"), scope.get("path"), exc_info=exc
-            )
-            await json_error(500, "internal server error")(scope, receive, send)
+            if is_transient(exc):
+                logger.warning(
+                    "storage busy in %s %s: %s", scope.get("method"), scope.get("path"), exc
+                )
+                response = json_error(
+                    503, "the service is busy; retry shortly", {"Retry-After": "1"}
+                )
+            else:
+                logger.exception(
+                    "unhandled error in %s %s", scope.get("method"), scope.get("path"),
+                    exc_info=exc,
+                )  # fmt: skip
+                response = json_error(500, "internal server error")
+            await response(scope, receive, send)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database that is momentarily busy or unreachable (overload, failover), which the client
+    should retry (contracts.md §5: overload answers 503 with Retry-After), not a bug.
+
+    SQLite reports a writer that held the lock past ``busy_timeout`` as ``OperationalError:
+    database is locked``; psycopg reports lost connections and pool exhaustion as
+    ``OperationalError``/``PoolTimeout``.
+    """
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
+    name, module = type(exc).__name__, type(exc).__module__
+    return module.startswith("psycopg") and name in {"OperationalError", "PoolTimeout"}
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {

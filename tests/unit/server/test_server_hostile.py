@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keyless import errors
 from keyless.server.errors import (
     EXCEPTION_HANDLERS,
     CatchAllMiddleware,
@@ -43,6 +44,28 @@ async def _boom(_request: Request) -> Response:
     raise RuntimeError("secret internal detail")
 
 
+async def _locked(_request: Request) -> Response:
+    # a genuine SQLite lock timeout: a second connection writes while the first holds the lock
+    import sqlite3
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        first = sqlite3.connect(f"{tmp}/db", isolation_level=None)
+        first.execute("CREATE TABLE t (x)")
+        first.execute("BEGIN IMMEDIATE")
+        second = sqlite3.connect(f"{tmp}/db", timeout=0.05)
+        try:
+            second.execute("INSERT INTO t VALUES (1)")
+        finally:
+            second.close()
+            first.close()
+    return JSONResponse({})
+
+
+async def _storage_down(_request: Request) -> Response:
+    raise errors.StorageError("the database is unreachable")
+
+
 async def _number(request: Request) -> Response:
     index = query_int(request, "index", required=True)
     return JSONResponse({"index": index})
@@ -57,6 +80,8 @@ def _app() -> Starlette:
         routes=[
             Route("/echo", _echo, methods=["POST"]),
             Route("/boom", _boom, methods=["GET"]),
+            Route("/locked", _locked, methods=["GET"]),
+            Route("/storage-down", _storage_down, methods=["GET"]),
             Route("/number", _number, methods=["GET"]),
             Route("/segment/{n}", _segment, methods=["GET"]),
         ],
@@ -232,6 +257,19 @@ def test_an_unexpected_exception_is_a_json_500_and_the_connection_stays_usable(
             head, _, body = raw.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 500")
             assert json.loads(body) == {"code": 500, "message": "internal server error"}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/locked", "the service is busy; retry shortly"),
+        ("/storage-down", "the database is unreachable"),
+    ],
+)
+def test_storage_overload_is_503_with_retry_after(port: int, path: str, message: str) -> None:
+    status, headers, body = _exchange(port, f"GET {path} HTTP/1.1\r\n".encode() + H + b"\r\n")
+    assert _json_error(status, headers, body, 503) == message
+    assert headers["retry-after"] == "1"
 
 
 @pytest.mark.parametrize(
