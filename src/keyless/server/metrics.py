@@ -31,6 +31,7 @@ SERVICE_PREFIXES = (
     ("/api/v1/timestamp", "tsa"),
     ("/api/v1/log", "rekor_v1"),
     ("/api/v1/index", "rekor_v1"),
+    ("/api/v1/search", "rekor_v1"),
     ("/rekor", "rekor_v2"),
     ("/ctlog", "ctlog"),
     ("/oidc", "oidc"),

@@ -88,6 +88,7 @@ class Pkcs11Signer:
     @classmethod
     def open(cls, uri: str | Pkcs11Uri) -> Pkcs11Signer:
         """Open the token and find the key pair labelled ``object``."""
+        _require_library()
         import pkcs11
 
         parsed = Pkcs11Uri.parse(uri) if isinstance(uri, str) else uri
@@ -109,6 +110,7 @@ class Pkcs11Signer:
     @classmethod
     def generate(cls, uri: str | Pkcs11Uri, kind: str = "ecdsa-p384") -> Pkcs11Signer:
         """Create a non-extractable key pair labelled ``object`` in the token, and open it."""
+        _require_library()
         import pkcs11
         from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -118,11 +120,7 @@ class Pkcs11Signer:
             if kind in _CURVES:
                 params = session.create_domain_parameters(
                     pkcs11.KeyType.EC,
-                    {
-                        pkcs11.Attribute.EC_PARAMS: encode_named_curve_parameters(
-                            _CURVES[kind].name
-                        )
-                    },
+                    {pkcs11.Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVES[kind].name)},
                     local=True,
                 )
                 params.generate_keypair(store=True, label=parsed.object)
@@ -150,14 +148,22 @@ class Pkcs11Signer:
                 raw = self._private.sign(h.finalize(), mechanism=pkcs11.Mechanism.ECDSA)
                 return bytes(encode_ecdsa_signature(raw))
             if isinstance(key, rsa.RSAPublicKey):
-                return bytes(
-                    self._private.sign(data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS)
-                )
+                return bytes(self._private.sign(data, mechanism=pkcs11.Mechanism.SHA256_RSA_PKCS))
             return bytes(self._private.sign(data, mechanism=pkcs11.Mechanism.EDDSA))
 
     def close(self) -> None:
         """Close the token session."""
         self._session.close()
+
+
+def _require_library() -> None:
+    """python-pkcs11 is an optional dependency (the ``hsm`` extra): say how to get it."""
+    try:
+        import pkcs11  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "PKCS#11 keys need the python-pkcs11 package: pip install 'keyless[hsm]'"
+        ) from exc
 
 
 def _session(uri: Pkcs11Uri) -> Any:
