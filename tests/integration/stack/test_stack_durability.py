@@ -84,6 +84,8 @@ class Ledger:
 
     v2: list[dict[str, Any]] = field(default_factory=list)
     v1: list[dict[str, Any]] = field(default_factory=list)
+    #: the artifact digest (hex) of each acknowledged Rekor entry, by API and log index
+    digests: dict[tuple[str, int], str] = field(default_factory=dict)
     certs: list[list[x509.Certificate]] = field(default_factory=list)
     #: (tree size, root hash) of checkpoints seen, per log
     heads: dict[str, set[tuple[int, bytes]]] = field(
@@ -210,16 +212,20 @@ def _check_status(ledger: Ledger, what: str, response: httpx.Response, ok: Seque
 def _writers(ledger: Ledger, client: Client, identity: Identity,
              stop: asyncio.Event) -> list[Awaitable[None]]:
     async def v2() -> None:
-        response = await client.http.post(f"{client.url}/rekor/api/v2/log/entries",
-                                          json=_v2_request(identity))
+        request = _v2_request(identity)
+        response = await client.http.post(f"{client.url}/rekor/api/v2/log/entries", json=request)
         if _check_status(ledger, "rekor v2", response, (201,)):
             ledger.v2.append(response.json())
+            digest = base64.b64decode(request["hashedRekordRequestV002"]["digest"]).hex()
+            ledger.digests["v2", int(ledger.v2[-1]["logIndex"])] = digest
 
     async def v1() -> None:
-        response = await client.http.post(f"{client.url}/api/v1/log/entries",
-                                          json=_v1_request(identity))
+        request = _v1_request(identity)
+        response = await client.http.post(f"{client.url}/api/v1/log/entries", json=request)
         if _check_status(ledger, "rekor v1", response, (201,)):
             ledger.v1.append(response.json())
+            (entry,) = ledger.v1[-1].values()
+            ledger.digests["v1", int(entry["logIndex"])] = request["spec"]["data"]["hash"]["value"]
 
     async def ca() -> None:
         response = await client.certificate(ec.generate_private_key(ec.SECP256R1()))
@@ -425,6 +431,31 @@ def _check_ct(http: httpx.Client, url: str, verifiers: Verifiers, ledger: Ledger
     _check_prefixes("ct", leaves, head, ledger.heads["ct"])
 
 
+def _check_search(http: httpx.Client, url: str, ledger: Ledger, recent: int = 20) -> None:
+    """The search index is derived data, written after the acknowledgement: the entries
+    acknowledged last before each kill must be found by their digest once the restarted indexer
+    has caught up (Rekor v1 ``index/retrieve``, v2 ``search``)."""
+
+    def found(api: str, index: int) -> bool:
+        query = f"sha256:{ledger.digests[api, index]}"
+        if api == "v1":
+            response = http.post(f"{url}/api/v1/index/retrieve", json={"hash": query})
+            wanted = next(k for acked in ledger.v1 for k, e in acked.items()
+                          if e["logIndex"] == index)
+            return response.status_code == 200 and wanted in response.json()
+        response = http.get(f"{url}/rekor/api/v2/search", params={"digest": query})
+        return response.status_code == 200 and index in {
+            int(e["logIndex"]) for e in response.json()["entries"]}
+
+    latest = sorted(ledger.digests)
+    wanted = [k for api in ("v1", "v2") for k in [k for k in latest if k[0] == api][-recent:]]
+    deadline = time.monotonic() + 20
+    while wanted:
+        wanted = [(api, index) for api, index in wanted if not found(api, index)]
+        assert not wanted or time.monotonic() < deadline, f"not found by digest: {wanted[:5]}"
+        time.sleep(0.2 if wanted else 0)
+
+
 def check_nothing_lost(stack: RunningStack, ledger: Ledger) -> None:
     """Every acknowledged write and every seen checkpoint, against ``stack``'s signed heads."""
     assert not ledger.errors, "\n".join(ledger.errors[:20])
@@ -433,6 +464,7 @@ def check_nothing_lost(stack: RunningStack, ledger: Ledger) -> None:
         _check_v2(http, stack.url, verifiers, ledger)
         _check_v1(http, stack.url, verifiers, ledger)
         _check_ct(http, stack.url, verifiers, ledger)
+        _check_search(http, stack.url, ledger)
 
 
 def check_the_checks(stack: RunningStack, ledger: Ledger) -> None:
