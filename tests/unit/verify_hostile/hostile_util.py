@@ -169,17 +169,11 @@ class Outcome:
         return f"{self.status}: {type(self.error).__name__}: {str(self.error)[:300]}"
 
 
-def run(case: Case, bundle: Json | bytes, *, verifier: Verifier | None = None) -> Outcome:
-    """Verify ``bundle`` (JSON value or raw bytes) as ``case`` says; never raises."""
-    data = bundle if isinstance(bundle, bytes) else dumps(bundle)
-    v = verifier or verifier_for(case.root)
-    art = _artifact(case.artifact)
+def outcome_of(verify: Callable[[], object]) -> Outcome:
+    """Run one verification and classify what it did; never raises (but Ctrl-C)."""
     start = time.perf_counter()
     try:
-        if case.key is not None:
-            v.verify(data, art, key=_key(case.key))
-        else:
-            v.verify(data, art, policy=Identity(issuer=case.issuer, identity=case.identity))
+        verify()
     except VerificationError as exc:
         return Outcome("rejected", exc, time.perf_counter() - start)
     except BaseException as exc:  # the point: classify *anything* raised
@@ -187,6 +181,18 @@ def run(case: Case, bundle: Json | bytes, *, verifier: Verifier | None = None) -
             raise
         return Outcome("crash", exc, time.perf_counter() - start)
     return Outcome("ok", None, time.perf_counter() - start)
+
+
+def run(case: Case, bundle: Json | bytes, *, verifier: Verifier | None = None) -> Outcome:
+    """Verify ``bundle`` (JSON value or raw bytes) as ``case`` says; never raises."""
+    data = bundle if isinstance(bundle, bytes) else dumps(bundle)
+    v = verifier or verifier_for(case.root)
+    art = _artifact(case.artifact)
+    if case.key is not None:
+        key = _key(case.key)
+        return outcome_of(lambda: v.verify(data, art, key=key))
+    policy = Identity(issuer=case.issuer, identity=case.identity)
+    return outcome_of(lambda: v.verify(data, art, policy=policy))
 
 
 def dumps(value: Json) -> bytes:
@@ -455,8 +461,9 @@ BUG_INTEGRATED_TIME = (
     "the SET that binds it is checked"
 )
 BUG_DEEP_JSON = (
-    "formats/bundle.py _load: json.loads raises RecursionError on deeply nested JSON; only "
-    "ValueError is turned into InvalidInput"
+    "json.loads raises RecursionError on deeply nested JSON and only ValueError is caught: "
+    "formats/bundle.py _load (the bundle), verify/entries.py parse_body (a logged body), "
+    "verify/verifier.py in_toto_statement (a signed DSSE payload)"
 )
 BUG_SURROGATE = (
     "lone UTF-16 surrogates (JSON \\ud800 escapes) reach str.encode('utf-8'): "
@@ -469,7 +476,8 @@ BUG_CHECKPOINT_DIGITS = (
 BUG_LONG_MESSAGE = (
     "rejection messages echo attacker-controlled values unbounded (1 MB in, 1 MB message out): "
     "formats/bundle.py mediaType and unknown field names (_Obj.done), verify/verifier.py "
-    "kind/version and messageDigest.algorithm, merkle.py verify_inclusion root hash hex"
+    "kind/version, messageDigest.algorithm and DSSE payloadType (in_toto_statement), merkle.py "
+    "verify_inclusion root hash hex"
 )
 BUG_X509_NAME_TYPE = (
     "a certificate Name attribute of type BIT STRING (only allowed for x500UniqueIdentifier) "
