@@ -186,6 +186,9 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
 #: How long a client may take to send a request's head (request line + headers) once it has
 #: started: a head that never completes (slowloris) is answered 408 and the connection closed.
 HEADER_TIMEOUT = 10.0
+#: Largest request head (request line + headers); a larger one is answered 431 (RFC 6585 §5)
+#: instead of being buffered without bound.
+MAX_HEAD_BYTES = 64 * 1024
 
 
 def _raw_json_error(status: int, reason: bytes, message: str) -> bytes:
@@ -202,13 +205,16 @@ def _raw_json_error(status: int, reason: bytes, message: str) -> bytes:
     )
 
 
-def json_error_http_protocol(header_timeout: float = HEADER_TIMEOUT) -> type[Any]:
+def json_error_http_protocol(
+    header_timeout: float = HEADER_TIMEOUT, max_head_bytes: int = MAX_HEAD_BYTES
+) -> type[Any]:
     """uvicorn's httptools protocol with JSON answers for unparseable requests.
 
     Pass the result as ``uvicorn.Config(http=...)``. Requests the parser rejects get a 400
     JSON body naming the parser's complaint (instead of uvicorn's text/plain "Invalid HTTP
-    request received."), and a request head that is not complete ``header_timeout`` seconds
-    after its first byte gets a 408 (uvicorn itself waits for it forever).
+    request received."), a request head that is not complete ``header_timeout`` seconds after
+    its first byte gets a 408 and one larger than ``max_head_bytes`` a 431 (uvicorn itself waits
+    for and buffers a head without limit).
     """
     import asyncio
 
@@ -217,11 +223,16 @@ def json_error_http_protocol(header_timeout: float = HEADER_TIMEOUT) -> type[Any
 
     class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _head_bytes = 0  # bytes received while the head is incomplete
+        _head_parsed = 0  # size of the URL and headers the parser delivered
 
         def data_received(self, data: bytes) -> None:
             idle = self.cycle is None or self.cycle.response_complete
             if idle and self._head_timer is None and not self.pipeline:
                 self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+                self._head_bytes = 0
+            if self._head_timer is not None:
+                self._head_bytes += len(data)
             self._unset_keepalive_if_required()
             try:
                 self.parser.feed_data(data)
@@ -233,12 +244,32 @@ def json_error_http_protocol(header_timeout: float = HEADER_TIMEOUT) -> type[Any
                     self._unsupported_upgrade_warning()
             except httptools.HttpParserError as exc:
                 self._cancel_head_timer()
-                reason = str(exc).strip() or "unparseable request"
+                cause = exc.__cause__ or exc.__context__  # a callback's own error, if any
+                reason = str(cause or exc).strip() or "unparseable request"
                 self.logger.info("malformed HTTP request: %s", reason)
                 self._close_with(400, b"Bad Request", f"malformed HTTP request: {reason}")
+                return
+            # Still inside the head after this data: everything counted so far is head.
+            if self._head_timer is not None and self._head_bytes > max_head_bytes:
+                self._too_large()
+
+        def on_message_begin(self) -> None:
+            self._head_parsed = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._head_parsed += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_parsed += len(name) + len(value) + 4
+            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._cancel_head_timer()
+            if self._head_parsed > max_head_bytes:  # a whole oversized head in one read
+                self._too_large()
+                return
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -261,6 +292,14 @@ def json_error_http_protocol(header_timeout: float = HEADER_TIMEOUT) -> type[Any
                     b"Request Timeout",
                     f"the request head was not complete within {header_timeout:g} s",
                 )
+
+        def _too_large(self) -> None:
+            self._cancel_head_timer()
+            self._close_with(
+                431,
+                b"Request Header Fields Too Large",
+                f"the request head exceeds the limit of {max_head_bytes} bytes",
+            )
 
         def _close_with(self, status: int, reason: bytes, message: str) -> None:
             if not self.transport.is_closing():

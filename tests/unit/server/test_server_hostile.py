@@ -171,7 +171,6 @@ PROTOCOL_ERRORS = [
     ),
     ("negative content-length", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: -5\r\n\r\n{}"),
     ("two content-lengths", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 2\r\nContent-Length: 7\r\n\r\n{}"),  # noqa: E501
-    ("100k URL", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n" + H + b"\r\n"),
 ]
 
 
@@ -181,6 +180,28 @@ def test_unparseable_requests_get_a_json_400(port: int, request_bytes: bytes) ->
     status, headers, body = _exchange(port, request_bytes)
     message = _json_error(status, headers, body, 400)
     assert message.startswith("malformed HTTP request"), message
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n" + H + b"\r\n",
+        b"GET /number?index=1 HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+        b"GET /number?index=1 HTTP/1.1\r\n" + H + b"".join(
+            b"X-%d: %s\r\n" % (i, b"a" * 100) for i in range(1000)
+        ) + b"\r\n",
+    ],
+    ids=["100k URL", "200k header", "1000 headers"],
+)
+def test_oversized_request_heads_get_431(port: int, request_bytes: bytes) -> None:
+    status, headers, body = _exchange(port, request_bytes)
+    assert "exceeds the limit of 65536 bytes" in _json_error(status, headers, body, 431)
+
+
+def test_a_large_head_under_the_limit_is_served(port: int) -> None:
+    big = b"X-Big: " + b"a" * 50_000 + b"\r\n"
+    status, _, body = _exchange(port, b"GET /number?index=3 HTTP/1.1\r\n" + H + big + b"\r\n")
+    assert (status, json.loads(body)) == (200, {"index": 3})
 
 
 def test_a_request_head_that_never_completes_gets_408(port: int) -> None:
