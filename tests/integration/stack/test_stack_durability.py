@@ -11,7 +11,11 @@ SIGKILL and restarted on the same data. Then, through the public HTTP read APIs 
   static tiles; Rekor v1: ``GET /api/v1/log/entries?logIndex=``; CT also ``get-proof-by-hash``);
 * every checkpoint seen before the crash (in acknowledgements or polled) is a prefix of the
   restarted tree (tiles, or the v1 consistency proof API): the log never forked or rolled back;
-* ``keyless log fsck`` finds the crashed data clean, before the restart repairs anything.
+* ``keyless log fsck`` finds the crashed data clean, before the restart repairs anything;
+* every request the kill cut off (outcome unknown to the client) can be resubmitted after the
+  restart and is then acknowledged — as new, or as already logged (v2 200, v1 409 + Location,
+  the CA's certificate for the same token and key): retries never break a client (§5);
+* the entries acknowledged last are found by digest once the search indexer caught up.
 
 Several cycles run on the embedded SQLite default, then on PostgreSQL with two processes sharing
 one database, killing one, the other, then both. A last test covers the data-directory lock: a
@@ -93,12 +97,17 @@ class Ledger:
     )
     #: answers that break the contract (a 500, a malformed success)
     errors: list[str] = field(default_factory=list)
-    #: requests cut off by a kill: never acknowledged, so they may or may not be in the log
-    cut_off: int = 0
+    #: requests cut off by a kill (API, body): never acknowledged, so they may or may not be
+    #: in the log; the client resubmits them after the restart
+    cut_off: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    resubmitted: int = 0
+    #: resubmissions answered "already in the log" (v2 200, v1 409)
+    already_logged: int = 0
 
     def counts(self) -> str:
         return (f"acknowledged v2={len(self.v2)} v1={len(self.v1)} ca={len(self.certs)}, "
-                f"cut off {self.cut_off}")
+                f"cut off and resubmitted {self.resubmitted + len(self.cut_off)} "
+                f"({self.already_logged} already logged)")
 
 
 @dataclass
@@ -128,20 +137,21 @@ class Client:
         token: str = response.json()["id_token"]
         return token
 
-    async def certificate(self, key: ec.EllipticCurvePrivateKey) -> httpx.Response:
-        """``POST /api/v2/signingCert`` in the sigstore-js dialect (public key + proof)."""
+    async def certificate_request(self) -> dict[str, Any]:
+        """A ``POST /api/v2/signingCert`` body in the sigstore-js dialect (public key + proof)
+        for a new key, with a new token (a retry resends the same body: same token, same key)."""
+        key = ec.generate_private_key(ec.SECP256R1())
         pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         proof = key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))
-        body = {
+        return {
             "credentials": {"oidcIdentityToken": await self.token()},
             "publicKeyRequest": {
                 "publicKey": {"algorithm": "ECDSA", "content": pem.decode()},
                 "proofOfPossession": _b64(proof),
             },
         }
-        return await self.http.post(f"{self.url}/api/v2/signingCert", json=body)
 
 
 def _chain(response: httpx.Response) -> list[x509.Certificate]:
@@ -151,7 +161,13 @@ def _chain(response: httpx.Response) -> list[x509.Certificate]:
 
 async def _identity(client: Client) -> Identity:
     key = ec.generate_private_key(ec.SECP256R1())
-    response = await client.certificate(key)
+    body = await client.certificate_request()
+    body["publicKeyRequest"] = {
+        "publicKey": {"algorithm": "ECDSA", "content": key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()},
+        "proofOfPossession": _b64(key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))),
+    }
+    response = await client.http.post(f"{client.url}/api/v2/signingCert", json=body)
     assert response.status_code == 200, response.text
     leaf = _chain(response)[0]
     return Identity(key, leaf.public_bytes(serialization.Encoding.DER),
@@ -184,58 +200,82 @@ def _v1_request(identity: Identity) -> dict[str, Any]:
 
 # ---- the load --------------------------------------------------------------------------------
 
-async def _write_loop(
-    ledger: Ledger, stop: asyncio.Event, what: str, attempt: Callable[[], Awaitable[None]]
-) -> None:
-    """Repeat ``attempt`` until ``stop``; connection failures are outcomes the client never
-    saw acknowledged (not recorded), anything else unexpected is a contract violation."""
+PATHS = {"v2": "/rekor/api/v2/log/entries", "v1": "/api/v1/log/entries",
+         "ca": "/api/v2/signingCert"}
+
+
+async def _request(api: str, client: Client, identity: Identity) -> dict[str, Any]:
+    if api == "v2":
+        return _v2_request(identity)
+    if api == "v1":
+        return _v1_request(identity)
+    return await client.certificate_request()
+
+
+async def _submit(ledger: Ledger, client: Client, api: str, body: dict[str, Any], *,
+                  retry: bool = False) -> bool:
+    """Send one write and record what was acknowledged; False on push-back (try again).
+
+    A ``retry`` may find its entry already in the log: Rekor v2 then answers 200 with the
+    existing entry, Rekor v1 409 with its ``Location`` (contracts.md §5), the CA the
+    certificate of the precertificate already logged for this token and key.
+    """
+    response = await client.http.post(client.url + PATHS[api], json=body)
+    status = response.status_code
+    ledger.already_logged += retry and (api, status) in (("v2", 200), ("v1", 409))
+    if api == "v2" and (status == 201 or (retry and status == 200)):
+        entry = response.json()
+        ledger.v2.append(entry)
+        digest = base64.b64decode(body["hashedRekordRequestV002"]["digest"]).hex()
+        ledger.digests["v2", int(entry["logIndex"])] = digest
+    elif api == "v1" and (status == 201 or (retry and status == 409)):
+        if status == 409:
+            response = await client.http.get(client.url + response.headers["location"])
+            assert response.status_code == 200, f"v1 Location of a 409: {response.text}"
+        ledger.v1.append(response.json())
+        (entry,) = ledger.v1[-1].values()
+        ledger.digests["v1", int(entry["logIndex"])] = body["spec"]["data"]["hash"]["value"]
+    elif api == "ca" and status == 200:
+        ledger.certs.append(_chain(response))
+    elif status in (429, 503) and "retry-after" in response.headers:
+        return False
+    else:
+        ledger.errors.append(f"{api}{' retry' if retry else ''}: HTTP {status}: "
+                             f"{response.text[:300]}")
+    return True
+
+
+async def _write_loop(ledger: Ledger, client: Client, api: str, identity: Identity,
+                      stop: asyncio.Event) -> None:
+    """Write until ``stop``. A refused connection sent nothing; a request cut off by the kill
+    has an unknown outcome and is kept for resubmission; anything unexpected is a finding."""
     while not stop.is_set():
+        body: dict[str, Any] = {}
         try:
-            await attempt()
-        except httpx.ConnectError:  # the server is down: nothing was sent
+            body = await _request(api, client, identity)
+            await _submit(ledger, client, api, body)
+        except httpx.ConnectError:
             await asyncio.sleep(0.05)
-        except httpx.TransportError:  # sent, but the answer was cut off by the kill
-            ledger.cut_off += 1
+        except httpx.TransportError:
+            if body:
+                ledger.cut_off.append((api, body))
         except Exception as exc:  # a malformed answer is a finding, not a crash of the test
-            ledger.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            ledger.errors.append(f"{api}: {type(exc).__name__}: {exc}")
 
 
-def _check_status(ledger: Ledger, what: str, response: httpx.Response, ok: Sequence[int]) -> bool:
-    if response.status_code in ok:
-        return True
-    if response.status_code in (429, 503) and "retry-after" in response.headers:
-        return False  # push-back: the client retries later
-    ledger.errors.append(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
-    return False
-
-
-def _writers(ledger: Ledger, client: Client, identity: Identity,
-             stop: asyncio.Event) -> list[Awaitable[None]]:
-    async def v2() -> None:
-        request = _v2_request(identity)
-        response = await client.http.post(f"{client.url}/rekor/api/v2/log/entries", json=request)
-        if _check_status(ledger, "rekor v2", response, (201,)):
-            ledger.v2.append(response.json())
-            digest = base64.b64decode(request["hashedRekordRequestV002"]["digest"]).hex()
-            ledger.digests["v2", int(ledger.v2[-1]["logIndex"])] = digest
-
-    async def v1() -> None:
-        request = _v1_request(identity)
-        response = await client.http.post(f"{client.url}/api/v1/log/entries", json=request)
-        if _check_status(ledger, "rekor v1", response, (201,)):
-            ledger.v1.append(response.json())
-            (entry,) = ledger.v1[-1].values()
-            ledger.digests["v1", int(entry["logIndex"])] = request["spec"]["data"]["hash"]["value"]
-
-    async def ca() -> None:
-        response = await client.certificate(ec.generate_private_key(ec.SECP256R1()))
-        if _check_status(ledger, "ca", response, (200,)):
-            ledger.certs.append(_chain(response))
-
-    loops: list[Awaitable[None]] = []
-    for name, attempt in (("v2", v2), ("v1", v1), ("ca", ca)):
-        loops += [_write_loop(ledger, stop, name, attempt) for _ in range(WRITERS[name])]
-    return loops
+async def _resubmit(ledger: Ledger, stacks: Sequence[RunningStack]) -> None:
+    """Resubmit every cut-off request, round robin over ``stacks``, as a client would."""
+    pending, ledger.cut_off = ledger.cut_off, []
+    async with httpx.AsyncClient(timeout=30) as http:
+        clients = [Client(http, s) for s in stacks]
+        for n, (api, body) in enumerate(pending):
+            for _attempt in range(50):
+                if await _submit(ledger, clients[n % len(clients)], api, body, retry=True):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                ledger.errors.append(f"{api} retry: still pushed back")
+    ledger.resubmitted += len(pending)
 
 
 async def _poll_heads(ledger: Ledger, client: Client, stop: asyncio.Event) -> None:
@@ -265,8 +305,10 @@ async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         clients = [Client(http, s) for s in stacks]
-        tasks = [asyncio.ensure_future(w) for c in clients
-                 for w in (*_writers(ledger, c, identity, stop), _poll_heads(ledger, c, stop))]
+        writers = [_write_loop(ledger, c, api, identity, stop)
+                   for c in clients for api, count in WRITERS.items() for _ in range(count)]
+        tasks = [asyncio.ensure_future(w)
+                 for w in (*writers, *(_poll_heads(ledger, c, stop) for c in clients))]
         await asyncio.sleep(LOAD_SECONDS)
         for victim in victims:
             victim.process.send_signal(signal.SIGKILL)
@@ -516,6 +558,7 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
             asyncio.run(_load_and_kill(ledger, [stack], [stack], identity))
             fsck(str(data))  # the crashed state itself is consistent
             stack = wait_healthy(_restart(stack), 60)
+            asyncio.run(_resubmit(ledger, [stack]))
             try:
                 check_nothing_lost(stack, ledger)
             except AssertionError as exc:
@@ -526,7 +569,7 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
         assert stack.stop() in (0, -signal.SIGKILL), stack.output()
     fsck(str(data))
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
-    assert ledger.cut_off > 0, "no request was in flight at a kill: not a kill under load"
+    assert ledger.resubmitted > 0, "no request was in flight at a kill: not a kill under load"
 
 
 def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
@@ -553,6 +596,7 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
             for stack in restarted.values():
                 wait_healthy(stack, 60)
             a, b = restarted.get("a", a), restarted.get("b", b)
+            asyncio.run(_resubmit(ledger, [b, a]))
             try:
                 for stack in (a, b):  # one log, whichever process answers
                     check_nothing_lost(stack, ledger)
@@ -565,7 +609,7 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
         b.stop()
     fsck(database)
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
-    assert ledger.cut_off > 0, "no request was in flight at a kill: not a kill under load"
+    assert ledger.resubmitted > 0, "no request was in flight at a kill: not a kill under load"
 
 
 async def _with_client(
