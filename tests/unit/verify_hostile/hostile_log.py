@@ -11,19 +11,26 @@ accepts: a compromised or buggy log, or a signer attacking verifiers.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from hostile_util import Json, Outcome, dumps, outcome_of
 
+from keyless.formats import sct as sct_format
 from keyless.formats.bundle import BUNDLE_V03_NEW, TRUSTED_ROOT_V01, TrustedRoot
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
 from keyless.verify.artifact import Artifact
+from keyless.verify.policy import Identity
 from keyless.verify.verifier import Verifier
 
 HOST = "rekor.hostile.test"
@@ -225,3 +232,176 @@ class OwnLog:
         key = self.signer.public_key()
         artifact = Artifact.from_bytes(ARTIFACT)
         return outcome_of(lambda: verifier.verify(data, artifact, key=key))
+
+
+# --- a Fulcio-like CA and CT log of our own ---------------------------------------------------
+
+ISSUER = "https://issuer.hostile.test"
+IDENTITY = "hostile@example.com"
+SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+START = datetime.fromtimestamp(INTEGRATED_TIME - 60, tz=UTC)
+
+
+def der_utf8(text: str) -> bytes:
+    data = text.encode()
+    assert len(data) < 128
+    return bytes([0x0C, len(data)]) + data
+
+
+@dataclass
+class OwnCA:
+    """A CA (root only) and a CT log, trusted beside :class:`OwnLog`; leaves are built on demand
+    with any extensions, and a valid embedded SCT unless told otherwise."""
+
+    log: OwnLog = field(default_factory=OwnLog)
+    ca_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    ct_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    leaf_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+
+    def __post_init__(self) -> None:
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "hostile root")])
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key())
+        self.ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.ca_key.public_key())
+            .serial_number(1)
+            .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+            .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(self.ca_key, hashes.SHA256())
+        )
+
+    @property
+    def ct_log_id(self) -> bytes:
+        return hashlib.sha256(_spki(self.ct_key)).digest()
+
+    def trusted_root(self) -> dict[str, Any]:
+        root = self.log.trusted_root()
+        root["certificateAuthorities"] = [
+            {
+                "subject": {"organization": "hostile", "commonName": "hostile root"},
+                "uri": "https://ca.hostile.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": b64(self.ca_cert.public_bytes(serialization.Encoding.DER))}
+                ]},
+                "validFor": {"start": "2020-01-01T00:00:00Z"},
+            }
+        ]
+        root["ctlogs"] = [
+            {
+                "baseUrl": "https://ct.hostile.test",
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": b64(_spki(self.ct_key)),
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": {"start": "2020-01-01T00:00:00Z"},
+                },
+                "logId": {"keyId": b64(self.ct_log_id)},
+            }
+        ]
+        return root
+
+    def verifier(self) -> Verifier:
+        return Verifier(TrustedRoot.from_json(self.trusted_root()))
+
+    def _builder(self, extensions: list[tuple[x509.ExtensionType, bool]]) -> Any:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(self.ca_cert.subject)
+            .public_key(self.leaf_key.public_key())
+            .serial_number(4242)
+            .not_valid_before(START)
+            .not_valid_after(START + timedelta(minutes=10))
+        )
+        for ext, critical in extensions:
+            b = b.add_extension(ext, critical=critical)
+        return b
+
+    def default_extensions(self) -> list[tuple[x509.ExtensionType, bool]]:
+        return [
+            (x509.KeyUsage(True, False, False, False, False, False, False, False, False), True),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False),
+            (x509.SubjectKeyIdentifier.from_public_key(self.leaf_key.public_key()), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), False),
+            (x509.SubjectAlternativeName([x509.RFC822Name(IDENTITY)]), True),
+            (x509.UnrecognizedExtension(ISSUER_V1, ISSUER.encode()), False),
+            (x509.UnrecognizedExtension(ISSUER_V2, der_utf8(ISSUER)), False),
+        ]
+
+    def sct(
+        self, tbs_precert: bytes, *, timestamp_ms: int | None = None, extensions: bytes = b"",
+        log_id: bytes | None = None,
+    ) -> sct_format.SignedCertificateTimestamp:
+        unsigned = sct_format.SignedCertificateTimestamp(
+            0, log_id or self.ct_log_id,
+            (INTEGRATED_TIME - 30) * 1000 if timestamp_ms is None else timestamp_ms,
+            extensions, 4, 3, b"\x30\x00",
+        )
+        issuer_key_hash = hashlib.sha256(_spki(self.ca_key)).digest()
+        signed = sct_format.precert_signed_data(unsigned, issuer_key_hash, tbs_precert)
+        signature = self.ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        return dataclasses.replace(unsigned, signature=signature)
+
+    def leaf(self, *, extensions: list[tuple[x509.ExtensionType, bool]] | None = None,
+             sct_value: bytes | None = None,
+             sct: Callable[[bytes], sct_format.SignedCertificateTimestamp] | None = None,
+             ) -> x509.Certificate:
+        """A leaf with ``extensions`` (default: the Fulcio profile), then the SCT list extension:
+        ``sct_value`` raw, or a list of one SCT from ``sct(tbs_precert)`` (default: valid)."""
+        exts = self.default_extensions() if extensions is None else extensions
+        if sct_value is None:
+            precert = self._builder(exts).sign(self.ca_key, hashes.SHA256())
+            make = sct or self.sct
+            sct_value = sct_format.encode_sct_list_extension([make(precert.tbs_certificate_bytes)])
+        cert = self._builder([*exts, (x509.UnrecognizedExtension(SCT_OID, sct_value), False)])
+        return cert.sign(self.ca_key, hashes.SHA256())  # type: ignore[no-any-return]
+
+    def bundle(self, cert: x509.Certificate | bytes) -> dict[str, Any]:
+        """A keyless v0.3 hashedrekord 0.0.1 bundle over :data:`ARTIFACT` by ``cert``'s key."""
+        der = cert if isinstance(cert, bytes) else cert.public_bytes(serialization.Encoding.DER)
+        digest = hashlib.sha256(ARTIFACT).digest()
+        signature = self.leaf_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
+               + b"-----END CERTIFICATE-----\n")
+        body = {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+                "signature": {"content": b64(signature), "publicKey": {"content": b64(pem)}},
+            },
+        }
+        return {
+            "mediaType": BUNDLE_V03_NEW,
+            "verificationMaterial": {
+                "certificate": {"rawBytes": b64(der)},
+                "tlogEntries": [self.log.entry(dumps(body), "hashedrekord", "0.0.1")],
+            },
+            "messageSignature": {
+                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
+                "signature": b64(signature),
+            },
+        }
+
+    def run(self, bundle: Json | bytes, verifier: Verifier, *, identity: str = IDENTITY,
+            issuer: str = ISSUER) -> Outcome:
+        data = bundle if isinstance(bundle, bytes) else dumps(bundle)
+        policy = Identity(issuer=issuer, identity=identity)
+        artifact = Artifact.from_bytes(ARTIFACT)
+        return outcome_of(lambda: verifier.verify(data, artifact, policy=policy))

@@ -252,6 +252,8 @@ def known_bug(outcome: Outcome) -> str | None:
         return BUG_CERT_KEY
     if "_verified_times" in functions and isinstance(exc, OSError | ValueError | OverflowError):
         return BUG_INTEGRATED_TIME
+    if "verify_embedded_sct" in functions and isinstance(exc, ValueError | OverflowError):
+        return BUG_SCT_TIMESTAMP if "out of range" in str(exc) else BUG_SCT_EXTENSION
     if isinstance(exc, RecursionError):
         return BUG_DEEP_JSON
     if isinstance(exc, UnicodeEncodeError):
@@ -477,7 +479,7 @@ BUG_LONG_MESSAGE = (
     "rejection messages echo attacker-controlled values unbounded (1 MB in, 1 MB message out): "
     "formats/bundle.py mediaType and unknown field names (_Obj.done), verify/verifier.py "
     "kind/version, messageDigest.algorithm and DSSE payloadType (in_toto_statement), merkle.py "
-    "verify_inclusion root hash hex"
+    "verify_inclusion root hash hex, verify/policy.py GitHub claim values from the certificate"
 )
 BUG_X509_NAME_TYPE = (
     "a certificate Name attribute of type BIT STRING (only allowed for x500UniqueIdentifier) "
@@ -494,4 +496,14 @@ BUG_DSSE_SIGNATURE_FIELDS = (
     "formats/dsse.py Envelope.from_json ignores unknown keys inside dsseEnvelope.signatures[i] "
     "(formats/bundle.py Bundle.from_json checks only the envelope's own keys), unlike every other "
     "bundle object, which rejects unknown fields"
+)
+BUG_SCT_TIMESTAMP = (
+    "verify/certificate.py verify_embedded_sct: datetime.fromtimestamp(sct.timestamp_ms / 1000) "
+    "raises ValueError/OverflowError for an SCT timestamp at or after year 10000 (before the "
+    "SCT's signature is checked)"
+)
+BUG_SCT_EXTENSION = (
+    "verify/certificate.py verify_embedded_sct: leaf.extensions raises ValueError ('Invalid SCT "
+    "length', 'error parsing asn1 value') when the SCT list extension is malformed; only "
+    "ExtensionNotFound is caught (should be EmbeddedSCTError)"
 )

@@ -1,0 +1,234 @@
+"""Hostile signing certificates that a CA of our own issues validly (hostile_log.OwnCA), so the
+chain holds and the SCT, profile and identity checks (protocols.md §9 steps 3-4) see them."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from hostile_log import (
+    ARTIFACT,
+    IDENTITY,
+    INTEGRATED_TIME,
+    ISSUER,
+    ISSUER_V1,
+    ISSUER_V2,
+    OwnCA,
+    der_utf8,
+)
+from hostile_util import (
+    BUG_LONG_MESSAGE,
+    BUG_SCT_EXTENSION,
+    BUG_SCT_TIMESTAMP,
+    Outcome,
+    check,
+    dumps,
+    outcome_of,
+    xfail,
+)
+
+from keyless.errors import VerificationError
+from keyless.formats import sct as sct_format
+from keyless.verify.artifact import Artifact
+from keyless.verify.errors import (
+    CertificateChainError,
+    CertificateProfileError,
+    EmbeddedSCTError,
+    IdentityMismatchError,
+)
+from keyless.verify.policy import AllOf, GitHubWorkflow, Identity
+from keyless.verify.verifier import Verifier
+
+CA = OwnCA()
+_verifier: list[Verifier] = []
+OTHERNAME = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
+Extensions = list[tuple[x509.ExtensionType, bool]]
+
+
+def verify(cert: x509.Certificate) -> Outcome:
+    if not _verifier:
+        _verifier.append(CA.verifier())
+    return CA.run(CA.bundle(cert), _verifier[0])
+
+
+def expect(cert: x509.Certificate, error: type[VerificationError], what: str = "leaf") -> None:
+    outcome = verify(cert)
+    check([(what, outcome, False)], sweep=False)
+    assert isinstance(outcome.error, error), f"{what}: {outcome.describe()}"
+
+
+def accept(cert: x509.Certificate) -> None:
+    outcome = verify(cert)
+    assert outcome.status == "ok", outcome.describe()
+
+
+def test_own_ca_leaf_verifies() -> None:
+    accept(CA.leaf())
+
+
+# --- the embedded SCT --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timestamp_ms", "error"),
+    [
+        pytest.param(253402300800000, EmbeddedSCTError, id="year-10000",
+                     marks=xfail(BUG_SCT_TIMESTAMP)),
+        pytest.param(2**63, EmbeddedSCTError, id="2^63", marks=xfail(BUG_SCT_TIMESTAMP)),
+        pytest.param(2**64 - 1, EmbeddedSCTError, id="2^64-1", marks=xfail(BUG_SCT_TIMESTAMP)),
+        pytest.param(0, EmbeddedSCTError, id="1970"),
+        pytest.param(253402300799999, None, id="year-9999"),
+        pytest.param((INTEGRATED_TIME + 3600) * 1000, None, id="after-signing"),
+    ],
+)
+def test_sct_timestamp(timestamp_ms: int, error: type[VerificationError] | None) -> None:
+    cert = CA.leaf(sct=lambda tbs: CA.sct(tbs, timestamp_ms=timestamp_ms))
+    if error is None:
+        accept(cert)  # the SCT time is not bounded by the certificate (as sigstore-python)
+    else:
+        expect(cert, error, f"SCT at {timestamp_ms} ms")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"", marks=xfail(BUG_SCT_EXTENSION), id="empty"),
+        pytest.param(b"\x04\x00", marks=xfail(BUG_SCT_EXTENSION), id="empty-octets"),
+        pytest.param(b"\x04\x04\x00\x02\x00\x00", marks=xfail(BUG_SCT_EXTENSION),
+                     id="empty-sct"),
+        pytest.param(b"\x30\x00", marks=xfail(BUG_SCT_EXTENSION), id="sequence"),
+        pytest.param(b"\x04\x82\xff\xff", marks=xfail(BUG_SCT_EXTENSION), id="length-past-end"),
+        pytest.param(bytes(50), marks=xfail(BUG_SCT_EXTENSION), id="zeros"),
+        pytest.param(b"\x04\x02\x00\x00", id="empty-list"),
+    ],
+)
+def test_malformed_sct_list_extension(raw: bytes) -> None:
+    expect(CA.leaf(sct_value=raw), EmbeddedSCTError, f"SCT extension {raw.hex()}")
+
+
+def test_sct_list_shapes() -> None:
+    precert = CA._builder(CA.default_extensions()).sign(CA.ca_key, hashes.SHA256())
+    one = CA.sct(precert.tbs_certificate_bytes)
+    expect(CA.leaf(sct_value=sct_format.encode_sct_list_extension([one, one])), EmbeddedSCTError,
+           "two SCTs")
+    expect(CA.leaf(sct=lambda tbs: CA.sct(tbs, log_id=bytes(32))), EmbeddedSCTError,
+           "unknown CT log")
+    other_tbs = CA.sct(b"another certificate")
+    expect(CA.leaf(sct_value=sct_format.encode_sct_list_extension([other_tbs])), EmbeddedSCTError,
+           "SCT over another certificate")
+    accept(CA.leaf(sct=lambda tbs: CA.sct(tbs, extensions=b"\xff" * 100)))  # opaque extensions
+
+
+# --- profile and identity ----------------------------------------------------------------------
+
+
+def _replace(index: int, ext: x509.ExtensionType, critical: bool = False) -> Extensions:
+    exts = CA.default_extensions()
+    exts[index] = (ext, critical)
+    return exts
+
+
+def _without(index: int) -> Extensions:
+    exts = CA.default_extensions()
+    del exts[index]
+    return exts
+
+
+KU, EKU, SKI, AKI, SAN, ISS1, ISS2 = range(7)
+LEAVES: dict[str, tuple[Callable[[], Extensions], type[VerificationError] | None]] = {
+    "no KeyUsage": (lambda: _without(KU), CertificateProfileError),
+    "no ExtendedKeyUsage": (lambda: _without(EKU), CertificateProfileError),
+    "no SAN": (lambda: _without(SAN), CertificateChainError),
+    "no AKI": (lambda: _without(AKI), CertificateChainError),
+    "KeyUsage without digitalSignature": (lambda: _replace(KU, x509.KeyUsage(
+        False, False, True, False, False, False, False, False, False), True),
+        CertificateProfileError),
+    "EKU serverAuth": (lambda: _replace(EKU, x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH])), CertificateProfileError),
+    "CA:TRUE leaf": (lambda: [*CA.default_extensions(), (x509.BasicConstraints(
+        ca=True, path_length=None), True)], CertificateChainError),
+    "unknown critical extension": (lambda: [*CA.default_extensions(), (
+        x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), True)],
+        CertificateChainError),
+    "no issuer extension .1 (.8 remains)": (lambda: _without(ISS1), None),
+    "no issuer extension .8 (.1 remains)": (lambda: _without(ISS2), None),
+    "no issuer extension at all": (lambda: [e for i, e in enumerate(CA.default_extensions())
+                                            if i not in (ISS1, ISS2)], IdentityMismatchError),
+    "issuer .1 differs from .8": (lambda: _replace(ISS1, x509.UnrecognizedExtension(
+        ISSUER_V1, b"https://other.test")), IdentityMismatchError),
+    "issuer .1 not UTF-8": (lambda: _replace(ISS1, x509.UnrecognizedExtension(
+        ISSUER_V1, b"\xff\xfe")), IdentityMismatchError),
+    "issuer .1 UTF-8 surrogate": (lambda: _replace(ISS1, x509.UnrecognizedExtension(
+        ISSUER_V1, b"\xed\xa0\x80")), IdentityMismatchError),
+    "issuer .1 of 100 kB": (lambda: _replace(ISS1, x509.UnrecognizedExtension(
+        ISSUER_V1, b"A" * 100_000)), IdentityMismatchError),
+    "issuer .8 raw, not DER": (lambda: _replace(ISS2, x509.UnrecognizedExtension(
+        ISSUER_V2, ISSUER.encode())), IdentityMismatchError),
+    "issuer .8 with a 4 GB length": (lambda: _replace(ISS2, x509.UnrecognizedExtension(
+        ISSUER_V2, b"\x0c\x84\xff\xff\xff\xff")), IdentityMismatchError),
+    "issuer .8 indefinite length": (lambda: _replace(ISS2, x509.UnrecognizedExtension(
+        ISSUER_V2, b"\x0c\x80")), IdentityMismatchError),
+    "issuer .8 empty": (lambda: _replace(ISS2, x509.UnrecognizedExtension(ISSUER_V2, b"")),
+                        IdentityMismatchError),
+    "issuer .8 PrintableString": (lambda: _replace(ISS2, x509.UnrecognizedExtension(
+        ISSUER_V2, b"\x13" + der_utf8(ISSUER)[1:])), IdentityMismatchError),
+    "SAN URI": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.UniformResourceIdentifier(IDENTITY)]), True), None),
+    "SAN OtherName": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.OtherName(OTHERNAME, der_utf8(IDENTITY))]), True), None),
+    "SAN OtherName of another type": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.OtherName(OTHERNAME, b"\x04\x01x")]), True), IdentityMismatchError),
+    "SAN second of two": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.RFC822Name("other@example.com"), x509.RFC822Name(IDENTITY)]), True), None),
+    "SAN DNS": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.DNSName("example.com")]), True), IdentityMismatchError),
+    "SAN IP": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.IPAddress(ipaddress.ip_address("192.0.2.1"))]), True), IdentityMismatchError),
+    "SAN directoryName": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.DirectoryName(x509.Name([]))]), True), IdentityMismatchError),
+    "SAN registeredID": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.RegisteredID(x509.ObjectIdentifier("1.2.3"))]), True), IdentityMismatchError),
+    "SAN identity with a NUL": (lambda: _replace(SAN, x509.SubjectAlternativeName(
+        [x509.UniformResourceIdentifier(IDENTITY + "\x00.evil")]), True), IdentityMismatchError),
+}
+
+
+@pytest.mark.parametrize("name", list(LEAVES))
+def test_leaf_profile_and_identity(name: str) -> None:
+    build, error = LEAVES[name]
+    cert = CA.leaf(extensions=build())
+    if error is None:
+        accept(cert)
+    else:
+        expect(cert, error, name)
+
+
+def _claims() -> list[object]:
+    out: list[object] = []
+    for oid in ("1.3.6.1.4.1.57264.1.2", "1.3.6.1.4.1.57264.1.5", "1.3.6.1.4.1.57264.1.12",
+                "1.3.6.1.4.1.57264.1.14"):
+        for name, value in (("not-utf8", b"\xff"), ("der-in-raw", b"\x0c\x05ab"), ("empty", b""),
+                            ("4GB-length", b"\x0c\x84\x7f\xff\xff\xff"), ("10kB", b"A" * 10_000)):
+            echoed = oid.endswith(".1.5") and name == "10kB"  # the raw repository claim
+            out.append(pytest.param(oid, value, id=f"{oid.rsplit('.', 1)[1]}-{name}",
+                                    marks=[xfail(BUG_LONG_MESSAGE)] if echoed else []))
+    return out
+
+
+@pytest.mark.parametrize(("oid", "value"), _claims())
+def test_hostile_github_claims(oid: str, value: bytes) -> None:
+    """GitHub workflow claims (.2-.6 raw, .9-.22 DER) that do not decode or do not match."""
+    ext = (x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), False)
+    bundle = CA.bundle(CA.leaf(extensions=[*CA.default_extensions(), ext]))
+    if not _verifier:
+        _verifier.append(CA.verifier())
+    policy = AllOf([Identity(issuer=ISSUER, identity=IDENTITY),
+                    GitHubWorkflow(repository="a/b", ref="refs/heads/main", trigger="push")])
+    artifact = Artifact.from_bytes(ARTIFACT)
+    outcome = outcome_of(lambda: _verifier[0].verify(dumps(bundle), artifact, policy=policy))
+    check([(f"{oid}={value[:8]!r}", outcome, False)], sweep=False)
+    assert isinstance(outcome.error, IdentityMismatchError), outcome.describe()
