@@ -7,10 +7,16 @@ targets.md §A: write a temporary file, fsync it, rename it over the final name,
 directory — so a tile is either absent or whole, and a crash never leaves a torn tile. The fsyncs
 of one batch run in parallel on a small thread pool (fsync releases the GIL), because they are most
 of the cost of a batch.
+
+Temporary files live in ``<root>/.tmp/`` (no log name starts with a dot), named after the writing
+process, so the tile folders served to readers never hold one; those a ``kill -9`` left behind are
+removed when a store is opened, unless their process is still alive (``keyless log fsck`` may open
+the store of a running server).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
@@ -37,6 +43,27 @@ class FileTileStore:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="keyless-tiles")
         self._dirs: set[Path] = set()
         self._lock = threading.Lock()
+        self._tmp = root / ".tmp"
+        self._names = itertools.count()
+        self._remove_stale_temporaries()
+
+    def _temporary(self) -> Path:
+        """A fresh temporary file name, unique to this process and call."""
+        self._mkdir(self._tmp)
+        return self._tmp / f"{os.getpid()}.{next(self._names)}.tmp"
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of processes that are gone (killed mid-write)."""
+        try:
+            leftovers = list(self._tmp.iterdir())
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot list {self._tmp}: {exc}") from exc
+        for path in leftovers:
+            pid = path.name.split(".", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                path.unlink(missing_ok=True)
 
     def _file(self, log: str, path: str) -> Path:
         return self.root / log / _check_path(path)
@@ -60,7 +87,7 @@ class FileTileStore:
 
     def _write_one(self, target: Path, data: bytes) -> None:
         self._mkdir(target.parent)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = self._temporary()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
@@ -120,7 +147,7 @@ class FileTileStore:
         """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy)."""
         target = self.root / log / "checkpoint"
         self._mkdir(target.parent)
-        tmp = target.with_name(f".checkpoint.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = self._temporary()
         try:
             tmp.write_bytes(checkpoint)
             os.replace(tmp, target)
@@ -130,3 +157,16 @@ class FileTileStore:
     def close(self) -> None:
         """Stop the writer threads."""
         self._pool.shutdown(wait=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

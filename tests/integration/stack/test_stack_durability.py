@@ -569,6 +569,8 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
         assert stack.stop() in (0, -signal.SIGKILL), stack.output()
     fsck(str(data))
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
+    # the served folders hold no temporary file, and the crashes' ones were removed at restart
+    assert not [p for p in (data / "logs").rglob("*.tmp") if p.is_file()], "temporaries left"
     assert ledger.resubmitted > 0, "no request was in flight at a kill: not a kill under load"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,24 @@ def test_sqlite_is_durable_by_configuration(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] >= 1
     conn.close()
+
+
+def test_temporaries_of_killed_writers_are_removed_on_open(tmp_path: Path) -> None:
+    """A ``kill -9`` mid-write leaves a temporary file; it never sits among the served tiles
+    and is removed when the store is opened again, while a live process's is kept."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    store = FileTileStore(tmp_path)
+    store.write_many("log", {"tile/0/000.p/1": b"a" * 32})
+    store.close()
+    stale = tmp_path / ".tmp" / f"{dead.stdout.strip()}.7.tmp"
+    live = tmp_path / ".tmp" / f"{os.getpid()}.8.tmp"
+    stale.write_bytes(b"half a tile")
+    live.write_bytes(b"being written")
+    FileTileStore(tmp_path).close()
+    assert not stale.exists()
+    assert live.exists()
+    assert sorted(p.name for p in (tmp_path / "log").rglob("*")) == ["0", "000.p", "1", "tile"]
