@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,14 +22,17 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hostile_util import Json, Outcome, dumps, outcome_of
 
 from keyless.formats import sct as sct_format
 from keyless.formats.bundle import BUNDLE_V03_NEW, TRUSTED_ROOT_V01, TrustedRoot
+from keyless.formats.checkpoint import ed25519_key_id
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
+from keyless.formats.tsp import HASH_ALGORITHMS, TimestampQuery, TokenBuilder, generalized_time
+from keyless.services.tsa.certs import TsaCredentials
 from keyless.verify.artifact import Artifact
 from keyless.verify.policy import Identity
 from keyless.verify.verifier import Verifier
@@ -405,3 +409,123 @@ class OwnCA:
         policy = Identity(issuer=issuer, identity=identity)
         artifact = Artifact.from_bytes(ARTIFACT)
         return outcome_of(lambda: verifier.verify(data, artifact, policy=policy))
+
+
+# --- a Rekor v2 log (Ed25519, C2SP checkpoint) and a TSA of our own ---------------------------
+
+V2_ORIGIN = "rekor2.hostile.test"
+
+
+@dataclass
+class OwnRekorV2:
+    """A Rekor-v2-style log (no SET: time comes from RFC 3161 tokens of our own TSA) for
+    managed-key hashedrekord 0.0.2 bundles; ``tsa`` is a keyless TokenBuilder and its chain."""
+
+    tsa: TsaCredentials
+    log_key: ed25519.Ed25519PrivateKey = field(default_factory=ed25519.Ed25519PrivateKey.generate)
+    signer: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+
+    def __post_init__(self) -> None:
+        self.builder = TokenBuilder(self.tsa.signer, self.tsa.chain)
+        self.signature = self.signer.sign(
+            hashlib.sha256(ARTIFACT).digest(), ec.ECDSA(Prehashed(hashes.SHA256()))
+        )
+
+    @property
+    def log_id(self) -> bytes:
+        return ed25519_key_id(V2_ORIGIN, self.log_key.public_key())
+
+    def trusted_root(self) -> dict[str, Any]:
+        raw = self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {
+            "mediaType": TRUSTED_ROOT_V01,
+            "tlogs": [{
+                "baseUrl": f"https://{V2_ORIGIN}",
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {"rawBytes": b64(raw), "keyDetails": "PKIX_ED25519",
+                              "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                "logId": {"keyId": b64(self.log_id)},
+            }],
+            "certificateAuthorities": [],
+            "ctlogs": [],
+            "timestampAuthorities": [{
+                "subject": {"organization": "hostile", "commonName": "hostile tsa"},
+                "uri": "https://tsa.hostile.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": b64(c.public_bytes(serialization.Encoding.DER))}
+                    for c in self.tsa.chain
+                ]},
+                "validFor": {"start": "2020-01-01T00:00:00Z"},
+            }],
+        }
+
+    def verifier(self) -> Verifier:
+        return Verifier(TrustedRoot.from_json(self.trusted_root()))
+
+    def token(self, *, gen_time: bytes | None = None, message: bytes | None = None,
+              algorithm: str = "sha256") -> bytes:
+        """A granted TimeStampResp over ``message`` (default: the bundle's signature)."""
+        data = self.signature if message is None else message
+        query = TimestampQuery(HASH_ALGORITHMS[algorithm], hashlib.new(algorithm, data).digest(),
+                               cert_req=True)
+        when = generalized_time(int(time.time()) - 60) if gen_time is None else gen_time
+        return self.builder.issue(query, serial=b"\x02\x01\x07", gen_time=when)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "0.0.2",
+            "kind": "hashedrekord",
+            "spec": {"hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256",
+                         "digest": b64(hashlib.sha256(ARTIFACT).digest())},
+                "signature": {"content": b64(self.signature), "verifier": {
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "publicKey": {"rawBytes": b64(_spki(self.signer))},
+                }},
+            }},
+        }
+
+    def checkpoint(self, root: bytes, size: int = 1) -> str:
+        text = f"{V2_ORIGIN}\n{size}\n{b64(root)}\n".encode()
+        sig = self.log_key.sign(text)
+        return text.decode() + f"\n\u2014 {V2_ORIGIN} {b64(self.log_id[:4] + sig)}\n"
+
+    def bundle(self, *, body: Json | bytes | None = None,
+               tokens: list[bytes] | None = None) -> dict[str, Any]:
+        raw = dumps(self.body() if body is None else body) if not isinstance(body, bytes) else body
+        root = hashlib.sha256(b"\x00" + raw).digest()
+        entry = {
+            "logIndex": "0",
+            "logId": {"keyId": b64(self.log_id)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+            "integratedTime": "0",
+            "inclusionProof": {"logIndex": "0", "rootHash": b64(root), "treeSize": "1",
+                               "hashes": [], "checkpoint": {"envelope": self.checkpoint(root)}},
+            "canonicalizedBody": b64(raw),
+        }
+        tokens = [self.token()] if tokens is None else tokens
+        return {
+            "mediaType": BUNDLE_V03_NEW,
+            "verificationMaterial": {
+                "publicKey": {"hint": "hostile"},
+                "tlogEntries": [entry],
+                "timestampVerificationData": {
+                    "rfc3161Timestamps": [{"signedTimestamp": b64(t)} for t in tokens]
+                },
+            },
+            "messageSignature": {
+                "messageDigest": {"algorithm": "SHA2_256",
+                                  "digest": b64(hashlib.sha256(ARTIFACT).digest())},
+                "signature": b64(self.signature),
+            },
+        }
+
+    def run(self, bundle: Json | bytes, verifier: Verifier) -> Outcome:
+        data = bundle if isinstance(bundle, bytes) else dumps(bundle)
+        key = self.signer.public_key()
+        artifact = Artifact.from_bytes(ARTIFACT)
+        return outcome_of(lambda: verifier.verify(data, artifact, key=key))

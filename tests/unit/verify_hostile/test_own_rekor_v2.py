@@ -1,0 +1,148 @@
+"""Rekor v2 (Ed25519 checkpoint, hashedrekord 0.0.2) with time from RFC 3161 tokens of a TSA of
+our own (keyless's TokenBuilder): validly signed tokens with hostile genTime and imprint values,
+and validly logged hostile bodies (hostile_log.OwnRekorV2)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hostile_log import OwnRekorV2
+from hostile_util import BUG_DEEP_JSON, Json, check, flip, flip_positions, xfail
+
+from keyless.errors import VerificationError
+from keyless.services.tsa import load_or_create_credentials
+from keyless.verify.errors import (
+    LogEntryMismatchError,
+    NotEnoughVerifiedTimesError,
+    TimestampError,
+)
+from keyless.verify.verifier import Verifier
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OwnRekorV2, Verifier]]:
+    own = OwnRekorV2(load_or_create_credentials(tmp_path_factory.mktemp("hostile-tsa")))
+    yield own, own.verifier()
+
+
+def _expect(log: tuple[OwnRekorV2, Verifier], bundle: Json,
+            error: type[VerificationError] | None, what: str) -> None:
+    own, verifier = log
+    outcome = own.run(bundle, verifier)
+    if error is None:
+        assert outcome.status == "ok", f"{what}: {outcome.describe()}"
+        return
+    check([(what, outcome, False)], sweep=False)
+    assert isinstance(outcome.error, error), f"{what}: {outcome.describe()}"
+
+
+def test_own_rekor_v2_bundle_verifies(log: tuple[OwnRekorV2, Verifier]) -> None:
+    _expect(log, log[0].bundle(), None, "original")
+
+
+def _gt(text: bytes) -> bytes:
+    return b"\x18" + bytes([len(text)]) + text
+
+
+NOW = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() - 120)).encode()
+GEN_TIMES: dict[str, tuple[bytes, type[VerificationError] | None]] = {
+    "whole seconds": (_gt(NOW + b"Z"), None),
+    "fraction": (_gt(NOW + b".5Z"), None),
+    "nanoseconds": (_gt(NOW + b".123456789Z"), None),
+    "fraction with a trailing zero (not DER)": (_gt(NOW + b".50Z"), TimestampError),
+    "fraction without digits": (_gt(NOW + b".Z"), TimestampError),
+    "comma fraction": (_gt(NOW + b",5Z"), TimestampError),
+    "no Z": (_gt(NOW), TimestampError),
+    "offset": (_gt(NOW + b"+0100"), TimestampError),
+    "lower-case z": (_gt(NOW + b"z"), TimestampError),
+    "year 9999 (after the TSA)": (_gt(b"99991231235959Z"), NotEnoughVerifiedTimesError),
+    "year 1950 (before the TSA)": (_gt(b"19500101000000Z"), NotEnoughVerifiedTimesError),
+    "year 0000": (_gt(b"00000101000000Z"), TimestampError),
+    "month 13": (_gt(b"20251301000000Z"), TimestampError),
+    "February 30": (_gt(b"20250230000000Z"), TimestampError),
+    "hour 24": (_gt(b"20251010240000Z"), TimestampError),
+    "leap second": (_gt(b"20251231235960Z"), TimestampError),
+    "year only": (_gt(b"2025Z"), TimestampError),
+    "empty": (b"\x18\x00", TimestampError),
+    "fullwidth digits": (_gt("\uff12\uff10\uff12\uff151010101010Z".encode()), TimestampError),
+    "leading space": (_gt(b" " + NOW[1:] + b"Z"), TimestampError),
+    "1 kB": (b"\x18\x82\x04\x00" + b"1" * 1024, TimestampError),
+    "UTCTime": (b"\x17\x0d" + NOW[2:] + b"Z", TimestampError),
+    "INTEGER": (b"\x02\x01\x05", TimestampError),
+}
+
+
+@pytest.mark.parametrize("name", list(GEN_TIMES))
+def test_signed_token_gen_time(log: tuple[OwnRekorV2, Verifier], name: str) -> None:
+    gen_time, error = GEN_TIMES[name]
+    _expect(log, log[0].bundle(tokens=[log[0].token(gen_time=gen_time)]), error, name)
+
+
+def test_signed_token_imprints_and_sets(log: tuple[OwnRekorV2, Verifier]) -> None:
+    own = log[0]
+    for algorithm in ("sha384", "sha512"):
+        _expect(log, own.bundle(tokens=[own.token(algorithm=algorithm)]), None, algorithm)
+    _expect(log, own.bundle(tokens=[own.token(message=b"another signature")]),
+            NotEnoughVerifiedTimesError, "token over another signature")
+    _expect(log, own.bundle(tokens=[]), NotEnoughVerifiedTimesError, "no token")
+    two = [own.token(), own.token(gen_time=_gt(NOW[:-1] + b"1Z"))]
+    _expect(log, own.bundle(tokens=two), None, "two tokens")
+    _expect(log, own.bundle(tokens=[two[0], two[0]]), TimestampError, "the same token twice")
+
+
+def test_bit_flips_in_own_token(log: tuple[OwnRekorV2, Verifier]) -> None:
+    """Every flip is rejected cleanly or harmless; flips in the signed TSTInfo never verify."""
+    from test_bitflips import signed_token_bytes
+
+    own, verifier = log
+    token = own.token()
+    signed = signed_token_bytes(token)
+    results = []
+    for byte, bit in flip_positions(len(token), "own-token", 120):
+        outcome = own.run(own.bundle(tokens=[flip(token, byte, bit)]), verifier)
+        results.append((f"byte {byte} bit {bit}", outcome, byte not in signed))
+    check(results, sweep=False)
+
+
+def _body(change: Callable[[dict[str, Any]], None]) -> Callable[[OwnRekorV2], Json]:
+    def build(own: OwnRekorV2) -> Json:
+        body = copy.deepcopy(own.body())
+        change(body)
+        return body
+    return build
+
+
+def _spec(body: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = body["spec"]["hashedRekordV002"]
+    return spec
+
+
+BODIES: dict[str, Callable[[OwnRekorV2], Json | bytes]] = {
+    "null": lambda own: b"null",
+    "spec is a list": _body(lambda b: b.__setitem__("spec", [])),
+    "kind dsse": _body(lambda b: b.__setitem__("kind", "dsse")),
+    "algorithm SHA2_512": _body(lambda b: _spec(b)["data"].__setitem__("algorithm", "SHA2_512")),
+    "keyDetails Ed25519": _body(lambda b: _spec(b)["signature"]["verifier"].__setitem__(
+        "keyDetails", "PKIX_ED25519")),
+    "x509Certificate verifier too": _body(lambda b: _spec(b)["signature"]["verifier"].__setitem__(
+        "x509Certificate", {"rawBytes": "AAAA"})),
+    "digest without padding": _body(lambda b: _spec(b)["data"].__setitem__(
+        "digest", _spec(b)["data"]["digest"].rstrip("="))),
+    "extra field": _body(lambda b: _spec(b).__setitem__("extra", {})),
+}
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+def test_hostile_logged_v2_body(log: tuple[OwnRekorV2, Verifier], name: str) -> None:
+    _expect(log, log[0].bundle(body=BODIES[name](log[0])), LogEntryMismatchError, name)
+
+
+@xfail(BUG_DEEP_JSON)
+def test_deeply_nested_logged_v2_body(log: tuple[OwnRekorV2, Verifier]) -> None:
+    own, verifier = log
+    outcome = own.run(own.bundle(body=b"[" * 100_000 + b"]" * 100_000), verifier)
+    check([("deep body", outcome, False)], sweep=False)
