@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.requests import Request
 
 from keyless.errors import InvalidInput, TooLarge
 from keyless.server.requests import parse_json_object
 from keyless.services.tlog.kinds import propose_v1, propose_v2
 from keyless.services.tlog.kinds.dsse import MAX_SIGNATURES
+from keyless.services.tlog.routes import SEARCH_PAGE, _search_params
 from keyless.services.tlog.service import MAX_SEARCH_VALUE, query_from_params
 
 _PEM = (
@@ -112,3 +114,19 @@ def test_dsse_signature_count_is_capped_before_any_verification(count: int) -> N
         "verifiers": [base64.b64encode(_PEM).decode()]}}}  # fmt: skip
     with pytest.raises(TooLarge, match=f"has {count} signatures"):
         propose_v1(v1)
+
+
+def _request(query: bytes) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query,
+                    "headers": []})  # fmt: skip
+
+
+def test_search_pages_are_capped_because_each_result_carries_a_proof() -> None:
+    params, after, limit = _search_params(_request(b"email=a%40b.c&limit=100000&after=5"))
+    assert (params, after, limit) == ({"email": "a@b.c"}, 5, SEARCH_PAGE)
+    assert _search_params(_request(b"email=a%40b.c"))[2] == SEARCH_PAGE
+    assert _search_params(_request(b"email=a%40b.c&limit=7"))[2] == 7
+    with pytest.raises(InvalidInput, match="'limit' must be an integer from 1"):
+        _search_params(_request(b"email=a%40b.c&limit=0"))
+    with pytest.raises(InvalidInput, match="email is repeated"):
+        _search_params(_request(b"email=a%40b.c&email=x%40y.z"))
