@@ -253,6 +253,9 @@ def json_error_http_protocol(
             if self._head_timer is not None and self._head_bytes > max_head_bytes:
                 self._too_large()
 
+        def _should_upgrade_to_ws(self) -> bool:
+            return False  # no keyless API is a WebSocket: answer upgrade requests as plain HTTP
+
         def on_message_begin(self) -> None:
             self._head_parsed = 0
             super().on_message_begin()

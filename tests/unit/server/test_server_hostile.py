@@ -318,6 +318,18 @@ def test_named_routing_and_parameter_errors(
     assert fragment in _json_error(status, headers, body, expected)
 
 
+def test_websocket_upgrades_are_answered_as_plain_http(port: int) -> None:
+    upgrade = (
+        b"GET /number?index=4 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    status, _, body = _exchange(port, upgrade)
+    assert (status, json.loads(body)) == (200, {"index": 4})
+    status, _, body = _exchange(port, upgrade.replace(b"Sec-WebSocket-Key", b"X"))
+    assert (status, json.loads(body)) == (200, {"index": 4})
+
+
 def test_good_requests_still_work(port: int) -> None:
     status, _, body = _exchange(port, b"GET /number?index=7 HTTP/1.1\r\n" + H + b"\r\n")
     assert (status, json.loads(body)) == (200, {"index": 7})
