@@ -208,21 +208,46 @@ class OwnLog:
             },
         }
 
+    def intoto_body(self, payload: bytes, signature: bytes,
+                    payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> dict[str, Any]:
+        """intoto 0.0.2 (Rekor v1, @sigstore/cli): payload and signatures base64-encoded twice."""
+        return {
+            "apiVersion": "0.0.2",
+            "kind": "intoto",
+            "spec": {"content": {
+                "envelope": {
+                    "payloadType": payload_type,
+                    "payload": b64(b64(payload).encode()),
+                    "signatures": [{"sig": b64(b64(signature).encode()),
+                                    "publicKey": b64(_pem(self.signer))}],
+                },
+                "payloadHash": {"algorithm": "sha256",
+                                "value": hashlib.sha256(payload).hexdigest()},
+            }},
+        }
+
+    def dsse_signature(self, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> bytes:
+        return self.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
+
     def dsse_bundle(self, *, payload: bytes | None = None,
                     payload_type: str = IN_TOTO_PAYLOAD_TYPE,
-                    body: Json | bytes | None = None, **entry: Any) -> dict[str, Any]:
-        """A managed-key DSSE bundle (dsse 0.0.1) whose statement names :data:`ARTIFACT`."""
+                    body: Json | bytes | None = None, intoto: bool = False,
+                    **entry: Any) -> dict[str, Any]:
+        """A managed-key DSSE bundle (dsse 0.0.1, or intoto 0.0.2) whose statement names
+        :data:`ARTIFACT`."""
         if payload is None:
             payload = dumps(statement(hashlib.sha256(ARTIFACT).digest()))
-        signature = self.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
+        signature = self.dsse_signature(payload, payload_type)
         if body is None:
-            body = self.dsse_body(payload, signature)
+            body = (self.intoto_body(payload, signature, payload_type) if intoto
+                    else self.dsse_body(payload, signature))
         raw = body if isinstance(body, bytes) else dumps(body)
+        kind = ("intoto", "0.0.2") if intoto else ("dsse", "0.0.1")
         return {
             "mediaType": BUNDLE_V03_NEW,
             "verificationMaterial": {
                 "publicKey": {"hint": "hostile"},
-                "tlogEntries": [self.entry(raw, "dsse", "0.0.1", **entry)],
+                "tlogEntries": [self.entry(raw, *kind, **entry)],
             },
             "dsseEnvelope": {
                 "payload": b64(payload),

@@ -23,6 +23,8 @@ from hostile_util import (
     dumps,
     xfail,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keyless.errors import VerificationError
 from keyless.formats.checkpoint import CheckpointError
@@ -299,3 +301,88 @@ DSSE_BODIES: dict[str, Callable[[dict[str, Any]], None]] = {
 @pytest.mark.parametrize("name", list(DSSE_BODIES))
 def test_hostile_logged_dsse_body(name: str) -> None:
     expect(LOG.dsse_bundle(body=_dsse_body(DSSE_BODIES[name])), LogEntryMismatchError, name)
+
+
+# --- the logged intoto 0.0.2 body --------------------------------------------------------------
+
+
+def _intoto_body(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    payload = dumps(statement(DIGEST))
+    body = LOG.intoto_body(payload, LOG.dsse_signature(payload))
+    change(body)
+    return body
+
+
+def _env(body: dict[str, Any]) -> dict[str, Any]:
+    env: dict[str, Any] = body["spec"]["content"]["envelope"]
+    return env
+
+
+INTOTO_BODIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "content is a list": lambda b: b["spec"].__setitem__("content", []),
+    "envelope is a list": lambda b: b["spec"]["content"].__setitem__("envelope", []),
+    "envelope is a string": lambda b: b["spec"]["content"].__setitem__("envelope", "x"),
+    "payload base64-encoded once": lambda b: _env(b).__setitem__(
+        "payload", b64(dumps(statement(DIGEST)))),
+    "payload is a number": lambda b: _env(b).__setitem__("payload", 5),
+    "payload is not ASCII": lambda b: _env(b).__setitem__("payload", "\u00e9"),
+    "payload has a lone surrogate": lambda b: _env(b).__setitem__("payload", "\ud800"),
+    "signatures is an object": lambda b: _env(b).__setitem__("signatures", {"sig": "x"}),
+    "signatures is a string": lambda b: _env(b).__setitem__("signatures", "abc"),
+    "signature entry is a string": lambda b: _env(b).__setitem__("signatures", ["x"]),
+    "signature entry is a list": lambda b: _env(b).__setitem__("signatures", [[]]),
+    "sig is a number": lambda b: _env(b)["signatures"][0].__setitem__("sig", 1),
+    "publicKey missing": lambda b: _env(b)["signatures"][0].pop("publicKey"),
+    "publicKey is a number": lambda b: _env(b)["signatures"][0].__setitem__("publicKey", 1),
+    "publicKey is another key": lambda b: _env(b)["signatures"][0].__setitem__("publicKey",
+                                                                              OTHER_KEY),
+    "signature twice": lambda b: _env(b)["signatures"].append(_env(b)["signatures"][0]),
+    "no signature": lambda b: _env(b).__setitem__("signatures", []),
+    "payloadType is a list": lambda b: _env(b).__setitem__("payloadType", []),
+    "payloadHash is a list": lambda b: b["spec"]["content"].__setitem__("payloadHash", []),
+    "apiVersion 0.0.1": lambda b: b.__setitem__("apiVersion", "0.0.1"),
+}
+
+
+def test_own_log_intoto_bundle_verifies() -> None:
+    accept(LOG.dsse_bundle(intoto=True))
+
+
+@pytest.mark.parametrize("name", list(INTOTO_BODIES))
+def test_hostile_logged_intoto_body(name: str) -> None:
+    bundle = LOG.dsse_bundle(intoto=True, body=_intoto_body(INTOTO_BODIES[name]))
+    expect(bundle, LogEntryMismatchError, name)
+
+
+# --- properties: any validly logged body / signed payload --------------------------------------
+
+_TEXT = st.one_of(st.text(max_size=20), st.sampled_from(["\ud800", "0.0.1", "hashedrekord"]))
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_TEXT, inner,
+                                                                         max_size=3)),
+    max_leaves=10,
+)
+_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@_SETTINGS
+@given(kind=st.sampled_from(["hashedrekord", "dsse", "intoto"]), body=_JSON,
+       graft=st.booleans())
+def test_any_logged_body_is_rejected_cleanly(kind: str, body: Json, graft: bool) -> None:
+    """Any JSON value as the logged body (or grafted into the genuine one at ``spec``)."""
+    if graft:
+        genuine = (_good_body() if kind == "hashedrekord" else
+                   _dsse_body(lambda b: None) if kind == "dsse" else _intoto_body(lambda b: None))
+        body = {**genuine, "spec": body}
+    raw = dumps(body)  # bytes: None must not select the genuine body
+    bundle = (LOG.message_bundle(body=raw) if kind == "hashedrekord"
+              else LOG.dsse_bundle(body=raw, intoto=kind == "intoto"))
+    check([(f"{kind} body {body!a:.100}", verify(bundle), False)])
+
+
+@_SETTINGS
+@given(payload=st.one_of(st.binary(max_size=200), _JSON.map(dumps)))
+def test_any_signed_dsse_payload_is_rejected_cleanly(payload: bytes) -> None:
+    check([(f"payload {payload!a:.100}", verify(LOG.dsse_bundle(payload=payload)), False)])
