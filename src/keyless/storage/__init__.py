@@ -18,7 +18,8 @@ asyncio facade the services use, so that database I/O never blocks the event loo
 
 URLs: ``memory://`` (tests, fault injection), ``sqlite:///path/keyless.db`` (embedded default; tiles
 as files under ``data_dir``), ``postgresql://…`` (several processes on one database; tiles in the
-database).
+database). What the two SQL backends share (statements, per-thread connections, error mapping)
+lives in :mod:`keyless.storage.sql`.
 """
 
 from __future__ import annotations
