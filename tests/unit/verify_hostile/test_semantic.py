@@ -9,6 +9,7 @@ conformance ``_fail`` case through the library (a clean specific error, never a 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -29,9 +30,11 @@ from hostile_util import (
     check,
     decode,
     encode,
+    flip,
     get,
     put,
     run,
+    signature_path,
     tlog,
 )
 
@@ -529,3 +532,29 @@ def test_conformance_fail_case_is_rejected_cleanly(name: str) -> None:
         return
     outcome = run(case, case.bundle.read_bytes())
     check([(name, outcome, False)], sweep=False)
+
+
+def test_one_verifier_shared_by_threads_under_hostile_load() -> None:
+    """A service verifies concurrently with one verifier per root: hostile bundles in other
+    threads (including ones that fail deep in the chain, SCT and token code) never disturb a
+    genuine verification, and every outcome is the same as when run alone."""
+    cases = [c for c in SWEEP if c.root in (PRODUCTION, STAGING)]
+    verifiers = {root: Verifier(TrustedRoot.from_json(root.read_bytes()))
+                 for root in (PRODUCTION, STAGING)}
+    jobs: list[tuple[Case, Json, bool]] = []
+    for case in cases:
+        bundle = case.load()
+        jobs.append((case, bundle, True))
+        sig = signature_path(bundle)
+        jobs.append((case, put(bundle, sig, encode(flip(decode(get(bundle, sig)), 3, 1))), False))
+        jobs.append((case, put(bundle, (*PROOF, "treeSize"), "1"), False))
+        jobs.append((case, put(bundle, TOKENS[:-1], {"rfc3161Timestamps": [
+            {"signedTimestamp": "MAA="}]}), False))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(
+            lambda job: run(job[0], job[1], verifier=verifiers[job[0].root]), jobs * 5))
+    for (case, _, genuine), outcome in zip(jobs * 5, outcomes, strict=True):
+        if genuine:
+            assert outcome.status == "ok", f"{case.name}: {outcome.describe()}"
+        else:
+            check([(case.name, outcome, False)])
