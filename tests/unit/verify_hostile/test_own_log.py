@@ -386,3 +386,23 @@ def test_any_logged_body_is_rejected_cleanly(kind: str, body: Json, graft: bool)
 @given(payload=st.one_of(st.binary(max_size=200), _JSON.map(dumps)))
 def test_any_signed_dsse_payload_is_rejected_cleanly(payload: bytes) -> None:
     check([(f"payload {payload!a:.100}", verify(LOG.dsse_bundle(payload=payload)), False)])
+
+
+_LINE = st.text(st.characters(exclude_characters="\n"), max_size=30)
+
+
+@_SETTINGS
+@given(origin=st.one_of(_LINE, _LINE.map(lambda s: f"{HOST} - {s}"), _LINE.map(lambda s: HOST + s)),
+       extensions=st.lists(_LINE, max_size=4), size=st.sampled_from([1, 1, 0, 2, 2**64 - 1]))
+def test_any_validly_signed_checkpoint_text(origin: str, extensions: list[str], size: int) -> None:
+    """The log signs whatever note text it likes: accepted only when it names this log's origin
+    and the proof's tree; otherwise a clean rejection."""
+    root = _root()
+    try:
+        envelope = LOG.checkpoint(size, root, origin=origin, extensions=tuple(extensions))
+    except UnicodeEncodeError:
+        return  # a lone surrogate cannot even be signed as UTF-8
+    outcome = verify(LOG.message_bundle(body=_good_body(), checkpoint=envelope))
+    host_matches = origin.split(" - ", 1)[0] == HOST
+    may_pass = host_matches and size == 1 and all(extensions)
+    check([(f"checkpoint {envelope!a:.120}", outcome, may_pass)])
