@@ -120,7 +120,8 @@ CASES = [
          b'{"publicKeyRequest": {"publicKey": {"content": "\\ud800"}}}', JSON_TYPE),
     Case("ca v2 both dialects", "POST", "/api/v2/signingCert", 400,
          "send certificateSigningRequest or publicKeyRequest, not both",
-         b'{"certificateSigningRequest": "AAAA", "publicKeyRequest": {}}', JSON_TYPE),
+         json.dumps({"certificateSigningRequest": "AAAA", "publicKeyRequest": KEY_REQUEST})
+         .encode(), JSON_TYPE),
     Case("ca v2 key not PEM", "POST", "/api/v2/signingCert", 400,
          "publicKey.content is not a PEM or DER public key",
          b'{"publicKeyRequest": {"publicKey": {"content": "x"}, "proofOfPossession": "AAAA"}}',
