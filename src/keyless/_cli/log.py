@@ -1,8 +1,9 @@
-"""``keyless log fsck DIR|URL``: check transparency logs offline (targets.md G9).
+"""``keyless log fsck DIR|URL``: check transparency logs (targets.md G9).
 
 ``DIR`` is a keyless data directory (its ``keyless.db`` and tile folder), a path to a ``.db`` file,
 or a storage URL (``sqlite:///…``, ``postgresql://…``). Every log in the database is checked unless
-``--log`` names some. Exit status 0 when everything is consistent, 1 otherwise.
+``--log`` names some. Exit status 0 when everything is consistent, 1 otherwise. The check may run
+while ``keyless serve`` writes: each log is read from one database snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +47,47 @@ def _open(target: str) -> Any:
     raise ConfigError(f"{target}: no such directory, file or URL")
 
 
+class _LiveReads:
+    """A log store's reads as :func:`keyless.log.fsck.fsck_log` needs them beside a live server.
+
+    Each log is checked inside one read snapshot of the database (``Snapshots``), so a batch
+    committed meanwhile is neither half seen nor reported as "entries beyond the checkpoint".
+    Tile files are not versioned: when a later batch completed a partial tile, its ``.p/W``
+    file may be gone, and its bytes are then the prefix of the full tile (C2SP tlog-tiles:
+    a partial tile is a prefix of the full one; an entry bundle, of its entries).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def snapshot(self, log: str) -> Any:
+        """One consistent read view for checking ``log`` (a no-op if the store has none)."""
+        import contextlib
+
+        from keyless.storage import Snapshots
+
+        if isinstance(self._store, Snapshots):
+            return self._store.snapshot()
+        return contextlib.nullcontext()
+
+    def read_tile(self, log: str, path: str) -> bytes | None:
+        found: bytes | None = self._store.read_tile(log, path)
+        full, sep, width = path.partition(".p/")
+        if found is not None or not sep or not width.isdigit():
+            return found
+        wider: bytes | None = self._store.read_tile(log, full)
+        if wider is None:
+            return None
+        if full.startswith("tile/entries/"):
+            from keyless.formats.tiles import decode_entry_bundle, encode_entry_bundle
+
+            return encode_entry_bundle(decode_entry_bundle(wider)[: int(width)])
+        return wider[: 32 * int(width)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def run_fsck(args: argparse.Namespace) -> int:
     """Check the logs; print one line per log and one per problem."""
     from keyless.errors import Error
@@ -62,9 +104,11 @@ def run_fsck(args: argparse.Namespace) -> int:
             print("keyless log fsck: no logs found", file=sys.stderr)
             return 1
         failed = False
+        store = _LiveReads(backend.log_store)
         for name in names:
             try:
-                report = fsck_log(backend.log_store, name)
+                with store.snapshot(name):
+                    report = fsck_log(store, name)
             except Error as exc:
                 print(f"{name}: cannot be checked: {exc}")
                 failed = True

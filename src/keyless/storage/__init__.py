@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from keyless.errors import ConfigError
 from keyless.storage.model import Batch, LogHead, NewEntry, StoredEntry, check_log_name
@@ -44,6 +44,7 @@ __all__ = [
     "NewEntry",
     "SearchIndex",
     "SequencingSession",
+    "Snapshots",
     "Storage",
     "StoredEntry",
     "check_log_name",
@@ -110,6 +111,15 @@ class LogStore(Protocol):
 
     def logs(self) -> list[str]:
         """The names of the logs present in this database."""
+        ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A log store that can pin the calling thread's reads to one committed state (SQL)."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Within the block, this thread's reads see one committed state of every log."""
         ...
 
 

@@ -225,6 +225,16 @@ class PostgresLogStore:
         with _SQL.errors("cannot list the logs"):
             return _SQL.log_names(self._connections.get())
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Pin this thread's reads to one committed state (a read-only REPEATABLE READ
+        transaction: entries, tiles and heads as of its first statement), so that an
+        offline-style check can run while other processes write."""
+        conn = self._connections.get()
+        with _SQL.errors("cannot open a read snapshot"), conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
+
 
 class PostgresSearchIndex(SqlSearchIndex):
     """The search index of :class:`PostgresBackend`."""

@@ -274,6 +274,21 @@ class SQLiteLogStore:
         with _SQL.errors("cannot list the logs"):
             return _SQL.log_names(self._connections.get())
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Pin this thread's reads to one committed state (a WAL read transaction), so that an
+        offline-style check can run beside a live server. Tile files are not versioned: a
+        partial tile that a later batch completed may be gone (read the full tile instead)."""
+        conn = self._connections.get()
+        with _SQL.errors("cannot open a read snapshot"):
+            conn.execute("BEGIN")  # deferred: the first read below fixes the snapshot
+            conn.execute("SELECT count(*) FROM logs").fetchone()
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
 
 class SQLiteSearchIndex(SqlSearchIndex):
     """The search index of :class:`SQLiteBackend`."""
