@@ -294,6 +294,8 @@ class OwnCA:
     leaf_key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
+    #: the leaf's notBefore (valid for 10 minutes); its SCT is 30 s later
+    start: datetime = START
 
     def __post_init__(self) -> None:
         name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "hostile root")])
@@ -355,8 +357,8 @@ class OwnCA:
             .issuer_name(self.ca_cert.subject)
             .public_key(self.leaf_key.public_key())
             .serial_number(4242)
-            .not_valid_before(START)
-            .not_valid_after(START + timedelta(minutes=10))
+            .not_valid_before(self.start)
+            .not_valid_after(self.start + timedelta(minutes=10))
         )
         for ext, critical in extensions:
             b = b.add_extension(ext, critical=critical)
@@ -379,7 +381,7 @@ class OwnCA:
     ) -> sct_format.SignedCertificateTimestamp:
         unsigned = sct_format.SignedCertificateTimestamp(
             0, log_id or self.ct_log_id,
-            (INTEGRATED_TIME - 30) * 1000 if timestamp_ms is None else timestamp_ms,
+            (int(self.start.timestamp()) + 30) * 1000 if timestamp_ms is None else timestamp_ms,
             extensions, 4, 3, b"\x30\x00",
         )
         issuer_key_hash = hashlib.sha256(_spki(self.ca_key)).digest()
@@ -451,6 +453,9 @@ class OwnRekorV2:
     signer: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
+    #: keyless mode: the CA whose leaf (for ``signer``) signs, instead of a managed key
+    ca: OwnCA | None = None
+    cert: x509.Certificate | None = None
 
     def __post_init__(self) -> None:
         self.builder = TokenBuilder(self.tsa.signer, self.tsa.chain)
@@ -489,7 +494,12 @@ class OwnRekorV2:
         }
 
     def verifier(self) -> Verifier:
-        return Verifier(TrustedRoot.from_json(self.trusted_root()))
+        root = self.trusted_root()
+        if self.ca is not None:
+            ca_root = self.ca.trusted_root()
+            root["certificateAuthorities"] = ca_root["certificateAuthorities"]
+            root["ctlogs"] = ca_root["ctlogs"]
+        return Verifier(TrustedRoot.from_json(root))
 
     def token(self, *, gen_time: bytes | None = None, message: bytes | None = None,
               algorithm: str = "sha256") -> bytes:
@@ -509,10 +519,15 @@ class OwnRekorV2:
                          "digest": b64(hashlib.sha256(ARTIFACT).digest())},
                 "signature": {"content": b64(self.signature), "verifier": {
                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                    "publicKey": {"rawBytes": b64(_spki(self.signer))},
+                    **({"publicKey": {"rawBytes": b64(_spki(self.signer))}} if self.cert is None
+                       else {"x509Certificate": {"rawBytes": b64(self._cert_der())}}),
                 }},
             }},
         }
+
+    def _cert_der(self) -> bytes:
+        assert self.cert is not None
+        return self.cert.public_bytes(serialization.Encoding.DER)
 
     def checkpoint(self, root: bytes, size: int = 1) -> str:
         text = f"{V2_ORIGIN}\n{size}\n{b64(root)}\n".encode()
@@ -533,10 +548,14 @@ class OwnRekorV2:
             "canonicalizedBody": b64(raw),
         }
         tokens = [self.token()] if tokens is None else tokens
+        material: dict[str, Any] = (
+            {"publicKey": {"hint": "hostile"}} if self.cert is None
+            else {"certificate": {"rawBytes": b64(self._cert_der())}}
+        )
         return {
             "mediaType": BUNDLE_V03_NEW,
             "verificationMaterial": {
-                "publicKey": {"hint": "hostile"},
+                **material,
                 "tlogEntries": [entry],
                 "timestampVerificationData": {
                     "rfc3161Timestamps": [{"signedTimestamp": b64(t)} for t in tokens]
@@ -551,6 +570,9 @@ class OwnRekorV2:
 
     def run(self, bundle: Json | bytes, verifier: Verifier) -> Outcome:
         data = bundle if isinstance(bundle, bytes) else dumps(bundle)
-        key = self.signer.public_key()
         artifact = Artifact.from_bytes(ARTIFACT)
+        if self.cert is not None:
+            policy = Identity(issuer=ISSUER, identity=IDENTITY)
+            return outcome_of(lambda: verifier.verify(data, artifact, policy=policy))
+        key = self.signer.public_key()
         return outcome_of(lambda: verifier.verify(data, artifact, key=key))

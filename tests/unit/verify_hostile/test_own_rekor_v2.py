@@ -7,15 +7,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hostile_log import OwnRekorV2
+from hostile_log import OwnCA, OwnRekorV2
 from hostile_util import BUG_DEEP_JSON, Json, check, flip, flip_positions, xfail
 
 from keyless.errors import VerificationError
 from keyless.services.tsa import load_or_create_credentials
+from keyless.services.tsa.certs import TsaCredentials
 from keyless.verify.errors import (
+    CertificateChainError,
+    CertificateExpiredAtSigningError,
     LogEntryMismatchError,
     NotEnoughVerifiedTimesError,
     TimestampError,
@@ -24,9 +28,25 @@ from keyless.verify.verifier import Verifier
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OwnRekorV2, Verifier]]:
-    own = OwnRekorV2(load_or_create_credentials(tmp_path_factory.mktemp("hostile-tsa")))
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> TsaCredentials:
+    return load_or_create_credentials(tmp_path_factory.mktemp("hostile-tsa"))
+
+
+@pytest.fixture(scope="module")
+def log(tsa: TsaCredentials) -> Iterator[tuple[OwnRekorV2, Verifier]]:
+    own = OwnRekorV2(tsa)
     yield own, own.verifier()
+
+
+@pytest.fixture(scope="module")
+def keyless(tsa: TsaCredentials) -> Iterator[tuple[OwnRekorV2, Verifier, int]]:
+    """Keyless: a leaf of our own CA valid for 10 minutes from 2 minutes ago (the TSA's chain
+    starts earlier), so tokens can fall before, inside and after the certificate's validity."""
+    start = int(time.time()) - 120
+    assert tsa.chain[0].not_valid_before_utc.timestamp() < start - 60
+    ca = OwnCA(start=datetime.fromtimestamp(start, tz=UTC))
+    own = OwnRekorV2(tsa, signer=ca.leaf_key, ca=ca, cert=ca.leaf())
+    yield own, own.verifier(), start
 
 
 def _expect(log: tuple[OwnRekorV2, Verifier], bundle: Json,
@@ -146,3 +166,37 @@ def test_deeply_nested_logged_v2_body(log: tuple[OwnRekorV2, Verifier]) -> None:
     own, verifier = log
     outcome = own.run(own.bundle(body=b"[" * 100_000 + b"]" * 100_000), verifier)
     check([("deep body", outcome, False)], sweep=False)
+
+
+def _at(seconds: int) -> bytes:
+    return _gt(time.strftime("%Y%m%d%H%M%SZ", time.gmtime(seconds)).encode()[:-1] + b"Z")
+
+
+@pytest.mark.parametrize(
+    ("offsets", "error"),
+    [
+        ((0,), None),
+        ((600,), None),  # notAfter itself: validity is inclusive
+        ((10, 590), None),
+        ((-60,), CertificateChainError),
+        ((601,), CertificateChainError),
+        ((10, 700), CertificateChainError),  # every verified time must be inside
+        ((-60, 10), CertificateChainError),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, type) and v is not None else "",
+)
+def test_token_times_against_certificate_validity(
+    keyless: tuple[OwnRekorV2, Verifier, int], offsets: tuple[int, ...],
+    error: type[VerificationError] | None,
+) -> None:
+    """protocols.md §9 steps 2 and 6: the chain is checked at every verified time."""
+    own, verifier, start = keyless
+    tokens = [own.token(gen_time=_at(start + offset)) for offset in offsets]
+    outcome = own.run(own.bundle(tokens=tokens), verifier)
+    if error is None:
+        assert outcome.status == "ok", outcome.describe()
+        return
+    check([(str(offsets), outcome, False)], sweep=False)
+    assert isinstance(outcome.error, (CertificateChainError, CertificateExpiredAtSigningError)), (
+        outcome.describe()
+    )
