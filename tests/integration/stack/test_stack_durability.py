@@ -296,10 +296,23 @@ async def _poll_heads(ledger: Ledger, client: Client, stop: asyncio.Event) -> No
         await asyncio.sleep(0.05)
 
 
+async def _live_fsck(ledger: Ledger, target: str) -> None:
+    """``keyless log fsck`` while the writers run: it must find nothing wrong (no false alarm
+    about the batches committed while it reads)."""
+    check = await asyncio.create_subprocess_exec(
+        str(KEYLESS), "log", "fsck", target,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await check.communicate()
+    if check.returncode != 0:
+        ledger.errors.append(f"live fsck: {out.decode(errors='replace')[-1000:]}")
+
+
 async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
-                         victims: Sequence[RunningStack], identity: Identity) -> None:
-    """Write through every stack for :data:`LOAD_SECONDS`, SIGKILL ``victims`` mid-load, let
-    the writers run into the dead sockets for a moment, then stop them."""
+                         victims: Sequence[RunningStack], identity: Identity,
+                         fsck_target: str) -> None:
+    """Write through every stack for :data:`LOAD_SECONDS` (running ``keyless log fsck`` on
+    ``fsck_target`` meanwhile), SIGKILL ``victims`` mid-load, let the writers run into the
+    dead sockets for a moment, then stop them."""
     before = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -309,7 +322,10 @@ async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
                    for c in clients for api, count in WRITERS.items() for _ in range(count)]
         tasks = [asyncio.ensure_future(w)
                  for w in (*writers, *(_poll_heads(ledger, c, stop) for c in clients))]
-        await asyncio.sleep(LOAD_SECONDS)
+        started = time.monotonic()
+        await asyncio.sleep(LOAD_SECONDS / 4)
+        await _live_fsck(ledger, fsck_target)
+        await asyncio.sleep(max(0.0, started + LOAD_SECONDS - time.monotonic()))
         for victim in victims:
             victim.process.send_signal(signal.SIGKILL)
         await asyncio.sleep(0.3)
@@ -555,7 +571,7 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
     try:
         identity = asyncio.run(_with_client(stack, _identity))
         for cycle in range(3):
-            asyncio.run(_load_and_kill(ledger, [stack], [stack], identity))
+            asyncio.run(_load_and_kill(ledger, [stack], [stack], identity, str(data)))
             fsck(str(data))  # the crashed state itself is consistent
             stack = wait_healthy(_restart(stack), 60)
             asyncio.run(_resubmit(ledger, [stack]))
@@ -591,7 +607,7 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
         for cycle, victims in enumerate(("a", "b", "ab")):
             pair = {"a": a, "b": b}
             killed = [pair[v] for v in victims]
-            asyncio.run(_load_and_kill(ledger, [a, b], killed, identity))
+            asyncio.run(_load_and_kill(ledger, [a, b], killed, identity, database))
             if len(killed) == 2:
                 fsck(database)  # nobody is left to repair anything
             restarted = {v: _restart(pair[v]) for v in victims}
