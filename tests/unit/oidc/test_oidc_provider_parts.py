@@ -156,6 +156,11 @@ def test_client_config() -> None:
         ("http://127.0.0.1:99999/cb", False),
         ("https://evil.test/cb", False),
         ("javascript:alert(1)", False),
+        # urlsplit drops CR/LF/TAB silently: such URIs must not pass as loopback ones
+        ("http://localhost:9999/cb\r\nX-Injected: y", False),
+        ("http://localhost:9999/c\tb", False),
+        ("http://localhost:9999/c b", False),
+        ("http://localhost:9999/cb\x00", False),
     ],
 )
 def test_redirect_uri_rules(uri: str, allowed: bool) -> None:

@@ -43,6 +43,9 @@ def redirect_allowed(client: OidcClient, uri: str) -> bool:
     that allow them (sigstore-python uses ``http://localhost:<port>/auth/callback`` or OOB)."""
     if uri in client.redirect_uris:
         return True
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        # RFC 3986 §2 has no whitespace or controls; urlsplit would silently drop CR/LF/TAB
+        return False
     if not client.allow_loopback:
         return False
     if uri == OOB_REDIRECT:
