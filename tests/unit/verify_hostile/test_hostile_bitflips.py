@@ -31,6 +31,7 @@ from hostile_util import (
     label,
     put,
     run,
+    signed_token_bytes,
     tlog,
 )
 
@@ -51,32 +52,6 @@ def _has_set(bundle: dict[str, Any]) -> bool:
 
 
 #: (case, field) pairs whose flips crash today, with the bug.
-ID_CT_TST_INFO = bytes.fromhex("060b2a864886f70d0109100104")
-
-
-def _der_length(der: bytes, at: int) -> tuple[int, int]:
-    """(length, offset of the content) of the DER element whose length byte is at ``at``."""
-    first = der[at]
-    if first < 0x80:
-        return first, at + 1
-    n = first & 0x7F
-    return int.from_bytes(der[at + 1 : at + 1 + n], "big"), at + 1 + n
-
-
-def signed_token_bytes(der: bytes) -> range:
-    """The TSTInfo inside a TimeStampResp (eContent [0] EXPLICIT OCTET STRING): the signed part
-    whose alteration must never verify. Outside it, a flip may be harmless (unsigned CMS fields:
-    versions, signatureAlgorithm, certificate sets) or caught by the signature."""
-    at = der.find(ID_CT_TST_INFO)
-    assert at > 0, "no id-ct-TSTInfo in the token"
-    at += len(ID_CT_TST_INFO)
-    assert der[at] == 0xA0
-    _, at = _der_length(der, at + 1)
-    assert der[at] == 0x04
-    length, start = _der_length(der, at + 1)
-    return range(start, start + length)
-
-
 def _params() -> list[Any]:
     return [
         pytest.param(case, path, id=f"{case.name}:{label(path)}")

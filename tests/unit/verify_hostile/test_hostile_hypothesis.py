@@ -7,7 +7,7 @@
   whitespace, so acceptance is not judged).
 
 Outcomes of the known bugs are tolerated here (hostile_util.known_bug; each is pinned by a strict
-xfail in test_known_bugs.py).
+xfail in test_hostile_known_bugs.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 from hostile_log import OwnCA, OwnRekorV2
-from hostile_util import BUG_DEEP_JSON, Json, check, flip, flip_positions, xfail
+from hostile_util import (
+    BUG_DEEP_JSON,
+    Json,
+    check,
+    flip,
+    flip_positions,
+    signed_token_bytes,
+    xfail,
+)
 
 from keyless.errors import VerificationError
 from keyless.services.tsa import load_or_create_credentials
@@ -127,8 +135,6 @@ def test_bit_flips_in_own_token(log: tuple[OwnRekorV2, Verifier]) -> None:
     """Every flip is rejected cleanly or harmless; flips in the signed TSTInfo never verify.
     (Keys and ECDSA signatures are random, so positions vary between runs: known bugs, such as
     a retagged name in the embedded certificate, are tolerated as in the sweeps.)"""
-    from test_bitflips import signed_token_bytes
-
     own, verifier = log
     token = own.token()
     signed = signed_token_bytes(token)

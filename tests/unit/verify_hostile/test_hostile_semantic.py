@@ -359,7 +359,7 @@ def _objects(value: Json, path: Path_ = ()) -> list[Path_]:
 
 @pytest.mark.parametrize("name", ["happy-path-v0.1", "rekor-v2+tsa", DSSE.name])
 def test_unknown_field_in_any_object(name: str) -> None:
-    """(DSSE signature objects: test_known_bugs.py, BUG_DSSE_SIGNATURE_FIELDS.)"""
+    """(DSSE signature objects: test_hostile_known_bugs.py, BUG_DSSE_SIGNATURE_FIELDS.)"""
     case = BY_NAME[name]
     bundle = case.load()
     for path in _objects(bundle):
