@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from keyless.errors import ConfigError
 from keyless.formats.tsp import DEFAULT_POLICY_OID
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.services.tsa.certs import load_or_create_credentials
 from keyless.services.tsa.clock import ClockPolicy
 from keyless.services.tsa.service import ROUNDING_ERROR, TimestampService, TsaSettings
@@ -41,7 +42,10 @@ def create_app(service: TimestampService) -> Starlette:
             await service.close()
 
     return Starlette(
-        routes=service.routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+        routes=service.routes(),
+        middleware=[Middleware(CatchAllMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
     )
 
 
