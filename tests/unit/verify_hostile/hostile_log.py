@@ -317,6 +317,26 @@ class OwnCA:
             .sign(self.ca_key, hashes.SHA256())
         )
 
+    def message_signature(self) -> bytes:
+        """The leaf key's signature over :data:`ARTIFACT`, made once (ECDSA is randomized)."""
+        if not hasattr(self, "_signature"):
+            digest = hashlib.sha256(ARTIFACT).digest()
+            self._signature = self.leaf_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return self._signature
+
+    def body(self, cert_pem: bytes) -> dict[str, Any]:
+        """The hashedrekord 0.0.1 body for the leaf's signature, with ``cert_pem`` as logged."""
+        digest = hashlib.sha256(ARTIFACT).digest()
+        return {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+                "signature": {"content": b64(self.message_signature()),
+                              "publicKey": {"content": b64(cert_pem)}},
+            },
+        }
+
     @property
     def ct_log_id(self) -> bytes:
         return hashlib.sha256(_spki(self.ct_key)).digest()
@@ -403,21 +423,16 @@ class OwnCA:
         cert = self._builder([*exts, (x509.UnrecognizedExtension(SCT_OID, sct_value), False)])
         return cert.sign(self.ca_key, hashes.SHA256())  # type: ignore[no-any-return]
 
-    def bundle(self, cert: x509.Certificate | bytes) -> dict[str, Any]:
-        """A keyless v0.3 hashedrekord 0.0.1 bundle over :data:`ARTIFACT` by ``cert``'s key."""
+    def bundle(self, cert: x509.Certificate | bytes, *,
+               cert_pem: bytes | None = None) -> dict[str, Any]:
+        """A keyless v0.3 hashedrekord 0.0.1 bundle over :data:`ARTIFACT` by ``cert``'s key;
+        ``cert_pem`` replaces the PEM the log recorded for it."""
         der = cert if isinstance(cert, bytes) else cert.public_bytes(serialization.Encoding.DER)
         digest = hashlib.sha256(ARTIFACT).digest()
-        signature = self.leaf_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
-               + b"-----END CERTIFICATE-----\n")
-        body = {
-            "apiVersion": "0.0.1",
-            "kind": "hashedrekord",
-            "spec": {
-                "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
-                "signature": {"content": b64(signature), "publicKey": {"content": b64(pem)}},
-            },
-        }
+        if cert_pem is None:
+            cert_pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
+                        + b"-----END CERTIFICATE-----\n")
+        body = self.body(cert_pem)
         return {
             "mediaType": BUNDLE_V03_NEW,
             "verificationMaterial": {
@@ -426,7 +441,7 @@ class OwnCA:
             },
             "messageSignature": {
                 "messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
-                "signature": b64(signature),
+                "signature": b64(self.message_signature()),
             },
         }
 

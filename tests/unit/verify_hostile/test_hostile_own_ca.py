@@ -3,12 +3,13 @@ chain holds and the SCT, profile and identity checks (protocols.md §9 steps 3-4
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hostile_log import (
     ARTIFACT,
@@ -232,3 +233,65 @@ def test_hostile_github_claims(oid: str, value: bytes) -> None:
     outcome = outcome_of(lambda: _verifier[0].verify(dumps(bundle), artifact, policy=policy))
     check([(f"{oid}={value[:8]!r}", outcome, False)], sweep=False)
     assert isinstance(outcome.error, IdentityMismatchError), outcome.describe()
+
+
+# --- the logged certificate PEM (hashedrekord 0.0.1 publicKey.content) -------------------------
+
+_B, _E = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+
+
+def _wrap(data: bytes, width: int = 64) -> bytes:
+    return b"\n".join(data[i : i + width] for i in range(0, len(data), width))
+
+
+def _pem_variants(der: bytes, other: bytes) -> dict[str, bytes]:
+    enc, oth = base64.b64encode(der), base64.b64encode(other)
+    return {
+        "64 columns": _B + b"\n" + _wrap(enc) + b"\n" + _E + b"\n",
+        "one line": _B + b"\n" + enc + b"\n" + _E + b"\n",
+        "76 columns": _B + b"\n" + _wrap(enc, 76) + b"\n" + _E + b"\n",
+        "CRLF": (_B + b"\n" + _wrap(enc) + b"\n" + _E + b"\n").replace(b"\n", b"\r\n"),
+        "no final newline": _B + b"\n" + enc + b"\n" + _E,
+        "blank line": _B + b"\n\n" + enc + b"\n" + _E + b"\n",
+        "trailing spaces": _B + b"\n" + _wrap(enc).replace(b"\n", b" \n") + b"\n" + _E + b"\n",
+        "tab": _B + b"\n\t" + enc + b"\n" + _E + b"\n",
+        "ours then another": _B + b"\n" + enc + b"\n" + _E + b"\n" + _B + b"\n" + oth + b"\n"
+        + _E + b"\n",
+        "another then ours": _B + b"\n" + oth + b"\n" + _E + b"\n" + _B + b"\n" + enc + b"\n"
+        + _E + b"\n",
+        "text around": b"garbage\n" + _B + b"\n" + enc + b"\n" + _E + b"\ngarbage\n",
+        "DER with a trailing byte": _B + b"\n" + base64.b64encode(der + b"\0") + b"\n" + _E + b"\n",
+        "lower-case armour": _B.lower() + b"\n" + enc + b"\n" + _E.lower() + b"\n",
+        "X509 CERTIFICATE": _B.replace(b"CERT", b"X509 CERT") + b"\n" + enc + b"\n"
+        + _E.replace(b"CERT", b"X509 CERT") + b"\n",
+        "TRUSTED CERTIFICATE": _B.replace(b"CERT", b"TRUSTED CERT") + b"\n" + enc + b"\n"
+        + _E.replace(b"CERT", b"TRUSTED CERT") + b"\n",
+        "URL-safe base64": _B + b"\n" + base64.urlsafe_b64encode(der) + b"\n" + _E + b"\n",
+        "no padding": _B + b"\n" + enc.rstrip(b"=") + b"\n" + _E + b"\n",
+        "RFC 1421 header": _B + b"\nProc-Type: 4,ENCRYPTED\n\n" + enc + b"\n" + _E + b"\n",
+        "mismatched END": _B + b"\n" + enc + b"\n-----END PUBLIC KEY-----\n",
+        "BEGIN only": _B + b"\n" + enc + b"\n",
+        "another certificate": _B + b"\n" + oth + b"\n" + _E + b"\n",
+    }
+
+
+def test_logged_certificate_pem_spellings_match_the_general_pem_reader() -> None:
+    """Differential: the verifier's PEM comparison (a hot-path shortcut plus cryptography's
+    loader) accepts a logged PEM exactly when cryptography's PEM reader yields the leaf."""
+    cert = CA.leaf()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    other = OwnCA().leaf().public_bytes(serialization.Encoding.DER)
+    if not _verifier:
+        _verifier.append(CA.verifier())
+    disagreements = []
+    for name, pem in _pem_variants(der, other).items():
+        try:
+            same = x509.load_pem_x509_certificate(pem).public_bytes(
+                serialization.Encoding.DER) == der
+        except ValueError:
+            same = False
+        outcome = CA.run(CA.bundle(cert, cert_pem=pem), _verifier[0])
+        check([(name, outcome, same)], sweep=False)
+        if (outcome.status == "ok") != same:
+            disagreements.append(f"{name}: verifier {outcome.describe()}, reader {same}")
+    assert not disagreements, disagreements
