@@ -217,6 +217,8 @@ def problem(outcome: Outcome, *, may_pass: bool = False) -> str | None:
         return f"{type(exc).__name__} with an empty message"
     if "\n" in message:
         return f"{type(exc).__name__} message spans several lines"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
+        return f"{type(exc).__name__} message holds control characters: {message[:80]!a}"
     if len(message) > MAX_MESSAGE:
         return f"{type(exc).__name__} message is {len(message)} characters long"
     return None
@@ -246,7 +248,10 @@ def known_bug(outcome: Outcome) -> str | None:
     if exc is None:
         return None
     if outcome.status == "rejected":
-        return BUG_LONG_MESSAGE if len(str(exc)) > MAX_MESSAGE else None
+        message = str(exc)
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
+            return BUG_RAW_ECHO
+        return BUG_LONG_MESSAGE if len(message) > MAX_MESSAGE else None
     functions = {f.name for f in traceback.extract_tb(exc.__traceback__)}
     if "_signing_key" in functions and isinstance(exc, ValueError | UnsupportedAlgorithm):
         return BUG_CERT_KEY
@@ -534,4 +539,10 @@ BUG_SCT_EXTENSION = (
     "verify/certificate.py verify_embedded_sct: leaf.extensions raises ValueError ('Invalid SCT "
     "length', 'error parsing asn1 value') when the SCT list extension is malformed; only "
     "ExtensionNotFound is caught (should be EmbeddedSCTError)"
+)
+BUG_RAW_ECHO = (
+    "rejection messages interpolate bundle strings raw, not repr(): newlines and control "
+    "characters (terminal escapes included) from the bundle reach the one-sentence error and "
+    "the CLI's stderr: verify/verifier.py _single_entry (kind/version) and _verify_message "
+    "(messageDigest.algorithm), formats/bundle.py _Obj.done (unknown field names)"
 )

@@ -21,6 +21,7 @@ from hostile_util import (
     BUG_DEEP_JSON,
     BUG_INTEGRATED_TIME,
     BUG_LONG_MESSAGE,
+    BUG_RAW_ECHO,
     BUG_SURROGATE,
     BY_NAME,
     CHECKPOINT,
@@ -68,6 +69,7 @@ VARIANTS: dict[str, Callable[[Json], Json | bytes]] = {
     "integrated-time-year-10000": lambda b: put(b, (*TLOG, "integratedTime"), "253402300800"),
     "surrogate-in-checkpoint": lambda b: put(b, CHECKPOINT, "\ud800"),
     "1MB-mediaType": lambda b: put(b, ("mediaType",), "A" * (1 << 20)),
+    "terminal-escape-in-kind": lambda b: put(b, (*TLOG, "kindVersion", "kind"), "\x1b[2Jx"),
 }
 KNOWN = {
     "deep-json": BUG_DEEP_JSON,
@@ -75,6 +77,7 @@ KNOWN = {
     "integrated-time-year-10000": BUG_INTEGRATED_TIME,
     "surrogate-in-checkpoint": BUG_SURROGATE,
     "1MB-mediaType": BUG_LONG_MESSAGE,
+    "terminal-escape-in-kind": BUG_RAW_ECHO,
 }
 
 
@@ -93,6 +96,8 @@ def _assert_outcome(proc: subprocess.CompletedProcess[str], variant: str) -> Non
     err = proc.stderr.strip()
     if "Traceback" in err or len(err.splitlines()) != 1 or len(err) > MAX_MESSAGE + 100:
         raise UncleanRejection(f"stderr is not one sentence ({len(err)} chars): {err[-1500:]}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in err):
+        raise UncleanRejection(f"stderr holds control characters: {err[-300:]!a}")
     if "unexpected error" in err:  # the CLI's catch-all: a crash, not a verification failure
         raise UncleanRejection(f"stderr is not one sentence ({len(err)} chars): {err[-1500:]}")
 

@@ -18,6 +18,7 @@ from hostile_util import (
     BUG_EMPTY_PATH,
     BUG_INTEGRATED_TIME,
     BUG_LONG_MESSAGE,
+    BUG_RAW_ECHO,
     BUG_SURROGATE,
     BUG_X509_NAME_TYPE,
     BY_NAME,
@@ -316,3 +317,26 @@ def test_cases_used_here_exist() -> None:
 def test_unknown_field_in_a_dsse_signature_object() -> None:
     bundle = put(DSSE.load(), ("dsseEnvelope", "signatures", 0, "unknownField"), 1)
     _strict(DSSE, bundle, "dsseEnvelope.signatures[0].unknownField")
+
+
+# --- BUG_RAW_ECHO ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param((*TLOG, "kindVersion", "kind"), "hashed\nrekord", id="kind-newline",
+                     marks=xfail(BUG_RAW_ECHO)),
+        pytest.param((*TLOG, "kindVersion", "kind"), "\x1b[2J\x1b[32mverified", id="kind-escape",
+                     marks=xfail(BUG_RAW_ECHO)),
+        pytest.param((*TLOG, "kindVersion", "version"), "0.0.1\r", id="version-cr",
+                     marks=xfail(BUG_RAW_ECHO)),
+        pytest.param(("messageSignature", "messageDigest", "algorithm"), "SHA2_256\n",
+                     id="algorithm-newline", marks=xfail(BUG_RAW_ECHO)),
+        pytest.param(("mediaType",), "\x1b[2J", id="mediaType-escape"),
+        pytest.param((*TLOG, "logIndex"), "\x1b[2J", id="logIndex-escape"),
+        pytest.param(("unknown\x1b[2J",), 1, id="unknown-key-escape", marks=xfail(BUG_RAW_ECHO)),
+    ],
+)
+def test_control_characters_are_not_echoed(path: Path_, value: Json) -> None:
+    _strict(V03, put(V03.load(), path, value), f"{path[-1]!a} = {value!a}")
