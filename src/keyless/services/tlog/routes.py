@@ -123,8 +123,18 @@ def tile_routes(log: LogEngine) -> list[BaseRoute]:
     ]
 
 
+#: Requests larger than this are verified in a worker thread (service.propose).
+OFFLOAD_BODY = 64 * 1024
+
+
 async def _json_body(request: Request, service: LogServiceBase) -> dict[str, Any]:
     return parse_json_object(await read_body(request, service.limits.max_body))
+
+
+async def _entry_body(request: Request, service: LogServiceBase) -> tuple[dict[str, Any], bool]:
+    """A proposed entry and whether it is large enough to verify off the event loop."""
+    body = await read_body(request, service.limits.max_body)
+    return parse_json_object(body), len(body) > OFFLOAD_BODY
 
 
 def _int_param(
@@ -155,7 +165,8 @@ def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
     """Rekor v2 routes relative to its base URL (e.g. ``/rekor``)."""
 
     async def create(request: Request) -> Response:
-        entry, duplicate = await service.create_entry(await _json_body(request, service))
+        proposed, offload = await _entry_body(request, service)
+        entry, duplicate = await service.create_entry(proposed, offload=offload)
         return _json(
             entry, status=200 if duplicate else 201, headers={"x-log-index": entry["logIndex"]}
         )
@@ -183,9 +194,8 @@ def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
     """Rekor v1 routes relative to its base URL (the port root)."""
 
     async def create(request: Request) -> Response:
-        entry_id, entry, duplicate = await service.create_entry(
-            await _json_body(request, service)
-        )
+        proposed, offload = await _entry_body(request, service)
+        entry_id, entry, duplicate = await service.create_entry(proposed, offload=offload)
         location = request.url.path.rstrip("/") + "/" + entry_id
         if duplicate:
             raise Conflict(
