@@ -544,6 +544,37 @@ class OwnRekorV2:
         assert self.cert is not None
         return self.cert.public_bytes(serialization.Encoding.DER)
 
+    def _verifier(self) -> dict[str, Any]:
+        return {"keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                "publicKey": {"rawBytes": b64(_spki(self.signer))}}
+
+    def dsse_bundle(self, *, kind: str = "hashedrekord", body: Json | bytes | None = None,
+                    payload: bytes | None = None) -> dict[str, Any]:
+        """A managed-key DSSE bundle on Rekor v2: logged as hashedrekord 0.0.2 over SHA-256(PAE)
+        (sigstore-python) or as dsse 0.0.2 (sigstore-js 5); one token over the DSSE signature."""
+        if payload is None:
+            payload = dumps(statement(hashlib.sha256(ARTIFACT).digest()))
+        signed = pae(IN_TOTO_PAYLOAD_TYPE, payload)
+        sig = self.signer.sign(signed, ec.ECDSA(hashes.SHA256()))
+        if body is None and kind == "hashedrekord":
+            body = {"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(signed).digest())},
+                "signature": {"content": b64(sig), "verifier": self._verifier()},
+            }}}
+        elif body is None:
+            body = {"apiVersion": "0.0.2", "kind": "dsse", "spec": {"dsseV002": {
+                "payloadHash": {"algorithm": "SHA2_256",
+                                "digest": b64(hashlib.sha256(payload).digest())},
+                "signatures": [{"content": b64(sig), "verifier": self._verifier()}],
+            }}}
+        bundle = self.bundle(body=body, tokens=[self.token(message=sig)])
+        entry = bundle["verificationMaterial"]["tlogEntries"][0]
+        entry["kindVersion"]["kind"] = kind
+        del bundle["messageSignature"]
+        bundle["dsseEnvelope"] = {"payload": b64(payload), "payloadType": IN_TOTO_PAYLOAD_TYPE,
+                                  "signatures": [{"sig": b64(sig), "keyid": ""}]}
+        return bundle
+
     def checkpoint(self, root: bytes, size: int = 1) -> str:
         text = f"{V2_ORIGIN}\n{size}\n{b64(root)}\n".encode()
         sig = self.log_key.sign(text)

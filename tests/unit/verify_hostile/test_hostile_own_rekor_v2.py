@@ -4,7 +4,9 @@ and validly logged hostile bodies (hostile_log.OwnRekorV2)."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from keyless.services.tsa.certs import TsaCredentials
 from keyless.verify.errors import (
     CertificateChainError,
     CertificateExpiredAtSigningError,
+    DSSEError,
     LogEntryMismatchError,
     NotEnoughVerifiedTimesError,
     TimestampError,
@@ -217,3 +220,52 @@ def test_token_times_against_certificate_validity(
     assert isinstance(outcome.error, (CertificateChainError, CertificateExpiredAtSigningError)), (
         outcome.describe()
     )
+
+
+# --- DSSE on Rekor v2: hashedrekord 0.0.2 over PAE, and dsse 0.0.2 ----------------------------
+
+
+@pytest.mark.parametrize("kind", ["hashedrekord", "dsse"])
+def test_own_rekor_v2_dsse_bundle_verifies(log: tuple[OwnRekorV2, Verifier], kind: str) -> None:
+    _expect(log, log[0].dsse_bundle(kind=kind), None, kind)
+
+
+def _logged(bundle: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(base64.b64decode(
+        bundle["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    return body
+
+
+V2_DSSE_BODIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "spec is a list": lambda b: b.__setitem__("spec", []),
+    "apiVersion 0.0.1": lambda b: b.__setitem__("apiVersion", "0.0.1"),
+    "spec emptied": lambda b: next(iter(b["spec"].values())).clear(),
+    "verifier of another key": lambda b: b.__setitem__("spec", json.loads(
+        json.dumps(b["spec"]).replace("PKIX_ECDSA_P256_SHA_256", "PKIX_ECDSA_P384_SHA_384"))),
+}
+
+
+@pytest.mark.parametrize("name", list(V2_DSSE_BODIES))
+@pytest.mark.parametrize("kind", ["hashedrekord", "dsse"])
+def test_hostile_logged_v2_dsse_body(log: tuple[OwnRekorV2, Verifier], kind: str,
+                                     name: str) -> None:
+    body = _logged(log[0].dsse_bundle(kind=kind))
+    V2_DSSE_BODIES[name](body)
+    _expect(log, log[0].dsse_bundle(kind=kind, body=body), LogEntryMismatchError, name)
+
+
+@pytest.mark.parametrize("kind", ["hashedrekord", "dsse"])
+def test_signed_v2_dsse_payload_not_a_statement(log: tuple[OwnRekorV2, Verifier],
+                                                kind: str) -> None:
+    _expect(log, log[0].dsse_bundle(kind=kind, payload=b"not json"), DSSEError, "not JSON")
+    _expect(log, log[0].dsse_bundle(kind=kind, payload=b"[]"), DSSEError, "array")
+
+
+@pytest.mark.parametrize("kind", [pytest.param("hashedrekord", marks=xfail(BUG_DEEP_JSON)),
+                                  pytest.param("dsse", marks=xfail(BUG_DEEP_JSON))])
+def test_deeply_nested_signed_v2_dsse_payload(log: tuple[OwnRekorV2, Verifier],
+                                              kind: str) -> None:
+    own, verifier = log
+    outcome = own.run(own.dsse_bundle(kind=kind, payload=b"[" * 100_000 + b"]" * 100_000),
+                      verifier)
+    check([("deep payload", outcome, False)], sweep=False)
