@@ -24,7 +24,9 @@ class LoginLimiter:
         window: float = 300.0,
         clock: Callable[[], float] = time.time,
         max_keys: int = 100_000,
+        message: str = "too many failed logins; try again later",
     ) -> None:
+        self._message = message
         self._max = max_failures
         self._window = window
         self._clock = clock
@@ -48,9 +50,7 @@ class LoginLimiter:
             times = self._live(key)
             if len(times) >= self._max:
                 retry = times[0] + self._window - self._clock()
-                raise Pushback(
-                    "too many failed logins; try again later", retry_after=max(1.0, retry)
-                )
+                raise Pushback(self._message, retry_after=max(1.0, retry))
 
     def failure(self, *keys: str) -> None:
         """Record one failed attempt against every key."""

@@ -67,6 +67,9 @@ audit = logging.getLogger("keyless.oidc.audit")
 CSRF_COOKIE = "keyless_oidc_csrf"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_PASSWORD = 1024
+#: Device authorizations one client address may start per minute: they need no credentials
+#: and each one is a stored row.
+DEVICE_CODES_PER_MINUTE = 60
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 HTML_HEADERS = {
     "Cache-Control": "no-store",
@@ -121,6 +124,15 @@ class OidcProvider:
         self._minter = TokenMinter(self.keys, clock, token_lifetime)
         self._codes = CodeStore(self._kv)
         self._limiter = limiter or LoginLimiter(clock=clock)
+        # Device codes need no credentials and each is a stored row: throttle them per client
+        # address so a flood is answered 429 + Retry-After rather than filling the database.
+        self._device_codes = LoginLimiter(
+            max_failures=DEVICE_CODES_PER_MINUTE,
+            window=60.0,
+            clock=clock,
+            message=f"more than {DEVICE_CODES_PER_MINUTE} device codes a minute from this "
+            "address; try again later",
+        )
         self._code_lifetime = code_lifetime
         self._device_lifetime = device_lifetime
         self._device_interval = device_interval
@@ -556,6 +568,9 @@ class OidcProvider:
             form = await read_form(request)
             client = await self._authenticate_client(request, form)
             scope = _granted_scope(form.get("scope"))
+            address = "ip:" + self._remote(request)
+            self._device_codes.check(address)
+            self._device_codes.failure(address)  # counts every issued code
             expires_at = self._clock() + self._device_lifetime
             device_code, grant = await self._codes.issue_device_code(
                 client.client_id, scope, expires_at, self._device_interval
