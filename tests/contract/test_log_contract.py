@@ -219,6 +219,10 @@ async def test_tiles_and_bundles_full_and_partial(log: TransparencyLog) -> None:
         await log.entry_bundle(2, 1)
     with pytest.raises(NotFound):
         await log.entry(301)
+    for huge in ((1 << 63) - 1, 1 << 63, 1 << 64):  # past any SQL BIGINT: not found, not a crash
+        with pytest.raises(NotFound):
+            await log.entry(huge)
+        assert await log.entries(huge, huge + 5) == []
 
 
 async def test_proofs_between_any_sizes(log: TransparencyLog) -> None:

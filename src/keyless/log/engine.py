@@ -60,6 +60,10 @@ SeedEntry = bytes | tuple[bytes, bytes]
 """A seed: the leaf, or (leaf, bundle entry) when the bundle carries something else (static-ct)."""
 
 
+#: Entry indexes are SQL BIGINTs (int64): nothing at or past 2**63 - 1 can exist.
+_INDEX_LIMIT = (1 << 63) - 1
+
+
 @dataclass(frozen=True)
 class AddResult:
     """What :meth:`TransparencyLog.add` returns: the entry's place and the proof of it."""
@@ -363,7 +367,7 @@ class TransparencyLog:
 
     async def entry(self, index: int) -> StoredEntry:
         """The stored entry at ``index`` (leaf, bundle entry, integrated time)."""
-        if index < 0:
+        if not 0 <= index < _INDEX_LIMIT:
             raise NotFound(f"no entry {index} in log {self.name}")
         found = await self._storage.run(self._store.entries, self.name, index, index + 1)
         if not found:
@@ -374,6 +378,9 @@ class TransparencyLog:
         """Stored entries ``start ≤ index < end`` (at most what exists)."""
         if start < 0 or end < start:
             raise InvalidInput(f"bad entry range [{start}, {end})")
+        if start >= _INDEX_LIMIT:
+            return []
+        end = min(end, _INDEX_LIMIT)
         return await self._storage.run(self._store.entries, self.name, start, end)
 
     async def index_of(self, key: bytes) -> int | None:
