@@ -74,3 +74,18 @@ class StorageError(Error):
 
 class VerificationError(Error):
     """Base class of every verification failure; subclasses name what failed."""
+
+
+def field_name(key: str, limit: int = 80) -> str:
+    """A JSON key for an error message: as is when short and printable, else :func:`shown`."""
+    return key if len(key) <= limit and key.isprintable() else shown(key, limit)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value quoted for an error message: ``repr`` (control characters escaped) of at most
+    ``limit`` characters, so attacker-controlled input can neither flood a log or a terminal nor
+    smuggle escape sequences into it."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"… ({len(text)} characters)"
+    return repr(text)

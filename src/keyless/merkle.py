@@ -440,7 +440,7 @@ def verify_inclusion(
     if not hmac.compare_digest(computed, root):
         raise InclusionProofError(
             f"inclusion proof for index {index} computes root {computed.hex()}, "
-            f"expected {root.hex()} (tree size {size})"
+            f"expected {root.hex()[:64]}{'…' if len(root) > 32 else ''} (tree size {size})"
         )
 
 

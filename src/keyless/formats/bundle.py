@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, field_name, shown
 from keyless.formats.dsse import Envelope
 
 # --- media types (protocols.md §6, §7) -------------------------------------------------------
@@ -54,7 +54,7 @@ class _Obj:
 
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, dict):
-            raise InvalidInput(f"{path} must be a JSON object")
+            raise InvalidInput(f"{path or 'the document'} must be a JSON object")
         self._data: dict[str, Any] = data
         self._path = path
         self._seen: set[str] = set()
@@ -103,6 +103,8 @@ class _Obj:
             return default
         if not isinstance(value, str):
             raise InvalidInput(f"{self.path(key)} must be a string")
+        if not value.isascii():
+            check_utf8(value, self.path(key))
         return value
 
     def raw(self, key: str, *, required: bool = True) -> bytes:
@@ -139,7 +141,16 @@ class _Obj:
         """Reject keys nobody asked for (strict parsing, like ``extra_forbidden``)."""
         unknown = sorted(set(self._data) - self._seen)
         if unknown:
-            raise InvalidInput(f"{self.path(unknown[0])} is not a known field")
+            where = f"{self._path}." if self._path else ""
+            raise InvalidInput(f"{where}{field_name(unknown[0])} is not a known field")
+
+
+def check_utf8(value: str, what: str) -> None:
+    """JSON may escape lone UTF-16 surrogates (``\\ud800``) that no UTF-8 text can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode (a lone surrogate)") from exc
 
 
 def b64decode(value: Any, what: str) -> bytes:
@@ -191,6 +202,8 @@ def _load(data: bytes | str | Mapping[str, Any], what: str) -> Any:
     if isinstance(data, bytes | str):
         try:
             return json.loads(data)
+        except RecursionError as exc:
+            raise InvalidInput(f"{what} is nested too deeply") from exc
         except ValueError as exc:
             raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
     return data
@@ -348,10 +361,13 @@ class Bundle:
     @classmethod
     def from_json(cls, data: bytes | str | Mapping[str, Any]) -> Bundle:
         """Parse and structurally validate a bundle (protocols.md §6 and §9 "Bundle load")."""
-        o = _Obj(_load(data, "bundle"), "")
+        loaded = _load(data, "bundle")
+        if not isinstance(loaded, dict):
+            raise InvalidInput("the bundle must be a JSON object")
+        o = _Obj(loaded, "")
         media_type = o.text("mediaType")
         if media_type not in BUNDLE_MEDIA_TYPES:
-            raise InvalidInput(f"mediaType {media_type!r} is not a supported bundle version")
+            raise InvalidInput(f"mediaType {shown(media_type)} is not a supported bundle version")
         version = BUNDLE_MEDIA_TYPES[media_type]
         vm = o.req_obj("verificationMaterial")
         certificates: tuple[bytes, ...] = ()
@@ -437,7 +453,7 @@ class Bundle:
             allowed = {"payload", "payloadType", "signatures"}
             extra = sorted(set(de) - allowed)
             if extra:
-                raise InvalidInput(f"dsseEnvelope.{extra[0]} is not a known field")
+                raise InvalidInput(f"dsseEnvelope.{field_name(extra[0])} is not a known field")
         o.done()
         return cls(media_type, material, message_signature, envelope, raw_envelope)
 

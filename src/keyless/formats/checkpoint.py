@@ -67,6 +67,8 @@ MAX_NOTE_SIZE = 1 << 20
 _DASH = "\u2014 "  # em dash and space start every signature line (C2SP signed-note "Format")
 _SIG_ED25519 = 0x01
 _SIG_COSIGNATURE_V1 = 0x04
+#: Digits of the largest uint64 (18446744073709551615): longer size lines cannot be one.
+_U64_DIGITS = 20
 _SIZE_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 #: ASCII control characters other than newline (forbidden in notes, C2SP signed-note "Format").
 _CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f]")
@@ -263,6 +265,8 @@ class Checkpoint:
             raise MalformedNoteError(
                 f"checkpoint size line {size_line[:40]!r} is not a decimal without leading zeros"
             )
+        if len(size_line) > _U64_DIGITS:
+            raise MalformedNoteError(f"checkpoint tree size {size_line[:40]}… is not a uint64")
         size = int(size_line)
         if size > _U64_MAX:
             raise MalformedNoteError("checkpoint tree size does not fit in 64 bits")

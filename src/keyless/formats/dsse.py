@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, field_name
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
@@ -63,13 +63,17 @@ class Envelope:
         if isinstance(value, str | bytes):
             try:
                 value = json.loads(value)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
         if not isinstance(value, dict):
             raise InvalidInput(f"{what} must be a JSON object")
         payload_type = value.get("payloadType")
         if not isinstance(payload_type, str) or not payload_type:
             raise InvalidInput(f"{what}.payloadType must be a non-empty string")
+        try:
+            payload_type.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"{what}.payloadType is not valid Unicode") from exc
         payload = _b64(value.get("payload"), f"{what}.payload")
         raw_sigs = value.get("signatures")
         if not isinstance(raw_sigs, list) or not raw_sigs:
@@ -78,6 +82,11 @@ class Envelope:
         for i, item in enumerate(raw_sigs):
             if not isinstance(item, dict):
                 raise InvalidInput(f"{what}.signatures[{i}] must be an object")
+            extra = sorted(set(item) - {"sig", "keyid"})
+            if extra:
+                raise InvalidInput(
+                    f"{what}.signatures[{i}].{field_name(extra[0])} is not a known field"
+                )
             keyid = item.get("keyid", "")
             if not isinstance(keyid, str):
                 raise InvalidInput(f"{what}.signatures[{i}].keyid must be a string")

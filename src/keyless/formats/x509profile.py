@@ -201,9 +201,15 @@ def leaf_builder(profile: LeafProfile, issuer: x509.Certificate) -> x509.Certifi
         .not_valid_after(profile.not_after)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -295,9 +301,15 @@ def build_ca_certificate(
         .not_valid_after(not_after)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -441,9 +453,7 @@ def finalize_precertificate(
     Used when the CT log already holds the precertificate (an idempotent retry), so the final
     certificate must match *that* precertificate (RFC 6962 §3.1) rather than a new profile.
     """
-    sct_ext = _der_tlv(
-        0x30, _der_oid(SCT_LIST_OID) + _der_tlv(0x04, sct_list_extension)
-    )
+    sct_ext = _der_tlv(0x30, _der_oid(SCT_LIST_OID) + _der_tlv(0x04, sct_list_extension))
     tbs = _rewrite_extensions(precert.tbs_certificate_bytes, POISON_OID, sct_ext)
     signature = signer.sign(tbs)
     bit_string = _der_tlv(0x03, b"\x00" + signature)

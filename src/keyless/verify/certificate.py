@@ -93,7 +93,13 @@ class ChainVerifier:
 def reject_bundled_roots(certificates: list[x509.Certificate]) -> None:
     """A bundle's chain must not carry a (self-signed) root: trust comes from the trusted root."""
     for cert in certificates[1:]:
-        if cert.subject == cert.issuer:
+        try:
+            self_issued = cert.subject == cert.issuer
+        except (TypeError, ValueError) as exc:
+            raise CertificateChainError(
+                "a certificate in the bundle's chain has a malformed name"
+            ) from exc
+        if self_issued:
             raise CertificateChainError("the bundle's certificate chain includes a root CA")
 
 
@@ -153,6 +159,9 @@ def verify_embedded_sct(
         )
     except x509.ExtensionNotFound as exc:
         raise EmbeddedSCTError("the signing certificate has no embedded SCT") from exc
+    except ValueError as exc:
+        problem = f"the signing certificate's extensions are malformed: {exc}"
+        raise EmbeddedSCTError(problem) from exc
     raw = ext.value.public_bytes()
     try:
         scts = sct_format.decode_sct_list(raw)
@@ -164,7 +173,12 @@ def verify_embedded_sct(
     logs = trust.ctlogs_for(sct.log_id)
     if not logs:
         raise EmbeddedSCTError("the embedded SCT is not from a trusted CT log")
-    when = datetime.fromtimestamp(sct.timestamp_ms / 1000, tz=UTC)
+    try:
+        when = datetime.fromtimestamp(sct.timestamp_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise EmbeddedSCTError(
+            f"the embedded SCT's timestamp {sct.timestamp_ms} ms is out of range"
+        ) from exc
     logs = [log for log in logs if log.valid_for.contains(when)]
     if not logs:
         raise EmbeddedSCTError("the CT log's key was not valid at the SCT's timestamp")

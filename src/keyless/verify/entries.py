@@ -34,7 +34,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """The canonicalized body as a JSON object."""
     try:
         value = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise LogEntryMismatchError("transparency log entry body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise LogEntryMismatchError("transparency log entry body is not a JSON object")

@@ -18,6 +18,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
+from keyless.errors import shown
 from keyless.verify.errors import IdentityMismatchError
 
 OID_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
@@ -177,7 +178,7 @@ class GitHubWorkflow:
                 continue
             if not values or any(v != expected for v in values):
                 raise IdentityMismatchError(
-                    f"certificate's GitHub workflow {what} {values} is not {expected!r}"
+                    f"certificate's GitHub workflow {what} {shown(values)} is not {shown(expected)}"
                 )
 
     @staticmethod

@@ -151,7 +151,7 @@ class TrustedTimestampAuthority:
                 names_signer = embedded.serial_number == ts.signer_serial and _same_name(
                     embedded.issuer.public_bytes(), ts.signer_issuer or b""
                 )
-            except (ValueError, x509.InvalidVersion):
+            except (ValueError, TypeError, x509.InvalidVersion):
                 continue  # an unreadable extra certificate cannot be the signer's
             if names_signer:
                 raise TimestampMismatch("the embedded signer certificate is not the trusted one")

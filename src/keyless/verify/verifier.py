@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, shown
 from keyless.formats.bundle import Bundle, TransparencyLogEntry, TrustedRoot
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
 from keyless.trust.material import TrustMaterial
@@ -83,6 +83,16 @@ class VerificationResult:
     statement: dict[str, Any] | None = field(default=None, compare=False)
 
 
+def integrated_time(entry: TransparencyLogEntry) -> datetime:
+    """The entry's ``integratedTime`` as a UTC datetime; out of range is a malformed bundle."""
+    try:
+        return datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise MalformedBundleError(
+            f"the log entry's integratedTime {entry.integrated_time} is out of range"
+        ) from exc
+
+
 def load_bundle(data: bytes | str | Bundle) -> Bundle:
     """Parse a bundle, turning format errors into :class:`MalformedBundleError`."""
     if isinstance(data, Bundle):
@@ -126,11 +136,7 @@ class Verifier:
         if cert is not None:
             assert policy is not None
             self._verify_certificate(b, cert, times, policy)
-        log_times = (
-            [datetime.fromtimestamp(entry.integrated_time, tz=UTC)]
-            if self._set_backed(entry)
-            else times
-        )
+        log_times = [integrated_time(entry)] if self._set_backed(entry) else times
         logs = trusted_logs(self.trust, entry, log_times)
         verify_entry(entry, logs, require_set=b.version == "0.1")
         if cert is not None:
@@ -180,7 +186,8 @@ class Verifier:
         entry = entries_[0]
         if (entry.kind, entry.version) not in SUPPORTED_ENTRIES:
             raise MalformedBundleError(
-                f"unsupported transparency log entry kind {entry.kind} {entry.version}"
+                f"unsupported transparency log entry kind {shown(entry.kind)} "
+                f"version {shown(entry.version)}"
             )
         if b.dsse_envelope is not None and len(b.dsse_envelope.signatures) != 1:
             raise DSSEError("a bundle's DSSE envelope must have exactly one signature")
@@ -204,7 +211,12 @@ class Verifier:
         except ValueError as exc:
             raise MalformedBundleError("the bundle's certificate is not valid DER") from exc
         reject_bundled_roots(certs)
-        return certs[0], certs[0].public_key()
+        try:
+            return certs[0], certs[0].public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise MalformedBundleError(
+                "the signing certificate's public key cannot be decoded"
+            ) from exc
 
     @staticmethod
     def _set_backed(entry: TransparencyLogEntry) -> bool:
@@ -220,7 +232,7 @@ class Verifier:
             b.verification_material.rfc3161_timestamps, b.signature
         )
         if self._set_backed(entry):
-            times.append(datetime.fromtimestamp(entry.integrated_time, tz=UTC))
+            times.append(integrated_time(entry))
         if len(times) < self.threshold:
             raise NotEnoughVerifiedTimesError(
                 f"the bundle has {len(times)} verified time(s); {self.threshold} required "
@@ -254,7 +266,9 @@ class Verifier:
         if ms.message_digest is not None:
             algorithm = ms.message_digest.algorithm
             if algorithm != "SHA2_256":
-                raise ArtifactMismatchError(f"unsupported message digest algorithm {algorithm}")
+                raise ArtifactMismatchError(
+                    f"unsupported message digest algorithm {shown(algorithm)}"
+                )
             if ms.message_digest.digest != artifact.sha256:
                 raise ArtifactMismatchError("the artifact's digest differs from the bundle's")
         digest = artifact.sha256
@@ -336,10 +350,10 @@ def _verify_pae(key: Any, signature: bytes, pae: bytes) -> None:
 def in_toto_statement(envelope: Envelope) -> dict[str, Any]:
     """The envelope's in-toto Statement (payloadType ``application/vnd.in-toto+json``)."""
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise DSSEError(f"DSSE payload type {envelope.payload_type!r} is not in-toto")
+        raise DSSEError(f"DSSE payload type {shown(envelope.payload_type)} is not in-toto")
     try:
         statement = json.loads(envelope.payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise DSSEError("the DSSE payload is not JSON") from exc
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         raise DSSEError("the DSSE payload is not an in-toto Statement")

@@ -19,14 +19,11 @@ import functools
 import json
 import random
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from conftest import VECTORS, require
@@ -238,43 +235,9 @@ def assert_all_ok(results: list[tuple[str, str | None]]) -> None:
     assert not bad, f"{len(bad)}/{len(results)} variants break the oracle:\n" + "\n".join(bad[:40])
 
 
-def known_bug(outcome: Outcome) -> str | None:
-    """The known bug (``BUG_*`` below) an unclean outcome is attributed to, if any.
-
-    Sweeps ignore these (dedicated tests hold a strict xfail for each), so a sweep stays stable
-    whichever positions its sampling hits; anything else still fails the sweep.
-    """
-    exc = outcome.error
-    if exc is None:
-        return None
-    if outcome.status == "rejected":
-        message = str(exc)
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in message):
-            return BUG_RAW_ECHO
-        return BUG_LONG_MESSAGE if len(message) > MAX_MESSAGE else None
-    functions = {f.name for f in traceback.extract_tb(exc.__traceback__)}
-    if "_signing_key" in functions and isinstance(exc, ValueError | UnsupportedAlgorithm):
-        return BUG_CERT_KEY
-    if "_verified_times" in functions and isinstance(exc, OSError | ValueError | OverflowError):
-        return BUG_INTEGRATED_TIME
-    if "verify_embedded_sct" in functions and isinstance(exc, ValueError | OverflowError):
-        return BUG_SCT_TIMESTAMP if "out of range" in str(exc) else BUG_SCT_EXTENSION
-    if isinstance(exc, RecursionError):
-        return BUG_DEEP_JSON
-    if isinstance(exc, UnicodeEncodeError):
-        return BUG_SURROGATE
-    if isinstance(exc, TypeError) and functions & {"reject_bundled_roots", "_check_signer"}:
-        return BUG_X509_NAME_TYPE
-    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
-        return BUG_CHECKPOINT_DIGITS
-    return None
-
-
-def check(results: list[tuple[str, Outcome, bool]], *, sweep: bool = True) -> None:
+def check(results: list[tuple[str, Outcome, bool]]) -> None:
     """Check (variant, outcome, may_pass) triples: first that no tampering was accepted
-    (:class:`TamperAccepted`), then that every rejection was clean (:class:`UncleanRejection`),
-    so a strict xfail for one kind of bug cannot hide the other. A ``sweep`` ignores unclean
-    outcomes of known bugs (see :func:`known_bug`)."""
+    (:class:`TamperAccepted`), then that every rejection was clean (:class:`UncleanRejection`)."""
     assert results
     accepted = [v for v, o, may_pass in results if o.status == "ok" and not may_pass]
     if accepted:
@@ -282,20 +245,11 @@ def check(results: list[tuple[str, Outcome, bool]], *, sweep: bool = True) -> No
             f"{len(accepted)}/{len(results)} tampered variants verified: "
             + ", ".join(accepted[:20])
         )
-    bad = [
-        f"{v}: {why}"
-        for v, o, _ in results
-        if (why := problem(o, may_pass=True)) and not (sweep and known_bug(o))
-    ]
+    bad = [f"{v}: {why}" for v, o, _ in results if (why := problem(o, may_pass=True))]
     if bad:
         raise UncleanRejection(
             f"{len(bad)}/{len(results)} variants broke the oracle:\n" + "\n".join(bad[:40])
         )
-
-
-def xfail(reason: str, kind: type[AssertionError] = UncleanRejection) -> pytest.MarkDecorator:
-    """A strict xfail for a known bug of one kind (see :func:`check`)."""
-    return pytest.mark.xfail(strict=True, raises=kind, reason=reason)
 
 
 # --- JSON paths -----------------------------------------------------------------------------
@@ -480,69 +434,3 @@ def harmless(case: Case, bundle: Json, path: Path_, new: Json, *, dropped: bool)
     if lab == label((*TLOG, "integratedTime")) and rekor_v2(bundle):
         return dropped or new is None or (type(new) is int and 0 <= new < 2**63)
     return False
-
-
-
-# --- known bugs (each strict xfail names one; remove the mark when the bug is fixed) ---------
-
-BUG_CERT_KEY = (
-    "verify/verifier.py _signing_key: certs[0].public_key() raises ValueError('Invalid key') or "
-    "cryptography UnsupportedAlgorithm for a leaf whose SPKI does not decode; should be "
-    "MalformedBundleError/CertificateChainError"
-)
-BUG_INTEGRATED_TIME = (
-    "verify/verifier.py _verified_times: datetime.fromtimestamp(integratedTime) raises "
-    "OSError/ValueError/OverflowError for integratedTime >= 253402300800 (year 10000), before "
-    "the SET that binds it is checked"
-)
-BUG_DEEP_JSON = (
-    "json.loads raises RecursionError on deeply nested JSON and only ValueError is caught: "
-    "formats/bundle.py _load (the bundle), verify/entries.py parse_body (a logged body), "
-    "verify/verifier.py in_toto_statement (a signed DSSE payload)"
-)
-BUG_SURROGATE = (
-    "lone UTF-16 surrogates (JSON \\ud800 escapes) reach str.encode('utf-8'): "
-    "formats/checkpoint.py SignedNote.parse and formats/dsse.py pae() raise UnicodeEncodeError"
-)
-BUG_CHECKPOINT_DIGITS = (
-    "formats/checkpoint.py Checkpoint.from_text: int(size_line) raises ValueError (Python's "
-    "4300-digit int conversion limit) before the 64-bit range check"
-)
-BUG_LONG_MESSAGE = (
-    "rejection messages echo attacker-controlled values unbounded (1 MB in, 1 MB message out): "
-    "formats/bundle.py mediaType and unknown field names (_Obj.done), verify/verifier.py "
-    "kind/version, messageDigest.algorithm and DSSE payloadType (in_toto_statement), merkle.py "
-    "verify_inclusion root hash hex, verify/policy.py GitHub claim values from the certificate"
-)
-BUG_X509_NAME_TYPE = (
-    "a certificate Name attribute of type BIT STRING (only allowed for x500UniqueIdentifier) "
-    "makes cryptography raise TypeError on .subject/.issuer: verify/certificate.py "
-    "reject_bundled_roots (cert.subject == cert.issuer, for a bundle chain certificate) and "
-    "verify/rfc3161.py _check_signer (embedded.issuer, for a certificate embedded in a TSA "
-    "token) catch only ValueError"
-)
-BUG_EMPTY_PATH = (
-    "formats/bundle.py Bundle.from_json: a bundle that is not a JSON object is reported with an "
-    "empty path: 'malformed bundle:  must be a JSON object' (the subject is missing)"
-)
-BUG_DSSE_SIGNATURE_FIELDS = (
-    "formats/dsse.py Envelope.from_json ignores unknown keys inside dsseEnvelope.signatures[i] "
-    "(formats/bundle.py Bundle.from_json checks only the envelope's own keys), unlike every other "
-    "bundle object, which rejects unknown fields"
-)
-BUG_SCT_TIMESTAMP = (
-    "verify/certificate.py verify_embedded_sct: datetime.fromtimestamp(sct.timestamp_ms / 1000) "
-    "raises ValueError/OverflowError for an SCT timestamp at or after year 10000 (before the "
-    "SCT's signature is checked)"
-)
-BUG_SCT_EXTENSION = (
-    "verify/certificate.py verify_embedded_sct: leaf.extensions raises ValueError ('Invalid SCT "
-    "length', 'error parsing asn1 value') when the SCT list extension is malformed; only "
-    "ExtensionNotFound is caught (should be EmbeddedSCTError)"
-)
-BUG_RAW_ECHO = (
-    "rejection messages interpolate bundle strings raw, not repr(): newlines and control "
-    "characters (terminal escapes included) from the bundle reach the one-sentence error and "
-    "the CLI's stderr: verify/verifier.py _single_entry (kind/version) and _verify_message "
-    "(messageDigest.algorithm), formats/bundle.py _Obj.done (unknown field names)"
-)

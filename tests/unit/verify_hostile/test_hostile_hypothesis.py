@@ -5,9 +5,6 @@
 * Any text as the checkpoint: rejected cleanly.
 * Any byte-level edit of the JSON text: never an unclean outcome (some edits are harmless, e.g.
   whitespace, so acceptance is not judged).
-
-Outcomes of the known bugs are tolerated here (hostile_util.known_bug; each is pinned by a strict
-xfail in test_hostile_known_bugs.py).
 """
 
 from __future__ import annotations
