@@ -72,20 +72,24 @@ def banner(stack: Stack) -> str:
         extract = (
             "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])'"
         )
+        keyless = _keyless_command()
+        # A token certifies one key only (the CA's replay guard): one fresh token per signing.
         lines += [
             "",
             "Sign and verify (copy-paste, in another terminal):",
             f"  curl -s -o tc.json {p}/client-trust-config.json",
-            "  TOKEN=$(curl -s -d grant_type=password -d client_id=sigstore "
+            "  token() { curl -s -d grant_type=password -d client_id=sigstore "
             f"-d scope='openid email' -d username={user} -d password={password} "
-            f"{p}/oidc/token | {extract})",
+            f"{p}/oidc/token | {extract}; }}",
             "  echo hello > artifact.txt",
-            "  keyless sign artifact.txt --identity-token \"$TOKEN\" --trust-config tc.json",
-            "  keyless verify artifact.txt --bundle artifact.txt.sigstore.json "
+            f"  {keyless} sign artifact.txt --overwrite --identity-token \"$(token)\" "
+            "--trust-config tc.json",
+            f"  {keyless} verify artifact.txt --bundle artifact.txt.sigstore.json "
             f"--cert-identity {user} --cert-oidc-issuer {settings.oidc_issuer} "
             "--trust-config tc.json",
             "  # sigstore-python works the same way:",
-            "  #   sigstore --trust-config tc.json sign --identity-token \"$TOKEN\" artifact.txt",
+            "  #   sigstore --trust-config tc.json sign --overwrite "
+            "--identity-token \"$(token)\" artifact.txt",
         ]
     elif not users:
         lines += ["", "No OIDC users configured: add --oidc-user EMAIL:PASSWORD to sign."]
@@ -93,6 +97,38 @@ def banner(stack: Stack) -> str:
     if missing:
         lines += ["", f"Not available in this build: {', '.join(missing)}"]
     return "\n".join(lines) + "\n"
+
+
+def _keyless_command() -> str:
+    """How to run this very ``keyless`` from another terminal (its venv need not be on PATH)."""
+    import shutil
+
+    exe = Path(sys.argv[0])
+    if exe.name == "keyless" and exe.is_file():
+        return shlex.quote(str(exe.resolve()))
+    found = shutil.which("keyless")
+    return shlex.quote(found) if found else "keyless"
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, checked before the data directory is touched."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; choose another with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _redact(url: str) -> str:
@@ -115,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from keyless.errors import ConfigError
     from keyless.server.app import create_app
     from keyless.server.config import load_settings
+    from keyless.server.errors import json_error_http_protocol
     from keyless.server.init import build_stack
     from keyless.server.logs import configure_logging
 
@@ -142,6 +179,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"keyless serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        print(f"keyless serve: --data-dir {settings.data_dir} is not a directory", file=sys.stderr)
+        return 2
+    problem = _port_problem(settings.host, settings.port)
+    if problem is not None:
+        print(f"keyless serve: {problem}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
         # Build (first start) or reopen the stack before listening, so that a refusal such as
@@ -166,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
             lifespan="on",
             timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
             server_header=False,
+            # JSON 400/408/431 for requests the HTTP parser rejects or that never finish their
+            # head (contracts.md §5); no WebSocket endpoint exists.
+            http=json_error_http_protocol(),
+            ws="none",
         )
         server = _graceful_server(config)
         await server.serve()

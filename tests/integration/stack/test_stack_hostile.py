@@ -420,6 +420,45 @@ def test_stalled_body_is_cut_off_with_408(hostile_stack: RunningStack) -> None:
     assert time.monotonic() - start < 25
 
 
+def _raw_exchange(port: int, request: bytes) -> tuple[bytes, dict[str, Any], float]:
+    """Send raw bytes, read until the server closes: (status line, JSON body, seconds)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), raw[:300]
+    return head.split(b"\r\n", 1)[0], json.loads(body), time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "fragment"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400", "malformed HTTP request"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", b"400", "malformed"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 80_000 + b"\r\n\r\n",
+         b"431", "request head"),
+    ],
+    ids=["not-http", "bad-header-line", "huge-head"],
+)
+def test_requests_the_http_parser_rejects_get_json(
+    hostile_stack: RunningStack, request_bytes: bytes, status: bytes, fragment: str
+) -> None:
+    line, body, _ = _raw_exchange(hostile_stack.port, request_bytes)
+    assert status in line, line
+    assert body["code"] == int(status) and fragment in body["message"], body
+
+
+def test_a_request_head_that_never_ends_is_cut_off_with_408(hostile_stack: RunningStack) -> None:
+    line, body, seconds = _raw_exchange(
+        hostile_stack.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+    )
+    assert b"408" in line and "request head" in body["message"], (line, body)
+    assert seconds < 25
+
+
 def _hashedrekord_pair() -> tuple[dict[str, Any], dict[str, Any]]:
     """A valid Rekor v1 hashedrekord and the equivalent v2 request for one fresh signature."""
     key = ec.generate_private_key(ec.SECP256R1())
