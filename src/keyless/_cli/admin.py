@@ -1,4 +1,5 @@
-"""``keyless admin rotate {ca,tsa,log}``: start a new key generation (docs/operator-guide.md §6).
+"""``keyless admin rotate {ca,tsa,log}``: start a new key generation (docs/operator-guide.md §6),
+and ``keyless admin hash-password``: an scrypt hash for ``[[oidc_users]] password_hash``.
 
 The new generation is recorded at once and takes effect at the next start of ``keyless serve``:
 on PostgreSQL rotate while the processes run and restart them one by one (no downtime: the old
@@ -33,11 +34,40 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "--overlap-hours", type=float, default=1.0,
         help="how long the old generation stays valid after the rotation (default: 1)",
     )
+    hashing = actions.add_parser(
+        "hash-password", help="print the scrypt hash of a password for keyless.toml",
+        description="Read a password (prompted on a terminal, else the first line of standard "
+        "input) and print its scrypt hash for an [[oidc_users]] password_hash entry.",
+    )
+    hashing.set_defaults(admin_run=hash_password)
     parser.set_defaults(run=run)
+
+
+def hash_password(args: argparse.Namespace) -> int:
+    """Print ``scrypt$N$r$p$salt$hash`` of a password read without echo (RFC 7914)."""
+    import getpass
+
+    from keyless.services.oidc.accounts import hash_secret
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("keyless admin: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("keyless admin: the password is empty", file=sys.stderr)
+        return 2
+    print(hash_secret(password))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Record the new generation; print what happens next."""
+    if getattr(args, "admin_run", None) is not None:
+        result: int = args.admin_run(args)
+        return result
     import asyncio
     from datetime import timedelta
 

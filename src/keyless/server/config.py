@@ -40,6 +40,8 @@ class Settings:
     database_url: str = ""
     config_file: Path | None = None
     oidc_users: dict[str, str] = field(default_factory=dict)
+    #: users whose config entry gives an scrypt ``password_hash`` instead of a password
+    oidc_user_hashes: dict[str, str] = field(default_factory=dict)
     issuers: tuple[IssuerConfig, ...] = ()
     #: OAuth clients of the embedded provider ([[oidc_clients]]; OidcClient objects)
     oidc_clients: tuple[Any, ...] = ()
@@ -158,11 +160,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: oidc_users must be an array of tables")
     users = data.pop("oidc_users", [])
     parsed_users: dict[str, str] = {}
+    parsed_hashes: dict[str, str] = {}
     for user in users:
-        if not isinstance(user, dict) or set(user) != {"email", "password"}:
-            raise ConfigError(f"{where}: each [[oidc_users]] needs exactly email and password")
-        parsed_users[str(user["email"])] = str(user["password"])
+        if not isinstance(user, dict) or set(user) not in (
+            {"email", "password"},
+            {"email", "password_hash"},
+        ):
+            raise ConfigError(
+                f"{where}: each [[oidc_users]] needs email and either password or password_hash"
+            )
+        if "password_hash" in user:
+            from keyless.services.oidc.accounts import OidcUser
+
+            checked = OidcUser.from_mapping(user)  # email and scrypt hash format
+            parsed_hashes[checked.email] = checked.password_hash
+        else:
+            parsed_users[str(user["email"])] = str(user["password"])
     out["oidc_users"] = parsed_users
+    out["oidc_user_hashes"] = parsed_hashes
     issuers: list[IssuerConfig] = []
     for issuer in data.pop("issuers", []):
         if not isinstance(issuer, dict):
@@ -346,6 +361,8 @@ require_ntp = false
 # [[oidc_users]]
 # email = "alice@example.com"
 # password = "change-me"
+# (or, to keep the password out of this file, its scrypt hash:
+#  password_hash = "scrypt$16384$8$1$<salt>$<hash>", made with `keyless admin hash-password`)
 
 # OAuth clients of the embedded provider besides the public `sigstore` client. A client with
 # a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the

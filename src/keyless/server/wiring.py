@@ -288,6 +288,10 @@ async def add_oidc(ctx: WiringContext) -> None:
     users = [
         OidcUser(email, hash_secret(password))
         for email, password in sorted(ctx.settings.oidc_users.items())
+    ] + [
+        OidcUser(email, hashed)
+        for email, hashed in sorted(ctx.settings.oidc_user_hashes.items())
+        if email not in ctx.settings.oidc_users  # --oidc-user EMAIL:PASSWORD wins
     ]
     provider = OidcProvider(
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
