@@ -18,7 +18,8 @@ SIGKILL and restarted on the same data. Then, through the public HTTP read APIs 
 * the entries acknowledged last are found by digest once the search indexer caught up.
 
 Several cycles run on the embedded SQLite default, then on PostgreSQL with two processes sharing
-one database, killing one, the other, then both. A last test covers the data-directory lock: a
+one database, killing one, the other, then both; ``keyless log fsck`` also runs beside the live
+writers in every cycle. Another test crashes PostgreSQL itself under load. A last test covers the data-directory lock: a
 second ``serve`` on the same SQLite data is refused whichever starts first, and a lock left by a
 killed process never blocks the restart.
 """
@@ -103,6 +104,8 @@ class Ledger:
     resubmitted: int = 0
     #: resubmissions answered "already in the log" (v2 200, v1 409)
     already_logged: int = 0
+    #: 429/503 answers with Retry-After (not acknowledged; the writer moves on)
+    pushed_back: int = 0
 
     def counts(self) -> str:
         return (f"acknowledged v2={len(self.v2)} v1={len(self.v1)} ca={len(self.certs)}, "
@@ -238,6 +241,7 @@ async def _submit(ledger: Ledger, client: Client, api: str, body: dict[str, Any]
     elif api == "ca" and status == 200:
         ledger.certs.append(_chain(response))
     elif status in (429, 503) and "retry-after" in response.headers:
+        ledger.pushed_back += 1
         return False
     else:
         ledger.errors.append(f"{api}{' retry' if retry else ''}: HTTP {status}: "
@@ -628,6 +632,59 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
     fsck(database)
     assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
     assert ledger.resubmitted > 0, "no request was in flight at a kill: not a kill under load"
+
+
+def _crash_restart(cluster: Any) -> None:
+    """``pg_ctl restart -m immediate``: PostgreSQL dies without a shutdown checkpoint and
+    recovers from its own WAL at start, as after a power cut of the database host."""
+    cluster._run([cluster._pg_ctl, "-D", str(cluster.datadir), "-l", str(cluster.root / "log"),
+                  "-m", "immediate", "-w", "restart"])
+
+
+def test_a_postgres_crash_under_load_loses_nothing_and_serve_reconnects(
+    tmp_path: Path,
+) -> None:
+    """The database, not keyless, crashes mid-load: writes in flight are answered 503 with
+    Retry-After (never acknowledged, never a 500), the running ``serve`` reconnects by itself,
+    and everything acknowledged before and after is there (its own cluster: the crash must not
+    hit other tests)."""
+    from conftest import require
+    from pgcluster import PgCluster, pg_program
+
+    require(pg_program("initdb") is not None, "PostgreSQL server (initdb)")
+    cluster = PgCluster()
+    try:
+        database = cluster.create_database()
+        stack = wait_healthy(launch_stack(tmp_path / "data", "--database", database), 60)
+        ledger = Ledger()
+        try:
+            identity = asyncio.run(_with_client(stack, _identity))
+
+            async def load() -> None:
+                stop = asyncio.Event()
+                async with httpx.AsyncClient(timeout=30) as http:
+                    client = Client(http, stack)
+                    tasks = [asyncio.ensure_future(_write_loop(ledger, client, api, identity, stop))
+                             for api, count in WRITERS.items() for _ in range(count)]
+                    await asyncio.sleep(LOAD_SECONDS / 2)
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, _crash_restart, cluster)
+                    acknowledged = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
+                    await asyncio.sleep(LOAD_SECONDS)
+                    stop.set()
+                    await asyncio.gather(*tasks)
+                after = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
+                assert after > acknowledged, f"no write acknowledged after the crash: {after}"
+
+            asyncio.run(load())
+            asyncio.run(_resubmit(ledger, [stack]))
+            check_nothing_lost(stack, ledger)
+            assert ledger.pushed_back > 0, "no write met the outage: the crash was not under load"
+        finally:
+            assert stack.stop() == 0, stack.output()
+        fsck(database)
+    finally:
+        cluster.stop()
 
 
 async def _with_client(
