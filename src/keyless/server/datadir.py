@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -34,24 +35,31 @@ class DataDirLock:
         self._what = f"data directory {data_dir}"
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock."""
-        return self._fd is not None
+    def acquire(self, *, wait: bool = False, timeout: float | None = None) -> None:
+        """Take the lock, or raise :class:`ConfigError` naming the owner.
 
-    def acquire(self, *, wait: bool = False) -> None:
-        """Take the lock, or raise :class:`ConfigError` naming the owner (unless ``wait``)."""
+        ``wait`` waits for the owner to let go — for at most ``timeout`` seconds when given, so
+        that a process which holds the lock for its lifetime (a SQLite ``serve``) turns a
+        newcomer away with a message instead of blocking it forever.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise ConfigError(
-                f"{self._what} is in use by keyless serve (pid {owner}); "
-                "stop it first, or use PostgreSQL (--database postgresql://…) to run several"
-            ) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                blocking = wait and deadline is None
+                fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait and deadline is not None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise ConfigError(
+                    f"{self._what} is in use by keyless serve (pid {owner}); "
+                    "stop it first, or use PostgreSQL (--database postgresql://…) to run several"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -40,6 +40,11 @@ def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path
     return path
 
 
+#: how long a PostgreSQL ``serve`` waits for another process's first-start initialisation of a
+#: shared data directory (seconds; it takes one or two) before giving up with a message
+INIT_LOCK_TIMEOUT = 60.0
+
+
 def _sqlite_lock(settings: Settings) -> DataDirLock | None:
     """The lock of the SQLite database file when it is not the data directory's own."""
     if not settings.database_url.startswith("sqlite:"):
@@ -64,7 +69,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
         if settings.is_postgres:
             # Several processes may share the database (and even the directory): serialise only
             # the first-start creation of files; keys are coordinated through the database.
-            lock.acquire(wait=True)
+            lock.acquire(wait=True, timeout=INIT_LOCK_TIMEOUT)
         else:
             lock.acquire(wait=False)
             cleanups.append(release_lock)

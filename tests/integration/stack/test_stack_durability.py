@@ -19,9 +19,10 @@ SIGKILL and restarted on the same data. Then, through the public HTTP read APIs 
 
 Several cycles run on the embedded SQLite default, then on PostgreSQL with two processes sharing
 one database, killing one, the other, then both; ``keyless log fsck`` also runs beside the live
-writers in every cycle. Another test crashes PostgreSQL itself under load. A last test covers the data-directory lock: a
-second ``serve`` on the same SQLite data is refused whichever starts first, and a lock left by a
-killed process never blocks the restart.
+writers in every cycle. Another test crashes PostgreSQL itself under load. The last tests cover
+the data-directory lock: a second ``serve`` on the same SQLite data (by directory or by database
+file) is refused whichever starts first, a lock left by a killed process never blocks the
+restart, and waiting for a lock (PostgreSQL first start) gives up with a message.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import signal
 import subprocess
 import time
@@ -750,3 +752,23 @@ def test_second_serve_on_the_same_sqlite_data_is_refused_and_a_killed_lock_is_no
     assert third.stop() == 0, third.output()
     fsck(str(data))
 
+
+
+def test_waiting_for_a_data_dir_lock_gives_up_with_a_message(tmp_path: Path) -> None:
+    """A PostgreSQL ``serve`` waits for another's first-start initialisation of a shared data
+    directory, but not forever: a lifetime owner (a SQLite ``serve``) turns it away."""
+    from keyless.errors import ConfigError
+    from keyless.server.datadir import DataDirLock
+
+    owner = DataDirLock(tmp_path)
+    owner.acquire()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"in use by keyless serve \\(pid {os.getpid()}\\)"):
+            DataDirLock(tmp_path).acquire(wait=True, timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        owner.release()
+    waiter = DataDirLock(tmp_path)
+    waiter.acquire(wait=True, timeout=0.3)  # free again: taken at once
+    waiter.release()
