@@ -8,7 +8,11 @@ ratios, and the machine's core count and load (the CI machine is shared: figures
 Bundles (vectors/README.md): conformance ``happy-path-v0.3`` (Rekor v1, production),
 ``happy-path-intoto-in-dsse-v3`` (DSSE, dsse 0.0.1), sigstore-python's ``bundle_v3_github.whl``
 (v0.2, GitHub claims), ``staging-rekor-v2.txt`` (Rekor v2 + RFC 3161) and
-``a.dsse.staging-rekor-v2.txt`` (DSSE on Rekor v2, witnessed checkpoint).
+``a.dsse.staging-rekor-v2.txt`` (DSSE on Rekor v2, witnessed checkpoint); and two bundles that
+the run signs itself on a throwaway ``keyless serve`` (``keyless-v2+tsa``: the default Rekor v2 +
+RFC 3161 bundle; ``keyless-v1``: ``--rekor-version 1``), verified with that instance's trust
+config. Public-good leaves are signed by a P-384 intermediate, keyless's by a P-256 one, which is
+most of the difference between the two groups (see the crypto floor printed at the end).
 
 Usage: ``.venv/bin/python bench/verify.py [--warm N] [--cold N]``; needs ``make interop``.
 """
@@ -43,10 +47,14 @@ class Case:
     name: str
     bundle: Path
     artifact: Path
-    root: str  # production | staging
+    root: str  # production | staging | keyless (a key of ROOTS / the trust configs)
     identity: str
     issuer: str
     dsse: bool = False
+
+
+#: trusted_root.json per root name; the run adds "keyless" for its own instance.
+ROOTS = {name: V / "public-good" / name / "trusted_root.json" for name in ("production", "staging")}
 
 
 CASES = [
@@ -98,10 +106,68 @@ print(json.dumps(out))
 
 
 def root_path(name: str) -> Path:
-    return V / "public-good" / name / "trusted_root.json"
+    return ROOTS[name]
 
 
-def keyless_warm(n: int) -> dict[str, tuple[float, float]]:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def own_cases(tmp: Path) -> tuple[list[Case], Path]:
+    """Sign two bundles on a throwaway keyless stack; return them and its client trust config."""
+    import httpx
+
+    port, user, password = _free_port(), "bench@example.com", "bench-password"
+    url = f"http://localhost:{port}"
+    server = subprocess.Popen(
+        [str(KEYLESS), "serve", "--data-dir", str(tmp / "stack"), "--port", str(port),
+         "--oidc-user", f"{user}:{password}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("keyless serve did not become healthy")
+            time.sleep(0.2)
+        trust_config = tmp / "keyless.tc.json"
+        trust_config.write_bytes(httpx.get(f"{url}/client-trust-config.json", timeout=10).content)
+        root = tmp / "keyless.trusted_root.json"
+        root.write_text(json.dumps(json.loads(trust_config.read_text())["trustedRoot"]))
+        ROOTS["keyless"] = root
+        cases = []
+        for name, extra in (("keyless-v2+tsa", []), ("keyless-v1", ["--rekor-version", "1"])):
+            artifact = tmp / f"{name}.txt"
+            artifact.write_text(f"{name}\n")
+            token = httpx.post(
+                f"{url}/oidc/token", timeout=10,
+                data={"grant_type": "password", "client_id": "sigstore",
+                      "scope": "openid email", "username": user, "password": password},
+            ).json()["id_token"]
+            subprocess.run(
+                [str(KEYLESS), "sign", str(artifact), "--identity-token", token,
+                 "--trust-config", str(trust_config), *extra],
+                check=True, capture_output=True, timeout=60,
+            )
+            cases.append(Case(name, artifact.with_name(artifact.name + ".sigstore.json"),
+                              artifact, "keyless", user, f"{url}/oidc"))
+        return cases, trust_config
+    finally:  # the bundles verify offline: the stack is not needed any more
+        server.terminate()
+        server.wait(30)
+
+
+def keyless_warm(n: int, cases: list[Case]) -> dict[str, tuple[float, float]]:
     """Median wall time and mean CPU time of one parse + verification, per bundle."""
     from keyless.formats.bundle import TrustedRoot
     from keyless.verify.artifact import Artifact
@@ -110,7 +176,7 @@ def keyless_warm(n: int) -> dict[str, tuple[float, float]]:
 
     verifiers: dict[str, Verifier] = {}
     out: dict[str, tuple[float, float]] = {}
-    for c in CASES:
+    for c in cases:
         v = verifiers.get(c.root)
         if v is None:
             v = verifiers[c.root] = Verifier(TrustedRoot.from_json(root_path(c.root).read_bytes()))
@@ -134,12 +200,12 @@ def keyless_warm(n: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def python_warm(n: int) -> dict[str, tuple[float, float]]:
+def python_warm(n: int, cases: list[Case]) -> dict[str, tuple[float, float]]:
     spec = [
         {"name": c.name, "bundle": str(c.bundle), "artifact": str(c.artifact), "root": c.root,
          "root_path": str(root_path(c.root)), "identity": c.identity, "issuer": c.issuer,
          "dsse": c.dsse}
-        for c in CASES
+        for c in cases
     ]
     proc = subprocess.run([str(PY_INTEROP / "python"), "-c", PY_WARM, json.dumps(spec), str(n)],
                           capture_output=True, text=True, check=True)
@@ -156,7 +222,9 @@ def _wall(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def cold(n: int, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
+def cold(
+    n: int, tmp: Path, cases: list[Case], own_config: Path
+) -> tuple[dict[str, float], dict[str, float]]:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache"), "XDG_DATA_HOME": str(tmp / "data")}
     configs: dict[str, Path] = {}
     for name in ("production", "staging"):
@@ -168,9 +236,10 @@ def cold(n: int, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
                 (V / "public-good" / name / "signing_config.v0.2.json").read_text()),
         }))
         configs[name] = path
+    configs["keyless"] = own_config
     ours: dict[str, float] = {}
     theirs: dict[str, float] = {}
-    for c in CASES:
+    for c in cases:
         tc = str(configs[c.root])
         k_args = [str(KEYLESS), "verify-attestation" if c.dsse else "verify", str(c.artifact),
                   "--bundle", str(c.bundle), "--cert-identity", c.identity,
@@ -215,10 +284,12 @@ def main() -> None:
     if not (PY_INTEROP / "sigstore").exists():
         raise SystemExit("sigstore-python 4.5.1 missing: run `make interop`")
     print(f"cores: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    kw = keyless_warm(args.warm)
-    pw = python_warm(args.warm)
     with tempfile.TemporaryDirectory() as tmp:
-        kc, pc = cold(args.cold, Path(tmp))
+        own, own_config = own_cases(Path(tmp))
+        cases = CASES + own
+        kw = keyless_warm(args.warm, cases)
+        pw = python_warm(args.warm, cases)
+        kc, pc = cold(args.cold, Path(tmp), cases, own_config)
     header = (f"{'bundle':<18} {'warm wall keyless':>17} {'sigstore-py':>12} {'ratio':>6} "
               f"{'warm CPU keyless':>17} {'sigstore-py':>12} {'ratio':>6}   "
               f"{'cold keyless':>12} {'sigstore-py':>12} {'ratio':>6}")
@@ -232,14 +303,22 @@ def main() -> None:
               f"{kw_[1] / pw_[1]:>6.2f}   "
               f"{kc_ * 1e3:>9.0f} ms {pc_ * 1e3:>9.0f} ms {kc_ / pc_:>6.2f}")
 
-    for c in CASES:
+    for c in cases:
         row(c.name, kw[c.name], pw[c.name], kc[c.name], pc[c.name])
     mean = statistics.mean
 
     def avg(d: dict[str, tuple[float, float]]) -> tuple[float, float]:
         return (mean(v[0] for v in d.values()), mean(v[1] for v in d.values()))
 
-    row("mean", avg(kw), avg(pw), mean(kc.values()), mean(pc.values()))
+    for label, group in (("mean public-good", CASES), ("mean keyless", own)):
+        names = [c.name for c in group]
+
+        def pick(d: dict[str, tuple[float, float]], names: list[str] = names
+                 ) -> dict[str, tuple[float, float]]:
+            return {k: d[k] for k in names}
+
+        row(label, avg(pick(kw)), avg(pick(pw)), mean(kc[k] for k in names),
+            mean(pc[k] for k in names))
     p384, p256 = crypto_floor(args.warm * 2)
     print(f"crypto floor (CPU): P-384 verify {p384 * 1e3:.3f} ms, P-256 verify {p256 * 1e3:.3f} ms;"
           f" Rekor v1 keyless bundle = 1 x P-384 + 4 x P-256 = {(p384 + 4 * p256) * 1e3:.3f} ms;"
