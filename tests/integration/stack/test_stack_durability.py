@@ -672,7 +672,7 @@ def test_a_postgres_crash_under_load_loses_nothing_and_serve_reconnects(
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(None, _crash_restart, cluster)
                     acknowledged = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
-                    await asyncio.sleep(LOAD_SECONDS)
+                    await asyncio.sleep(2 * LOAD_SECONDS)  # reconnects after back-off
                     stop.set()
                     await asyncio.gather(*tasks)
                 after = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
