@@ -462,12 +462,20 @@ async def add_tsa(ctx: WiringContext) -> None:
     )
 
 
-def _read_only(routes: list[Any]) -> list[Any]:
-    """The GET/HEAD routes only: a retired shard stays readable but takes no writes."""
+def _read_only(routes: list[Any], active_base: str) -> list[Any]:
+    """The GET/HEAD routes only: a retired shard stays readable but takes no writes; a write
+    is answered 410 Gone naming the active shard (where a client should send it instead)."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    async def retired(_request: Request) -> JSONResponse:
+        message = f"this Rekor v2 shard is retired (read-only); add entries at {active_base}"
+        return JSONResponse({"code": 410, "message": message}, status_code=410)
+
     read = {"GET", "HEAD"}
-    return [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
+    kept = [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
+    return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]
 
 
 async def add_rekor_v2(ctx: WiringContext) -> None:
@@ -483,6 +491,8 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
     from keyless.services.tlog.service import RekorV2Service
 
     shards = await _generations(ctx, "rekor-v2")
+    latest = len(shards)
+    active_base = f"{ctx.public_url}/rekor{'' if latest == 1 else f'-{latest}'}"
     for number, (name, _organization, validity) in enumerate(shards, start=1):
         suffix = "" if number == 1 else f"-{number}"
         base = f"{ctx.public_url}/rekor{suffix}"
@@ -505,7 +515,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
             # v2 first: sigstore-python keeps the highest majorApiVersion per operator
             ctx.rekor_urls.insert(0, ServiceUrl(base, 2, Validity(validity.start)))
         else:
-            routes = _read_only(routes)
+            routes = _read_only(routes, active_base)
         component = "rekor-v2" if active else f"rekor-v2 shard {number} (retired)"
         ctx.components.append(
             Component(component, f"/rekor{suffix}", routes, start=start, close=close, url=base)

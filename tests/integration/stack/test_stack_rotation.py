@@ -69,7 +69,8 @@ def test_rotate_ca_and_tsa_keeps_old_bundles_valid(tmp_path: Path, sigstore_pyth
         retired = httpx.get(f"{stack.url}/rekor/checkpoint", timeout=5)
         assert retired.status_code == 200 and retired.text.startswith(f"localhost:{port}/rekor\n")
         write = httpx.post(f"{stack.url}/rekor/api/v2/log/entries", json={}, timeout=5)
-        assert write.status_code in (404, 405), write.text
+        assert write.status_code == 410, write.text
+        assert f"add entries at {stack.url}/rekor-2" in write.json()["message"]
         current = httpx.get(f"{stack.url}/rekor-2/checkpoint", timeout=5)
         assert current.text.startswith(f"localhost:{port}/rekor-2\n")
         tuf_after = httpx.get(f"{stack.url}/tuf/timestamp.json", timeout=5).json()
