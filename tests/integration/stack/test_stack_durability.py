@@ -142,10 +142,13 @@ class Client:
         token: str = response.json()["id_token"]
         return token
 
-    async def certificate_request(self) -> dict[str, Any]:
+    async def certificate_request(
+        self, key: ec.EllipticCurvePrivateKey | None = None
+    ) -> dict[str, Any]:
         """A ``POST /api/v2/signingCert`` body in the sigstore-js dialect (public key + proof)
-        for a new key, with a new token (a retry resends the same body: same token, same key)."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        for ``key`` (default: a new one), with a new token (a retry resends the same body: same
+        token, same key)."""
+        key = key or ec.generate_private_key(ec.SECP256R1())
         pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -166,12 +169,7 @@ def _chain(response: httpx.Response) -> list[x509.Certificate]:
 
 async def _identity(client: Client) -> Identity:
     key = ec.generate_private_key(ec.SECP256R1())
-    body = await client.certificate_request()
-    body["publicKeyRequest"] = {
-        "publicKey": {"algorithm": "ECDSA", "content": key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()},
-        "proofOfPossession": _b64(key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))),
-    }
+    body = await client.certificate_request(key)
     response = await client.http.post(f"{client.url}/api/v2/signingCert", json=body)
     assert response.status_code == 200, response.text
     leaf = _chain(response)[0]
