@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"keyless serve: {exc}", file=sys.stderr)
             return 2
         print(banner(stack), file=sys.stderr, flush=True)
+        for warning in stack.warnings:
+            print(f"keyless serve: warning: {warning}", file=sys.stderr, flush=True)
 
         async def prebuilt(_settings: Any) -> Stack:
             return stack

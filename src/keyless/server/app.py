@@ -68,6 +68,8 @@ class Stack:
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: extra gauges for /metrics: name → (help, reader)
     gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = field(default_factory=dict)
+    #: things the operator should know at start (printed with the banner)
+    warnings: list[str] = field(default_factory=list)
 
 
 StackBuilder = Callable[[Settings], Awaitable[Stack]]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from keyless.server.app import Component, Stack
 from keyless.server.config import Settings, render_config
@@ -38,6 +39,35 @@ def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path
     tmp.chmod(0o600)
     tmp.replace(path)
     return path
+
+
+#: where the public URL of the previous start is remembered (the store's key-value table)
+URL_NAMESPACE, URL_KEY = "stack", "public-url"
+
+
+async def public_url_change(settings: Settings, kv: Any) -> str | None:
+    """A warning when the public URL differs from the previous start's, which it then replaces.
+
+    The checkpoint origins (and so the Rekor v2 log IDs), the CA's and TSA's URLs and the OIDC
+    issuer all derive from the public URL: after a change, clients need the new trust config,
+    and bundles signed before verify only against the old one. A derived default URL follows
+    ``--port``, so this is easy to do by accident (``make run PORT=…`` on an existing data dir).
+    """
+    from keyless.services.tuf.store import NEVER
+
+    current = settings.public_url.encode()
+    previous = await kv.put_if_absent(URL_NAMESPACE, URL_KEY, current, NEVER)
+    if previous is None or previous == current:
+        return None
+    await kv.delete(URL_NAMESPACE, URL_KEY)
+    await kv.put_if_absent(URL_NAMESPACE, URL_KEY, current, NEVER)
+    old = previous.decode("utf-8", errors="replace")
+    return (
+        f"the public URL changed from {old} to {settings.public_url}: log names and IDs, the "
+        f"CA, TSA and OIDC issuer URLs now derive from the new one, so clients need the new "
+        f"trust config and bundles signed before verify only with one fetched from {old}; "
+        f"start with --public-url {old} to keep the old identity"
+    )
 
 
 #: how long a PostgreSQL ``serve`` waits for another process's first-start initialisation of a
@@ -86,8 +116,13 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
             logger.info("first start: wrote %s", written, extra={"config": str(written)})
 
         storage = await wiring.open_store(settings)
+        warnings: list[str] = []
         if storage is not None:
             cleanups.append(storage.close)
+            changed = await public_url_change(settings, storage.kv)
+            if changed is not None:
+                logger.warning("%s", changed)
+                warnings.append(changed)
         secrets: Secrets
         if settings.is_postgres:
             if storage is None:
@@ -123,6 +158,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
             after_start=after_start,
             cleanups=cleanups,
             gauges=gauges,
+            warnings=warnings,
         )
     except BaseException:
         for cleanup in reversed(cleanups):
