@@ -29,6 +29,12 @@ def test_first_start_is_healthy_fast_and_writes_its_files(stack: RunningStack) -
         assert (stack.data_dir / name).is_file(), name
     config = (stack.data_dir / "keyless.toml").read_text()
     assert "[server]" in config and "public_url" in config
+    # Safe modes: nobody else can list or read the key directories or the keys.
+    for path in (stack.data_dir / "keys").rglob("*"):
+        if path.is_dir():
+            assert path.stat().st_mode & 0o777 == 0o700, path
+        elif path.name.endswith((".key", "key.pem")):
+            assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_client_trust_config_is_served_and_written(stack: RunningStack) -> None:  # noqa: F811

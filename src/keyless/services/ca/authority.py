@@ -147,7 +147,7 @@ def load_or_create(
     signs about six times faster than P-384 and is accepted by every client (it signs two
     certificates per request, so it bounds throughput).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     inter_pem = directory / "intermediate.pem"
     inter_key = directory / "intermediate.key"
     if inter_pem.exists() and inter_key.exists():
@@ -174,7 +174,7 @@ def create_with_signer(
     clock: Callable[[], float] = time.time,
 ) -> CAMaterial:
     """A CA whose issuing key is ``issuing`` (e.g. PKCS#11); certificates reused if they match."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     inter_pem = directory / "intermediate.pem"
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
