@@ -227,7 +227,11 @@ def json_error_http_protocol(
         _head_parsed = 0  # size of the URL and headers the parser delivered
 
         def data_received(self, data: bytes) -> None:
-            idle = self.cycle is None or self.cycle.response_complete
+            # Between requests: no cycle, or the last one answered *and* its body fully read
+            # (after an early 413 the rest of that body still arrives, and it is not a head).
+            idle = self.cycle is None or (
+                self.cycle.response_complete and not self.cycle.more_body
+            )
             if idle and self._head_timer is None and not self.pipeline:
                 self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
                 self._head_bytes = 0

@@ -539,3 +539,30 @@ def test_certificate_with_a_malformed_extension_is_a_named_400(client: httpx.Cli
     for path in ("/ctlog/ct/v1/add-chain", "/ctlog/ct/v1/add-pre-chain"):
         response = client.post(path, json={"chain": chain})
         _check(response, 400, "chain[0] is not a DER X.509 certificate with well-formed extensions")
+
+
+def test_an_early_413_does_not_turn_the_rest_of_its_body_into_a_head(
+    hostile_stack: RunningStack,
+) -> None:
+    """A body refused by its Content-Length is answered before it has arrived; its remaining
+    bytes (over 64 KiB) that follow on the keep-alive connection are body, not the next head."""
+    size = 300_000
+    with socket.create_connection(("127.0.0.1", hostile_stack.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /ctlog/ct/v1/add-chain HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: " + str(size).encode()
+            + b"\r\n\r\n" + b" " * 1000
+        )
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 413"), first[:200]
+        if b"connection: close" in first.lower():
+            return  # the server may also end the connection: then nothing can be misread
+        sock.sendall(b" " * (size - 1000))
+        sock.sendall(b"GET /ctlog/ct/v1/get-entries HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        second = b""
+        while b"\r\n\r\n" not in second:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            second += chunk
+    assert second.startswith(b"HTTP/1.1 400"), second[:300]
