@@ -257,6 +257,20 @@ def json_error_http_protocol(
             if self._head_timer is not None and self._head_bytes > max_head_bytes:
                 self._too_large()
 
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # A connection that never sends a head is cut off like one that sends half of one.
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+            self._head_bytes = 0
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not self.transport.is_closing():
+                # Answered before its body was read (413, 408, a 404 on a POST …): whatever
+                # follows is the rest of that body, not a request head. Close, as h11 does.
+                self.transport.close()
+            super().on_response_complete()
+
         def _should_upgrade_to_ws(self) -> bool:
             return False  # no keyless API is a WebSocket: answer upgrade requests as plain HTTP
 
