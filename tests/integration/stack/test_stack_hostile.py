@@ -592,3 +592,44 @@ def test_a_connection_that_sends_nothing_is_closed(hostile_stack: RunningStack) 
         raw, seconds = _read_until_closed(sock, limit=25)
     assert seconds < 15, seconds
     assert raw == b"" or raw.startswith(b"HTTP/1.1 408"), raw[:200]
+
+
+def _certificate_with_a_duplicate_extension() -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate whose extension 1.2.3.4.5.6 appears twice (RFC 5280 §4.2
+    forbids it; cryptography's builder refuses it, so the TBS is edited with asn1crypto)."""
+    import datetime as dt
+
+    from asn1crypto import x509 as asn1_x509
+    from cryptography import x509
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "duplicate")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5.6"),
+                                                  b"\x05\x00"), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    extensions = parsed["tbs_certificate"]["extensions"]
+    extensions.append(extensions[0].copy())
+    return parsed.dump(force=True), key
+
+
+def test_a_certificate_with_a_duplicate_extension_is_never_a_500(client: httpx.Client) -> None:
+    der, key = _certificate_with_a_duplicate_extension()
+    chain = {"chain": [base64.b64encode(der).decode()]}
+    _check(client.post("/ctlog/ct/v1/add-chain", json=chain), 400, "well-formed extensions")
+    data = os.urandom(32)
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
+    pem += b"-----END CERTIFICATE-----\n"
+    signature = base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+    entry = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+        "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()}},
+        "signature": {"content": signature,
+                      "publicKey": {"content": base64.b64encode(pem).decode()}}}}  # fmt: skip
+    logged = client.post("/api/v1/log/entries", json=entry)
+    assert logged.status_code < 500, logged.text  # logged (findable by key) or refused, by name

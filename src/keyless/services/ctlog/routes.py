@@ -50,7 +50,7 @@ def _check_certificate(der: bytes, what: str) -> None:
     service, after the request had already been judged well-formed."""
     try:
         x509.load_der_x509_certificate(der).extensions  # noqa: B018 - parse for errors
-    except ValueError as exc:
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise InvalidInput(
             f"{what} is not a DER X.509 certificate with well-formed extensions: {exc}"
         ) from exc

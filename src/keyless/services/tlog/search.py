@@ -58,6 +58,10 @@ def key_fingerprint_key(spki_der: bytes) -> str:
     return f"key:sha256:{hashlib.sha256(spki_der).hexdigest()}"
 
 
+#: What cryptography raises for extensions it cannot decode (RFC 5280 §4.2 violations).
+MALFORMED_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def _issuer(cert: x509.Certificate) -> str | None:
     for ext in cert.extensions:
         if ext.oid == ISSUER_V2 and isinstance(ext.value, x509.UnrecognizedExtension):
@@ -81,9 +85,11 @@ def certificate_keys(cert: x509.Certificate, spki: bytes | None = None) -> list[
     keys = [key_fingerprint_key(spki if spki is not None else _spki(cert.public_key()))]
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        issuer = _issuer(cert)
     except x509.ExtensionNotFound:
         return keys
-    issuer = _issuer(cert)
+    except MALFORMED_EXTENSIONS:
+        return keys  # no identity can be read: the entry is still findable by its key
     names: list[str] = []
     for email in san.get_values_for_type(x509.RFC822Name):
         keys.append(email_key(email))
