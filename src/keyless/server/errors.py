@@ -75,9 +75,11 @@ def error_response(exc: errors.Error) -> Response:
         headers["Retry-After"] = "1"
     if isinstance(exc, errors.Conflict) and exc.location:
         headers["Location"] = exc.location
-    if status >= 500 and not isinstance(
-        exc, errors.Pushback | errors.Unavailable | errors.StorageError
-    ):
+    if isinstance(exc, errors.StorageError):
+        # Driver and file-system messages name hosts, users and paths: log them, not answer them.
+        logger.warning("storage unavailable: %s", exc)
+        return json_error(status, "the database is unavailable; retry later", headers)
+    if status >= 500 and not isinstance(exc, errors.Pushback | errors.Unavailable):
         logger.error("internal error: %s", exc)
         return json_error(status, "internal server error", headers)
     return json_error(status, str(exc), headers)

@@ -63,7 +63,7 @@ async def _locked(_request: Request) -> Response:
 
 
 async def _storage_down(_request: Request) -> Response:
-    raise errors.StorageError("the database is unreachable")
+    raise errors.StorageError('connection to "db.internal:5432" failed for user "keyless"')
 
 
 async def _number(request: Request) -> Response:
@@ -284,7 +284,7 @@ def test_an_unexpected_exception_is_a_json_500_and_the_connection_stays_usable(
     ("path", "message"),
     [
         ("/locked", "the service is busy; retry shortly"),
-        ("/storage-down", "the database is unreachable"),
+        ("/storage-down", "the database is unavailable; retry later"),  # no host, no user
     ],
 )
 def test_storage_overload_is_503_with_retry_after(port: int, path: str, message: str) -> None:
