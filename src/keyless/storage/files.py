@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +36,10 @@ def _check_path(path: str) -> str:
     return path
 
 
+#: Age after which a dead process's temporary file is removed (seconds).
+STALE_AFTER = 600.0
+
+
 class FileTileStore:
     """Tiles under ``root/<log>/``; writes are durable when :meth:`write_many` returns."""
 
@@ -45,15 +51,22 @@ class FileTileStore:
         self._lock = threading.Lock()
         self._tmp = root / ".tmp"
         self._names = itertools.count()
+        self._token = secrets.token_hex(4)  # two stores in one process never share a name
         self._remove_stale_temporaries()
 
     def _temporary(self) -> Path:
         """A fresh temporary file name, unique to this process and call."""
         self._mkdir(self._tmp)
-        return self._tmp / f"{os.getpid()}.{next(self._names)}.tmp"
+        return self._tmp / f"{os.getpid()}.{self._token}.{next(self._names)}.tmp"
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete the temporary files of processes that are gone (killed mid-write)."""
+        """Delete the temporary files of processes that are gone (killed mid-write).
+
+        Only files older than :data:`STALE_AFTER` go: a write takes milliseconds, and a process
+        in another PID namespace (a container sharing the volume, ``keyless log fsck`` from the
+        host) may be alive although its PID is not.
+        """
+        cutoff = time.time() - STALE_AFTER
         try:
             leftovers = list(self._tmp.iterdir())
         except FileNotFoundError:
@@ -62,8 +75,13 @@ class FileTileStore:
             raise StorageError(f"cannot list {self._tmp}: {exc}") from exc
         for path in leftovers:
             pid = path.name.split(".", 1)[0]
-            if not (pid.isdigit() and _alive(int(pid))):
-                path.unlink(missing_ok=True)
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+            except FileNotFoundError:
+                continue
 
     def _file(self, log: str, path: str) -> Path:
         return self.root / log / _check_path(path)

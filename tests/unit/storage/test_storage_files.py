@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from keyless.errors import ConfigError, InvalidInput, StorageError
 from keyless.storage import open_backend
-from keyless.storage.files import FileTileStore
+from keyless.storage.files import STALE_AFTER, FileTileStore
 from keyless.storage.memory import MemoryBackend
 from keyless.storage.sqlite import SQLiteBackend
 
@@ -84,9 +85,15 @@ def test_temporaries_of_killed_writers_are_removed_on_open(tmp_path: Path) -> No
     store.close()
     stale = tmp_path / ".tmp" / f"{dead.stdout.strip()}.7.tmp"
     live = tmp_path / ".tmp" / f"{os.getpid()}.8.tmp"
-    stale.write_bytes(b"half a tile")
-    live.write_bytes(b"being written")
+    # A dead PID's fresh file may belong to a live process of another PID namespace (a
+    # container sharing the volume, fsck from the host): only old files go.
+    fresh = tmp_path / ".tmp" / f"{dead.stdout.strip()}.9.tmp"
+    for path, data in ((stale, b"half a tile"), (live, b"being written"), (fresh, b"other ns")):
+        path.write_bytes(data)
+    old = time.time() - STALE_AFTER - 60
+    os.utime(stale, (old, old))
+    os.utime(live, (old, old))
     FileTileStore(tmp_path).close()
     assert not stale.exists()
-    assert live.exists()
+    assert live.exists() and fresh.exists()
     assert sorted(p.name for p in (tmp_path / "log").rglob("*")) == ["0", "000.p", "1", "tile"]
