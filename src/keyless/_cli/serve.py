@@ -62,13 +62,14 @@ def banner(stack: Stack) -> str:
         f"  {'':<15} (also {settings.data_dir / 'client-trust-config.json'})",
     ]
     names = {c.name for c in stack.components}
-    users = sorted(settings.oidc_users)
+    users = sorted(settings.oidc_users) or sorted(settings.oidc_user_hashes)
     if "oidc" in names and users and {"ca", "rekor-v2", "tsa"} <= names:
         user = users[0]
         # A loopback-only stack is a developer's own: show the real password so the example
-        # really is copy-paste; on a shared host never print it.
+        # really is copy-paste; on a shared host (or for a hashed password) never print it.
         local = settings.host in ("127.0.0.1", "localhost", "::1")
-        password = shlex.quote(settings.oidc_users[user]) if local else "'<password>'"
+        known = settings.oidc_users.get(user)
+        password = shlex.quote(known) if local and known else "'<password>'"
         extract = (
             "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])'"
         )

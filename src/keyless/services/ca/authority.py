@@ -148,6 +148,7 @@ def load_or_create(
     certificates per request, so it bounds throughput).
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)  # it holds private keys, also when an older install made it
     inter_pem = directory / "intermediate.pem"
     inter_key = directory / "intermediate.key"
     if inter_pem.exists() and inter_key.exists():
