@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,11 @@ CLIENT_TRUST_CONFIG_V01 = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+j
 
 
 # --- strict protobuf-JSON readers ------------------------------------------------------------
+
+
+#: A proto3 JSON int64 as text: an optional minus and at most 19 digits (RFC 7159 numbers are
+#: not what protojson writes, but a longer string cannot be an int64 anyway).
+_INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
 
 
 class _Obj:
@@ -127,7 +133,7 @@ class _Obj:
             raise InvalidInput(f"{self.path(key)} must be an integer")
         if isinstance(value, int):
             result = value
-        elif isinstance(value, str) and value.lstrip("-").isdigit() and value.isascii():
+        elif isinstance(value, str) and _INT64_TEXT.fullmatch(value):
             result = int(value)
         else:
             raise InvalidInput(f"{self.path(key)} must be an integer")

@@ -77,6 +77,25 @@ def children(data: bytes, start: int, stop: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def set_members(data: bytes, start: int, stop: int, what: str) -> list[tuple[int, int, int, int]]:
+    """``(tag, element start, content start, content stop)`` of every member of a ``SET OF``,
+    which DER requires in ascending order of their encodings (X.690 §11.6)."""
+    out: list[tuple[int, int, int, int]] = []
+    pos = start
+    previous = b""
+    while pos < stop:
+        tag, s, e = element(data, pos, stop)
+        encoding = data[pos:e]
+        if out:
+            width = max(len(previous), len(encoding))
+            if previous.ljust(width, b"\0") > encoding.ljust(width, b"\0"):
+                raise DERError(f"{what}: SET OF members are not in DER order")
+        out.append((tag, pos, s, e))
+        previous = encoding
+        pos = e
+    return out
+
+
 def integer(data: bytes, start: int, stop: int, what: str) -> int:
     """A DER INTEGER's value (X.690 §8.3: two's complement, minimal octets)."""
     if start == stop:

@@ -111,6 +111,13 @@ def der_tlv(tag: int, content: bytes) -> bytes:
     return bytes((tag,)) + der_length(len(content)) + content
 
 
+def der_set_order(encodings: Sequence[bytes]) -> list[bytes]:
+    """The members of a DER ``SET OF`` in their required order (X.690 §11.6: ascending, the
+    shorter encodings padded with zero octets at their end); rfc3161-client refuses others."""
+    width = max((len(e) for e in encodings), default=0)
+    return sorted(encodings, key=lambda e: e.ljust(width, b"\0"))
+
+
 def der_integer(value: int) -> bytes:
     """A DER INTEGER (X.690 §8.3: two's complement, minimal octets)."""
     return bytes(core.Integer(value).dump())
@@ -501,7 +508,8 @@ class TokenBuilder:
         # RFC 3161 §2.4.2: with certReq the TSA's certificate MUST be included; we add the
         # intermediates too (never the root, which the verifier must already trust).
         certs = [c.public_bytes(serialization.Encoding.DER) for c in chain]
-        self._certificates_der = der_tlv(0xA0, b"".join(certs[:-1] if len(certs) > 1 else certs))
+        included = certs[:-1] if len(certs) > 1 else certs
+        self._certificates_der = der_tlv(0xA0, b"".join(der_set_order(included)))
         self._content_info_oid = bytes(core.ObjectIdentifier("1.2.840.113549.1.7.2").dump())
         self._granted = bytes(tsp.PKIStatusInfo({"status": "granted"}).dump())
 

@@ -64,9 +64,8 @@ class SignedTimestamp:
     content_type: bytes | None  # the contentType attribute's OID content octets
     message_digest: bytes | None  # the messageDigest attribute's value
     signature: bytes
-    signer_issuer: bytes | None  # issuerAndSerialNumber: the issuer Name's full DER
-    signer_serial: int | None
-    signer_key_id: bytes | None  # subjectKeyIdentifier alternative (RFC 5652 §5.3)
+    signer_issuer: bytes  # issuerAndSerialNumber: the issuer Name's full DER
+    signer_serial: int
     certificates: tuple[bytes, ...]  # full DER of each embedded certificate
 
 
@@ -91,9 +90,7 @@ def _parse(data: bytes) -> SignedTimestamp:
     parts = der.children(data, start, stop)
     if not parts or parts[0][0] != der.SEQUENCE:
         raise DERError("TimeStampResp: missing status")
-    s_start, s_stop = parts[0][1], parts[0][2]
-    st_start, st_stop = der.expect(data, s_start, s_stop, der.INTEGER, "PKIStatusInfo.status")
-    status = der.integer(data, st_start, st_stop, "PKIStatusInfo.status")
+    status = _status(data, parts[0][1], parts[0][2])
     if len(parts) != 2:
         raise DERError("TimeStampResp: no timeStampToken")
     tag, ci_start, ci_stop = parts[1]
@@ -108,6 +105,28 @@ def _parse(data: bytes) -> SignedTimestamp:
     if sd_stop != ci[1][2]:
         raise DERError("SignedData: trailing bytes")
     return _signed_data(data, sd_start, sd_stop, status)
+
+
+def _status(data: bytes, start: int, stop: int) -> int:
+    """PKIStatusInfo (RFC 3161 §2.4.2): status, then optional statusString and failInfo."""
+    fields = der.children(data, start, stop)
+    if not fields or fields[0][0] != der.INTEGER:
+        raise DERError("PKIStatusInfo: expected a status INTEGER")
+    if stop - start > 1024:
+        raise DERError("PKIStatusInfo: too long")
+    status = der.integer(data, fields[0][1], fields[0][2], "PKIStatusInfo.status")
+    if not 0 <= status <= 255:  # PKIStatus is 0..5; rfc3161-client reads one octet
+        raise DERError("PKIStatusInfo.status: out of range")
+    rest = fields[1:]
+    if rest and rest[0][0] == der.SEQUENCE:  # statusString: SEQUENCE OF UTF8String
+        if any(tag != 0x0C for tag, _, _ in der.children(data, rest[0][1], rest[0][2])):
+            raise DERError("PKIStatusInfo.statusString: expected UTF8Strings")
+        rest = rest[1:]
+    if rest and rest[0][0] == der.BIT_STRING:  # failInfo
+        rest = rest[1:]
+    if rest:
+        raise DERError("PKIStatusInfo: unexpected fields")
+    return status
 
 
 def _signed_data(data: bytes, start: int, stop: int, status: int) -> SignedTimestamp:
@@ -132,14 +151,10 @@ def _signed_data(data: bytes, start: int, stop: int, status: int) -> SignedTimes
     certificates: tuple[bytes, ...] = ()
     rest = fields[3:]
     if rest and rest[0][0] == 0xA0:  # certificates [0] IMPLICIT SET OF CertificateChoices
-        c_start, c_stop = rest[0][1], rest[0][2]
-        spans: list[bytes] = []
-        pos = c_start
-        while pos < c_stop:
-            _, _, end = der.element(data, pos, c_stop)
-            spans.append(data[pos:end])
-            pos = end
-        certificates = tuple(spans)
+        members = der.set_members(data, rest[0][1], rest[0][2], "SignedData.certificates")
+        if any(tag != der.SEQUENCE for tag, _, _, _ in members):
+            raise DERError("SignedData.certificates: only X.509 certificates are supported")
+        certificates = tuple(data[begin:end] for _, begin, _, end in members)
         rest = rest[1:]
     if rest and rest[0][0] == 0xA1:  # crls [1] IMPLICIT: no Sigstore TSA sends revocation data
         if rest[0][1] != rest[0][2]:
@@ -147,10 +162,10 @@ def _signed_data(data: bytes, start: int, stop: int, status: int) -> SignedTimes
         rest = rest[1:]
     if len(rest) != 1 or rest[0][0] != der.SET:
         raise DERError("SignedData: expected signerInfos last")
-    signers = der.children(data, rest[0][1], rest[0][2])
+    signers = der.set_members(data, rest[0][1], rest[0][2], "SignedData.signerInfos")
     if not signers:
         raise DERError("SignedData: no SignerInfo")
-    tag, si_start, si_stop = signers[0]
+    tag, _, si_start, si_stop = signers[0]
     if tag != der.SEQUENCE:
         raise DERError("SignerInfo: expected a SEQUENCE")
     return _signer_info(
@@ -171,7 +186,7 @@ def _signed_data(data: bytes, start: int, stop: int, status: int) -> SignedTimes
 def _digest_algorithms(data: bytes, start: int, stop: int) -> frozenset[bytes]:
     """SignedData.digestAlgorithms: every entry a known digest, as OpenSSL's PKCS7_verify needs."""
     listed: set[bytes] = set()
-    for tag, a_start, a_stop in der.children(data, start, stop):
+    for tag, _, a_start, a_stop in der.set_members(data, start, stop, "digestAlgorithms"):
         if tag != der.SEQUENCE:
             raise DERError("SignedData.digestAlgorithms: expected AlgorithmIdentifiers")
         algorithm = _digest(data, a_start, a_stop, "SignedData.digestAlgorithms")
@@ -232,22 +247,16 @@ def _signer_info(
         raise DERError("SignerInfo.version: expected an INTEGER")
     sid_pos = pos
     tag, sid_start, pos = der.element(data, pos, stop)
-    issuer: bytes | None = None
-    serial: int | None = None
-    key_id: bytes | None = None
-    if tag == der.SEQUENCE:  # issuerAndSerialNumber
-        name_tag, _, name_stop = der.element(data, sid_start, pos)
-        if name_tag != der.SEQUENCE:
-            raise DERError("SignerInfo.sid: expected an issuer Name")
-        issuer = data[sid_start:name_stop]
-        n_start, n_stop = der.expect(data, name_stop, pos, der.INTEGER, "SignerInfo.sid serial")
-        if n_stop != pos:
-            raise DERError("SignerInfo.sid: trailing bytes")
-        serial = der.integer(data, n_start, n_stop, "SignerInfo.sid serial")
-    elif tag == 0x80:  # [0] IMPLICIT SubjectKeyIdentifier
-        key_id = data[sid_start:pos]
-    else:
-        raise DERError(f"SignerInfo.sid: unexpected tag 0x{data[sid_pos]:02x}")
+    if tag != der.SEQUENCE:  # only issuerAndSerialNumber, as rfc3161-client (and every TSA)
+        raise DERError(f"SignerInfo.sid: unsupported signer identifier (tag 0x{data[sid_pos]:02x})")
+    name_tag, _, name_stop = der.element(data, sid_start, pos)
+    if name_tag != der.SEQUENCE:
+        raise DERError("SignerInfo.sid: expected an issuer Name")
+    issuer = data[sid_start:name_stop]
+    n_start, n_stop = der.expect(data, name_stop, pos, der.INTEGER, "SignerInfo.sid serial")
+    if n_stop != pos:
+        raise DERError("SignerInfo.sid: trailing bytes")
+    serial = der.integer(data, n_start, n_stop, "SignerInfo.sid serial")
     d_start, pos = der.expect(data, pos, stop, der.SEQUENCE, "SignerInfo.digestAlgorithm")
     digest_algorithm = _digest(data, d_start, pos, "SignerInfo.digestAlgorithm")
     if digest_algorithm not in listed:
@@ -267,9 +276,10 @@ def _signer_info(
     sig_start, pos = der.expect(data, pos, stop, der.OCTET_STRING, "SignerInfo.signature")
     signature = data[sig_start:pos]
     if pos < stop:
-        tag, _, pos = der.element(data, pos, stop)
+        tag, u_start, pos = der.element(data, pos, stop)
         if tag != 0xA1 or pos != stop:
             raise DERError("SignerInfo: unexpected fields after the signature")
+        _attributes(data, u_start, pos)  # unsignedAttrs: well-formed Attributes, in DER order
     return SignedTimestamp(
         status=status,
         gen_time=gen_time,
@@ -284,7 +294,6 @@ def _signer_info(
         signature=signature,
         signer_issuer=issuer,
         signer_serial=serial,
-        signer_key_id=key_id,
         certificates=certificates,
     )
 
@@ -294,7 +303,7 @@ def _attributes(data: bytes, start: int, stop: int) -> tuple[bytes | None, bytes
     each with exactly one value."""
     content_type: bytes | None = None
     message_digest: bytes | None = None
-    for tag, a_start, a_stop in der.children(data, start, stop):
+    for tag, _, a_start, a_stop in der.set_members(data, start, stop, "attributes"):
         if tag != der.SEQUENCE:
             raise DERError("signedAttrs: expected Attribute SEQUENCEs")
         t_start, t_stop = der.expect(data, a_start, a_stop, der.OID, "Attribute.attrType")
@@ -303,7 +312,7 @@ def _attributes(data: bytes, start: int, stop: int) -> tuple[bytes | None, bytes
             raise DERError("Attribute: trailing bytes")
         kind = data[t_start:t_stop]
         if kind not in (ID_CONTENT_TYPE, ID_MESSAGE_DIGEST):
-            der.children(data, v_start, v_stop)  # still well-formed
+            der.set_members(data, v_start, v_stop, "Attribute.attrValues")  # well-formed
             continue
         values = der.children(data, v_start, v_stop)
         if len(values) != 1:

@@ -87,6 +87,7 @@ def _pem_is(b64_pem: Any, key_der: bytes, what: str) -> bool:
                 len(lines) >= 3
                 and lines[0] == b"-----BEGIN CERTIFICATE-----"
                 and lines[-1] == b"-----END CERTIFICATE-----"
+                and all(lines[1:-1])  # a blank line inside the block is malformed PEM
                 and binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True) == key_der
             ):
                 return True

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -58,13 +58,33 @@ def chain_problem(certificates: tuple[x509.Certificate, ...]) -> str | None:
         return "a TSA chain needs its leaf and a root"  # sigstore-python skips such entries
     leaf = certificates[0]
     try:
+        for cert in certificates:
+            unknown = [
+                e.oid.dotted_string
+                for e in cert.extensions
+                if e.critical and isinstance(e.value, x509.UnrecognizedExtension)
+            ]
+            if unknown:
+                return f"a TSA chain certificate has unknown critical extensions {unknown}"
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
         return "the TSA certificate has no ExtendedKeyUsage"
-    except ValueError as exc:
-        return f"the TSA certificate's extensions are malformed: {exc}"
-    if not eku.critical or ExtendedKeyUsageOID.TIME_STAMPING not in eku.value:
-        return "the TSA certificate lacks the critical id-kp-timeStamping EKU"
+    except (ValueError, TypeError) as exc:
+        return f"a TSA chain certificate's extensions are malformed: {exc}"
+    # OpenSSL's timestamp-signing purpose, as rfc3161-client applies it: the one critical EKU
+    # id-kp-timeStamping (RFC 3161 §2.3), and a KeyUsage, if any, of signing bits only.
+    if not eku.critical or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
+        return "the TSA certificate's EKU is not exactly the critical id-kp-timeStamping"
+    usage = _key_usage(leaf)
+    if usage is not None and (
+        not (usage.digital_signature or usage.content_commitment)
+        or usage.key_encipherment
+        or usage.data_encipherment
+        or usage.key_agreement
+        or usage.key_cert_sign
+        or usage.crl_sign
+    ):
+        return "the TSA certificate's KeyUsage does not allow signing timestamps"
     for child, parent in itertools.pairwise(certificates):
         try:
             constraints = parent.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -72,6 +92,9 @@ def chain_problem(certificates: tuple[x509.Certificate, ...]) -> str | None:
             return f"{parent.subject.rfc4514_string()} is not a CA certificate"
         if not constraints.ca:
             return f"{parent.subject.rfc4514_string()} is not a CA certificate"
+        parent_usage = _key_usage(parent)
+        if parent_usage is not None and not parent_usage.key_cert_sign:
+            return f"{parent.subject.rfc4514_string()} may not sign certificates (KeyUsage)"
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature):
@@ -79,10 +102,10 @@ def chain_problem(certificates: tuple[x509.Certificate, ...]) -> str | None:
     return None
 
 
-def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
     try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, ValueError):
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
         return None
 
 
@@ -94,7 +117,7 @@ def _same_name(a: bytes, b: bytes) -> bool:
 
     try:
         return bool(asn1_x509.Name.load(a, strict=True) == asn1_x509.Name.load(b, strict=True))
-    except ValueError:
+    except Exception:  # asn1crypto raises TypeError or ValueError on odd attribute values
         return False
 
 
@@ -107,19 +130,21 @@ class TrustedTimestampAuthority:
         self.problem = chain_problem(certs)
         self._leaf_der = authority.entry.cert_chain[0] if certs else b""
         self._windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in certs)
-        if certs:
+        if self.problem is None:
             leaf = certs[0]
-            self._key: Any = leaf.public_key()
-            self._issuer = leaf.issuer.public_bytes()
+            try:
+                self._key: Any = leaf.public_key()
+                self._issuer = leaf.issuer.public_bytes()
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                self.problem = f"the TSA certificate cannot be used: {exc}"
             self._serial = leaf.serial_number
-            self._key_id = _subject_key_id(leaf)
 
     def verify(self, ts: SignedTimestamp, message: bytes) -> datetime:
         """``genTime`` when ``ts`` is this TSA's timestamp over ``message``."""
         if self.problem is not None:
             raise TimestampMismatch(self.problem)
         if ts.status != GRANTED:
-            raise TimestampMismatch(f"the timestamp's status is {ts.status}, not granted")
+            raise TimestampMismatch(f"the timestamp's status is {ts.status}, not granted (0)")
         if ts.signer_count != 1:
             raise TimestampMismatch(f"the timestamp has {ts.signer_count} signers, not one")
         self._check_signer(ts)
@@ -136,9 +161,7 @@ class TrustedTimestampAuthority:
         return when
 
     def _names_signer(self, ts: SignedTimestamp) -> bool:
-        if ts.signer_issuer is not None:
-            return ts.signer_serial == self._serial and _same_name(ts.signer_issuer, self._issuer)
-        return ts.signer_key_id is not None and ts.signer_key_id == self._key_id
+        return ts.signer_serial == self._serial and _same_name(ts.signer_issuer, self._issuer)
 
     def _check_signer(self, ts: SignedTimestamp) -> None:
         if not self._names_signer(ts):
@@ -149,10 +172,11 @@ class TrustedTimestampAuthority:
             try:
                 embedded = x509.load_der_x509_certificate(der)
                 names_signer = embedded.serial_number == ts.signer_serial and _same_name(
-                    embedded.issuer.public_bytes(), ts.signer_issuer or b""
+                    embedded.issuer.public_bytes(), ts.signer_issuer
                 )
-            except (ValueError, TypeError, x509.InvalidVersion):
-                continue  # an unreadable extra certificate cannot be the signer's
+            except (ValueError, TypeError, x509.InvalidVersion) as exc:
+                # rfc3161-client parses every embedded certificate and refuses the token
+                raise TimestampMismatch("the timestamp embeds an unreadable certificate") from exc
             if names_signer:
                 raise TimestampMismatch("the embedded signer certificate is not the trusted one")
         if ts.certificates:

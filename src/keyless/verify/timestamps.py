@@ -49,11 +49,17 @@ class TimestampVerifier:
                 TrustedTimestampAuthority(a) for a in self._trust.timestamp_authorities
             ]
         times: list[datetime] = []
+        signed_contents: set[bytes] = set()
         for i, token in enumerate(tokens):
             try:
                 parsed = parse_signed_timestamp(token)
             except MalformedTimestamp as exc:
                 raise TimestampError(f"RFC 3161 timestamp {i} is malformed: {exc}") from exc
+            # Unsigned parts (embedded certificates, status text) can vary while the signed
+            # TSTInfo stays the same: such copies are one timestamp, not several verified times.
+            if parsed.tst_info in signed_contents:
+                raise TimestampError("the bundle contains the same RFC 3161 timestamp twice")
+            signed_contents.add(parsed.tst_info)
             for tsa in self._authorities:
                 try:
                     gen_time = tsa.verify(parsed, signature)

@@ -72,18 +72,22 @@ _NOTE_VERIFIERS_MAX = 256
 
 
 def _note_verifier(log: LogKey, name: str) -> NoteVerifier:
-    cache_key = (log.instance.public_key, name)
-    verifier = _NOTE_VERIFIERS.get(cache_key)
+    """The log's note verifier under ``name``: cached, or made (cached once a note verifies)."""
+    verifier = _NOTE_VERIFIERS.get((log.instance.public_key, name))
     if verifier is None:
         try:
             verifier = NoteVerifier(name, log.key)
         except (ConfigError, InvalidInput) as exc:
             problem = f"checkpoint origin {name[:80]!r} is not a valid key name"
             raise CheckpointError(problem) from exc
-        if len(_NOTE_VERIFIERS) >= _NOTE_VERIFIERS_MAX:
-            _NOTE_VERIFIERS.clear()
-        _NOTE_VERIFIERS[cache_key] = verifier
     return verifier
+
+
+def _remember(log: LogKey, verifier: NoteVerifier) -> None:
+    """Cache a verifier whose note verified: only names a trusted log really signs."""
+    if len(_NOTE_VERIFIERS) >= _NOTE_VERIFIERS_MAX:
+        _NOTE_VERIFIERS.clear()
+    _NOTE_VERIFIERS[(log.instance.public_key, verifier.name)] = verifier
 
 
 def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
@@ -100,6 +104,7 @@ def verify_checkpoint(envelope: str, log: LogKey) -> Checkpoint:
             f"checkpoint origin {cp.origin[:80]!r} does not match the trusted log's ID"
         )
     verify_note(note, [verifier])
+    _remember(log, verifier)
     return cp
 
 

@@ -110,6 +110,7 @@ def test_pem_shortcut_agrees_with_cryptography(vectors: Path) -> None:
             base64.b64encode(pem.replace(b"\n", b"\r\n")).decode(),
             base64.b64encode(pem.rstrip(b"\n")).decode(),
             base64.b64encode(pem[:40] + pem[41:]).decode(),
+            base64.b64encode(pem.replace(b"\n", b"\n\n", 2).replace(b"\n\n", b"\n", 1)).decode(),
             base64.b64encode(pem.replace(b"CERTIFICATE", b"PUBLIC KEY")).decode(),
             "not base64!",
         ]
@@ -127,3 +128,12 @@ def test_pem_shortcut_agrees_with_cryptography(vectors: Path) -> None:
                 assert got == expected
                 checked += 1
     assert checked > 50
+
+
+@pytest.mark.parametrize("text", ["--645", "1" * 5000, "+5", " 5", "5 ", "0x10", "٣"])
+def test_integers_that_are_not_int64_text_are_invalid_input(vectors: Path, text: str) -> None:
+    path = vectors / "conformance" / "bundle-verify" / "happy-path-v0.3" / "bundle.sigstore.json"
+    bundle = json.loads(path.read_text())
+    bundle["verificationMaterial"]["tlogEntries"][0]["logIndex"] = text
+    with pytest.raises(InvalidInput, match="logIndex must be an integer"):
+        Bundle.from_json(json.dumps(bundle))

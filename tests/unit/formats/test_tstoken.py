@@ -203,3 +203,217 @@ def test_der_primitives() -> None:
     for bad in (b"20250609115738", b"20250609115738.50Z", b"20251309115738Z", b"2025060911573Z"):
         with pytest.raises(DERError):
             generalized_time(bad, 0, len(bad), "t")
+
+
+# --- structure that a one-bit flip cannot produce ------------------------------------------------
+
+
+def _ca_signed(
+    subject: str,
+    public_key: object,
+    issuer: x509.Certificate | None,
+    issuer_key: object,
+    *,
+    ca: bool,
+    eku: list[x509.ObjectIdentifier] | None = None,
+    key_usage: dict[str, bool] | None = None,
+    extra: x509.ExtensionType | None = None,
+) -> x509.Certificate:
+    """A certificate for the chain tests, built directly (the TSA helpers make only good ones)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.UTC)
+    usage = {"digital_signature": not ca, "content_commitment": False, "key_encipherment": False,
+             "data_encipherment": False, "key_agreement": False, "key_cert_sign": ca,
+             "crl_sign": ca, "encipher_only": False, "decipher_only": False}
+    usage.update(key_usage or {})
+    builder = (
+        x509.CertificateBuilder().subject_name(name)
+        .issuer_name(issuer.subject if issuer else name).public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**usage), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(eku or [x509.ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+        )
+    if extra is not None:
+        builder = builder.add_extension(extra, critical=True)
+    return builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def _token_for(chain: tuple[x509.Certificate, ...], signer: InMemorySigner) -> bytes:
+    builder = TokenBuilder(signer, chain)
+    query = parse_query(encode_query(hashlib.sha256(SIGNATURE).digest(), cert_req=True))
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    return builder.issue(query, serial=random_serial(), gen_time=encode_generalized_time(now))
+
+
+def _chain(
+    **leaf: object,
+) -> tuple[tuple[x509.Certificate, ...], InMemorySigner]:
+    """Root → intermediate → TSA leaf (P-256), with the leaf's options (see :func:`_ca_signed`)."""
+    root_key, inter_key = generate_key("ecdsa-p256"), generate_key("ecdsa-p256")
+    leaf_signer = InMemorySigner(generate_key("ecdsa-p256"))
+    root_usage = leaf.pop("root_key_usage", None)
+    root = _ca_signed("root", root_key.public_key(), None, root_key, ca=True,
+                      key_usage=root_usage)  # type: ignore[arg-type]
+    inter = _ca_signed("intermediate", inter_key.public_key(), root, root_key, ca=True)
+    tsa = _ca_signed("tsa", leaf_signer.public_key(), inter, inter_key, ca=False,
+                     **leaf)  # type: ignore[arg-type]
+    return (tsa, inter, root), leaf_signer
+
+
+def _both(chain: tuple[x509.Certificate, ...], token: bytes) -> tuple[object, object]:
+    return _oracle(chain)(token, SIGNATURE), _ours(chain)(token, SIGNATURE)
+
+
+def test_a_three_certificate_chain_token_verifies_like_rfc3161_client() -> None:
+    chain, signer = _chain()
+    token = _token_for(chain, signer)
+    theirs, ours = _both(chain, token)
+    assert theirs is not None and ours == theirs
+
+
+def _swap(token: bytes, a: bytes, b: bytes) -> bytes:
+    """Exchange two equally placed byte strings (the embedded certificates) in the token."""
+    i, j = token.index(a), token.index(b)
+    assert i + len(a) == j or j + len(b) == i
+    first, second = (a, b) if i < j else (b, a)
+    start = min(i, j)
+    return token[:start] + second + first + token[start + len(first) + len(second):]
+
+
+def _status_replaced(token: bytes, status: bytes) -> bytes:
+    """The response with its PKIStatusInfo replaced (the token itself untouched)."""
+    from asn1crypto import tsp
+
+    response = tsp.TimeStampResp.load(token)
+    return _der_tlv(0x30, status + response["time_stamp_token"].dump())
+
+
+def _with_unsigned_junk(token: bytes) -> bytes:
+    """The token with ``unsignedAttrs [1]`` holding an OCTET STRING instead of Attributes."""
+    from asn1crypto import tsp
+
+    response = tsp.TimeStampResp.load(token)
+    signed = response["time_stamp_token"]["content"]
+    info = signed["signer_infos"][0].dump()
+    header = 2 if info[1] < 0x80 else 2 + (info[1] & 0x7F)
+    new_info = _der_tlv(0x30, info[header:] + _der_tlv(0xA1, b"\x04\x01\x00"))
+    fields = [signed[name].dump() for name in ("version", "digest_algorithms",
+                                                "encap_content_info", "certificates")]
+    signed_data = _der_tlv(0x30, b"".join(fields) + _der_tlv(0x31, new_info))
+    content_info = _der_tlv(
+        0x30, response["time_stamp_token"]["content_type"].dump() + _der_tlv(0xA0, signed_data)
+    )
+    return _der_tlv(0x30, response["status"].dump() + content_info)
+
+
+def _by_key_identifier(token: bytes, leaf: x509.Certificate) -> bytes:
+    from asn1crypto import cms, tsp
+
+    response = tsp.TimeStampResp.load(token)
+    info = response["time_stamp_token"]["content"]["signer_infos"][0]
+    ski = x509.SubjectKeyIdentifier.from_public_key(leaf.public_key())  # type: ignore[arg-type]
+    info["sid"] = cms.SignerIdentifier({"subject_key_identifier": ski.digest})
+    return bytes(response.dump(force=True))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["certificates-out-of-der-order", "certificate-not-a-sequence", "signer-by-key-identifier",
+     "junk-in-status", "huge-status", "malformed-unsigned-attributes"],
+)
+def test_unsigned_structure_is_as_strict_as_rfc3161_client(variant: str) -> None:
+    """Parts outside the signature that rfc3161-client's strict DER schema refuses."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    chain, signer = _chain()
+    token = _token_for(chain, signer)
+    leaf, inter = (c.public_bytes(Encoding.DER) for c in chain[:2])
+    altered = {
+        "certificates-out-of-der-order": lambda: _swap(token, leaf, inter),
+        "certificate-not-a-sequence": lambda: token.replace(leaf, b"\x04" + leaf[1:]),
+        "signer-by-key-identifier": lambda: _by_key_identifier(token, chain[0]),
+        "junk-in-status": lambda: _status_replaced(token, b"\x30\x06\x02\x01\x00\x04\x01\x00"),
+        "huge-status": lambda: _status_replaced(
+            token, _der_tlv(0x30, _der_tlv(0x02, b"\x01" + b"\x00" * 1900))
+        ),
+        "malformed-unsigned-attributes": lambda: _with_unsigned_junk(token),
+    }[variant]()
+    assert altered != token
+    theirs, ours = _both(chain, altered)
+    assert theirs is None, f"{variant}: rfc3161-client accepts it"
+    assert ours is None, f"{variant}: keyless accepts what rfc3161-client refuses"
+
+
+def _der_tlv(tag: int, content: bytes) -> bytes:
+    from keyless.formats.tsp import der_length
+
+    return bytes((tag,)) + der_length(len(content)) + content
+
+
+@pytest.mark.parametrize(
+    ("leaf", "why"),
+    [
+        ({"eku": [x509.ExtendedKeyUsageOID.TIME_STAMPING, x509.ExtendedKeyUsageOID.CODE_SIGNING]},
+         "EKU beyond timeStamping"),
+        ({"key_usage": {"digital_signature": False, "key_encipherment": True}},
+         "KeyUsage without a signing bit"),
+        ({"extra": x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00")},
+         "unknown critical extension"),
+        ({"root_key_usage": {"key_cert_sign": False}}, "root KeyUsage without keyCertSign"),
+    ],
+    ids=["eku", "key-usage", "critical-extension", "root-key-usage"],
+)
+def test_tsa_chains_openssl_refuses_are_refused(leaf: dict[str, object], why: str) -> None:
+    chain, signer = _chain(**leaf)
+    theirs, ours = _both(chain, _token_for(chain, signer))
+    assert theirs is None, f"{why}: rfc3161-client accepts it"
+    assert ours is None, f"{why}: keyless accepts it"
+
+
+def _without_certificates(token: bytes) -> bytes:
+    """The same signed timestamp with its embedded certificates left out (unsigned)."""
+    from asn1crypto import tsp
+
+    response = tsp.TimeStampResp.load(token)
+    signed = response["time_stamp_token"]["content"]
+    fields = [signed[name].dump() for name in ("version", "digest_algorithms",
+                                                "encap_content_info", "signer_infos")]
+    content_info = _der_tlv(0x30, response["time_stamp_token"]["content_type"].dump()
+                            + _der_tlv(0xA0, _der_tlv(0x30, b"".join(fields))))
+    return _der_tlv(0x30, response["status"].dump() + content_info)
+
+
+def test_one_timestamp_in_two_wrappings_is_not_two_verified_times(vectors: Path) -> None:
+    """A token and a copy without its (unsigned) certificates both verify, but they are one
+    timestamp: a threshold of two must not be met with them."""
+    from keyless.verify.artifact import Artifact
+    from keyless.verify.errors import TimestampError
+    from keyless.verify.policy import Identity
+    from keyless.verify.verifier import Verifier
+
+    name = "staging-rekor-v2.txt"
+    bundle = json.loads((vectors / "sigstore-python" / f"{name}.sigstore.json").read_text())
+    stamps = bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    token = base64.b64decode(stamps[0]["signedTimestamp"])
+    copy = _without_certificates(token)
+    assert copy != token
+    stamps.append({"signedTimestamp": base64.b64encode(copy).decode()})
+    root = TrustedRoot.from_json((vectors / "public-good/staging/trusted_root.json").read_bytes())
+    artifact = Artifact.from_bytes((vectors / "sigstore-python" / name).read_bytes())
+    policy = Identity(issuer="https://github.com/login/oauth", identity="jku@goto.fi")
+    for one in (token, copy):  # each verifies on its own
+        single = json.loads(json.dumps(bundle))
+        single["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = [
+            {"signedTimestamp": base64.b64encode(one).decode()}
+        ]
+        Verifier(root).verify(json.dumps(single), artifact, policy=policy)
+    with pytest.raises(TimestampError, match="same RFC 3161 timestamp twice"):
+        Verifier(root, threshold=2).verify(json.dumps(bundle), artifact, policy=policy)
