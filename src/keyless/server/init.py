@@ -103,6 +103,9 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
         else:
             lock.acquire(wait=False)
             cleanups.append(release_lock)
+            from keyless.storage.files import clear_temporaries
+
+            clear_temporaries(settings.data_dir / "logs")  # a killed predecessor's half-writes
             database = _sqlite_lock(settings)
             if database is not None:
                 database.acquire(wait=False)

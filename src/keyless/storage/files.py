@@ -36,6 +36,22 @@ def _check_path(path: str) -> str:
     return path
 
 
+def clear_temporaries(root: Path) -> None:
+    """Remove every temporary file of the tile folder ``root`` (``root/.tmp``).
+
+    Only for the exclusive owner of the data directory, before it writes anything: then no other
+    process can have a write in progress there, whatever its PID namespace.
+    """
+    try:
+        leftovers = list((root / ".tmp").iterdir())
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot list {root / '.tmp'}: {exc}") from exc
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+
+
 #: Age after which a dead process's temporary file is removed (seconds).
 STALE_AFTER = 600.0
 

@@ -11,6 +11,7 @@ that :class:`Statements` rewrites for the driver.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -53,6 +54,12 @@ class ThreadConnections(Generic[C]):
         """This thread's connection."""
         conn: C | None = getattr(self._local, "conn", None)
         if conn is None or not self._usable(conn):
+            if conn is not None:  # broken (e.g. the database restarted): release it now
+                with self._lock:
+                    if conn in self._all:
+                        self._all.remove(conn)
+                with contextlib.suppress(Exception):
+                    conn.close()
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
