@@ -10,6 +10,7 @@ of a generic ASN.1 library because a full object model costs several times more 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -106,6 +107,26 @@ def integer(data: bytes, start: int, stop: int, what: str) -> int:
     ):
         raise DERError(f"{what}: non-minimal INTEGER")
     return int.from_bytes(data[start:stop], "big", signed=True)
+
+
+def encode_length(n: int) -> bytes:
+    """The DER length octets for ``n`` content bytes (X.690 §8.1.3.4/§8.1.3.5, minimal form)."""
+    if n < 0x80:
+        return bytes((n,))
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(raw),)) + raw
+
+
+def encode_tlv(tag: int, content: bytes) -> bytes:
+    """One DER tag-length-value with a single-octet tag."""
+    return bytes((tag,)) + encode_length(len(content)) + content
+
+
+def set_order(encodings: Sequence[bytes]) -> list[bytes]:
+    """The members of a DER ``SET OF`` in their required order (X.690 §11.6: ascending, the
+    shorter encodings padded with zero octets at their end)."""
+    width = max((len(e) for e in encodings), default=0)
+    return sorted(encodings, key=lambda e: e.ljust(width, b"\0"))
 
 
 def encode_oid(dotted: str) -> bytes:

@@ -30,6 +30,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from keyless.errors import ConfigError, InvalidInput
+from keyless.formats.der import element, set_order
+from keyless.formats.der import encode_length as der_length
+from keyless.formats.der import encode_tlv as der_tlv
 from keyless.server.keys import PublicKey, Signer, hash_for_curve
 
 #: The policy the public-good Sigstore TSA stamps under (protocols.md §8); our default too.
@@ -98,26 +101,6 @@ class TimestampQuery:
 # Small DER helpers (X.690 §8.1.3 definite lengths) for the hot path.
 
 
-def der_length(n: int) -> bytes:
-    """The DER length octets for ``n`` content bytes (X.690 §8.1.3.4/§8.1.3.5, minimal form)."""
-    if n < 0x80:
-        return bytes((n,))
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(raw),)) + raw
-
-
-def der_tlv(tag: int, content: bytes) -> bytes:
-    """One DER tag-length-value with a single-octet tag."""
-    return bytes((tag,)) + der_length(len(content)) + content
-
-
-def der_set_order(encodings: Sequence[bytes]) -> list[bytes]:
-    """The members of a DER ``SET OF`` in their required order (X.690 §11.6: ascending, the
-    shorter encodings padded with zero octets at their end); rfc3161-client refuses others."""
-    width = max((len(e) for e in encodings), default=0)
-    return sorted(encodings, key=lambda e: e.ljust(width, b"\0"))
-
-
 def der_integer(value: int) -> bytes:
     """A DER INTEGER (X.690 §8.3: two's complement, minimal octets)."""
     return bytes(core.Integer(value).dump())
@@ -159,28 +142,6 @@ _HASH_BY_OID_CONTENT: Final = {
 }
 
 
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos`` (X.690 §8.1, §10.1).
-
-    Raises ValueError on anything but a one-octet tag with a minimal definite length that fits.
-    """
-    if pos + 2 > end:
-        raise ValueError("truncated")
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 1 <= n <= 2 or pos + n > end or data[pos] == 0:
-            raise ValueError("unsupported length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-        if length < 0x80:
-            raise ValueError("non-minimal length")
-    if pos + length > end:
-        raise ValueError("truncated")
-    return tag, pos, pos + length
-
-
 def _parse_query_fast(der: bytes) -> TimestampQuery | None:
     """The common, well-formed query (what sigstore-python and openssl send), or None.
 
@@ -190,33 +151,33 @@ def _parse_query_fast(der: bytes) -> TimestampQuery | None:
     parses to the same query.
     """
     try:
-        tag, pos, end = _tlv(der, 0, len(der))
+        tag, pos, end = element(der, 0, len(der))
         if tag != 0x30 or end != len(der):
             return None
-        tag, start, pos = _tlv(der, pos, end)  # version INTEGER v1
+        tag, start, pos = element(der, pos, end)  # version INTEGER v1
         if tag != 0x02 or der[start:pos] != b"\x01":
             return None
-        tag, start, pos = _tlv(der, pos, end)  # messageImprint
+        tag, start, pos = element(der, pos, end)  # messageImprint
         if tag != 0x30:
             return None
-        tag, alg_start, alg_end = _tlv(der, start, pos)  # AlgorithmIdentifier
+        tag, alg_start, alg_end = element(der, start, pos)  # AlgorithmIdentifier
         if tag != 0x30:
             return None
-        tag, oid_start, oid_end = _tlv(der, alg_start, alg_end)
+        tag, oid_start, oid_end = element(der, alg_start, alg_end)
         algorithm = _HASH_BY_OID_CONTENT.get(der[oid_start:oid_end]) if tag == 0x06 else None
         if algorithm is None:
             return None
         params = der[oid_end:alg_end]
         if params not in (b"", b"\x05\x00"):
             return None
-        tag, d_start, d_end = _tlv(der, alg_end, pos)  # hashedMessage
+        tag, d_start, d_end = element(der, alg_end, pos)  # hashedMessage
         if tag != 0x04 or d_end != pos or d_end - d_start != algorithm.digest_size:
             return None
         digest = der[d_start:d_end]
         nonce: int | None = None
         cert_req = False
         if pos < end and der[pos] == 0x02:  # nonce INTEGER (reqPolicy would come first)
-            tag, start, pos = _tlv(der, pos, end)
+            tag, start, pos = element(der, pos, end)
             content = der[start:pos]
             if not content or content[0] & 0x80:  # empty or negative
                 return None
@@ -226,7 +187,7 @@ def _parse_query_fast(der: bytes) -> TimestampQuery | None:
             if nonce.bit_length() > MAX_NONCE_BITS:
                 return None
         if pos < end and der[pos] == 0x01:  # certReq BOOLEAN (DER TRUE is 0xFF)
-            tag, start, pos = _tlv(der, pos, end)
+            tag, start, pos = element(der, pos, end)
             if der[start:pos] != b"\xff":
                 return None
             cert_req = True
@@ -509,7 +470,7 @@ class TokenBuilder:
         # intermediates too (never the root, which the verifier must already trust).
         certs = [c.public_bytes(serialization.Encoding.DER) for c in chain]
         included = certs[:-1] if len(certs) > 1 else certs
-        self._certificates_der = der_tlv(0xA0, b"".join(der_set_order(included)))
+        self._certificates_der = der_tlv(0xA0, b"".join(set_order(included)))
         self._content_info_oid = bytes(core.ObjectIdentifier("1.2.840.113549.1.7.2").dump())
         self._granted = bytes(tsp.PKIStatusInfo({"status": "granted"}).dump())
 

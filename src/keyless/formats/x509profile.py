@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import ConfigError, InvalidInput
+from keyless.formats.der import encode_length, encode_oid, encode_tlv
 from keyless.formats.sct import POISON_OID, SCT_LIST_OID
 from keyless.server.keys import InMemorySigner, PublicKey, Signer
 
@@ -81,7 +82,7 @@ class LeafProfile:
 def der_utf8string(value: str) -> bytes:
     """DER UTF8String (tag 0x0C) of ``value`` (X.690 §8.23)."""
     data = value.encode()
-    return bytes([0x0C]) + _der_length(len(data)) + data
+    return bytes([0x0C]) + encode_length(len(data)) + data
 
 
 def sigstore_extension_value(n: int, value: str) -> bytes:
@@ -384,9 +385,9 @@ def sign_builder(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certi
     tbs = template.tbs_certificate_bytes
     signature = signer.sign(tbs)
     algorithm_der = _signature_algorithm_der(template)
-    bit_string = b"\x03" + _der_length(len(signature) + 1) + b"\x00" + signature
+    bit_string = b"\x03" + encode_length(len(signature) + 1) + b"\x00" + signature
     body = tbs + algorithm_der + bit_string
-    return x509.load_der_x509_certificate(b"\x30" + _der_length(len(body)) + body)
+    return x509.load_der_x509_certificate(b"\x30" + encode_length(len(body)) + body)
 
 
 def _signature_algorithm_der(cert: x509.Certificate) -> bytes:
@@ -410,7 +411,7 @@ def strip_extension(tbs_der: bytes, oid: str) -> bytes:
 
 def _rewrite_extensions(tbs_der: bytes, oid: str, append: bytes) -> bytes:
     """Remove extension ``oid`` from a DER TBSCertificate and append the DER ``append``."""
-    target = _der_oid(oid)
+    target = encode_tlv(0x06, encode_oid(oid))
     try:
         tag, body_start, body_end = _der_header(tbs_der, 0)
         if tag != 0x30 or body_end != len(tbs_der):
@@ -435,10 +436,10 @@ def _rewrite_extensions(tbs_der: bytes, oid: str, append: bytes) -> bytes:
                     raise InvalidInput(f"certificate has no extension {oid}")
                 if append:
                     kept.append(append)
-                extensions = _der_tlv(0x30, b"".join(kept))
-                wrapped = _der_tlv(0xA3, extensions) if kept else b""
+                extensions = encode_tlv(0x30, b"".join(kept))
+                wrapped = encode_tlv(0xA3, extensions) if kept else b""
                 body = tbs_der[body_start:pos] + wrapped + tbs_der[end:body_end]
-                return _der_tlv(0x30, body)
+                return encode_tlv(0x30, body)
             pos = end
     except (ValueError, IndexError) as exc:
         raise InvalidInput(f"cannot parse TBSCertificate: {exc}") from exc
@@ -453,12 +454,14 @@ def finalize_precertificate(
     Used when the CT log already holds the precertificate (an idempotent retry), so the final
     certificate must match *that* precertificate (RFC 6962 §3.1) rather than a new profile.
     """
-    sct_ext = _der_tlv(0x30, _der_oid(SCT_LIST_OID) + _der_tlv(0x04, sct_list_extension))
+    sct_ext = encode_tlv(
+        0x30, encode_tlv(0x06, encode_oid(SCT_LIST_OID)) + encode_tlv(0x04, sct_list_extension)
+    )
     tbs = _rewrite_extensions(precert.tbs_certificate_bytes, POISON_OID, sct_ext)
     signature = signer.sign(tbs)
-    bit_string = _der_tlv(0x03, b"\x00" + signature)
+    bit_string = encode_tlv(0x03, b"\x00" + signature)
     body = tbs + _signature_algorithm_der(precert) + bit_string
-    return x509.load_der_x509_certificate(_der_tlv(0x30, body))
+    return x509.load_der_x509_certificate(encode_tlv(0x30, body))
 
 
 def _der_header(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -479,35 +482,10 @@ def _der_header(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, start, end
 
 
-def _der_tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
-def _der_oid(oid: str) -> bytes:
-    """DER OBJECT IDENTIFIER (X.690 §8.19) of a dotted string."""
-    arcs = [int(a) for a in oid.split(".")]
-    body = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        rest = arc >> 7
-        while rest:
-            chunk.append(0x80 | (rest & 0x7F))
-            rest >>= 7
-        body += bytes(reversed(chunk))
-    return _der_tlv(0x06, bytes(body))
-
-
 def _der() -> Any:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return Encoding.DER
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(size)]) + size
 
 
 def certificate_pem(cert: x509.Certificate) -> str:

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.errors import InvalidInput
+from keyless.formats.der import encode_oid, encode_tlv
 from keyless.formats.sct import POISON_OID, SCT_LIST_OID
 from keyless.formats.x509profile import (
-    _der_oid,
     der_utf8string,
     sigstore_extension_value,
     strip_extension,
@@ -37,7 +37,8 @@ def test_strip_refuses_missing_extension_and_garbage(vectors: Path) -> None:
 
 
 def test_der_helpers() -> None:
-    assert _der_oid("1.3.6.1.4.1.11129.2.4.3").hex() == "060a2b06010401d679020403"
+    oid = encode_tlv(0x06, encode_oid("1.3.6.1.4.1.11129.2.4.3"))
+    assert oid.hex() == "060a2b06010401d679020403"
     assert der_utf8string("ab") == b"\x0c\x02ab"
     assert len(der_utf8string("x" * 200)) == 203  # long-form length
     assert sigstore_extension_value(1, "https://x") == b"https://x"
