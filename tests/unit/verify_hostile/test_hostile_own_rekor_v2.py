@@ -127,7 +127,8 @@ def test_signed_token_imprints_and_sets(log: tuple[OwnRekorV2, Verifier]) -> Non
     _expect(log, own.bundle(tokens=[own.token(message=b"another signature")]),
             NotEnoughVerifiedTimesError, "token over another signature")
     _expect(log, own.bundle(tokens=[]), NotEnoughVerifiedTimesError, "no token")
-    two = [own.token(), own.token(gen_time=_gt(_now()[:-1] + b"1Z"))]
+    now = _now()  # two distinct timestamps (their TSTInfo differs), not one in two wrappings
+    two = [own.token(gen_time=_gt(now + b"Z")), own.token(gen_time=_gt(now + b".5Z"))]
     _expect(log, own.bundle(tokens=two), None, "two tokens")
     _expect(log, own.bundle(tokens=[two[0], two[0]]), TimestampError, "the same token twice")
 
