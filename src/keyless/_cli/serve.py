@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
             # head (contracts.md §5); no WebSocket endpoint exists.
             http=json_error_http_protocol(),
             ws="none",
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
         )
         server = _graceful_server(config)
         await server.serve()

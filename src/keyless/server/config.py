@@ -54,6 +54,9 @@ class Settings:
     tuf_root_days: int = 365
     #: how long graceful shutdown waits for in-flight writes (seconds)
     shutdown_grace: float = 10.0
+    #: addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (reverse proxies,
+    #: comma-separated; "*" for any): per-client throttles then see the real client address
+    trusted_proxies: str = "127.0.0.1"
     #: the TSA's clock guard ([tsa]): NTP servers to compare with, allowed drift, strictness
     tsa_ntp_servers: tuple[str, ...] = ()
     tsa_max_drift: float = 0.5
@@ -138,6 +141,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     known: dict[str, type | tuple[type, ...]] = {
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
+        "trusted_proxies": str,
     }
     for key, value in server.items():
         if key not in known:
@@ -320,6 +324,9 @@ log_level = "info"
 log_format = "json"
 # Seconds that a graceful shutdown (SIGTERM/SIGINT) waits for in-flight writes to finish.
 shutdown_grace = 10.0
+# Reverse proxies / load balancers whose X-Forwarded-For header is believed (comma-separated
+# addresses, or "*"), so that per-client limits (OIDC login, device codes) see real clients.
+trusted_proxies = "127.0.0.1"
 
 [tuf]
 # Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp
