@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from typing import Final
 
 #: Universal tags used by the callers (X.690 §8.1.2, X.680 §8.4).
-BOOLEAN: Final = 0x01
 INTEGER: Final = 0x02
 BIT_STRING: Final = 0x03
 OCTET_STRING: Final = 0x04
-NULL: Final = 0x05
 OID: Final = 0x06
 GENERALIZED_TIME: Final = 0x18
 SEQUENCE: Final = 0x30

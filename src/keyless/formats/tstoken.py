@@ -35,7 +35,11 @@ ID_CONTENT_TYPE: Final = der.encode_oid("1.2.840.113549.1.9.3")
 ID_MESSAGE_DIGEST: Final = der.encode_oid("1.2.840.113549.1.9.4")
 
 #: SHA-256, SHA-384 and SHA-512 (RFC 5754 §2), the digests Sigstore TSAs use.
-DIGESTS: Final = frozenset(der.encode_oid(f"2.16.840.1.101.3.4.2.{n}") for n in (1, 2, 3))
+DIGESTS: Final = {
+    der.encode_oid("2.16.840.1.101.3.4.2.1"): "sha256",
+    der.encode_oid("2.16.840.1.101.3.4.2.2"): "sha384",
+    der.encode_oid("2.16.840.1.101.3.4.2.3"): "sha512",
+}
 
 #: RSASSA-PSS (RFC 4055 §3.1): refused, its parameters would change the verification.
 ID_RSASSA_PSS: Final = der.encode_oid("1.2.840.113549.1.1.10")

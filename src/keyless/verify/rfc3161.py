@@ -34,17 +34,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from keyless.formats.der import encode_oid
-from keyless.formats.tstoken import GRANTED, ID_CT_TST_INFO, SignedTimestamp
+from keyless.formats.tstoken import DIGESTS, GRANTED, ID_CT_TST_INFO, SignedTimestamp
 from keyless.trust.material import Authority
 
 _Hash = tuple[Callable[[bytes], Any], type[hashes.HashAlgorithm]]
 
-#: Digest algorithms of message imprints and SignerInfos (RFC 5754 §2).
+_ALGORITHMS: Final[dict[str, type[hashes.HashAlgorithm]]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+#: Digest algorithms of message imprints and SignerInfos by OID (RFC 5754 §2).
 HASHES: Final[dict[bytes, _Hash]] = {
-    encode_oid("2.16.840.1.101.3.4.2.1"): (hashlib.sha256, hashes.SHA256),
-    encode_oid("2.16.840.1.101.3.4.2.2"): (hashlib.sha384, hashes.SHA384),
-    encode_oid("2.16.840.1.101.3.4.2.3"): (hashlib.sha512, hashes.SHA512),
+    oid: (getattr(hashlib, name), _ALGORITHMS[name]) for oid, name in DIGESTS.items()
 }
 
 
