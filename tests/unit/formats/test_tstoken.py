@@ -21,7 +21,14 @@ from cryptography import x509
 from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
 from keyless.formats.bundle import CertificateAuthority, TrustedRoot, ValidityPeriod
-from keyless.formats.der import DERError, element, encode_oid, generalized_time, integer
+from keyless.formats.der import (
+    DERError,
+    element,
+    encode_oid,
+    encode_tlv,
+    generalized_time,
+    integer,
+)
 from keyless.formats.tsp import TokenBuilder, encode_query, parse_query
 from keyless.formats.tsp import generalized_time as encode_generalized_time
 from keyless.formats.tstoken import MalformedTimestamp, parse_signed_timestamp
@@ -293,7 +300,7 @@ def _status_replaced(token: bytes, status: bytes) -> bytes:
     from asn1crypto import tsp
 
     response = tsp.TimeStampResp.load(token)
-    return _der_tlv(0x30, status + response["time_stamp_token"].dump())
+    return encode_tlv(0x30, status + response["time_stamp_token"].dump())
 
 
 def _with_unsigned_junk(token: bytes) -> bytes:
@@ -304,14 +311,14 @@ def _with_unsigned_junk(token: bytes) -> bytes:
     signed = response["time_stamp_token"]["content"]
     info = signed["signer_infos"][0].dump()
     header = 2 if info[1] < 0x80 else 2 + (info[1] & 0x7F)
-    new_info = _der_tlv(0x30, info[header:] + _der_tlv(0xA1, b"\x04\x01\x00"))
+    new_info = encode_tlv(0x30, info[header:] + encode_tlv(0xA1, b"\x04\x01\x00"))
     fields = [signed[name].dump() for name in ("version", "digest_algorithms",
                                                 "encap_content_info", "certificates")]
-    signed_data = _der_tlv(0x30, b"".join(fields) + _der_tlv(0x31, new_info))
-    content_info = _der_tlv(
-        0x30, response["time_stamp_token"]["content_type"].dump() + _der_tlv(0xA0, signed_data)
+    signed_data = encode_tlv(0x30, b"".join(fields) + encode_tlv(0x31, new_info))
+    content_info = encode_tlv(
+        0x30, response["time_stamp_token"]["content_type"].dump() + encode_tlv(0xA0, signed_data)
     )
-    return _der_tlv(0x30, response["status"].dump() + content_info)
+    return encode_tlv(0x30, response["status"].dump() + content_info)
 
 
 def _by_key_identifier(token: bytes, leaf: x509.Certificate) -> bytes:
@@ -342,7 +349,7 @@ def test_unsigned_structure_is_as_strict_as_rfc3161_client(variant: str) -> None
         "signer-by-key-identifier": lambda: _by_key_identifier(token, chain[0]),
         "junk-in-status": lambda: _status_replaced(token, b"\x30\x06\x02\x01\x00\x04\x01\x00"),
         "huge-status": lambda: _status_replaced(
-            token, _der_tlv(0x30, _der_tlv(0x02, b"\x01" + b"\x00" * 1900))
+            token, encode_tlv(0x30, encode_tlv(0x02, b"\x01" + b"\x00" * 1900))
         ),
         "malformed-unsigned-attributes": lambda: _with_unsigned_junk(token),
     }[variant]()
@@ -350,12 +357,6 @@ def test_unsigned_structure_is_as_strict_as_rfc3161_client(variant: str) -> None
     theirs, ours = _both(chain, altered)
     assert theirs is None, f"{variant}: rfc3161-client accepts it"
     assert ours is None, f"{variant}: keyless accepts what rfc3161-client refuses"
-
-
-def _der_tlv(tag: int, content: bytes) -> bytes:
-    from keyless.formats.tsp import der_length
-
-    return bytes((tag,)) + der_length(len(content)) + content
 
 
 @pytest.mark.parametrize(
@@ -386,9 +387,9 @@ def _without_certificates(token: bytes) -> bytes:
     signed = response["time_stamp_token"]["content"]
     fields = [signed[name].dump() for name in ("version", "digest_algorithms",
                                                 "encap_content_info", "signer_infos")]
-    content_info = _der_tlv(0x30, response["time_stamp_token"]["content_type"].dump()
-                            + _der_tlv(0xA0, _der_tlv(0x30, b"".join(fields))))
-    return _der_tlv(0x30, response["status"].dump() + content_info)
+    content_info = encode_tlv(0x30, response["time_stamp_token"]["content_type"].dump()
+                            + encode_tlv(0xA0, encode_tlv(0x30, b"".join(fields))))
+    return encode_tlv(0x30, response["status"].dump() + content_info)
 
 
 def test_one_timestamp_in_two_wrappings_is_not_two_verified_times(vectors: Path) -> None:
