@@ -265,14 +265,6 @@ def json_error_http_protocol(
             self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
             self._head_bytes = 0
 
-        def on_response_complete(self) -> None:
-            cycle = self.cycle
-            if cycle is not None and cycle.more_body and not self.transport.is_closing():
-                # Answered before its body was read (413, 408, a 404 on a POST …): whatever
-                # follows is the rest of that body, not a request head. Close, as h11 does.
-                self.transport.close()
-            super().on_response_complete()
-
         def _should_upgrade_to_ws(self) -> bool:
             return False  # no keyless API is a WebSocket: answer upgrade requests as plain HTTP
 
@@ -294,6 +286,19 @@ def json_error_http_protocol(
                 self._too_large()
                 return
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None:
+                send = cycle.send
+
+                async def send_closing_if_unread(message: Any) -> None:
+                    # Answered before its body arrived (413, 408, a 404 on a POST …): whatever
+                    # follows is the rest of that body, not a request head. Say
+                    # "Connection: close" and close after the answer, as h11 does.
+                    if message["type"] == "http.response.start" and cycle.more_body:
+                        cycle.keep_alive = False
+                    await send(message)
+
+                cycle.send = send_closing_if_unread  # type: ignore[method-assign]
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()

@@ -574,6 +574,8 @@ def test_an_answer_given_before_the_body_was_read_closes_the_connection(
         sock.settimeout(10)
         raw = sock.recv(65536)
         assert raw.startswith(b"HTTP/1.1 " + status), raw[:200]
+        # Said, not only done: a pooling client must not send its next request down this one.
+        assert b"\r\nconnection: close\r\n" in raw.lower(), raw[:300]
         # Keep trickling what would be a never-ending header: the server must not wait for it.
         start, closed = time.monotonic(), False
         sock.settimeout(0.2)
