@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if len(root_json) > MAX_ROOT:
         args.parser.error(f"{args.root} is larger than {MAX_ROOT >> 10} KiB")
     try:
-        config = pin(url, root_json)
+        config = pin(url, root_json, where=args.root)
     except Error as exc:
         print(f"trust-instance failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

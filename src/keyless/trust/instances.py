@@ -129,6 +129,7 @@ def pin(
     *,
     store: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    where: str = "ROOT.json",
 ) -> ClientTrustConfig:
     """Pin ``root_json`` for the instance at ``url`` after a first TUF refresh succeeded.
 
@@ -136,7 +137,7 @@ def pin(
     once the instance has proved it holds the pinned keys; a failure leaves nothing behind.
     """
     url = normalize_url(url)
-    check_root(root_json, "ROOT.json")
+    check_root(root_json, where)
     store = store or default_store()
     _private_dir(store)
     final = _instance_dir(store, url)
