@@ -27,15 +27,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify a file against its Sigstore bundle and an identity"),
     "attest": ("attest", "sign an in-toto attestation about a file (DSSE bundle)"),
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
+    "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
 }
 
 EPILOG = """\
 trust: without --trust-config or --server, sign and verify use the public-good Sigstore
 instance: its trusted root ships with keyless and is refreshed through TUF at most once a day
-(never with --offline).
+(never with --offline). --server URL trusts the instance's TUF repository from the root pinned
+with `keyless trust-instance URL ROOT.json`; an instance not pinned is trusted on first use,
+with a warning that shows the root's fingerprint.
 
 examples (a local stack; `keyless serve` prints a token command for its users):
   keyless serve --oidc-user alice@example.com:s3cret
+  keyless trust-instance http://localhost:3000 ~/.local/share/keyless/tuf-root.json
   keyless sign --server http://localhost:3000 --identity-token "$TOKEN" app.tar.gz
   keyless verify app.tar.gz --cert-identity alice@example.com \\
       --cert-oidc-issuer http://localhost:3000/oidc --server http://localhost:3000

@@ -60,6 +60,8 @@ def banner(stack: Stack) -> str:
         f"  {'metrics':<15} {p}/metrics",
         f"  {'trust config':<15} {p}/client-trust-config.json",
         f"  {'':<15} (also {settings.data_dir / 'client-trust-config.json'})",
+        f"  {'TUF root':<15} {settings.data_dir / 'tuf-root.json'}"
+        f"  (clients pin it once: keyless trust-instance {p} tuf-root.json)",
     ]
     names = {c.name for c in stack.components}
     users = sorted(settings.oidc_users) or sorted(settings.oidc_user_hashes)

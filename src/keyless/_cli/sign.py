@@ -6,8 +6,9 @@
                  [--rekor-version 1|2] [--overwrite]
 
 ``--bundle`` (one file only) defaults to ``FILE.sigstore.json``. The services come from the
-signing config of ``--trust-config``, of ``--server URL``'s ``client-trust-config.json``, or of
-the public-good instance through TUF. Without ``--identity-token`` the token comes from
+signing config of ``--trust-config``, of ``--server URL``'s TUF repository (pinned with ``keyless
+trust-instance``, else trusted on first use), or of the public-good instance through TUF. Without
+``--identity-token`` the token comes from
 ``$SIGSTORE_IDENTITY_TOKEN`` / ``$SIGSTORE_ID_TOKEN``, else ambient CI credentials, else (on a
 terminal) the browser or device flow, as sigstore-python does.
 
@@ -171,6 +172,7 @@ def make_signer(args: argparse.Namespace) -> Any:
     config = resolve_trust(
         trust_config=args.trust_config,
         server=args.server,
+        allow_insecure_http=args.allow_insecure_http,
         tuf_cache=args.tuf_cache,
         refresh_window=args.tuf_refresh_window,
         on_warning=warn,

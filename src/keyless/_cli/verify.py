@@ -3,7 +3,7 @@
 ::
 
     keyless verify FILE --bundle B --cert-identity ID --cert-oidc-issuer URL
-                   [--trust-config F | --server URL] [--offline]
+                   [--trust-config F | --server URL [--allow-insecure-http]] [--offline]
     keyless verify-attestation FILE --bundle B --cert-identity ID --cert-oidc-issuer URL ...
 
 Exit 0 on success, 1 with one clear sentence on stderr when verification fails, 2 for a wrong
@@ -23,10 +23,13 @@ MAX_BUNDLE = 64 << 20
 
 TRUST_HELP = """\
 trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
-fetches URL/client-trust-config.json from a keyless instance; with neither, the public-good
-Sigstore instance's trusted root (shipped with keyless) is used, refreshed through TUF at most once
-per --tuf-refresh-window. If the refresh fails (no network), the cached or shipped root is used
-with a warning. --offline never touches the network."""
+uses a keyless instance's TUF repository (URL/tuf) from the root pinned once with `keyless
+trust-instance URL ROOT.json`; an instance not pinned is trusted on first use with a warning that
+shows its root's fingerprint (never over plain http to a host other than the loopback, unless
+--allow-insecure-http). With neither, the public-good Sigstore instance's trusted root (shipped
+with keyless) is used. TUF refreshes happen at most once per --tuf-refresh-window; if one fails
+(no network), the cached or shipped root is used with a warning. --offline never touches the
+network."""
 
 
 def add_trust_options(parser: argparse.ArgumentParser) -> Any:
@@ -40,7 +43,16 @@ def add_trust_options(parser: argparse.ArgumentParser) -> Any:
         help="a ClientTrustConfig JSON file (trusted root + signing config)",
     )
     group.add_argument(
-        "--server", metavar="URL", help="a keyless instance (fetches URL/client-trust-config.json)"
+        "--server",
+        metavar="URL",
+        help="a keyless instance (its TUF repository URL/tuf, from the root pinned with "
+        "`keyless trust-instance`, else trusted on first use)",
+    )
+    trust.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="let --server trust an instance not pinned over plain http on a host other than "
+        "the loopback (anyone on the path could answer)",
     )
     trust.add_argument(
         "--tuf-cache", metavar="DIR", help="TUF cache directory (default: the user cache dir)"
@@ -50,7 +62,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> Any:
         metavar="SECONDS",
         type=_seconds,
         default=24 * 3600.0,
-        help="refresh the default trusted root through TUF at most this often (default: 86400)",
+        help="refresh trusted roots through TUF at most this often (default: 86400)",
     )
     return trust
 
@@ -137,6 +149,7 @@ def trusted_root_for(args: argparse.Namespace) -> Any:
         trust_config=args.trust_config,
         server=args.server,
         offline=getattr(args, "offline", False),
+        allow_insecure_http=args.allow_insecure_http,
         tuf_cache=args.tuf_cache,
         refresh_window=args.tuf_refresh_window,
         on_warning=warn,

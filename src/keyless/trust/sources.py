@@ -1,7 +1,8 @@
 """Where the client's trust material comes from (contracts.md §4; protocols.md §7, §10).
 
-In order of precedence: ``--trust-config FILE`` (a ClientTrustConfig), ``--server URL`` (fetches
-``URL/client-trust-config.json`` from a keyless instance), or the public-good production trusted
+In order of precedence: ``--trust-config FILE`` (a ClientTrustConfig), ``--server URL`` (a keyless
+instance's TUF repository, from the root pinned with ``keyless trust-instance`` or else trusted on
+first use: :mod:`keyless.trust.instances`), or the public-good production trusted
 root shipped as package data, refreshed through TUF (:mod:`keyless.trust.tuf`) at most once per
 window and never with ``offline=True``; a refresh that fails (no network) falls back to the last
 verified cache or the shipped root with one warning. Only the paths that need the network import
@@ -19,7 +20,6 @@ from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
 
 #: The public-good production TUF repository (protocols.md §10).
 PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
-TRUST_CONFIG_PATH = "client-trust-config.json"
 
 
 def packaged(name: str) -> bytes:
@@ -71,43 +71,20 @@ def load_client_trust_config(path: str | os.PathLike[str]) -> ClientTrustConfig:
         raise ConfigError(f"invalid trust config {os.fspath(path)!r}: {exc}") from exc
 
 
-def fetch_client_trust_config(server: str, *, timeout: float = 10.0) -> ClientTrustConfig:
-    """``GET <server>/client-trust-config.json`` from a keyless instance (contracts.md §2)."""
-    import httpx
-
-    if not server.startswith(("http://", "https://")):
-        raise ConfigError(f"--server {server!r} is not an http:// or https:// URL")
-    url = server.rstrip("/") + "/" + TRUST_CONFIG_PATH
-    try:
-        response = httpx.get(url, timeout=timeout, follow_redirects=False)
-    except httpx.TimeoutException as exc:
-        raise ConfigError(f"{url} did not answer within {timeout:g} s") from exc
-    except httpx.HTTPError as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConfigError(f"cannot fetch the trust config from {url}: {reason}") from exc
-    if response.status_code != 200:
-        raise ConfigError(
-            f"cannot fetch the trust config from {url}: HTTP {response.status_code}"
-            " (is this a keyless instance?)"
-        )
-    try:
-        return ClientTrustConfig.from_json(response.content)
-    except InvalidInput as exc:
-        raise ConfigError(f"invalid trust config from {url}: {exc}") from exc
-
-
 def resolve_trust(
     *,
     trust_config: str | None = None,
     server: str | None = None,
     offline: bool = False,
+    allow_insecure_http: bool = False,
     tuf_cache: str | None = None,
     refresh_window: float = 24 * 3600.0,
     on_warning: Callable[[str], None] | None = None,
 ) -> ClientTrustConfig:
     """The trust material chosen by the CLI options (see the module docstring).
 
-    ``on_warning`` receives one line when the TUF refresh failed and an older root is used.
+    ``on_warning`` receives one line when the TUF refresh failed and an older root is used, and
+    the fingerprint of a ``server`` root trusted on first use.
     """
     if trust_config is not None and server is not None:
         raise ConfigError("give at most one of --trust-config and --server")
@@ -116,7 +93,14 @@ def resolve_trust(
     if server is not None:
         if offline:
             raise ConfigError("--server needs the network; drop --offline or use --trust-config")
-        return fetch_client_trust_config(server)
+        from keyless.trust.instances import instance_trust
+
+        return instance_trust(
+            server,
+            allow_insecure_http=allow_insecure_http,
+            refresh_window=refresh_window,
+            on_warning=on_warning,
+        )
     from keyless.trust.tuf import TufTrust
 
     # offline: the last TUF-verified root in the cache, else the packaged one (no network)

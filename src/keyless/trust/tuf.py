@@ -148,6 +148,7 @@ class TufTrust:
         root_json: bytes,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
+        directory: Path | None = None,
         refresh_window: float = DEFAULT_WINDOW,
         offline: bool = False,
         fallback_root: TrustedRoot | None = None,
@@ -158,8 +159,11 @@ class TufTrust:
     ) -> None:
         self.url = url.rstrip("/")
         self._root_json = root_json
-        base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.directory = base / quote(self.url, safe="")
+        if directory is None:
+            base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            directory = base / quote(self.url, safe="")
+        #: this repository's folder (``directory``, else one per URL under ``cache_dir``)
+        self.directory = directory
         self.refresh_window = refresh_window
         self.offline = offline
         self.timeout = timeout
@@ -207,7 +211,7 @@ class TufTrust:
     def _mark_attempt(self) -> None:
         """Start a new window; a cache we cannot write only means refreshing more often."""
         with contextlib.suppress(OSError):
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self.directory / f".{_STAMP}.{os.getpid()}"
             tmp.write_text(repr(self._clock()))
             os.replace(tmp, self.directory / _STAMP)
@@ -254,9 +258,10 @@ class TufTrust:
         self._mark_attempt()
 
     def _update(self) -> None:
-        metadata = self.directory / "metadata"
-        metadata.mkdir(parents=True, exist_ok=True)
-        self._targets.mkdir(parents=True, exist_ok=True)
+        # private to the user (the folder holds the trust anchor the next refresh starts from)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.directory / "metadata").mkdir(mode=0o700, exist_ok=True)
+        self._targets.mkdir(mode=0o700, exist_ok=True)
         fetcher, close = _fetcher(self.timeout, self.deadline)
         try:
             self._run_updater(fetcher)

@@ -30,9 +30,15 @@ KEYLESS = ROOT / ".venv" / "bin" / "keyless"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A running stack whose TUF root is pinned (``keyless trust-instance``) in a user data
+    dir of this module's own, so ``--server`` trusts it through TUF without a warning."""
     running = start_stack(tmp_path_factory.mktemp("client-stack") / "data")
     try:
-        yield running
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("client-home")))
+            pinned = keyless("trust-instance", running.url, str(running.data_dir / "tuf-root.json"))
+            assert pinned.returncode == 0, pinned.stderr
+            yield running
     finally:
         running.stop()
 
@@ -94,6 +100,31 @@ def test_sign_many_files_with_one_certificate(stack: RunningStack, work: Path, r
     wrong = keyless("verify", *verify_args(stack, work, files[0], files[1] + ".sigstore.json"))
     assert wrong.returncode == 1
     assert "verification failed" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_server_trust_pinned_or_on_first_use(stack: RunningStack, work: Path,
+                                             tmp_path: Path) -> None:
+    """Pinned: ``--server`` verifies without a word; not pinned: the warning shows the SHA-256
+    of the operator's ``DIR/tuf-root.json``, the file the README tells users to pin."""
+    import hashlib
+
+    artifact = str(work / "a.txt")
+    bundle = str(tmp_path / "a.sigstore.json")
+    signed = keyless("sign", artifact, "--bundle", bundle, "--identity-token", stack.token(),
+                     "--server", stack.url)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stderr.splitlines() == [f"signed {artifact} -> {bundle}"]
+    args = ["verify", artifact, "--bundle", bundle, "--cert-identity", USER,
+            "--cert-oidc-issuer", stack.issuer, "--server", stack.url]
+    ok = keyless(*args)
+    assert (ok.returncode, ok.stderr) == (0, f"OK: {artifact}\n")
+    first_use = keyless(*args, env={"XDG_DATA_HOME": str(tmp_path / "elsewhere")})
+    assert first_use.returncode == 0, first_use.stderr
+    digest = hashlib.sha256((stack.data_dir / "tuf-root.json").read_bytes()).hexdigest()
+    warning, result = first_use.stderr.splitlines()
+    assert warning.startswith(f"warning: {stack.url} is not pinned: trusting its TUF root "
+                              f"sha256:{digest} on first use")
+    assert result == f"OK: {artifact}"
 
 
 def test_existing_bundle_needs_overwrite(stack: RunningStack, work: Path, tmp_path: Path) -> None:
