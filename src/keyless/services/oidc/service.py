@@ -467,9 +467,8 @@ class OidcProvider:
                     "invalid_client", "this public client has no secret", 401, challenge
                 )
             return client
-        async with self._limiter.attempt("client:" + client.client_id, self._remote(request)) as (
-            attempt
-        ):
+        account = "client:" + client.client_id
+        async with self._limiter.attempt(account, self._remote(request)) as attempt:
             ok = bool(secret) and len(secret or "") <= MAX_PASSWORD
             if ok:
                 ok = await asyncio.to_thread(verify_secret, secret or "", client.secret_hash)
