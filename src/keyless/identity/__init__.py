@@ -6,6 +6,7 @@ for the returned :class:`Identity` (protocols.md §1.2-§1.4).
 
 from __future__ import annotations
 
+from keyless.identity.compact import normalize_token, parse_compact_jws, token_id
 from keyless.identity.config import ISSUER_TYPES, IssuerConfig, IssuerType, find_issuer
 from keyless.identity.jwks import ALLOWED_ALGORITHMS, JwksCache
 from keyless.identity.principals import SanType
@@ -21,4 +22,7 @@ __all__ = [
     "JwksCache",
     "SanType",
     "find_issuer",
+    "normalize_token",
+    "parse_compact_jws",
+    "token_id",
 ]

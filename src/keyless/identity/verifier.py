@@ -18,6 +18,7 @@ import httpx
 import jwt
 
 from keyless.errors import Unauthenticated
+from keyless.identity.compact import parse_compact_jws, token_id
 from keyless.identity.config import IssuerConfig, IssuerType, find_issuer
 from keyless.identity.jwks import ALLOWED_ALGORITHMS, JwksCache, LocalJwks
 from keyless.identity.principals import SanType, certificate_issuer, principal_for
@@ -34,7 +35,9 @@ class Identity:
     config names an ``issuer_claim``); ``san_type`` "username" means an OtherName SAN
     (OID 1.3.6.1.4.1.57264.1.7, value ``user!domain``). ``pop_subject`` is the string the proof
     of possession is signed over (protocols.md §1.2). ``expires_at`` (the token's ``exp``) bounds
-    how long a replay guard must remember the token.
+    how long a replay guard must remember the token. ``token_id`` is what the token means, equal
+    for every encoding of one token (:func:`keyless.identity.compact.token_id`): what a replay
+    guard keys on.
     """
 
     issuer: str
@@ -44,6 +47,7 @@ class Identity:
     claims: Mapping[str, Any]
     pop_subject: str
     expires_at: int
+    token_id: str
 
     @property
     def token_issuer(self) -> str:
@@ -86,14 +90,16 @@ class IdentityVerifier:
         return self._issuers
 
     async def verify(self, token: str) -> Identity:
-        """Verify ``token`` and return the identity it proves; raises :class:`Unauthenticated`."""
+        """Verify ``token`` and return the identity it proves; raises :class:`Unauthenticated`.
+
+        ``token`` must be a strict compact JWS (:func:`keyless.identity.compact.normalize_token`
+        strips surrounding whitespace where a token enters; here it is refused).
+        """
         if not isinstance(token, str) or not token:
             raise Unauthenticated("no identity token was supplied")
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated(f"identity token is larger than {MAX_TOKEN_BYTES} bytes")
-        token = token.strip()
-        if token.count(".") != 2:
-            raise Unauthenticated("identity token is not a signed JWT (compact JWS, RFC 7515 §7.1)")
+        signing_input = parse_compact_jws(token)
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -133,6 +139,7 @@ class IdentityVerifier:
             claims=MappingProxyType(claims),
             pop_subject=principal.pop_subject,
             expires_at=int(claims["exp"]),
+            token_id=token_id(claims, signing_input),
         )
 
     def _check_signature(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class TestIssuer:
             "email_verified": True,
             "iat": now - 5,
             "exp": now + 300,
+            # unique like real issuers' (GitHub, the embedded provider): one token per call
+            "jti": secrets.token_urlsafe(12),
         }
         for name, value in overrides.items():
             if value is None:

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,107 @@ async def test_token_replay_for_another_key_is_refused(client: Any, stack: CASta
                              json=pop_request(token, other, "alice@example.com"))
     assert resp.status_code == 401
     assert "already used" in resp.json()["message"]
+
+
+#: Order of the P-256 group: (r, s) and (r, n - s) are both valid ECDSA signatures.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _high_s(token: str) -> str:
+    """The same token with its ES256 signature's s replaced by n - s (ECDSA malleability)."""
+    head, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "==")
+    s = int.from_bytes(raw[32:], "big")
+    return f"{head}.{payload}.{_b64url(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
+def _loose_base64(token: str) -> str:
+    """The same token with unused low bits set in the signature's last base64url character."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    assert last % 16 == 0  # 64 bytes: the last character carries 2 bits and 4 zero bits
+    return token[:-1] + alphabet[last + 1]
+
+
+VARIANTS: dict[str, Callable[[str], str]] = {
+    "trailing newline": lambda t: t + "\n",
+    "surrounding spaces": lambda t: f"  {t}\t",
+    "high s": _high_s,
+    "non-canonical base64url": _loose_base64,
+}
+
+
+@pytest.mark.parametrize("with_jti", [False, True], ids=["no jti", "jti"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+async def test_token_variants_do_not_certify_another_key(
+    client: Any, stack: CAStack, variant: str, with_jti: bool
+) -> None:
+    """An equivalent encoding of a used token is the same token: it may not certify a second
+    key (issue #13: the guard hashed the raw string)."""
+    token = stack.issuers["email"].token(jti="token-1" if with_jti else None)  # None: no jti
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = await client.post("/api/v2/signingCert",
+                              json=pop_request(token, key, "alice@example.com"))
+    assert first.status_code == 200, first.text
+    other = ec.generate_private_key(ec.SECP256R1())
+    resp = await client.post("/api/v2/signingCert",
+                             json=pop_request(VARIANTS[variant](token), other, "alice@example.com"))
+    assert resp.status_code == 401, resp.text
+    assert resp.json()["code"] == 401
+
+
+async def test_malleated_token_with_the_same_key_is_a_retry(client: Any, stack: CAStack) -> None:
+    """Retry semantics survive normalisation: an equivalent token + the same key gets the
+    certificate already logged, and nothing new is appended."""
+    token = stack.issuers["email"].token(jti=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = await client.post("/api/v2/signingCert",
+                              json=pop_request(token, key, "alice@example.com"))
+    size = (await stack.engine.tree())[0]
+    again = await client.post("/api/v2/signingCert",
+                              json=pop_request(_high_s(token) + "\n", key, "alice@example.com"))
+    assert again.status_code == 200, again.text
+    assert _chain(again)[0].serial_number == _chain(first)[0].serial_number
+    assert (await stack.engine.tree())[0] == size
+
+
+async def test_tokens_sharing_a_jti_are_one_token(client: Any, stack: CAStack) -> None:
+    """Two JWTs of one issuer with the same jti name one token (RFC 7519 §4.1.7)."""
+    email = stack.issuers["email"]
+    first = email.token(jti="j-1", iat=int(time.time()) - 7)
+    second = email.token(jti="j-1")
+    assert first != second
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ok = await client.post("/api/v2/signingCert",
+                           json=pop_request(first, key, "alice@example.com"))
+    assert ok.status_code == 200
+    resp = await client.post("/api/v2/signingCert",
+                             json=pop_request(second, other, "alice@example.com"))
+    assert resp.status_code == 401
+    assert "already used" in resp.json()["message"]
+
+
+async def test_bearer_header_variant_is_the_same_token(client: Any, stack: CAStack) -> None:
+    """The CSR dialect's bearer header goes through the same normalisation."""
+    token = stack.issuers["email"].token()
+    _, csr = make_csr()
+    ok = await client.post(
+        "/api/v2/signingCert",
+        json={"certificateSigningRequest": base64.b64encode(csr).decode()},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert ok.status_code == 200, ok.text
+    _, csr2 = make_csr()
+    resp = await client.post(
+        "/api/v2/signingCert",
+        json={"certificateSigningRequest": base64.b64encode(csr2).decode()},
+        headers={"Authorization": f"Bearer {_high_s(token)}"},
+    )
+    assert resp.status_code == 401, resp.text
 
 
 async def test_replay_guard_can_be_switched_off(tmp_path: Path) -> None:

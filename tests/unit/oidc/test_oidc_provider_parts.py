@@ -5,9 +5,9 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from keyless.errors import ConfigError, Pushback
+from keyless.errors import ConfigError
 from keyless.identity import IdentityVerifier, IssuerConfig
-from keyless.services.oidc import LoginLimiter, MemoryKV, OidcClient, OidcKeyRing, OidcUser
+from keyless.services.oidc import MemoryKV, OidcClient, OidcKeyRing, OidcUser
 from keyless.services.oidc.accounts import hash_secret, verify_secret
 from keyless.services.oidc.codes import AuthorizationGrant, CodeStore, normalize_user_code
 from keyless.services.oidc.requests import (
@@ -202,19 +202,3 @@ def test_authorization_request_validation() -> None:
     without = {k: v for k, v in good.items() if k != "code_challenge"}
     with pytest.raises(RedirectableError, match="PKCE"):
         AuthorizationRequest.parse(without, clients)
-
-
-def test_login_limiter_window() -> None:
-    clock = Clock()
-    limiter = LoginLimiter(max_failures=3, window=60, clock=clock)
-    for _ in range(3):
-        limiter.check("user:a", "ip:1")
-        limiter.failure("user:a", "ip:1")
-    with pytest.raises(Pushback) as info:
-        limiter.check("user:a")
-    assert 59 <= info.value.retry_after <= 60
-    with pytest.raises(Pushback):
-        limiter.check("user:b", "ip:1")  # same address, other user
-    limiter.check("user:b", "ip:2")
-    clock.now += 61
-    limiter.check("user:a", "ip:1")

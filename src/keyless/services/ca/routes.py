@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, Unauthenticated
+from keyless.identity import normalize_token
 from keyless.server.requests import read_json_object
 from keyless.services.ca.pop import parse_csr, parse_public_key
 from keyless.services.ca.service import CAService, IssuedCertificate
@@ -38,7 +39,11 @@ def _b64(value: object, what: str) -> bytes:
 
 
 def _token(request: Request, body: dict[str, Any]) -> str:
-    """The identity token: ``credentials.oidcIdentityToken`` if non-empty, else the bearer."""
+    """The identity token: ``credentials.oidcIdentityToken`` if non-empty, else the bearer.
+
+    Normalised here, once (:func:`keyless.identity.normalize_token`: surrounding whitespace
+    removed, strict compact JWS required), so that every later step sees the same string.
+    """
     credentials = body.get("credentials")
     if credentials is not None and not isinstance(credentials, dict):
         raise InvalidInput("'credentials' must be an object")
@@ -46,10 +51,10 @@ def _token(request: Request, body: dict[str, Any]) -> str:
     if token is not None and not isinstance(token, str):
         raise InvalidInput("'credentials.oidcIdentityToken' must be a string")
     if token:
-        return token
+        return normalize_token(token)
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return normalize_token(value)
     raise Unauthenticated(
         "no identity token: send credentials.oidcIdentityToken or 'Authorization: Bearer <jwt>'"
     )

@@ -5,8 +5,8 @@ Issuance (protocols.md §1, §2, Fulcio ``pkg/server/grpc_server.go``):
 1. verify the identity token (:class:`keyless.identity.IdentityVerifier`, protocols.md §1.3);
 2. check the proof of possession (:mod:`keyless.services.ca.pop`, §1.2);
 3. build the precertificate (profile §1.4 + critical poison), log it in the CT log in-process
-   under a dedup key that binds the token to the key (:mod:`keyless.services.ca.replay`, Fulcio
-   issue #975) and get one SCT (§2 steps 1, 2);
+   under a dedup key that binds what the token means (issuer + jti, …) to the key
+   (:mod:`keyless.services.ca.replay`, Fulcio issue #975) and get one SCT (§2 steps 1, 2);
 4. refuse the request if the token was already bound to another key;
 5. build the final certificate from the same profile: the precert's TBS minus poison plus the
    SCT list, extension order kept (§2 step 3, RFC 6962 §3.3).
@@ -114,15 +114,15 @@ class CAService:
         """Certify the key of a self-signed CSR (sigstore-python, cosign)."""
         key = verify_csr(csr)
         identity = await self._identity.verify(token)
-        return await self._issue(token, identity, key)
+        return await self._issue(identity, key)
 
     async def issue_for_key(self, token: str, key: PublicKey, proof: bytes) -> IssuedCertificate:
         """Certify ``key`` proven by a signature over the identity's challenge (sigstore-js)."""
         identity = await self._identity.verify(token)
         verify_challenge(key, proof, identity.pop_subject)
-        return await self._issue(token, identity, key)
+        return await self._issue(identity, key)
 
-    async def _issue(self, token: str, identity: Identity, key: PublicKey) -> IssuedCertificate:
+    async def _issue(self, identity: Identity, key: PublicKey) -> IssuedCertificate:
         now = dt.datetime.fromtimestamp(self._clock(), dt.UTC).replace(microsecond=0)
         profile = LeafProfile(
             public_key=key,
@@ -135,7 +135,7 @@ class CAService:
         base = leaf_builder(profile, issuer)
         precert = build_precertificate(profile, issuer, self.material.signer, base)
         logged = await self._ctlog.log_precertificate(
-            precert, self.material.chain, dedup_key=self._replay.dedup_key(token)
+            precert, self.material.chain, dedup_key=self._replay.dedup_key(identity)
         )
         sct_ext = encode_sct_list_extension([logged.sct])
         if not logged.duplicate:

@@ -51,7 +51,7 @@ from keyless.services.oidc.oauth import (
     parse_form,
     read_form,
 )
-from keyless.services.oidc.ratelimit import LoginLimiter
+from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.requests import (
     FORM_PARAMETERS,
     OOB_REDIRECT,
@@ -126,10 +126,10 @@ class OidcProvider:
         self._limiter = limiter or LoginLimiter(clock=clock)
         # Device codes need no credentials and each is a stored row: throttle them per client
         # address so a flood is answered 429 + Retry-After rather than filling the database.
-        self._device_codes = LoginLimiter(
-            max_failures=DEVICE_CODES_PER_MINUTE,
-            window=60.0,
-            clock=clock,
+        self._device_codes = EventLimiter(
+            DEVICE_CODES_PER_MINUTE,
+            60.0,
+            clock,
             message=f"more than {DEVICE_CODES_PER_MINUTE} device codes a minute from this "
             "address; try again later",
         )
@@ -262,19 +262,20 @@ class OidcProvider:
         return request.client.host if request.client else "unknown"
 
     async def _authenticate_user(self, username: str, password: str, remote: str) -> str:
-        """The email of the user, or :class:`Unauthenticated`; throttled (:class:`Pushback`)."""
-        user_key, ip_key = "user:" + username.lower(), "ip:" + remote
-        self._limiter.check(user_key, ip_key)
-        user = self._users.get(username.lower())
+        """The email of the user, or :class:`Unauthenticated`; throttled (:class:`Pushback`,
+        :class:`LoginLimiter`: the attempt is reserved before the password is checked)."""
+        account = username.lower()  # the same normalisation as the lookup
+        user = self._users.get(account)
         hashed = user.password_hash if user else dummy_hash()
-        ok = len(password) <= MAX_PASSWORD and await asyncio.to_thread(
-            verify_secret, password, hashed
-        )
+        async with self._limiter.attempt("user:" + account, remote) as attempt:
+            ok = len(password) <= MAX_PASSWORD and await asyncio.to_thread(
+                verify_secret, password, hashed
+            )
+            if user is not None and ok:
+                attempt.succeeded()
         if user is None or not ok:
-            self._limiter.failure(user_key, ip_key)
             audit.warning("sign-in failed", extra={"user": username[:256], "client": remote})
             raise Unauthenticated("wrong email or password")
-        self._limiter.success(user_key)
         audit.info("sign-in", extra={"user": user.email, "client": remote})
         return user.email
 
@@ -466,13 +467,14 @@ class OidcProvider:
                     "invalid_client", "this public client has no secret", 401, challenge
                 )
             return client
-        key = "client:" + client_id
-        self._limiter.check(key)
-        ok = bool(secret) and len(secret or "") <= MAX_PASSWORD
-        if ok:
-            ok = await asyncio.to_thread(verify_secret, secret or "", client.secret_hash)
+        account = "client:" + client.client_id
+        async with self._limiter.attempt(account, self._remote(request)) as attempt:
+            ok = bool(secret) and len(secret or "") <= MAX_PASSWORD
+            if ok:
+                ok = await asyncio.to_thread(verify_secret, secret or "", client.secret_hash)
+            if ok:
+                attempt.succeeded()
         if not ok:
-            self._limiter.failure(key)
             raise OAuthError("invalid_client", "client authentication failed", 401, challenge)
         return client
 
@@ -568,9 +570,7 @@ class OidcProvider:
             form = await read_form(request)
             client = await self._authenticate_client(request, form)
             scope = _granted_scope(form.get("scope"))
-            address = "ip:" + self._remote(request)
-            self._device_codes.check(address)
-            self._device_codes.failure(address)  # counts every issued code
+            self._device_codes.take("ip:" + self._remote(request))  # counts every issued code
             expires_at = self._clock() + self._device_lifetime
             device_code, grant = await self._codes.issue_device_code(
                 client.client_id, scope, expires_at, self._device_interval
@@ -616,10 +616,12 @@ class OidcProvider:
             return self._refusal(request, page, status, message, csrf=csrf, retry=retry)
 
         try:
-            self._limiter.check("ip:" + remote)
-            found = await self._codes.device_by_user_code(user_code)
-            if found is None or found[1].expires_at <= self._clock():
-                self._limiter.failure("ip:" + remote)
+            # a guessed user code counts against the address like a wrong password
+            async with self._limiter.attempt(None, remote) as attempt:
+                found = await self._codes.device_by_user_code(user_code)
+                if found is not None and found[1].expires_at > self._clock():
+                    attempt.succeeded()
+            if found is None or not attempt.ok:
                 return again("unknown or expired code", 400)
             email = await self._authenticate_user(
                 form.get("username", ""), form.get("password", ""), remote
