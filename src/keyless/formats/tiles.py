@@ -38,6 +38,7 @@ from keyless.merkle import (
 __all__ = [
     "MAX_ENTRY_SIZE",
     "MAX_LEVEL",
+    "MAX_TILE_INDEX",
     "TILE_HEIGHT",
     "TILE_WIDTH",
     "AsyncTileReader",
@@ -58,6 +59,7 @@ __all__ = [
     "parse_entries_path",
     "parse_hash_tile",
     "parse_tile_path",
+    "parse_tile_request",
     "reader_from_mapping",
     "root_tiles",
     "tile_for_node",
@@ -75,6 +77,9 @@ TILE_WIDTH = 1 << TILE_HEIGHT
 
 MAX_LEVEL = 63
 """The largest tile level a path may name (C2SP tlog-tiles: ``<L>`` is 0-63)."""
+
+MAX_TILE_INDEX = (1 << 63) - 1
+"""The largest tile index a path may name (tlog-tiles clients hold ``<N>`` in an int64)."""
 
 MAX_ENTRY_SIZE = 0xFFFF
 """Entries in a bundle carry a big-endian uint16 length."""
@@ -152,45 +157,71 @@ def entries_path(index: int, width: int | None = None) -> str:
     return f"tile/entries/{encode_index(index)}{_suffix(width)}"
 
 
-_NUM = r"(?:0|[1-9][0-9]*)"
-_INDEX = r"((?:x[0-9]{3}/)*[0-9]{3})"
-_TILE_RE = re.compile(rf"tile/({_NUM})/{_INDEX}(?:\.p/({_NUM}))?\Z")
-_ENTRIES_RE = re.compile(rf"tile/entries/{_INDEX}(?:\.p/({_NUM}))?\Z")
+_LEVEL_RE = re.compile(r"0|[1-9][0-9]?")
+_WIDTH_RE = re.compile(r"[1-9][0-9]{0,2}")
+_GROUP_RE = re.compile(r"x[0-9]{3}")
+_LAST_RE = re.compile(r"[0-9]{3}")
 
 
-def _parse_index(text: str) -> int:
-    index = int(text.replace("x", "").replace("/", ""))
-    if encode_index(index) != text:  # e.g. "x000/005": not the one canonical encoding
-        raise InvalidInput(f"tile index {text!r} is not canonically encoded")
-    return index
+def parse_tile_request(
+    path: str,
+    *,
+    bundles: str = "entries",
+    max_level: int = MAX_LEVEL,
+    max_index: int = MAX_TILE_INDEX,
+) -> tuple[int | None, int, int | None]:
+    """``<L>/<N>[.p/<W>]`` or ``<bundles>/<N>[.p/<W>]`` (after ``tile/``) → (L or None, N, W).
 
-
-def _parse_width(text: str | None) -> int | None:
-    if text is None:
-        return None
-    width = int(text)
-    if not 1 <= width < TILE_WIDTH:
-        raise InvalidInput(f"partial tile width must be 1-255, got {width}")
-    return width
+    The one strict C2SP grammar (protocols.md §5) for every tile path keyless reads: L a decimal
+    without leading zeros, 0-``max_level``; N in 3-digit groups, all but the last prefixed ``x``,
+    no superfluous leading ``x000`` group; W 1-255 without leading zeros. ``bundles`` names the
+    entry-bundle directory (``entries`` in tlog-tiles, ``data`` in static-ct-api). A malformed
+    path raises :class:`InvalidInput` naming the rule; a well-formed N above ``max_index``
+    raises :class:`NotFound` (such a tile exists in no log).
+    """
+    head, _, rest = path.partition("/")
+    if head == bundles:
+        level: int | None = None
+    elif _LEVEL_RE.fullmatch(head) and int(head) <= max_level:
+        level = int(head)
+    else:
+        raise InvalidInput(f"tile level {head!r} must be 0-{max_level} (or {bundles!r})")
+    width: int | None = None
+    rest, partial, w = rest.partition(".p/")
+    if partial:
+        if not _WIDTH_RE.fullmatch(w) or int(w) >= TILE_WIDTH:
+            raise InvalidInput(f"partial tile width must be 1-{TILE_WIDTH - 1}")
+        width = int(w)
+    groups = rest.split("/")
+    if not _LAST_RE.fullmatch(groups[-1]) or not all(_GROUP_RE.fullmatch(g) for g in groups[:-1]):
+        raise InvalidInput("tile index must be 3-digit groups, all but the last prefixed 'x'")
+    if len(groups) > 1 and groups[0] == "x000":
+        raise InvalidInput("tile index has a superfluous leading zero group")
+    digits = "".join(g[-3:] for g in groups).lstrip("0") or "0"
+    # compare lengths first: a hostile path may hold more digits than int() converts
+    if len(digits) > len(str(max_index)) or int(digits) > max_index:
+        shown = digits if len(digits) <= 40 else digits[:40] + "…"
+        raise NotFound(f"tile index {shown} is beyond any log's size")
+    return level, int(digits), width
 
 
 def parse_tile_path(path: str) -> tuple[int, int, int | None]:
     """``tile/<L>/<N>[.p/<W>]`` → ``(level, index, width or None)``; strict, else InvalidInput."""
-    m = _TILE_RE.match(path)
-    if m is None:
+    level: int | None = None
+    if path.startswith("tile/"):
+        level, index, width = parse_tile_request(path[5:])
+    if level is None:
         raise InvalidInput(f"not a tile path: {path[:100]!r}")
-    level = int(m.group(1))
-    if level > MAX_LEVEL:
-        raise InvalidInput(f"tile level must be 0-{MAX_LEVEL}, got {level}")
-    return level, _parse_index(m.group(2)), _parse_width(m.group(3))
+    return level, index, width
 
 
 def parse_entries_path(path: str) -> tuple[int, int | None]:
     """``tile/entries/<N>[.p/<W>]`` → ``(index, width or None)``; strict, else InvalidInput."""
-    m = _ENTRIES_RE.match(path)
-    if m is None:
-        raise InvalidInput(f"not an entry bundle path: {path[:100]!r}")
-    return _parse_index(m.group(1)), _parse_width(m.group(2))
+    if path.startswith("tile/entries/"):
+        level, index, width = parse_tile_request(path[5:])
+        if level is None:
+            return index, width
+    raise InvalidInput(f"not an entry bundle path: {path[:100]!r}")
 
 
 # --- entry bundles ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from hashlib import sha256
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,6 +29,7 @@ from keyless.formats.tiles import (
     parse_entries_path,
     parse_hash_tile,
     parse_tile_path,
+    parse_tile_request,
     reader_from_mapping,
     root_tiles,
     tile_for_node,
@@ -116,6 +118,41 @@ def test_parse_tile_path_is_strict(path: str) -> None:
 def test_parse_entries_path_is_strict(path: str) -> None:
     with pytest.raises(InvalidInput):
         parse_entries_path(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "expected"),
+    [
+        ("0/000", {}, (0, 0, None)),
+        ("entries/x001/000.p/9", {}, (None, 1000, 9)),
+        ("data/005.p/17", {"bundles": "data", "max_level": 5}, (None, 5, 17)),
+        ("0/x009/x223/x372/x036/x854/x775/807", {}, (0, 2**63 - 1, None)),
+    ],
+)
+def test_parse_tile_request(path: str, kwargs: dict[str, Any], expected: object) -> None:
+    assert parse_tile_request(path, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [("6/000", {"max_level": 5}), ("entries/000", {"bundles": "data"}), ("0/000\n", {}),
+     ("0/000.p/5\n", {}), ("0/x000/" + "x999/" * 1500 + "999", {})],
+)
+def test_parse_tile_request_is_strict(path: str, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        parse_tile_request(path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["tile/0/" + "x999/" * 1500 + "999", "tile/0/x009/x223/x372/x036/x854/x775/808"],
+)
+def test_tile_index_beyond_int64_names_no_tile(path: str) -> None:
+    """Far too many digits for int() must not escape as ValueError (a 500 over HTTP)."""
+    with pytest.raises(NotFound, match="beyond any log's size"):
+        parse_tile_path(path)
+    with pytest.raises(NotFound, match="beyond any log's size"):
+        parse_tile_request("0/x001/000", max_index=999)
 
 
 @settings(deadline=None)

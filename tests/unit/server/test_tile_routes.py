@@ -17,9 +17,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from keyless.errors import InvalidInput, NotFound
 from keyless.formats.tiles import decode_entry_bundle
 from keyless.merkle import leaf_hash
 from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.server.tile_routes import STATIC_CT, TLOG_TILES, TileApi, parse_tile_url
 from keyless.services.ctlog import CTLogRoutes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tlog"))
@@ -148,7 +150,7 @@ CT_REFUSED = [
     ("0/000", "tile tile/0/000 is beyond the tree"),
     ("1/000", "tile tile/1/000 is beyond the tree"),
     ("data/000", "entry bundle tile/entries/000 is beyond the tree"),
-    ("0/" + FAR, f"tile tile/0/{FAR} is beyond the tree"),
+    ("0/" + FAR, "tile index 999999999999999999999999999000 is beyond any log's size"),
     ("6/000", "no such tile path '6/000'"),
     ("63/000", "no such tile path '63/000'"),
     ("entries/000", "no such tile path 'entries/000'"),
@@ -168,3 +170,44 @@ async def test_static_ct_tile_refusals(ct: httpx.AsyncClient, path: str, message
     r = await _both_methods(ct, "/tile/" + path)
     assert r.status_code == 404
     assert r.json() == {"code": 404, "message": message}
+@pytest.mark.parametrize("path", ["/rekor/tile/0/" + HUGE, "/rekor/tile/entries/" + HUGE])
+async def test_tlog_huge_tile_index_is_404_not_500(rekor: httpx.AsyncClient, path: str) -> None:
+    r = await _both_methods(rekor, path)
+    assert r.status_code == 404
+    assert "beyond any log's size" in r.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/tile/0/" + HUGE, "/tile/data/" + HUGE])
+async def test_static_ct_huge_tile_index_is_404_not_500(ct: httpx.AsyncClient, path: str) -> None:
+    r = await _both_methods(ct, path)
+    assert r.status_code == 404
+    assert "beyond" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("api", "path", "expected"),
+    [
+        (STATIC_CT, "0/000", (0, 0, None)),
+        (STATIC_CT, "1/x001/x234/067", (1, 1234067, None)),
+        (STATIC_CT, "data/005.p/17", (None, 5, 17)),
+        (TLOG_TILES, "63/x001/000", (63, 1000, None)),
+        (TLOG_TILES, "entries/005.p/17", (None, 5, 17)),
+    ],
+)
+def test_parse_tile_url(
+    api: TileApi, path: str, expected: tuple[int | None, int, int | None]
+) -> None:
+    assert parse_tile_url(api, path) == expected
+
+
+@pytest.mark.parametrize("path", ["6/000", "0/0", "0/000.p/0", "0/000.p/256", "0/x000/001",
+                                  "0/000.p/05", "data/abc", "entries/000", "0/000\n"])
+def test_static_ct_refuses_with_404(path: str) -> None:
+    with pytest.raises(NotFound):
+        parse_tile_url(STATIC_CT, path)
+
+
+@pytest.mark.parametrize("path", ["64/000", "data/000", "0/000\n", "0/000.p/5\n", "0/x000/001"])
+def test_tlog_tiles_refuses_with_400(path: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_tile_url(TLOG_TILES, path)
