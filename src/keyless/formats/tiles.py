@@ -26,6 +26,7 @@ __all__ = [
     "TILE_BYTES",
     "TILE_HEIGHT",
     "TILE_WIDTH",
+    "TileWidthError",
     "decode_entry_bundle",
     "encode_entry_bundle",
     "encode_index",
@@ -55,6 +56,10 @@ MAX_TILE_INDEX = (1 << 63) - 1
 
 MAX_ENTRY_SIZE = 0xFFFF
 """Entries in a bundle carry a big-endian uint16 length."""
+
+
+class TileWidthError(InvalidInput):
+    """A partial tile path whose ``.p/<W>`` is not 1-255 (C2SP tlog-tiles "Partial Tiles")."""
 
 
 # --- coordinates -----------------------------------------------------------------------------
@@ -146,7 +151,7 @@ def parse_tile_request(
     rest, partial, w = rest.partition(".p/")
     if partial:
         if not _WIDTH_RE.fullmatch(w) or int(w) >= TILE_WIDTH:
-            raise InvalidInput(f"partial tile width must be 1-{TILE_WIDTH - 1}")
+            raise TileWidthError(f"partial tile width must be 1-{TILE_WIDTH - 1}")
         width = int(w)
     groups = rest.split("/")
     if not _LAST_RE.fullmatch(groups[-1]) or not all(_GROUP_RE.fullmatch(g) for g in groups[:-1]):

@@ -17,11 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
-from keyless.formats.tiles import MAX_LEVEL, parse_tile_request
+from keyless.formats.tiles import MAX_LEVEL, TileWidthError, parse_tile_request
+from keyless.server.requests import MAX_INT64
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-#: Entries and tiles are stored with int64 indexes, so no tile lies further right than this.
-MAX_SERVED_TILE_INDEX = ((1 << 63) - 1) >> 8
+#: Entries are stored with int64 indexes, so no tile lies further right than this.
+MAX_SERVED_TILE_INDEX = MAX_INT64 >> 8
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def parse_tile_url(api: TileApi, path: str) -> tuple[int | None, int, int | None
     except InvalidInput as exc:
         if not api.malformed_is_not_found:
             raise
-        if str(exc).startswith("partial tile width"):
+        if isinstance(exc, TileWidthError):
             raise NotFound(f"tile width must be 1..255 in {path!r}") from None
         raise NotFound(f"no such tile path {path!r}") from None
 
