@@ -31,9 +31,14 @@ import time
 from pathlib import Path
 
 from keyless.formats.checkpoint import NoteSigner
-from keyless.formats.tiles import encode_entry_bundle, entries_path, tile_path
+from keyless.formats.tiles import (
+    TILE_WIDTH,
+    encode_entry_bundle,
+    entries_path,
+    tile_levels,
+    tile_path,
+)
 from keyless.log import TransparencyLog
-from keyless.log.edge import WIDTH, tile_levels
 from keyless.log.nodes import NodeReader
 from keyless.log.sequencer import Sequencer
 from keyless.merkle import CompactRange
@@ -59,14 +64,14 @@ def seed_synthetic(storage: Storage, name: str, size: int) -> None:
     """Fabricate the right edge of a ``size``-leaf log (tiles + signed checkpoint), no entries."""
     tiles: dict[str, bytes] = {}
     for level in range(tile_levels(size)):
-        width = (size >> (8 * level)) % WIDTH
+        width = (size >> (8 * level)) % TILE_WIDTH
         if width:
             tiles[tile_path(level, size >> (8 * (level + 1)), width)] = secrets.token_bytes(
                 32 * width
             )
-    if size % WIDTH:
-        tiles[entries_path(size // WIDTH, size % WIDTH)] = encode_entry_bundle(
-            [entry("synthetic", i) for i in range(size % WIDTH)]
+    if size % TILE_WIDTH:
+        tiles[entries_path(size // TILE_WIDTH, size % TILE_WIDTH)] = encode_entry_bundle(
+            [entry("synthetic", i) for i in range(size % TILE_WIDTH)]
         )
     reader = NodeReader(tiles.get, lambda: size)
     root = CompactRange.from_getter(size, reader.get_hash).root()

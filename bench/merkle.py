@@ -9,10 +9,12 @@ Figures:
 
 * ``leaf hash + append``: ``leaf_hashes`` of 21-byte entries plus ``CompactRange.extend``
   reporting the level ≥ 8 subtrees (what a tile-writing integrator does).
-* ``append_tiles``: the same leaf hashes turned into C2SP tiles in 256-leaf batches.
-* ``inclusion proofs``: random indices in the tiled tree, *hot* (shared tile cache and the tree's
-  right edge, as the log engine serves them) and *no cache* (every proof reads and re-hashes its
-  tiles); consistency proofs hot; and the tile access pattern of a 1e9-entry tree.
+* ``RightEdge.extend``: the same leaf hashes turned into C2SP tiles and entry bundles in 256-leaf
+  batches, by the log's own integrator code (:class:`keyless.log.edge.RightEdge`).
+* ``inclusion proofs``: random indices in the tiled tree through the log's
+  :class:`keyless.log.nodes.NodeReader`, *hot* (one long-lived reader, as the log engine keeps)
+  and *no cache* (a fresh reader per proof, which reads and re-hashes its tiles); consistency
+  proofs hot; and the tile access pattern of a 1e9-entry tree.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import time
 from collections.abc import Callable
 from hashlib import sha256
 
-from keyless.formats.tiles import (
-    TileCache,
-    TileCoord,
-    TileProver,
-    append_tiles,
-    reader_from_mapping,
+from keyless.formats.tiles import parse_tile_path
+from keyless.log.edge import RightEdge
+from keyless.log.nodes import NodeReader
+from keyless.merkle import (
+    CompactRange,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hashes,
+    verify_inclusion,
 )
-from keyless.merkle import CompactRange, leaf_hashes, verify_inclusion
 
 
 def _measure(label: str, count: int, unit: str, work: Callable[[], object]) -> None:
@@ -69,61 +73,65 @@ def main() -> None:
     _measure("leaf hash + append", n, "leaves", hash_and_append)
     root = cr.root()
 
-    store: dict[tuple[int, int], bytes] = {}
-    reader = reader_from_mapping(store)
+    store: dict[str, bytes] = {}
+    edge = RightEdge(CompactRange(), [], [])
 
     def write_tiles() -> None:
         for start in range(0, n, 256):
-            for tile in append_tiles(start, hashes[start : start + 256], reader):
-                store[(tile.level, tile.index)] = tile.data
+            tiles, _obsolete = edge.extend(
+                hashes[start : start + 256], entries[start : start + 256]
+            )
+            store.update(tiles)
 
-    _measure("append_tiles", n, "leaves", write_tiles)
-
-    rng = random.Random(1)
-    indices = [rng.randrange(n) for _ in range(p)]
-    edge = cr.hashes
-    assert TileProver(n, reader, right_edge=edge).root() == root
-    cache = TileCache(max_tiles=1 << 16)
-    for i in indices:  # fill the cache once, as a long-running log would have
-        TileProver(n, reader, right_edge=edge, cache=cache).inclusion_proof(i)
-
-    def hot() -> None:
-        for i in indices:
-            TileProver(n, reader, right_edge=edge, cache=cache).inclusion_proof(i)
+    _measure("RightEdge.extend (tiles + bundles)", n, "leaves", write_tiles)
+    assert edge.root() == root
 
     reads = [0]
 
+    def read_tile(path: str) -> bytes | None:
+        reads[0] += 1
+        return store.get(path)
+
+    rng = random.Random(1)
+    indices = [rng.randrange(n) for _ in range(p)]
+    nodes = NodeReader(read_tile, lambda: n)
+    assert CompactRange.from_getter(n, nodes.get_hash).root() == root
+    for i in indices:  # warm the reader once, as a long-running log would have
+        inclusion_proof(i, n, nodes.get_hash)
+
+    def hot() -> None:
+        for i in indices:
+            inclusion_proof(i, n, nodes.get_hash)
+
     def cold() -> None:
         for i in indices:
-            prover = TileProver(n, reader, right_edge=edge)
-            prover.inclusion_proof(i)
-            reads[0] += prover.reads
+            inclusion_proof(i, n, NodeReader(read_tile, lambda: n).get_hash)
 
     def consistency() -> None:
         for i in indices:
-            TileProver(n, reader, right_edge=edge, cache=cache).consistency_proof(max(1, i))
+            consistency_proof(max(1, i), n, nodes.get_hash)
 
-    _measure("inclusion proofs, hot (cache + right edge)", p, "proofs", hot)
-    _measure("inclusion proofs, no cache (right edge)", p, "proofs", cold)
-    print(f"  no cache: {reads[0] / p:.2f} tile reads per proof")
-    _measure("consistency proofs, hot (cache + right edge)", p, "proofs", consistency)
+    _measure("inclusion proofs, hot (one NodeReader)", p, "proofs", hot)
+    reads[0] = 0
+    _measure("inclusion proofs, cold (fresh NodeReader)", p, "proofs", cold)
+    print(f"  cold: {reads[0] / p:.2f} tile reads per proof")
+    _measure("consistency proofs, hot (one NodeReader)", p, "proofs", consistency)
 
     for i in indices[:200]:  # the proofs are right, not just fast
-        proof = TileProver(n, reader, right_edge=edge, cache=cache).inclusion_proof(i)
-        verify_inclusion(hashes[i], i, n, proof, root)
+        verify_inclusion(hashes[i], i, n, inclusion_proof(i, n, nodes.get_hash), root)
 
     big = 10**9
-    seen: list[TileCoord] = []
+    seen: list[str] = []
 
-    def fake(level: int, index: int, width: int) -> bytes:
-        seen.append(TileCoord(level, index, width))
-        return sha256(f"{level}/{index}".encode()).digest() * width
+    def fake(path: str) -> bytes:
+        seen.append(path)
+        level, index, width = parse_tile_path(path)
+        return sha256(f"{level}/{index}".encode()).digest() * (width or 256)
 
-    fake_edge = [sha256(b"edge").digest()] * big.bit_count()
     worst = 0
     for i in indices[:2000]:
         before = len(seen)
-        TileProver(big, fake, right_edge=fake_edge).inclusion_proof(i * (big // n))
+        inclusion_proof(i * (big // n), big, NodeReader(fake, lambda: big).get_hash)
         worst = max(worst, len(seen) - before)
     print(f"1e9-entry tree: {len(seen) / 2000:.2f} tile reads per inclusion proof (max {worst})")
 

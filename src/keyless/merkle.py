@@ -7,9 +7,9 @@ bottom-up tree where a node with no right child is *promoted* unchanged, so ever
 either a complete subtree or an "ephemeral" right-edge node computed from complete subtrees.
 
 Proof generation takes ``get_hash(level, index)`` for complete subtrees only, so the same code
-serves proofs from an in-memory list (:class:`MemoryTree`), from a database or from tiles
-(:mod:`keyless.formats.tiles`). Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 literally and
-raises :class:`InclusionProofError` / :class:`ConsistencyProofError`; it never returns a bool.
+serves proofs from an in-memory list (:class:`MemoryTree`), from a database or from tiles (the
+log's ``NodeReader``). Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 literally and raises
+:class:`InclusionProofError` / :class:`ConsistencyProofError`; it never returns a bool.
 """
 
 from __future__ import annotations

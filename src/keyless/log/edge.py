@@ -10,25 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keyless.formats.tiles import encode_entry_bundle, entries_path, tile_path
+from keyless.formats.tiles import (
+    HASH_SIZE,
+    TILE_BYTES,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    encode_entry_bundle,
+    entries_path,
+    tile_path,
+)
 from keyless.merkle import CompactRange
-
-HASH = 32
-WIDTH = 256
-TILE_BYTES = HASH * WIDTH
-
-
-def tile_width(size: int, level: int, index: int) -> int:
-    """How many hashes tile ``(level, index)`` holds in a tree of ``size`` leaves (0…256)."""
-    return max(0, min(WIDTH, (size >> (8 * level)) - WIDTH * index))
-
-
-def tile_levels(size: int) -> int:
-    """The number of tile levels that hold at least one hash for ``size`` leaves."""
-    levels = 0
-    while size >> (8 * levels):
-        levels += 1
-    return levels
 
 
 class RightEdge:
@@ -45,9 +36,9 @@ class RightEdge:
         self.bundle: list[bytes] = list(partial_bundle)
         size = tree.size
         for level, partial in enumerate(self.partials):
-            if len(partial) != HASH * ((size >> (8 * level)) % WIDTH):
+            if len(partial) != HASH_SIZE * ((size >> (TILE_HEIGHT * level)) % TILE_WIDTH):
                 raise ValueError(f"partial tile of level {level} does not match size {size}")
-        if len(self.bundle) != size % WIDTH:
+        if len(self.bundle) != size % TILE_WIDTH:
             raise ValueError(f"partial entry bundle does not match size {size}")
 
     @property
@@ -67,7 +58,7 @@ class RightEdge:
         partial = self.partials[level]
         partial += h
         if len(partial) == TILE_BYTES:
-            path = tile_path(level, k // WIDTH)
+            path = tile_path(level, k // TILE_WIDTH)
             tiles[path] = bytes(partial)
             obsolete.append(path + ".p")
             partial.clear()
@@ -82,21 +73,21 @@ class RightEdge:
         bundle = self.bundle
         for i, entry in enumerate(bundle_entries):
             bundle.append(entry)
-            if len(bundle) == WIDTH:
-                path = entries_path((old + i) // WIDTH)
+            if len(bundle) == TILE_WIDTH:
+                path = entries_path((old + i) // TILE_WIDTH)
                 tiles[path] = encode_entry_bundle(bundle)
                 obsolete.append(path + ".p")
                 bundle.clear()
         for i, h in enumerate(leaf_hashes):
             self._push(0, tiles, obsolete, h, old + i)
-        for node in self.tree.extend(leaf_hashes, min_level=8):
-            if node.level & 7 == 0:
-                self._push(node.level >> 3, tiles, obsolete, node.hash, node.index)
+        for node in self.tree.extend(leaf_hashes, min_level=TILE_HEIGHT):
+            if node.level % TILE_HEIGHT == 0:
+                self._push(node.level // TILE_HEIGHT, tiles, obsolete, node.hash, node.index)
         new = self.tree.size
         for level, partial in enumerate(self.partials):
-            if (old >> (8 * level)) != (new >> (8 * level)) and partial:
-                index = new >> (8 * (level + 1))
-                tiles[tile_path(level, index, len(partial) // HASH)] = bytes(partial)
+            if (old >> (TILE_HEIGHT * level)) != (new >> (TILE_HEIGHT * level)) and partial:
+                index = new >> (TILE_HEIGHT * (level + 1))
+                tiles[tile_path(level, index, len(partial) // HASH_SIZE)] = bytes(partial)
         if bundle and new != old:
-            tiles[entries_path(new // WIDTH, len(bundle))] = encode_entry_bundle(bundle)
+            tiles[entries_path(new // TILE_WIDTH, len(bundle))] = encode_entry_bundle(bundle)
         return tiles, obsolete

@@ -39,13 +39,16 @@ from keyless.errors import (
 )
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import (
+    HASH_SIZE,
     MAX_ENTRY_SIZE,
+    MAX_LEVEL,
+    TILE_WIDTH,
     decode_entry_bundle,
     encode_entry_bundle,
     entries_path,
     tile_path,
+    tile_width,
 )
-from keyless.log.edge import HASH, tile_width
 from keyless.log.nodes import NodeReader
 from keyless.log.proofs import batch_inclusion_proofs
 from keyless.log.seam import EntryAtIndex
@@ -330,20 +333,20 @@ class TransparencyLog:
         Reads are always answered from the tile version the committed head references, never
         from a leftover of a failed batch beyond it (which the next batch overwrites).
         """
-        have = tile_width(self._head_size(), level, index)
+        have = tile_width(level, index, self._head_size())
         if have < want:
             raise NotFound(f"{what} is beyond the tree")
         return have
 
     def _read_tile(self, level: int, index: int, width: int | None) -> bytes:
-        want = 256 if width is None else width
+        want = TILE_WIDTH if width is None else width
         what = f"tile {tile_path(level, index, width)}"
         for _attempt in range(3):
             have = self._committed_width(level, index, want, what)
-            path = tile_path(level, index, None if have == 256 else have)
+            path = tile_path(level, index, None if have == TILE_WIDTH else have)
             data = self._store.read_tile(self.name, path)
-            if data is not None and len(data) >= HASH * want:
-                return data[: HASH * want]
+            if data is not None and len(data) >= HASH_SIZE * want:
+                return data[: HASH_SIZE * want]
         raise StorageError(f"{what} is missing from storage; run `keyless log fsck`")
 
     async def entry_bundle(self, index: int, width: int | None = None) -> bytes:
@@ -352,7 +355,7 @@ class TransparencyLog:
         return await self._storage.run(self._read_bundle, index, width)
 
     def _read_bundle(self, index: int, width: int | None) -> bytes:
-        want = 256 if width is None else width
+        want = TILE_WIDTH if width is None else width
         what = f"entry bundle {entries_path(index, width)}"
         for _attempt in range(3):
             have = self._committed_width(0, index, want, what)
@@ -407,5 +410,6 @@ class TransparencyLog:
 
 
 def _check_tile_args(level: int, index: int, width: int | None) -> None:
-    if not 0 <= level <= 63 or index < 0 or (width is not None and not 1 <= width <= 256):
+    bad_width = width is not None and not 1 <= width <= TILE_WIDTH
+    if not 0 <= level <= MAX_LEVEL or index < 0 or bad_width:
         raise InvalidInput(f"bad tile coordinates level={level} index={index} width={width}")

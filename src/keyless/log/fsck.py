@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from keyless.errors import Error
 from keyless.formats.checkpoint import Checkpoint, SignedNote
 from keyless.formats.tiles import (
+    HASH_SIZE,
+    TILE_WIDTH,
     decode_entry_bundle,
     encode_entry_bundle,
     entries_path,
     tile_path,
 )
-from keyless.log.edge import HASH, WIDTH, RightEdge
+from keyless.log.edge import RightEdge
 from keyless.merkle import CompactRange, leaf_hash
 from keyless.storage import LogStore
 
@@ -77,12 +79,13 @@ def fsck_log(
     except Error as exc:
         report.problems.append(f"the checkpoint is not a valid signed note: {exc}")
     edge = RightEdge(CompactRange(), [], [])
-    for start in range(0, size, WIDTH):
-        entries = store.entries(log, start, min(size, start + WIDTH))
+    for start in range(0, size, TILE_WIDTH):
+        entries = store.entries(log, start, min(size, start + TILE_WIDTH))
         if [e.index for e in entries] != list(range(start, start + len(entries))) or len(
             entries
-        ) != min(WIDTH, size - start):
-            report.problems.append(f"entries {start}…{min(size, start + WIDTH) - 1} are incomplete")
+        ) != min(TILE_WIDTH, size - start):
+            last = min(size, start + TILE_WIDTH) - 1
+            report.problems.append(f"entries {start}…{last} are incomplete")
             return report
         tiles, _obsolete = edge.extend(
             [leaf_hash(e.leaf) for e in entries], [e.bundle_entry for e in entries]
@@ -98,10 +101,10 @@ def fsck_log(
         report.problems.append(f"there are entries beyond the checkpoint's size {size}")
     for level, partial in enumerate(edge.partials):
         if partial:
-            path = tile_path(level, size >> (8 * (level + 1)), len(partial) // HASH)
+            path = tile_path(level, size >> (8 * (level + 1)), len(partial) // HASH_SIZE)
             _compare(store, log, report, path, bytes(partial))
     if edge.bundle:
-        path = entries_path(size // WIDTH, len(edge.bundle))
+        path = entries_path(size // TILE_WIDTH, len(edge.bundle))
         _compare(store, log, report, path, encode_entry_bundle(edge.bundle))
     if edge.root() != head.root_hash:
         report.problems.append("the root hash derived from the entries differs from the checkpoint")

@@ -15,10 +15,8 @@ from collections.abc import Callable
 from hashlib import sha256
 
 from keyless.errors import StorageError
-from keyless.formats.tiles import tile_path
+from keyless.formats.tiles import HASH_SIZE, TILE_WIDTH, tile_path, tile_width
 
-HASH = 32
-TILE_WIDTH = 256
 _MAX_TILES = 2048  # ≤ 16 MiB of hashes
 _MAX_NODES = 1 << 17  # ≤ ~15 MiB of memoised interior nodes
 
@@ -69,14 +67,14 @@ class NodeReader:
         """
         data: bytes | None = None
         for _attempt in range(3):
-            width = min(TILE_WIDTH, (self._head_size() >> (8 * level)) - TILE_WIDTH * index)
+            width = tile_width(level, index, self._head_size())
             if width < need:
                 break
             full = width == TILE_WIDTH
             data = self._read_tile(tile_path(level, index, None if full else width))
             if data is not None:
                 break  # else: the partial was completed and collected meanwhile; look again
-        if data is None or len(data) < HASH * need:
+        if data is None or len(data) < HASH_SIZE * need:
             raise StorageError(f"hash tile {tile_path(level, index)} is missing or short")
         self.put_tile(level, index, data)
         return data
@@ -85,16 +83,16 @@ class NodeReader:
         """The stored hash at tree level ``8·tile_level``, index ``k``."""
         index, offset = divmod(k, TILE_WIDTH)
         data = self._tiles.get((tile_level, index))
-        if data is None or len(data) < HASH * (offset + 1):
+        if data is None or len(data) < HASH_SIZE * (offset + 1):
             data = self._fetch(tile_level, index, offset + 1)
-        return data[HASH * offset : HASH * offset + HASH]
+        return data[HASH_SIZE * offset : HASH_SIZE * offset + HASH_SIZE]
 
     def tile_hashes(self, tile_level: int, index: int, width: int) -> list[bytes]:
         """The first ``width`` hashes of tile ``(tile_level, index)``."""
         data = self._tiles.get((tile_level, index))
-        if data is None or len(data) < HASH * width:
+        if data is None or len(data) < HASH_SIZE * width:
             data = self._fetch(tile_level, index, width)
-        return [data[i : i + HASH] for i in range(0, HASH * width, HASH)]
+        return [data[i : i + HASH_SIZE] for i in range(0, HASH_SIZE * width, HASH_SIZE)]
 
     def get_hash(self, level: int, index: int) -> bytes:
         """The hash of the complete subtree ``(level, index)`` (RFC 9162 §2.1.1)."""

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from hashlib import sha256
 
+from keyless.formats.tiles import TILE_WIDTH
 from keyless.merkle import GetHash, MemoryTree, inclusion_proof_nodes, subtree_root
-
-WIDTH = 256
 
 
 def _upper(tile: int, size: int, get_hash: GetHash) -> list[bytes]:
     proof: list[bytes] = []
-    for level, begin, end in inclusion_proof_nodes(tile * WIDTH, size):
+    for level, begin, end in inclusion_proof_nodes(tile * TILE_WIDTH, size):
         if level < 8:
             continue
         if end - begin == 1 << level:
@@ -58,9 +57,9 @@ def batch_inclusion_proofs(
         tile = index >> 8
         lower = lowers.get(tile)
         if lower is None:
-            width = min(WIDTH, size - tile * WIDTH)
+            width = min(TILE_WIDTH, size - tile * TILE_WIDTH)
             hashes = tile_hashes(tile, width)
-            if width == WIDTH:
+            if width == TILE_WIDTH:
                 levels = _perfect_levels(hashes)
 
                 def lower(j: int, levels: list[list[bytes]] = levels) -> list[bytes]:

@@ -20,8 +20,16 @@ from typing import NamedTuple
 
 from keyless.errors import StorageError
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from keyless.formats.tiles import decode_entry_bundle, encode_entry_bundle, entries_path, tile_path
-from keyless.log.edge import HASH, WIDTH, RightEdge, tile_levels, tile_width
+from keyless.formats.tiles import (
+    HASH_SIZE,
+    TILE_WIDTH,
+    decode_entry_bundle,
+    encode_entry_bundle,
+    entries_path,
+    tile_levels,
+    tile_path,
+)
+from keyless.log.edge import RightEdge
 from keyless.log.nodes import NodeReader
 from keyless.log.seam import EntryAtIndex
 from keyless.merkle import EMPTY_ROOT, CompactRange, leaf_hash, root_from_leaf_hashes
@@ -94,22 +102,24 @@ class Sequencer:
 
     def _tile(self, session: SequencingSession, level: int, index: int, width: int) -> bytes:
         """Tile ``(level, index)`` of ``width`` hashes, rebuilt from below if lost."""
-        full = width == WIDTH
+        full = width == TILE_WIDTH
         path = tile_path(level, index, None if full else width)
         data = session.read_tile(path)
         if data is None and not full:
             wider = session.read_tile(tile_path(level, index))
-            data = wider[: HASH * width] if wider else None
-        if data is not None and len(data) >= HASH * width:
-            return data[: HASH * width]
+            data = wider[: HASH_SIZE * width] if wider else None
+        if data is not None and len(data) >= HASH_SIZE * width:
+            return data[: HASH_SIZE * width]
         if level == 0:
-            hashes = session.leaf_hashes(index * WIDTH, index * WIDTH + width)
+            hashes = session.leaf_hashes(index * TILE_WIDTH, index * TILE_WIDTH + width)
         else:
             hashes = []
             for j in range(width):
-                child = self._tile(session, level - 1, index * WIDTH + j, WIDTH)
+                child = self._tile(session, level - 1, index * TILE_WIDTH + j, TILE_WIDTH)
                 hashes.append(
-                    root_from_leaf_hashes([child[i : i + HASH] for i in range(0, len(child), HASH)])
+                    root_from_leaf_hashes(
+                        [child[i : i + HASH_SIZE] for i in range(0, len(child), HASH_SIZE)]
+                    )
                 )
         if len(hashes) != width:
             raise StorageError(f"cannot rebuild {path}: entries are missing")
@@ -121,16 +131,16 @@ class Sequencer:
         size = head.size
         partials: list[bytes] = []
         for level in range(tile_levels(size)):
-            width = (size >> (8 * level)) % WIDTH
+            width = (size >> (8 * level)) % TILE_WIDTH
             index = size >> (8 * (level + 1))
             data = self._tile(session, level, index, width) if width else b""
             partials.append(data)
             if data:
                 self.nodes.put_tile(level, index, data)
         bundle: list[bytes] = []
-        width = size % WIDTH
+        width = size % TILE_WIDTH
         if width:
-            raw = session.read_tile(entries_path(size // WIDTH, width))
+            raw = session.read_tile(entries_path(size // TILE_WIDTH, width))
             if raw is not None:
                 bundle = decode_entry_bundle(raw)
             if len(bundle) != width:
@@ -138,7 +148,7 @@ class Sequencer:
                 bundle = [e.bundle_entry for e in stored]
                 if len(bundle) != width:
                     raise StorageError(f"cannot rebuild the partial entry bundle at size {size}")
-                self._repairs[entries_path(size // WIDTH, width)] = encode_entry_bundle(bundle)
+                self._repairs[entries_path(size // TILE_WIDTH, width)] = encode_entry_bundle(bundle)
 
         def head_size() -> int:
             return size
@@ -221,4 +231,4 @@ def _tile_coordinates(path: str) -> tuple[int, int]:
     return level, index
 
 
-__all__ = ["Outcome", "Pending", "Sequencer", "tile_width"]
+__all__ = ["Outcome", "Pending", "Sequencer"]

@@ -1,7 +1,8 @@
 """sigstore-python 4.5.1's and sigstore-js 5's own Merkle and checkpoint verification accept
 what keyless produces.
 
-Inclusion proofs from :class:`keyless.formats.tiles.TileProver` and checkpoints signed by
+Inclusion proofs computed from the log's own tiles (written by :class:`keyless.log.edge.RightEdge`,
+read by :class:`keyless.log.nodes.NodeReader`) and checkpoints signed by
 :class:`keyless.formats.checkpoint.NoteSigner` (Rekor v1 ECDSA and Rekor v2 Ed25519 conventions,
 with a witness cosignature line placed *before* the log's line) are fed to
 ``sigstore._internal.merkle.verify_merkle_inclusion`` and
@@ -25,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote, cosign
-from keyless.formats.tiles import TileProver, append_tiles, reader_from_mapping
-from keyless.merkle import CompactRange, leaf_hash
+from keyless.log.edge import RightEdge
+from keyless.log.nodes import NodeReader
+from keyless.merkle import CompactRange, inclusion_proof, leaf_hash
 from keyless.server.keys import InMemorySigner, generate_key
 
 pytestmark = pytest.mark.integration
@@ -93,16 +95,14 @@ def _b64(b: bytes) -> str:
 def _cases() -> tuple[list[dict[str, Any]], list[bool]]:
     bodies = [f'{{"entry":{i}}}'.encode() for i in range(1500)]
     hashes = [leaf_hash(b) for b in bodies]
-    store: dict[tuple[int, int], bytes] = {}
-    reader = reader_from_mapping(store)
+    store: dict[str, bytes] = {}
+    edge = RightEdge(CompactRange(), [], [])
     for start in range(0, len(hashes), 100):
-        for t in append_tiles(start, hashes[start : start + 100], reader):
-            store[(t.level, t.index)] = t.data
+        tiles, _obsolete = edge.extend(hashes[start : start + 100], bodies[start : start + 100])
+        store.update(tiles)
     size = len(hashes)
-    edge = CompactRange(0)
-    edge.extend(hashes)
-    prover = TileProver(size, reader, right_edge=edge.hashes)
-    root = prover.root()
+    nodes = NodeReader(store.get, lambda: size)
+    root = edge.root()
     witness = ed25519.Ed25519PrivateKey.generate()
 
     v1 = NoteSigner.ecdsa("localhost:3000", InMemorySigner(generate_key("ecdsa-p256")))
@@ -124,7 +124,7 @@ def _cases() -> tuple[list[dict[str, Any]], list[bool]]:
                 "body": _b64(bodies[index]),
                 "index": index,
                 "size": size,
-                "hashes": [_b64(h) for h in prover.inclusion_proof(index)],
+                "hashes": [_b64(h) for h in inclusion_proof(index, size, nodes.get_hash)],
                 "root": _b64(root),
                 "checkpoint": note.to_bytes().decode(),
                 "log_id": _b64(signer.key_id),

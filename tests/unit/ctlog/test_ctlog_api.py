@@ -27,7 +27,6 @@ from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
 from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.ctlog import CTLogRoutes
 from keyless.services.ctlog.entries import TimestampedEntry
-from keyless.services.ctlog.routes import parse_tile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
 from ca_testkit import CAStack, build_stack, make_csr
@@ -227,27 +226,6 @@ async def test_static_ct_read_path(client: Any, stack: CAStack) -> None:
     assert resp.content == inter and resp.headers["content-type"] == "application/pkix-cert"
     assert (await client.get("/issuer/" + "0" * 64)).status_code == 404
     assert (await client.get("/tile/0/000")).status_code == 404  # no full tile yet
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("0/000", ("0", 0, None)),
-        ("1/x001/x234/067", ("1", 1234067, None)),
-        ("data/005.p/17", ("data", 5, 17)),
-    ],
-)
-def test_parse_tile(path: str, expected: tuple[str, int, int | None]) -> None:
-    assert parse_tile(path) == expected
-
-
-@pytest.mark.parametrize("path", ["6/000", "0/0", "0/000.p/0", "0/000.p/256", "0/x000/001",
-                                  "0/000.p/05", "data/abc"])
-def test_parse_tile_refuses(path: str) -> None:
-    from keyless.errors import NotFound
-
-    with pytest.raises(NotFound):
-        parse_tile(path)
 
 
 async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:

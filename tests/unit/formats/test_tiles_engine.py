@@ -1,5 +1,5 @@
-"""The log engine's published checkpoint, tiles and entry bundles, read back through the
-independent C2SP code of keyless.formats (a client's view of a tlog-tiles log)."""
+"""The log engine's published checkpoint, tiles and entry bundles, read back as a client of a
+tlog-tiles log does: tiles by coordinates, hashes checked with keyless.merkle's in-memory tree."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ import asyncio
 import random
 
 from keyless.formats.checkpoint import NoteSigner, open_checkpoint
-from keyless.formats.tiles import (
-    TILE_WIDTH,
-    TileProver,
-    decode_entry_bundle,
-    fetch_tiles,
-    inclusion_tiles,
-    parse_hash_tile,
-    root_tiles,
-    tile_width,
-)
+from keyless.formats.tiles import HASH_SIZE, TILE_WIDTH, decode_entry_bundle, tile_width
 from keyless.log.engine import TransparencyLog
-from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
+from keyless.merkle import (
+    MemoryTree,
+    leaf_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
 from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 
@@ -47,27 +44,35 @@ async def test_engine_tiles_match_the_spec() -> None:
         size, root = sizes[-1]
         assert size == len(leaves)
 
-        async def read(level: int, index: int, width: int) -> bytes:
-            return await log.tile(level, index, None if width == TILE_WIDTH else width)
+        async def read(level: int, index: int) -> list[bytes]:
+            """The hashes of tile (level, index) as a client fetches it: full, or .p/W."""
+            w = tile_width(level, index, size)
+            data = await log.tile(level, index, None if w == TILE_WIDTH else w)
+            assert len(data) == HASH_SIZE * w
+            return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
-        # the root from the tiles alone equals the signed checkpoint's
-        prover = TileProver(size, await fetch_tiles(root_tiles(size), read))
-        assert prover.root() == root
+        # the level-0 tiles hold the leaf hashes, and the root from them is the checkpoint's
+        hashes = [leaf_hash(leaf) for leaf in leaves]
+        from_tiles = [h for n in range(-(-size // TILE_WIDTH)) for h in await read(0, n)]
+        assert from_tiles == hashes
+        assert root_from_leaf_hashes(from_tiles) == root
+        # a level-1 tile holds the roots of the full level-0 tiles below it
+        level1 = await read(1, 0)
+        for n in rng.sample(range(len(level1)), 20):
+            assert level1[n] == root_from_leaf_hashes(hashes[n * 256 : n * 256 + 256])
 
         # entry bundles hash to the level-0 tiles, in order (C2SP tlog-tiles "Log entries")
-        hashes = [leaf_hash(leaf) for leaf in leaves]
         for n in rng.sample(range(size // TILE_WIDTH + 1), 20):
             w = tile_width(0, n, size)
             bundle = decode_entry_bundle(
                 await log.entry_bundle(n, None if w == TILE_WIDTH else w), w
             )
             assert [leaf_hash(e) for e in bundle] == hashes[n * 256 : n * 256 + w]
-            assert parse_hash_tile(await read(0, n, w), w) == hashes[n * 256 : n * 256 + w]
 
-        # client-side proofs from tiles verify and agree with the engine's own proofs
+        # a client's proofs from the tiles verify and agree with the engine's own proofs
+        client_tree = MemoryTree(from_tiles)
         for index in rng.sample(range(size), 30):
-            reader = await fetch_tiles(inclusion_tiles(index, size), read)
-            proof = TileProver(size, reader).inclusion_proof(index)
+            proof = client_tree.inclusion_proof(index, size)
             verify_inclusion(hashes[index], index, size, proof, root)
             assert proof == await log.inclusion_proof(index, size)
         for first, first_root in sizes[:-1]:

@@ -18,13 +18,11 @@ from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
 from keyless.server.requests import query_int, read_json_object
+from keyless.server.tile_routes import STATIC_CT, tile_routes
 from keyless.services.ctlog.service import MAX_CHAIN, CTLogService
 
 #: Largest add-chain body (10 certificates of a few KiB, base64).
 MAX_ADD_CHAIN_BODY = 256 * 1024
-_TILE = re.compile(
-    r"(?P<level>data|[0-5])/(?P<index>(?:x[0-9]{3}/)*[0-9]{3})(?:\.p/(?P<width>[0-9]{1,3}))?"
-)
 _FP = re.compile(r"[0-9a-f]{64}")
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
@@ -56,23 +54,6 @@ def _check_certificate(der: bytes, what: str) -> None:
         ) from exc
 
 
-def parse_tile(path: str) -> tuple[str, int, int | None]:
-    """``(level or "data", index, width)`` of a static-ct-api tile path (strict)."""
-    m = _TILE.fullmatch(path)
-    if m is None:
-        raise NotFound(f"no such tile path {path!r}")
-    parts = m["index"].split("/")
-    if any(p.lstrip("x") != p[-3:] for p in parts) or (len(parts) > 1 and parts[0] == "x000"):
-        raise NotFound(f"no such tile path {path!r}")
-    index = int("".join(p.lstrip("x") for p in parts))
-    width = None
-    if m["width"] is not None:
-        width = int(m["width"])
-        if not 1 <= width <= 255 or m["width"] != str(width):
-            raise NotFound(f"tile width must be 1..255 in {path!r}")
-    return m["level"], index, width
-
-
 class CTLogRoutes:
     """Starlette routes over a :class:`CTLogService`."""
 
@@ -88,8 +69,12 @@ class CTLogRoutes:
             Route("/ct/v1/get-proof-by-hash", self.get_proof_by_hash, methods=["GET"]),
             Route("/ct/v1/get-entries", self.get_entries, methods=["GET"]),
             Route("/ct/v1/get-roots", self.get_roots, methods=["GET"]),
-            Route("/checkpoint", self.checkpoint, methods=["GET"]),
-            Route("/tile/{path:path}", self.tile, methods=["GET"]),
+            *tile_routes(
+                STATIC_CT,
+                checkpoint=self.service.checkpoint,
+                tile=self.service.tile,
+                bundle=self.service.data_tile,
+            ),
             Route("/issuer/{fingerprint}", self.issuer, methods=["GET"]),
         ]
 
@@ -156,21 +141,6 @@ class CTLogRoutes:
                 ]
             }
         )
-
-    async def checkpoint(self, request: Request) -> Response:
-        return Response(
-            await self.service.checkpoint(),
-            media_type="text/plain; charset=utf-8",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    async def tile(self, request: Request) -> Response:
-        level, index, width = parse_tile(request.path_params["path"])
-        if level == "data":
-            data = await self.service.data_tile(index, width)
-        else:
-            data = await self.service.tile(int(level), index, width)
-        return Response(data, media_type="application/octet-stream", headers=_IMMUTABLE)
 
     async def issuer(self, request: Request) -> Response:
         fp = request.path_params["fingerprint"]

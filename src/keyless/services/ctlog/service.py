@@ -39,6 +39,7 @@ from keyless.formats.sct import (
     precert_signed_data,
     x509_signed_data,
 )
+from keyless.formats.tiles import decode_entry_bundle
 from keyless.formats.x509profile import strip_extension
 from keyless.server.keys import PublicKey, Signer
 from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
@@ -346,13 +347,7 @@ class CTLogService:
 
     async def data_tile(self, index: int, width: int | None) -> bytes:
         """static-ct-api data tile: the concatenated TileLeaf entries (no length prefixes)."""
-        bundle = await self._engine.entry_bundle(index, width)
-        out, pos = [], 0
-        while pos < len(bundle):
-            n = int.from_bytes(bundle[pos : pos + 2], "big")
-            out.append(bundle[pos + 2 : pos + 2 + n])
-            pos += 2 + n
-        return b"".join(out)
+        return b"".join(decode_entry_bundle(await self._engine.entry_bundle(index, width)))
 
 
 def _poison(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType] | None:

@@ -20,21 +20,21 @@ map), so results can be verified.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from keyless.errors import Conflict, InvalidInput, NotFound
+from keyless.errors import Conflict, InvalidInput
 from keyless.server.requests import (
-    MAX_INT64,
     parse_json_object,
     path_int,
     query_int,
     read_body,
 )
+from keyless.server.tile_routes import TLOG_TILES
+from keyless.server.tile_routes import tile_routes as shared_tile_routes
 from keyless.services.tlog.engine import LogEngine
 from keyless.services.tlog.service import (
     LogServiceBase,
@@ -44,14 +44,6 @@ from keyless.services.tlog.service import (
 )
 
 JSON = "application/json"
-IMMUTABLE = "public, max-age=31536000, immutable"
-PARTIAL = "public, max-age=3600"
-CHECKPOINT = "no-cache"
-
-_LEVEL_RE = re.compile(r"^(?:0|[1-9][0-9]?)$")
-_WIDTH_RE = re.compile(r"^[1-9][0-9]{0,2}$")
-_GROUP_RE = re.compile(r"^x[0-9]{3}$")
-_LAST_RE = re.compile(r"^[0-9]{3}$")
 
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -59,68 +51,11 @@ def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
     return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
-def parse_tile_request(path: str) -> tuple[int | None, int, int | None]:
-    """``<L>/<N>[.p/<W>]`` or ``entries/<N>[.p/<W>]`` → (level or None for entries, N, W).
-
-    Strict C2SP tlog-tiles encoding (protocols.md §5): N in 3-digit groups, all but the last
-    prefixed ``x``, no superfluous leading group; L 0-63; W 1-255. Anything else is a 404-worthy
-    :class:`InvalidInput` naming the rule.
-    """
-    head, _, rest = path.partition("/")
-    if head == "entries":
-        level: int | None = None
-    elif _LEVEL_RE.match(head) and int(head) <= 63:
-        level = int(head)
-    else:
-        raise InvalidInput(f"tile level {head!r} must be 0-63 (or 'entries')")
-    width: int | None = None
-    if ".p/" in rest:
-        rest, w = rest.split(".p/", 1)
-        if not _WIDTH_RE.match(w) or not 1 <= int(w) <= 255:
-            raise InvalidInput("partial tile width must be 1-255")
-        width = int(w)
-    groups = rest.split("/")
-    if not groups or not _LAST_RE.match(groups[-1]) or not all(
-        _GROUP_RE.match(g) for g in groups[:-1]
-    ):
-        raise InvalidInput("tile index must be 3-digit groups, all but the last prefixed 'x'")
-    if len(groups) > 1 and groups[0] == "x000":
-        raise InvalidInput("tile index has a superfluous leading zero group")
-    index = 0
-    for group in groups:
-        index = index * 1000 + int(group.lstrip("x"))
-    if index > MAX_INT64 >> 8:  # no int64-sized log has a tile that far right
-        raise NotFound(f"tile index {index} is beyond any log's size")
-    return level, index, width
-
-
 def tile_routes(log: LogEngine) -> list[BaseRoute]:
     """``/checkpoint`` and ``/tile/…`` (C2SP tlog-tiles) over ``log``."""
-
-    async def checkpoint(_request: Request) -> Response:
-        return Response(
-            await log.checkpoint(),
-            media_type="text/plain; charset=utf-8",
-            headers={"Cache-Control": CHECKPOINT},
-        )
-
-    async def tile(request: Request) -> Response:
-        level, index, width = parse_tile_request(request.path_params["path"])
-        data = (
-            await log.entry_bundle(index, width)
-            if level is None
-            else await log.tile(level, index, width)
-        )
-        return Response(
-            data,
-            media_type="application/octet-stream",
-            headers={"Cache-Control": PARTIAL if width else IMMUTABLE},
-        )
-
-    return [
-        Route("/checkpoint", checkpoint, methods=["GET", "HEAD"]),
-        Route("/tile/{path:path}", tile, methods=["GET", "HEAD"]),
-    ]
+    return shared_tile_routes(
+        TLOG_TILES, checkpoint=log.checkpoint, tile=log.tile, bundle=log.entry_bundle
+    )
 
 
 #: Requests larger than this are verified in a worker thread (service.propose).
