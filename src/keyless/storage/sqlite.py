@@ -21,6 +21,7 @@ Every thread gets its own connection; the engine confines each log's sequencing 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -55,7 +56,27 @@ def database_path(url: str) -> Path:
     return Path(raw)
 
 
+#: the files of one SQLite database: the database itself and its WAL and shared-memory index
+_SIBLINGS = ("", "-wal", "-shm", "-journal")
+
+
+def restrict_database_files(path: Path) -> None:
+    """Create the database file owner-only (0600) and narrow it and its WAL/SHM files if an older
+    version or another tool left them wider: they hold the instance's state, and whoever reads
+    them reads what the key-value table keeps. (SQLite creates -wal/-shm with the database
+    file's mode, so they follow once it is 0600.)"""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in _SIBLINGS:
+        sibling = path.with_name(path.name + suffix)
+        try:
+            if sibling.stat().st_mode & 0o077:
+                sibling.chmod(0o600)
+        except FileNotFoundError:
+            continue
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    restrict_database_files(path)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -64,6 +85,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     # checkpoint the WAL every ~40 MB instead of ~4 MB: fewer checkpoints on the append path
     # (measured ~15 % cheaper per entry with 2,000-entry batches; bench/log_append.py)
     conn.execute("PRAGMA wal_autocheckpoint=10000")
+    restrict_database_files(path)  # the -wal/-shm files now exist
     return conn
 
 
