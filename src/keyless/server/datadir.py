@@ -95,11 +95,17 @@ def secure_data_dir(data_dir: Path) -> None:
     It holds the database, keys and config of the instance: a directory an older version (or
     the operator) left at 0755 is narrowed on every start.
     """
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data_dir.chmod(0o700)
-    keys = data_dir / "keys"
-    if keys.is_dir():
-        keys.chmod(0o700)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)
+        keys = data_dir / "keys"
+        if keys.is_dir():
+            keys.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the data directory {data_dir} owner-only (mode 0700): "
+            f"{exc.strerror or exc}"
+        ) from exc
 
 
 def database_lock(database_file: Path, data_dir: Path) -> DataDirLock | None:

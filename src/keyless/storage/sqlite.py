@@ -65,14 +65,17 @@ def restrict_database_files(path: Path) -> None:
     version or another tool left them wider: they hold the instance's state, and whoever reads
     them reads what the key-value table keeps. (SQLite creates -wal/-shm with the database
     file's mode, so they follow once it is 0600.)"""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for suffix in _SIBLINGS:
-        sibling = path.with_name(path.name + suffix)
-        try:
-            if sibling.stat().st_mode & 0o077:
-                sibling.chmod(0o600)
-        except FileNotFoundError:
-            continue
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in _SIBLINGS:
+            sibling = path.with_name(path.name + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                if sibling.stat().st_mode & 0o077:
+                    sibling.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the database file {path} owner-only (mode 0600): {exc.strerror or exc}"
+        ) from exc
 
 
 def _connect(path: Path) -> sqlite3.Connection:
