@@ -64,9 +64,13 @@ def restrict_database_files(path: Path) -> None:
     """Create the database file owner-only (0600) and narrow it and its WAL/SHM files if an older
     version or another tool left them wider: they hold the instance's state, and whoever reads
     them reads what the key-value table keeps. (SQLite creates -wal/-shm with the database
-    file's mode, so they follow once it is 0600.)"""
+    file's mode, so they follow once it is 0600.)
+
+    Never opens an existing database file: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, including those of live SQLite connections."""
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         for suffix in _SIBLINGS:
             sibling = path.with_name(path.name + suffix)
             with contextlib.suppress(FileNotFoundError):
@@ -79,7 +83,6 @@ def restrict_database_files(path: Path) -> None:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    restrict_database_files(path)
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -88,7 +91,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     # checkpoint the WAL every ~40 MB instead of ~4 MB: fewer checkpoints on the append path
     # (measured ~15 % cheaper per entry with 2,000-entry batches; bench/log_append.py)
     conn.execute("PRAGMA wal_autocheckpoint=10000")
-    restrict_database_files(path)  # the -wal/-shm files now exist
     return conn
 
 
@@ -355,8 +357,10 @@ class SQLiteBackend:
     def __init__(self, path: Path, *, data_dir: Path | None = None, fsync: bool = True) -> None:
         self.url = f"sqlite:///{path}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        restrict_database_files(path)
         self._connections = _Connections(lambda: _connect(path))
         self._migrate(self._connections.get())
+        restrict_database_files(path)  # the -wal/-shm files exist now
         tiles = FileTileStore((data_dir or path.parent) / "logs", fsync=fsync)
         self.log_store = SQLiteLogStore(self._connections, tiles)
         self.search_index = SQLiteSearchIndex(self._connections, _SQL)
