@@ -297,9 +297,14 @@ async def add_oidc(ctx: WiringContext) -> None:
         for email, hashed in sorted(ctx.settings.oidc_user_hashes.items())
         if email not in ctx.settings.oidc_users  # --oidc-user EMAIL:PASSWORD wins
     ]
+    keys = OidcKeyRing(ctx.storage.kv, sealer=ctx.sealer)
+    # Read (or create) the published keys now: a KEK that does not unwrap them stops the start
+    # with one sentence instead of failing requests, and clear keys of an older version are
+    # wrapped in place right away.
+    await keys.jwks()
     provider = OidcProvider(
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
-        kv=ctx.storage.kv, keys=OidcKeyRing(ctx.storage.kv, sealer=ctx.sealer),
+        kv=ctx.storage.kv, keys=keys,
     )
     ctx.oidc = provider
     ctx.oidc_urls.append(

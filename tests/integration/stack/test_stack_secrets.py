@@ -207,3 +207,17 @@ def test_postgres_keys_are_wrapped_and_old_clear_rows_are_wrapped_in_place(
     finally:
         assert stack.stop() == 0, stack.output()
     _assert_no_clear_key(_pg_rows(database), keys)
+
+
+def test_a_kek_that_does_not_unwrap_the_keys_stops_the_start(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert start_stack(data).stop() == 0
+    other = tmp_path / "other-kek"
+    kek.load_or_create(other)
+    result = subprocess.run(
+        [str(KEYLESS), "serve", "--data-dir", str(data), "--kek-file", str(other)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "does not unwrap with this key-encryption key" in result.stderr
+    assert "Traceback" not in result.stderr
