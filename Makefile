@@ -18,9 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## make run: install keyless into .venv and start the whole stack on SQLite under .keyless/
+## (demo user alice@example.com, password s3cret-password, kept in $(DATA)/oidc-users, mode 0600,
+## so that it is not on the command line where `ps` shows it)
 run: venv
-	$(BIN)/keyless serve --data-dir $(DATA) --port $(PORT) \
-	    --oidc-user alice@example.com:s3cret-password
+	@mkdir -p $(DATA) && chmod 700 $(DATA)
+	@test -f $(DATA)/oidc-users || (umask 077 && echo 'alice@example.com:s3cret-password' > $(DATA)/oidc-users)
+	$(BIN)/keyless serve --data-dir $(DATA) --port $(PORT) --oidc-user-file $(DATA)/oidc-users
 
 ## make test: install what the tests need, lint, type-check and run every test
 test: venv interop lint

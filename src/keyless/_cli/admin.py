@@ -31,6 +31,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     rotate.add_argument("--database", help="the stack's database URL (default: DIR's SQLite)")
     rotate.add_argument("--config", type=Path, help="TOML config file (default: DIR/keyless.toml)")
     rotate.add_argument(
+        "--kek-file", type=Path, metavar="FILE",
+        help="the key-encryption key file the serve processes use (required with PostgreSQL; "
+        "also KEYLESS_KEK_FILE)",
+    )
+    rotate.add_argument(
         "--overlap-hours", type=float, default=1.0,
         help="how long the old generation stays valid after the rotation (default: 1)",
     )
@@ -69,17 +74,23 @@ def run(args: argparse.Namespace) -> int:
         result: int = args.admin_run(args)
         return result
     import asyncio
+    import os
     from datetime import timedelta
 
     from keyless.errors import ConfigError
+    from keyless.server import kek
     from keyless.server.config import load_settings
     from keyless.server.datadir import DataDirLock
     from keyless.server.rotation import rotate
     from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
 
     async def main() -> str:
+        kek_file = args.kek_file or (
+            Path(os.environ[kek.ENV]) if os.environ.get(kek.ENV) else None
+        )
         settings = load_settings(
-            data_dir=args.data_dir, config_file=args.config, database_url=args.database
+            data_dir=args.data_dir, config_file=args.config, database_url=args.database,
+            kek_file=kek_file,
         )
         lock = DataDirLock(settings.data_dir)
         storage: Any = None
@@ -88,8 +99,11 @@ def run(args: argparse.Namespace) -> int:
             if settings.is_postgres:
                 from keyless.server.wiring import open_store
 
+                sealer = kek.load_or_create(
+                    kek.kek_path(settings.kek_file, settings.data_dir, shared=True)
+                )
                 storage = await open_store(settings)
-                secrets = SharedSecrets(storage.kv)
+                secrets = SharedSecrets(storage.kv, sealer)
             else:
                 if not (settings.data_dir / "keys").is_dir():
                     raise ConfigError(f"{settings.data_dir} holds no keyless stack")

@@ -3,6 +3,11 @@
 Prints a banner with every URL and a copy-paste sign/verify example that obtains a token with the
 embedded provider's password grant (contracts.md §3), then serves until SIGINT/SIGTERM, on which
 uvicorn stops accepting connections and the app drains in-flight writes before closing services.
+
+No password is ever printed: the example asks for it (or takes it from ``$KEYLESS_PASSWORD``).
+Passwords given with ``--oidc-user EMAIL:PASSWORD`` are visible to every local user in ``ps``,
+so that form warns and names the alternatives (``--oidc-user-file``, ``KEYLESS_OIDC_USERS``,
+hashed ``[[oidc_users]]`` entries in the config file).
 """
 
 from __future__ import annotations
@@ -14,6 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from keyless.server.app import Stack
+from keyless.server.config import OIDC_USERS_ENV
+from keyless.server.kek import ENV as KEK_ENV
+
+#: the shell variable the banner's example reads the password from (else it prompts)
+PASSWORD_VARIABLE = "KEYLESS_PASSWORD"  # noqa: S105 (a variable name, not a password)
+
+PASSWORD_ON_COMMAND_LINE = (
+    "--oidc-user EMAIL:PASSWORD puts the password on the command line, where other local users "
+    "can read it (ps, /proc); use --oidc-user-file FILE (mode 0600, lines EMAIL:PASSWORD or "
+    f"EMAIL:<hash from keyless admin hash-password>), the {OIDC_USERS_ENV} environment "
+    "variable, or [[oidc_users]] password_hash in the config file instead"
+)
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -38,7 +55,24 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         action="append",
         default=[],
         metavar="EMAIL:PASSWORD",
-        help="a user of the embedded OIDC provider (repeatable)",
+        help="a user of the embedded OIDC provider (repeatable); the password is visible to "
+        "other local users in ps: prefer --oidc-user-file or KEYLESS_OIDC_USERS",
+    )
+    parser.add_argument(
+        "--oidc-user-file",
+        type=Path,
+        metavar="FILE",
+        help="users of the embedded OIDC provider, one EMAIL:PASSWORD or EMAIL:<scrypt hash> "
+        "(keyless admin hash-password) per line; the file must be mode 0600. The environment "
+        f"variable {OIDC_USERS_ENV} may hold the same lines",
+    )
+    parser.add_argument(
+        "--kek-file",
+        type=Path,
+        metavar="FILE",
+        help="key-encryption key wrapping the private keys kept in the database (required "
+        f"with PostgreSQL, the same file for every process; also {KEK_ENV}); created "
+        "mode 0600 if absent. Default on SQLite: DIR/keys/kek",
     )
     parser.set_defaults(run=run)
 
@@ -67,23 +101,23 @@ def banner(stack: Stack) -> str:
     users = sorted(settings.oidc_users) or sorted(settings.oidc_user_hashes)
     if "oidc" in names and users and {"ca", "rekor-v2", "tsa"} <= names:
         user = users[0]
-        # A loopback-only stack is a developer's own: show the real password so the example
-        # really is copy-paste; on a shared host (or for a hashed password) never print it.
-        local = settings.host in ("127.0.0.1", "localhost", "::1")
-        known = settings.oidc_users.get(user)
-        password = shlex.quote(known) if local and known else "'<password>'"
         extract = (
             "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])'"
         )
         keyless = _keyless_command()
+        var = PASSWORD_VARIABLE
+        # The password is never printed: the first line asks for it without echo unless
+        # $KEYLESS_PASSWORD is set, and curl reads it from stdin, not from its command line.
         # A token certifies one key only (the CA's replay guard): one fresh token per signing.
         lines += [
             "",
             "Sign and verify (copy-paste, in another terminal):",
             f"  curl -s -o tc.json {p}/client-trust-config.json",
-            "  token() { curl -s -d grant_type=password -d client_id=sigstore "
-            f"-d scope='openid email' -d username={user} -d password={password} "
-            f"{p}/oidc/token | {extract}; }}",
+            f"  [ -n \"${{{var}-}}\" ] || {{ printf 'password of {user}: '; "
+            f"read -rs {var}; echo; }}",
+            "  token() { printf %s \"$" + var + "\" | curl -s -d grant_type=password "
+            f"-d client_id=sigstore -d scope='openid email' -d username={user} "
+            f"--data-urlencode password@- {p}/oidc/token | {extract}; }}",
             "  echo hello > artifact.txt",
             f"  {keyless} sign artifact.txt --overwrite --identity-token \"$(token)\" "
             "--trust-config tc.json",
@@ -95,7 +129,11 @@ def banner(stack: Stack) -> str:
             "--identity-token \"$(token)\" artifact.txt",
         ]
     elif not users:
-        lines += ["", "No OIDC users configured: add --oidc-user EMAIL:PASSWORD to sign."]
+        lines += [
+            "",
+            "No OIDC users configured: add --oidc-user-file FILE (lines EMAIL:PASSWORD, mode "
+            "0600) to sign.",
+        ]
     missing = sorted({"ca", "ctlog", "rekor-v1", "rekor-v2", "tsa", "oidc", "tuf"} - names)
     if missing:
         lines += ["", f"Not available in this build: {', '.join(missing)}"]
@@ -148,6 +186,7 @@ def _redact(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Start the stack and serve until interrupted."""
     import asyncio
+    import os
 
     import uvicorn
 
@@ -158,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
     from keyless.server.init import build_stack
     from keyless.server.logs import configure_logging
 
+    if args.oidc_user:
+        print(f"keyless serve: warning: {PASSWORD_ON_COMMAND_LINE}", file=sys.stderr)
+    kek_file = args.kek_file or (Path(os.environ[KEK_ENV]) if os.environ.get(KEK_ENV) else None)
     explicit = frozenset(
         name
         for name, value in (
@@ -177,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
             public_url=args.public_url,
             database_url=args.database,
             oidc_users=args.oidc_user,
+            oidc_user_file=args.oidc_user_file,
+            oidc_users_env=os.environ.get(OIDC_USERS_ENV),
+            kek_file=kek_file,
         )
     except ConfigError as exc:
         print(f"keyless serve: {exc}", file=sys.stderr)

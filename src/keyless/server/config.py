@@ -69,6 +69,9 @@ class Settings:
     ca_pkcs11_uri: str = ""
     #: name of the environment variable holding the passphrase of an encrypted CA key
     ca_key_password_env: str = ""
+    #: the key-encryption key file (--kek-file, KEYLESS_KEK_FILE, [server] kek_file); required
+    #: on PostgreSQL, DIR/keys/kek by default on SQLite (keyless.server.kek)
+    kek_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -114,8 +117,64 @@ def parse_oidc_user(spec: str) -> tuple[str, str]:
     """Split ``EMAIL:PASSWORD`` (the password may itself contain ``:``)."""
     email, sep, password = spec.partition(":")
     if not sep or "@" not in email or not password:
-        raise ConfigError(f"--oidc-user {spec!r} must look like EMAIL:PASSWORD")
+        # never echo the spec: it holds a password
+        raise ConfigError(f"--oidc-user {email!r}:… must look like EMAIL:PASSWORD")
     return email, password
+
+
+#: the environment variable that may hold OIDC users, one ``EMAIL:PASSWORD`` (or
+#: ``EMAIL:scrypt$…`` hash) per line
+OIDC_USERS_ENV = "KEYLESS_OIDC_USERS"
+
+
+def parse_oidc_user_lines(text: str, where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``(passwords, hashes)`` by email from lines ``EMAIL:PASSWORD`` or ``EMAIL:scrypt$…``;
+    blank lines and ``#`` comments are skipped. Errors name the line, never its secret."""
+    from keyless.services.oidc.accounts import check_hash_format
+
+    passwords: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        email, sep, secret = line.partition(":")
+        if not sep or "@" not in email or not secret:
+            raise ConfigError(f"{where} line {number} must look like EMAIL:PASSWORD")
+        if secret.startswith("scrypt$"):
+            try:
+                check_hash_format(secret)
+            except ConfigError as exc:
+                raise ConfigError(f"{where} line {number}: {exc}") from None
+            hashes[email] = secret
+            passwords.pop(email, None)
+        else:
+            passwords[email] = secret
+            hashes.pop(email, None)
+    return passwords, hashes
+
+
+def read_oidc_user_file(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The users of ``--oidc-user-file``; a file that group or others may read is refused."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(f"--oidc-user-file {path}: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                f"--oidc-user-file {path} is readable by group or others "
+                f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
+            )
+        with os.fdopen(os.dup(fd), encoding="utf-8") as handle:
+            text = handle.read()
+    finally:
+        os.close(fd)
+    return parse_oidc_user_lines(text, f"--oidc-user-file {path}")
 
 
 def _expect(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -141,7 +200,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     known: dict[str, type | tuple[type, ...]] = {
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
-        "trusted_proxies": str,
+        "trusted_proxies": str, "kek_file": str,
     }
     for key, value in server.items():
         if key not in known:
@@ -150,8 +209,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"{where}: [server].{key} has the wrong type: {value!r}")
         out["database_url" if key == "database" else key] = value
-    if "data_dir" in out:
-        out["data_dir"] = Path(out["data_dir"]).expanduser()
+    for key in ("data_dir", "kek_file"):
+        if key in out:
+            out[key] = Path(out[key]).expanduser()
     tuf = data.pop("tuf", {})
     for key in ("timestamp_days", "snapshot_days", "targets_days", "root_days"):
         if key in tuf:
@@ -260,8 +320,15 @@ def load_settings(
     public_url: str | None = None,
     database_url: str | None = None,
     oidc_users: list[str] | None = None,
+    oidc_user_file: Path | None = None,
+    oidc_users_env: str | None = None,
+    kek_file: Path | None = None,
 ) -> Settings:
     """Merge defaults, the config file and command-line values (CLI wins) into :class:`Settings`.
+
+    OIDC users are merged in this order, later ones winning per email: the config file, the
+    ``KEYLESS_OIDC_USERS`` lines (``oidc_users_env``), ``--oidc-user-file``, ``--oidc-user``.
+    ``kek_file`` (``--kek-file`` or ``KEYLESS_KEK_FILE``) wins over ``[server] kek_file``.
 
     Without ``--config`` the file ``DIR/keyless.toml`` is read when it exists, so that edits an
     operator makes there take effect on the next start.
@@ -278,10 +345,24 @@ def load_settings(
         file_values.pop("data_dir", None)
     settings = Settings(data_dir=directory, config_file=config_file, **file_values)
     users = dict(settings.oidc_users)
-    for spec in oidc_users or []:
-        email, password = parse_oidc_user(spec)
-        users[email] = password
-    overrides: dict[str, Any] = {"oidc_users": users}
+    hashes = dict(settings.oidc_user_hashes)
+
+    def merge(passwords: dict[str, str], hashed: dict[str, str]) -> None:
+        for email, password in passwords.items():
+            users[email] = password
+            hashes.pop(email, None)
+        for email, value in hashed.items():
+            hashes[email] = value
+            users.pop(email, None)
+
+    if oidc_users_env:
+        merge(*parse_oidc_user_lines(oidc_users_env, OIDC_USERS_ENV))
+    if oidc_user_file is not None:
+        merge(*read_oidc_user_file(oidc_user_file))
+    merge(dict(parse_oidc_user(spec) for spec in oidc_users or []), {})
+    overrides: dict[str, Any] = {"oidc_users": users, "oidc_user_hashes": hashes}
+    if kek_file is not None:
+        overrides["kek_file"] = kek_file.expanduser()
     if host is not None:
         overrides["host"] = host
     if port is not None:
@@ -318,6 +399,10 @@ CONFIG_TEMPLATE = '''\
 # The store: "sqlite:///<path>" (default: <data dir>/keyless.db, one process) or
 # "postgresql://user:password@host/db" (several `keyless serve` processes may share it).
 {c_database}database = "{database}"
+# The key-encryption key file that wraps the private keys kept in the database (required with
+# PostgreSQL: give every process the same file; created 0600 if absent; back it up apart from
+# the database). Default on SQLite: <data dir>/keys/kek. --kek-file / KEYLESS_KEK_FILE win.
+# kek_file = "/etc/keyless/kek"
 # Log verbosity: debug, info, warning, error. Logs go to stderr.
 log_level = "info"
 # "json" (one JSON object per line, for log collectors) or "text".
@@ -364,7 +449,8 @@ require_ntp = false
 
 # Users of the embedded OpenID Connect provider (issuer <public_url>/oidc). They obtain
 # identity tokens with the OAuth 2.0 password grant (contracts.md §3). Repeat the table
-# for each user; `--oidc-user EMAIL:PASSWORD` on the command line adds more.
+# for each user; `--oidc-user-file FILE` (lines EMAIL:PASSWORD or EMAIL:<scrypt hash>, mode
+# 0600) and the KEYLESS_OIDC_USERS environment variable (same lines) add more.
 # [[oidc_users]]
 # email = "alice@example.com"
 # password = "change-me"

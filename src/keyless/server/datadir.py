@@ -89,6 +89,25 @@ class DataDirLock:
         self.release()
 
 
+def secure_data_dir(data_dir: Path) -> None:
+    """Create the data directory, or tighten an existing one, to mode 0700 (and ``keys/``).
+
+    It holds the database, keys and config of the instance: a directory an older version (or
+    the operator) left at 0755 is narrowed on every start.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)
+        keys = data_dir / "keys"
+        if keys.is_dir():
+            keys.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the data directory {data_dir} owner-only (mode 0700): "
+            f"{exc.strerror or exc}"
+        ) from exc
+
+
 def database_lock(database_file: Path, data_dir: Path) -> DataDirLock | None:
     """The lock guarding a SQLite database file, or None when the data-directory lock covers it.
 

@@ -7,7 +7,9 @@
    around initialisation on PostgreSQL;
 2. write the documented config file on first start (:func:`keyless.server.config.render_config`);
 3. open the store and pick where secrets live (:mod:`keyless.server.secrets`: files on SQLite,
-   the shared database on PostgreSQL so that every process uses the same keys);
+   the shared database on PostgreSQL so that every process uses the same keys), and load the
+   key-encryption key that wraps every private key kept in the database
+   (:mod:`keyless.server.kek`; required on PostgreSQL, ``DIR/keys/kek`` on SQLite);
 4. build each service through :mod:`keyless.server.wiring`, which creates its keys and
    certificates with the service's own helpers on first start and reloads them afterwards;
 5. describe the instance's public trust material and publish it through TUF.
@@ -16,13 +18,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from keyless.server import kek
 from keyless.server.app import Component, Stack
 from keyless.server.config import Settings, render_config
-from keyless.server.datadir import DataDirLock, database_lock
+from keyless.server.datadir import DataDirLock, database_lock, secure_data_dir
 from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
 from keyless.server.trust import TrustMaterial
 
@@ -35,7 +39,10 @@ def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path
     if settings.config_file is not None or path.exists():
         return None
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_config(settings, explicit), encoding="utf-8")
+    # 0600 from the start: the file may name a database URL with its password
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(render_config(settings, explicit))
     tmp.chmod(0o600)
     tmp.replace(path)
     return path
@@ -88,7 +95,8 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
     """Initialise (first start) or reopen (later starts) everything under ``settings``."""
     from keyless.server import wiring
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    kek_file = kek.kek_path(settings.kek_file, settings.data_dir, shared=settings.is_postgres)
+    secure_data_dir(settings.data_dir)
     lock = DataDirLock(settings.data_dir)
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
@@ -118,6 +126,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
         if written is not None:
             logger.info("first start: wrote %s", written, extra={"config": str(written)})
 
+        sealer = kek.load_or_create(kek_file)
         storage = await wiring.open_store(settings)
         warnings: list[str] = []
         if storage is not None:
@@ -132,7 +141,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
                 from keyless.errors import ConfigError
 
                 raise ConfigError("PostgreSQL needs the keyless.storage engine")
-            secrets = SharedSecrets(storage.kv)
+            secrets = SharedSecrets(storage.kv, sealer)
         else:
             secrets = FileSecrets(settings.data_dir / "keys")
 
@@ -144,6 +153,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
             settings=settings,
             storage=storage,
             secrets=secrets,
+            sealer=sealer,
             components=components,
             after_start=after_start,
             gauges=gauges,

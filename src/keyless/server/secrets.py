@@ -8,7 +8,10 @@ trust the instance would break (contracts.md §2). Two homes, one interface:
 * :class:`SharedSecrets` — the shared database's kv store, for several ``keyless serve`` processes
   on one PostgreSQL database (possibly on different machines): every process proposes its freshly
   generated value with put-if-absent and all adopt the first one written, so they converge on one
-  set of keys without any other coordination.
+  set of keys without any other coordination. Every value is wrapped under the key-encryption
+  key the operator gives each process (:mod:`keyless.sealing`, :mod:`keyless.server.kek`): the
+  database alone, or a backup of it, reveals no key. Clear values an older version stored are
+  wrapped in place when first read.
 
 Material that belongs together (a CA key and the certificate over it) is created and stored as
 one blob so that a race can never pair one process's key with another's certificate.
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import Protocol
 
 from keyless.errors import ConfigError
-from keyless.services.tuf.store import NEVER, KvLike
+from keyless.sealing import Kv, SealedKv, Sealer
+from keyless.services.tuf.store import NEVER
 
 KV_NAMESPACE = "keyless-secrets"
 
@@ -82,17 +86,12 @@ class FileSecrets:
         os.replace(tmp, path)
 
 
-class KvStore(KvLike, Protocol):
-    """The kv operations used here (keyless.storage, docs/internal-apis.md)."""
-
-    async def delete(self, namespace: str, key: str) -> None: ...
-
-
 class SharedSecrets:
-    """Secrets in the shared database; the first process to write a name wins."""
+    """Secrets in the shared database, wrapped under ``sealer``'s KEK; the first process to write
+    a name wins."""
 
-    def __init__(self, kv: KvStore) -> None:
-        self._kv = kv
+    def __init__(self, kv: Kv, sealer: Sealer) -> None:
+        self._kv = SealedKv(kv, sealer)
 
     async def get(self, name: str) -> bytes | None:
         return await self._kv.get(KV_NAMESPACE, _check(name))

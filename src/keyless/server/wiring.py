@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
+from keyless.sealing import Sealer
 from keyless.server.app import Component
 from keyless.server.config import Settings
 from keyless.server.keys import InMemorySigner, generate_key
@@ -62,6 +63,8 @@ class WiringContext:
     settings: Settings
     storage: Any
     secrets: Secrets
+    #: wraps private keys the services keep in the database themselves (the OIDC key ring)
+    sealer: Sealer
     components: list[Component]
     after_start: list[Callable[[], Awaitable[None]]]
     gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]]
@@ -283,6 +286,7 @@ SEED = b"keyless: this log starts with one placeholder entry (interop.md, gotcha
 async def add_oidc(ctx: WiringContext) -> None:
     """The embedded OpenID Connect provider at ``P/oidc`` (contracts.md §3)."""
     from keyless.services.oidc.accounts import OidcUser, hash_secret
+    from keyless.services.oidc.keyring import OidcKeyRing
     from keyless.services.oidc.service import OidcProvider
 
     users = [
@@ -293,9 +297,14 @@ async def add_oidc(ctx: WiringContext) -> None:
         for email, hashed in sorted(ctx.settings.oidc_user_hashes.items())
         if email not in ctx.settings.oidc_users  # --oidc-user EMAIL:PASSWORD wins
     ]
+    keys = OidcKeyRing(ctx.storage.kv, sealer=ctx.sealer)
+    # Read (or create) the published keys now: a KEK that does not unwrap them stops the start
+    # with one sentence instead of failing requests, and clear keys of an older version are
+    # wrapped in place right away.
+    await keys.jwks()
     provider = OidcProvider(
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
-        kv=ctx.storage.kv,
+        kv=ctx.storage.kv, keys=keys,
     )
     ctx.oidc = provider
     ctx.oidc_urls.append(

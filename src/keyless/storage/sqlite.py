@@ -21,6 +21,7 @@ Every thread gets its own connection; the engine confines each log's sequencing 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,32 @@ def database_path(url: str) -> Path:
     if not raw or raw == "/":
         raise ConfigError(f"no database path in {url!r}")
     return Path(raw)
+
+
+#: the files of one SQLite database: the database itself and its WAL and shared-memory index
+_SIBLINGS = ("", "-wal", "-shm", "-journal")
+
+
+def restrict_database_files(path: Path) -> None:
+    """Create the database file owner-only (0600) and narrow it and its WAL/SHM files if an older
+    version or another tool left them wider: they hold the instance's state, and whoever reads
+    them reads what the key-value table keeps. (SQLite creates -wal/-shm with the database
+    file's mode, so they follow once it is 0600.)
+
+    Never opens an existing database file: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, including those of live SQLite connections."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for suffix in _SIBLINGS:
+            sibling = path.with_name(path.name + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                if sibling.stat().st_mode & 0o077:
+                    sibling.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the database file {path} owner-only (mode 0600): {exc.strerror or exc}"
+        ) from exc
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -330,8 +357,10 @@ class SQLiteBackend:
     def __init__(self, path: Path, *, data_dir: Path | None = None, fsync: bool = True) -> None:
         self.url = f"sqlite:///{path}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        restrict_database_files(path)
         self._connections = _Connections(lambda: _connect(path))
         self._migrate(self._connections.get())
+        restrict_database_files(path)  # the -wal/-shm files exist now
         tiles = FileTileStore((data_dir or path.parent) / "logs", fsync=fsync)
         self.log_store = SQLiteLogStore(self._connections, tiles)
         self.search_index = SQLiteSearchIndex(self._connections, _SQL)

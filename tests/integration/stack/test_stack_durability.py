@@ -599,7 +599,8 @@ def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
 ) -> None:
     database = postgres_cluster.create_database()
     port_a, port_b = free_port(), free_port()
-    args = ("--database", database, "--public-url", f"http://localhost:{port_a}")
+    args = ("--database", database, "--public-url", f"http://localhost:{port_a}",
+            "--kek-file", str(tmp_path / "kek"))
     a = launch_stack(tmp_path / "a" / "data", *args, port=port_a)
     b = launch_stack(tmp_path / "b" / "data", *args, port=port_b)
     b.public_url = a.url
@@ -655,7 +656,8 @@ def test_a_postgres_crash_under_load_loses_nothing_and_serve_reconnects(
     cluster = PgCluster()
     try:
         database = cluster.create_database()
-        stack = wait_healthy(launch_stack(tmp_path / "data", "--database", database), 60)
+        stack = wait_healthy(launch_stack(tmp_path / "data", "--database", database,
+                                          "--kek-file", str(tmp_path / "kek")), 60)
         ledger = Ledger()
         try:
             identity = asyncio.run(_with_client(stack, _identity))

@@ -28,7 +28,7 @@ def test_a_hashed_password_signs_in(tmp_path: Path) -> None:
     stack = start_stack(tmp_path / "data", "--config", str(config), users=())
     try:
         assert "No OIDC users configured" not in stack.output()
-        assert f"-d username={EMAIL} -d password='<password>'" in stack.output()
+        assert f"-d username={EMAIL} --data-urlencode password@-" in stack.output()
         assert stack.token(EMAIL, PASSWORD)
         wrong = httpx.post(
             f"{stack.url}/oidc/token",

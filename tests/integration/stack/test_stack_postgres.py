@@ -33,7 +33,8 @@ def pair(postgres_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
     root = tmp_path_factory.mktemp("pg")
     port_a, port_b = free_port(), free_port()
     public = f"http://localhost:{port_a}"
-    args = ("--database", database, "--public-url", public)
+    # the KEK file does not exist yet: the two processes create it at once and share one key
+    args = ("--database", database, "--public-url", public, "--kek-file", str(root / "kek"))
     a = launch_stack(root / "a" / "data", *args, port=port_a)
     b = launch_stack(root / "b" / "data", *args, port=port_b)
     b.public_url = public
@@ -129,14 +130,16 @@ def test_rotation_with_a_rolling_restart(postgres_cluster: Any, tmp_path: Path,
     database = postgres_cluster.create_database()
     port_a, port_b = free_port(), free_port()
     public = f"http://localhost:{port_a}"
-    args = ("--database", database, "--public-url", public)
+    kek = tmp_path / "kek"
+    args = ("--database", database, "--public-url", public, "--kek-file", str(kek))
     a = start_stack(tmp_path / "a" / "data", *args, port=port_a)
     b = start_stack(tmp_path / "b" / "data", *args, port=port_b)
     b.public_url = public
     try:
         rotated = subprocess.run(
             [str(KEYLESS), "admin", "rotate", "ca", "--data-dir", str(a.data_dir),
-             "--database", database], capture_output=True, text=True, timeout=60, check=False)
+             "--database", database, "--kek-file", str(kek)],
+            capture_output=True, text=True, timeout=60, check=False)
         assert rotated.returncode == 0, rotated.stderr
         assert b.stop() == 0
         assert httpx.get(f"{a.url}/healthz", timeout=5).status_code == 200  # A still serves

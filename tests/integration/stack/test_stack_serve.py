@@ -8,13 +8,21 @@ ClientTrustConfig is served and written to ``DIR/client-trust-config.json``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from stackutil import KEYLESS, RunningStack, free_port, stack, start_stack  # noqa: F401
+from stackutil import (  # noqa: F401
+    KEYLESS,
+    PASSWORD,
+    RunningStack,
+    free_port,
+    stack,
+    start_stack,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -141,11 +149,18 @@ def test_banner_example_is_really_copy_paste(stack: RunningStack, tmp_path: Path
     # keyless is named by its absolute path: the example works where the venv is not on PATH.
     assert any(c.startswith(f"{KEYLESS.resolve()} sign ") for c in commands), commands
     assert any(c.startswith(f"{KEYLESS.resolve()} verify ") for c in commands), commands
+    # The password is never printed (issue 13, defect 9): the example asks for it, or reads it
+    # from $KEYLESS_PASSWORD, and never puts it on a command line.
+    assert PASSWORD not in stack.output()
     script = tmp_path / "example.sh"
     script.write_text("set -eu\n" + "\n".join(commands) + "\n")
-    for _ in range(2):  # pasting it again works too (fresh token, --overwrite)
+    env = {k: v for k, v in os.environ.items() if k != "KEYLESS_PASSWORD"}
+    # typed at the prompt, then (pasting it again: fresh token, --overwrite) from the variable
+    for stdin, extra in ((PASSWORD + "\n", {}), ("", {"KEYLESS_PASSWORD": PASSWORD})):
         result = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120, check=False)
+                                text=True, timeout=120, check=False, input=stdin,
+                                env={**env, **extra})
         assert result.returncode == 0, result.stdout + result.stderr
         assert "OK" in result.stdout + result.stderr
+        assert PASSWORD not in result.stdout + result.stderr
         assert (tmp_path / "artifact.txt.sigstore.json").is_file()

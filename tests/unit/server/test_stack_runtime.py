@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from keyless.errors import ConfigError
+from keyless.sealing import Sealer
 from keyless.server.app import Component, Stack, create_app, prefixed
 from keyless.server.config import Settings
 from keyless.server.datadir import DataDirLock
@@ -75,7 +76,8 @@ class _Kv:
 
 def test_shared_secrets_converge_on_the_first_writer() -> None:
     kv = _Kv()
-    a, b = SharedSecrets(kv), SharedSecrets(kv)
+    sealer = Sealer.generate()  # every process is given the same KEK
+    a, b = SharedSecrets(kv, sealer), SharedSecrets(kv, sealer)
 
     async def race() -> tuple[bytes, bytes]:
         first = await a.obtain("k", lambda: b"from-a")

@@ -7,8 +7,10 @@ epochs *n-1*, *n* and *n+1*: the previous key until every token it signed has ex
 period is at least the token lifetime), and the next key ahead of its first use, so that
 relying parties which cached the JWKS know it before it signs anything (OIDC Core §10.1.1).
 
-Private keys are stored in the shared store as unencrypted PKCS#8 PEM: whoever can read the
-database can mint tokens, exactly as whoever can read the data directory can sign certificates.
+Private keys are stored as PKCS#8 PEM wrapped under the instance's key-encryption key
+(:class:`keyless.sealing.SealedKv`; ``keyless serve`` always passes its ``sealer``), so that
+reading the database or a backup of it does not let anyone mint tokens. Without a sealer (a
+process-local memory store in tests) the PEM is kept as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.errors import ConfigError, StorageError
+from keyless.sealing import SealedKv, Sealer
 from keyless.services.oidc.kv import KeyValueStore
 
 NAMESPACE = "oidc-keys"
@@ -66,13 +69,14 @@ class OidcKeyRing:
         *,
         rotation_period: float = 86400.0,
         token_lifetime: float = 600.0,
+        sealer: Sealer | None = None,
     ) -> None:
         if rotation_period < token_lifetime:
             raise ConfigError(
                 "OIDC key rotation period must be at least the token lifetime "
                 f"({rotation_period} < {token_lifetime})"
             )
-        self._kv = kv
+        self._kv: KeyValueStore = kv if sealer is None else SealedKv(kv, sealer)
         self._clock = clock
         self._period = rotation_period
         self._lifetime = token_lifetime
