@@ -1,6 +1,5 @@
 # keyless — the two commands of the quick start are `make run` and `make test`.
 PYTHON  ?= python3
-SHARED  ?= ../shared
 VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    ?= .keyless
@@ -36,17 +35,18 @@ unit: venv
 integration: venv interop
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-## the pinned real clients, in ignored project-local folders (docs/interop.md §1)
+## the pinned real clients (tests/interop/), installed into the ignored .interop/ folder
+PINS := tests/interop
 interop: .interop/venv/.installed .interop/node/.installed
 
-.interop/venv/.installed: $(SHARED)/interop/requirements-sigstore-python.txt
+.interop/venv/.installed: $(PINS)/requirements-sigstore-python.txt
 	$(PYTHON) -m venv .interop/venv
 	.interop/venv/bin/pip install --quiet -r $<
 	touch $@
 
-.interop/node/.installed: $(SHARED)/interop/package-lock.json
+.interop/node/.installed: $(PINS)/package.json $(PINS)/package-lock.json
 	mkdir -p .interop/node
-	cp $(SHARED)/interop/package.json $(SHARED)/interop/package-lock.json .interop/node/
+	cp $(PINS)/package.json $(PINS)/package-lock.json .interop/node/
 	npm ci --prefix .interop/node --no-audit --no-fund --loglevel=error
 	touch $@
 
