@@ -13,10 +13,10 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[server,dev]'
 	touch $@
 
-## make run: install keyless into .venv and start the whole stack on SQLite under .keyless/
+## make run: install keyless with its server extra into .venv and start the whole stack on SQLite under .keyless/
 run: venv
 	$(BIN)/keyless serve --data-dir $(DATA) --port $(PORT) \
 	    --oidc-user alice@example.com:s3cret-password
