@@ -7,24 +7,34 @@ fail or skip its tests.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT, VECTORS, require
+from conftest import ROOT, VECTORS
 
 #: a path into the old reference folder beside the checkout, or the variable that located it
 #: (spelled so that this file does not match itself)
 OUTSIDE = re.compile(rb"\.\./shared\b|/shared/(?:vectors|interop|docs)\b|KEYLESS_SHARE[D]")
 
 
+#: what a source tree without git holds besides the project's files (environments, outputs)
+UNTRACKED = re.compile(r"^\.|^(build|dist|__pycache__)$|\.egg-info$")
+
+
 def _tracked_files() -> list[Path]:
+    """``git ls-files``; in an exported tree without git, every file outside environments."""
     git = shutil.which("git")
-    require(git is not None and (ROOT / ".git").exists(), "a git checkout with git on PATH")
-    assert git is not None
-    out = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
-    return [ROOT / name for name in out.stdout.decode().split("\0") if name]
+    if git is not None and (ROOT / ".git").exists():
+        out = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        return [ROOT / name for name in out.stdout.decode().split("\0") if name]
+    found = []
+    for directory, subdirs, files in os.walk(ROOT):
+        subdirs[:] = [d for d in subdirs if not UNTRACKED.search(d)]
+        found += [Path(directory) / name for name in files]
+    return found
 
 
 def test_no_tracked_file_refers_outside_the_repository() -> None:
