@@ -1,6 +1,5 @@
 # keyless — the two commands of the quick start are `make run` and `make test`.
 PYTHON  ?= python3
-SHARED  ?= ../shared
 VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    ?= .keyless
@@ -14,12 +13,12 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[server,dev]'
 	touch $@
 
-## make run: install keyless into .venv and start the whole stack on SQLite under .keyless/
-## (demo user alice@example.com, password s3cret-password, kept in $(DATA)/oidc-users, mode 0600,
-## so that it is not on the command line where `ps` shows it)
+## make run: install keyless with its server extra into .venv and start the whole stack on SQLite
+## under .keyless/ (demo user alice@example.com, password s3cret-password, kept in
+## $(DATA)/oidc-users, mode 0600, so that it is not on the command line where `ps` shows it)
 run: venv
 	@mkdir -p $(DATA) && chmod 700 $(DATA)
 	@test -f $(DATA)/oidc-users || (umask 077 && echo 'alice@example.com:s3cret-password' > $(DATA)/oidc-users)
@@ -39,17 +38,18 @@ unit: venv
 integration: venv interop
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-## the pinned real clients, in ignored project-local folders (docs/interop.md §1)
+## the pinned real clients (tests/interop/), installed into the ignored .interop/ folder
+PINS := tests/interop
 interop: .interop/venv/.installed .interop/node/.installed
 
-.interop/venv/.installed: $(SHARED)/interop/requirements-sigstore-python.txt
+.interop/venv/.installed: $(PINS)/requirements-sigstore-python.txt
 	$(PYTHON) -m venv .interop/venv
 	.interop/venv/bin/pip install --quiet -r $<
 	touch $@
 
-.interop/node/.installed: $(SHARED)/interop/package-lock.json
+.interop/node/.installed: $(PINS)/package.json $(PINS)/package-lock.json
 	mkdir -p .interop/node
-	cp $(SHARED)/interop/package.json $(SHARED)/interop/package-lock.json .interop/node/
+	cp $(PINS)/package.json $(PINS)/package-lock.json .interop/node/
 	npm ci --prefix .interop/node --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -5,7 +5,7 @@ runs after a warm-up; one verifier per trusted root, reused as a long-running se
 the cold CLI wall time (one ``verify`` process, median of a few runs), with keyless/sigstore-python
 ratios, and the machine's core count and load (the CI machine is shared: figures are pessimistic).
 
-Bundles (vectors/README.md): conformance ``happy-path-v0.3`` (Rekor v1, production),
+Bundles (tests/assets/README.md): conformance ``happy-path-v0.3`` (Rekor v1, production),
 ``happy-path-intoto-in-dsse-v3`` (DSSE, dsse 0.0.1), sigstore-python's ``bundle_v3_github.whl``
 (v0.2, GitHub claims), ``staging-rekor-v2.txt`` (Rekor v2 + RFC 3161) and
 ``a.dsse.staging-rekor-v2.txt`` (DSSE on Rekor v2, witnessed checkpoint); and two bundles that
@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("KEYLESS_SHARED", ROOT.parent / "shared")).resolve()
-V = SHARED / "vectors"
+V = ROOT / "tests" / "assets"
 PY_INTEROP = ROOT / ".interop" / "venv" / "bin"
 KEYLESS = ROOT / ".venv" / "bin" / "keyless"
 BEACON = (

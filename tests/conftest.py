@@ -1,6 +1,8 @@
 """Fixtures shared by every test tier.
 
-``SHARED`` is the read-only reference folder beside the project (vectors, interop scripts).
+``VECTORS`` are the vendored test assets (tests/assets/README.md: real public-good bundles, trust
+roots and the sigstore-conformance cases); ``INTEROP_SCRIPTS`` the pins and scripts of the real
+clients (tests/interop/README.md).
 ``require`` turns a missing component into a skip on a developer machine but a failure in CI
 (contracts.md §1: in CI a test that needs a missing component fails instead of skipping).
 """
@@ -16,8 +18,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("KEYLESS_SHARED", ROOT.parent / "shared")).resolve()
-VECTORS = SHARED / "vectors"
+VECTORS = ROOT / "tests" / "assets"
+INTEROP_SCRIPTS = ROOT / "tests" / "interop"
 INTEROP = ROOT / ".interop"
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
@@ -41,8 +43,7 @@ def require_program(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """The ../shared/vectors folder (real public-good bundles and conformance cases)."""
-    require(VECTORS.is_dir(), f"test vectors at {VECTORS}")
+    """The vendored test assets (real public-good bundles and conformance cases)."""
     return VECTORS
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
 }
+
+#: commands of the ``keyless[server]`` extra, and the packages only that extra installs
+SERVER_COMMANDS = frozenset({"serve", "admin", "log"})
+SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg")
+
+
+def server_extra_missing() -> bool:
+    """Whether the packages of ``pip install 'keyless[server]'`` are absent (client-only)."""
+    return any(importlib.util.find_spec(name) is None for name in SERVER_PACKAGES)
+
 
 EPILOG = """\
 trust: without --trust-config or --server, sign and verify use the public-good Sigstore
@@ -84,6 +95,9 @@ def build_parser(only: str | None = None) -> Parser:
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
             continue
+        if name in SERVER_COMMANDS and server_extra_missing():
+            sub.add_parser(name, help=f"{help_text} (needs keyless[server])")
+            continue
         module = importlib.import_module(f"keyless._cli.{module_name}")
         module.add_parser(sub, name, help_text)
     return parser
@@ -98,7 +112,12 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 
 def _run(argv: Sequence[str]) -> int:
-    parser = build_parser(_command_word(argv))
+    command = _command_word(argv)
+    if command in SERVER_COMMANDS and server_extra_missing():
+        print(f"keyless {command}: needs the server extra: pip install 'keyless[server]'",
+              file=sys.stderr)
+        return 2
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)

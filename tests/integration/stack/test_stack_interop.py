@@ -29,11 +29,10 @@ from typing import Any
 import pytest
 from stackutil import ROOT, USER, RunningStack, start_stack
 
-from conftest import SHARED, require
+from conftest import INTEROP_SCRIPTS, require
 
 pytestmark = pytest.mark.integration
 
-INTEROP_SCRIPTS = SHARED / "interop"
 KEYLESS_CONFORMANCE = ROOT / ".venv" / "bin" / "keyless-conformance"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 #: the smallest SLSA v1 predicate sigstore-python's model accepts

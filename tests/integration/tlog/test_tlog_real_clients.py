@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parents[1] / "stack"))
 from stackutil import USER, RunningStack, start_stack  # noqa: E402
 from tlog_support import parse_note, verify_note_ed25519, verify_tiles  # noqa: E402
 
-from conftest import SHARED  # noqa: E402
+from conftest import INTEROP_SCRIPTS  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ def test_sigstore_js_v2_hashedrekord_is_in_the_tiles(
     env = {**os.environ, "NODE_PATH": str(node_path), "SIGSTORE_ID_TOKEN": running.token(),
            "FULCIO_URL": running.url, "REKOR_URL": f"{running.url}/rekor",
            "TSA_URL": f"{running.url}/api/v1/timestamp"}
-    _run(["node", str(SHARED / "interop" / "sign-v2.js"), str(artifact), str(bundle)], env)
+    _run(["node", str(INTEROP_SCRIPTS / "sign-v2.js"), str(artifact), str(bundle)], env)
     entry = _entry(bundle)
     assert entry["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}
     _check_v2_tiles(running, trust, entry)

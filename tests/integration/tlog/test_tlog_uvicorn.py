@@ -1,7 +1,7 @@
 """The transparency log behind real uvicorn on a free 127.0.0.1 port, on SQLite.
 
 Requests are the exact shapes sigstore-python 4.5.1 and sigstore-js 5.0.1 send (interop.md §3,
-/work/shared/interop/sign.js, sign-v2.js); every answer is checked by the independent verifier in
+tests/interop/sign.js, sign-v2.js); every answer is checked by the independent verifier in
 tests/unit/tlog/tlog_support.py, and the served tiles must recompute the checkpoint's root.
 """
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,7 @@ from keyless.formats.checkpoint import (
 
 # tests/conftest.py's VECTORS, recomputed here: `from conftest import VECTORS` is ambiguous once
 # another test folder has its own conftest.py (tests/contract/), so it depends on collection order.
-VECTORS = (
-    Path(
-        os.environ.get("KEYLESS_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
-    ).resolve()
-    / "vectors"
-)
+VECTORS = Path(__file__).resolve().parents[2] / "assets"
 
 CONFORMANCE = VECTORS / "conformance" / "bundle-verify"
 PRODUCTION = VECTORS / "public-good" / "production" / "trusted_root.json"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,7 @@ from keyless.merkle import InclusionProofError, leaf_hash, verify_inclusion
 
 # tests/conftest.py's VECTORS, recomputed here: `from conftest import VECTORS` is ambiguous once
 # another test folder has its own conftest.py (tests/contract/), so it depends on collection order.
-VECTORS = (
-    Path(
-        os.environ.get("KEYLESS_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
-    ).resolve()
-    / "vectors"
-)
+VECTORS = Path(__file__).resolve().parents[2] / "assets"
 
 PROOF_FAILURES = {"inclusion-proof-corrupted-hash_fail", "invalid-inclusion-proof_fail"}
 

@@ -1,5 +1,5 @@
 """Test helpers for the transparency log: throwaway CA + Fulcio-like leaf certificates, the exact
-request bodies sigstore-python and sigstore-js send (interop.md §3, /work/shared/interop/sign*.js),
+request bodies sigstore-python and sigstore-js send (interop.md §3, tests/interop/sign*.js),
 and an independent verifier of responses (inclusion proof, checkpoint signature, tiles).
 
 The verifier deliberately does not use keyless.formats.checkpoint or the log engine: it re-derives
