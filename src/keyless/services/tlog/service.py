@@ -28,6 +28,7 @@ from keyless.formats.checkpoint import ed25519_key_id
 from keyless.server.keys import Signer
 from keyless.services.tlog import kinds, search
 from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
+from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import KeyValueStore, SearchIndexer
 from keyless.services.tlog.kinds.common import Proposed, load_pem_verifier
 from keyless.services.tlog.limits import TlogLimits
@@ -135,7 +136,11 @@ def _identity_any(identity: str) -> str:
 
 
 class LogServiceBase:
-    """What both personalities share: the engine, limits, search."""
+    """What both personalities share: the engine, limits, search.
+
+    ``trusted`` names the CAs whose certificates' identities the search index believes
+    (:mod:`keyless.services.tlog.identities`); without it no identity is indexed.
+    """
 
     def __init__(
         self,
@@ -145,12 +150,14 @@ class LogServiceBase:
         search_index: SearchIndexStore | None,
         kv: KeyValueStore | None,
         limits: TlogLimits,
+        trusted: TrustedIssuers | None,
     ) -> None:
         self.log = log
         self.log_name = log_name
         self.limits = limits
         self.indexer = (
-            SearchIndexer(log, search_index, log_name, kv=kv) if search_index is not None else None
+            SearchIndexer(log, search_index, log_name, kv=kv, trusted=trusted)
+            if search_index is not None else None
         )
 
     async def start(self) -> None:
@@ -168,7 +175,7 @@ class LogServiceBase:
         self.limits.check_entry(len(proposed.body))
         result = await self.log.add(proposed.body)
         if not result.duplicate and self.indexer is not None:
-            self.indexer.submit(result.index, proposed.body, proposed.search_keys)
+            self.indexer.submit(result.index, proposed.body)
         return result
 
     async def require_entry(self, index: int) -> None:
@@ -218,10 +225,11 @@ class RekorV2Service(LogServiceBase):
         search_index: SearchIndexStore | None = None,
         kv: KeyValueStore | None = None,
         limits: TlogLimits | None = None,
+        trusted: TrustedIssuers | None = None,
     ) -> None:
         super().__init__(
             log, log_name=log_name, search_index=search_index, kv=kv,
-            limits=limits or TlogLimits(),
+            limits=limits or TlogLimits(), trusted=trusted,
         )
         if len(log_id) != 32:
             raise InvalidInput("a Rekor v2 log ID is the full 32-byte note key ID")
@@ -288,10 +296,11 @@ class RekorV1Service(LogServiceBase):
         search_index: SearchIndexStore | None = None,
         kv: KeyValueStore | None = None,
         limits: TlogLimits | None = None,
+        trusted: TrustedIssuers | None = None,
     ) -> None:
         super().__init__(
             log, log_name=log_name, search_index=search_index, kv=kv,
-            limits=limits or TlogLimits(),
+            limits=limits or TlogLimits(), trusted=trusted,
         )
         if not 0 <= tree_id < 2**63:
             raise InvalidInput("tree ID must be a non-negative 63-bit integer")

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from keyless.errors import InvalidInput
-from keyless.services.tlog import search
 from keyless.services.tlog.kinds import common
 from keyless.services.tlog.kinds.common import Proposed, Verifier
 from keyless.services.tlog.kinds.keydetails import check_key_details, hash_name_for
@@ -53,9 +52,7 @@ def propose_v001(spec: Any) -> Proposed:
             },
         },
     }
-    keys = [search.digest_key(algorithm, digest.hex()),
-            *search.verifier_keys(verifier.certificate, verifier.spki)]
-    return Proposed(KIND, "0.0.1", common.jcs(body), tuple(dict.fromkeys(keys)))
+    return Proposed(KIND, "0.0.1", common.jcs(body))
 
 
 def parse_verifier_v2(value: Any, what: str) -> tuple[Verifier, str, dict[str, Any]]:
@@ -114,6 +111,4 @@ def propose_v002(request: Any) -> Proposed:
             }
         },
     }
-    keys = [search.digest_key(common.HASHES_V2[hash_name].name, digest.hex()),
-            *search.verifier_keys(verifier.certificate, verifier.spki)]
-    return Proposed(KIND, "0.0.2", common.jcs(body), tuple(dict.fromkeys(keys)))
+    return Proposed(KIND, "0.0.2", common.jcs(body))
