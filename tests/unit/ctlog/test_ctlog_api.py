@@ -292,3 +292,19 @@ async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
     assert await kv.put_if_absent("ns", "k", b"w", 1010.0) == b"v"
     now[0] = 1011.0
     assert await kv.get("ns", "k") is None
+
+
+async def test_add_chain_spends_a_per_client_budget(stack: CAStack) -> None:
+    from keyless.server.budget import ClientBudget
+
+    budget = ClientBudget(burst=2, rate=0.001)
+    app = Starlette(routes=CTLogRoutes(stack.ctlog, budget).routes(),
+                    exception_handlers=EXCEPTION_HANDLERS)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ct.test") as c:
+        for _ in range(2):
+            assert (await c.post("/ct/v1/add-chain", json={"chain": []})).status_code == 400
+        for path in ("/ct/v1/add-chain", "/ct/v1/add-pre-chain"):
+            spent = await c.post(path, json={"chain": []})
+            assert spent.status_code == 429 and int(spent.headers["Retry-After"]) >= 1
+        assert (await c.get("/ct/v1/get-sth")).status_code == 200

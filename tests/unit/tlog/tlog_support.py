@@ -647,3 +647,28 @@ async def build_stack(
         exception_handlers=EXCEPTION_HANDLERS,
     )
     return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)
+
+
+def hostile_retrieve_body(ca: CA, *, entries: int = 10, payload_size: int = 340_000) -> bytes:
+    """The ``POST /api/v1/log/entries/retrieve`` body of issue #13 defect 7 (~3.8 MB): ``entries``
+    copies of a dsse 0.0.1 proposal with 16 signatures and 16 verifiers over a large payload.
+    Verifying it cost seconds of CPU on the event loop (16 x 16 signature checks per entry)."""
+    signers = [Signer.create(ca) for _ in range(16)]
+    payload = b"A" * payload_size
+    message = pae("application/vnd.in-toto+json", payload)
+    env = {
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64(payload),
+        # every signature by the last key: each is tried against the 15 others first
+        "signatures": [{"sig": b64(signers[-1].sign_message(message)), "keyid": ""}
+                       for _ in range(16)],
+    }
+    proposal = {
+        "kind": "dsse",
+        "apiVersion": "0.0.1",
+        "spec": {"proposedContent": {
+            "envelope": json.dumps(env, separators=(",", ":")),
+            "verifiers": [b64(pem(s.cert)) for s in signers],
+        }},
+    }
+    return json.dumps({"entries": [proposal] * entries}).encode()
