@@ -649,7 +649,7 @@ async def build_stack(
     return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)
 
 
-def hostile_retrieve_body(ca: CA, *, entries: int = 10, payload_size: int = 340_000) -> bytes:
+def hostile_retrieve_body(ca: CA, *, entries: int = 10, payload_size: int = 270_000) -> bytes:
     """The ``POST /api/v1/log/entries/retrieve`` body of issue #13 defect 7 (~3.8 MB): ``entries``
     copies of a dsse 0.0.1 proposal with 16 signatures and 16 verifiers over a large payload.
     Verifying it cost seconds of CPU on the event loop (16 x 16 signature checks per entry)."""
