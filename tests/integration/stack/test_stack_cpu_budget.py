@@ -31,9 +31,9 @@ from keyless.services.tlog.kinds import propose_v1
 pytestmark = pytest.mark.integration
 
 ATTACKERS = 3
-MAX_ATTACKS = 600  # requests in all (a spent budget answers them quickly)
+MAX_ATTACKS = 1500  # requests in all (a spent budget answers them quickly)
 ATTACK_SECONDS = 6.0
-PROBE_INTERVAL = 0.02
+PROBE_INTERVAL = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +120,6 @@ def test_healthz_stays_fast_while_retrieve_is_hammered(
             attacker.kill()
             attacker.wait()
     statuses = json.loads(out.strip().splitlines()[-1])
-    assert len(latencies) >= 100, f"only {len(latencies)} probes"
-    assert not [s for s in statuses if s not in (400, 429) and not isinstance(s, str)], statuses
-    assert 429 in statuses or any(isinstance(s, str) for s in statuses), statuses
-    assert 400 in statuses, statuses  # the admitted attacks were answered (not found/refused)
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     report = (f"one attack request used to cost {attack_cost:.2f} s; "
@@ -131,7 +127,14 @@ def test_healthz_stays_fast_while_retrieve_is_hammered(
               f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
               f"max {latencies[-1] * 1000:.1f} ms")
     print(report)
+    assert len(latencies) >= 10, report
     # 100 ms at p99 — or, on a machine so loaded that one old attack request costs more than
     # 0.4 s, a quarter of that; and no probe ever waits half of what one request used to cost.
     assert p99 <= max(0.1, attack_cost / 4), report
     assert latencies[-1] < attack_cost / 2, report
+    assert len(latencies) >= 50, report  # probed throughout, not held up between probes
+    # the attack was delivered: admitted requests refused (400), the rest over budget (429, or
+    # the connection closed by the early 429 while the client was still sending)
+    assert not [s for s in statuses if s not in (400, 429) and not isinstance(s, str)], statuses
+    assert 429 in statuses or any(isinstance(s, str) for s in statuses), statuses
+    assert 400 in statuses, statuses  # the admitted attacks were answered (not found/refused)
