@@ -68,9 +68,9 @@ async def propose(
     """Run an entry validator, in a worker thread when ``offload``.
 
     Verification is CPU-bound: a large DSSE envelope (16 signatures x 16 keys over a
-    multi-megabyte payload) costs over a second, which on the event loop would stall every other
-    request. A thread costs ~50 µs, so only large requests take it; the small hashedrekord of a
-    typical signer stays inline.
+    multi-megabyte payload) costs over a second, and even a small body can hold 16 x 16 P-521
+    checks (a quarter second), which on the event loop would stall every other request. The
+    HTTP routes therefore always offload (a thread costs ~50 µs); in-process callers may not.
     """
     if offload:
         return await asyncio.to_thread(validator, request)
