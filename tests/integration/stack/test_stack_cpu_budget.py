@@ -138,3 +138,27 @@ def test_healthz_stays_fast_while_retrieve_is_hammered(
     assert not [s for s in statuses if s not in (400, 429) and not isinstance(s, str)], statuses
     assert 429 in statuses or any(isinstance(s, str) for s in statuses), statuses
     assert 400 in statuses, statuses  # the admitted attacks were answered (not found/refused)
+
+
+def test_budgets_are_per_client_behind_a_trusted_proxy(serve: RunningStack) -> None:
+    """The default ``[server] trusted_proxies`` is 127.0.0.1: the budget is kept per forwarded
+    client, so one client behind the proxy spending its budget leaves another untouched."""
+    heavy = json.dumps({"logIndexes": [0], "pad": "x" * (3 * 1024 * 1024)}).encode()
+    retrieve = "/api/v1/log/entries/retrieve"
+    with httpx.Client(base_url=serve.url, timeout=30) as client:
+        def post(forwarded_for: str, body: bytes) -> httpx.Response:
+            return client.post(retrieve, content=body, headers={
+                "Content-Type": "application/json", "X-Forwarded-For": forwarded_for})
+
+        def heavy_status() -> int | str:
+            try:
+                return post("203.0.113.7", heavy).status_code
+            except httpx.TransportError:  # the early 429 closed the connection mid-upload
+                return "closed"
+
+        statuses = [heavy_status() for _ in range(8)]
+        assert statuses[0] == 400, statuses  # admitted: 97 units each, 500 at most
+        assert statuses[-1] in (429, "closed"), statuses
+        spent = post("203.0.113.7", b'{"logIndexes": [0]}')
+        assert spent.status_code == 429 and int(spent.headers["Retry-After"]) >= 1
+        assert post("203.0.113.8", b'{"logIndexes": [0]}').status_code == 200
