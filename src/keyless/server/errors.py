@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 class RequestTimeout(errors.Error):
     """The client did not send its request (body) in time: HTTP 408 (RFC 9110 §15.5.9)."""
 
+
+class TooManyRequests(errors.Pushback):
+    """This client spent its request budget: HTTP 429 with Retry-After (RFC 6585 §4)."""
+
+
 #: error class → HTTP status. Order matters: the first matching class (by MRO) wins.
 STATUS_BY_ERROR: dict[type[errors.Error], int] = {
     errors.InvalidInput: 400,
@@ -43,6 +48,7 @@ STATUS_BY_ERROR: dict[type[errors.Error], int] = {
     RequestTimeout: 408,
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    TooManyRequests: 429,
     errors.Pushback: 503,
     errors.Unavailable: 503,
     errors.StorageError: 503,

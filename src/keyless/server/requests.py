@@ -22,8 +22,11 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 MAX_INT64 = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
 #: A JSON escape in ``\\uD800``-``\\uDFFF`` or the raw UTF-8-style bytes of a surrogate: only then
-#: can the parsed value hold a lone surrogate, so only then is the exact check needed.
-_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+#: can the parsed value hold a lone surrogate, so only then is the exact check needed. Two
+#: patterns, each with a literal first byte, so ``re`` scans with a fast literal search: one
+#: alternation took ~100 ms over a 4 MiB body, on the event loop, for any anonymous client.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 #: A client that sends no body bytes for this long is cut off (408): slow-body (slowloris)
 #: clients must not hold a worker forever (contracts.md §5: never a hang).
@@ -89,7 +92,7 @@ def parse_json_object(body: bytes, what: str = "request body") -> dict[str, Any]
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
-    if _MAYBE_SURROGATE.search(body):
+    if _SURROGATE_ESCAPE.search(body) or _SURROGATE_BYTES.search(body):
         # RFC 8259 §8.2: a lone surrogate escape is syntactically valid JSON, but no string can
         # hold it; refuse it here rather than let every later encode() fail.
         try:

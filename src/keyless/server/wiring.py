@@ -487,6 +487,18 @@ def _read_only(routes: list[Any], active_base: str) -> list[Any]:
     return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]
 
 
+def _trusted_issuers(ctx: WiringContext) -> Any:
+    """The CA certificates of this instance's trusted root: the search index believes the
+    identities of certificates issued under them only (docs/operator-guide.md, Search)."""
+    from cryptography import x509
+
+    from keyless.services.tlog.identities import TrustedIssuers
+
+    return TrustedIssuers(
+        [x509.load_der_x509_certificate(der) for ca in ctx.authorities for der in ca.chain]
+    )
+
+
 async def add_rekor_v2(ctx: WiringContext) -> None:
     """Rekor v2 at ``P/rekor``: Ed25519 checkpoints with origin ``host:port/rekor``.
 
@@ -515,7 +527,8 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
             seed=[SEED],
         )
         service = RekorV2Service(engine, log_id=log_id, log_name=name,
-                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv)
+                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv,
+                                 trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
         start, close = _engine_lifecycle(engine, service)
         routes = service.routes()
@@ -568,7 +581,8 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
             seed=[SEED], checkpoint_extensions=timestamp_line,
         )
         service = RekorV1Service(engine, signer=signer, tree_id=tree_id, log_name=name,
-                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv)
+                                 search_index=ctx.storage.search_index, kv=ctx.storage.kv,
+                                 trusted=_trusted_issuers(ctx))
         ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
         start, close = _engine_lifecycle(engine, service)
         ctx.components.append(

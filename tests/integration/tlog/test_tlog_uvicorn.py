@@ -60,13 +60,13 @@ class Served:
         await self.stack.close()
 
 
-async def serve(tmp: Path, keys: tuple[Any, Any] | None = None, url: str | None = None
+async def serve(tmp: Path, ca: CA, keys: tuple[Any, Any] | None = None, url: str | None = None
                 ) -> Served:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     stack = await build_stack(url or f"sqlite:///{tmp}/keyless.db", data_dir=tmp,
-                              host=f"localhost:{port}", keys=keys)
+                              host=f"localhost:{port}", keys=keys, trusted_cas=[ca.cert])
     config = uvicorn.Config(stack.app, log_level="warning", http="httptools", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -81,11 +81,13 @@ def ca() -> CA:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
+async def served(
+    request: pytest.FixtureRequest, tmp_path: Path, ca: CA
+) -> AsyncIterator[Served]:
     url = None
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_cluster").create_database()
-    s = await serve(tmp_path, url=url)
+    s = await serve(tmp_path, ca, url=url)
     yield s
     await s.close()
 
@@ -146,7 +148,7 @@ async def test_concurrent_clients_of_both_apis_all_verify(served: Served, ca: CA
 
 async def test_restart_keeps_entries_and_catches_up_the_index(tmp_path: Path, ca: CA) -> None:
     signer = Signer.create(ca)
-    first = await serve(tmp_path)
+    first = await serve(tmp_path, ca)
     keys = (first.stack.v1_key, first.stack.v2_key)
     indexer = first.stack.v2.indexer
     assert indexer is not None
@@ -160,7 +162,7 @@ async def test_restart_keeps_entries_and_catches_up_the_index(tmp_path: Path, ca
     indexer._pending.clear()
     await first.close()
 
-    second = await serve(tmp_path, keys=keys)
+    second = await serve(tmp_path, ca, keys=keys)
     assert second.stack.v2.indexer is not None
     await asyncio.wait_for(second.stack.v2.indexer.caught_up(), timeout=30)
     try:

@@ -116,6 +116,30 @@ async def test_add_pre_chain_from_outside(client: Any, stack: CAStack) -> None:
     assert wrong.status_code == 400 and "poison" in wrong.json()["message"]
 
 
+async def test_a_leaf_key_cannot_get_a_precertificate_logged(client: Any, stack: CAStack) -> None:
+    """Issue #13 defect 5: bob's precertificate signed with alice's 10-minute leaf key, chained
+    [forged, alice_leaf, intermediate], must not get an SCT."""
+    import datetime as dt
+
+    from keyless.formats.x509profile import LeafProfile, build_precertificate, sigstore_extensions
+    from keyless.server.keys import InMemorySigner
+
+    alice_key, csr_pem = make_csr()
+    alice = (await stack.ca.issue_for_csr(stack.issuers["email"].token(),
+                                          x509.load_pem_x509_csr(csr_pem))).leaf
+    inter, _root = stack.ca.material.chain
+    profile = LeafProfile(ec.generate_private_key(ec.SECP256R1()).public_key(), "bob@y.z",
+                          "email", dt.datetime.now(dt.UTC).replace(microsecond=0),
+                          sigstore_extensions("email", "https://i", {"sub": "bob"}))
+    forged = build_precertificate(profile, alice, InMemorySigner(alice_key))
+    size_before = (await stack.engine.tree())[0]
+    resp = await client.post("/ct/v1/add-pre-chain",
+                             json={"chain": [_der(forged), _der(alice), _der(inter)]})
+    assert resp.status_code == 400, resp.text
+    assert "chain[1] is not a CA certificate" in resp.json()["message"]
+    assert (await stack.engine.tree())[0] == size_before
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
@@ -246,3 +270,19 @@ async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
     assert await kv.put_if_absent("ns", "k", b"w", 1010.0) == b"v"
     now[0] = 1011.0
     assert await kv.get("ns", "k") is None
+
+
+async def test_add_chain_spends_a_per_client_budget(stack: CAStack) -> None:
+    from keyless.server.budget import ClientBudget
+
+    budget = ClientBudget(burst=2, rate=0.001)
+    app = Starlette(routes=CTLogRoutes(stack.ctlog, budget).routes(),
+                    exception_handlers=EXCEPTION_HANDLERS)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ct.test") as c:
+        for _ in range(2):
+            assert (await c.post("/ct/v1/add-chain", json={"chain": []})).status_code == 400
+        for path in ("/ct/v1/add-chain", "/ct/v1/add-pre-chain"):
+            spent = await c.post(path, json={"chain": []})
+            assert spent.status_code == 429 and int(spent.headers["Retry-After"]) >= 1
+        assert (await c.get("/ct/v1/get-sth")).status_code == 200

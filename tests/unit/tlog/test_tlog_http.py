@@ -49,8 +49,8 @@ def ca() -> CA:
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[LogStack]:
-    s = await build_stack()
+async def stack(ca: CA) -> AsyncIterator[LogStack]:
+    s = await build_stack(trusted_cas=[ca.cert])
     yield s
     await s.close()
 
@@ -329,9 +329,44 @@ async def test_search_by_digest_identity_and_key_v1_and_v2(
     assert (await client.get("/rekor/api/v2/search", params={"issuer": ISSUER})).status_code == 400
 
 
+async def test_search_does_not_believe_identities_of_untrusted_certificates(
+    stack: LogStack, client: httpx.AsyncClient, ca: CA
+) -> None:
+    """Issue #13 defect 6: a self-signed certificate carrying alice's SAN and our issuer
+    extension is logged (Rekor logs any verifying signature) but must not be found by alice's
+    identity; it stays findable by digest and key fingerprint."""
+    alice = Signer.create(ca)
+    mallory_ca = CA.create()  # same name, same profile: only the key differs
+    mallory = Signer.create(mallory_ca)
+    self_signed = Signer.create(mallory_ca)
+    self_signed.cert = mallory_ca.issue(self_signed.key.public_key())
+    art = b"poisoned artifact"
+    genuine = await client.post("/api/v1/log/entries", json=hashedrekord_v1(alice, art))
+    forged_v1 = await client.post("/api/v1/log/entries", json=hashedrekord_v1(mallory, art))
+    forged_v2 = await client.post("/rekor/api/v2/log/entries", json=hashedrekord_v2(mallory, art))
+    dsse = await client.post("/api/v1/log/entries", json=intoto_v1(self_signed, statement()))
+    assert {r.status_code for r in (genuine, forged_v1, forged_v2, dsse)} == {201}
+    await stack.v1.indexer.flush()
+    await stack.v2.indexer.flush()
+    for params in ({"email": EMAIL}, {"identity": EMAIL, "issuer": ISSUER}):
+        found = (await client.get("/api/v1/search", params=params)).json()["entries"]
+        assert [next(iter(e)) for e in found] == [next(iter(genuine.json()))], params
+        v2 = (await client.get("/rekor/api/v2/search", params=params)).json()["entries"]
+        assert v2 == [], params
+    by_email = await client.post("/api/v1/index/retrieve", json={"email": EMAIL})
+    assert by_email.json() == [next(iter(genuine.json()))]
+    fp = hashlib.sha256(spki(mallory.key.public_key())).hexdigest()
+    by_key = await client.get("/rekor/api/v2/search", params={"keyFingerprint": f"sha256:{fp}"})
+    assert [e["logIndex"] for e in by_key.json()["entries"]] == [forged_v2.json()["logIndex"]]
+    digest = hashlib.sha256(art).hexdigest()
+    by_digest = await client.get("/api/v1/search", params={"digest": digest})
+    assert len(by_digest.json()["entries"]) == 2
+
+
 async def test_search_index_is_rebuilt_from_the_log(
     stack: LogStack, client: httpx.AsyncClient, ca: CA
 ) -> None:
+    from keyless.services.tlog.identities import TrustedIssuers
     from keyless.services.tlog.indexer import SearchIndexer
     from keyless.storage.memory import MemoryBackend
 
@@ -342,7 +377,8 @@ async def test_search_index_is_rebuilt_from_the_log(
     from keyless.storage import open_storage
 
     empty = await open_storage("memory://", backend=MemoryBackend())
-    fresh = SearchIndexer(stack.v2_log, empty.search_index, "rekor-v2")
+    fresh = SearchIndexer(stack.v2_log, empty.search_index, "rekor-v2",
+                          trusted=TrustedIssuers([ca.cert]))
     assert await fresh.rebuild() == 4  # seed + 3
     key = f"email:{EMAIL}"
     assert await fresh.lookup([key]) == await stack.v2.indexer.lookup([key]) == [1, 2, 3]

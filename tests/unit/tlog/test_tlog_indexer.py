@@ -12,6 +12,7 @@ from keyless.errors import StorageError
 from keyless.formats.checkpoint import NoteSigner
 from keyless.log import TransparencyLog
 from keyless.server.keys import InMemorySigner, generate_key
+from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import SearchIndexer
 from keyless.services.tlog.kinds import propose_v2
 from keyless.storage import open_storage
@@ -33,16 +34,18 @@ async def _log(backend: MemoryBackend) -> tuple[TransparencyLog, object]:
 async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
     backend = MemoryBackend()
     log, storage = await _log(backend)
-    signer = Signer.create(CA.create())
+    ca = CA.create()
+    signer = Signer.create(ca)
     indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
-                            kv=storage.kv, gap_grace=0.5)  # type: ignore[attr-defined]
+                            kv=storage.kv, gap_grace=0.5,  # type: ignore[attr-defined]
+                            trusted=TrustedIssuers([ca.cert]))
     await indexer.start()
     await indexer.caught_up()  # else a late start-up catch-up would index entries 1 and 2 itself
     proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(4)]
     results = [await log.add(p.body) for p in proposed]
     # Entries 1 and 2 were appended by "another process": only 3 and 4 are submitted here.
     for result, p in zip(results[2:], proposed[2:], strict=True):
-        indexer.submit(result.index, p.body, p.search_keys)
+        indexer.submit(result.index, p.body)
     await indexer.flush()
     assert await indexer.lookup([KEY]) == [3, 4]
     for _ in range(500):  # the background task fills the gap after gap_grace
@@ -59,12 +62,14 @@ async def test_gaps_are_filled_from_the_log_and_watermark_persists() -> None:
 async def test_storage_failure_keeps_the_batch() -> None:
     backend = MemoryBackend()
     log, storage = await _log(backend)
-    signer = Signer.create(CA.create())
-    indexer = SearchIndexer(log, storage.search_index, "rekor-v2")  # type: ignore[attr-defined]
+    ca = CA.create()
+    signer = Signer.create(ca)
+    indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
+                            trusted=TrustedIssuers([ca.cert]))
     p = propose_v2(hashedrekord_v2(signer, b"x"))
     result = await log.add(p.body)
     backend.faults.fail("search", times=1)
-    indexer.submit(result.index, p.body, p.search_keys)
+    indexer.submit(result.index, p.body)
     with pytest.raises(StorageError):
         await indexer.flush()
     assert backend.faults.hits["search"] == 1

@@ -26,6 +26,7 @@ from tlog_support import (
     hashedrekord_v2,
     intoto_v1,
     pem,
+    spki,
     statement,
 )
 
@@ -434,18 +435,23 @@ def test_lone_surrogates_are_invalid_input(p256: Signer) -> None:
 
 
 @pytest.mark.parametrize("kind", ["p256", "p521", "rsa2048"])
-def test_precomputed_search_keys_equal_keys_rebuilt_from_body(ca: CA, kind: str) -> None:
+def test_identity_keys_come_only_from_trusted_certificates(ca: CA, kind: str) -> None:
+    from keyless.services.tlog.identities import TrustedIssuers
     from keyless.services.tlog.search import keys_for_body
 
     signer = Signer.create(ca, kind, uri="https://ci.example/workflow@main")
+    fingerprint = "key:sha256:" + hashlib.sha256(spki(signer.key.public_key())).hexdigest()
     for proposed in (
         propose_v1(hashedrekord_v1(signer, ARTIFACT)),
         propose_v2(hashedrekord_v2(signer, ARTIFACT)),
     ):
-        assert proposed.search_keys
-        assert list(proposed.search_keys) == keys_for_body(proposed.body)
-        assert f"identity:https://issuer.example/oidc|{EMAIL_LOWER}" in proposed.search_keys
-        assert "uri:https://ci.example/workflow@main" in proposed.search_keys
+        keys = keys_for_body(proposed.body, TrustedIssuers([ca.cert]))
+        assert f"identity:https://issuer.example/oidc|{EMAIL_LOWER}" in keys
+        assert "uri:https://ci.example/workflow@main" in keys
+        for untrusted in (None, TrustedIssuers([]), TrustedIssuers([CA.create().cert])):
+            keys = keys_for_body(proposed.body, untrusted)
+            assert fingerprint in keys
+            assert not [k for k in keys if k.split(":")[0] in ("email", "uri", "identity")]
 
 
 EMAIL_LOWER = "alice@example.com"

@@ -12,7 +12,7 @@ import base64
 import datetime
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,15 @@ class CA:
             .not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA384())
         )
         return cls(key, cert)
@@ -569,8 +578,12 @@ async def build_stack(
     batch_age: float = 0.0,
     host: str = HOST,
     keys: tuple[Any, Any] | None = None,
+    trusted_cas: Sequence[x509.Certificate] = (),
 ) -> LogStack:
-    """Rekor v1 at the root and v2 under /rekor, as docs/internal-apis.md lays them out."""
+    """Rekor v1 at the root and v2 under /rekor, as docs/internal-apis.md lays them out.
+
+    ``trusted_cas``: the CAs whose certificates' identities the search index believes.
+    """
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
@@ -578,8 +591,11 @@ async def build_stack(
     from keyless.log import TransparencyLog
     from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.server.keys import InMemorySigner
+    from keyless.services.tlog.identities import TrustedIssuers
     from keyless.services.tlog.service import RekorV1Service, RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
+
+    trusted = TrustedIssuers(list(trusted_cas))
 
     storage = await open_storage(url, data_dir=data_dir)
     v1_key, v2_key = keys or (
@@ -613,6 +629,7 @@ async def build_stack(
         search_index=storage.search_index,
         kv=storage.kv,
         limits=limits,
+        trusted=trusted,
     )
     v1 = RekorV1Service(
         v1_log,
@@ -621,6 +638,7 @@ async def build_stack(
         search_index=storage.search_index,
         kv=storage.kv,
         limits=limits,
+        trusted=trusted,
     )
     await v2.start()
     await v1.start()
@@ -629,3 +647,28 @@ async def build_stack(
         exception_handlers=EXCEPTION_HANDLERS,
     )
     return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)
+
+
+def hostile_retrieve_body(ca: CA, *, entries: int = 10, payload_size: int = 270_000) -> bytes:
+    """The ``POST /api/v1/log/entries/retrieve`` body of issue #13 defect 7 (~3.8 MB): ``entries``
+    copies of a dsse 0.0.1 proposal with 16 signatures and 16 verifiers over a large payload.
+    Verifying it cost seconds of CPU on the event loop (16 x 16 signature checks per entry)."""
+    signers = [Signer.create(ca) for _ in range(16)]
+    payload = b"A" * payload_size
+    message = pae("application/vnd.in-toto+json", payload)
+    env = {
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64(payload),
+        # every signature by the last key: each is tried against the 15 others first
+        "signatures": [{"sig": b64(signers[-1].sign_message(message)), "keyid": ""}
+                       for _ in range(16)],
+    }
+    proposal = {
+        "kind": "dsse",
+        "apiVersion": "0.0.1",
+        "spec": {"proposedContent": {
+            "envelope": json.dumps(env, separators=(",", ":")),
+            "verifiers": [b64(pem(s.cert)) for s in signers],
+        }},
+    }
+    return json.dumps({"entries": [proposal] * entries}).encode()

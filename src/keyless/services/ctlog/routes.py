@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
-from keyless.server.requests import query_int, read_json_object
+from keyless.server.budget import ClientBudget
+from keyless.server.requests import parse_json_object, query_int, read_body
 from keyless.server.tile_routes import STATIC_CT, tile_routes
 from keyless.services.ctlog.service import MAX_CHAIN, CTLogService
 
@@ -55,10 +56,12 @@ def _check_certificate(der: bytes, what: str) -> None:
 
 
 class CTLogRoutes:
-    """Starlette routes over a :class:`CTLogService`."""
+    """Starlette routes over a :class:`CTLogService`; submissions spend a per-client budget
+    (:class:`keyless.server.budget.ClientBudget`, 429 when spent)."""
 
-    def __init__(self, service: CTLogService) -> None:
+    def __init__(self, service: CTLogService, budget: ClientBudget | None = None) -> None:
         self.service = service
+        self.budget = budget or ClientBudget()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -79,7 +82,10 @@ class CTLogRoutes:
         ]
 
     async def _chain(self, request: Request) -> list[bytes]:
-        body = await read_json_object(request, MAX_ADD_CHAIN_BODY)
+        client = self.budget.admit(request)
+        raw = await read_body(request, MAX_ADD_CHAIN_BODY)
+        self.budget.settle_body(request, client, len(raw))
+        body = parse_json_object(raw)
         chain = body.get("chain")
         if not isinstance(chain, list):
             raise InvalidInput("'chain' must be a list of base64 DER certificates")

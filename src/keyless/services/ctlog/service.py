@@ -19,12 +19,12 @@ re-verification: the CA built the chain); HTTP submitters go through
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import InvalidInput, NotFound
@@ -43,6 +43,7 @@ from keyless.formats.tiles import decode_entry_bundle
 from keyless.formats.x509profile import strip_extension
 from keyless.server.keys import PublicKey, Signer
 from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
+from keyless.services.ctlog.chain import validate_chain
 from keyless.services.ctlog.entries import (
     TimestampedEntry,
     extra_data,
@@ -52,8 +53,6 @@ from keyless.services.ctlog.entries import (
     tree_head_signed_data,
 )
 
-#: A precertificate signing certificate (RFC 6962 §3.1) — not supported: the CA signs directly.
-PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 #: Longest chain accepted from an HTTP submitter.
 MAX_CHAIN = 10
 #: Most entries one ``get-entries`` call returns (RFC 6962 §4.6 lets the log truncate).
@@ -162,9 +161,10 @@ class CTLogService:
     ) -> SignedCertificateTimestamp:
         """RFC 6962 §4.1 ``add-chain`` / §4.2 ``add-pre-chain`` from an untrusted submitter.
 
-        The chain must verify link by link to one of :attr:`roots` (a missing root is appended
-        when the last certificate is directly issued by one); precertificates must carry the
-        critical poison and ordinary certificates must not (RFC 6962 §3.1).
+        The chain must validate to one of :attr:`roots`, every certificate above the leaf a CA
+        valid now (:func:`keyless.services.ctlog.chain.validate_chain`; a missing root is
+        appended when the last certificate is directly issued by one); precertificates must carry
+        the critical poison and ordinary certificates must not (RFC 6962 §3.1).
         """
         if not chain_der:
             raise InvalidInput("chain is empty; it must start with the (pre)certificate")
@@ -182,19 +182,10 @@ class CTLogService:
             raise InvalidInput("add-pre-chain needs a precertificate with the critical poison")
         if not precert and poison is not None:
             raise InvalidInput("add-chain got a precertificate; submit it with add-pre-chain")
-        ders = list(chain_der)
-        for i in range(len(certs) - 1):
-            _check_issued(certs[i], certs[i + 1], i)
-        if ders[-1] not in self._root_ders:
-            root = next((r for r in self._roots if _issued_by(certs[-1], r)), None)
-            if root is None:
-                raise InvalidInput("chain does not end in a root accepted by this log (get-roots)")
-            ders.append(root.public_bytes(serialization.Encoding.DER))
-            certs.append(root)
-        if len(certs) < 2:
-            raise InvalidInput("a root certificate itself cannot be logged")
-        if precert and PRECERT_SIGNING_EKU in _ekus(certs[1]):
-            raise InvalidInput("precertificate signing certificates are not supported")
+        chain = validate_chain(
+            certs, self._roots, now=dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        )
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
         # Resubmitting the same (pre)certificate returns an SCT for the existing entry.
         dedup = digest(b"keyless-ct-entry\0%d" % int(precert) + ders[0])
         logged = await self._submit(leaf, ders[1:], precert=precert, dedup_key=dedup)
@@ -355,26 +346,6 @@ def _poison(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType] | None
         return cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(POISON_OID))
     except x509.ExtensionNotFound:
         return None
-
-
-def _ekus(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        return []
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, i: int) -> None:
-    if not _issued_by(cert, issuer):
-        raise InvalidInput(f"chain[{i}] is not signed by chain[{i + 1}]")
 
 
 def _spki(cert: x509.Certificate) -> bytes:

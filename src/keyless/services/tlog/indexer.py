@@ -20,6 +20,7 @@ from typing import Protocol
 
 from keyless.errors import Error
 from keyless.services.tlog.engine import LogEngine, SearchIndexStore
+from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.search import keys_for_body
 
 logger = logging.getLogger(__name__)
@@ -49,15 +50,19 @@ class SearchIndexer:
         log_name: str,
         *,
         kv: KeyValueStore | None = None,
+        trusted: TrustedIssuers | None = None,
         flush_interval: float = 0.05,
         gap_grace: float = 1.0,
     ) -> None:
+        """``trusted``: the CAs whose certificates' identities are indexed (none when ``None``;
+        see :mod:`keyless.services.tlog.identities`)."""
         self._log = log
+        self._trusted = trusted
         self._store = store
         self._name = log_name
         self._kv = kv
         self._interval = flush_interval
-        self._pending: dict[int, tuple[bytes, tuple[str, ...]]] = {}
+        self._pending: dict[int, bytes] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -95,14 +100,16 @@ class SearchIndexer:
             self._task = None
         await self.flush()
 
-    def submit(self, index: int, body: bytes, keys: Sequence[str] = ()) -> None:
-        """Queue a newly logged entry for indexing (cheap; never blocks the writer).
-
-        ``keys`` may be given when the caller derived them already (they must equal
-        ``keys_for_body(body)``); otherwise they are derived from ``body`` when flushed.
-        """
-        self._pending[index] = (body, tuple(keys))
+    def submit(self, index: int, body: bytes) -> None:
+        """Queue a newly logged entry for indexing (cheap; never blocks the writer)."""
+        self._pending[index] = body
         self._wake.set()
+
+    def _derive(self, entries: Sequence[tuple[int, bytes]]) -> list[tuple[str, int]]:
+        """``(key, index)`` pairs of ``entries``: certificate parsing and path validation, so
+        it runs in a worker thread, not on the event loop."""
+        return [(key, index) for index, body in entries
+                for key in keys_for_body(body, self._trusted)]
 
     async def flush(self) -> None:
         """Write every queued entry's keys now (tests and shutdown).
@@ -115,8 +122,7 @@ class SearchIndexer:
                 self._pending = {}
                 try:
                     await self._store.add_many(
-                        self._name, [(key, index) for index, (body, keys) in batch
-                                     for key in (keys or keys_for_body(body))]
+                        self._name, await asyncio.to_thread(self._derive, batch)
                     )
                 except BaseException:
                     for index, item in batch:
@@ -162,9 +168,9 @@ class SearchIndexer:
                 if self._stopping:
                     break
                 entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
+                pairs = [(e.index, e.bundle_entry or e.leaf) for e in entries]
                 await self._store.add_many(
-                    self._name, [(key, e.index) for e in entries
-                                 for key in keys_for_body(e.bundle_entry or e.leaf)]
+                    self._name, await asyncio.to_thread(self._derive, pairs)
                 )
                 count += len(entries)
             if start <= self._watermark:

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import Conflict, InvalidInput
+from keyless.server.budget import ClientBudget, client_address
 from keyless.server.requests import (
     parse_json_object,
     path_int,
@@ -58,18 +59,42 @@ def tile_routes(log: LogEngine) -> list[BaseRoute]:
     )
 
 
-#: Requests larger than this are verified in a worker thread (service.propose).
+#: Lookups in requests larger than this are canonicalised in a worker thread.
 OFFLOAD_BODY = 64 * 1024
+#: Budget units (~ms of CPU) one search result costs: it is answered with an inclusion proof.
+UNITS_PER_RESULT = 2.0
 
 
-async def _json_body(request: Request, service: LogServiceBase) -> dict[str, Any]:
-    return parse_json_object(await read_body(request, service.limits.max_body))
-
-
-async def _entry_body(request: Request, service: LogServiceBase) -> tuple[dict[str, Any], bool]:
-    """A proposed entry and whether it is large enough to verify off the event loop."""
+async def _json_body(
+    request: Request, service: LogServiceBase, budget: ClientBudget
+) -> tuple[dict[str, Any], bool]:
+    """A budgeted JSON body and whether it is large enough to process off the event loop."""
+    client = budget.admit(request)
     body = await read_body(request, service.limits.max_body)
+    budget.settle_body(request, client, len(body))
     return parse_json_object(body), len(body) > OFFLOAD_BODY
+
+
+async def _entry_body(
+    request: Request, service: LogServiceBase, budget: ClientBudget
+) -> dict[str, Any]:
+    """A budgeted proposed entry. Its verification always runs in a worker thread: even a
+    small body can hold 16 signatures x 16 P-521 keys (a quarter second of CPU)."""
+    client = budget.admit(request)
+    body = await read_body(request, service.limits.max_body)
+    budget.settle_body(request, client, len(body))
+    return parse_json_object(body)
+
+
+async def _search(
+    request: Request, service: LogServiceBase, budget: ClientBudget
+) -> tuple[list[int], bool]:
+    """A budgeted search: admitted like any request, charged per result (each gets a proof)."""
+    client = budget.admit(request)
+    params, after, limit = _search_params(request)
+    indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
+    budget.charge(client, len(indexes) * UNITS_PER_RESULT)
+    return indexes, more
 
 
 def _int_param(
@@ -96,19 +121,20 @@ def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
     return params, after, min(limit, SEARCH_PAGE)
 
 
-def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
-    """Rekor v2 routes relative to its base URL (e.g. ``/rekor``)."""
+def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+    """Rekor v2 routes relative to its base URL (e.g. ``/rekor``); writes and searches spend a
+    per-client budget (:mod:`keyless.server.budget`)."""
+    budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:
-        proposed, offload = await _entry_body(request, service)
-        entry, duplicate = await service.create_entry(proposed, offload=offload)
+        proposed = await _entry_body(request, service, budget)
+        entry, duplicate = await service.create_entry(proposed, offload=True)
         return _json(
             entry, status=200 if duplicate else 201, headers={"x-log-index": entry["logIndex"]}
         )
 
     async def search(request: Request) -> Response:
-        params, after, limit = _search_params(request)
-        indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
+        indexes, more = await _search(request, service, budget)
         return _json({"entries": [await service.entry_at(i) for i in indexes], "more": more})
 
     async def get_entry(request: Request) -> Response:
@@ -125,12 +151,14 @@ def v2_routes(service: RekorV2Service) -> list[BaseRoute]:
     ]
 
 
-def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
-    """Rekor v1 routes relative to its base URL (the port root)."""
+def v1_routes(service: RekorV1Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+    """Rekor v1 routes relative to its base URL (the port root); writes, lookups and searches
+    spend a per-client budget (:mod:`keyless.server.budget`)."""
+    budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:
-        proposed, offload = await _entry_body(request, service)
-        entry_id, entry, duplicate = await service.create_entry(proposed, offload=offload)
+        proposed = await _entry_body(request, service, budget)
+        entry_id, entry, duplicate = await service.create_entry(proposed, offload=True)
         location = request.url.path.rstrip("/") + "/" + entry_id
         if duplicate:
             raise Conflict(
@@ -150,7 +178,8 @@ def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
         return _json(await service.entry_by_uuid(request.path_params["uuid"]))
 
     async def retrieve(request: Request) -> Response:
-        return _json(await service.retrieve(await _json_body(request, service)))
+        body, offload = await _json_body(request, service, budget)
+        return _json(await service.retrieve(body, offload=offload))
 
     async def log_info(_request: Request) -> Response:
         return _json(await service.log_info())
@@ -171,11 +200,13 @@ def v1_routes(service: RekorV1Service) -> list[BaseRoute]:
         return Response(service.public_key_pem(), media_type="application/x-pem-file")
 
     async def index_retrieve(request: Request) -> Response:
-        return _json(await service.index_retrieve(await _json_body(request, service)))
+        body, _ = await _json_body(request, service, budget)
+        ids = await service.index_retrieve(body)
+        budget.charge(client_address(request), len(ids) / 10)  # entry IDs only, no proofs
+        return _json(ids)
 
     async def search(request: Request) -> Response:
-        params, after, limit = _search_params(request)
-        indexes, more = await service.search(query_from_params(params), after=after, limit=limit)
+        indexes, more = await _search(request, service, budget)
         return _json({"entries": [await service.entry_by_index(i) for i in indexes],
                       "more": more})
 

@@ -12,6 +12,11 @@ Key spellings (stored in ``storage.search_index`` per log name):
 * ``email:<address>`` (lower-cased) and ``uri:<uri>`` — SANs of a verifier certificate;
 * ``identity:<issuer>|<san>`` — SAN together with the OIDC issuer (Fulcio ext. 57264.1.8/.1.1);
 * ``key:sha256:<hex>`` — SHA-256 of the verifier's DER SubjectPublicKeyInfo.
+
+The three identity keys come only from certificates that chain to a CA of this instance's
+trusted root (:class:`~keyless.services.tlog.identities.TrustedIssuers`): anyone can log an entry
+with a self-signed certificate naming someone else, and that must not show up in a search by the
+victim's identity. Such entries keep their digest and key keys.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import InvalidInput
+from keyless.services.tlog.identities import TrustedIssuers
 
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
@@ -76,13 +82,12 @@ def _issuer(cert: x509.Certificate) -> str | None:
     return None
 
 
-def certificate_keys(cert: x509.Certificate, spki: bytes | None = None) -> list[str]:
-    """Identity keys of a (Fulcio-style) certificate plus its key fingerprint.
-
-    ``spki`` (the certificate's DER SubjectPublicKeyInfo) saves re-extracting the key when the
-    caller already has it.
-    """
-    keys = [key_fingerprint_key(spki if spki is not None else _spki(cert.public_key()))]
+def certificate_keys(cert: x509.Certificate, trusted: TrustedIssuers | None) -> list[str]:
+    """The key fingerprint of a certificate, plus its identity keys when ``trusted`` vouches for
+    it (``None``: no CA is trusted, so no identity is indexed)."""
+    keys = [key_fingerprint_key(_spki(cert.public_key()))]
+    if trusted is None or not trusted.vouches_for(cert):
+        return keys
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         issuer = _issuer(cert)
@@ -110,28 +115,21 @@ def _spki(key: Any) -> bytes:
     )
 
 
-def pem_keys(pem: bytes) -> list[str]:
+def pem_keys(pem: bytes, trusted: TrustedIssuers | None) -> list[str]:
     """Keys of a PEM certificate or PEM public key (Rekor v1 bodies)."""
     try:
         if b"CERTIFICATE" in pem:
-            return certificate_keys(x509.load_pem_x509_certificate(pem))
+            return certificate_keys(x509.load_pem_x509_certificate(pem), trusted)
         return [key_fingerprint_key(_spki(serialization.load_pem_public_key(pem)))]
     except (ValueError, TypeError):
         return []
 
 
-def verifier_keys(certificate: x509.Certificate | None, spki: bytes) -> list[str]:
-    """Keys of an already-parsed verifier (the write path; same keys as from the body)."""
-    if certificate is not None:
-        return certificate_keys(certificate, spki)
-    return [key_fingerprint_key(spki)]
-
-
-def _verifier_v2_keys(verifier: dict[str, Any]) -> list[str]:
+def _verifier_v2_keys(verifier: dict[str, Any], trusted: TrustedIssuers | None) -> list[str]:
     try:
         if "x509Certificate" in verifier:
             der = base64.b64decode(verifier["x509Certificate"]["rawBytes"])
-            return certificate_keys(x509.load_der_x509_certificate(der))
+            return certificate_keys(x509.load_der_x509_certificate(der), trusted)
         der = base64.b64decode(verifier["publicKey"]["rawBytes"])
         return [key_fingerprint_key(_spki(serialization.load_der_public_key(der)))]
     except (KeyError, TypeError, ValueError, binascii.Error):
@@ -157,40 +155,43 @@ def _statement_subject_keys(payload: bytes) -> list[str]:
     return keys
 
 
-def keys_for_body(body: bytes) -> list[str]:
-    """Every search key of a canonical body (any kind/version the log stores), deduplicated."""
+def keys_for_body(body: bytes, trusted: TrustedIssuers | None = None) -> list[str]:
+    """Every search key of a canonical body (any kind/version the log stores), deduplicated;
+    identity keys only for certificates ``trusted`` vouches for."""
     try:
         entry = json.loads(body)
-        keys = _keys(entry["kind"], entry["apiVersion"], entry["spec"])
+        keys = _keys(entry["kind"], entry["apiVersion"], entry["spec"], trusted)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, RecursionError):
         return []
     return list(dict.fromkeys(keys))
 
 
-def _keys(kind: str, version: str, spec: dict[str, Any]) -> list[str]:
+def _keys(
+    kind: str, version: str, spec: dict[str, Any], trusted: TrustedIssuers | None
+) -> list[str]:
     if (kind, version) == ("hashedrekord", "0.0.1"):
         hash_ = spec["data"]["hash"]
         pem = base64.b64decode(spec["signature"]["publicKey"]["content"])
-        return [digest_key(hash_["algorithm"], hash_["value"]), *pem_keys(pem)]
+        return [digest_key(hash_["algorithm"], hash_["value"]), *pem_keys(pem, trusted)]
     if (kind, version) == ("hashedrekord", "0.0.2"):
         inner = spec["hashedRekordV002"]
         data = inner["data"]
         hex_digest = base64.b64decode(data["digest"]).hex()
         return [
             digest_key(_V2_HASH.get(data["algorithm"], data["algorithm"]), hex_digest),
-            *_verifier_v2_keys(inner["signature"]["verifier"]),
+            *_verifier_v2_keys(inner["signature"]["verifier"], trusted),
         ]
     if (kind, version) == ("dsse", "0.0.1"):
         keys = [digest_key("sha256", spec["payloadHash"]["value"]),
                 digest_key("sha256", spec["envelopeHash"]["value"])]
         for sig in spec["signatures"]:
-            keys.extend(pem_keys(base64.b64decode(sig["verifier"])))
+            keys.extend(pem_keys(base64.b64decode(sig["verifier"]), trusted))
         return keys
     if (kind, version) == ("dsse", "0.0.2"):
         inner = spec["dsseV002"]
         keys = [digest_key("sha256", base64.b64decode(inner["payloadHash"]["digest"]).hex())]
         for sig in inner["signatures"]:
-            keys.extend(_verifier_v2_keys(sig["verifier"]))
+            keys.extend(_verifier_v2_keys(sig["verifier"], trusted))
         return keys
     if (kind, version) == ("intoto", "0.0.2"):
         content = spec["content"]
@@ -200,7 +201,7 @@ def _keys(kind: str, version: str, spec: dict[str, Any]) -> list[str]:
         payload = base64.b64decode(base64.b64decode(envelope["payload"]))
         keys.extend(_statement_subject_keys(payload))
         for sig in envelope["signatures"]:
-            keys.extend(pem_keys(base64.b64decode(sig["publicKey"])))
+            keys.extend(pem_keys(base64.b64decode(sig["publicKey"]), trusted))
         return keys
     return []
 

@@ -25,9 +25,11 @@ from starlette.routing import BaseRoute
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.checkpoint import ed25519_key_id
+from keyless.server.budget import ClientBudget
 from keyless.server.keys import Signer
 from keyless.services.tlog import kinds, search
 from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
+from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import KeyValueStore, SearchIndexer
 from keyless.services.tlog.kinds.common import Proposed, load_pem_verifier
 from keyless.services.tlog.limits import TlogLimits
@@ -66,9 +68,9 @@ async def propose(
     """Run an entry validator, in a worker thread when ``offload``.
 
     Verification is CPU-bound: a large DSSE envelope (16 signatures x 16 keys over a
-    multi-megabyte payload) costs over a second, which on the event loop would stall every other
-    request. A thread costs ~50 µs, so only large requests take it; the small hashedrekord of a
-    typical signer stays inline.
+    multi-megabyte payload) costs over a second, and even a small body can hold 16 x 16 P-521
+    checks (a quarter second), which on the event loop would stall every other request. The
+    HTTP routes therefore always offload (a thread costs ~50 µs); in-process callers may not.
     """
     if offload:
         return await asyncio.to_thread(validator, request)
@@ -135,7 +137,11 @@ def _identity_any(identity: str) -> str:
 
 
 class LogServiceBase:
-    """What both personalities share: the engine, limits, search."""
+    """What both personalities share: the engine, limits, search.
+
+    ``trusted`` names the CAs whose certificates' identities the search index believes
+    (:mod:`keyless.services.tlog.identities`); without it no identity is indexed.
+    """
 
     def __init__(
         self,
@@ -145,12 +151,14 @@ class LogServiceBase:
         search_index: SearchIndexStore | None,
         kv: KeyValueStore | None,
         limits: TlogLimits,
+        trusted: TrustedIssuers | None,
     ) -> None:
         self.log = log
         self.log_name = log_name
         self.limits = limits
         self.indexer = (
-            SearchIndexer(log, search_index, log_name, kv=kv) if search_index is not None else None
+            SearchIndexer(log, search_index, log_name, kv=kv, trusted=trusted)
+            if search_index is not None else None
         )
 
     async def start(self) -> None:
@@ -168,7 +176,7 @@ class LogServiceBase:
         self.limits.check_entry(len(proposed.body))
         result = await self.log.add(proposed.body)
         if not result.duplicate and self.indexer is not None:
-            self.indexer.submit(result.index, proposed.body, proposed.search_keys)
+            self.indexer.submit(result.index, proposed.body)
         return result
 
     async def require_entry(self, index: int) -> None:
@@ -218,10 +226,11 @@ class RekorV2Service(LogServiceBase):
         search_index: SearchIndexStore | None = None,
         kv: KeyValueStore | None = None,
         limits: TlogLimits | None = None,
+        trusted: TrustedIssuers | None = None,
     ) -> None:
         super().__init__(
             log, log_name=log_name, search_index=search_index, kv=kv,
-            limits=limits or TlogLimits(),
+            limits=limits or TlogLimits(), trusted=trusted,
         )
         if len(log_id) != 32:
             raise InvalidInput("a Rekor v2 log ID is the full 32-byte note key ID")
@@ -258,16 +267,27 @@ class RekorV2Service(LogServiceBase):
             proof=await self.proof_at_head(index),
         )
 
-    def routes(self) -> list[BaseRoute]:
-        """Routes relative to the v2 base URL (``P/rekor``)."""
+    def routes(self, budget: ClientBudget | None = None) -> list[BaseRoute]:
+        """Routes relative to the v2 base URL (``P/rekor``); ``budget``: per-client limits
+        (default :class:`ClientBudget`'s)."""
         from keyless.services.tlog.routes import v2_routes
 
-        return v2_routes(self)
+        return v2_routes(self, budget)
 
 
 def ed25519_log_id(origin: str, raw_public_key: bytes) -> bytes:
     """C2SP signed-note key ID of an Ed25519 key: SHA-256(name ‖ 0x0A ‖ 0x01 ‖ key)."""
     return ed25519_key_id(origin, Ed25519PublicKey.from_public_bytes(raw_public_key))
+
+
+def _lookup_hashes(entries: list[Any]) -> list[list[bytes]]:
+    """For each proposed entry, the leaf hashes it may be logged under (no signature checked)."""
+    out = []
+    for item in entries:
+        if not isinstance(item, dict):
+            raise InvalidInput("entries must hold proposed entries")
+        out.append([merkle.leaf_hash(body) for body in kinds.lookup_bodies_v1(item)])
+    return out
 
 
 class RekorV1Service(LogServiceBase):
@@ -288,10 +308,11 @@ class RekorV1Service(LogServiceBase):
         search_index: SearchIndexStore | None = None,
         kv: KeyValueStore | None = None,
         limits: TlogLimits | None = None,
+        trusted: TrustedIssuers | None = None,
     ) -> None:
         super().__init__(
             log, log_name=log_name, search_index=search_index, kv=kv,
-            limits=limits or TlogLimits(),
+            limits=limits or TlogLimits(), trusted=trusted,
         )
         if not 0 <= tree_id < 2**63:
             raise InvalidInput("tree ID must be a non-negative 63-bit integer")
@@ -353,24 +374,48 @@ class RekorV1Service(LogServiceBase):
         """``GET /api/v1/log/entries/{entryUUID}``."""
         return await self.entry_by_index(await self.index_of_uuid(uuid))
 
-    async def retrieve(self, request: dict[str, Any]) -> list[dict[str, Any]]:
-        """``POST /api/v1/log/entries/retrieve``: entries by UUIDs, indexes or proposed entries."""
+    async def retrieve(
+        self, request: dict[str, Any], *, offload: bool = False
+    ) -> list[dict[str, Any]]:
+        """``POST /api/v1/log/entries/retrieve``: entries by UUIDs, indexes or proposed entries.
+
+        A proposed entry is looked up by the leaf hash of its canonical body, computed without
+        verifying any signature (:func:`kinds.lookup_bodies_v1`): a lookup logs nothing, so a
+        bad signature only means "not found", and an anonymous request costs no verification.
+        ``offload`` canonicalises in a worker thread (large requests).
+        """
         fields = [f for f in ("entryUUIDs", "logIndexes", "entries") if request.get(f)]
         unknown = sorted(set(request) - {"entryUUIDs", "logIndexes", "entries"})
         if unknown:
             raise InvalidInput(f"unknown field(s) {', '.join(unknown)}")
         if not fields:
             raise InvalidInput("give entryUUIDs, logIndexes or entries (1 to 10 items)")
-        indexes: list[int] = []
         for field in fields:
             items = request[field]
             if not isinstance(items, list) or not 1 <= len(items) <= self.limits.max_retrieve:
                 raise InvalidInput(f"{field} must be a list of 1 to {self.limits.max_retrieve}")
-            for item in items:
+        indexes: list[int] = []
+        for field in fields:
+            if field == "entries":
+                candidates = (await asyncio.to_thread(_lookup_hashes, request[field]) if offload
+                              else _lookup_hashes(request[field]))
+                for hashes in candidates:
+                    found = await self._first_index(hashes)
+                    if found is not None:
+                        indexes.append(found)
+                continue
+            for item in request[field]:
                 found = await self._retrieve_one(field, item)
                 if found is not None:
                     indexes.append(found)
         return [await self.entry_by_index(i) for i in dict.fromkeys(indexes)]
+
+    async def _first_index(self, leaf_hashes: list[bytes]) -> int | None:
+        for leaf_hash in leaf_hashes:
+            index = await self.log.index_of(leaf_hash)
+            if index is not None:
+                return index
+        return None
 
     async def _retrieve_one(self, field: str, item: Any) -> int | None:
         if field == "logIndexes":
@@ -378,17 +423,12 @@ class RekorV1Service(LogServiceBase):
                 raise InvalidInput("logIndexes must hold non-negative integers")
             size, _ = await self.log.tree()
             return item if item < size else None
-        if field == "entryUUIDs":
-            if not isinstance(item, str):
-                raise InvalidInput("entryUUIDs must hold strings")
-            try:
-                return await self.index_of_uuid(item)
-            except NotFound:
-                return None
-        if not isinstance(item, dict):
-            raise InvalidInput("entries must hold proposed entries")
-        proposed = kinds.propose_v1(item)
-        return await self.log.index_of(merkle.leaf_hash(proposed.body))
+        if not isinstance(item, str):
+            raise InvalidInput("entryUUIDs must hold strings")
+        try:
+            return await self.index_of_uuid(item)
+        except NotFound:
+            return None
 
     async def log_info(self) -> dict[str, Any]:
         """``GET /api/v1/log``."""
@@ -469,8 +509,9 @@ class RekorV1Service(LogServiceBase):
             raise InvalidInput("publicKey.content is not valid base64") from exc
         return search.key_fingerprint_key(load_pem_verifier(pem, "publicKey.content").spki)
 
-    def routes(self) -> list[BaseRoute]:
-        """Routes relative to the v1 base URL (the port root)."""
+    def routes(self, budget: ClientBudget | None = None) -> list[BaseRoute]:
+        """Routes relative to the v1 base URL (the port root); ``budget``: per-client limits
+        (default :class:`ClientBudget`'s)."""
         from keyless.services.tlog.routes import v1_routes
 
-        return v1_routes(self)
+        return v1_routes(self, budget)

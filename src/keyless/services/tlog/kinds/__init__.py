@@ -8,13 +8,14 @@ No registration at import time (architecture.md house style): the tables below a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from keyless.errors import InvalidInput
 from keyless.services.tlog.kinds import dsse, hashedrekord, intoto
 from keyless.services.tlog.kinds.common import Proposed
 
 Validator = Callable[[Any], Proposed]
+_T = TypeVar("_T")
 
 #: Rekor v1 ``ProposedEntry`` (kind, apiVersion) → validator of its ``spec`` (protocols.md §3.1).
 V1_KINDS: dict[tuple[str, str], Validator] = {
@@ -29,26 +30,53 @@ V2_REQUESTS: dict[str, Validator] = {
     "dsseRequestV002": dsse.propose_v002,
 }
 
-__all__ = ["V1_KINDS", "V2_REQUESTS", "Proposed", "propose_v1", "propose_v2"]
+#: Rekor v1 (kind, apiVersion) → the canonical bodies a proposal may have been logged as,
+#: computed *without* verifying signatures (``POST /api/v1/log/entries/retrieve`` looks entries
+#: up by their leaf hash; an unauthenticated lookup must not cost signature verifications).
+V1_LOOKUPS: dict[tuple[str, str], Callable[[Any], list[bytes]]] = {
+    ("hashedrekord", "0.0.1"): lambda spec: [hashedrekord.propose_v001(spec, verify=False).body],
+    ("dsse", "0.0.1"): dsse.candidate_bodies_v001,
+    ("intoto", "0.0.2"): lambda spec: [intoto.propose_v002(spec, verify=False).body],
+}
+
+__all__ = [
+    "V1_KINDS", "V1_LOOKUPS", "V2_REQUESTS", "Proposed", "lookup_bodies_v1", "propose_v1",
+    "propose_v2",
+]
 
 
-def propose_v1(entry: dict[str, Any]) -> Proposed:
-    """Validate a Rekor v1 ``ProposedEntry`` (``{"kind", "apiVersion", "spec"}``)."""
+def _kind_spec(entry: dict[str, Any], table: dict[tuple[str, str], Any]) -> tuple[Any, Any]:
+    """The table entry for a Rekor v1 ``ProposedEntry``'s kind and version, and its spec."""
     kind = entry.get("kind")
     version = entry.get("apiVersion")
     if not isinstance(kind, str) or not isinstance(version, str):
         raise InvalidInput("proposed entry needs string fields kind and apiVersion")
-    validator = V1_KINDS.get((kind, version))
-    if validator is None:
-        supported = ", ".join(f"{k} {v}" for k, v in V1_KINDS)
+    handler = table.get((kind, version))
+    if handler is None:
+        supported = ", ".join(f"{k} {v}" for k, v in table)
         raise InvalidInput(f"unsupported entry kind {kind!r} version {version!r}; "
                            f"supported: {supported}")
     if "spec" not in entry:
         raise InvalidInput("proposed entry has no spec")
-    return _guarded(validator, entry["spec"])
+    return handler, entry["spec"]
 
 
-def _guarded(validator: Validator, value: Any) -> Proposed:
+def propose_v1(entry: dict[str, Any]) -> Proposed:
+    """Validate a Rekor v1 ``ProposedEntry`` (``{"kind", "apiVersion", "spec"}``)."""
+    validator: Validator
+    validator, spec = _kind_spec(entry, V1_KINDS)
+    return _guarded(validator, spec)
+
+
+def lookup_bodies_v1(entry: dict[str, Any]) -> list[bytes]:
+    """The canonical bodies a Rekor v1 ``ProposedEntry`` may have been logged as (one, or a few
+    for dsse), without verifying any signature: for looking it up, never for logging it."""
+    lookup: Callable[[Any], list[bytes]]
+    lookup, spec = _kind_spec(entry, V1_LOOKUPS)
+    return _guarded(lookup, spec)
+
+
+def _guarded(validator: Callable[[Any], _T], value: Any) -> _T:
     """Run a validator; JSON may smuggle lone surrogates that cannot be encoded (RFC 8259 §8.2)."""
     try:
         return validator(value)

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
@@ -51,17 +51,15 @@ class EntrySignatureError(VerificationError):
 
 @dataclass(frozen=True)
 class Proposed:
-    """A verified proposed entry, ready to be logged.
+    """A verified proposed entry, ready to be logged; ``body`` is the canonical leaf (JCS).
 
-    ``body`` is the canonical leaf (JCS). ``search_keys``, when the validator already computed
-    them from the objects it parsed, must equal ``search.keys_for_body(body)`` (tested); empty
-    means "derive them from the body".
+    Its search keys are derived from the body alone (``search.keys_for_body``), off the request
+    path, by the indexer that knows which CAs to believe.
     """
 
     kind: str
     api_version: str
     body: bytes
-    search_keys: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)

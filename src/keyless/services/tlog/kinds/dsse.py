@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from keyless.errors import InvalidInput, TooLarge
@@ -25,6 +27,9 @@ MAX_VERIFIERS = 16
 #: request path, so the product bounds the CPU one request can cost; a 4 MiB body could otherwise
 #: hold ~30,000 signatures (about 40 s of verification with the event loop blocked).
 MAX_SIGNATURES = 16
+#: Most candidate bodies a retrieve-by-entry of one dsse 0.0.1 proposal may cost (see
+#: :func:`candidate_bodies_v001`): one signature with up to 16 verifiers, or 2 with 4.
+MAX_LOOKUP_CANDIDATES = 16
 
 
 def _match(
@@ -52,8 +57,8 @@ def _match(
     return matched
 
 
-def propose_v001(spec: Any) -> Proposed:
-    """Validate a Rekor v1 ``dsse`` 0.0.1 proposal and build the canonical (hashes-only) body."""
+def _parse_v001(spec: Any) -> tuple[str, Envelope, list[Verifier]]:
+    """The raw envelope text, the envelope and the verifiers of a dsse 0.0.1 proposal."""
     spec = common.obj(spec, "spec")
     # envelopeHash/payloadHash/signatures are readOnly in Rekor's schema: the log computes them
     # and ignores what a client sends (sigstore-python sends them as null).
@@ -66,6 +71,9 @@ def propose_v001(spec: Any) -> Proposed:
         parse_json_object(raw_envelope.encode(), "spec.proposedContent.envelope"),
         "spec.proposedContent.envelope",
     )
+    if len(envelope.signatures) > MAX_SIGNATURES:
+        raise TooLarge(f"spec.proposedContent.envelope has {len(envelope.signatures)} "
+                       f"signatures; the limit is {MAX_SIGNATURES}")
     raw_verifiers = content.get("verifiers")
     if not isinstance(raw_verifiers, list) or not raw_verifiers:
         raise InvalidInput("spec.proposedContent.verifiers must be a non-empty list")
@@ -78,15 +86,15 @@ def propose_v001(spec: Any) -> Proposed:
         )
         for i, v in enumerate(raw_verifiers)
     ]
-    matched = _match(envelope, verifiers, "spec.proposedContent.envelope")
+    return raw_envelope, envelope, verifiers
+
+
+def _body_v001(
+    raw_envelope: str, envelope: Envelope, pems: list[bytes], matched: Sequence[tuple[bytes, int]]
+) -> bytes:
+    """The canonical dsse 0.0.1 body: hashes and the ``{signature, verifier}`` pairs."""
     signatures = sorted(
-        (
-            {
-                "signature": common.b64e(sig),
-                "verifier": common.b64e(verifiers[j].canonical_pem()),
-            }
-            for sig, j in matched
-        ),
+        ({"signature": common.b64e(sig), "verifier": common.b64e(pems[j])} for sig, j in matched),
         key=lambda s: s["signature"],
     )
     body = {
@@ -101,7 +109,39 @@ def propose_v001(spec: Any) -> Proposed:
             "signatures": signatures,
         },
     }
-    return Proposed(KIND, "0.0.1", common.jcs(body))
+    return common.jcs(body)
+
+
+def propose_v001(spec: Any) -> Proposed:
+    """Validate a Rekor v1 ``dsse`` 0.0.1 proposal and build the canonical (hashes-only) body."""
+    raw_envelope, envelope, verifiers = _parse_v001(spec)
+    matched = _match(envelope, verifiers, "spec.proposedContent.envelope")
+    pems = [v.canonical_pem() for v in verifiers]
+    return Proposed(KIND, "0.0.1", _body_v001(raw_envelope, envelope, pems, matched))
+
+
+def candidate_bodies_v001(spec: Any) -> list[bytes]:
+    """Every body a dsse 0.0.1 proposal could have been logged as, *without* verifying a
+    signature (``POST /api/v1/log/entries/retrieve``: a lookup must not cost a verification).
+
+    The logged body pairs each signature with the verifier it verified with; unverified, any
+    verifier may be the one, so there is one candidate per assignment. At most
+    :data:`MAX_LOOKUP_CANDIDATES` are tried; a larger proposal is refused (look it up by UUID).
+    """
+    raw_envelope, envelope, verifiers = _parse_v001(spec)
+    sigs = [s.sig for s in envelope.signatures]
+    count = len(verifiers) ** len(sigs)
+    if count > MAX_LOOKUP_CANDIDATES:
+        raise InvalidInput(
+            f"a dsse entry with {len(sigs)} signatures and {len(verifiers)} verifiers has "
+            f"{count} possible forms; retrieve looks up at most {MAX_LOOKUP_CANDIDATES} "
+            "(retrieve it by UUID or log index instead)"
+        )
+    pems = [v.canonical_pem() for v in verifiers]
+    return [
+        _body_v001(raw_envelope, envelope, pems, list(zip(sigs, choice, strict=True)))
+        for choice in itertools.product(range(len(verifiers)), repeat=len(sigs))
+    ]
 
 
 def propose_v002(request: Any) -> Proposed:

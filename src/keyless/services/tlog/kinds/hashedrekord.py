@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from keyless.errors import InvalidInput
-from keyless.services.tlog import search
 from keyless.services.tlog.kinds import common
 from keyless.services.tlog.kinds.common import Proposed, Verifier
 from keyless.services.tlog.kinds.keydetails import check_key_details, hash_name_for
@@ -22,8 +21,11 @@ from keyless.services.tlog.kinds.keydetails import check_key_details, hash_name_
 KIND = "hashedrekord"
 
 
-def propose_v001(spec: Any) -> Proposed:
-    """Validate a Rekor v1 ``hashedrekord`` 0.0.1 spec and build its canonical body."""
+def propose_v001(spec: Any, *, verify: bool = True) -> Proposed:
+    """Validate a Rekor v1 ``hashedrekord`` 0.0.1 spec and build its canonical body.
+
+    ``verify=False`` skips only the signature check (looking an entry up, never logging it).
+    """
     spec = common.obj(spec, "spec")
     common.only_keys(spec, {"signature", "data"}, "spec")
     signature = common.obj(spec.get("signature"), "spec.signature")
@@ -41,7 +43,8 @@ def propose_v001(spec: Any) -> Proposed:
     if not isinstance(algorithm, str) or algorithm not in common.HASHES_V1:
         raise InvalidInput("spec.data.hash.algorithm must be one of sha256, sha384, sha512")
     digest = common.hex_digest(hash_.get("value"), algorithm, "spec.data.hash.value")
-    common.verify_digest(verifier, sig, digest, common.HASHES_V1[algorithm])
+    if verify:
+        common.verify_digest(verifier, sig, digest, common.HASHES_V1[algorithm])
     body = {
         "apiVersion": "0.0.1",
         "kind": KIND,
@@ -53,9 +56,7 @@ def propose_v001(spec: Any) -> Proposed:
             },
         },
     }
-    keys = [search.digest_key(algorithm, digest.hex()),
-            *search.verifier_keys(verifier.certificate, verifier.spki)]
-    return Proposed(KIND, "0.0.1", common.jcs(body), tuple(dict.fromkeys(keys)))
+    return Proposed(KIND, "0.0.1", common.jcs(body))
 
 
 def parse_verifier_v2(value: Any, what: str) -> tuple[Verifier, str, dict[str, Any]]:
@@ -114,6 +115,4 @@ def propose_v002(request: Any) -> Proposed:
             }
         },
     }
-    keys = [search.digest_key(common.HASHES_V2[hash_name].name, digest.hex()),
-            *search.verifier_keys(verifier.certificate, verifier.spki)]
-    return Proposed(KIND, "0.0.2", common.jcs(body), tuple(dict.fromkeys(keys)))
+    return Proposed(KIND, "0.0.2", common.jcs(body))
