@@ -32,12 +32,12 @@ from pathlib import Path
 
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import encode_entry_bundle, entries_path, tile_path
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.edge import WIDTH, tile_levels
 from keyless.log.nodes import NodeReader
 from keyless.log.sequencer import Sequencer
 from keyless.merkle import CompactRange
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import Storage, open_storage
 from keyless.storage.model import Batch, LogHead, NewEntry
 

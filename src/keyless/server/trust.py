@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from keyless import keys
 from keyless.errors import ConfigError
 from keyless.formats.checkpoint import ed25519_key_id
-from keyless.server.keys import PublicKey
+from keyless.keys import PublicKey, spki_der
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
@@ -60,13 +60,6 @@ class Validity:
         return self.start <= moment and (self.end is None or moment <= self.end)
 
 
-def spki_der(key: PublicKey) -> bytes:
-    """DER SubjectPublicKeyInfo of ``key``."""
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def spki_key_id(key: PublicKey) -> bytes:
     """SHA-256 of the SPKI DER: the log ID of Rekor v1 and RFC 6962 CT logs."""
     return hashlib.sha256(spki_der(key)).digest()
@@ -84,19 +77,10 @@ def note_key_id(origin: str, key: ed25519.Ed25519PublicKey) -> bytes:
 
 def key_details(key: PublicKey) -> str:
     """The ``PublicKeyDetails`` enum name for ``key`` (protobuf-specs sigstore_common.proto)."""
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "PKIX_ED25519"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        size = key.curve.key_size
-        if size == 256:
-            return "PKIX_ECDSA_P256_SHA_256"
-        if size == 384:
-            return "PKIX_ECDSA_P384_SHA_384"
-        if size == 521:
-            return "PKIX_ECDSA_P521_SHA_512"
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size in (2048, 3072, 4096):
-        return f"PKIX_RSA_PKCS1V15_{key.key_size}_SHA256"
-    raise ConfigError(f"no trusted-root key type for {type(key).__name__}")
+    details = keys.key_details(key)
+    if details is None:
+        raise ConfigError(f"no trusted-root key type for {type(key).__name__}")
+    return details
 
 
 def _b64(data: bytes) -> str:

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
+from keyless.keys import InMemorySigner, generate_key
 from keyless.server.app import Component
 from keyless.server.config import Settings
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.server.secrets import FileSecrets, Secrets
 from keyless.server.trust import (
     Authority,

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote, cosign
 from keyless.formats.tiles import TileProver, append_tiles, reader_from_mapping
+from keyless.keys import InMemorySigner, generate_key
 from keyless.merkle import CompactRange, leaf_hash
-from keyless.server.keys import InMemorySigner, generate_key
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from keyless.formats.tiles import (
     root_tiles,
     tile_width,
 )
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log.engine import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 
 ORIGIN = "localhost:3000/rekor"

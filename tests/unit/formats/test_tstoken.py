@@ -32,7 +32,7 @@ from keyless.formats.der import (
 from keyless.formats.tsp import TokenBuilder, encode_query, parse_query
 from keyless.formats.tsp import generalized_time as encode_generalized_time
 from keyless.formats.tstoken import MalformedTimestamp, parse_signed_timestamp
-from keyless.server.keys import InMemorySigner, generate_key
+from keyless.keys import InMemorySigner, generate_key
 from keyless.services.tsa.certs import create_root, issue_leaf
 from keyless.services.tsa.service import random_serial
 from keyless.trust.material import Authority, TrustMaterial

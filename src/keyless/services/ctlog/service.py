@@ -40,7 +40,7 @@ from keyless.formats.sct import (
     x509_signed_data,
 )
 from keyless.formats.x509profile import strip_extension
-from keyless.server.keys import PublicKey, Signer
+from keyless.keys import KeySigner, PublicKey, spki_der
 from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
 from keyless.services.ctlog.entries import (
     TimestampedEntry,
@@ -101,7 +101,7 @@ class CTLogService:
         *,
         engine: LogEngine,
         kv: KeyValue,
-        signer: Signer,
+        signer: KeySigner,
         roots: Sequence[x509.Certificate],
         origin: str,
         clock: Callable[[], float] = time.time,
@@ -256,7 +256,7 @@ class CTLogService:
         """SHA-256 of the issuer's SPKI (RFC 6962 §3.2 ``issuer_key_hash``), cached per issuer."""
         cached = self._key_hashes.get(issuer_der)
         if cached is None:
-            cached = digest(_spki(x509.load_der_x509_certificate(issuer_der)))
+            cached = digest(spki_der(x509.load_der_x509_certificate(issuer_der).public_key()))
             if len(self._key_hashes) < 64:
                 self._key_hashes[issuer_der] = cached
         return cached
@@ -382,7 +382,3 @@ def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, i: int) -> N
         raise InvalidInput(f"chain[{i}] is not signed by chain[{i + 1}]")
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )

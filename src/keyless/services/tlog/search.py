@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import InvalidInput
+from keyless.keys import spki_der
 
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
@@ -82,7 +83,7 @@ def certificate_keys(cert: x509.Certificate, spki: bytes | None = None) -> list[
     ``spki`` (the certificate's DER SubjectPublicKeyInfo) saves re-extracting the key when the
     caller already has it.
     """
-    keys = [key_fingerprint_key(spki if spki is not None else _spki(cert.public_key()))]
+    keys = [key_fingerprint_key(spki if spki is not None else spki_der(cert.public_key()))]
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         issuer = _issuer(cert)
@@ -102,20 +103,12 @@ def certificate_keys(cert: x509.Certificate, spki: bytes | None = None) -> list[
     return keys
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def pem_keys(pem: bytes) -> list[str]:
     """Keys of a PEM certificate or PEM public key (Rekor v1 bodies)."""
     try:
         if b"CERTIFICATE" in pem:
             return certificate_keys(x509.load_pem_x509_certificate(pem))
-        return [key_fingerprint_key(_spki(serialization.load_pem_public_key(pem)))]
+        return [key_fingerprint_key(spki_der(serialization.load_pem_public_key(pem)))]
     except (ValueError, TypeError):
         return []
 
@@ -133,7 +126,7 @@ def _verifier_v2_keys(verifier: dict[str, Any]) -> list[str]:
             der = base64.b64decode(verifier["x509Certificate"]["rawBytes"])
             return certificate_keys(x509.load_der_x509_certificate(der))
         der = base64.b64decode(verifier["publicKey"]["rawBytes"])
-        return [key_fingerprint_key(_spki(serialization.load_der_public_key(der)))]
+        return [key_fingerprint_key(spki_der(serialization.load_der_public_key(der)))]
     except (KeyError, TypeError, ValueError, binascii.Error):
         return []
 
