@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from keyless.errors import InvalidInput, shown
-from keyless.formats.bundle import Bundle, TransparencyLogEntry, TrustedRoot
+from keyless.formats.bundle import Bundle, TransparencyLogEntry
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from keyless.formats.trustroot import TrustedRoot
 from keyless.keys import hash_for_curve, spki_der
 from keyless.trust.material import TrustMaterial
 from keyless.verify import entries
