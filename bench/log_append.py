@@ -38,11 +38,11 @@ from keyless.formats.tiles import (
     tile_levels,
     tile_path,
 )
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.nodes import NodeReader
 from keyless.log.sequencer import Sequencer
 from keyless.merkle import CompactRange
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import Storage, open_storage
 from keyless.storage.model import Batch, LogHead, NewEntry
 

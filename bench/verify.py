@@ -168,7 +168,7 @@ def own_cases(tmp: Path) -> tuple[list[Case], Path]:
 
 def keyless_warm(n: int, cases: list[Case]) -> dict[str, tuple[float, float]]:
     """Median wall time and mean CPU time of one parse + verification, per bundle."""
-    from keyless.formats.bundle import TrustedRoot
+    from keyless.formats.trustroot import TrustedRoot
     from keyless.verify.artifact import Artifact
     from keyless.verify.policy import Identity
     from keyless.verify.verifier import Verifier

@@ -41,14 +41,12 @@ from keyless.formats.bundle import (
     Bundle,
     HashOutput,
     MessageSignature,
-    Service,
-    ServiceSelector,
-    SigningConfig,
     TransparencyLogEntry,
-    TrustedRoot,
     VerificationMaterial,
 )
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature
+from keyless.formats.signingconfig import Service, ServiceSelector, SigningConfig
+from keyless.formats.trustroot import TrustedRoot
 from keyless.trust.material import TrustMaterial
 
 _log = logging.getLogger(__name__)

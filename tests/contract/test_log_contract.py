@@ -20,8 +20,8 @@ from keyless import merkle
 from keyless.errors import Conflict, InvalidInput, NotFound, Pushback, TooLarge
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote
 from keyless.formats.tiles import decode_entry_bundle
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import AddResult, TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import Storage, open_storage
 from keyless.storage.memory import MemoryBackend
 from keyless.storage.model import Batch, LogHead

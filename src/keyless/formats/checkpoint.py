@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from keyless.errors import ConfigError, InvalidInput, VerificationError
-from keyless.server.keys import PublicKey, Signer
+from keyless.keys import KeySigner, PublicKey, hash_for_curve, spki_der
 
 __all__ = [
     "MAX_NOTE_SIZE",
@@ -281,12 +281,6 @@ class Checkpoint:
 # --- key IDs ---------------------------------------------------------------------------------
 
 
-def _spki(key: PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -300,7 +294,7 @@ def ed25519_key_id(name: str, key: ed25519.Ed25519PublicKey, sig_type: int = _SI
 
 def ecdsa_key_id(key: ec.EllipticCurvePublicKey) -> bytes:
     """SHA-256(SPKI DER) — the Rekor v1 ``logID`` and C2SP type 0x02 key ID."""
-    return hashlib.sha256(_spki(key)).digest()
+    return hashlib.sha256(spki_der(key)).digest()
 
 
 def name_from_base_url(base_url: str) -> str:
@@ -315,22 +309,13 @@ def name_from_base_url(base_url: str) -> str:
     return parts.netloc + parts.path.rstrip("/")
 
 
-def _ecdsa_hash(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
-    # Rekor v1 signs SHA-256(note text) with P-256; larger curves use their paired hash.
-    if isinstance(key.curve, ec.SECP384R1):
-        return hashes.SHA384()
-    if isinstance(key.curve, ec.SECP521R1):
-        return hashes.SHA512()
-    return hashes.SHA256()
-
-
 # --- signing ---------------------------------------------------------------------------------
 
 
 class NoteSigner:
-    """Signs note texts with a :class:`keyless.server.keys.Signer` under a key name."""
+    """Signs note texts with a :class:`keyless.keys.KeySigner` under a key name."""
 
-    def __init__(self, name: str, signer: Signer, key_id: bytes) -> None:
+    def __init__(self, name: str, signer: KeySigner, key_id: bytes) -> None:
         _check_key_name(name)
         if len(key_id) < 4:
             raise ConfigError("note key ID must be at least 4 bytes")
@@ -344,7 +329,7 @@ class NoteSigner:
         return self.key_id[:4]
 
     @classmethod
-    def ed25519(cls, name: str, signer: Signer) -> NoteSigner:
+    def ed25519(cls, name: str, signer: KeySigner) -> NoteSigner:
         """A C2SP Ed25519 note signer (Rekor v2 checkpoints)."""
         key = signer.public_key()
         if not isinstance(key, ed25519.Ed25519PublicKey):
@@ -352,7 +337,7 @@ class NoteSigner:
         return cls(name, signer, ed25519_key_id(name, key))
 
     @classmethod
-    def ecdsa(cls, name: str, signer: Signer) -> NoteSigner:
+    def ecdsa(cls, name: str, signer: KeySigner) -> NoteSigner:
         """A Rekor v1 style ECDSA note signer (key ID = SHA-256(SPKI))."""
         key = signer.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -360,7 +345,7 @@ class NoteSigner:
         return cls(name, signer, ecdsa_key_id(key))
 
     @classmethod
-    def for_key(cls, name: str, signer: Signer) -> NoteSigner:
+    def for_key(cls, name: str, signer: KeySigner) -> NoteSigner:
         """Pick the convention from the key type (Ed25519 → C2SP, ECDSA → Rekor v1)."""
         if isinstance(signer.public_key(), ed25519.Ed25519PublicKey):
             return cls.ed25519(name, signer)
@@ -463,7 +448,7 @@ class NoteVerifier:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(signature, text)
             elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, text, ec.ECDSA(_ecdsa_hash(key)))
+                key.verify(signature, text, ec.ECDSA(hash_for_curve(key.curve)))
             else:  # pragma: no cover - excluded by __init__
                 return False
         except InvalidSignature:

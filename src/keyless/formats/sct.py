@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.errors import VerificationError
+from keyless.keys import hash_for_curve, spki_der
 
 #: OID of the embedded SCT list extension (RFC 6962 §3.3).
 SCT_LIST_OID = "1.3.6.1.4.1.11129.2.4.2"
@@ -62,6 +63,8 @@ _HASHES: dict[int, type[hashes.HashAlgorithm]] = {
     HASH_SHA384: hashes.SHA384,
     HASH_SHA512: hashes.SHA512,
 }
+#: ``cryptography`` hash name → RFC 5246 code (the inverse of ``_HASHES``).
+_HASH_CODES: dict[str, int] = {"sha256": HASH_SHA256, "sha384": HASH_SHA384, "sha512": HASH_SHA512}
 
 #: C2SP static-ct-api ``ExtensionType.leaf_index``.
 EXTENSION_LEAF_INDEX = 0
@@ -133,10 +136,7 @@ class SignedCertificateTimestamp:
 
 def log_id_for(public_key: Any) -> bytes:
     """The RFC 6962 §3.2 log ID: SHA-256 of the log key's DER SubjectPublicKeyInfo."""
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
+    return hashlib.sha256(spki_der(public_key)).digest()
 
 
 def encode_sct(sct: SignedCertificateTimestamp) -> bytes:
@@ -277,15 +277,11 @@ def verify_sct(
 def algorithms_for_key(public_key: Any) -> tuple[int, int]:
     """The (hash_alg, sig_alg) pair a log with this key writes into its SCTs (RFC 5246 §7.4.1.4.1).
 
-    ``keyless.server.keys.Signer`` signs ECDSA with the curve's hash, RSA with SHA-256, and
+    :class:`keyless.keys.KeySigner` signs ECDSA with the curve's hash, RSA with SHA-256, and
     Ed25519 purely (hash field conventionally SHA-256, as RFC 8422 leaves it meaningless).
     """
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        if isinstance(public_key.curve, ec.SECP384R1):
-            return HASH_SHA384, SIG_ECDSA
-        if isinstance(public_key.curve, ec.SECP521R1):
-            return HASH_SHA512, SIG_ECDSA
-        return HASH_SHA256, SIG_ECDSA
+        return _HASH_CODES[hash_for_curve(public_key.curve).name], SIG_ECDSA
     if isinstance(public_key, rsa.RSAPublicKey):
         return HASH_SHA256, SIG_RSA
     if isinstance(public_key, ed25519.Ed25519PublicKey):

@@ -33,7 +33,7 @@ from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.der import element, set_order
 from keyless.formats.der import encode_length as der_length
 from keyless.formats.der import encode_tlv as der_tlv
-from keyless.server.keys import PublicKey, Signer, hash_for_curve
+from keyless.keys import KeySigner, PublicKey, hash_for_curve, spki_der
 
 #: The policy the public-good Sigstore TSA stamps under (protocols.md §8); our default too.
 DEFAULT_POLICY_OID: Final = "1.3.6.1.4.1.57264.2"
@@ -357,10 +357,10 @@ class _SignatureProfile:
 
 def _signature_profile(key: PublicKey) -> _SignatureProfile:
     if isinstance(key, ec.EllipticCurvePublicKey):
-        name = hash_for_curve(key.curve).name  # Signer contract: ECDSA hash by curve
+        name = hash_for_curve(key.curve).name  # KeySigner contract: ECDSA hash by curve
         return _SignatureProfile(name, f"{name}_ecdsa")
     if isinstance(key, rsa.RSAPublicKey):
-        return _SignatureProfile("sha256", "sha256_rsa")  # Signer contract: PKCS#1 v1.5 SHA-256
+        return _SignatureProfile("sha256", "sha256_rsa")  # KeySigner contract: PKCS#1 v1.5 SHA-256
     # Ed25519 (RFC 8419) is refused: openssl ts and rfc3161-client verify through OpenSSL's
     # PKCS#7 code, which cannot check Ed25519 signer infos, so such tokens would never verify.
     raise ConfigError(
@@ -411,7 +411,7 @@ class TokenBuilder:
 
     def __init__(
         self,
-        signer: Signer,
+        signer: KeySigner,
         chain: Sequence[cx509.Certificate],
         *,
         policies: Sequence[str] = (DEFAULT_POLICY_OID,),
@@ -424,12 +424,7 @@ class TokenBuilder:
             raise ConfigError("the TSA needs at least one policy OID")
         leaf_cx = chain[0]
         pub = signer.public_key()
-        spki = pub.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if spki != leaf_cx.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ):
+        if spki_der(pub) != spki_der(leaf_cx.public_key()):
             raise ConfigError("the TSA signing key does not match the TSA leaf certificate")
         self._signer = signer
         leaf = x509.Certificate.load(leaf_cx.public_bytes(serialization.Encoding.DER))

@@ -25,14 +25,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.der import encode_length, encode_oid, encode_tlv
 from keyless.formats.sct import POISON_OID, SCT_LIST_OID
-from keyless.server.keys import InMemorySigner, PublicKey, Signer
+from keyless.keys import InMemorySigner, KeySigner, PublicKey, signature_hash
 
 #: Fulcio's OID arc (``pkg/certificate/extensions.go``, ``docs/oid-info.md``).
 SIGSTORE_OID_ARC = "1.3.6.1.4.1.57264.1"
@@ -228,7 +227,7 @@ def leaf_builder(profile: LeafProfile, issuer: x509.Certificate) -> x509.Certifi
 def build_precertificate(
     profile: LeafProfile,
     issuer: x509.Certificate,
-    signer: Signer,
+    signer: KeySigner,
     base: x509.CertificateBuilder | None = None,
 ) -> x509.Certificate:
     """The precertificate: the leaf plus the critical poison extension (RFC 6962 §3.1).
@@ -244,7 +243,7 @@ def build_precertificate(
 def build_final_certificate(
     profile: LeafProfile,
     issuer: x509.Certificate,
-    signer: Signer,
+    signer: KeySigner,
     sct_list_extension: bytes,
     base: x509.CertificateBuilder | None = None,
 ) -> x509.Certificate:
@@ -283,7 +282,7 @@ def build_ca_certificate(
     subject: x509.Name,
     public_key: PublicKey,
     issuer: x509.Certificate | None,
-    signer: Signer,
+    signer: KeySigner,
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.Certificate:
@@ -331,22 +330,6 @@ def build_ca_certificate(
     return sign_builder(builder, signer)
 
 
-def signature_hash(public_key: PublicKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
-    """The hash :class:`keyless.server.keys.Signer` uses for this key type (None = Ed25519)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        # the same choice as keyless.server.keys.hash_for_curve, narrowed for the builder
-        if isinstance(public_key.curve, ec.SECP384R1):
-            return hashes.SHA384()
-        if isinstance(public_key.curve, ec.SECP521R1):
-            return hashes.SHA512()
-        return hashes.SHA256()
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return hashes.SHA256()
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return None
-    raise ConfigError(f"unsupported CA key type {type(public_key).__name__}")
-
-
 _STAND_INS: dict[str, Any] = {}
 
 
@@ -369,8 +352,8 @@ def _stand_in_key(public_key: PublicKey) -> Any:
     return _STAND_INS[kind]
 
 
-def sign_builder(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
-    """Sign a certificate with any :class:`Signer`, including keys that never leave an HSM.
+def sign_builder(builder: x509.CertificateBuilder, signer: KeySigner) -> x509.Certificate:
+    """Sign a certificate with any :class:`KeySigner`, including keys that never leave an HSM.
 
     In-process keys sign through ``cryptography`` directly. Other signers (PKCS#11) get the TBS
     laid out by the builder with a stand-in key of the same algorithm (so the TBS names the right
@@ -447,7 +430,7 @@ def _rewrite_extensions(tbs_der: bytes, oid: str, append: bytes) -> bytes:
 
 
 def finalize_precertificate(
-    precert: x509.Certificate, signer: Signer, sct_list_extension: bytes
+    precert: x509.Certificate, signer: KeySigner, sct_list_extension: bytes
 ) -> x509.Certificate:
     """The final certificate of a stored precertificate: poison out, SCT list in, re-signed.
 

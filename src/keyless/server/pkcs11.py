@@ -1,4 +1,4 @@
-"""A :class:`keyless.server.keys.Signer` whose private key lives in a PKCS#11 token (an HSM).
+"""A :class:`keyless.keys.KeySigner` whose private key lives in a PKCS#11 token (an HSM).
 
 The key never leaves the token: keyless hashes locally and asks the token for a raw signature
 (``CKM_ECDSA`` over the digest, ``CKM_SHA256_RSA_PKCS``, ``CKM_EDDSA``), then encodes it the
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
-from keyless.server.keys import PublicKey, hash_for_curve
+from keyless.keys import PublicKey, hash_for_curve
 
 _CURVES: dict[str, ec.EllipticCurve] = {
     "ecdsa-p256": ec.SECP256R1(),
@@ -136,7 +136,7 @@ class Pkcs11Signer:
         return self._public
 
     def sign(self, data: bytes) -> bytes:
-        """Sign like :class:`keyless.server.keys.InMemorySigner`, inside the token."""
+        """Sign like :class:`keyless.keys.InMemorySigner`, inside the token."""
         import pkcs11
         from pkcs11.util.ec import encode_ecdsa_signature
 

@@ -13,58 +13,51 @@ services, with the rules of interop.md §5 that real clients enforce:
   no trailing slashes;
 * item 11 — validity windows start in the past; a rotated-out key keeps an ``end``.
 
-Everything here is pure: it builds dicts from dataclasses and never touches the network.
+The documents are the one model of :mod:`keyless.formats.trustroot` and
+:mod:`keyless.formats.signingconfig`, serialised by it; this module only builds those values from
+the stack's keys. Everything here is pure: it never touches the network.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from keyless import keys
 from keyless.errors import ConfigError
 from keyless.formats.checkpoint import ed25519_key_id
-from keyless.server.keys import PublicKey
+from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.signingconfig import (
+    SIGNING_CONFIG_V02,
+    Service,
+    ServiceSelector,
+    SigningConfig,
+)
+from keyless.formats.trustroot import (
+    CLIENT_TRUST_CONFIG_V01,
+    TRUSTED_ROOT_V01,
+    CertificateAuthority,
+    ClientTrustConfig,
+    TransparencyLogInstance,
+    TrustedRoot,
+)
+from keyless.keys import PublicKey, spki_der
 
-TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
-SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
-CLIENT_TRUST_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+TRUSTED_ROOT_MEDIA_TYPE = TRUSTED_ROOT_V01
+SIGNING_CONFIG_MEDIA_TYPE = SIGNING_CONFIG_V02
+CLIENT_TRUST_CONFIG_MEDIA_TYPE = CLIENT_TRUST_CONFIG_V01
 OPERATOR = "keyless"
 
-
-def rfc3339(moment: datetime) -> str:
-    """UTC RFC 3339 with a ``Z`` suffix and whole seconds, as protobuf-JSON Timestamps are."""
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class Validity:
-    """A ``TimeRange``: inclusive start, optional inclusive end (protocols.md §7)."""
-
-    start: datetime
-    end: datetime | None = None
-
-    def to_json(self) -> dict[str, str]:
-        out = {"start": rfc3339(self.start)}
-        if self.end is not None:
-            out["end"] = rfc3339(self.end)
-        return out
-
-    def contains(self, moment: datetime) -> bool:
-        return self.start <= moment and (self.end is None or moment <= self.end)
-
-
-def spki_der(key: PublicKey) -> bytes:
-    """DER SubjectPublicKeyInfo of ``key``."""
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+#: The names the stack's wiring builds with: the shared model types themselves.
+Validity = ValidityPeriod
+Authority = CertificateAuthority
+ServiceUrl = Service
 
 
 def spki_key_id(key: PublicKey) -> bytes:
@@ -84,131 +77,108 @@ def note_key_id(origin: str, key: ed25519.Ed25519PublicKey) -> bytes:
 
 def key_details(key: PublicKey) -> str:
     """The ``PublicKeyDetails`` enum name for ``key`` (protobuf-specs sigstore_common.proto)."""
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "PKIX_ED25519"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        size = key.curve.key_size
-        if size == 256:
-            return "PKIX_ECDSA_P256_SHA_256"
-        if size == 384:
-            return "PKIX_ECDSA_P384_SHA_384"
-        if size == 521:
-            return "PKIX_ECDSA_P521_SHA_512"
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size in (2048, 3072, 4096):
-        return f"PKIX_RSA_PKCS1V15_{key.key_size}_SHA256"
-    raise ConfigError(f"no trusted-root key type for {type(key).__name__}")
+    details = keys.key_details(key)
+    if details is None:
+        raise ConfigError(f"no trusted-root key type for {type(key).__name__}")
+    return details
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def published(validity: ValidityPeriod) -> ValidityPeriod:
+    """``validity`` as it is published: UTC, whole seconds (protobuf-JSON Timestamps)."""
+
+    def whole(moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(microsecond=0)
+
+    return ValidityPeriod(
+        whole(validity.start), whole(validity.end) if validity.end is not None else None
+    )
 
 
 @dataclass(frozen=True)
 class LogKey:
-    """One transparency or CT log key as published in ``tlogs``/``ctlogs``."""
+    """One transparency or CT log key of the stack, to be published in ``tlogs``/``ctlogs``."""
 
     base_url: str
     public_key: PublicKey
     key_id: bytes
-    validity: Validity
+    validity: ValidityPeriod
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "baseUrl": self.base_url,
-            "hashAlgorithm": "SHA2_256",
-            "publicKey": {
-                "rawBytes": _b64(spki_der(self.public_key)),
-                "keyDetails": key_details(self.public_key),
-                "validFor": self.validity.to_json(),
-            },
-            "logId": {"keyId": _b64(self.key_id)},
-        }
-
-
-@dataclass(frozen=True)
-class Authority:
-    """A CA or TSA as published in ``certificateAuthorities``/``timestampAuthorities``.
-
-    ``chain`` is DER, leaf-most first and the self-signed root last (protocols.md §7: for the
-    CA the intermediate must be listed, sigstore-python ignores bundle-supplied intermediates).
-    """
-
-    organization: str
-    common_name: str
-    uri: str
-    chain: tuple[bytes, ...]
-    validity: Validity
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "subject": {"organization": self.organization, "commonName": self.common_name},
-            "uri": self.uri,
-            "certChain": {"certificates": [{"rawBytes": _b64(der)} for der in self.chain]},
-            "validFor": self.validity.to_json(),
-        }
+    def instance(self) -> TransparencyLogInstance:
+        """The trusted-root entry (SHA-256 Merkle trees; the key as SPKI DER)."""
+        return TransparencyLogInstance(
+            base_url=self.base_url,
+            hash_algorithm="SHA2_256",
+            public_key=spki_der(self.public_key),
+            key_details=key_details(self.public_key),
+            valid_for=published(self.validity),
+            log_id=self.key_id,
+        )
 
 
-@dataclass(frozen=True)
-class ServiceUrl:
-    """One signing-config ``Service`` entry."""
+def _authority(authority: CertificateAuthority) -> CertificateAuthority:
+    """A CA or TSA as published: ``chain`` is DER, leaf-most first and the self-signed root
+    last (protocols.md §7: for the CA the intermediate must be listed, sigstore-python ignores
+    bundle-supplied intermediates)."""
+    return dataclasses.replace(authority, valid_for=published(authority.valid_for))
 
-    url: str
-    major_api_version: int
-    validity: Validity
 
-    def to_json(self) -> dict[str, Any]:
-        if self.url.endswith("/"):
-            raise ConfigError(f"service URL {self.url!r} must not end with '/' (interop.md §5)")
-        return {
-            "url": self.url,
-            "majorApiVersion": self.major_api_version,
-            "validFor": self.validity.to_json(),
-            "operator": OPERATOR,
-        }
+def _service(service: Service) -> Service:
+    """A signing-config ``Service`` as published: no trailing slash, operated by keyless."""
+    if service.url.endswith("/"):
+        raise ConfigError(f"service URL {service.url!r} must not end with '/' (interop.md §5)")
+    return dataclasses.replace(
+        service, valid_for=published(service.valid_for), operator=OPERATOR
+    )
 
 
 @dataclass(frozen=True)
 class TrustMaterial:
     """The public description of an instance, from which all three documents are built."""
 
-    certificate_authorities: Sequence[Authority] = ()
+    certificate_authorities: Sequence[CertificateAuthority] = ()
     tlogs: Sequence[LogKey] = ()
     ctlogs: Sequence[LogKey] = ()
-    timestamp_authorities: Sequence[Authority] = ()
-    ca_urls: Sequence[ServiceUrl] = ()
-    oidc_urls: Sequence[ServiceUrl] = ()
+    timestamp_authorities: Sequence[CertificateAuthority] = ()
+    ca_urls: Sequence[Service] = ()
+    oidc_urls: Sequence[Service] = ()
     #: Rekor logs in preference order: v2 before v1 (sigstore-python keeps the highest version
     #: per operator, and ``--rekor-version 1`` selects the v1 entry).
-    rekor_urls: Sequence[ServiceUrl] = ()
-    tsa_urls: Sequence[ServiceUrl] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    rekor_urls: Sequence[Service] = ()
+    tsa_urls: Sequence[Service] = ()
+
+    def root(self) -> TrustedRoot:
+        """The trusted root (v0.1 media type)."""
+        return TrustedRoot(
+            tlogs=tuple(log.instance() for log in self.tlogs),
+            certificate_authorities=tuple(_authority(a) for a in self.certificate_authorities),
+            ctlogs=tuple(log.instance() for log in self.ctlogs),
+            timestamp_authorities=tuple(_authority(a) for a in self.timestamp_authorities),
+            media_type=TRUSTED_ROOT_V01,
+        )
+
+    def signing(self) -> SigningConfig:
+        """The signing config v0.2: where to sign; ``ANY`` picks the first usable log/TSA."""
+        return SigningConfig(
+            ca_urls=tuple(_service(s) for s in self.ca_urls),
+            oidc_urls=tuple(_service(s) for s in self.oidc_urls),
+            rekor_tlog_urls=tuple(_service(s) for s in self.rekor_urls),
+            tsa_urls=tuple(_service(s) for s in self.tsa_urls),
+            rekor_tlog_config=ServiceSelector("ANY"),
+            tsa_config=ServiceSelector("ANY"),
+        )
+
+    def client(self) -> ClientTrustConfig:
+        """sigstore-python's single-file ``--trust-config`` document."""
+        return ClientTrustConfig(self.root(), self.signing())
 
     def trusted_root(self) -> dict[str, Any]:
-        """``trusted_root.json`` (v0.1 media type, strict camelCase keys)."""
-        return {
-            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-            "tlogs": [log.to_json() for log in self.tlogs],
-            "certificateAuthorities": [ca.to_json() for ca in self.certificate_authorities],
-            "ctlogs": [log.to_json() for log in self.ctlogs],
-            "timestampAuthorities": [tsa.to_json() for tsa in self.timestamp_authorities],
-        }
+        """``trusted_root.json`` (strict camelCase keys)."""
+        return self.root().to_json()
 
     def signing_config(self) -> dict[str, Any]:
-        """``signing_config.v0.2.json``: where to sign; ``ANY`` picks the first usable log/TSA."""
-        return {
-            "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
-            "caUrls": [s.to_json() for s in self.ca_urls],
-            "oidcUrls": [s.to_json() for s in self.oidc_urls],
-            "rekorTlogUrls": [s.to_json() for s in self.rekor_urls],
-            "tsaUrls": [s.to_json() for s in self.tsa_urls],
-            "rekorTlogConfig": {"selector": "ANY"},
-            "tsaConfig": {"selector": "ANY"},
-        }
+        """``signing_config.v0.2.json``."""
+        return self.signing().to_json()
 
     def client_trust_config(self) -> dict[str, Any]:
-        """sigstore-python's single-file ``--trust-config`` document."""
-        return {
-            "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
-            "trustedRoot": self.trusted_root(),
-            "signingConfig": self.signing_config(),
-        }
+        """``client-trust-config.json``."""
+        return self.client().to_json()

@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
+from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
 from keyless.server.app import Component
 from keyless.server.config import Settings
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.server.secrets import FileSecrets, Secrets
 from keyless.server.trust import (
     Authority,
@@ -495,7 +495,7 @@ def _trusted_issuers(ctx: WiringContext) -> Any:
     from keyless.services.tlog.identities import TrustedIssuers
 
     return TrustedIssuers(
-        [x509.load_der_x509_certificate(der) for ca in ctx.authorities for der in ca.chain]
+        [x509.load_der_x509_certificate(der) for ca in ctx.authorities for der in ca.cert_chain]
     )
 
 

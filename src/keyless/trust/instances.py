@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from keyless.errors import ConfigError
-from keyless.formats.bundle import ClientTrustConfig
+from keyless.formats.trustroot import ClientTrustConfig
 from keyless.trust.tuf import DEFAULT_TIMEOUT, DEFAULT_WINDOW, TufTrust
 
 PINNED_ROOT = "pinned-root.json"

@@ -1,10 +1,11 @@
 """Trust material selection: which CA, CT log, transparency log or TSA a verifier may use.
 
-A :class:`TrustMaterial` wraps a parsed :class:`~keyless.formats.bundle.TrustedRoot` and keeps the
-decoded keys and certificates so that a warm verifier parses nothing twice (the ≤ 1 ms/bundle
-target). Selection follows what the sigstore-conformance suite expects (interop.md §4.2, §5 item
-11; vectors/README.md): keys and CAs are chosen by log ID / chain and must have a ``validFor``
-window (inclusive at both ends, protocols.md §7) containing the time being verified — not merely a
+A :class:`TrustMaterial` wraps a parsed :class:`~keyless.formats.trustroot.TrustedRoot` (the
+model the server publishes too) and keeps the decoded keys and certificates so that a warm
+verifier parses nothing twice (the ≤ 1 ms/bundle target). Selection follows what the
+sigstore-conformance suite expects (interop.md §4.2, §5 item 11; vectors/README.md): keys and CAs
+are chosen by log ID / chain and must have a ``validFor`` window (inclusive at both ends,
+protocols.md §7) containing the time being verified — not merely a
 start in the past as sigstore-python 4.5.1 does.
 """
 
@@ -20,28 +21,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from keyless.errors import ConfigError
-from keyless.formats.bundle import (
-    CertificateAuthority,
-    TransparencyLogInstance,
-    TrustedRoot,
-    ValidityPeriod,
-)
+from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.trustroot import CertificateAuthority, TransparencyLogInstance, TrustedRoot
+from keyless.keys import KEY_DETAILS
 
-#: keyDetails names whose keys keyless can use (protocols.md §6 PublicKeyDetails).
-SUPPORTED_KEY_DETAILS = frozenset(
-    {
-        "PKIX_ECDSA_P256_SHA_256",
-        "PKIX_ECDSA_P384_SHA_384",
-        "PKIX_ECDSA_P521_SHA_512",
-        "PKIX_ED25519",
-        "PKIX_ED25519_PH",
-        "PKIX_RSA_PKCS1V15_2048_SHA256",
-        "PKIX_RSA_PKCS1V15_3072_SHA256",
-        "PKIX_RSA_PKCS1V15_4096_SHA256",
-        "PKCS1_RSA_PKCS1V5",
-        "PKIX_RSA_PKCS1V5",
-    }
-)
+#: keyDetails names whose keys keyless can use (protocols.md §6 PublicKeyDetails): the registry
+#: and the deprecated RSA names older trusted roots still carry.
+SUPPORTED_KEY_DETAILS = frozenset(KEY_DETAILS) | {"PKCS1_RSA_PKCS1V5", "PKIX_RSA_PKCS1V5"}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from importlib import resources
 
 from keyless.errors import ConfigError, InvalidInput
-from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
+from keyless.formats.signingconfig import SigningConfig
+from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 
 #: The public-good production TUF repository (protocols.md §10).
 PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"

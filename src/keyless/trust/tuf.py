@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from keyless.errors import ConfigError, InvalidInput
-from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
+from keyless.formats.signingconfig import SigningConfig
+from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 
 if TYPE_CHECKING:
     from tuf.ngclient.fetcher import FetcherInterface

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from keyless.formats import sct as sct_format
+from keyless.keys import spki_der
 from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import CertificateChainError, CertificateProfileError, EmbeddedSCTError
 
@@ -126,10 +126,7 @@ def _issuer_key_hash(issuer: x509.Certificate) -> bytes:
     """RFC 6962 §3.2 ``issuer_key_hash`` (cached: it is the same for every leaf of a CA)."""
     cached = _issuer_hashes.get(issuer)
     if cached is None:
-        spki = issuer.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        cached = hashlib.sha256(spki).digest()
+        cached = hashlib.sha256(spki_der(issuer.public_key())).digest()
         if len(_issuer_hashes) < 256:
             _issuer_hashes[issuer] = cached
     return cached

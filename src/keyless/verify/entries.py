@@ -18,8 +18,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from keyless import keys
 from keyless.formats import der
 from keyless.formats.dsse import Envelope
 from keyless.verify.errors import LogEntryMismatchError
@@ -43,18 +43,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 def key_details(public_key: Any) -> str:
     """The ``PublicKeyDetails`` name Rekor v2 records for a key (protocols.md §4, §6)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        names = {
-            "secp256r1": "PKIX_ECDSA_P256_SHA_256",
-            "secp384r1": "PKIX_ECDSA_P384_SHA_384",
-            "secp521r1": "PKIX_ECDSA_P521_SHA_512",
-        }
-        if public_key.curve.name in names:
-            return names[public_key.curve.name]
-    elif isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in (2048, 3072, 4096):
-        return f"PKIX_RSA_PKCS1V15_{public_key.key_size}_SHA256"
-    elif isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "PKIX_ED25519_PH"
+    details = keys.key_details(public_key, prehashed=True)
+    if details is not None:
+        return details
     raise LogEntryMismatchError(f"unsupported signing key type {type(public_key).__name__}")
 
 
@@ -66,9 +57,7 @@ def _pem_der(b64_pem: Any, what: str) -> bytes:
         pem = base64.b64decode(b64_pem, validate=True)
         if b"CERTIFICATE" in pem:
             return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-        return serialization.load_pem_public_key(pem).public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return keys.spki_der(serialization.load_pem_public_key(pem))
     except (binascii.Error, ValueError) as exc:
         raise LogEntryMismatchError(f"log entry {what} is not a PEM certificate or key") from exc
 
@@ -148,10 +137,7 @@ def _v2_verifier(public_key: Any, cert_der: bytes | None) -> dict[str, Any]:
     if cert_der is not None:
         verifier["x509Certificate"] = {"rawBytes": base64.b64encode(cert_der).decode()}
     else:
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        verifier["publicKey"] = {"rawBytes": base64.b64encode(spki).decode()}
+        verifier["publicKey"] = {"rawBytes": base64.b64encode(keys.spki_der(public_key)).decode()}
     return verifier
 
 

@@ -33,6 +33,7 @@ from keyless.formats.checkpoint import (
     SignedNote,
     verify_note,
 )
+from keyless.keys import hash_for_curve
 from keyless.merkle import leaf_hash, verify_inclusion
 from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import (
@@ -48,10 +49,7 @@ def _verify_raw(key: Any, signature: bytes, data: bytes) -> None:
     if isinstance(key, ed25519.Ed25519PublicKey):
         key.verify(signature, data)
     elif isinstance(key, ec.EllipticCurvePublicKey):
-        digest = {"secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}.get(
-            key.curve.name, hashes.SHA256()
-        )
-        key.verify(signature, data, ec.ECDSA(digest))
+        key.verify(signature, data, ec.ECDSA(hash_for_curve(key.curve)))
     elif isinstance(key, rsa.RSAPublicKey):
         key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
     else:

@@ -28,13 +28,15 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from keyless.errors import InvalidInput, shown
-from keyless.formats.bundle import Bundle, TransparencyLogEntry, TrustedRoot
+from keyless.formats.bundle import Bundle, TransparencyLogEntry
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from keyless.formats.trustroot import TrustedRoot
+from keyless.keys import hash_for_curve, spki_der
 from keyless.trust.material import TrustMaterial
 from keyless.verify import entries
 from keyless.verify.artifact import Artifact
@@ -150,9 +152,7 @@ class Verifier:
         key_der = (
             cert_der
             if cert_der is not None
-            else signing_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            else spki_der(signing_key)
         )
         if b.message_signature is not None:
             if artifact is None:
@@ -333,10 +333,7 @@ def _verify_pae(key: Any, signature: bytes, pae: bytes) -> None:
     """DSSE signature over PAE (protocols.md §9 step 7)."""
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            digest = {"secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}.get(
-                key.curve.name, hashes.SHA256()
-            )
-            key.verify(signature, pae, ec.ECDSA(digest))
+            key.verify(signature, pae, ec.ECDSA(hash_for_curve(key.curve)))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, pae, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(key, ed25519.Ed25519PublicKey):

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
-from keyless.server.keys import InMemorySigner, load_private_key
+from keyless.server.keys import load_private_key
 from keyless.storage import open_storage
 
 WRITERS = 48

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote, cosign
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log.edge import RightEdge
 from keyless.log.nodes import NodeReader
 from keyless.merkle import CompactRange, inclusion_proof, leaf_hash
-from keyless.server.keys import InMemorySigner, generate_key
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.formats import sct as sctmod
 from keyless.identity import IdentityVerifier, IssuerConfig
-from keyless.server.keys import InMemorySigner
+from keyless.keys import InMemorySigner
 from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
 from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import VECTORS, require
-from keyless.formats.bundle import TrustedRoot
+from keyless.formats.trustroot import TrustedRoot
 from keyless.verify.policy import Identity
 
 CASES = VECTORS / "conformance" / "bundle-verify"

@@ -10,16 +10,10 @@ import pytest
 from _client_vectors import CASES, SP, VECTORS, read
 
 from keyless.errors import InvalidInput
-from keyless.formats.bundle import (
-    BUNDLE_V03_NEW,
-    Bundle,
-    ClientTrustConfig,
-    Service,
-    ServiceSelector,
-    SigningConfig,
-    TrustedRoot,
-    ValidityPeriod,
-)
+from keyless.formats.bundle import BUNDLE_V03_NEW, Bundle
+from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.signingconfig import Service, ServiceSelector, SigningConfig
+from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 from keyless.sign import SigningServices, select_services
 
 

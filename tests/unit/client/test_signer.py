@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from keyless.formats.bundle import Bundle, Service, ValidityPeriod
+from keyless.formats.bundle import Bundle
+from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.signingconfig import Service
 from keyless.sign import (
     RENEW_MARGIN,
     Signer,

@@ -9,7 +9,7 @@ import pytest
 from _client_vectors import VECTORS, read
 
 from keyless.errors import ConfigError
-from keyless.formats.bundle import TrustedRoot
+from keyless.formats.trustroot import TrustedRoot
 from keyless.trust.sources import (
     load_client_trust_config,
     load_trusted_root,

@@ -9,8 +9,8 @@ import json
 import pytest
 from _client_vectors import BEACON_POLICY, CASES, SP, VECTORS, read, root
 
-from keyless.formats.bundle import CertificateAuthority
 from keyless.formats.sct import SCTError
+from keyless.formats.trustroot import CertificateAuthority
 from keyless.merkle import InclusionProofError
 from keyless.verify.artifact import Artifact
 from keyless.verify.errors import (

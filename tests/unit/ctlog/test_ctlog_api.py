@@ -122,7 +122,7 @@ async def test_a_leaf_key_cannot_get_a_precertificate_logged(client: Any, stack:
     import datetime as dt
 
     from keyless.formats.x509profile import LeafProfile, build_precertificate, sigstore_extensions
-    from keyless.server.keys import InMemorySigner
+    from keyless.keys import InMemorySigner
 
     alice_key, csr_pem = make_csr()
     alice = (await stack.ca.issue_for_csr(stack.issuers["email"].token(),

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import InvalidInput
-from keyless.server.keys import InMemorySigner
+from keyless.keys import InMemorySigner
 from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)

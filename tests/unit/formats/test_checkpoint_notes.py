@@ -33,7 +33,7 @@ from keyless.formats.checkpoint import (
     sign_checkpoint,
     verify_note,
 )
-from keyless.server.keys import InMemorySigner
+from keyless.keys import InMemorySigner
 
 ROOT = hashlib.sha256(b"root").digest()
 ORIGIN = "localhost:3000/rekor"

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput
-from keyless.formats.bundle import Bundle, b64decode
+from keyless.formats.bundle import Bundle
 from keyless.formats.checkpoint import MalformedNoteError, _check_text_chars
+from keyless.formats.jsonreader import b64decode
 from keyless.verify import entries
 from keyless.verify.errors import LogEntryMismatchError
 from keyless.verify.tlog import set_payload

@@ -8,6 +8,7 @@ import random
 
 from keyless.formats.checkpoint import NoteSigner, open_checkpoint
 from keyless.formats.tiles import HASH_SIZE, TILE_WIDTH, decode_entry_bundle, tile_width
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log.engine import TransparencyLog
 from keyless.merkle import (
     MemoryTree,
@@ -16,7 +17,6 @@ from keyless.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 
 ORIGIN = "localhost:3000/rekor"

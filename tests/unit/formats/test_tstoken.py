@@ -20,7 +20,6 @@ import pytest
 from cryptography import x509
 from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
-from keyless.formats.bundle import CertificateAuthority, TrustedRoot, ValidityPeriod
 from keyless.formats.der import (
     DERError,
     element,
@@ -29,10 +28,12 @@ from keyless.formats.der import (
     generalized_time,
     integer,
 )
+from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.trustroot import CertificateAuthority, TrustedRoot
 from keyless.formats.tsp import TokenBuilder, encode_query, parse_query
 from keyless.formats.tsp import generalized_time as encode_generalized_time
 from keyless.formats.tstoken import MalformedTimestamp, parse_signed_timestamp
-from keyless.server.keys import InMemorySigner, generate_key
+from keyless.keys import InMemorySigner, generate_key
 from keyless.services.tsa.certs import create_root, issue_leaf
 from keyless.services.tsa.service import random_serial
 from keyless.trust.material import Authority, TrustMaterial

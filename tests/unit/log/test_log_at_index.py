@@ -16,8 +16,8 @@ from keyless import merkle
 from keyless.errors import TooLarge
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import MAX_ENTRY_SIZE, decode_entry_bundle
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import EntryAtIndex, TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 from keyless.storage.memory import MemoryBackend
 

@@ -10,8 +10,8 @@ from keyless import merkle
 from keyless.errors import NotFound, StorageError
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import entries_path, tile_path
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import Storage, open_storage
 from keyless.storage.memory import MemoryBackend
 

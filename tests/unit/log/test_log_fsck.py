@@ -10,9 +10,9 @@ import pytest
 from keyless._cli.main import main
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.tiles import entries_path, tile_path
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.fsck import fsck_log
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_backend, open_storage
 
 SIGNER = NoteSigner.ed25519("example.test/log", InMemorySigner(generate_key("ed25519")))

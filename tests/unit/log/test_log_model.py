@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from keyless import merkle
 from keyless.errors import StorageError
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 from keyless.storage.memory import MemoryBackend
 

@@ -35,7 +35,7 @@ from keyless.formats.sct import (
     verify_sct,
     x509_signed_data,
 )
-from keyless.server.keys import InMemorySigner
+from keyless.keys import InMemorySigner
 
 
 def _load(vectors: Path) -> tuple[x509.Certificate, x509.Certificate, object, dict[str, object]]:

@@ -81,7 +81,7 @@ def test_documents_have_the_media_types_and_keys_clients_require() -> None:
 
 def test_trailing_slash_urls_are_refused() -> None:
     with pytest.raises(ConfigError, match="must not end"):
-        ServiceUrl("http://localhost:3000/", 1, START).to_json()
+        TrustMaterial(ca_urls=[ServiceUrl("http://localhost:3000/", 1, START)]).signing_config()
 
 
 def test_rotated_key_keeps_an_end() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from keyless._cli.log import _LiveReads
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.fsck import fsck_log
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_backend, open_storage
 
 SIGNER = NoteSigner.ed25519("example.test/log", InMemorySigner(generate_key("ed25519")))

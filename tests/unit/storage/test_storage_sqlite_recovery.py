@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import open_storage
 
 SIGNER = NoteSigner.ed25519("example.test/log", InMemorySigner(generate_key("ed25519")))

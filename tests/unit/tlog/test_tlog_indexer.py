@@ -10,8 +10,8 @@ from tlog_support import CA, EMAIL, Signer, hashedrekord_v2
 
 from keyless.errors import StorageError
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import SearchIndexer
 from keyless.services.tlog.kinds import propose_v2

@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tsa_fixtures import *  # noqa: F403  (the TSA test fixtures)
 
 from keyless.errors import ConfigError
-from keyless.server.keys import InMemorySigner, PublicKey, Signer, generate_key
+from keyless.keys import InMemorySigner, KeySigner, PublicKey, generate_key
 from keyless.services.tsa import (
     load_credentials,
     load_file_credentials,
@@ -22,7 +22,7 @@ from keyless.services.tsa.certs import check_chain, create_root, issue_leaf
 
 
 class OpaqueSigner:
-    """A Signer that, like a PKCS#11 key, never exposes its private key."""
+    """A KeySigner that, like a PKCS#11 key, never exposes its private key."""
 
     def __init__(self) -> None:
         self._inner = InMemorySigner(generate_key("ecdsa-p256"))
@@ -73,7 +73,7 @@ def test_external_signer_gets_a_leaf_under_the_same_root(tsa_dir: Path) -> None:
     assert creds.signer is hsm
     assert creds.chain[1] == file_based.chain[1]
     assert creds.chain[0] != file_based.chain[0]
-    assert isinstance(hsm, Signer)
+    assert isinstance(hsm, KeySigner)
 
 
 def test_load_credentials_from_pem_with_any_signer(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_load_credentials_from_pem_with_any_signer(tmp_path: Path) -> None:
 
 
 def _leaf_with(
-    eku: x509.ExtendedKeyUsage | None, critical: bool, signer: Signer
+    eku: x509.ExtendedKeyUsage | None, critical: bool, signer: KeySigner
 ) -> tuple[x509.Certificate, x509.Certificate]:
     import datetime as dt
 

@@ -33,7 +33,7 @@ from keyless.formats.tsp import (
     query_from_json,
     rejection_response,
 )
-from keyless.server.keys import InMemorySigner, generate_key
+from keyless.keys import InMemorySigner, generate_key
 from keyless.services.tsa import TsaCredentials
 from keyless.services.tsa.certs import create_root, issue_leaf
 from keyless.services.tsa.service import random_serial

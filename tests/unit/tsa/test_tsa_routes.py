@@ -277,7 +277,7 @@ class _ThreadRecordingSigner:
     """A Signer that is not in-process (like PKCS#11); records whether it ran on an event loop."""
 
     def __init__(self) -> None:
-        from keyless.server.keys import InMemorySigner, generate_key
+        from keyless.keys import InMemorySigner, generate_key
 
         self._inner = InMemorySigner(generate_key())
         self.on_loop: list[bool] = []

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from conftest import VECTORS, require
 from keyless.errors import VerificationError
-from keyless.formats.bundle import TrustedRoot
+from keyless.formats.trustroot import TrustedRoot
 from keyless.verify.artifact import Artifact
 from keyless.verify.policy import Identity
 from keyless.verify.verifier import Verifier

@@ -34,7 +34,7 @@ from hostile_util import (
 )
 
 from conftest import require
-from keyless.formats.bundle import CLIENT_TRUST_CONFIG_V01
+from keyless.formats.trustroot import CLIENT_TRUST_CONFIG_V01
 
 BIN = Path(sys.executable).parent
 V03 = BY_NAME["happy-path-v0.3"]

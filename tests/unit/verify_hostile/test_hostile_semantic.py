@@ -37,7 +37,8 @@ from hostile_util import (
 
 from conftest import require
 from keyless.errors import Error, VerificationError
-from keyless.formats.bundle import BUNDLE_MEDIA_TYPES, TrustedRoot
+from keyless.formats.bundle import BUNDLE_MEDIA_TYPES
+from keyless.formats.trustroot import TrustedRoot
 from keyless.merkle import InclusionProofError
 from keyless.verify.errors import (
     ArtifactMismatchError,

@@ -28,13 +28,8 @@ from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import ConfigError
 from keyless.formats.x509profile import build_ca_certificate, ca_name, certificate_pem
-from keyless.server.keys import (
-    InMemorySigner,
-    Signer,
-    generate_key,
-    load_private_key,
-    write_private_key,
-)
+from keyless.keys import InMemorySigner, KeySigner, generate_key, spki_der
+from keyless.server.keys import load_private_key, write_private_key
 
 #: Lifetime of generated CA certificates (Fulcio's public root and intermediate: ~10 years).
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -47,16 +42,13 @@ CA_BACKDATE = dt.timedelta(minutes=5)
 class CAMaterial:
     """The issuing key and the certificate chain above every leaf (intermediate → root)."""
 
-    signer: Signer
+    signer: KeySigner
     chain: tuple[x509.Certificate, ...]
 
     def __post_init__(self) -> None:
         if not self.chain:
             raise ConfigError("the CA chain is empty")
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        if self.signer.public_key().public_bytes(der, spki) != self.chain[0].public_key(
-        ).public_bytes(der, spki):
+        if spki_der(self.signer.public_key()) != spki_der(self.chain[0].public_key()):
             raise ConfigError("the issuing key does not match the first certificate of the chain")
         for child, parent in zip(self.chain, self.chain[1:], strict=False):
             try:
@@ -98,7 +90,7 @@ def _write_public(path: Path, cert: x509.Certificate) -> None:
 def _create_root(
     directory: Path, organization: str, key_kind: str, password: bytes | None,
     clock: Callable[[], float],
-) -> tuple[x509.Certificate, Signer]:  # fmt: skip
+) -> tuple[x509.Certificate, KeySigner]:  # fmt: skip
     key = generate_key(key_kind)
     write_private_key(directory / "root.key", key, password)
     signer = InMemorySigner(key)
@@ -116,8 +108,8 @@ def _create_root(
 
 
 def _create_intermediate(
-    directory: Path, organization: str, root: x509.Certificate, root_signer: Signer,
-    *, issuing: Signer, clock: Callable[[], float],
+    directory: Path, organization: str, root: x509.Certificate, root_signer: KeySigner,
+    *, issuing: KeySigner, clock: Callable[[], float],
 ) -> x509.Certificate:  # fmt: skip
     start = _now(clock) - CA_BACKDATE
     cert = build_ca_certificate(
@@ -167,7 +159,7 @@ def load_or_create(
 
 def create_with_signer(
     directory: Path,
-    issuing: Signer,
+    issuing: KeySigner,
     *,
     organization: str = "keyless",
     key_kind: str = "ecdsa-p384",
@@ -177,17 +169,13 @@ def create_with_signer(
     """A CA whose issuing key is ``issuing`` (e.g. PKCS#11); certificates reused if they match."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     inter_pem = directory / "intermediate.pem"
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
     if inter_pem.exists() and (directory / "root.pem").exists():
         inter = _load_cert(inter_pem)
-        if inter.public_key().public_bytes(der, spki) == issuing.public_key().public_bytes(
-            der, spki
-        ):
+        if spki_der(inter.public_key()) == spki_der(issuing.public_key()):
             return CAMaterial(issuing, (inter, _load_cert(directory / "root.pem")))
     if (directory / "root.key").exists():
         root = _load_cert(directory / "root.pem")
-        root_signer: Signer = InMemorySigner(load_private_key(directory / "root.key", password))
+        root_signer: KeySigner = InMemorySigner(load_private_key(directory / "root.key", password))
     else:
         root, root_signer = _create_root(directory, organization, key_kind, password, clock)
     inter = _create_intermediate(

@@ -24,16 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.errors import InvalidInput
-from keyless.server.keys import PublicKey
+from keyless.keys import PublicKey, hash_for_curve, key_details, signature_hash
 
 #: Fulcio's message when a proof does not verify (``pkg/server/error.go``).
 INVALID_SIGNATURE = "The signature supplied in the request could not be verified"
-_RSA_SIZES = (2048, 3072, 4096)
-_CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
 
 
 class ProofError(InvalidInput):
@@ -43,11 +37,11 @@ class ProofError(InvalidInput):
 def check_key_allowed(key: object) -> PublicKey:
     """Refuse key types and sizes outside the allowed signing algorithms."""
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _CURVE_HASH:
+        if key_details(key) is None:
             raise ProofError(f"ECDSA curve {key.curve.name} is not allowed (P-256, P-384, P-521)")
         return key
     if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size not in _RSA_SIZES:
+        if key_details(key) is None:
             raise ProofError(f"RSA key size {key.key_size} is not allowed (2048, 3072, 4096)")
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -57,11 +51,7 @@ def check_key_allowed(key: object) -> PublicKey:
 
 def default_hash(key: PublicKey) -> hashes.HashAlgorithm | None:
     """The hash a proof over a challenge uses for ``key`` (None: Ed25519 signs the message)."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return _CURVE_HASH[key.curve.name]()
-    if isinstance(key, rsa.RSAPublicKey):
-        return hashes.SHA256()
-    return None
+    return signature_hash(key)
 
 
 def parse_public_key(content: str | bytes) -> PublicKey:
@@ -86,7 +76,7 @@ def verify_challenge(key: PublicKey, signature: bytes, challenge: str) -> None:
     message = challenge.encode()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(_CURVE_HASH[key.curve.name]()))
+            key.verify(signature, message, ec.ECDSA(hash_for_curve(key.curve)))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(key, ed25519.Ed25519PublicKey):
@@ -130,8 +120,3 @@ def verify_csr(csr: x509.CertificateSigningRequest) -> PublicKey:
     return key
 
 
-def spki_der(key: PublicKey) -> bytes:
-    """DER SubjectPublicKeyInfo of ``key`` (what the replay guard fingerprints)."""
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )

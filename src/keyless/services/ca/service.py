@@ -34,9 +34,9 @@ from keyless.formats.x509profile import (
     sigstore_extensions,
 )
 from keyless.identity import Identity, IssuerConfig
-from keyless.server.keys import PublicKey
+from keyless.keys import PublicKey, spki_der
 from keyless.services.ca.authority import CAMaterial
-from keyless.services.ca.pop import spki_der, verify_challenge, verify_csr
+from keyless.services.ca.pop import verify_challenge, verify_csr
 from keyless.services.ca.replay import TokenReplayGuard
 from keyless.services.ctlog.service import LoggedEntry
 
@@ -146,7 +146,7 @@ class CAService:
         if logged.precertificate is None:
             raise self._replay.refuse()
         existing = x509.load_der_x509_certificate(logged.precertificate)
-        if spki_der(existing.public_key()) != spki_der(key):  # type: ignore[arg-type]
+        if spki_der(existing.public_key()) != spki_der(key):
             raise self._replay.refuse()
         leaf = finalize_precertificate(existing, self.material.signer, sct_ext)
         self._audit(leaf, identity, retry=True)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.keys import InMemorySigner, generate_key
 from keyless.log import AddResult, LogHead, StoredEntry, TransparencyLog
 from keyless.log.seam import EntryAtIndex, LogEngine
-from keyless.server.keys import InMemorySigner, generate_key
 from keyless.storage import AsyncKeyValueStore, Storage
 from keyless.storage.memory import MemoryBackend
 

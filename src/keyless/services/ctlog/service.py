@@ -41,7 +41,7 @@ from keyless.formats.sct import (
 )
 from keyless.formats.tiles import decode_entry_bundle
 from keyless.formats.x509profile import strip_extension
-from keyless.server.keys import PublicKey, Signer
+from keyless.keys import KeySigner, PublicKey, spki_der
 from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
 from keyless.services.ctlog.chain import validate_chain
 from keyless.services.ctlog.entries import (
@@ -101,7 +101,7 @@ class CTLogService:
         *,
         engine: LogEngine,
         kv: KeyValue,
-        signer: Signer,
+        signer: KeySigner,
         roots: Sequence[x509.Certificate],
         origin: str,
         clock: Callable[[], float] = time.time,
@@ -248,7 +248,7 @@ class CTLogService:
         """SHA-256 of the issuer's SPKI (RFC 6962 §3.2 ``issuer_key_hash``), cached per issuer."""
         cached = self._key_hashes.get(issuer_der)
         if cached is None:
-            cached = digest(_spki(x509.load_der_x509_certificate(issuer_der)))
+            cached = digest(spki_der(x509.load_der_x509_certificate(issuer_der).public_key()))
             if len(self._key_hashes) < 64:
                 self._key_hashes[issuer_der] = cached
         return cached
@@ -348,7 +348,4 @@ def _poison(cert: x509.Certificate) -> x509.Extension[x509.ExtensionType] | None
         return None
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+

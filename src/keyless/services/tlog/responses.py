@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import InvalidInput, NotFound
-from keyless.server.keys import Signer
+from keyless.keys import KeySigner
 from keyless.services.tlog.kinds.common import jcs
 
 
@@ -105,7 +105,7 @@ def v1_entry(
     log_id_hex: str,
     index: int,
     proof: Proof,
-    signer: Signer,
+    signer: KeySigner,
 ) -> dict[str, Any]:
     """A Rekor v1 ``LogEntry`` map ``{entryID: {...}}`` with SET and inclusion proof."""
     set_signature = signer.sign(

@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import InvalidInput
+from keyless.keys import spki_der
 from keyless.services.tlog.identities import TrustedIssuers
 
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -85,7 +86,7 @@ def _issuer(cert: x509.Certificate) -> str | None:
 def certificate_keys(cert: x509.Certificate, trusted: TrustedIssuers | None) -> list[str]:
     """The key fingerprint of a certificate, plus its identity keys when ``trusted`` vouches for
     it (``None``: no CA is trusted, so no identity is indexed)."""
-    keys = [key_fingerprint_key(_spki(cert.public_key()))]
+    keys = [key_fingerprint_key(spki_der(cert.public_key()))]
     if trusted is None or not trusted.vouches_for(cert):
         return keys
     try:
@@ -107,20 +108,12 @@ def certificate_keys(cert: x509.Certificate, trusted: TrustedIssuers | None) -> 
     return keys
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def pem_keys(pem: bytes, trusted: TrustedIssuers | None) -> list[str]:
     """Keys of a PEM certificate or PEM public key (Rekor v1 bodies)."""
     try:
         if b"CERTIFICATE" in pem:
             return certificate_keys(x509.load_pem_x509_certificate(pem), trusted)
-        return [key_fingerprint_key(_spki(serialization.load_pem_public_key(pem)))]
+        return [key_fingerprint_key(spki_der(serialization.load_pem_public_key(pem)))]
     except (ValueError, TypeError):
         return []
 
@@ -131,7 +124,7 @@ def _verifier_v2_keys(verifier: dict[str, Any], trusted: TrustedIssuers | None) 
             der = base64.b64decode(verifier["x509Certificate"]["rawBytes"])
             return certificate_keys(x509.load_der_x509_certificate(der), trusted)
         der = base64.b64decode(verifier["publicKey"]["rawBytes"])
-        return [key_fingerprint_key(_spki(serialization.load_der_public_key(der)))]
+        return [key_fingerprint_key(spki_der(serialization.load_der_public_key(der)))]
     except (KeyError, TypeError, ValueError, binascii.Error):
         return []
 

@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.checkpoint import ed25519_key_id
+from keyless.keys import KeySigner, spki_der
 from keyless.server.budget import ClientBudget
-from keyless.server.keys import Signer
 from keyless.services.tlog import kinds, search
 from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
 from keyless.services.tlog.identities import TrustedIssuers
@@ -302,7 +302,7 @@ class RekorV1Service(LogServiceBase):
         self,
         log: LogEngine,
         *,
-        signer: Signer,
+        signer: KeySigner,
         tree_id: int,
         log_name: str = "rekor-v1",
         search_index: SearchIndexStore | None = None,
@@ -318,10 +318,7 @@ class RekorV1Service(LogServiceBase):
             raise InvalidInput("tree ID must be a non-negative 63-bit integer")
         self.signer = signer
         self.tree_id = tree_id
-        spki = signer.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.log_id_hex = hashlib.sha256(spki).hexdigest()
+        self.log_id_hex = hashlib.sha256(spki_der(signer.public_key())).hexdigest()
 
     def public_key_pem(self) -> bytes:
         """The log key as PEM (``GET /api/v1/log/publicKey``)."""

@@ -10,7 +10,7 @@ Layout of a generated directory (keys written 0600 by :mod:`keyless.server.keys`
     root.key  root.pem      self-signed CA (ECDSA P-384), only used to (re)issue the leaf
     tsa.key   tsa.pem       the timestamping leaf (ECDSA P-256: the fastest widely verified)
 
-Any :class:`keyless.server.keys.Signer` (e.g. a PKCS#11 key) may replace ``tsa.key``: the leaf is
+Any :class:`keyless.keys.KeySigner` (e.g. a PKCS#11 key) may replace ``tsa.key``: the leaf is
 then issued for that signer's public key and ``tsa.key`` is never written.
 """
 
@@ -28,14 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import ConfigError
-from keyless.server.keys import (
-    InMemorySigner,
-    PublicKey,
-    Signer,
-    hash_for_curve,
-    load_or_create_key,
-    load_private_key,
-)
+from keyless.keys import InMemorySigner, KeySigner, PublicKey, hash_for_curve, spki_der
+from keyless.server.keys import load_or_create_key, load_private_key
 
 ROOT_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=1825)
@@ -47,7 +41,7 @@ BACKDATE = dt.timedelta(minutes=5)
 class TsaCredentials:
     """The TSA's signer and its certificate chain ``[leaf, …, root]``."""
 
-    signer: Signer
+    signer: KeySigner
     chain: tuple[x509.Certificate, ...]
 
     @property
@@ -175,13 +169,7 @@ def issue_leaf(
     return _sign_certificate(builder, root_signer)
 
 
-def _spki(key: PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def check_chain(signer: Signer, chain: Sequence[x509.Certificate]) -> None:
+def check_chain(signer: KeySigner, chain: Sequence[x509.Certificate]) -> None:
     """Refuse a chain the verifiers would refuse (RFC 3161 §2.3; protocols.md §8).
 
     The leaf must match the signer and carry only the critical timeStamping EKU; every
@@ -190,7 +178,7 @@ def check_chain(signer: Signer, chain: Sequence[x509.Certificate]) -> None:
     if len(chain) < 2:
         raise ConfigError("the TSA chain needs at least the leaf and its root")
     leaf = chain[0]
-    if _spki(leaf.public_key()) != _spki(signer.public_key()):  # type: ignore[arg-type]
+    if spki_der(leaf.public_key()) != spki_der(signer.public_key()):
         raise ConfigError("the TSA signing key does not match the TSA leaf certificate")
     try:
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -218,7 +206,7 @@ def load_chain_pem(path: Path) -> list[x509.Certificate]:
         raise ConfigError(f"cannot load the TSA certificate chain {path}: {exc}") from exc
 
 
-def load_credentials(chain_pem: Path, signer: Signer) -> TsaCredentials:
+def load_credentials(chain_pem: Path, signer: KeySigner) -> TsaCredentials:
     """An operator-supplied chain (leaf first) and the signer of its leaf (file or PKCS#11)."""
     chain = load_chain_pem(chain_pem)
     check_chain(signer, chain)
@@ -233,7 +221,7 @@ def load_file_credentials(
 
 
 def load_or_create_credentials(
-    directory: Path, *, leaf_signer: Signer | None = None, organization: str = "keyless"
+    directory: Path, *, leaf_signer: KeySigner | None = None, organization: str = "keyless"
 ) -> TsaCredentials:
     """The TSA's credentials under ``directory``, generating whatever is missing on first start.
 
@@ -244,7 +232,7 @@ def load_or_create_credentials(
     root_path = directory / "root.pem"
     if root_path.exists():
         root = load_chain_pem(root_path)[0]
-        if _spki(root.public_key()) != _spki(root_signer.public_key()):  # type: ignore[arg-type]
+        if spki_der(root.public_key()) != spki_der(root_signer.public_key()):
             raise ConfigError(f"{root_path} does not match {directory / 'root.key'}")
     else:
         root = create_root(root_signer, organization=organization)
@@ -254,7 +242,7 @@ def load_or_create_credentials(
     leaf: x509.Certificate | None = None
     if leaf_path.exists():
         leaf = load_chain_pem(leaf_path)[0]
-        if _spki(leaf.public_key()) != _spki(signer.public_key()):  # type: ignore[arg-type]
+        if spki_der(leaf.public_key()) != spki_der(signer.public_key()):
             leaf = None
     if leaf is None:
         leaf = issue_leaf(signer.public_key(), root, root_signer, organization=organization)

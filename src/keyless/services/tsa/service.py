@@ -22,7 +22,7 @@ from keyless.formats.tsp import (
     TokenBuilder,
     generalized_time,
 )
-from keyless.server.keys import InMemorySigner
+from keyless.keys import InMemorySigner
 from keyless.services.tsa.certs import TsaCredentials
 from keyless.services.tsa.clock import ClockGuard, ClockPolicy
 
@@ -142,7 +142,7 @@ class TimestampService:
         """:meth:`timestamp` for the event loop.
 
         An in-process key signs in ~30 µs, cheaper than a thread hop, so it signs inline; any other
-        :class:`~keyless.server.keys.Signer` (PKCS#11, remote KMS) may block for milliseconds and
+        :class:`~keyless.keys.KeySigner` (PKCS#11, remote KMS) may block for milliseconds and
         signs in a worker thread. The clock is always read here, on the loop, before signing.
         """
         gen_time = self._gen_time_now()

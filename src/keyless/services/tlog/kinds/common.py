@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from keyless.errors import InvalidInput, VerificationError
+from keyless.keys import PublicKey, hash_for_curve, spki_der
 from keyless.services.tlog.kinds import ed25519ph
-
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 HEX_RE = re.compile(r"^[0-9a-f]+$")
 
@@ -72,9 +71,7 @@ class Verifier:
     @property
     def spki(self) -> bytes:
         """DER SubjectPublicKeyInfo, the basis of key fingerprints."""
-        return self.key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return spki_der(self.key)
 
     def canonical_pem(self) -> bytes:
         """PEM as Rekor re-encodes it: 64 columns, ``\\n`` line ends, trailing newline.
@@ -200,15 +197,6 @@ def _supported(key: object, what: str) -> PublicKey:
     raise InvalidInput(f"{what}: unsupported key type {type(key).__name__}")
 
 
-def curve_hash(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
-    """The hash paired with a curve by the Sigstore algorithm registry (P-256/SHA-256, …)."""
-    if isinstance(key.curve, ec.SECP384R1):
-        return hashes.SHA384()
-    if isinstance(key.curve, ec.SECP521R1):
-        return hashes.SHA512()
-    return hashes.SHA256()
-
-
 def verify_digest(
     verifier: Verifier, signature: bytes, digest: bytes, algorithm: hashes.HashAlgorithm
 ) -> None:
@@ -247,7 +235,7 @@ def verify_message(verifier: Verifier, signature: bytes, message: bytes) -> None
     key = verifier.key
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            candidates = [curve_hash(key)]
+            candidates = [hash_for_curve(key.curve)]
             if not isinstance(candidates[0], hashes.SHA256):
                 candidates.append(hashes.SHA256())
             for i, algorithm in enumerate(candidates):

@@ -8,32 +8,12 @@ here for DSSE only, where the signed message (the PAE) is available to the log.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
 from keyless.errors import InvalidInput
+from keyless.keys import KEY_DETAILS, key_class, key_details
 from keyless.services.tlog.kinds.common import Verifier
 
-#: keyDetails → (key check, HashAlgorithm name of the digest).
-_ALLOWED: dict[str, tuple[str, str]] = {
-    "PKIX_ECDSA_P256_SHA_256": ("ec:secp256r1", "SHA2_256"),
-    "PKIX_ECDSA_P384_SHA_384": ("ec:secp384r1", "SHA2_384"),
-    "PKIX_ECDSA_P521_SHA_512": ("ec:secp521r1", "SHA2_512"),
-    "PKIX_RSA_PKCS1V15_2048_SHA256": ("rsa:2048", "SHA2_256"),
-    "PKIX_RSA_PKCS1V15_3072_SHA256": ("rsa:3072", "SHA2_256"),
-    "PKIX_RSA_PKCS1V15_4096_SHA256": ("rsa:4096", "SHA2_256"),
-    "PKIX_ED25519_PH": ("ed25519", "SHA2_512"),
-    "PKIX_ED25519": ("ed25519", "SHA2_512"),
-}
-
-
-def _key_class(verifier: Verifier) -> str:
-    key = verifier.key
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ec:{key.curve.name}"
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"rsa:{key.key_size}"
-    assert isinstance(key, ed25519.Ed25519PublicKey)
-    return "ed25519"
+#: keyDetails → (key check, HashAlgorithm name of the digest): the registry of keyless.keys.
+_ALLOWED = KEY_DETAILS
 
 
 def check_key_details(verifier: Verifier, details: str, what: str) -> None:
@@ -43,7 +23,7 @@ def check_key_details(verifier: Verifier, details: str, what: str) -> None:
             f"{what} {details!r} is not an allowed algorithm; allowed: {', '.join(_ALLOWED)}"
         )
     expected, _ = _ALLOWED[details]
-    actual = _key_class(verifier)
+    actual = key_class(verifier.key)
     if actual != expected:
         raise InvalidInput(f"{what} is {details} but the key is {actual}")
 
@@ -54,9 +34,8 @@ def hash_name_for(details: str) -> str:
 
 
 def details_for(verifier: Verifier) -> str:
-    """The canonical details of a key (ECDSA by curve, RSA by size, Ed25519 as pure)."""
-    actual = _key_class(verifier)
-    for name, (cls, _) in _ALLOWED.items():
-        if cls == actual:
-            return name
-    raise InvalidInput(f"no allowed algorithm for a {actual} key")  # pragma: no cover
+    """The canonical details of a key (ECDSA by curve, RSA by size, Ed25519 as prehashed)."""
+    details = key_details(verifier.key, prehashed=True)
+    if details is None:  # pragma: no cover
+        raise InvalidInput(f"no allowed algorithm for a {key_class(verifier.key)} key")
+    return details
