@@ -27,6 +27,13 @@ from keyless.formats.bundle import (
     ValidityPeriod,
 )
 
+__all__ = [
+    "SUPPORTED_KEY_DETAILS",
+    "Authority",
+    "LogKey",
+    "TrustMaterial",
+]
+
 #: keyDetails names whose keys keyless can use (protocols.md §6 PublicKeyDetails).
 SUPPORTED_KEY_DETAILS = frozenset(
     {

@@ -18,6 +18,17 @@ from importlib import resources
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
 
+__all__ = [
+    "MAX_TRUST_FILE",
+    "PRODUCTION_TUF_URL",
+    "load_client_trust_config",
+    "load_signing_config",
+    "load_trusted_root",
+    "packaged",
+    "production_trusted_root",
+    "resolve_trust",
+]
+
 #: The public-good production TUF repository (protocols.md §10).
 PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
 

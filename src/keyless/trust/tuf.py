@@ -33,6 +33,16 @@ from urllib.parse import quote
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import ClientTrustConfig, SigningConfig, TrustedRoot
 
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "SIGNING_CONFIG",
+    "TRUSTED_ROOT",
+    "TufTrust",
+    "default_cache_dir",
+]
+
 if TYPE_CHECKING:
     from tuf.ngclient.fetcher import FetcherInterface
 
