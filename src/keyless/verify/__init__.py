@@ -2,12 +2,11 @@
 
 ::
 
-    from pathlib import Path
     from keyless.verify import Identity, Verifier, VerificationError
 
     verifier = Verifier.from_trust_config("trust-config.json")  # .production(), .for_instance(URL)
     policy = Identity(identity="alice@example.com", issuer="https://accounts.example.com")
-    result = verifier.verify_artifact("a.txt", Path("a.txt.sigstore.json"), policy)
+    result = verifier.verify_artifact("a.txt", "a.txt.sigstore.json", policy)
     print(result.identity, result.issuer, result.signed_at)
 
 Every failure raises a :class:`VerificationError` subclass naming the check that failed (loading

@@ -28,7 +28,7 @@ __all__ = ["ArtifactInput", "BundleInput", "VerificationResult", "Verifier"]
 MAX_BUNDLE = 64 << 20
 #: an artifact: an :class:`Artifact`, its bytes, a file path, or a ``sha256:<hex>`` digest string
 ArtifactInput = Artifact | bytes | str | os.PathLike[str]
-#: a bundle: parsed, its JSON (bytes or str), or a file path (``os.PathLike``, e.g. ``Path``)
+#: a bundle: parsed, its JSON as bytes, or a file path
 BundleInput = Bundle | bytes | str | os.PathLike[str]
 _DAY = 24 * 3600.0
 
@@ -79,9 +79,9 @@ def as_artifact(artifact: ArtifactInput) -> Artifact:
     return Artifact.from_path(artifact)
 
 
-def read_bundle(bundle: BundleInput) -> Bundle | bytes | str:
-    """A path is read (at most :data:`MAX_BUNDLE` bytes); anything else is passed on."""
-    if not isinstance(bundle, os.PathLike):
+def read_bundle(bundle: BundleInput) -> Bundle | bytes:
+    """A path is read (at most :data:`MAX_BUNDLE` bytes); bytes and bundles are passed on."""
+    if isinstance(bundle, Bundle | bytes):
         return bundle
     path = os.fspath(bundle)
     try:
@@ -98,7 +98,7 @@ class Verifier(core.Verifier):
     """Verifies Sigstore bundles (v0.1-v0.3) against one trusted root; reuse it.
 
     >>> verifier = Verifier.from_trust_config("trust-config.json")   # or .production()
-    >>> result = verifier.verify_artifact("a.txt", Path("a.txt.sigstore.json"),
+    >>> result = verifier.verify_artifact("a.txt", "a.txt.sigstore.json",
     ...                                   Identity(identity="me@example.com", issuer=ISSUER))
     """
 
