@@ -7,6 +7,24 @@ Servers map these to HTTP in one table (:mod:`keyless.server.errors`); the CLI p
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "Error",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "Pushback",
+    "StorageError",
+    "TooLarge",
+    "Unauthenticated",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "VerificationError",
+    "field_name",
+    "shown",
+]
+
 
 class Error(Exception):
     """Base class of every error keyless raises on purpose."""

@@ -35,6 +35,18 @@ import httpx
 
 from keyless.errors import Unauthenticated, Unavailable
 
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEVICE_GRANT",
+    "DeviceCode",
+    "IdentityToken",
+    "Interactive",
+    "OidcClient",
+    "check_token",
+    "detect_ambient",
+    "get_identity_token",
+]
+
 DEFAULT_CLIENT_ID = "sigstore"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 Interactive = Literal["auto", "browser", "device", "none"]

@@ -2,8 +2,9 @@
 
 Builds an in-toto Statement v1 whose only subject is FILE (name = its base name, digest sha256),
 signs it as a DSSE envelope (payloadType ``application/vnd.in-toto+json``) and writes a v0.3
-bundle, like ``sigstore attest`` (interop.md §3.1). Outputs follow ``keyless sign``: checked
-before signing, never replaced without ``--overwrite``, written atomically.
+bundle (:meth:`keyless.sign.Signer.attest`), like ``sigstore attest`` (interop.md §3.1). Outputs
+follow ``keyless sign``: checked before signing, never replaced without ``--overwrite``, written
+atomically.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from keyless._cli.sign import (
     one_line,
     write_output,
 )
-
-STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -50,25 +49,6 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.set_defaults(run=run, parser=parser)
 
 
-def statement_for(path: str, predicate_type: str, predicate: Any) -> bytes:
-    """An in-toto Statement v1 about one file (in-toto attestation spec, Statement layer)."""
-    import hashlib
-    import json
-    import os
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    statement = {
-        "_type": STATEMENT_V1,
-        "subject": [{"name": os.path.basename(path), "digest": {"sha256": h.hexdigest()}}],
-        "predicateType": predicate_type,
-        "predicate": predicate,
-    }
-    return json.dumps(statement, separators=(",", ":")).encode()
-
-
 def read_predicate(args: argparse.Namespace) -> dict[str, Any]:
     """The predicate JSON object; an unreadable or non-object file is a usage error."""
     import json
@@ -95,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
     check_output(args, out, {os.path.realpath(args.file), os.path.realpath(args.predicate)})
     predicate = read_predicate(args)
     try:
-        statement = statement_for(args.file, args.predicate_type, predicate)
-        bundle = make_signer(args).sign_statement(statement)
-        write_output(out, bundle.to_bytes(), overwrite=args.overwrite)
+        signed = make_signer(args).attest(args.file, args.predicate_type, predicate)
+        write_output(out, signed.to_bytes(), overwrite=args.overwrite)
     except (Error, OSError) as exc:
         print(f"attestation failed: {one_line(exc)}", file=sys.stderr)
         return 1

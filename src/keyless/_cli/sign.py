@@ -184,9 +184,8 @@ def make_signer(args: argparse.Namespace) -> Any:
                 "did not provide one); give --trust-config FILE or --server URL"
             )
         raise ConfigError("the trust config has no signing config")
-    return Signer.from_config(
-        config.trusted_root,
-        config.signing_config,
+    return Signer.from_client_trust_config(
+        config,
         identity_token=identity_token(args, config.signing_config),
         rekor_version=args.rekor_version,
     )

@@ -18,9 +18,6 @@ import argparse
 import sys
 from typing import Any
 
-#: a bundle is a few kB (a DSSE payload maybe more); ``--bundle /dev/zero`` must not eat memory
-MAX_BUNDLE = 64 << 20
-
 TRUST_HELP = """\
 trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
 uses a keyless instance's TUF repository (URL/tuf) from the root pinned once with `keyless
@@ -179,7 +176,7 @@ def check_usage(args: argparse.Namespace) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Any:
-    from keyless.verify.policy import AllOf, GitHubWorkflow, Identity
+    from keyless.verify import AllOf, GitHubWorkflow, Identity
 
     policies: list[Any] = [
         Identity(
@@ -202,20 +199,13 @@ def verify(args: argparse.Namespace) -> str:
     from pathlib import Path
 
     from keyless.errors import ConfigError
-    from keyless.verify.artifact import Artifact
-    from keyless.verify.errors import DSSEError
-    from keyless.verify.verifier import Verifier
+    from keyless.verify import Artifact, Verifier
+    from keyless.verify.api import read_bundle
 
-    bundle_path = args.bundle or f"{args.file}.sigstore.json"
-    try:
-        with open(bundle_path, "rb") as f:
-            bundle = f.read(MAX_BUNDLE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read bundle {bundle_path!r}: {exc.strerror}") from exc
-    if len(bundle) > MAX_BUNDLE:
-        raise ConfigError(f"bundle {bundle_path!r} is larger than {MAX_BUNDLE >> 20} MiB")
+    bundle = read_bundle(Path(args.bundle or f"{args.file}.sigstore.json"))
     artifact = Artifact.from_argument(args.file)
     verifier = Verifier(trusted_root_for(args))
+    key = None
     if args.key:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -223,17 +213,14 @@ def verify(args: argparse.Namespace) -> str:
             key = load_pem_public_key(Path(args.key).read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.key} is not a readable PEM public key") from exc
-        result = verifier.verify(bundle, artifact, key=key)
-    else:
-        result = verifier.verify(bundle, artifact, policy=_policy(args))
+    policy = None if key is not None else _policy(args)
     if not args.attestation:
+        verifier.verify_artifact(artifact, bundle, policy, key=key)
         return f"OK: {args.file}"
-    if result.payload_type is None:
-        raise DSSEError("the bundle holds a message signature, not an attestation")
+    result = verifier.verify_attestation(
+        artifact, bundle, policy, key=key, predicate_type=getattr(args, "predicate_type", None)
+    )
     predicate = (result.statement or {}).get("predicateType")
-    wanted = getattr(args, "predicate_type", None)
-    if wanted is not None and predicate != wanted:
-        raise DSSEError(f"the statement's predicateType is {predicate!r}, not {wanted!r}")
     return f"OK: {args.file} (attestation, predicate {predicate or '?'})"
 
 

@@ -2,7 +2,68 @@
 
 * :mod:`keyless.trust.material` - decoded, indexed keys and certificates of a trusted root;
 * :mod:`keyless.trust.sources` - the public-good production root shipped as package data, files,
-  ``--server URL`` and TUF refresh (protocols.md §10).
+  ``--server URL`` and TUF refresh (protocols.md §10);
+* :mod:`keyless.trust.instances` - a keyless instance's TUF root, pinned or trusted on first use.
 
-Importing this package imports nothing heavy, so the offline verify path stays fast.
+The names in ``__all__`` are the supported API (most callers need only
+``keyless.verify.Verifier.from_trust_config`` and friends). They are imported on first use
+(PEP 562): importing this package imports nothing heavy, so the offline verify path stays fast.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keyless.formats.signingconfig import SigningConfig
+    from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
+    from keyless.trust.instances import instance_trust, pin
+    from keyless.trust.sources import (
+        load_client_trust_config,
+        load_signing_config,
+        load_trusted_root,
+        production_trusted_root,
+        resolve_trust,
+    )
+
+#: public name -> the module that defines it
+_HOME: dict[str, str] = {
+    "ClientTrustConfig": "keyless.formats.trustroot",
+    "SigningConfig": "keyless.formats.signingconfig",
+    "TrustedRoot": "keyless.formats.trustroot",
+    "instance_trust": "keyless.trust.instances",
+    "pin": "keyless.trust.instances",
+    "load_client_trust_config": "keyless.trust.sources",
+    "load_signing_config": "keyless.trust.sources",
+    "load_trusted_root": "keyless.trust.sources",
+    "production_trusted_root": "keyless.trust.sources",
+    "resolve_trust": "keyless.trust.sources",
+}
+
+__all__ = [
+    "ClientTrustConfig",
+    "SigningConfig",
+    "TrustedRoot",
+    "instance_trust",
+    "load_client_trust_config",
+    "load_signing_config",
+    "load_trusted_root",
+    "pin",
+    "production_trusted_root",
+    "resolve_trust",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -39,6 +39,22 @@ from keyless.errors import ConfigError
 from keyless.formats.trustroot import ClientTrustConfig
 from keyless.trust.tuf import DEFAULT_TIMEOUT, DEFAULT_WINDOW, TufTrust
 
+__all__ = [
+    "INSECURE_FLAG",
+    "MAX_ROOT",
+    "PINNED_ROOT",
+    "TUF_PATH",
+    "check_root",
+    "default_store",
+    "fetch_first_root",
+    "fingerprint",
+    "instance_trust",
+    "is_loopback",
+    "normalize_url",
+    "pin",
+    "pinned_root",
+]
+
 PINNED_ROOT = "pinned-root.json"
 #: the instance's TUF repository, relative to its URL (contracts.md §2)
 TUF_PATH = "/tuf"

@@ -25,6 +25,13 @@ from keyless.formats.jsonreader import ValidityPeriod
 from keyless.formats.trustroot import CertificateAuthority, TransparencyLogInstance, TrustedRoot
 from keyless.keys import KEY_DETAILS
 
+__all__ = [
+    "SUPPORTED_KEY_DETAILS",
+    "Authority",
+    "LogKey",
+    "TrustMaterial",
+]
+
 #: keyDetails names whose keys keyless can use (protocols.md §6 PublicKeyDetails): the registry
 #: and the deprecated RSA names older trusted roots still carry.
 SUPPORTED_KEY_DETAILS = frozenset(KEY_DETAILS) | {"PKCS1_RSA_PKCS1V5", "PKIX_RSA_PKCS1V5"}

@@ -19,6 +19,17 @@ from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.signingconfig import SigningConfig
 from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 
+__all__ = [
+    "MAX_TRUST_FILE",
+    "PRODUCTION_TUF_URL",
+    "load_client_trust_config",
+    "load_signing_config",
+    "load_trusted_root",
+    "packaged",
+    "production_trusted_root",
+    "resolve_trust",
+]
+
 #: The public-good production TUF repository (protocols.md §10).
 PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
 

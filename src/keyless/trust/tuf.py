@@ -34,6 +34,16 @@ from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.signingconfig import SigningConfig
 from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "SIGNING_CONFIG",
+    "TRUSTED_ROOT",
+    "TufTrust",
+    "default_cache_dir",
+]
+
 if TYPE_CHECKING:
     from tuf.ngclient.fetcher import FetcherInterface
 

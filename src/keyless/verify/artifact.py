@@ -16,6 +16,8 @@ from pathlib import Path
 
 from keyless.errors import InvalidInput
 
+__all__ = ["Artifact"]
+
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
 

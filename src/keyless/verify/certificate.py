@@ -24,6 +24,13 @@ from keyless.keys import spki_der
 from keyless.trust.material import LogKey, TrustMaterial
 from keyless.verify.errors import CertificateChainError, CertificateProfileError, EmbeddedSCTError
 
+__all__ = [
+    "ChainVerifier",
+    "check_profile",
+    "reject_bundled_roots",
+    "verify_embedded_sct",
+]
+
 _policies: tuple[Any, Any] | None = None
 
 

@@ -24,6 +24,18 @@ from keyless.formats import der
 from keyless.formats.dsse import Envelope
 from keyless.verify.errors import LogEntryMismatchError
 
+__all__ = [
+    "HASH_NAMES",
+    "V1_HASH_NAMES",
+    "check_dsse_v001",
+    "check_dsse_v002",
+    "check_hashedrekord_v001",
+    "check_hashedrekord_v002",
+    "check_intoto_v002",
+    "key_details",
+    "parse_body",
+]
+
 #: Rekor v2 HashAlgorithm names by digest length (protocols.md §6).
 HASH_NAMES = {32: "SHA2_256", 48: "SHA2_384", 64: "SHA2_512"}
 #: Rekor v1 hashedrekord algorithm names.

@@ -13,7 +13,26 @@ from __future__ import annotations
 from keyless.errors import VerificationError
 from keyless.formats.checkpoint import CheckpointError
 
-__all__ = ["CheckpointError"]
+__all__ = [
+    "ArtifactMismatchError",
+    "CertificateChainError",
+    "CertificateExpiredAtSigningError",
+    "CertificateProfileError",
+    "CheckpointError",
+    "DSSEError",
+    "EmbeddedSCTError",
+    "IdentityMismatchError",
+    "InclusionPromiseError",
+    "KeyMismatchError",
+    "LogEntryMismatchError",
+    "MalformedBundleError",
+    "MissingInclusionProofError",
+    "NotEnoughVerifiedTimesError",
+    "SignatureMismatchError",
+    "TimestampError",
+    "TrustRootError",
+    "UntrustedLogError",
+]
 
 
 class MalformedBundleError(VerificationError):

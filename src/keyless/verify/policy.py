@@ -21,6 +21,28 @@ from cryptography.x509.oid import ObjectIdentifier
 from keyless.errors import shown
 from keyless.verify.errors import IdentityMismatchError
 
+__all__ = [
+    "OID_BUILD_TRIGGER",
+    "OID_GITHUB_REF",
+    "OID_GITHUB_REPOSITORY",
+    "OID_GITHUB_SHA",
+    "OID_GITHUB_TRIGGER",
+    "OID_GITHUB_WORKFLOW_NAME",
+    "OID_ISSUER_V1",
+    "OID_ISSUER_V2",
+    "OID_OTHERNAME_SAN",
+    "OID_SOURCE_REPOSITORY_DIGEST",
+    "OID_SOURCE_REPOSITORY_REF",
+    "OID_SOURCE_REPOSITORY_URI",
+    "AllOf",
+    "GitHubWorkflow",
+    "Identity",
+    "Policy",
+    "certificate_identities",
+    "certificate_issuer",
+    "extension_text",
+]
+
 OID_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OID_GITHUB_TRIGGER = ObjectIdentifier("1.3.6.1.4.1.57264.1.2")
 OID_GITHUB_SHA = ObjectIdentifier("1.3.6.1.4.1.57264.1.3")

@@ -37,6 +37,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from keyless.formats.tstoken import DIGESTS, GRANTED, ID_CT_TST_INFO, SignedTimestamp
 from keyless.trust.material import Authority
 
+__all__ = [
+    "HASHES",
+    "TimestampMismatch",
+    "TrustedTimestampAuthority",
+    "chain_problem",
+]
+
 _Hash = tuple[Callable[[bytes], Any], type[hashes.HashAlgorithm]]
 
 _ALGORITHMS: Final[dict[str, type[hashes.HashAlgorithm]]] = {

@@ -21,6 +21,11 @@ from keyless.trust.material import TrustMaterial
 from keyless.verify.errors import TimestampError
 from keyless.verify.rfc3161 import TimestampMismatch, TrustedTimestampAuthority
 
+__all__ = [
+    "MAX_TIMESTAMPS",
+    "TimestampVerifier",
+]
+
 #: sigstore-go / sigstore-python bound against denial of service.
 MAX_TIMESTAMPS = 32
 

@@ -43,6 +43,14 @@ from keyless.verify.errors import (
     UntrustedLogError,
 )
 
+__all__ = [
+    "is_rekor_v2",
+    "set_payload",
+    "trusted_logs",
+    "verify_checkpoint",
+    "verify_entry",
+]
+
 
 def _verify_raw(key: Any, signature: bytes, data: bytes) -> None:
     """Verify a SET with a log key; raises InvalidSignature."""

@@ -61,6 +61,17 @@ from keyless.verify.policy import Policy
 from keyless.verify.timestamps import TimestampVerifier
 from keyless.verify.tlog import is_rekor_v2, trusted_logs, verify_entry
 
+__all__ = [
+    "STATEMENT_TYPES",
+    "SUPPORTED_ENTRIES",
+    "VerificationResult",
+    "Verifier",
+    "check_subject",
+    "in_toto_statement",
+    "integrated_time",
+    "load_bundle",
+]
+
 #: in-toto Statement types accepted in DSSE payloads.
 STATEMENT_TYPES = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
 SUPPORTED_ENTRIES = {

@@ -59,6 +59,17 @@ SERVICE_TIMEOUT = 60.0  # Rekor v2 may block until a checkpoint covers the entry
 RENEW_MARGIN = 60.0
 
 
+__all__ = [
+    "RENEW_MARGIN",
+    "Signer",
+    "SigningError",
+    "SigningServices",
+    "entry_from_rekor_v1",
+    "select_services",
+    "sign_files",
+]
+
+
 class SigningError(Error):
     """A service refused or failed a signing step; the message names the service and step."""
 
