@@ -250,3 +250,46 @@ def mutated_json_text(draw: st.DrawFn, seeds: list[Any]) -> bytes:
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args)``: a convenience for lambdas in ``only`` blocks."""
     return fn(*args, **kwargs)
+
+
+def b64_paths(value: Any) -> list[tuple[Any, ...]]:
+    """Paths to strings that are standard base64 of at least 16 bytes (keys, signatures, PEMs)."""
+    import base64
+    import binascii
+
+    out = []
+    for path in paths(value):
+        node = value
+        for key in path:
+            node = node[key]
+        if isinstance(node, str) and len(node) >= 24:
+            try:
+                base64.b64decode(node, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            out.append(path)
+    return out
+
+
+@st.composite
+def mutated_b64_field(draw: st.DrawFn, seeds: list[Any]) -> Any:
+    """One of ``seeds`` with the bytes inside one base64 field mutated (goes past the base64
+    layer into the PEM / DER / signature parsers)."""
+    import base64
+
+    doc = json.loads(json.dumps(draw(st.sampled_from(seeds))))
+    found = b64_paths(doc)
+    if not found:
+        return doc
+    path = draw(st.sampled_from(found))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    inner = base64.b64decode(parent[path[-1]])
+    parent[path[-1]] = base64.b64encode(draw(mutated_bytes([inner]))).decode()
+    return doc
+
+
+def mutated_request(seeds: list[Any]) -> st.SearchStrategy[Any]:
+    """Structural JSON edits or edits of the bytes inside a base64 field, half and half."""
+    return st.one_of(mutated_json(seeds), mutated_b64_field(seeds))

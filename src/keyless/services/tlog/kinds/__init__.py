@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, shown
 from keyless.services.tlog.kinds import dsse, hashedrekord, intoto
 from keyless.services.tlog.kinds.common import Proposed
 
@@ -41,7 +41,7 @@ def propose_v1(entry: dict[str, Any]) -> Proposed:
     validator = V1_KINDS.get((kind, version))
     if validator is None:
         supported = ", ".join(f"{k} {v}" for k, v in V1_KINDS)
-        raise InvalidInput(f"unsupported entry kind {kind!r} version {version!r}; "
+        raise InvalidInput(f"unsupported entry kind {shown(kind)} version {shown(version)}; "
                            f"supported: {supported}")
     if "spec" not in entry:
         raise InvalidInput("proposed entry has no spec")
@@ -70,7 +70,7 @@ def camel_keys(value: Any, depth: int = 0) -> Any:
         for key, item in value.items():
             name = _camel(key) if "_" in key else key
             if name in out:
-                raise InvalidInput(f"field {name!r} given twice")
+                raise InvalidInput(f"field {shown(name)} given twice")
             out[name] = camel_keys(item, depth + 1)
         return out
     if isinstance(value, list):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from keyless.errors import InvalidInput, VerificationError
+from keyless.errors import InvalidInput, VerificationError, field_name
 from keyless.services.tlog.kinds import ed25519ph
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -148,7 +148,9 @@ def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
     """
     unknown = sorted(k for k, v in value.items() if k not in allowed and v is not None)
     if unknown:
-        raise InvalidInput(f"{what} has unknown field(s): {', '.join(unknown)}")
+        names = ", ".join(field_name(k) for k in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise InvalidInput(f"{what} has unknown field(s): {names}{more}")
 
 
 def load_pem_verifier(pem: bytes, what: str) -> Verifier:

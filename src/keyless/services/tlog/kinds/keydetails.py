@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, shown
 from keyless.services.tlog.kinds.common import Verifier
 
 #: keyDetails → (key check, HashAlgorithm name of the digest).
@@ -40,7 +40,7 @@ def check_key_details(verifier: Verifier, details: str, what: str) -> None:
     """Refuse details outside the allowed set, or that do not describe ``verifier``'s key."""
     if details not in _ALLOWED:
         raise InvalidInput(
-            f"{what} {details!r} is not an allowed algorithm; allowed: {', '.join(_ALLOWED)}"
+            f"{what} {shown(details)} is not an allowed algorithm; allowed: {', '.join(_ALLOWED)}"
         )
     expected, _ = _ALLOWED[details]
     actual = _key_class(verifier)
