@@ -92,7 +92,7 @@ class IdentityVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated(f"identity token is larger than {MAX_TOKEN_BYTES} bytes")
         token = token.strip()
-        if token.count(".") != 2:
+        if token.count(".") != 2 or not token.isascii():  # base64url segments are ASCII
             raise Unauthenticated("identity token is not a signed JWT (compact JWS, RFC 7515 §7.1)")
         try:
             header = jwt.get_unverified_header(token)

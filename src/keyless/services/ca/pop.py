@@ -66,9 +66,9 @@ def default_hash(key: PublicKey) -> hashes.HashAlgorithm | None:
 
 def parse_public_key(content: str | bytes) -> PublicKey:
     """A public key given as PEM, or as DER SubjectPublicKeyInfo (raw or base64)."""
-    data = content.encode() if isinstance(content, str) else content
     key: object
     try:
+        data = content.encode() if isinstance(content, str) else content
         if b"-----BEGIN" in data:
             key = serialization.load_pem_public_key(data)
         else:
@@ -76,7 +76,7 @@ def parse_public_key(content: str | bytes) -> PublicKey:
                 key = serialization.load_der_public_key(data)
             except ValueError:
                 key = serialization.load_der_public_key(base64.b64decode(data, validate=True))
-    except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:
+    except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:  # UnicodeError included
         raise ProofError(f"publicKey.content is not a PEM or DER public key: {exc}") from exc
     return check_key_allowed(key)
 
