@@ -7,7 +7,7 @@ DATA    ?= .keyless
 PORT    ?= 3000
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test lint unit integration interop bench clean venv
+.PHONY: run test lint unit integration interop bench fuzz clean venv
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ unit: venv
 
 integration: venv interop
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+## make fuzz: the fuzz properties with the long profile (docs/fuzzing.md); FUZZ_EXAMPLES=N per property
+FUZZ_EXAMPLES ?= 5000
+fuzz: venv
+	HYPOTHESIS_PROFILE=long KEYLESS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	    $(BIN)/pytest tests/fuzz $(PYTEST_ARGS) --timeout 0
 
 ## the pinned real clients, in ignored project-local folders (docs/interop.md §1)
 interop: .interop/venv/.installed .interop/node/.installed

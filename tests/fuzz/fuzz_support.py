@@ -103,8 +103,9 @@ def only(*allowed: type[BaseException]) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # Byte mutations (bit flips, truncation, splices, insertions, interesting values).
 
-_INTERESTING = [b"\x00", b"\xff", b"\x80", b"\x7f", b"\x81", b"\x82\xff\xff", b"\x84\xff\xff\xff\xff",
-                b"\x30\x80", b"\xa0\x00", b"\x02\x00", b"\x05\x00", b"\n", b"\r\n", b" "]
+_INTERESTING = [b"\x00", b"\xff", b"\x80", b"\x7f", b"\x81", b"\x82\xff\xff",
+                b"\x84\xff\xff\xff\xff", b"\x30\x80", b"\xa0\x00", b"\x02\x00", b"\x05\x00",
+                b"\n", b"\r\n", b" "]
 
 
 @st.composite

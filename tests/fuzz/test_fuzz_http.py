@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import tempfile
 import time
 import urllib.parse
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from fuzz_support import (
     FUZZ_SLOW,
     JSON_VALUES,
@@ -159,8 +159,6 @@ def _json_seeds() -> dict[str, list[Any]]:
         "/ctlog/ct/v1/add-pre-chain": [{"chain": [digest, digest]}],
     }
 
-
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 _DER = Encoding.DER
 _TSQ = [tsp.encode_query(b"\x11" * 32, nonce=5, cert_req=True), tsp.encode_query(b"\x22" * 64,

@@ -158,9 +158,10 @@ class JwksCache:
             discovery = await self._get_json(
                 issuer.rstrip("/") + "/.well-known/openid-configuration", "discovery document"
             )
-            if discovery.get("issuer") != issuer:
+            named = discovery.get("issuer")
+            if named != issuer:
                 raise Unauthenticated(
-                    f"discovery document of {issuer} names issuer {shown(discovery.get('issuer'))}; "
+                    f"discovery document of {issuer} names issuer {shown(named)}; "
                     "it must be identical (OpenID Connect Discovery §4.3)"
                 )
             jwks_uri = discovery.get("jwks_uri")
