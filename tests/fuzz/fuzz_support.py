@@ -181,7 +181,7 @@ def _swap_type(value: Any) -> Any:
     if isinstance(value, str):
         return int(value) if value.isdigit() else [value]
     if isinstance(value, list):
-        return dict(enumerate(map(str, value)))
+        return {str(i): item for i, item in enumerate(value)}  # JSON keys are strings
     if isinstance(value, dict):
         return list(value.values())
     return {}
@@ -221,7 +221,8 @@ def mutated_json(draw: st.DrawFn, seeds: list[Any], max_ops: int = 3) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """JSON text of ``value`` (non-finite floats as Python writes them, DEEP expanded)."""
+    """JSON text of ``value`` (non-finite floats as Python writes them, lone surrogates as
+    ``\\ud800`` escapes, DEEP expanded)."""
     text = json.dumps(value, allow_nan=True)
     return text.replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000).encode()
 
