@@ -122,3 +122,10 @@ def test_unknown_field_names_are_quoted_shortened() -> None:
         spec = {**entry["spec"], **extra}
         message = _message(lambda s=spec: propose_v1({**entry, "spec": s}))
         assert len(message) < 500, message[:100]
+
+
+def test_unknown_v2_request_fields_are_quoted_shortened() -> None:
+    request = json.loads(json.dumps(_seeds()[1][0]))
+    for extra in ({HUGE: 1}, {f"k{i}": 1 for i in range(5000)}):
+        message = _message(lambda e=extra: propose_v2({**request, **e}))
+        assert len(message) < 500, message[:100]

@@ -12,7 +12,7 @@ from typing import Any
 
 from keyless.errors import InvalidInput, shown
 from keyless.services.tlog.kinds import dsse, hashedrekord, intoto
-from keyless.services.tlog.kinds.common import Proposed
+from keyless.services.tlog.kinds.common import Proposed, field_names
 
 Validator = Callable[[Any], Proposed]
 
@@ -85,7 +85,7 @@ def propose_v2(request: dict[str, Any]) -> Proposed:
     unknown = sorted(set(request) - set(V2_REQUESTS))
     if unknown:
         raise InvalidInput(
-            f"unknown request field(s) {', '.join(unknown)}; expected one of "
+            f"unknown request field(s) {field_names(unknown)}; expected one of "
             f"{', '.join(V2_REQUESTS)}"
         )
     if len(present) != 1:

@@ -148,9 +148,13 @@ def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
     """
     unknown = sorted(k for k, v in value.items() if k not in allowed and v is not None)
     if unknown:
-        names = ", ".join(field_name(k) for k in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise InvalidInput(f"{what} has unknown field(s): {names}{more}")
+        raise InvalidInput(f"{what} has unknown field(s): {field_names(unknown)}")
+
+
+def field_names(names: list[str], limit: int = 5) -> str:
+    """Hostile JSON keys for an error message: at most ``limit``, each shortened."""
+    listed = ", ".join(field_name(k) for k in names[:limit])
+    return listed + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_pem_verifier(pem: bytes, what: str) -> Verifier:
