@@ -208,3 +208,29 @@ def test_discovery_issuer_mismatch_is_quoted_shortened() -> None:
         assert len(str(exc)) < 500, str(exc)[:100]
     else:
         raise AssertionError("accepted")
+
+
+def test_csr_with_an_unknown_version_is_a_proof_error() -> None:
+    """cryptography raises InvalidVersion (not a ValueError) for a PKCS#10 version other than 0."""
+    der = _csrs()[1]
+    hostile = der.replace(b"\x02\x01\x00", b"\x02\x01\x01", 1)
+    try:
+        pop.verify_csr(pop.parse_csr(hostile))
+    except pop.ProofError:
+        pass
+    else:
+        raise AssertionError("accepted")
+
+
+def test_hostile_algorithm_is_quoted_shortened() -> None:
+    token = _token({**_HEADER, "alg": ["A" * 10_000]}, _CLAIMS)
+
+    async def run() -> None:
+        await _verifier(_CONFIGS[0]).verify(token)
+
+    try:
+        asyncio.run(run())
+    except Unauthenticated as exc:
+        assert len(str(exc)) < 500, str(exc)[:100]
+    else:
+        raise AssertionError("accepted")

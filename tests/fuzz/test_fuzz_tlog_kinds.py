@@ -129,3 +129,23 @@ def test_unknown_v2_request_fields_are_quoted_shortened() -> None:
     for extra in ({HUGE: 1}, {f"k{i}": 1 for i in range(5000)}):
         message = _message(lambda e=extra: propose_v2({**request, **e}))
         assert len(message) < 500, message[:100]
+
+
+def test_certificate_with_an_invalid_public_key_is_invalid_input() -> None:
+    """cryptography reads a certificate's key lazily: a point off the curve raised ValueError
+    from cert.public_key() after the PEM had loaded (a 500 over HTTP)."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from tlog_support import pem
+
+    entry = json.loads(json.dumps(_seeds()[0][0]))  # hashedrekord v1, P-256 certificate
+    signer_pem = base64.b64decode(entry["spec"]["signature"]["publicKey"]["content"])
+    from cryptography import x509
+
+    der = x509.load_pem_x509_certificate(signer_pem).public_bytes(Encoding.DER)
+    point = der.index(b"\x03\x42\x00\x04") + 4
+    broken = der[:point] + bytes([der[point] ^ 1]) + der[point + 1:]
+    text = pem(x509.load_der_x509_certificate(broken))
+    entry["spec"]["signature"]["publicKey"]["content"] = base64.b64encode(text).decode()
+    _message(lambda: propose_v1(entry))

@@ -101,7 +101,7 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise ProofError(f"certificateSigningRequest is not a PKCS#10 request: {exc}") from exc
 
 

@@ -164,7 +164,11 @@ def load_pem_verifier(pem: bytes, what: str) -> Verifier:
             cert = x509.load_pem_x509_certificate(pem)
         except ValueError as exc:
             raise InvalidInput(f"{what} is not a valid PEM certificate") from exc
-        return Verifier(_supported(cert.public_key(), what), cert)
+        try:
+            cert_key = cert.public_key()  # read lazily: a bad key surfaces only here
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidInput(f"{what} has an unreadable public key") from exc
+        return Verifier(_supported(cert_key, what), cert)
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
