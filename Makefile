@@ -6,7 +6,7 @@ DATA    ?= .keyless
 PORT    ?= 3000
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test lint unit integration interop bench clean venv
+.PHONY: run test lint unit integration interop bench fuzz clean venv
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,12 @@ unit: venv
 
 integration: venv interop
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+## make fuzz: the fuzz properties with the long profile (docs/fuzzing.md); FUZZ_EXAMPLES=N per property
+FUZZ_EXAMPLES ?= 5000
+fuzz: venv
+	HYPOTHESIS_PROFILE=long KEYLESS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	    $(BIN)/pytest tests/fuzz $(PYTEST_ARGS) --timeout 0
 
 ## the pinned real clients (tests/interop/), installed into the ignored .interop/ folder
 PINS := tests/interop

@@ -175,7 +175,10 @@ class SignedNote:
         signature line must follow, each ending in a newline.
         """
         if isinstance(envelope, str):
-            envelope = envelope.encode("utf-8")
+            try:
+                envelope = envelope.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate, as JSON can carry it
+                raise MalformedNoteError("signed note is not valid Unicode") from exc
         if len(envelope) > MAX_NOTE_SIZE:
             raise MalformedNoteError(f"signed note is larger than {MAX_NOTE_SIZE} bytes")
         message = _decode_utf8(envelope, "signed note")

@@ -29,7 +29,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from keyless.errors import ConfigError, InvalidInput
+from keyless.errors import ConfigError, InvalidInput, shown
 from keyless.formats.der import element, set_order
 from keyless.formats.der import encode_length as der_length
 from keyless.formats.der import encode_tlv as der_tlv
@@ -125,7 +125,7 @@ def _check_nonce(nonce: int) -> int:
 def _hash_for(digest: bytes, algorithm: HashAlgorithm | None, label: str) -> HashAlgorithm:
     if algorithm is None:
         raise TimestampRejected(
-            f"unsupported hash algorithm {label}; use one of " + ", ".join(HASH_ALGORITHMS),
+            f"unsupported hash algorithm {shown(label)}; use one of " + ", ".join(HASH_ALGORITHMS),
             failure=BAD_ALG,
         )
     if len(digest) != algorithm.digest_size:
@@ -279,7 +279,7 @@ def query_from_json(obj: Mapping[str, Any]) -> TimestampQuery:
     name = obj.get("hashAlgorithm")
     if not isinstance(name, str):
         raise InvalidInput("hashAlgorithm is required (sha256, sha384 or sha512)")
-    algorithm = _hash_for(digest, HASH_ALGORITHMS.get(name.lower()), repr(name))
+    algorithm = _hash_for(digest, HASH_ALGORITHMS.get(name.lower()), name)
     certificates = obj.get("certificates", False)
     if not isinstance(certificates, bool):
         raise InvalidInput("certificates must be a boolean")
@@ -293,7 +293,7 @@ def query_from_json(obj: Mapping[str, Any]) -> TimestampQuery:
         try:
             policy = core.ObjectIdentifier(policy).dotted
         except ValueError as exc:
-            raise InvalidInput(f"tsaPolicyOID {policy!r} is not an object identifier") from exc
+            raise InvalidInput(f"tsaPolicyOID {shown(policy)} is not an object identifier") from exc
     return TimestampQuery(
         hash_algorithm=algorithm,
         digest=digest,

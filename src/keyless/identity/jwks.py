@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import jwt
 
-from keyless.errors import Unauthenticated, Unavailable
+from keyless.errors import Unauthenticated, Unavailable, shown
 
 #: Signature algorithms accepted in identity tokens (RFC 7518 §3.1): asymmetric only — never
 #: ``none`` and never the HMAC family, whose "key" a public JWKS would hand to forgers.
@@ -158,9 +158,10 @@ class JwksCache:
             discovery = await self._get_json(
                 issuer.rstrip("/") + "/.well-known/openid-configuration", "discovery document"
             )
-            if discovery.get("issuer") != issuer:
+            named = discovery.get("issuer")
+            if named != issuer:
                 raise Unauthenticated(
-                    f"discovery document of {issuer} names issuer {discovery.get('issuer')!r}; "
+                    f"discovery document of {issuer} names issuer {shown(named)}; "
                     "it must be identical (OpenID Connect Discovery §4.3)"
                 )
             jwks_uri = discovery.get("jwks_uri")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import jwt
 
-from keyless.errors import Unauthenticated
+from keyless.errors import Unauthenticated, shown
 from keyless.identity.compact import parse_compact_jws, token_id
 from keyless.identity.config import IssuerConfig, IssuerType, find_issuer
 from keyless.identity.jwks import ALLOWED_ALGORITHMS, JwksCache, LocalJwks
@@ -108,7 +108,7 @@ class IdentityVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise Unauthenticated(
-                f"identity token algorithm {alg!r} is not allowed "
+                f"identity token algorithm {shown(alg)} is not allowed "
                 f"(accepted: {', '.join(sorted(ALLOWED_ALGORITHMS))})"
             )
         if "crit" in header:

@@ -56,9 +56,9 @@ def default_hash(key: PublicKey) -> hashes.HashAlgorithm | None:
 
 def parse_public_key(content: str | bytes) -> PublicKey:
     """A public key given as PEM, or as DER SubjectPublicKeyInfo (raw or base64)."""
-    data = content.encode() if isinstance(content, str) else content
     key: object
     try:
+        data = content.encode() if isinstance(content, str) else content
         if b"-----BEGIN" in data:
             key = serialization.load_pem_public_key(data)
         else:
@@ -66,7 +66,7 @@ def parse_public_key(content: str | bytes) -> PublicKey:
                 key = serialization.load_der_public_key(data)
             except ValueError:
                 key = serialization.load_der_public_key(base64.b64decode(data, validate=True))
-    except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:
+    except (ValueError, UnsupportedAlgorithm, binascii.Error) as exc:  # UnicodeError included
         raise ProofError(f"publicKey.content is not a PEM or DER public key: {exc}") from exc
     return check_key_allowed(key)
 
@@ -91,7 +91,7 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise ProofError(f"certificateSigningRequest is not a PKCS#10 request: {exc}") from exc
 
 

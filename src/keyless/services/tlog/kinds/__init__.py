@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, shown
 from keyless.services.tlog.kinds import dsse, hashedrekord, intoto
-from keyless.services.tlog.kinds.common import Proposed
+from keyless.services.tlog.kinds.common import Proposed, field_names
 
 Validator = Callable[[Any], Proposed]
 _T = TypeVar("_T")
@@ -54,7 +54,7 @@ def _kind_spec(entry: dict[str, Any], table: dict[tuple[str, str], Any]) -> tupl
     handler = table.get((kind, version))
     if handler is None:
         supported = ", ".join(f"{k} {v}" for k, v in table)
-        raise InvalidInput(f"unsupported entry kind {kind!r} version {version!r}; "
+        raise InvalidInput(f"unsupported entry kind {shown(kind)} version {shown(version)}; "
                            f"supported: {supported}")
     if "spec" not in entry:
         raise InvalidInput("proposed entry has no spec")
@@ -98,7 +98,7 @@ def camel_keys(value: Any, depth: int = 0) -> Any:
         for key, item in value.items():
             name = _camel(key) if "_" in key else key
             if name in out:
-                raise InvalidInput(f"field {name!r} given twice")
+                raise InvalidInput(f"field {shown(name)} given twice")
             out[name] = camel_keys(item, depth + 1)
         return out
     if isinstance(value, list):
@@ -113,7 +113,7 @@ def propose_v2(request: dict[str, Any]) -> Proposed:
     unknown = sorted(set(request) - set(V2_REQUESTS))
     if unknown:
         raise InvalidInput(
-            f"unknown request field(s) {', '.join(unknown)}; expected one of "
+            f"unknown request field(s) {field_names(unknown)}; expected one of "
             f"{', '.join(V2_REQUESTS)}"
         )
     if len(present) != 1:

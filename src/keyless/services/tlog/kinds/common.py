@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from keyless.errors import InvalidInput, VerificationError
+from keyless.errors import InvalidInput, VerificationError, field_name
 from keyless.keys import PublicKey, hash_for_curve, spki_der
 from keyless.services.tlog.kinds import ed25519ph
 
@@ -143,7 +143,13 @@ def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
     """
     unknown = sorted(k for k, v in value.items() if k not in allowed and v is not None)
     if unknown:
-        raise InvalidInput(f"{what} has unknown field(s): {', '.join(unknown)}")
+        raise InvalidInput(f"{what} has unknown field(s): {field_names(unknown)}")
+
+
+def field_names(names: list[str], limit: int = 5) -> str:
+    """Hostile JSON keys for an error message: at most ``limit``, each shortened."""
+    listed = ", ".join(field_name(k) for k in names[:limit])
+    return listed + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_pem_verifier(pem: bytes, what: str) -> Verifier:
@@ -153,7 +159,11 @@ def load_pem_verifier(pem: bytes, what: str) -> Verifier:
             cert = x509.load_pem_x509_certificate(pem)
         except ValueError as exc:
             raise InvalidInput(f"{what} is not a valid PEM certificate") from exc
-        return Verifier(_supported(cert.public_key(), what), cert)
+        try:
+            cert_key = cert.public_key()  # read lazily: a bad key surfaces only here
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidInput(f"{what} has an unreadable public key") from exc
+        return Verifier(_supported(cert_key, what), cert)
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:

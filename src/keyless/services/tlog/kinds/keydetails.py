@@ -8,7 +8,7 @@ here for DSSE only, where the signed message (the PAE) is available to the log.
 
 from __future__ import annotations
 
-from keyless.errors import InvalidInput
+from keyless.errors import InvalidInput, shown
 from keyless.keys import KEY_DETAILS, key_class, key_details
 from keyless.services.tlog.kinds.common import Verifier
 
@@ -20,7 +20,7 @@ def check_key_details(verifier: Verifier, details: str, what: str) -> None:
     """Refuse details outside the allowed set, or that do not describe ``verifier``'s key."""
     if details not in _ALLOWED:
         raise InvalidInput(
-            f"{what} {details!r} is not an allowed algorithm; allowed: {', '.join(_ALLOWED)}"
+            f"{what} {shown(details)} is not an allowed algorithm; allowed: {', '.join(_ALLOWED)}"
         )
     expected, _ = _ALLOWED[details]
     actual = key_class(verifier.key)
