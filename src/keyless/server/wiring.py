@@ -284,6 +284,7 @@ SEED = b"keyless: this log starts with one placeholder entry (interop.md, gotcha
 async def add_oidc(ctx: WiringContext) -> None:
     """The embedded OpenID Connect provider at ``P/oidc`` (contracts.md §3)."""
     from keyless.services.oidc.accounts import OidcUser, hash_secret
+    from keyless.services.oidc.routes import routes as oidc_routes
     from keyless.services.oidc.service import OidcProvider
 
     users = [
@@ -304,7 +305,7 @@ async def add_oidc(ctx: WiringContext) -> None:
     )
     ctx.components.append(
         Component(
-            "oidc", "/oidc", provider.routes(), start=provider.start, close=provider.close,
+            "oidc", "/oidc", oidc_routes(provider), start=provider.start, close=provider.close,
             url=ctx.settings.oidc_issuer,
         )
     )

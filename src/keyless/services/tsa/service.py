@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 from keyless.errors import ConfigError, Unavailable
 from keyless.formats.tsp import (
     DEFAULT_POLICY_OID,
