@@ -47,7 +47,8 @@ def serve(args: argparse.Namespace) -> None:
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
     from keyless.server.errors import EXCEPTION_HANDLERS
-    from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
+    from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
+    from keyless.services.ca.routes import routes as ca_routes
     from keyless.services.ctlog import CTLogRoutes, CTLogService
     from keyless.storage import open_storage
 
@@ -71,7 +72,7 @@ def serve(args: argparse.Namespace) -> None:
         ca = CAService(material=material, identity=verifier, ctlog=ctlog,
                        replay_guard=TokenReplayGuard())
         state.update(engine=engine, ca=ca)
-        for route in CARoutes(ca).routes():
+        for route in ca_routes(ca):
             app.router.routes.append(route)
         app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
 

@@ -145,6 +145,7 @@ async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
         TufRepository,
         TufService,
     )
+    from keyless.services.tuf.routes import routes as tuf_routes
     from keyless.services.tuf.store import MetadataStore
 
     settings = ctx.settings
@@ -182,7 +183,7 @@ async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
         Component(
             "tuf",
             "/tuf",
-            service.routes(),
+            tuf_routes(service),
             start=service.start,
             close=service.close,
             url=f"{ctx.public_url}/tuf",
@@ -287,6 +288,7 @@ async def add_oidc(ctx: WiringContext) -> None:
     """The embedded OpenID Connect provider at ``P/oidc`` (contracts.md §3)."""
     from keyless.services.oidc.accounts import OidcUser, hash_secret
     from keyless.services.oidc.keyring import OidcKeyRing
+    from keyless.services.oidc.routes import routes as oidc_routes
     from keyless.services.oidc.service import OidcProvider
 
     users = [
@@ -312,7 +314,7 @@ async def add_oidc(ctx: WiringContext) -> None:
     )
     ctx.components.append(
         Component(
-            "oidc", "/oidc", provider.routes(), start=provider.start, close=provider.close,
+            "oidc", "/oidc", oidc_routes(provider), start=provider.start, close=provider.close,
             url=ctx.settings.oidc_issuer,
         )
     )
@@ -405,7 +407,8 @@ async def add_ca(ctx: WiringContext) -> None:
     import httpx
 
     from keyless.identity import IdentityVerifier
-    from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
+    from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
+    from keyless.services.ca.routes import routes as ca_routes
 
     if ctx.oidc is None or ctx.ctlog is None:
         raise ConfigError("the CA needs the OIDC provider and the CT log")
@@ -432,7 +435,7 @@ async def add_ca(ctx: WiringContext) -> None:
     )
     ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
     ctx.components.append(
-        Component("ca", "", CARoutes(service).routes(), close=http.aclose, url=ctx.public_url)
+        Component("ca", "", ca_routes(service), close=http.aclose, url=ctx.public_url)
     )
 
 
@@ -448,6 +451,7 @@ async def add_tsa(ctx: WiringContext) -> None:
         TsaSettings,
         load_or_create_credentials,
     )
+    from keyless.services.tsa.routes import routes as tsa_routes
 
     url = ctx.public_url + TIMESTAMP_PATH
     credentials = None
@@ -467,7 +471,7 @@ async def add_tsa(ctx: WiringContext) -> None:
     service = TimestampService(credentials, TsaSettings(clock=clock))
     ctx.tsa_urls.append(ServiceUrl(url, 1, await ctx.validity("tsa")))
     ctx.components.append(
-        Component("tsa", "", service.routes(), start=service.start, close=service.close, url=url)
+        Component("tsa", "", tsa_routes(service), start=service.start, close=service.close, url=url)
     )
 
 

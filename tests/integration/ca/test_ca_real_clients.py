@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.services.ca import CARoutes
+from keyless.services.ca.routes import routes as ca_routes
 from keyless.services.ctlog import CTLogRoutes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ca"))
@@ -37,7 +37,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CAStack, 
     tmp = tmp_path_factory.mktemp("ca-clients")
     stack = build_stack(tmp / "ca")
     app = Starlette(
-        routes=[*CARoutes(stack.ca).routes(),
+        routes=[*ca_routes(stack.ca),
                 Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
         exception_handlers=EXCEPTION_HANDLERS,
     )

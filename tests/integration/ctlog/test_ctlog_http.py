@@ -32,7 +32,8 @@ from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
 from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.server.keys import load_or_create_key
-from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
+from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
+from keyless.services.ca.routes import routes as ca_routes
 from keyless.services.ctlog import CTLogRoutes, CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
 from keyless.storage import open_storage
@@ -64,7 +65,7 @@ def make_app(data: Path, issuer: TestIssuer) -> tuple[Starlette, dict[str, Any]]
                                     local_jwks={ISSUER: issuer.jwks})
         ca = CAService(material=material, identity=verifier, ctlog=ctlog,
                        replay_guard=TokenReplayGuard())
-        app.router.routes.extend(CARoutes(ca).routes())
+        app.router.routes.extend(ca_routes(ca))
         app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
         yield
         await engine.close()

@@ -16,6 +16,7 @@ from starlette.routing import Mount
 
 from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.oidc import OidcProvider
+from keyless.services.oidc.routes import routes as oidc_routes
 
 
 @dataclass
@@ -46,7 +47,7 @@ def serve_provider(make: Callable[[str], OidcProvider]) -> Iterator[RunningProvi
         await provider.close()
 
     app = Starlette(
-        routes=[Mount("/oidc", routes=provider.routes())],
+        routes=[Mount("/oidc", routes=oidc_routes(provider))],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from oidc_server import RunningProvider, provider_factory_fixture  # noqa: F401
 
-from keyless.services.oidc import OidcUser, machine_client
-from keyless.services.oidc import service as oidc_service
+from keyless.services.oidc import OidcUser, grants, machine_client
 from keyless.services.oidc.accounts import verify_secret
 
 pytestmark = pytest.mark.integration
@@ -43,7 +42,7 @@ class Counter:
 @pytest.fixture
 def checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
     counter = Counter()
-    monkeypatch.setattr(oidc_service, "verify_secret", counter)
+    monkeypatch.setattr(grants, "verify_secret", counter)
     yield counter
 
 

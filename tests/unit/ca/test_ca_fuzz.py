@@ -14,7 +14,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.services.ca import CARoutes
+from keyless.services.ca.routes import routes as ca_routes
 from keyless.services.ctlog import CTLogRoutes
 
 _HC = [HealthCheck.function_scoped_fixture]
@@ -43,7 +43,7 @@ shaped = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
     stack = build_stack(tmp_path_factory.mktemp("fuzz") / "ca")
-    app = Starlette(routes=[*CARoutes(stack.ca).routes(),
+    app = Starlette(routes=[*ca_routes(stack.ca),
                             Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
                     exception_handlers=EXCEPTION_HANDLERS)
     with TestClient(app, raise_server_exceptions=False) as c:

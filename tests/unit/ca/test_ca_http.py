@@ -30,14 +30,14 @@ from starlette.applications import Starlette
 from keyless.formats.sct import POISON_OID
 from keyless.formats.x509profile import strip_extension
 from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.services.ca import CARoutes
+from keyless.services.ca.routes import routes as ca_routes
 from keyless.services.ctlog.entries import TimestampedEntry
 
 SCT_OID = "1.3.6.1.4.1.11129.2.4.2"
 
 
 def _app(stack: CAStack) -> Starlette:
-    return Starlette(routes=CARoutes(stack.ca).routes(), exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=ca_routes(stack.ca), exception_handlers=EXCEPTION_HANDLERS)
 
 
 @pytest.fixture

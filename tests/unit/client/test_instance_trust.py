@@ -38,6 +38,7 @@ from keyless._cli.main import main
 from keyless.errors import ConfigError
 from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.tuf import MemoryMetadataStore, TufRepository, TufService
+from keyless.services.tuf.routes import routes as tuf_routes
 from keyless.trust.instances import (
     PINNED_ROOT,
     default_store,
@@ -77,7 +78,7 @@ class Repository:
         self.repo = TufRepository(MemoryMetadataStore(), keys)
         asyncio.run(self.repo.publish({"trusted_root.json": trusted_root}))
         self.root = asyncio.run(self.repo.root_json(1))
-        app = Starlette(routes=[Mount("/tuf", routes=TufService(self.repo).routes())],
+        app = Starlette(routes=[Mount("/tuf", routes=tuf_routes(TufService(self.repo)))],
                         exception_handlers=EXCEPTION_HANDLERS)
         self.client = TestClient(app)
 

@@ -24,6 +24,7 @@ from keyless.services.tuf import (
     TufRepository,
     TufService,
 )
+from keyless.services.tuf.routes import routes as tuf_routes
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 
@@ -58,7 +59,7 @@ def _keys() -> dict[str, ed25519.Ed25519PrivateKey]:
 
 def _client(repo: TufRepository) -> TestClient:
     service = TufService(repo)
-    app = Starlette(routes=[Mount("/tuf", routes=service.routes())],
+    app = Starlette(routes=[Mount("/tuf", routes=tuf_routes(service))],
                     exception_handlers=EXCEPTION_HANDLERS)
     return TestClient(app)
 

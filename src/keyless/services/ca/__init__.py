@@ -1,4 +1,7 @@
-"""The Fulcio-compatible certificate authority (protocols.md §1)."""
+"""The Fulcio-compatible certificate authority (protocols.md §1).
+
+Mount ``keyless.services.ca.routes.routes(CAService(...))`` at the port root.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,10 @@ from keyless.services.ca.authority import (
     load_or_create,
 )
 from keyless.services.ca.replay import TokenReplayGuard, TokenReusedError
-from keyless.services.ca.routes import CARoutes
 from keyless.services.ca.service import CAService, IssuedCertificate
 
 __all__ = [
     "CAMaterial",
-    "CARoutes",
     "CAService",
     "IssuedCertificate",
     "TokenReplayGuard",

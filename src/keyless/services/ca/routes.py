@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from keyless.errors import InvalidInput, Unauthenticated
 from keyless.identity import normalize_token
@@ -60,70 +60,74 @@ def _token(request: Request, body: dict[str, Any]) -> str:
     )
 
 
-class CARoutes:
-    """Starlette routes over a :class:`CAService`."""
+def routes(service: CAService) -> list[Route]:
+    """The CA's routes over ``service``, relative to the port root."""
 
-    def __init__(self, service: CAService) -> None:
-        self.service = service
+    async def signing_cert_v2(request: Request) -> Response:
+        return await _signing_cert_v2(service, request)
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/api/v2/signingCert", self.signing_cert_v2, methods=["POST"]),
-            Route("/api/v2/trustBundle", self.trust_bundle, methods=["GET"]),
-            Route("/api/v2/configuration", self.configuration, methods=["GET"]),
-            Route("/api/v1/signingCert", self.signing_cert_v1, methods=["POST"]),
-            Route("/api/v1/rootCert", self.root_cert, methods=["GET"]),
-        ]
+    async def signing_cert_v1(request: Request) -> Response:
+        return await _signing_cert_v1(service, request)
 
-    async def signing_cert_v2(self, request: Request) -> Response:
-        body = await read_json_object(request, MAX_SIGNING_BODY)
-        csr_field = body.get("certificateSigningRequest")
-        key_request = body.get("publicKeyRequest")
-        if csr_field and key_request:
-            raise InvalidInput("send certificateSigningRequest or publicKeyRequest, not both")
-        if csr_field:
-            csr = parse_csr(_b64(csr_field, "certificateSigningRequest"))
-            issued = await self.service.issue_for_csr(_token(request, body), csr)
-        elif key_request:
-            if not isinstance(key_request, dict):
-                raise InvalidInput("'publicKeyRequest' must be an object")
-            public_key = key_request.get("publicKey")
-            if not isinstance(public_key, dict) or not isinstance(public_key.get("content"), str):
-                raise InvalidInput("'publicKeyRequest.publicKey.content' (PEM or DER) is required")
-            key = parse_public_key(public_key["content"])
-            proof = _b64(
-                key_request.get("proofOfPossession"), "publicKeyRequest.proofOfPossession"
-            )
-            issued = await self.service.issue_for_key(_token(request, body), key, proof)
-        else:
-            raise InvalidInput(
-                "the request needs certificateSigningRequest or publicKeyRequest"
-            )
-        return JSONResponse(
-            {"signedCertificateEmbeddedSct": {"chain": {"certificates": issued.pem_chain()}}}
+    async def trust_bundle(_request: Request) -> Response:
+        return JSONResponse({"chains": [{"certificates": service.chain_pem()}]})
+
+    async def configuration(_request: Request) -> Response:
+        return JSONResponse({"issuers": service.issuers_api()})
+
+    async def root_cert(_request: Request) -> Response:
+        return Response("".join(service.chain_pem()), media_type=PEM_CHAIN)
+
+    return [
+        Route("/api/v2/signingCert", signing_cert_v2, methods=["POST"]),
+        Route("/api/v2/trustBundle", trust_bundle, methods=["GET"]),
+        Route("/api/v2/configuration", configuration, methods=["GET"]),
+        Route("/api/v1/signingCert", signing_cert_v1, methods=["POST"]),
+        Route("/api/v1/rootCert", root_cert, methods=["GET"]),
+    ]
+
+
+async def _signing_cert_v2(service: CAService, request: Request) -> Response:
+    body = await read_json_object(request, MAX_SIGNING_BODY)
+    csr_field = body.get("certificateSigningRequest")
+    key_request = body.get("publicKeyRequest")
+    if csr_field and key_request:
+        raise InvalidInput("send certificateSigningRequest or publicKeyRequest, not both")
+    if csr_field:
+        csr = parse_csr(_b64(csr_field, "certificateSigningRequest"))
+        issued = await service.issue_for_csr(_token(request, body), csr)
+    elif key_request:
+        if not isinstance(key_request, dict):
+            raise InvalidInput("'publicKeyRequest' must be an object")
+        public_key = key_request.get("publicKey")
+        if not isinstance(public_key, dict) or not isinstance(public_key.get("content"), str):
+            raise InvalidInput("'publicKeyRequest.publicKey.content' (PEM or DER) is required")
+        key = parse_public_key(public_key["content"])
+        proof = _b64(
+            key_request.get("proofOfPossession"), "publicKeyRequest.proofOfPossession"
         )
+        issued = await service.issue_for_key(_token(request, body), key, proof)
+    else:
+        raise InvalidInput(
+            "the request needs certificateSigningRequest or publicKeyRequest"
+        )
+    return JSONResponse(
+        {"signedCertificateEmbeddedSct": {"chain": {"certificates": issued.pem_chain()}}}
+    )
 
-    async def signing_cert_v1(self, request: Request) -> Response:
-        """Legacy Fulcio v1 (``fulcio_legacy.proto``): 201 with the PEM chain, leaf first."""
-        body = await read_json_object(request, MAX_SIGNING_BODY)
-        issued: IssuedCertificate
-        if body.get("certificateSigningRequest"):
-            csr = parse_csr(_b64(body["certificateSigningRequest"], "certificateSigningRequest"))
-            issued = await self.service.issue_for_csr(_token(request, body), csr)
-        else:
-            public_key = body.get("publicKey")
-            if not isinstance(public_key, dict):
-                raise InvalidInput("the request needs publicKey or certificateSigningRequest")
-            key = parse_public_key(_b64(public_key.get("content"), "publicKey.content"))
-            proof = _b64(body.get("signedEmailAddress"), "signedEmailAddress")
-            issued = await self.service.issue_for_key(_token(request, body), key, proof)
-        return Response("".join(issued.pem_chain()), status_code=201, media_type=PEM_CHAIN)
 
-    async def trust_bundle(self, request: Request) -> Response:
-        return JSONResponse({"chains": [{"certificates": self.service.chain_pem()}]})
-
-    async def configuration(self, request: Request) -> Response:
-        return JSONResponse({"issuers": self.service.issuers_api()})
-
-    async def root_cert(self, request: Request) -> Response:
-        return Response("".join(self.service.chain_pem()), media_type=PEM_CHAIN)
+async def _signing_cert_v1(service: CAService, request: Request) -> Response:
+    """Legacy Fulcio v1 (``fulcio_legacy.proto``): 201 with the PEM chain, leaf first."""
+    body = await read_json_object(request, MAX_SIGNING_BODY)
+    issued: IssuedCertificate
+    if body.get("certificateSigningRequest"):
+        csr = parse_csr(_b64(body["certificateSigningRequest"], "certificateSigningRequest"))
+        issued = await service.issue_for_csr(_token(request, body), csr)
+    else:
+        public_key = body.get("publicKey")
+        if not isinstance(public_key, dict):
+            raise InvalidInput("the request needs publicKey or certificateSigningRequest")
+        key = parse_public_key(_b64(public_key.get("content"), "publicKey.content"))
+        proof = _b64(body.get("signedEmailAddress"), "signedEmailAddress")
+        issued = await service.issue_for_key(_token(request, body), key, proof)
+    return Response("".join(issued.pem_chain()), status_code=201, media_type=PEM_CHAIN)

@@ -1,8 +1,8 @@
 """The embedded OpenID Connect provider (issuer ``<public-url>/oidc``; contracts.md §3).
 
 ``OidcProvider(issuer, users=[OidcUser.parse("alice@example.com:s3cret")], kv=storage.kv)``;
-mount ``provider.routes()`` under ``/oidc`` and give the CA ``provider.issuer_configs()`` and
-``provider.local_jwks()``.
+mount ``keyless.services.oidc.routes.routes(provider)`` under ``/oidc`` and give the CA
+``provider.issuer_configs()`` and ``provider.local_jwks()``.
 """
 
 from __future__ import annotations

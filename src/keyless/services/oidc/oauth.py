@@ -1,4 +1,4 @@
-"""OAuth 2.0 request plumbing: form bodies, client authentication, §5.2 error answers.
+"""OAuth 2.0 HTTP plumbing: form bodies, client credentials, §5.2 error answers.
 
 The token and device endpoints speak RFC 6749: errors are ``{"error", "error_description"}``
 JSON (RFC 6749 §5.2), ``invalid_client`` with HTTP Basic answers 401 with ``WWW-Authenticate``,
@@ -21,35 +21,21 @@ from starlette.responses import Response
 from keyless.errors import Error, InvalidInput, Pushback, StorageError, Unavailable
 from keyless.server.errors import status_for
 from keyless.server.requests import read_body
+from keyless.services.oidc.grants import OAuthError
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class OAuthError(Exception):
-    """An RFC 6749 §5.2 error (``error`` code, description, HTTP status)."""
-
-    def __init__(
-        self,
-        error: str,
-        description: str,
-        status: int = 400,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        body = {
-            "error": self.error,
-            "error_description": self.description,
-            "code": self.status,
-            "message": self.description,
-        }
-        return json_response(body, self.status, {**NO_STORE, **self.headers})
+def oauth_error_response(exc: OAuthError) -> Response:
+    """The RFC 6749 §5.2 answer to ``exc``: its status and headers, never cached."""
+    body = {
+        "error": exc.error,
+        "error_description": exc.description,
+        "code": exc.status,
+        "message": exc.description,
+    }
+    return json_response(body, exc.status, {**NO_STORE, **exc.headers})
 
 
 def json_response(

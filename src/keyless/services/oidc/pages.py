@@ -1,13 +1,30 @@
-"""The provider's few HTML pages: sign-in, device approval, out-of-band code, errors.
+"""The provider's few HTML pages (sign-in, device approval, out-of-band code, errors) and the
+CSRF check of their forms.
 
-Plain server-rendered forms with every value escaped; the service adds the anti-framing,
-no-referrer, no-store and content-security headers (OWASP clickjacking / CSRF cheat sheets).
+Plain server-rendered forms with every value escaped; the routes send them with
+:data:`HTML_HEADERS` (anti-framing, same-origin referrer, no-store, content security: OWASP
+clickjacking / CSRF cheat sheets). Forms are protected by a double-submit cookie
+(:data:`CSRF_COOKIE`, SameSite=Strict) plus an Origin check (:func:`check_csrf`).
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Mapping
 from html import escape
+
+CSRF_COOKIE = "keyless_oidc_csrf"
+HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on POST.
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#222}
@@ -81,3 +98,28 @@ def message_page(title: str, message: str, code: str | None = None) -> str:
     """A result page (device approved, errors); ``code`` shows an out-of-band code to copy."""
     shown = f"<p class=code id=code>{escape(code)}</p>" if code else ""
     return _page(f"{title} - keyless", f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{shown}")
+
+
+class FormRefused(Exception):
+    """A browser form that must not be processed (CSRF, cross-origin, malformed)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def csrf_token(cookie: str) -> str:
+    """The CSRF token of a page: the browser's cookie when it is one of ours, else a new one."""
+    return cookie if len(cookie) >= 32 else secrets.token_urlsafe(32)
+
+
+def check_csrf(origin: str | None, expected_origin: str, cookie: str, submitted: str) -> None:
+    """Double-submit cookie (SameSite=Strict) plus Origin check (OWASP CSRF cheat sheet):
+    :class:`FormRefused` unless the form came from ``expected_origin`` with the cookie's token."""
+    if origin is not None and origin != expected_origin:
+        raise FormRefused("this form was submitted from another site (Origin mismatch)")
+    if len(cookie) < 32 or not hmac.compare_digest(cookie.encode(), submitted.encode()):
+        raise FormRefused(
+            "the form expired or was not submitted from this site (missing or wrong CSRF "
+            "token); try again"
+        )

@@ -3,8 +3,8 @@
 Use :func:`load_or_create_credentials` (or, for an operator-supplied chain,
 :func:`load_file_credentials` with a PEM key or :func:`load_credentials` with any
 :class:`keyless.keys.KeySigner`), wrap it in a :class:`TimestampService`, and mount
-``service.routes()`` at the port root. ``service.chain_der`` (leaf, root) and ``TIMESTAMP_PATH``
-feed the trusted root and the signing config.
+``keyless.services.tsa.routes.routes(service)`` at the port root. ``service.chain_der`` (leaf,
+root) and ``TIMESTAMP_PATH`` feed the trusted root and the signing config.
 """
 
 from keyless.services.tsa.certs import (

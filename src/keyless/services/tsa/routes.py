@@ -22,7 +22,7 @@ import math
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from keyless import errors
@@ -120,8 +120,9 @@ class TimestampEndpoint:
             return error_response(exc)
 
 
-def tsa_routes(service: TimestampService) -> list[BaseRoute]:
-    """The TSA's routes, relative to the port root (internal-apis.md URL layout)."""
+def routes(service: TimestampService) -> list[Route]:
+    """``POST /api/v1/timestamp`` and ``GET /api/v1/timestamp/certchain`` over ``service``,
+    relative to the port root (internal-apis.md URL layout)."""
 
     async def certchain(_request: Request) -> Response:
         return Response(service.chain_pem, media_type=CHAIN_TYPE)

@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from keyless.errors import ConfigError, Unavailable
 from keyless.formats.tsp import (
@@ -25,9 +24,6 @@ from keyless.formats.tsp import (
 from keyless.keys import InMemorySigner
 from keyless.services.tsa.certs import TsaCredentials
 from keyless.services.tsa.clock import ClockGuard, ClockPolicy
-
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
 
 #: Path of the timestamp endpoint relative to the port root; the signing config's TSA URL is
 #: ``P + TIMESTAMP_PATH`` (internal-apis.md URL layout; sigstore-python posts to it verbatim).
@@ -150,12 +146,6 @@ class TimestampService:
         if self._inline_signer:
             return self.builder.issue(query, serial=serial, gen_time=gen_time)
         return await asyncio.to_thread(self.builder.issue, query, serial=serial, gen_time=gen_time)
-
-    def routes(self) -> list[BaseRoute]:
-        """``POST /api/v1/timestamp`` and ``GET /api/v1/timestamp/certchain``."""
-        from keyless.services.tsa.routes import tsa_routes
-
-        return tsa_routes(self)
 
     async def start(self) -> None:
         """Start the clock guard (first NTP round before the first token)."""

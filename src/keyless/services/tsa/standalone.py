@@ -1,7 +1,7 @@
 """A TSA-only ASGI app, for running the timestamp authority on its own (tests, benchmarks).
 
-The full stack mounts :meth:`TimestampService.routes` in ``keyless serve``; this module is the
-small equivalent for one service::
+The full stack mounts :func:`keyless.services.tsa.routes.routes` in ``keyless serve``; this module
+is the small equivalent for one service::
 
     KEYLESS_TSA_DIR=/var/lib/keyless/tsa \\
         uvicorn --factory keyless.services.tsa.standalone:app_from_env
@@ -27,6 +27,7 @@ from keyless.formats.tsp import DEFAULT_POLICY_OID
 from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.services.tsa.certs import load_or_create_credentials
 from keyless.services.tsa.clock import ClockPolicy
+from keyless.services.tsa.routes import routes
 from keyless.services.tsa.service import ROUNDING_ERROR, TimestampService, TsaSettings
 
 
@@ -42,7 +43,7 @@ def create_app(service: TimestampService) -> Starlette:
             await service.close()
 
     return Starlette(
-        routes=service.routes(),
+        routes=routes(service),
         middleware=[Middleware(CatchAllMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -1,4 +1,7 @@
-"""The TUF repository that distributes the trusted root and signing config (protocols.md §10)."""
+"""The TUF repository that distributes the trusted root and signing config (protocols.md §10).
+
+Mount ``keyless.services.tuf.routes.routes(TufService(repository))`` at ``P/tuf``.
+"""
 
 from keyless.services.tuf.repository import Expiry, TufRepository
 from keyless.services.tuf.service import TufService
