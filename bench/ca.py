@@ -46,6 +46,7 @@ def serve(args: argparse.Namespace) -> None:
     from keyless.identity import IdentityVerifier, IssuerConfig
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
+    from keyless.server.budget import ClientBudget
     from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
     from keyless.services.ca.routes import routes as ca_routes
@@ -72,9 +73,12 @@ def serve(args: argparse.Namespace) -> None:
         ca = CAService(material=material, identity=verifier, ctlog=ctlog,
                        replay_guard=TokenReplayGuard())
         state.update(engine=engine, ca=ca)
-        for route in ca_routes(ca):
+        # the benchmark's one client measures throughput: no per-client budget
+        for route in ca_routes(ca, ClientBudget.per_second(0)):
             app.router.routes.append(route)
-        app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
+        app.router.routes.append(
+            Mount("/ctlog", routes=CTLogRoutes(ctlog, ClientBudget.per_second(0)).routes())
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

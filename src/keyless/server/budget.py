@@ -1,7 +1,8 @@
 """Per-client budgets for the expensive unauthenticated endpoints (HTTP 429 + Retry-After).
 
-The logs' write, lookup and search endpoints and the CT log's ``add-chain`` are open to anyone
-and cost real CPU (JSON parsing, canonicalisation, signature and chain checks, proofs). Each
+The logs' write, lookup and search endpoints, the CT log's ``add-chain``, the CA's signing
+endpoints and the TSA are open to anyone and cost real CPU (JSON parsing, canonicalisation,
+token, signature and chain checks, proofs, signing). Each
 client address (``request.client``: the real client once ``[server] trusted_proxies`` vouched
 for the proxy's ``X-Forwarded-For``; an IPv6 client by its /64) has a budget of *work units*,
 a unit being roughly a millisecond of server CPU, that refills at a steady rate:
@@ -13,7 +14,8 @@ a unit being roughly a millisecond of server CPU, that refills at a steady rate:
   fact and may drive the balance negative, so the *next* request waits;
 * an exhausted client is answered 429 with ``Retry-After`` saying when its balance is positive.
 
-Budgets are per process and per service (each service's routes hold their own), like the OIDC
+The refill rate is ``[server] client_budget`` (units per second, default 250; 0 switches budgets
+off). Budgets are per process and per service (each service's routes hold their own), like the OIDC
 login throttle: behind a load balancer every process limits on its own.
 """
 
@@ -80,12 +82,25 @@ class ClientBudget:
         balance, since = held
         return min(self._burst, balance + (self._clock() - since) * self._rate)
 
-    def admit(self, request: Request) -> str:
-        """Admit ``request`` and charge its base cost, or raise :class:`TooManyRequests`.
+    @classmethod
+    def per_second(cls, rate: float) -> ClientBudget:
+        """A budget refilled at ``rate`` units per second with a two-second burst; ``rate`` 0
+        switches budgets off (``[server] client_budget = 0``, e.g. behind a proxy that limits)."""
+        if rate < 0:
+            raise ValueError("a client budget cannot be negative")
+        if rate == 0:
+            return cls(burst=math.inf, rate=math.inf)
+        return cls(burst=2 * rate, rate=rate)
+
+    def admit(self, request: Request, cost: float = 1.0) -> str:
+        """Admit ``request`` and charge its base cost (``cost`` units plus its declared body
+        size), or raise :class:`TooManyRequests`.
 
         Returns the client address, for :meth:`charge` after the fact.
         """
         client = client_address(request)
+        if math.isinf(self._rate):
+            return client
         balance = self.balance(client)
         if balance <= 0:
             wait = max(1, math.ceil(-balance / self._rate + 1e-9))
@@ -93,7 +108,7 @@ class ClientBudget:
                 f"this client ({client}) has used its request budget; retry in {wait} s",
                 retry_after=wait,
             )
-        self._set(client, balance - 1 - _declared(request) / BYTES_PER_UNIT)
+        self._set(client, balance - cost - _declared(request) / BYTES_PER_UNIT)
         return client
 
     def settle_body(self, request: Request, client: str, size: int) -> None:
@@ -104,6 +119,8 @@ class ClientBudget:
 
     def charge(self, client: str, units: float) -> None:
         """Charge work found after admission (may leave the balance negative)."""
+        if math.isinf(self._rate):
+            return
         self._set(client, self.balance(client) - units)
 
     def _set(self, client: str, balance: float) -> None:

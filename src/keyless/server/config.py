@@ -57,6 +57,9 @@ class Settings:
     #: addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (reverse proxies,
     #: comma-separated; "*" for any): per-client throttles then see the real client address
     trusted_proxies: str = "127.0.0.1"
+    #: work units (about a millisecond of CPU each) per second that one client address may spend
+    #: on the expensive anonymous endpoints (server/budget.py); 0 switches budgets off
+    client_budget: float = 250.0
     #: the TSA's clock guard ([tsa]): NTP servers to compare with, allowed drift, strictness
     tsa_ntp_servers: tuple[str, ...] = ()
     tsa_max_drift: float = 0.5
@@ -200,7 +203,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     known: dict[str, type | tuple[type, ...]] = {
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
-        "trusted_proxies": str, "kek_file": str,
+        "trusted_proxies": str, "kek_file": str, "client_budget": (int, float),
     }
     for key, value in server.items():
         if key not in known:
@@ -209,6 +212,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"{where}: [server].{key} has the wrong type: {value!r}")
         out["database_url" if key == "database" else key] = value
+    if out.get("client_budget", 0) < 0:
+        raise ConfigError(f"{where}: [server].client_budget must be 0 (off) or positive")
     for key in ("data_dir", "kek_file"):
         if key in out:
             out[key] = Path(out[key]).expanduser()
@@ -412,6 +417,11 @@ shutdown_grace = 10.0
 # Reverse proxies / load balancers whose X-Forwarded-For header is believed (comma-separated
 # addresses, or "*"), so that per-client limits (OIDC login, device codes) see real clients.
 trusted_proxies = "127.0.0.1"
+# Work units (about a millisecond of server CPU each) per second that one client address may
+# spend on the expensive anonymous endpoints: log writes, lookups and searches, CT add-chain,
+# the CA's signing endpoints and the TSA. Twice this is the burst; 429 + Retry-After beyond.
+# 0 switches these budgets off (e.g. behind a proxy that limits clients itself).
+client_budget = 250
 
 [tuf]
 # Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp

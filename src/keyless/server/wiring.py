@@ -39,6 +39,7 @@ from keyless.errors import ConfigError
 from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
 from keyless.server.app import Component
+from keyless.server.budget import ClientBudget
 from keyless.server.config import Settings
 from keyless.server.secrets import FileSecrets, Secrets
 from keyless.server.trust import (
@@ -83,6 +84,10 @@ class WiringContext:
     @property
     def public_url(self) -> str:
         return self.settings.public_url
+
+    def client_budget(self) -> ClientBudget:
+        """A fresh per-client budget for one service (``[server] client_budget``)."""
+        return ClientBudget.per_second(self.settings.client_budget)
 
     async def created_at(self, name: str) -> datetime:
         """When the material ``name`` was first created (stored with it, so it never moves)."""
@@ -341,8 +346,10 @@ async def add_ctlog(ctx: WiringContext) -> None:
     )
     start, close = _engine_lifecycle(engine, object())
     ctx.components.append(
-        Component("ctlog", "/ctlog", CTLogRoutes(service).routes(), start=start, close=close,
-                  url=base)
+        Component(
+            "ctlog", "/ctlog", CTLogRoutes(service, ctx.client_budget()).routes(),
+            start=start, close=close, url=base,
+        )
     )
 
 
@@ -435,7 +442,10 @@ async def add_ca(ctx: WiringContext) -> None:
     )
     ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
     ctx.components.append(
-        Component("ca", "", ca_routes(service), close=http.aclose, url=ctx.public_url)
+        Component(
+            "ca", "", ca_routes(service, ctx.client_budget()), close=http.aclose,
+            url=ctx.public_url,
+        )
     )
 
 
@@ -471,7 +481,10 @@ async def add_tsa(ctx: WiringContext) -> None:
     service = TimestampService(credentials, TsaSettings(clock=clock))
     ctx.tsa_urls.append(ServiceUrl(url, 1, await ctx.validity("tsa")))
     ctx.components.append(
-        Component("tsa", "", tsa_routes(service), start=service.start, close=service.close, url=url)
+        Component(
+            "tsa", "", tsa_routes(service, ctx.client_budget()),
+            start=service.start, close=service.close, url=url,
+        )
     )
 
 
@@ -535,7 +548,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
                                  trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
         start, close = _engine_lifecycle(engine, service)
-        routes = service.routes()
+        routes = service.routes(ctx.client_budget())
         active = number == len(shards)
         if active:
             # v2 first: sigstore-python keeps the highest majorApiVersion per operator
@@ -590,7 +603,10 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
         ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
         start, close = _engine_lifecycle(engine, service)
         ctx.components.append(
-            Component("rekor-v1", "", service.routes(), start=start, close=close, url=base)
+            Component(
+                "rekor-v1", "", service.routes(ctx.client_budget()),
+                start=start, close=close, url=base,
+            )
         )
 
 

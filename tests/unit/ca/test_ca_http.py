@@ -415,3 +415,28 @@ async def test_legacy_v1_and_read_endpoints(client: Any, stack: CAStack) -> None
     config = (await client.get("/api/v2/configuration")).json()
     assert {"issuerUrl": "https://issuer.test", "audience": "sigstore",
             "challengeClaim": "email", "issuerType": "email"} in config["issuers"]
+
+
+async def test_signing_endpoints_spend_a_per_client_budget(stack: CAStack) -> None:
+    """Anonymous signing requests cost CPU before any token is believed (#13 defect 7): once a
+    client's budget is spent it gets 429 + Retry-After, while another client is still served."""
+    from keyless.server.budget import ClientBudget
+    from keyless.services.ca.routes import SIGNING_COST
+
+    budget = ClientBudget(burst=2 * SIGNING_COST, rate=0.001)
+    app = Starlette(routes=ca_routes(stack.ca, budget), exception_handlers=EXCEPTION_HANDLERS)
+    _, csr = make_csr()
+    body = {"certificateSigningRequest": base64.b64encode(csr).decode()}
+
+    async def post(address: str, path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(address, 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ca.test") as c:
+            return await c.post(path, json=body)
+
+    answers = [await post("192.0.2.1", "/api/v2/signingCert") for _ in range(2)]
+    assert [r.status_code for r in answers] == [401, 401]  # admitted: refused for the token
+    spent = await post("192.0.2.1", "/api/v1/signingCert")
+    assert spent.status_code == 429
+    assert "budget" in spent.json()["message"]
+    assert int(spent.headers["Retry-After"]) >= 1
+    assert (await post("192.0.2.2", "/api/v2/signingCert")).status_code == 401

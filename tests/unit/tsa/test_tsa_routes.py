@@ -325,3 +325,27 @@ def test_accuracy_must_cover_rounding_and_drift() -> None:
     TsaSettings(accuracy_seconds=0, clock=ClockPolicy(max_drift=5))  # no accuracy claimed
     with pytest.raises(ConfigError, match="cannot cover"):
         TsaSettings(accuracy_seconds=1, clock=ClockPolicy(max_drift=1.0))
+
+
+def test_timestamps_spend_a_per_client_budget(service: TimestampService) -> None:
+    """The TSA signs for anyone: a client that spent its budget gets 429 + Retry-After (JSON),
+    and the budget is per client address."""
+    from starlette.applications import Starlette
+
+    from keyless.server.budget import ClientBudget
+    from keyless.server.errors import EXCEPTION_HANDLERS
+    from keyless.services.tsa.routes import TIMESTAMP_COST, routes
+
+    budget = ClientBudget(burst=3 * TIMESTAMP_COST, rate=0.001)
+    app = Starlette(routes=routes(service, budget), exception_handlers=EXCEPTION_HANDLERS)
+    query = encode_query(hashlib.sha256(b"budget").digest())
+    with TestClient(app, client=("192.0.2.7", 1234)) as first:
+        assert [first.post(URL, content=query, headers=DER).status_code for _ in range(3)] == [
+            200, 200, 200
+        ]
+        spent = first.post(URL, content=query, headers=DER)
+    assert spent.status_code == 429
+    assert "budget" in spent.json()["message"]
+    assert int(spent.headers["Retry-After"]) >= 1
+    with TestClient(app, client=("192.0.2.8", 1234)) as other:
+        assert other.post(URL, content=query, headers=DER).status_code == 200

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from keyless.errors import InvalidInput, Unauthenticated
 from keyless.identity import normalize_token
+from keyless.server.budget import ClientBudget
 from keyless.server.requests import read_json_object
 from keyless.services.ca.pop import parse_csr, parse_public_key
 from keyless.services.ca.service import CAService, IssuedCertificate
@@ -27,6 +28,9 @@ from keyless.services.ca.service import CAService, IssuedCertificate
 #: A signing request is a key or CSR plus a token: a few KiB.
 MAX_SIGNING_BODY = 64 * 1024
 PEM_CHAIN = "application/pem-certificate-chain"
+#: Budget units (~ms of CPU) of one signing request: token and proof checks, a certificate and
+#: a precertificate signed, a CT log entry (server/budget.py).
+SIGNING_COST = 3.0
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -60,13 +64,17 @@ def _token(request: Request, body: dict[str, Any]) -> str:
     )
 
 
-def routes(service: CAService) -> list[Route]:
-    """The CA's routes over ``service``, relative to the port root."""
+def routes(service: CAService, budget: ClientBudget | None = None) -> list[Route]:
+    """The CA's routes over ``service``, relative to the port root; the signing endpoints spend
+    a per-client ``budget`` (default :class:`ClientBudget`'s; 429 when spent)."""
+    budget = budget or ClientBudget()
 
     async def signing_cert_v2(request: Request) -> Response:
+        budget.admit(request, SIGNING_COST)
         return await _signing_cert_v2(service, request)
 
     async def signing_cert_v1(request: Request) -> Response:
+        budget.admit(request, SIGNING_COST)
         return await _signing_cert_v1(service, request)
 
     async def trust_bundle(_request: Request) -> Response:

@@ -33,6 +33,7 @@ from keyless.formats.tsp import (
     query_from_json,
     rejection_response,
 )
+from keyless.server.budget import ClientBudget
 from keyless.server.errors import error_response
 from keyless.server.requests import parse_json_object, read_body
 from keyless.services.tsa.service import CERTCHAIN_PATH, TIMESTAMP_PATH, TimestampService
@@ -46,6 +47,8 @@ DER_TYPES = frozenset(
     {"application/timestamp-query", "application/timestamp-request", "application/octet-stream", ""}
 )
 JSON_TYPE = "application/json"
+#: Budget units (~ms of CPU) of one timestamp: a query parsed and one signature (server/budget.py).
+TIMESTAMP_COST = 0.25
 
 
 def _der_rejection(status: int, failure: str, message: str, retry_after: float = 0) -> Response:
@@ -71,8 +74,9 @@ class TimestampEndpoint:
     the per-request framework cost (bench/tsa.py). Errors still use Starlette responses.
     """
 
-    def __init__(self, service: TimestampService) -> None:
+    def __init__(self, service: TimestampService, budget: ClientBudget | None = None) -> None:
         self.service = service
+        self.budget = budget or ClientBudget()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         result = await self.handle(Request(scope, receive))
@@ -96,6 +100,7 @@ class TimestampEndpoint:
         service, settings = self.service, self.service.settings
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         try:
+            self.budget.admit(request, TIMESTAMP_COST)
             if media == JSON_TYPE:
                 body = await read_body(request, settings.max_json_request)
                 query = query_from_json(parse_json_object(body, "timestamp request"))
@@ -120,14 +125,18 @@ class TimestampEndpoint:
             return error_response(exc)
 
 
-def routes(service: TimestampService) -> list[Route]:
+def routes(service: TimestampService, budget: ClientBudget | None = None) -> list[Route]:
     """``POST /api/v1/timestamp`` and ``GET /api/v1/timestamp/certchain`` over ``service``,
-    relative to the port root (internal-apis.md URL layout)."""
+    relative to the port root (internal-apis.md URL layout); timestamps spend a per-client
+    ``budget`` (default :class:`ClientBudget`'s; 429 when spent)."""
 
     async def certchain(_request: Request) -> Response:
         return Response(service.chain_pem, media_type=CHAIN_TYPE)
 
     return [
-        Route(TIMESTAMP_PATH, TimestampEndpoint(service), methods=["POST"], name="tsa_timestamp"),
+        Route(
+            TIMESTAMP_PATH, TimestampEndpoint(service, budget), methods=["POST"],
+            name="tsa_timestamp",
+        ),
         Route(CERTCHAIN_PATH, certchain, methods=["GET"], name="tsa_certchain"),
     ]

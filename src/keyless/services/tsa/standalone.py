@@ -8,7 +8,9 @@ is the small equivalent for one service::
 
 Environment: ``KEYLESS_TSA_DIR`` (credentials directory, generated on first start),
 ``KEYLESS_TSA_NTP`` (comma-separated NTP servers), ``KEYLESS_TSA_MAX_DRIFT`` (seconds),
-``KEYLESS_TSA_POLICIES`` (comma-separated OIDs, the first is the default).
+``KEYLESS_TSA_POLICIES`` (comma-separated OIDs, the first is the default),
+``KEYLESS_TSA_CLIENT_BUDGET`` (work units per second per client, as ``[server] client_budget``;
+0 switches the per-client budget off).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.middleware import Middleware
 
 from keyless.errors import ConfigError
 from keyless.formats.tsp import DEFAULT_POLICY_OID
+from keyless.server.budget import ClientBudget
 from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.services.tsa.certs import load_or_create_credentials
 from keyless.services.tsa.clock import ClockPolicy
@@ -31,7 +34,7 @@ from keyless.services.tsa.routes import routes
 from keyless.services.tsa.service import ROUNDING_ERROR, TimestampService, TsaSettings
 
 
-def create_app(service: TimestampService) -> Starlette:
+def create_app(service: TimestampService, budget: ClientBudget | None = None) -> Starlette:
     """A Starlette app serving only ``service``'s routes, with its clock guard as lifespan."""
 
     @contextlib.asynccontextmanager
@@ -43,7 +46,7 @@ def create_app(service: TimestampService) -> Starlette:
             await service.close()
 
     return Starlette(
-        routes=routes(service),
+        routes=routes(service, budget),
         middleware=[Middleware(CatchAllMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -68,5 +71,9 @@ def app_from_env() -> Starlette:
         accuracy_seconds=max(1, math.ceil(ROUNDING_ERROR + max_drift)),
         clock=ClockPolicy(ntp_servers=_list("KEYLESS_TSA_NTP"), max_drift=max_drift),
     )
+    try:
+        budget = ClientBudget.per_second(float(os.environ.get("KEYLESS_TSA_CLIENT_BUDGET", "250")))
+    except ValueError as exc:
+        raise ConfigError("KEYLESS_TSA_CLIENT_BUDGET must be 0 or a positive number") from exc
     credentials = load_or_create_credentials(Path(directory))
-    return create_app(TimestampService(credentials, settings))
+    return create_app(TimestampService(credentials, settings), budget)
