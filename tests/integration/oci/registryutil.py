@@ -243,6 +243,7 @@ class Layout:
     def tag(self, descriptor: dict[str, object], name: str) -> None:
         entry = {k: v for k, v in descriptor.items() if k != "platform"}
         entry["annotations"] = {"org.opencontainers.image.ref.name": name}
+        self.refs = [r for r in self.refs if r["annotations"] != entry["annotations"]]
         self.refs.append(entry)
         (self.path / "index.json").write_text(json.dumps(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.refs}))
