@@ -322,3 +322,81 @@ def test_legacy_format_both_directions(stack: RunningStack, work: Path, registry
                     command="verify-attestation")
     assert ok_att.returncode == 0, ok_att.stderr
     assert "legacy format" in ok_att.stderr
+
+
+# --- the other tools -----------------------------------------------------------------------------
+
+
+def test_interop_sigstore_oci_attestation_is_accepted(stack: RunningStack, work: Path,
+                                                      registry: Registry, layout: Layout,
+                                                      tmp_path: Path, node_path: Path) -> None:
+    """An attestation signed by sigstore-js on the keyless stack and attached by @sigstore/oci
+    (what actions/attest does) passes ``keyless image verify-attestation``, not ``verify``."""
+    digest = image(layout, registry, "team/gha", "v1", "from-actions")
+    name = f"{registry.host}/team/gha"
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": name, "digest": {"sha256": digest[7:]}}],
+                 "predicateType": SLSA,
+                 "predicate": json.loads((work / "predicate.json").read_text())}
+    (tmp_path / "statement.json").write_text(json.dumps(statement))
+    scripts = ROOT / "tests" / "interop"
+    env = {**os.environ, "NODE_PATH": str(node_path), "SIGSTORE_ID_TOKEN": stack.token(),
+           "FULCIO_URL": stack.url, "REKOR_URL": stack.url}
+    signed = subprocess.run(["node", str(scripts / "sign.js"), str(tmp_path / "statement.json"),
+                             str(tmp_path / "bundle.json"), "--dsse"],
+                            capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert signed.returncode == 0, signed.stderr
+    attached = subprocess.run(["node", str(scripts / "attach-oci.js"), name, digest,
+                               str(tmp_path / "bundle.json")],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert attached.returncode == 0, attached.stderr
+    descriptor = json.loads(attached.stdout)
+    (manifest, _), = referrer_bundles(registry, "team/gha", digest)
+    assert manifest["annotations"]["dev.sigstore.bundle.predicateType"] == SLSA
+    with registry.client() as http:
+        index = http.get(f"/v2/team/gha/manifests/{digest.replace(':', '-')}",
+                         headers={"Accept": OCI_INDEX}).json()
+    assert [m["digest"] for m in index["manifests"]] == [descriptor["digest"]]
+
+    ok = verify(stack, work, f"{name}:v1", "--predicate-type", SLSA, "--output", "json",
+                command="verify-attestation")
+    assert ok.returncode == 0, ok.stderr
+    (result,) = json.loads(ok.stdout)
+    assert result["location"] == descriptor["digest"] and result["format"] == "bundle"
+    posing = verify(stack, work, f"{name}:v1")
+    assert posing.returncode == 1 and "not a signature" in posing.stderr
+
+    # keyless writes into the same fallback index @sigstore/oci started (annotated entries)
+    assert sign(stack, work, f"{name}@{digest}").returncode == 0
+    assert len(referrer_bundles(registry, "team/gha", digest)) == 2
+    assert verify(stack, work, f"{name}:v1").returncode == 0
+
+
+def test_interop_skopeo_carries_legacy_signatures(stack: RunningStack, work: Path,
+                                                  registry: Registry, layout: Layout,
+                                                  tmp_path: Path) -> None:
+    """``skopeo copy`` with ``use-sigstore-attachments`` copies the ``.sig`` tag along; the
+    signature still verifies in the other repository (the digest is preserved)."""
+    digest = image(layout, registry, "team/origin", "v1", "travelling")
+    assert sign(stack, work, f"{registry.host}/team/origin@{digest}", "--format",
+                "legacy").returncode == 0
+    (tmp_path / "registries.d").mkdir()
+    (tmp_path / "registries.d" / "local.yaml").write_text(
+        f"docker:\n  {registry.host}:\n    use-sigstore-attachments: true\n")
+    (tmp_path / "policy.json").write_text(json.dumps(
+        {"default": [{"type": "insecureAcceptAnything"}]}))
+    copied = subprocess.run(
+        ["skopeo", "--registries.d", str(tmp_path / "registries.d"), "--policy",
+         str(tmp_path / "policy.json"), "copy", "--quiet", "--preserve-digests",
+         "--src-tls-verify=false", "--dest-tls-verify=false",
+         f"docker://{registry.host}/team/origin@{digest}",
+         f"docker://{registry.host}/team/copy:v1"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert copied.returncode == 0, copied.stderr
+    with registry.client() as http:
+        sig = http.get(f"/v2/team/copy/manifests/{digest.replace(':', '-')}.sig",
+                       headers={"Accept": OCI_MANIFEST})
+    assert sig.status_code == 200
+    ok = verify(stack, work, f"{registry.host}/team/copy:v1")
+    assert ok.returncode == 0, ok.stderr
+    assert "legacy format" in ok.stderr
