@@ -28,6 +28,11 @@ _HOST = re.compile(
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
+def is_tag(text: str) -> bool:
+    """A valid tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``)."""
+    return _TAG.fullmatch(text) is not None
+
+
 def is_digest(text: str) -> bool:
     """``sha256:<64 lowercase hex>``."""
     return _DIGEST.fullmatch(text) is not None

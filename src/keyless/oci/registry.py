@@ -33,7 +33,7 @@ import httpx
 
 from keyless.errors import ConfigError, Error, NotFound, Unauthenticated, shown
 from keyless.oci.auth import Credentials, DockerConfigCredentials
-from keyless.oci.reference import is_digest, is_loopback
+from keyless.oci.reference import is_digest, is_loopback, is_tag
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -72,6 +72,16 @@ class PreconditionFailed(RegistryError):
     """412: a conditional write lost a race (``If-Match``)."""
 
 
+#: image-spec descriptor digest grammar (``algorithm ":" encoded``); digests read from a registry
+#: end up in URL paths, so nothing else is accepted
+_DIGEST_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+
+def _check_reference(reference: str) -> None:
+    if not (is_tag(reference) or is_digest(reference)):
+        raise RegistryError(f"{shown(reference)} is not a tag or digest")
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -105,6 +115,8 @@ class Descriptor:
         media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
         if not isinstance(media_type, str) or not isinstance(digest, str):
             raise RegistryError(f"{what} lacks mediaType or digest")
+        if not _DIGEST_GRAMMAR.fullmatch(digest):
+            raise RegistryError(f"{what} has an invalid digest {shown(digest)}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise RegistryError(f"{what} has no valid size")
         artifact_type = value.get("artifactType")
@@ -442,6 +454,7 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest or index at a tag or digest, bytes as stored."""
+        _check_reference(reference)
         what = f"manifest {reference}"
         response = self.request(
             "GET",
@@ -486,6 +499,7 @@ class RegistryClient:
         if_match: str | None = None,
     ) -> httpx.Response:
         """PUT the exact bytes; ``Content-Type`` is the body's media type (2.8 insists)."""
+        _check_reference(reference)
         what = f"upload of manifest {reference}"
         headers = {"Content-Type": media_type}
         if if_match:

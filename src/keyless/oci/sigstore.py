@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keyless.oci.registry import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from keyless.oci.registry import (
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    RegistryError,
+    sha256_digest,
+)
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
@@ -128,7 +134,7 @@ def read_bundle_referrer(manifest: Manifest, subject: str) -> BundleReferrer | N
         return None
     try:
         layer = Descriptor.from_json(layers[0], f"referrer {manifest.digest}: layers[0]")
-    except Exception:  # a malformed stranger among the referrers is skipped, not fatal
+    except RegistryError:  # a malformed stranger among the referrers is skipped, not fatal
         return None
     if not layer.media_type.startswith(BUNDLE_MEDIA_PREFIX):
         return None
