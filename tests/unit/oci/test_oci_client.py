@@ -195,3 +195,75 @@ def test_plain_http_only_for_loopback_or_when_allowed() -> None:
                              transport=httpx.MockTransport(
                                  lambda r: (_ for _ in ()).throw(httpx.ConnectError("tls"))))
     assert refused.base == "http://reg.example"
+
+
+def test_a_registry_with_the_referrers_api_gets_no_fallback_index() -> None:
+    """PUT answers ``OCI-Subject`` and the API lists the manifest: no ``sha256-HEX`` tag is
+    written. The API's pages are followed through ``Link``."""
+    from keyless.oci.registry import Descriptor, Manifest
+
+    referrer = Manifest(b'{"r":1}', "application/vnd.oci.image.manifest.v1+json",
+                        sha256_digest(b'{"r":1}'))
+    other = "sha256:" + "ef" * 32
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "PUT":
+            puts.append(path)
+            return httpx.Response(201, headers={"OCI-Subject": DIGEST})
+        if path == f"/v2/o/app/referrers/{DIGEST}" and not request.url.query:
+            page = {"manifests": [{"mediaType": referrer.media_type, "digest": other,
+                                   "size": 3, "artifactType": "x/y"}]}
+            return httpx.Response(200, json=page, headers={
+                "Link": f'</v2/o/app/referrers/{DIGEST}?n=2>; rel="next"'})
+        if path == f"/v2/o/app/referrers/{DIGEST}":
+            page = {"manifests": [{"mediaType": referrer.media_type, "digest": referrer.digest,
+                                   "size": 7, "artifactType": "a/b"}]}
+            return httpx.Response(200, json=page)
+        return httpx.Response(404)
+
+    with client(handler) as c:
+        c.push_referrer("o/app", referrer, DIGEST, "a/b")
+        assert puts == [f"/v2/o/app/manifests/{referrer.digest}"]
+        found = c.referrers("o/app", DIGEST)
+        assert [d.digest for d in found] == [other, referrer.digest]
+        assert c.referrers("o/app", DIGEST, artifact_type="a/b") == [
+            Descriptor(referrer.media_type, referrer.digest, 7, "a/b")]
+
+
+def test_fallback_index_merges_and_survives_a_lost_update() -> None:
+    """A concurrent writer replaces the index right after our PUT (If-Match ignored, as by
+    distribution 2.8): the re-read shows our entry gone and we merge it back in."""
+    from keyless.oci.registry import Descriptor, referrers_tag
+
+    tag = referrers_tag(DIGEST)
+    state: dict[str, bytes] = {}
+    other = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": "sha256:" + "11" * 32, "size": 5}
+    events: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            if tag not in state:
+                return httpx.Response(404)
+            return httpx.Response(200, content=state[tag], headers={
+                "Content-Type": "application/vnd.oci.image.index.v1+json",
+                "ETag": '"' + sha256_digest(state[tag]) + '"'})
+        events.append("put")
+        mine = json.loads(request.content)
+        if len(events) == 1:  # a stale writer overwrites our first PUT
+            state[tag] = json.dumps({"schemaVersion": 2, "manifests": [other]}).encode()
+        else:
+            state[tag] = request.content
+        assert mine["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        return httpx.Response(201)
+
+    entry = Descriptor("application/vnd.oci.image.manifest.v1+json", "sha256:" + "22" * 32, 9,
+                       "a/b", {"k": "v"})
+    with client(handler) as c:
+        c.add_to_fallback_index("o/app", DIGEST, entry)
+        found = c.referrers_fallback("o/app", DIGEST)[0]
+    assert events == ["put", "put"]
+    assert [d.digest for d in found] == [other["digest"], entry.digest]
+    assert found[1].annotations == {"k": "v"}
