@@ -122,15 +122,16 @@ class Registry:
 
     def client(self) -> httpx.Client:
         """An httpx client that talks to it directly (checks from outside keyless)."""
-        return httpx.Client(base_url=self.url, verify=self.ssl_context(), auth=self.auth,
-                            timeout=30)
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(),
+                            auth=self.auth if self.ca else None, timeout=30)
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
 
     def skopeo_dest_args(self) -> list[str]:
         if self.ca is None:
-            return ["--dest-tls-verify=false"]
+            creds = ["--dest-creds", ":".join(self.auth)] if self.auth else []
+            return ["--dest-tls-verify=false", *creds]
         certs = self.directory / "skopeo-certs"
         certs.mkdir(exist_ok=True)
         (certs / "ca.crt").write_bytes(self.ca.read_bytes())
@@ -141,7 +142,102 @@ class Registry:
         return [a.replace("--dest-", "--src-") for a in self.skopeo_dest_args()]
 
 
-def start_registry(directory: Path, *, tls_basic_auth: bool = False) -> Registry:
+class TokenServer:
+    """A Docker token service (distribution's ``auth.token`` scheme) for the Bearer flow: GET
+    with Basic credentials, or POST an OAuth2 refresh token; answers an ES256 JWT whose ``x5c``
+    is the CA the registry trusts (``rootcertbundle``). Records the scopes asked."""
+
+    SERVICE = "keyless-test-registry"
+    ISSUER = "keyless-test-token-issuer"
+    REFRESH = "refresh-t0ken"
+
+    def __init__(self, directory: Path) -> None:
+        import http.server
+        import threading
+
+        now = datetime.datetime.now(datetime.UTC)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyless test token CA")])
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.root_bundle = directory / "token-root.pem"
+        self.root_bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.scopes: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlsplit
+
+                query = parse_qs(urlsplit(self.path).query)
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self._answer(401, {"details": "bad credentials"})
+                    return
+                scope = query.get("scope", [""])[0]
+                server.scopes.append(scope)
+                self._answer(200, {"token": server.token(scope)})
+
+            def do_POST(self) -> None:
+                from urllib.parse import parse_qs
+
+                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                if form.get("refresh_token") != [TokenServer.REFRESH]:
+                    self._answer(401, {"details": "bad refresh token"})
+                    return
+                scope = form.get("scope", [""])[0]
+                server.scopes.append(scope)
+                self._answer(200, {"access_token": server.token(scope)})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, scope: str) -> str:
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        def b64url(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":", 2)
+            access.append({"type": "repository", "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [
+            base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": self.ISSUER, "sub": USER, "aud": self.SERVICE, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = ".".join(b64url(json.dumps(part).encode()) for part in (header, claims))
+        der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_registry(directory: Path, *, tls_basic_auth: bool = False,
+                   token: TokenServer | None = None) -> Registry:
     directory.mkdir(parents=True, exist_ok=True)
     storage = directory / "storage"
     storage.mkdir(exist_ok=True)
@@ -162,6 +258,11 @@ def start_registry(directory: Path, *, tls_basic_auth: bool = False) -> Registry
             htpasswd = directory / "htpasswd"
             htpasswd.write_text(f"{USER}:{bcrypt_hash(PASSWORD)}\n")
             config += ["auth:", "  htpasswd:", "    realm: keyless-test", f"    path: {htpasswd}"]
+            auth = (USER, PASSWORD)
+        if token is not None:
+            config += ["auth:", "  token:", f"    realm: {token.realm}",
+                       f"    service: {token.SERVICE}", f"    issuer: {token.ISSUER}",
+                       f"    rootcertbundle: {token.root_bundle}"]
             auth = (USER, PASSWORD)
         (directory / "config.yml").write_text("\n".join(config) + "\n")
         log = directory / "registry.log"
@@ -306,3 +407,17 @@ def docker_config_fixture(tmp_path: Path, tls_registry: Registry,
 def layout_fixture(tmp_path: Path) -> Layout:
     return Layout(tmp_path / "layout")
 
+
+
+@pytest.fixture(scope="session", name="token_registry")
+def token_registry_fixture(tmp_path_factory: pytest.TempPathFactory,
+                           ) -> Iterator[tuple[Registry, TokenServer]]:
+    """A plain-HTTP loopback registry behind Docker token (Bearer) auth."""
+    require_program("docker-registry")
+    require_program("skopeo")
+    directory = tmp_path_factory.mktemp("token-registry")
+    token = TokenServer(directory)
+    running = start_registry(directory, token=token)
+    yield running, token
+    running.stop()
+    token.stop()

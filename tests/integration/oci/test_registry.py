@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 from registryutil import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    USER,
     Layout,
     Registry,
+    TokenServer,
     docker_config_fixture,
     layout_fixture,
     push,
     registry_fixture,
     tls_registry_fixture,
+    token_registry_fixture,
 )
 
 from keyless.oci.auth import DockerConfigCredentials
@@ -217,3 +221,35 @@ def test_credential_helper(tls_registry: Registry, layout: Layout, tmp_path: Pat
                         credentials=creds) as client:
         assert client.get_manifest("helped/app", "v1").digest == digest
     assert seen.read_text() == tls_registry.host
+
+
+def test_bearer_token_auth(token_registry: tuple[Registry, TokenServer], layout: Layout,
+                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """distribution's token auth: 401 challenge → token from the realm with the Docker config's
+    Basic credentials (or its identity token) → Bearer; scopes follow what is asked."""
+    registry, token = token_registry
+    image = layout.image("bearer")
+    layout.tag(image, "v1")
+    digest = push(layout, "v1", registry, "bearer/app")
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    token.scopes.clear()
+    with RegistryClient(registry.host) as client:
+        assert client.get_manifest("bearer/app", "v1").digest == digest
+        client.upload_blob("bearer/app", b"{}", "application/vnd.oci.empty.v1+json")
+        assert client.get_manifest("bearer/app", digest).digest == digest
+    assert token.scopes == ["repository:bearer/app:pull", "repository:bearer/app:pull,push"]
+
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.host: {
+        "identitytoken": TokenServer.REFRESH}}}))
+    with RegistryClient(registry.host) as client:
+        assert client.get_manifest("bearer/app", "v1").digest == digest
+
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.host: {
+        "auth": base64.b64encode(b"ci:wrong").decode()}}}))
+    with RegistryClient(registry.host) as client, pytest.raises(RegistryAuthError) as caught:
+        client.get_manifest("bearer/app", "v1")
+    assert str(caught.value) == (
+        f"the registry {registry.host} refused a token for repository:bearer/app:pull "
+        "(manifest v1): HTTP 401")
