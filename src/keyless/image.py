@@ -60,6 +60,8 @@ _log = logging.getLogger(__name__)
 FORMATS = ("bundle", "legacy")
 #: bundles looked at per image: a registry full of referrers must not make verify run forever
 MAX_CANDIDATES = 256
+#: platform manifests of an index signed by ``--recursive``
+MAX_PLATFORMS = 256
 TAG_WARNING = (
     "{ref} is a tag: it was resolved to {digest} and that digest is what is signed; a tag can "
     "move, so sign and deploy by digest to be sure of the image"
@@ -149,7 +151,13 @@ def targets(
         on_warning(TAG_WARNING.format(ref=ref, digest=top.digest))
     found = [top]
     if recursive and top.manifest.is_index:
-        for child in registry.iter_index_children(top.manifest):
+        children = list(registry.iter_index_children(top.manifest))
+        if len(children) > MAX_PLATFORMS:
+            raise InvalidInput(
+                f"the index {top.digest} lists {len(children)} manifests; --recursive signs at "
+                f"most {MAX_PLATFORMS}"
+            )
+        for child in children:
             child_ref = ref.with_digest(child.digest)
             found.append(resolve(registry, child_ref))
     return found

@@ -396,6 +396,11 @@ class RegistryClient:
                 raise RegistryError(
                     f"the registry {self.registry} is unreachable ({what} in {repository}): {exc}"
                 ) from exc
+            except httpx.HTTPError as exc:  # e.g. an undecodable body: not worth a retry
+                raise RegistryError(
+                    f"the registry {self.registry} answered unreadably ({what} in "
+                    f"{repository}): {exc}"
+                ) from exc
             if response.status_code == 401 and not authenticated:
                 authenticated = True
                 if self._authenticate(response, scope, what):
