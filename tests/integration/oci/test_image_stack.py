@@ -400,3 +400,40 @@ def test_interop_skopeo_carries_legacy_signatures(stack: RunningStack, work: Pat
     ok = verify(stack, work, f"{registry.host}/team/copy:v1")
     assert ok.returncode == 0, ok.stderr
     assert "legacy format" in ok.stderr
+
+
+def test_signatures_replayed_onto_another_image_are_refused(stack: RunningStack, work: Path,
+                                                           registry: Registry,
+                                                           layout: Layout) -> None:
+    """A's bundle attached as a referrer of B, and A's ``.sig`` manifest copied to B's tag:
+    neither makes B verify (the statement's subject and the payload's digest name A)."""
+    from keyless.oci.registry import Descriptor, RegistryClient
+    from keyless.oci.sigstore import (
+        BUNDLE_MEDIA_TYPE,
+        EMPTY_BLOB,
+        EMPTY_MEDIA_TYPE,
+        SIGN_PREDICATE_TYPE,
+        bundle_referrer,
+    )
+
+    a = image(layout, registry, "team/replay", "a", "image a")
+    b = image(layout, registry, "team/replay", "b", "image b")
+    ref = f"{registry.host}/team/replay"
+    assert sign(stack, work, f"{ref}@{a}").returncode == 0
+    assert sign(stack, work, f"{ref}@{a}", "--format", "legacy").returncode == 0
+    (_, bundle_bytes), = referrer_bundles(registry, "team/replay", a)
+    with RegistryClient(registry.host, credentials=lambda _: None) as client:
+        b_manifest = client.get_manifest("team/replay", b)
+        config = client.upload_blob("team/replay", EMPTY_BLOB, EMPTY_MEDIA_TYPE)
+        layer = client.upload_blob("team/replay", bundle_bytes, BUNDLE_MEDIA_TYPE)
+        forged = bundle_referrer(Descriptor(b_manifest.media_type, b, len(b_manifest.data)),
+                                 config, layer, SIGN_PREDICATE_TYPE)
+        client.push_referrer("team/replay", forged, b, BUNDLE_MEDIA_TYPE)
+        sig = client.get_manifest("team/replay", a.replace(":", "-") + ".sig")
+        client.put_manifest("team/replay", b.replace(":", "-") + ".sig", sig.data,
+                            sig.media_type)
+    refused = verify(stack, work, f"{ref}@{b}")
+    assert refused.returncode == 1
+    assert f"bundle {forged.digest}: the artifact is not a subject" in refused.stderr
+    assert f"the payload signs '{a}', not {b}" in refused.stderr
+    assert verify(stack, work, f"{ref}@{a}").returncode == 0
