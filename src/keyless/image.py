@@ -30,7 +30,6 @@ The signer and verifier are used through :func:`_sign_statement`, :func:`_sign_p
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +53,6 @@ from keyless.oci.sigstore import (
     read_bundle_referrer,
     statement,
 )
-
-_log = logging.getLogger(__name__)
 
 FORMATS = ("bundle", "legacy")
 #: bundles looked at per image: a registry full of referrers must not make verify run forever

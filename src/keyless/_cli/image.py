@@ -184,7 +184,9 @@ def _registry(args: argparse.Namespace, ref: Any) -> Any:
 def _signer(args: argparse.Namespace) -> Any:
     from keyless._cli.sign import make_signer
 
-    if args.fmt == "legacy" and args.rekor_version is None:
+    if args.fmt == "legacy":
+        if args.rekor_version == 2:
+            args.parser.error("--format legacy needs a Rekor v1 log (its signed entry timestamp)")
         args.rekor_version = 1  # the .sig annotations carry a Rekor v1 SET
     return make_signer(args)
 

@@ -19,6 +19,8 @@ from keyless._cli.main import main
     (["image", "attest", "reg.example/app", "--predicate-type", "x"],
      "the following arguments are required: --predicate"),
     (["image", "sign", "reg.example/app", "--format", "zip"], "invalid choice: 'zip'"),
+    (["image", "sign", "reg.example/app", "--format", "legacy", "--rekor-version", "2"],
+     "--format legacy needs a Rekor v1 log"),
 ])
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
