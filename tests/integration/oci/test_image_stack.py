@@ -220,11 +220,12 @@ def test_recursive_signing_of_an_index(stack: RunningStack, work: Path, registry
 
 def test_docker_media_types_and_annotations(stack: RunningStack, work: Path, registry: Registry,
                                             layout: Layout) -> None:
+    """A Docker schema 2 image, signed on the Rekor v1 log (dsse entry), with annotations."""
     d = layout.image("docker-typed")
     layout.tag(d, "v1")
     digest = push(layout, "v1", registry, "team/docker", docker=True)
     ref = f"{registry.host}/team/docker@{digest}"
-    assert sign(stack, work, ref, "-a", "env=prod").returncode == 0
+    assert sign(stack, work, ref, "-a", "env=prod", "--rekor-version", "1").returncode == 0
     assert verify(stack, work, ref, "-a", "env=prod").returncode == 0
     wrong = verify(stack, work, ref, "-a", "env=dev")
     assert wrong.returncode == 1 and "annotations do not match" in wrong.stderr
