@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attest": ("attest", "sign an in-toto attestation about a file (DSSE bundle)"),
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
+    "image": ("image", "sign, attest and verify container images in their OCI registry"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
