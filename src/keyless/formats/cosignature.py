@@ -81,7 +81,7 @@ def cosignature_timestamp(signature: NoteSignature) -> int:
 
 
 def subtree_message(
-    cosigner_name: str, timestamp: int, origin: str, start: int, end: int, root: bytes
+    cosigner_name: str, timestamp: int, origin: str, *, start: int, end: int, root: bytes
 ) -> bytes:
     """The ``subtree/v1`` struct an ML-DSA-44 cosignature signs (C2SP tlog-cosignature)."""
     name = cosigner_name.encode("utf-8")
@@ -157,7 +157,9 @@ class MLDSA44Cosigner:
             raise InvalidInput("ML-DSA-44 cosignatures do not cover extension lines")
         if timestamp <= 0:
             raise InvalidInput("a witness cosignature needs a positive timestamp")
-        message = subtree_message(self.name, timestamp, cp.origin, 0, cp.size, cp.root_hash)
+        message = subtree_message(
+            self.name, timestamp, cp.origin, start=0, end=cp.size, root=cp.root_hash
+        )
         signature: bytes = self._key.sign(message)
         return NoteSignature(self.name, self.vkey.key_id, timestamp.to_bytes(8, "big") + signature)
 
@@ -193,7 +195,9 @@ class MLDSA44CosignatureVerifier:
         if cp.extensions or timestamp >= _TS_LIMIT:
             return False
         try:
-            message = subtree_message(self.name, timestamp, cp.origin, 0, cp.size, cp.root_hash)
+            message = subtree_message(
+                self.name, timestamp, cp.origin, start=0, end=cp.size, root=cp.root_hash
+            )
             self._key.verify(signature[8:], message)
         except (InvalidSignature, InvalidInput):
             return False

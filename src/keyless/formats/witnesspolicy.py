@@ -4,7 +4,7 @@ A policy is line-based text; blank lines and lines starting with ``#`` are ignor
 separated by spaces or tabs::
 
     log <vkey> [<url>]                    # a trusted log; its key name is the checkpoint origin
-    witness <name> <vkey> [<url>]         # a witness (type 0x04 or 0x06 key); url = submission prefix
+    witness <name> <vkey> [<url>]         # a cosigner (0x04 or 0x06 key); url: submission prefix
     group <name> <all|any|K> <member>…    # K of the members (defined earlier), 1 <= K <= n
     quorum <name|none>                    # exactly once: the witness or group that must agree
 
@@ -226,14 +226,18 @@ class WitnessPolicy:
         note = SignedNote.parse(envelope)
         cp = Checkpoint.from_text(note.text)
         log_verifiers = [verifier_for_vkey(k) for k, _url in self.logs]
-        witness_verifiers: dict[tuple[str, bytes], SignatureVerifier] = {
-            (w.name, w.vkey.key_id): verifier_for_vkey(w.vkey) for w in self.witnesses.values()
+        # a cosignature line carries the vkey's key name and key ID; the policy name is local
+        witness_verifiers: dict[tuple[str, bytes], tuple[str, SignatureVerifier]] = {
+            (w.vkey.name, w.vkey.key_id): (w.name, verifier_for_vkey(w.vkey))
+            for w in self.witnesses.values()
         }
         # signature lines of a known witness name and key ID must verify
         try:
             logs = verify_note(note, log_verifiers)
         except VerificationError as exc:
-            raise WitnessPolicyError(f"checkpoint is not signed by a log of the policy: {exc}")
+            raise WitnessPolicyError(
+                f"checkpoint is not signed by a log of the policy: {exc}"
+            ) from exc
         log = logs[0].name
         if cp.origin != log:
             raise WitnessPolicyError(
@@ -241,12 +245,13 @@ class WitnessPolicy:
             )
         cosigned: dict[str, int] = {}
         for sig in note.signatures:
-            verifier = witness_verifiers.get((sig.name, sig.key_hint))
-            if verifier is None:
+            known = witness_verifiers.get((sig.name, sig.key_hint))
+            if known is None:
                 continue
+            policy_name, verifier = known
             if not verifier.check(note.text, sig.signature):
                 raise WitnessPolicyError(f"cosignature of witness {sig.name!r} does not verify")
-            cosigned[sig.name] = _timestamp(sig)
+            cosigned[policy_name] = _timestamp(sig)
         if not self.satisfied_by(set(cosigned)):
             have = ", ".join(sorted(cosigned)) or "none"
             raise WitnessPolicyError(

@@ -79,7 +79,8 @@ def load_keys(data_dir: Path) -> list[Cosigner]:
             raise ConfigError(f"{path} line {number}: {exc}") from exc
         cosigner: Cosigner
         if key.sig_type == SIG_COSIGNATURE_V1:
-            cosigner = Ed25519Cosigner(key.name, ed25519.Ed25519PrivateKey.from_private_bytes(key.seed))
+            private = ed25519.Ed25519PrivateKey.from_private_bytes(key.seed)
+            cosigner = Ed25519Cosigner(key.name, private)
         elif key.sig_type == SIG_MLDSA44_COSIGNATURE:
             if not mldsa_supported():
                 raise ConfigError(f"{path} has an ML-DSA-44 key this cryptography cannot use")

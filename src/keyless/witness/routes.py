@@ -6,6 +6,7 @@ checkpoint per log, for monitors), ``GET /healthz`` and ``GET /metrics``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
@@ -51,7 +52,7 @@ def routes(service: WitnessService) -> list[BaseRoute]:
         hashed = request.path_params["origin_hash"]
         if not _HASH_RE.match(hashed):
             return json_error(404, "no such log: expected a lowercase hex SHA-256 of its origin")
-        note = await _in_thread(service.monitoring_checkpoint, hashed)
+        note = await asyncio.to_thread(service.monitoring_checkpoint, hashed)
         if note is None:
             return json_error(404, "this witness has not cosigned a checkpoint of that log")
         return Response(note, media_type="text/plain; charset=utf-8",
@@ -61,7 +62,7 @@ def routes(service: WitnessService) -> list[BaseRoute]:
         return PlainTextResponse("ok\n")
 
     async def metrics(_request: Request) -> Response:
-        sizes = await _in_thread(service.sizes)
+        sizes = await asyncio.to_thread(service.sizes)
         lines = [
             "# HELP keyless_witness_log_size Size of the latest checkpoint cosigned, per log.",
             "# TYPE keyless_witness_log_size gauge",
@@ -87,10 +88,6 @@ def routes(service: WitnessService) -> list[BaseRoute]:
     ]
 
 
-async def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    return await asyncio.to_thread(fn, *args)
 
 
 def _esc(value: str) -> str:

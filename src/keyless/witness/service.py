@@ -225,7 +225,7 @@ class WitnessService:
                 raise WitnessRefusal(429, f"log {origin} is over its request rate",
                                      retry_after=wait)
             if old > cp.size:
-                raise WitnessRefusal(400, f"old size {old} is larger than the checkpoint's {cp.size}")
+                raise WitnessRefusal(400, f"old size {old} exceeds the checkpoint's {cp.size}")
             if cp.size == 0 and cp.root_hash != EMPTY_ROOT:
                 raise WitnessRefusal(422, "an empty tree's root must be SHA-256 of nothing")
             async with self._locks[origin]:
