@@ -198,3 +198,47 @@ def test_rate_limit_per_log(tmp_path: Path) -> None:
     assert refused.status == 429 and refused.retry_after
     now[0] += 1.0
     add(service, log.request(5))
+
+
+def test_mldsa_and_ed25519_keys_both_cosign(tmp_path: Path) -> None:
+    from keyless.formats.cosignature import MLDSA44Cosigner
+
+    log = Log()
+    log.grow(3)
+    ed = Ed25519Cosigner("witness.example", ed25519.Ed25519PrivateKey.generate())
+    ml = MLDSA44Cosigner("witness.example", bytes(range(32)))
+    service = WitnessService(WitnessStore(tmp_path / "w.db"), [ed, ml],
+                             LogConfig.from_vkeys([log.vkey]))
+    lines = add(service, log.request(0)).decode().rstrip("\n").split("\n")
+    text = SignedNote.parse(log.note()).text
+    sigs = [NoteSignature.from_line(line) for line in lines]
+    assert [len(s.signature) for s in sigs] == [72, 8 + 2420]
+    for cosigner, sig in zip((ed, ml), sigs, strict=True):
+        assert verifier_for_vkey(cosigner.vkey).check(text, sig.signature)
+
+
+async def test_hostile_http_requests_get_json_4xx(tmp_path: Path) -> None:
+    log = Log()
+    log.grow(2)
+    service, _ = make(tmp_path, log)
+    transport = httpx.ASGITransport(app=create_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://w") as client:
+        cases = [
+            (await client.post("/add-checkpoint", content=b"x" * (65 * 1024)), 413),
+            (await client.post("/add-checkpoint", content=b"\xff\xfe\n\n"), 400),
+            (await client.post("/add-checkpoint", content=b"old 0\n\nnot a note\n"), 400),
+            (await client.get("/add-checkpoint"), 405),
+            (await client.get("/" + "0" * 64 + "/checkpoint"), 404),
+            (await client.get("/../checkpoint"), 404),
+            (await client.get(f"/{origin_hash(ORIGIN)}/checkpoint"), 404),  # nothing cosigned
+        ]
+        for response, status in cases:
+            assert response.status_code == status, response.text
+            assert set(response.json()) == {"code", "message"}
+        ok = await client.post("/add-checkpoint", content=log.request(0))
+        assert ok.status_code == 200
+        published = await client.get(f"/{origin_hash(ORIGIN)}/checkpoint")
+        assert published.status_code == 200 and published.content.endswith(ok.content)
+        assert (await client.get("/healthz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert f'keyless_witness_log_size{{origin="{ORIGIN}"}} 2' in metrics
