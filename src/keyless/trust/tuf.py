@@ -291,6 +291,8 @@ class TufTrust:
             if info is None:
                 if name == TRUSTED_ROOT:
                     raise ConfigError(f"the TUF repository {self.url} has no {name}")
+                if name == WITNESS_POLICY:  # withdrawn: stop enforcing the cached copy
+                    (self._targets / name).unlink(missing_ok=True)
                 continue
             final = self._targets / name
             if updater.find_cached_target(info, str(final)) is not None:
