@@ -20,7 +20,8 @@ Witnessing (:mod:`keyless.log.witnessing`): with a ``publisher`` the committed c
 not handed out as it is; the publisher first gets the witnesses' cosignatures, and only what it
 returns is published — in the ``AddResult`` of the batch and by :meth:`TransparencyLog.checkpoint`.
 When it refuses (no quorum) the batch's writers get :class:`keyless.errors.Unavailable` and the
-last published checkpoint stays served; the next batch (or a resubmission) tries again.
+last published checkpoint stays served; the next batch, a resubmission or, while the log is
+idle, a retry every ``republish_after`` seconds publishes the head once the witnesses agree.
 
 Reads are served from tiles and the entry table: checkpoint, tiles (partial ``.p/W`` served by
 truncating a wider tile, tlog-tiles), entry bundles, entries, inclusion and consistency proofs.
@@ -117,6 +118,7 @@ class TransparencyLog:
         batch_age: float = 0.0,
         max_pending: int = 65536,
         publisher: CheckpointPublisher | None = None,
+        republish_after: float = 5.0,
     ) -> None:
         self.name = check_log_name(name)
         self.origin = origin
@@ -144,6 +146,7 @@ class TransparencyLog:
         )
         self._proofs: set[asyncio.Task[None]] = set()
         self._publisher = publisher
+        self._republish_after = republish_after
         self._published: LogHead | None = None
 
     # lifecycle --------------------------------------------------------------------------------
@@ -242,6 +245,14 @@ class TransparencyLog:
                 if self._closing:
                     return
                 self._wake.clear()
+                if self._unpublished():
+                    # a head the witnesses did not cosign yet: ask again while idle
+                    try:
+                        async with asyncio.timeout(self._republish_after):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        await self._try_publish()
+                    continue
                 await self._wake.wait()
                 continue
             if self._batch_age > 0 and len(self._queue) < self._max_batch and not self._closing:
@@ -289,6 +300,21 @@ class TransparencyLog:
             await self._publish(head)
         except Unavailable as exc:
             _log.warning("log %s: checkpoint %d not published yet: %s", self.name, head.size, exc)
+
+    def _unpublished(self) -> bool:
+        head, published = self._head, self._published
+        if self._publisher is None or head is None:
+            return False
+        return published is None or published.size != head.size
+
+    async def _try_publish(self) -> None:
+        head = self._head
+        if head is None:
+            return
+        try:
+            await self._publish(head)
+        except Unavailable as exc:
+            _log.info("log %s: checkpoint %d still not published: %s", self.name, head.size, exc)
 
     async def _publish(self, head: LogHead) -> LogHead:
         """``head`` with the checkpoint its publisher allows (cosigned); Unavailable if none."""

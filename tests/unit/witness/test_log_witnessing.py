@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ from keyless.formats.cosignature import Ed25519Cosigner
 from keyless.formats.vkey import VerifierKey
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.log import TransparencyLog
-from keyless.log.witnessing import WitnessEndpoint, Witnessing
+from keyless.log.witnessing import ProveFn, WitnessEndpoint, Witnessing
 from keyless.server.keys import InMemorySigner
 from keyless.server.witnessing import KvPublishedStore, WitnessingSettings, policy_text
 from keyless.storage import open_storage
 from keyless.storage.memory import MemoryBackend
+from keyless.storage.model import LogHead
 from keyless.witness.routes import SIZE_MEDIA_TYPE
 from keyless.witness.service import LogConfig, WitnessRefusal, WitnessService
 from keyless.witness.store import WitnessStore
@@ -144,3 +146,37 @@ async def test_a_forked_log_gets_no_cosignature(tmp_path: Path) -> None:
         await fork.checkpoint()
     assert all(s.refusals >= 1 for s in forked_with.state.values())
     await fork.close()
+
+
+class Announcing(Witnessing):
+    """Witnessing that sets an event each time a checkpoint is published."""
+
+    published_event: asyncio.Event
+
+    async def publish(self, log: str, head: LogHead, consistency: ProveFn) -> bytes:
+        note = await super().publish(log, head, consistency)
+        self.published_event.set()
+        return note
+
+
+async def test_an_idle_log_publishes_once_the_witnesses_are_back(tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 1)
+    witnessing = Announcing(witnesses.endpoints, quorum=1, timeout=5, fail_open=False,
+                            post=witnesses.post)
+    witnessing.published_event = asyncio.Event()
+    storage = await open_storage("memory://", backend=MemoryBackend())
+    log = TransparencyLog(
+        storage, name="rekor", origin=ORIGIN,
+        signer=NoteSigner.ed25519(ORIGIN, InMemorySigner(key)), seed=[b"seed"],
+        publisher=witnessing, republish_after=0.01,
+    )
+    await log.start()
+    witnesses.down.add(witnesses.endpoints[0].url)
+    witnessing.published_event.clear()
+    with pytest.raises(Unavailable):
+        await log.add(b"entry")
+    witnesses.down.clear()
+    await asyncio.wait_for(witnessing.published_event.wait(), 10)
+    assert SignedNote.parse(await log.checkpoint()).text.split(b"\n")[1] == b"2"
+    await log.close()
