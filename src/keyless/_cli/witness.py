@@ -57,6 +57,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
                        help="a log to witness, by its checkpoint vkey (repeatable)")
     serve.add_argument("--config", type=Path, metavar="FILE",
                        help='TOML file with [[logs]] vkey = "…" entries')
+    serve.add_argument("--rate", type=float, default=5.0, metavar="PER_SECOND",
+                       help="add-checkpoint requests allowed per log and second, in bursts of "
+                       "up to 10 times that (default 5)")
     serve.set_defaults(run=run_serve)
 
 
@@ -88,7 +91,9 @@ def run_serve(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_witness_dir()
     try:
         vkeys = read_log_vkeys(args.config, args.log)
-        service = build_service(data_dir, vkeys)
+        if not 0 < args.rate <= 10_000:
+            raise ConfigError("--rate must be in (0, 10000]")
+        service = build_service(data_dir, vkeys, rate=args.rate)
     except ConfigError as exc:
         print(f"keyless witness serve: {exc}", file=sys.stderr)
         return 2

@@ -100,6 +100,7 @@ class Witnessing:
         post: PostFn,
         published: PublishedStore | None = None,
         clock: Callable[[], float] = time.time,
+        interval: float = 0.0,
     ) -> None:
         if not 0 <= quorum <= len(witnesses):
             raise ValueError("quorum must be between 0 and the number of witnesses")
@@ -110,6 +111,10 @@ class Witnessing:
         self._post = post
         self._published = published
         self._clock = clock
+        #: at least this many seconds between two rounds of requests (witnesses rate-limit each
+        #: log); writes arriving meanwhile wait and are covered by the next, larger batch
+        self.interval = interval
+        self._last_round = -float("inf")
         self._verifiers = {w.name: verifier_for_vkey(w.vkey) for w in witnesses}
         self.state = {w.name: WitnessState() for w in witnesses}
         self.withheld = 0  # checkpoints not published for lack of a quorum
@@ -121,6 +126,10 @@ class Witnessing:
     async def publish(self, log: str, head: LogHead, consistency: ProveFn) -> bytes:
         """The head's checkpoint with the witnesses' cosignatures, or Unavailable."""
         note = SignedNote.parse(head.checkpoint)
+        wait = self._last_round + self.interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_round = time.monotonic()
         asks = [self._ask(w, log, note, head, consistency=consistency) for w in self.witnesses]
         results = await asyncio.gather(*asks)
         lines = [line for found in results for line in found]

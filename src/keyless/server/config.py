@@ -463,6 +463,7 @@ require_ntp = false
 # [witnessing]
 # quorum = 1          # default: every witness listed
 # timeout = 5.0       # seconds per witness request
+# interval = 0.25     # seconds at least between two checkpoints sent (witnesses rate-limit)
 # fail_open = false   # true publishes without the quorum (explicitly weaker)
 
 # Users of the embedded OpenID Connect provider (issuer <public_url>/oidc). They obtain

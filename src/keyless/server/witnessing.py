@@ -17,6 +17,7 @@ Config (keyless.toml)::
     [witnessing]
     quorum = 2          # valid cosignatures needed to publish (default: every witness)
     timeout = 5.0       # seconds per witness request
+    interval = 0.25     # at least this many seconds between two checkpoints sent to witnesses
     fail_open = false   # true: publish without the quorum (explicit, not recommended)
 """
 
@@ -51,6 +52,7 @@ class WitnessingSettings:
     quorum: int = 0
     timeout: float = 5.0
     fail_open: bool = False
+    interval: float = 0.25
 
     @property
     def enabled(self) -> bool:
@@ -80,7 +82,7 @@ def read_witnessing(witnesses: Any, witnessing: Any, where: str) -> WitnessingSe
         if any(e.name == vkey.name for e in endpoints):
             raise ConfigError(f"{label}: witness name {vkey.name!r} is listed twice")
         endpoints.append(WitnessEndpoint(entry["url"], vkey))
-    unknown = set(witnessing) - {"quorum", "timeout", "fail_open"}
+    unknown = set(witnessing) - {"quorum", "timeout", "fail_open", "interval"}
     if unknown:
         raise ConfigError(f"{where}: unknown key in [witnessing]: {sorted(unknown)}")
     quorum = witnessing.get("quorum", len(endpoints))
@@ -98,12 +100,17 @@ def read_witnessing(witnesses: Any, witnessing: Any, where: str) -> WitnessingSe
         0 < timeout <= 300 and math.isfinite(timeout)
     ):
         raise ConfigError(f"{where}: [witnessing].timeout must be in (0, 300] seconds")
+    interval = witnessing.get("interval", 0.25)
+    if not isinstance(interval, int | float) or isinstance(interval, bool) or not (
+        0 <= interval <= 60
+    ):
+        raise ConfigError(f"{where}: [witnessing].interval must be in [0, 60] seconds")
     fail_open = witnessing.get("fail_open", False)
     if not isinstance(fail_open, bool):
         raise ConfigError(f"{where}: [witnessing].fail_open must be true or false")
     if witnessing and not endpoints:
         raise ConfigError(f"{where}: [witnessing] is set but no [[witnesses]] are listed")
-    return WitnessingSettings(tuple(endpoints), quorum, float(timeout), fail_open)
+    return WitnessingSettings(tuple(endpoints), quorum, float(timeout), fail_open, float(interval))
 
 
 async def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
@@ -144,6 +151,7 @@ def build_witnessing(settings: WitnessingSettings, kv: Any) -> Witnessing:
     return Witnessing(
         settings.witnesses, quorum=settings.quorum, timeout=settings.timeout,
         fail_open=settings.fail_open, post=http_post, published=KvPublishedStore(kv),
+        interval=settings.interval,
     )
 
 

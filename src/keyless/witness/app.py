@@ -52,11 +52,14 @@ def read_log_vkeys(config_file: Path | None, cli_vkeys: Sequence[str]) -> list[V
     return vkeys
 
 
-def build_service(data_dir: Path, vkeys: Sequence[VerifierKey]) -> WitnessService:
+def build_service(
+    data_dir: Path, vkeys: Sequence[VerifierKey], *, rate: float = 5.0
+) -> WitnessService:
     """The witness service over ``DIR/witness-key`` and ``DIR/witness.db``."""
     cosigners = load_keys(data_dir)
     store = WitnessStore(data_dir / DB_FILE)
-    return WitnessService(store, cosigners, LogConfig.from_vkeys(vkeys))
+    logs = LogConfig.from_vkeys(vkeys)
+    return WitnessService(store, cosigners, logs, rate=rate, burst=10 * rate)
 
 
 def create_app(service: WitnessService) -> Starlette:

@@ -173,8 +173,8 @@ class WitnessService:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        rate: float = 2.0,
-        burst: float = 20.0,
+        rate: float = 5.0,
+        burst: float = 50.0,
     ) -> None:
         if not cosigners:
             raise WitnessConfigError("a witness needs at least one key")
