@@ -45,6 +45,14 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "input) and print its scrypt hash for an [[oidc_users]] password_hash entry.",
     )
     hashing.set_defaults(admin_run=hash_password)
+    vkeys = actions.add_parser(
+        "vkeys", help="print the vkey of each witnessable log of the instance",
+        description="Print the C2SP vkey of each Rekor v2 log (shard) of the instance, read "
+        "from the trusted root it published in DIR, for witness operators "
+        "(keyless witness serve --log VKEY). Rekor v1 and the CT log have no C2SP log vkey.",
+    )
+    vkeys.add_argument("--data-dir", type=Path, help="the stack's data directory")
+    vkeys.set_defaults(admin_run=print_vkeys)
     parser.set_defaults(run=run)
 
 
@@ -65,6 +73,39 @@ def hash_password(args: argparse.Namespace) -> int:
         print("keyless admin: the password is empty", file=sys.stderr)
         return 2
     print(hash_secret(password))
+    return 0
+
+
+def print_vkeys(args: argparse.Namespace) -> int:
+    """One vkey per line for the Ed25519 (Rekor v2) logs in ``DIR/trusted_root.json``."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from keyless.formats.checkpoint import name_from_base_url
+    from keyless.formats.vkey import VerifierKey
+    from keyless.server.config import default_data_dir
+
+    path = (args.data_dir or default_data_dir()) / "trusted_root.json"
+    try:
+        root = json.loads(path.read_text(encoding="utf-8"))
+        found = []
+        for tlog in root.get("tlogs", []):
+            raw = base64.b64decode(tlog["publicKey"]["rawBytes"])
+            key = serialization.load_der_public_key(raw)
+            if isinstance(key, ed25519.Ed25519PublicKey):
+                found.append(VerifierKey.for_ed25519(name_from_base_url(tlog["baseUrl"]), key))
+    except FileNotFoundError:
+        print(f"keyless admin vkeys: {path} does not exist; start keyless serve once",
+              file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"keyless admin vkeys: {path} is not a trusted root: {exc}", file=sys.stderr)
+        return 1
+    for vkey in found:
+        print(vkey.encode())
     return 0
 
 

@@ -30,10 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
     "image": ("image", "sign, attest and verify container images in their OCI registry"),
+    "witness": ("witness", "run a C2SP tlog-witness that cosigns other logs' checkpoints"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
-SERVER_COMMANDS = frozenset({"serve", "admin", "log"})
+SERVER_COMMANDS = frozenset({"serve", "admin", "log", "witness"})
 SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg")
 
 

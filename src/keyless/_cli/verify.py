@@ -130,6 +130,12 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     trust.add_argument(
         "--offline", action="store_true", help="no network at all (no TUF refresh, no --server)"
     )
+    trust.add_argument(
+        "--witness-policy", metavar="FILE",
+        help="C2SP tlog-policy: the bundle's checkpoint must carry enough valid witness "
+        "cosignatures (default with --server: the instance's witness_policy.txt TUF target, "
+        "if it publishes one)",
+    )
     parser.set_defaults(run=run, attestation=attestation, parser=parser)
 
 
@@ -216,12 +222,42 @@ def verify(args: argparse.Namespace) -> str:
     policy = None if key is not None else _policy(args)
     if not args.attestation:
         verifier.verify_artifact(artifact, bundle, policy, key=key)
-        return f"OK: {args.file}"
+        return f"OK: {args.file}{_check_witnesses(args, bundle)}"
     result = verifier.verify_attestation(
         artifact, bundle, policy, key=key, predicate_type=getattr(args, "predicate_type", None)
     )
+    _check_witnesses(args, bundle)
     predicate = (result.statement or {}).get("predicateType")
     return f"OK: {args.file} (attestation, predicate {predicate or '?'})"
+
+
+def _check_witnesses(args: argparse.Namespace, bundle: object) -> str:
+    """Enforce ``--witness-policy`` (or the instance's TUF-delivered one); a note for the
+    success message naming the witnesses."""
+    from keyless.errors import ConfigError
+    from keyless.formats.witnesspolicy import WitnessPolicy
+    from keyless.verify.witnesses import check_witness_policy
+
+    text: bytes | None = None
+    if getattr(args, "witness_policy", None):
+        try:
+            with open(args.witness_policy, "rb") as f:
+                text = f.read(1 << 20)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --witness-policy {args.witness_policy!r}: "
+                              f"{exc.strerror}") from exc
+    elif getattr(args, "server", None):
+        from keyless.trust.instances import cached_instance_target
+
+        text = cached_instance_target(args.server, "witness_policy.txt")
+    if text is None:
+        return ""
+    if not isinstance(bundle, bytes):  # read from a file by the caller
+        raise ConfigError("a witness policy needs the bundle's bytes")
+    policy = WitnessPolicy.parse(text)
+    results = check_witness_policy(bundle, policy)
+    names = sorted({name for r in results for name in r.cosigned_at})
+    return f" (witnessed by {', '.join(names)})" if names else ""
 
 
 def run(args: argparse.Namespace) -> int:

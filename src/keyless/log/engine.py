@@ -16,6 +16,13 @@ when the log is created, those entries are sequenced first (once, under the sequ
 no real entry
 ever gets index 0 and the smallest tree a real entry is proven in has two leaves.
 
+Witnessing (:mod:`keyless.log.witnessing`): with a ``publisher`` the committed checkpoint is
+not handed out as it is; the publisher first gets the witnesses' cosignatures, and only what it
+returns is published — in the ``AddResult`` of the batch and by :meth:`TransparencyLog.checkpoint`.
+When it refuses (no quorum) the batch's writers get :class:`keyless.errors.Unavailable` and the
+last published checkpoint stays served; the next batch, a resubmission or, while the log is
+idle, a retry every ``republish_after`` seconds publishes the head once the witnesses agree.
+
 Reads are served from tiles and the entry table: checkpoint, tiles (partial ``.p/W`` served by
 truncating a wider tile, tlog-tiles), entry bundles, entries, inclusion and consistency proofs.
 """
@@ -53,6 +60,7 @@ from keyless.log.nodes import NodeReader
 from keyless.log.proofs import batch_inclusion_proofs
 from keyless.log.seam import EntryAtIndex
 from keyless.log.sequencer import Outcome, Pending, Sequencer
+from keyless.log.witnessing import CheckpointPublisher
 from keyless.merkle import consistency_proof, inclusion_proof, leaf_hash
 from keyless.storage import Storage, check_log_name
 from keyless.storage.model import LogHead, StoredEntry
@@ -109,6 +117,8 @@ class TransparencyLog:
         max_batch: int = 4096,
         batch_age: float = 0.0,
         max_pending: int = 65536,
+        publisher: CheckpointPublisher | None = None,
+        republish_after: float = 5.0,
     ) -> None:
         self.name = check_log_name(name)
         self.origin = origin
@@ -135,11 +145,16 @@ class TransparencyLog:
             nodes=self.nodes,
         )
         self._proofs: set[asyncio.Task[None]] = set()
+        self._publisher = publisher
+        self._republish_after = republish_after
+        self._published: LogHead | None = None
 
     # lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Recover (reconcile tiles with the head, repair lost tiles), seed a new log, start."""
         self._head = await self._storage.run_writer(self.name, self._open)
+        if self._publisher is not None:
+            await self._start_publishing(self._head)
         self._task = asyncio.create_task(self._integrate(), name=f"keyless-log-{self.name}")
 
     def _open(self) -> LogHead:
@@ -230,6 +245,14 @@ class TransparencyLog:
                 if self._closing:
                     return
                 self._wake.clear()
+                if self._unpublished():
+                    # a head the witnesses did not cosign yet: ask again while idle
+                    try:
+                        async with asyncio.timeout(self._republish_after):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        await self._try_publish()
+                    continue
                 await self._wake.wait()
                 continue
             if self._batch_age > 0 and len(self._queue) < self._max_batch and not self._closing:
@@ -251,9 +274,61 @@ class TransparencyLog:
                 continue
             failures = 0
             self._head = head
+            if self._publisher is not None:
+                try:
+                    head = await self._publish(head)
+                except Unavailable as exc:
+                    for waiter in batch:
+                        if not waiter.future.done():
+                            waiter.future.set_exception(exc)
+                    continue
             task = asyncio.create_task(self._answer(batch, outcomes, head))
             self._proofs.add(task)
             task.add_done_callback(self._proofs.discard)
+
+    async def _start_publishing(self, head: LogHead) -> None:
+        """Restore the last published checkpoint, then try to publish the current head."""
+        assert self._publisher is not None
+        note = await self._publisher.last_published(self.name)
+        if note is not None:
+            from keyless.formats.checkpoint import Checkpoint, SignedNote
+
+            cp = Checkpoint.from_text(SignedNote.parse(note).text)
+            if cp.size <= head.size:
+                self._published = LogHead(cp.size, cp.root_hash, note)
+        try:
+            await self._publish(head)
+        except Unavailable as exc:
+            _log.warning("log %s: checkpoint %d not published yet: %s", self.name, head.size, exc)
+
+    def _unpublished(self) -> bool:
+        head, published = self._head, self._published
+        if self._publisher is None or head is None:
+            return False
+        return published is None or published.size != head.size
+
+    async def _try_publish(self) -> None:
+        head = self._head
+        if head is None:
+            return
+        try:
+            await self._publish(head)
+        except Unavailable as exc:
+            _log.info("log %s: checkpoint %d still not published: %s", self.name, head.size, exc)
+
+    async def _publish(self, head: LogHead) -> LogHead:
+        """``head`` with the checkpoint its publisher allows (cosigned); Unavailable if none."""
+        assert self._publisher is not None
+        published = self._published
+        if published is not None and (published.size, published.root_hash) == (
+            head.size, head.root_hash,
+        ):
+            return published
+        note = await self._publisher.publish(self.name, head, self.consistency_proof)
+        published = LogHead(head.size, head.root_hash, note)
+        if self._published is None or self._published.size < head.size:
+            self._published = published
+        return published
 
     def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
         try:
@@ -314,7 +389,12 @@ class TransparencyLog:
         return head
 
     async def checkpoint(self) -> bytes:
-        """The latest signed checkpoint (C2SP signed note)."""
+        """The latest signed checkpoint (C2SP signed note); with a publisher, the latest one it
+        published (with the witnesses' cosignatures)."""
+        if self._publisher is not None:
+            if self._published is None:
+                raise Unavailable(f"log {self.name} has no witnessed checkpoint yet")
+            return self._published.checkpoint
         return (await self.head()).checkpoint
 
     async def tree(self) -> tuple[int, bytes]:

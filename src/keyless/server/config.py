@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from keyless.errors import ConfigError
 from keyless.identity.config import IssuerConfig
+from keyless.server.witnessing import WitnessingSettings, read_witnessing
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -75,6 +76,8 @@ class Settings:
     #: the key-encryption key file (--kek-file, KEYLESS_KEK_FILE, [server] kek_file); required
     #: on PostgreSQL, DIR/keys/kek by default on SQLite (keyless.server.kek)
     kek_file: Path | None = None
+    #: [[witnesses]] and [witnessing]: who cosigns the Rekor v2 checkpoints (docs/witnessing.md)
+    witnessing: WitnessingSettings = field(default_factory=WitnessingSettings)
 
     def __post_init__(self) -> None:
         if not self.public_url:
@@ -259,6 +262,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(clients, list) or not all(isinstance(c, dict) for c in clients):
         raise ConfigError(f"{where}: oidc_clients must be an array of tables")
     out["oidc_clients"] = tuple(OidcClient.from_mapping(c) for c in clients)
+    out["witnessing"] = read_witnessing(
+        data.pop("witnesses", []), data.pop("witnessing", {}), where
+    )
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
     return out
@@ -456,6 +462,19 @@ ntp_servers = []
 max_drift = 0.5
 # Refuse to sign when none of the NTP servers answers (default: fall back to the offline check).
 require_ntp = false
+
+# Witnesses (C2SP tlog-witness) that cosign the Rekor v2 checkpoints, e.g. `keyless witness
+# serve` run by others. With witnesses listed, a checkpoint is published (in tiles and in the
+# inclusion proofs of new entries) only once `quorum` of them cosigned it; until then writes
+# get 503 + Retry-After and the last witnessed checkpoint stays served (docs/witnessing.md).
+# [[witnesses]]
+# url = "http://witness.example:7380"          # its submission prefix
+# vkey = "witness.example+1a2b3c4d+BK…"       # printed by `keyless witness init`
+# [witnessing]
+# quorum = 1          # default: every witness listed
+# timeout = 5.0       # seconds per witness request
+# interval = 0.25     # seconds at least between two checkpoints sent (witnesses rate-limit)
+# fail_open = false   # true publishes without the quorum (explicitly weaker)
 
 # Users of the embedded OpenID Connect provider (issuer <public_url>/oidc). They obtain
 # identity tokens with the OAuth 2.0 password grant (contracts.md §3). Repeat the table

@@ -173,6 +173,12 @@ async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
         "trusted_root.json": json.dumps(trust.trusted_root(), indent=2).encode(),
         "signing_config.v0.2.json": json.dumps(trust.signing_config(), indent=2).encode(),
     }
+    if settings.witnessing.enabled:  # docs/witnessing.md: TUF users get the policy too
+        from keyless.server.witnessing import POLICY_TARGET, instance_policy, policy_routes
+
+        policy = instance_policy(settings.witnessing, ctx.tlogs)
+        targets[POLICY_TARGET] = policy.encode()
+        ctx.components.append(Component("witness-policy", "", policy_routes(policy)))
 
     async def publish() -> None:
         await repository.publish(targets)
@@ -539,9 +545,15 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
         public = signer.public_key()
         assert isinstance(public, ed25519.Ed25519PublicKey)
         log_id = note_key_id(origin, public)
+        publisher = None
+        if number == len(shards) and ctx.settings.witnessing.enabled:
+            from keyless.server.witnessing import build_witnessing, gauges
+
+            publisher = build_witnessing(ctx.settings.witnessing, ctx.storage.kv)
+            ctx.gauges.update(gauges(publisher))
         engine = TransparencyLog(
             ctx.storage, name=name, origin=origin, signer=NoteSigner.ed25519(origin, signer),
-            seed=[SEED],
+            seed=[SEED], publisher=publisher,
         )
         service = RekorV2Service(engine, log_id=log_id, log_name=name,
                                  search_index=ctx.storage.search_index, kv=ctx.storage.kv,

@@ -221,6 +221,21 @@ def fetch_first_root(url: str, *, timeout: float = 10.0) -> bytes:
     return data
 
 
+def cached_instance_target(
+    url: str, name: str, *, store: Path | None = None
+) -> bytes | None:
+    """A TUF target of a pinned instance as its last refresh verified and cached it (None if
+    the instance is not pinned or does not publish ``name``)."""
+    url = normalize_url(url)
+    store = store or default_store()
+    if pinned_root(url, store) is None:
+        return None
+    try:
+        return (_instance_dir(store, url) / "targets" / name).read_bytes()
+    except OSError:
+        return None
+
+
 def instance_trust(
     url: str,
     *,

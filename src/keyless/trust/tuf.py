@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 TRUSTED_ROOT = "trusted_root.json"
 SIGNING_CONFIG = "signing_config.v0.2.json"
+#: an instance with witnesses publishes its C2SP tlog-policy (docs/witnessing.md); optional
+WITNESS_POLICY = "witness_policy.txt"
 DEFAULT_WINDOW = 24 * 3600.0
 #: seconds to connect, and between two bytes read, per request
 DEFAULT_TIMEOUT = 5.0
@@ -295,11 +297,13 @@ class TufTrust:
             bootstrap=None if cached_root.exists() else self._root_json,
         )
         updater.refresh()
-        for name in (TRUSTED_ROOT, SIGNING_CONFIG):
+        for name in (TRUSTED_ROOT, SIGNING_CONFIG, WITNESS_POLICY):
             info = updater.get_targetinfo(name)
             if info is None:
                 if name == TRUSTED_ROOT:
                     raise ConfigError(f"the TUF repository {self.url} has no {name}")
+                if name == WITNESS_POLICY:  # withdrawn: stop enforcing the cached copy
+                    (self._targets / name).unlink(missing_ok=True)
                 continue
             final = self._targets / name
             if updater.find_cached_target(info, str(final)) is not None:
