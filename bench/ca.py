@@ -43,10 +43,10 @@ def serve(args: argparse.Namespace) -> None:
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.identity import IdentityVerifier, IssuerConfig
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
     from keyless.services.ctlog import CTLogRoutes, CTLogService
     from keyless.storage import open_storage

@@ -62,10 +62,10 @@ def serve(port: int, database: str, data_dir: str) -> None:
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.budget import ClientBudget
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.budget import ClientBudget
-    from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.tlog.service import RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from keyless.server import kek
-from keyless.server.app import Component, Stack
 from keyless.server.config import Settings, render_config
 from keyless.server.datadir import DataDirLock, database_lock, secure_data_dir
 from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
+from keyless.server.stack import Component, Stack
 from keyless.server.trust import TrustMaterial
 
 logger = logging.getLogger(__name__)

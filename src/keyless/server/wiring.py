@@ -2,8 +2,8 @@
 
 One async step per service. A step obtains the service's keys and certificates from
 :class:`~keyless.server.secrets.Secrets` (creating them with the service's own helpers on first
-start), constructs the service, appends a :class:`~keyless.server.app.Component` with its base path,
-and records the public half of its trust material (CA chain, log key and ID, TSA chain, URLs).
+start), constructs the service, appends a :class:`~keyless.server.stack.Component` with its base
+path, and records the public half of its trust material (CA chain, log key and ID, TSA chain, URLs).
 The URL layout is fixed here, in one place:
 
 =============  =====================  ==============================================
@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from keyless.errors import ConfigError
 from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
-from keyless.server.app import Component
 from keyless.server.config import Settings
 from keyless.server.secrets import FileSecrets, Secrets
+from keyless.server.stack import Component
 from keyless.server.trust import (
     Authority,
     LogKey,

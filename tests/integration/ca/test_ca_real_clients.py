@@ -21,7 +21,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca import CARoutes
 from keyless.services.ctlog import CTLogRoutes
 

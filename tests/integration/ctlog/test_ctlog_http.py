@@ -27,15 +27,15 @@ from starlette.routing import Mount
 
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.sct import leaf_index_of
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.server.keys import load_or_create_key
 from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
 from keyless.services.ctlog import CTLogRoutes, CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
 from keyless.storage import open_storage
+from keyless.storage.keyfiles import load_or_create_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ca"))
 from ca_testkit import ISSUER, TestIssuer, UvicornThread, make_csr, pop_request

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 
 from keyless.formats.sct import POISON_OID
 from keyless.formats.x509profile import strip_extension
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca import CARoutes
 from keyless.services.ctlog.entries import TimestampedEntry
 

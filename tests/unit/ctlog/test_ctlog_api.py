@@ -23,8 +23,8 @@ from starlette.applications import Starlette
 
 from keyless.formats import sct as sctmod
 from keyless.formats.checkpoint import Checkpoint
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.ctlog import CTLogRoutes
 from keyless.services.ctlog.entries import TimestampedEntry
 
@@ -273,7 +273,7 @@ async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
 
 
 async def test_add_chain_spends_a_per_client_budget(stack: CAStack) -> None:
-    from keyless.server.budget import ClientBudget
+    from keyless.http.budget import ClientBudget
 
     budget = ClientBudget(burst=2, rate=0.001)
     app = Starlette(routes=CTLogRoutes(stack.ctlog, budget).routes(),

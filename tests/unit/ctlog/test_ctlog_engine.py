@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
 from keyless.services.ctlog import CTLogRoutes, CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry

@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.tiles import decode_entry_bundle
+from keyless.http.errors import EXCEPTION_HANDLERS
+from keyless.http.tile_routes import STATIC_CT, TLOG_TILES, TileApi, parse_tile_url
 from keyless.merkle import leaf_hash
-from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.server.tile_routes import STATIC_CT, TLOG_TILES, TileApi, parse_tile_url
 from keyless.services.ctlog import CTLogRoutes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tlog"))

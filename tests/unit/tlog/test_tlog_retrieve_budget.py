@@ -29,8 +29,8 @@ from tlog_support import (
     statement,
 )
 
-from keyless.server.budget import ClientBudget, client_address
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.budget import ClientBudget, client_address
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.tlog.kinds import common
 
 RETRIEVE = "/api/v1/log/entries/retrieve"

@@ -588,9 +588,9 @@ async def build_stack(
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.tlog.identities import TrustedIssuers
     from keyless.services.tlog.service import RekorV1Service, RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage

@@ -27,15 +27,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import Conflict, InvalidInput
-from keyless.server.budget import ClientBudget, client_address
-from keyless.server.requests import (
+from keyless.http.budget import ClientBudget, client_address
+from keyless.http.requests import (
     parse_json_object,
     path_int,
     query_int,
     read_body,
 )
-from keyless.server.tile_routes import TLOG_TILES
-from keyless.server.tile_routes import tile_routes as shared_tile_routes
+from keyless.http.tile_routes import TLOG_TILES
+from keyless.http.tile_routes import tile_routes as shared_tile_routes
 from keyless.services.tlog.engine import LogEngine
 from keyless.services.tlog.service import (
     LogServiceBase,
@@ -123,7 +123,7 @@ def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
 
 def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
     """Rekor v2 routes relative to its base URL (e.g. ``/rekor``); writes and searches spend a
-    per-client budget (:mod:`keyless.server.budget`)."""
+    per-client budget (:mod:`keyless.http.budget`)."""
     budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:
@@ -153,7 +153,7 @@ def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> li
 
 def v1_routes(service: RekorV1Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
     """Rekor v1 routes relative to its base URL (the port root); writes, lookups and searches
-    spend a per-client budget (:mod:`keyless.server.budget`)."""
+    spend a per-client budget (:mod:`keyless.http.budget`)."""
     budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:

@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.checkpoint import ed25519_key_id
+from keyless.http.budget import ClientBudget
 from keyless.keys import KeySigner, spki_der
-from keyless.server.budget import ClientBudget
 from keyless.services.tlog import kinds, search
 from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
 from keyless.services.tlog.identities import TrustedIssuers
