@@ -48,7 +48,8 @@ def serve(args: argparse.Namespace) -> None:
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
     from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
-    from keyless.services.ctlog import CTLogRoutes, CTLogService
+    from keyless.services.ctlog import CTLogService
+    from keyless.services.ctlog.routes import routes as ctlog_routes
     from keyless.storage import open_storage
 
     data = Path(args.dir)
@@ -73,7 +74,7 @@ def serve(args: argparse.Namespace) -> None:
         state.update(engine=engine, ca=ca)
         for route in CARoutes(ca).routes():
             app.router.routes.append(route)
-        app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
+        app.router.routes.append(Mount("/ctlog", routes=ctlog_routes(ctlog)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -32,8 +32,9 @@ from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
 from keyless.services.ca import CARoutes, CAService, TokenReplayGuard, load_or_create
-from keyless.services.ctlog import CTLogRoutes, CTLogService
+from keyless.services.ctlog import CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
+from keyless.services.ctlog.routes import routes as ctlog_routes
 from keyless.storage import open_storage
 from keyless.storage.keyfiles import load_or_create_key
 
@@ -65,7 +66,7 @@ def make_app(data: Path, issuer: TestIssuer) -> tuple[Starlette, dict[str, Any]]
         ca = CAService(material=material, identity=verifier, ctlog=ctlog,
                        replay_guard=TokenReplayGuard())
         app.router.routes.extend(CARoutes(ca).routes())
-        app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
+        app.router.routes.append(Mount("/ctlog", routes=ctlog_routes(ctlog)))
         yield
         await engine.close()
         await storage.close()

@@ -55,13 +55,18 @@ def _check_certificate(der: bytes, what: str) -> None:
         ) from exc
 
 
-class CTLogRoutes:
-    """Starlette routes over a :class:`CTLogService`; submissions spend a per-client budget
-    (:class:`keyless.http.budget.ClientBudget`, 429 when spent)."""
+def routes(service: CTLogService, budget: ClientBudget | None = None) -> list[BaseRoute]:
+    """The CT log's routes relative to its base URL; submissions spend a per-client budget
+    (``budget``, default :class:`keyless.http.budget.ClientBudget`'s; 429 when spent)."""
+    return _Handlers(service, budget or ClientBudget()).routes()
 
-    def __init__(self, service: CTLogService, budget: ClientBudget | None = None) -> None:
+
+class _Handlers:
+    """The request handlers over one :class:`CTLogService` and its budget."""
+
+    def __init__(self, service: CTLogService, budget: ClientBudget) -> None:
         self.service = service
-        self.budget = budget or ClientBudget()
+        self.budget = budget
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -36,7 +36,7 @@ from keyless.http.requests import (
 )
 from keyless.http.tile_routes import TLOG_TILES
 from keyless.http.tile_routes import tile_routes as shared_tile_routes
-from keyless.services.tlog.engine import LogEngine
+from keyless.log.seam import LogEngine
 from keyless.services.tlog.service import (
     LogServiceBase,
     RekorV1Service,
@@ -121,10 +121,19 @@ def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
     return params, after, min(limit, SEARCH_PAGE)
 
 
-def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+def routes(
+    service: RekorV2Service | RekorV1Service, budget: ClientBudget | None = None
+) -> list[BaseRoute]:
+    """The routes of either personality relative to its base URL: Rekor v2's (``P/rekor``) or
+    Rekor v1's (the port root). ``budget``: per-client limits (default :class:`ClientBudget`'s)."""
+    if isinstance(service, RekorV2Service):
+        return _v2_routes(service, budget or ClientBudget())
+    return _v1_routes(service, budget or ClientBudget())
+
+
+def _v2_routes(service: RekorV2Service, budget: ClientBudget) -> list[BaseRoute]:
     """Rekor v2 routes relative to its base URL (e.g. ``/rekor``); writes and searches spend a
     per-client budget (:mod:`keyless.http.budget`)."""
-    budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:
         proposed = await _entry_body(request, service, budget)
@@ -151,10 +160,9 @@ def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> li
     ]
 
 
-def v1_routes(service: RekorV1Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+def _v1_routes(service: RekorV1Service, budget: ClientBudget) -> list[BaseRoute]:
     """Rekor v1 routes relative to its base URL (the port root); writes, lookups and searches
     spend a per-client budget (:mod:`keyless.http.budget`)."""
-    budget = budget or ClientBudget()
 
     async def create(request: Request) -> Response:
         proposed = await _entry_body(request, service, budget)
