@@ -52,7 +52,6 @@ from keyless.server.trust import (
 from keyless.storage import Storage, open_storage
 
 if TYPE_CHECKING:  # the services are imported by their own step, when it runs
-    from starlette.routing import BaseRoute
 
     from keyless.log import TransparencyLog
     from keyless.services.ca.authority import CAMaterial
@@ -450,22 +449,6 @@ async def add_tsa(ctx: WiringContext) -> None:
     )
 
 
-def _read_only(routes: list[BaseRoute], active_base: str) -> list[BaseRoute]:
-    """The GET/HEAD routes only: a retired shard stays readable but takes no writes; a write
-    is answered 410 Gone naming the active shard (where a client should send it instead)."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def retired(_request: Request) -> JSONResponse:
-        message = f"this Rekor v2 shard is retired (read-only); add entries at {active_base}"
-        return JSONResponse({"code": 410, "message": message}, status_code=410)
-
-    read = {"GET", "HEAD"}
-    kept = [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
-    return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]
-
-
 def _trusted_issuers(ctx: WiringContext) -> TrustedIssuers:
     """The CA certificates of this instance's trusted root: the search index believes the
     identities of certificates issued under them only (docs/operator-guide.md, Search)."""
@@ -488,6 +471,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
     """
     from keyless.formats.checkpoint import NoteSigner
     from keyless.log import TransparencyLog
+    from keyless.services.tlog.routes import retired_routes
     from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV2Service
 
@@ -517,7 +501,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
             # v2 first: sigstore-python keeps the highest majorApiVersion per operator
             ctx.rekor_urls.insert(0, ServiceUrl(base, 2, Validity(validity.start)))
         else:
-            routes = _read_only(routes, active_base)
+            routes = retired_routes(routes, active_base)
         component = "rekor-v2" if active else f"rekor-v2 shard {number} (retired)"
         ctx.components.append(
             Component(component, f"/rekor{suffix}", routes, start=start, close=close, url=base)

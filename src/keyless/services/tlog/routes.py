@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import Conflict, InvalidInput
@@ -229,3 +229,17 @@ def _v1_routes(service: RekorV1Service, budget: ClientBudget) -> list[BaseRoute]
         Route("/api/v1/index/retrieve", index_retrieve, methods=["POST"]),
         Route("/api/v1/search", search, methods=["GET"]),
     ]
+
+
+def retired_routes(routes: list[BaseRoute], active_base: str) -> list[BaseRoute]:
+    """The GET/HEAD routes of a Rekor v2 shard retired by a log rotation: it stays readable but
+    takes no writes; a write is answered 410 Gone naming the active shard (where a client should
+    send it instead)."""
+
+    async def retired(_request: Request) -> JSONResponse:
+        message = f"this Rekor v2 shard is retired (read-only); add entries at {active_base}"
+        return JSONResponse({"code": 410, "message": message}, status_code=410)
+
+    read = {"GET", "HEAD"}
+    kept = [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
+    return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]
