@@ -43,14 +43,15 @@ def serve(args: argparse.Namespace) -> None:
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.budget import ClientBudget
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.identity import IdentityVerifier, IssuerConfig
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.budget import ClientBudget
-    from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
     from keyless.services.ca.routes import routes as ca_routes
-    from keyless.services.ctlog import CTLogRoutes, CTLogService
+    from keyless.services.ctlog import CTLogService
+    from keyless.services.ctlog.routes import routes as ctlog_routes
     from keyless.storage import open_storage
 
     data = Path(args.dir)
@@ -77,7 +78,7 @@ def serve(args: argparse.Namespace) -> None:
         for route in ca_routes(ca, ClientBudget.per_second(0)):
             app.router.routes.append(route)
         app.router.routes.append(
-            Mount("/ctlog", routes=CTLogRoutes(ctlog, ClientBudget.per_second(0)).routes())
+            Mount("/ctlog", routes=ctlog_routes(ctlog, ClientBudget.per_second(0)))
         )
 
     @contextlib.asynccontextmanager

@@ -62,10 +62,11 @@ def serve(port: int, database: str, data_dir: str) -> None:
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.budget import ClientBudget
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.budget import ClientBudget
-    from keyless.server.errors import EXCEPTION_HANDLERS
+    from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
 
@@ -88,7 +89,7 @@ def serve(port: int, database: str, data_dir: str) -> None:
         state["service"] = service
         # the benchmark's one client measures throughput: no per-client budget
         unlimited = ClientBudget(burst=1e12, rate=1e12)
-        app.router.routes.append(Mount("/rekor", routes=service.routes(unlimited)))
+        app.router.routes.append(Mount("/rekor", routes=tlog_routes(service, unlimited)))
         profile = os.environ.get("KEYLESS_BENCH_PROFILE")  # server-side cProfile, for tuning
         if profile:
             import cProfile

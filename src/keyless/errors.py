@@ -1,6 +1,6 @@
 """The error hierarchy shared by every layer of keyless.
 
-Servers map these to HTTP in one table (:mod:`keyless.server.errors`); the CLI prints
+Servers map these to HTTP in one table (:mod:`keyless.http.errors`); the CLI prints
 ``str(error)`` as one sentence. Verification failures are always a specific
 :class:`VerificationError` subclass, never a boolean.
 """

@@ -4,7 +4,8 @@ name describes it).
 
 This is the ground floor under :mod:`keyless.formats`, :mod:`keyless.merkle`, the services and
 the verifier: no I/O and no import of anything above it. Loading keys from files or an HSM is
-:mod:`keyless.server.keys` and :mod:`keyless.server.pkcs11`; both produce a :class:`KeySigner`.
+:mod:`keyless.storage.keyfiles` and :mod:`keyless.storage.pkcs11`; both produce a
+:class:`KeySigner`.
 """
 
 from __future__ import annotations

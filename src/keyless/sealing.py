@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keyless.errors import ConfigError
+from keyless.storage.seam import NEVER, KeyValue
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ KEK_SIZE = 32
 #: prefix of every wrapped value (format version; also part of the associated data)
 MAGIC = b"keyless-sealed-v1\n"
 _NONCE = 12
-#: expiry of values that never expire (keyless.services.tuf.store.NEVER)
-NEVER = 2.0**62
 
 
 class Sealer:
@@ -71,22 +69,10 @@ def is_sealed(blob: bytes) -> bool:
     return blob.startswith(MAGIC)
 
 
-class Kv(Protocol):
-    """The key-value operations :class:`SealedKv` needs (``storage.kv``, ``MemoryKV``)."""
-
-    async def put_if_absent(
-        self, namespace: str, key: str, value: bytes, expires_at: float
-    ) -> bytes | None: ...
-
-    async def get(self, namespace: str, key: str) -> bytes | None: ...
-
-    async def delete(self, namespace: str, key: str) -> None: ...
-
-
 class SealedKv:
     """A key-value store whose values are kept wrapped under a :class:`Sealer`."""
 
-    def __init__(self, kv: Kv, sealer: Sealer) -> None:
+    def __init__(self, kv: KeyValue, sealer: Sealer) -> None:
         self._kv = kv
         self._sealer = sealer
 

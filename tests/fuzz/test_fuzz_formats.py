@@ -39,7 +39,7 @@ from keyless.formats.checkpoint import (
     sign_checkpoint,
 )
 from keyless.formats.dsse import Envelope
-from keyless.server.keys import InMemorySigner
+from keyless.storage.keyfiles import InMemorySigner
 
 # --------------------------------------------------------------------------------------------
 # Signed notes and checkpoints.

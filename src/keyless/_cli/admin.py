@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from keyless.server.datadir import DataDirLock
     from keyless.server.rotation import rotate
     from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
+    from keyless.storage import Storage
 
     async def main() -> str:
         kek_file = args.kek_file or (
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             kek_file=kek_file,
         )
         lock = DataDirLock(settings.data_dir)
-        storage: Any = None
+        storage: Storage | None = None
         try:
             secrets: Secrets
             if settings.is_postgres:

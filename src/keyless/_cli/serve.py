@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keyless.server.app import Stack
 from keyless.server.config import OIDC_USERS_ENV
 from keyless.server.kek import ENV as KEK_ENV
+from keyless.server.stack import Stack
 
 #: the shell variable the banner's example reads the password from (else it prompts)
 PASSWORD_VARIABLE = "KEYLESS_PASSWORD"  # noqa: S105 (a variable name, not a password)
@@ -191,11 +191,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from keyless.errors import ConfigError
+    from keyless.http.errors import json_error_http_protocol
+    from keyless.http.logs import configure_logging
     from keyless.server.app import create_app
     from keyless.server.config import load_settings
-    from keyless.server.errors import json_error_http_protocol
     from keyless.server.init import build_stack
-    from keyless.server.logs import configure_logging
 
     if args.oidc_user:
         print(f"keyless serve: warning: {PASSWORD_ON_COMMAND_LINE}", file=sys.stderr)

@@ -85,7 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from keyless._cli.serve import _graceful_server
     from keyless.errors import ConfigError
-    from keyless.server.errors import json_error_http_protocol
+    from keyless.http.errors import json_error_http_protocol
     from keyless.witness.app import build_service, create_app, read_log_vkeys
 
     data_dir = args.data_dir or default_witness_dir()

@@ -7,7 +7,7 @@ The rightmost tile of a level may be *partial* (width ``floor(size/256^L) mod 25
 ``N·256 …`` (static-ct-api calls it a data tile and serves its entries without length prefixes).
 
 This module is pure: the log (:mod:`keyless.log`) builds tiles and proves from them; the HTTP
-read path (:mod:`keyless.server.tile_routes`) parses request paths with :func:`parse_tile_request`.
+read path (:mod:`keyless.http.tile_routes`) parses request paths with :func:`parse_tile_request`.
 """
 
 from __future__ import annotations

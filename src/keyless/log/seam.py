@@ -3,7 +3,7 @@
 architecture.md "One log engine, two personalities": the services depend on these structural
 Protocols, not on :class:`keyless.log.TransparencyLog` itself, so that a service can be tested
 over any engine with the same semantics and the engine can change behind it. They are defined
-here once; ``keyless.services.ctlog.backend`` and ``keyless.services.tlog.engine`` re-export them.
+here once; the CT and Rekor personalities import them from here.
 
 The semantics every implementation keeps (docs/internal-apis.md):
 

@@ -6,7 +6,7 @@ root because sigstore-python drops CA path prefixes, interop.md §5 item 10). Th
 
 * ``GET /healthz`` — 200 once every service has started and the trust material is published,
   503 before that and while draining;
-* ``GET /metrics`` — Prometheus text (:mod:`keyless.server.metrics`);
+* ``GET /metrics`` — Prometheus text (:mod:`keyless.http.metrics`);
 * ``GET /client-trust-config.json`` — the ClientTrustConfig of this instance
   (:mod:`keyless.server.trust`), also written to ``DIR/client-trust-config.json``.
 
@@ -23,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,46 +32,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from keyless.http.logs import AccessLogMiddleware
+from keyless.http.metrics import Metrics, MetricsMiddleware
 from keyless.server.config import Settings
-from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
-from keyless.server.logs import AccessLogMiddleware
-from keyless.server.metrics import Metrics, MetricsMiddleware
+from keyless.server.stack import Component, Stack, StackBuilder
 from keyless.server.trust import CLIENT_TRUST_CONFIG_MEDIA_TYPE, TrustMaterial
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Component:
-    """One service as the stack sees it: routes under a base path plus its lifecycle."""
-
-    name: str
-    prefix: str
-    routes: Sequence[BaseRoute]
-    start: Callable[[], Awaitable[None]] | None = None
-    close: Callable[[], Awaitable[None]] | None = None
-    #: the service's public base URL, for the startup banner
-    url: str = ""
-
-
-@dataclass
-class Stack:
-    """Everything :func:`create_app` serves, built by :func:`keyless.server.init.build_stack`."""
-
-    settings: Settings
-    components: list[Component]
-    trust: TrustMaterial
-    #: runs once services have started (e.g. publishing the TUF targets)
-    after_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: runs last at shutdown, in reverse order (storage, data-directory lock)
-    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: extra gauges for /metrics: name → (help, reader)
-    gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = field(default_factory=dict)
-    #: things the operator should know at start (printed with the banner)
-    warnings: list[str] = field(default_factory=list)
-
-
-StackBuilder = Callable[[Settings], Awaitable[Stack]]
 
 
 def prefixed(routes: Sequence[BaseRoute], prefix: str) -> list[BaseRoute]:

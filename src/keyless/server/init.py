@@ -21,14 +21,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from keyless.server import kek
-from keyless.server.app import Component, Stack
 from keyless.server.config import Settings, render_config
 from keyless.server.datadir import DataDirLock, database_lock, secure_data_dir
 from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
+from keyless.server.stack import Component, Stack
 from keyless.server.trust import TrustMaterial
+from keyless.storage.seam import NEVER, KeyValue
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def write_config_if_absent(settings: Settings, explicit: frozenset[str]) -> Path
 URL_NAMESPACE, URL_KEY = "stack", "public-url"
 
 
-async def public_url_change(settings: Settings, kv: Any) -> str | None:
+async def public_url_change(settings: Settings, kv: KeyValue) -> str | None:
     """A warning when the public URL differs from the previous start's, which it then replaces.
 
     The checkpoint origins (and so the Rekor v2 log IDs), the CA's and TSA's URLs and the OIDC
@@ -60,8 +60,6 @@ async def public_url_change(settings: Settings, kv: Any) -> str | None:
     and bundles signed before verify only against the old one. A derived default URL follows
     ``--port``, so this is easy to do by accident (``make run PORT=…`` on an existing data dir).
     """
-    from keyless.services.tuf.store import NEVER
-
     current = settings.public_url.encode()
     previous = await kv.put_if_absent(URL_NAMESPACE, URL_KEY, current, NEVER)
     if previous is None or previous == current:
@@ -128,19 +126,14 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
 
         sealer = kek.load_or_create(kek_file)
         storage = await wiring.open_store(settings)
+        cleanups.append(storage.close)
         warnings: list[str] = []
-        if storage is not None:
-            cleanups.append(storage.close)
-            changed = await public_url_change(settings, storage.kv)
-            if changed is not None:
-                logger.warning("%s", changed)
-                warnings.append(changed)
+        changed = await public_url_change(settings, storage.kv)
+        if changed is not None:
+            logger.warning("%s", changed)
+            warnings.append(changed)
         secrets: Secrets
         if settings.is_postgres:
-            if storage is None:
-                from keyless.errors import ConfigError
-
-                raise ConfigError("PostgreSQL needs the keyless.storage engine")
             secrets = SharedSecrets(storage.kv, sealer)
         else:
             secrets = FileSecrets(settings.data_dir / "keys")

@@ -19,14 +19,16 @@ one blob so that a race can never pair one process's key with another's certific
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from keyless.errors import ConfigError
-from keyless.sealing import Kv, SealedKv, Sealer
-from keyless.services.tuf.store import NEVER
+from keyless.sealing import SealedKv, Sealer
+from keyless.storage.seam import NEVER, KeyValue
 
 KV_NAMESPACE = "keyless-secrets"
 
@@ -90,7 +92,7 @@ class SharedSecrets:
     """Secrets in the shared database, wrapped under ``sealer``'s KEK; the first process to write
     a name wins."""
 
-    def __init__(self, kv: Kv, sealer: Sealer) -> None:
+    def __init__(self, kv: KeyValue, sealer: Sealer) -> None:
         self._kv = SealedKv(kv, sealer)
 
     async def get(self, name: str) -> bytes | None:
@@ -107,3 +109,31 @@ class SharedSecrets:
     async def replace(self, name: str, data: bytes) -> None:
         await self._kv.delete(KV_NAMESPACE, _check(name))
         await self._kv.put_if_absent(KV_NAMESPACE, _check(name), data, NEVER)
+
+
+def pack_directory(directory: Path) -> bytes:
+    """The files under ``directory`` as one blob, to share as one secret (base64 in JSON)."""
+    files = {
+        str(path.relative_to(directory)): base64.b64encode(path.read_bytes()).decode()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+    return json.dumps(files, sort_keys=True).encode()
+
+
+def unpack_directory(blob: bytes, directory: Path) -> None:
+    """Write the files of a :func:`pack_directory` blob under ``directory`` (0600 files, 0700
+    directories), refusing names that climb out of it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, data in json.loads(blob).items():
+        target = directory / name
+        if ".." in Path(name).parts:
+            raise ConfigError(f"bad file name {name!r} in stored key material")
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, base64.b64decode(data))
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)

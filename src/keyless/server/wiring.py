@@ -2,8 +2,8 @@
 
 One async step per service. A step obtains the service's keys and certificates from
 :class:`~keyless.server.secrets.Secrets` (creating them with the service's own helpers on first
-start), constructs the service, appends a :class:`~keyless.server.app.Component` with its base path,
-and records the public half of its trust material (CA chain, log key and ID, TSA chain, URLs).
+start), constructs the service, appends a :class:`~keyless.server.stack.Component` with its base
+path, and records the public half of its trust material (CA chain, log key and ID, TSA chain, URLs).
 The URL layout is fixed here, in one place:
 
 =============  =====================  ==============================================
@@ -21,7 +21,6 @@ TUF            ``P/tuf``              protocols.md §10
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import tempfile
@@ -30,18 +29,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
+from keyless.http.budget import ClientBudget
 from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
-from keyless.server.app import Component
-from keyless.server.budget import ClientBudget
 from keyless.server.config import Settings
-from keyless.server.secrets import FileSecrets, Secrets
+from keyless.server.secrets import FileSecrets, Secrets, pack_directory, unpack_directory
+from keyless.server.stack import Component
 from keyless.server.trust import (
     Authority,
     LogKey,
@@ -51,6 +50,16 @@ from keyless.server.trust import (
     note_key_id,
     spki_key_id,
 )
+from keyless.storage import Storage, open_storage
+
+if TYPE_CHECKING:  # the services are imported by their own step, when it runs
+
+    from keyless.log import TransparencyLog
+    from keyless.services.ca.authority import CAMaterial
+    from keyless.services.ctlog import CTLogService
+    from keyless.services.oidc.service import OidcProvider
+    from keyless.services.tlog.identities import TrustedIssuers
+    from keyless.services.tlog.service import RekorV1Service, RekorV2Service
 
 #: how far before its creation a key's published validity starts: covers client clock skew
 #: (interop.md §5 item 11: services whose validFor.start is in the future are ignored)
@@ -62,7 +71,7 @@ class WiringContext:
     """What the steps share while the stack is assembled."""
 
     settings: Settings
-    storage: Any
+    storage: Storage
     secrets: Secrets
     #: wraps private keys the services keep in the database themselves (the OIDC key ring)
     sealer: Sealer
@@ -78,8 +87,8 @@ class WiringContext:
     rekor_urls: list[ServiceUrl] = field(default_factory=list)
     tsa_urls: list[ServiceUrl] = field(default_factory=list)
     #: services other steps need in-process (the CA logs to the CT log, trusts the OIDC issuer)
-    oidc: Any = None
-    ctlog: Any = None
+    oidc: OidcProvider | None = None
+    ctlog: CTLogService | None = None
 
     @property
     def public_url(self) -> str:
@@ -113,12 +122,8 @@ class WiringContext:
         )
 
 
-async def open_store(settings: Settings) -> Any:
-    """The log engine's storage for ``settings.database_url``, or ``None`` while it is absent."""
-    try:
-        from keyless.storage import open_storage  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
+async def open_store(settings: Settings) -> Storage:
+    """The storage (logs and side stores) at ``settings.database_url``."""
     return await open_storage(settings.database_url, data_dir=settings.data_dir)
 
 
@@ -141,7 +146,6 @@ async def ed25519_key(ctx: WiringContext, name: str) -> ed25519.Ed25519PrivateKe
 
 async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
     """Mount the TUF repository at ``P/tuf`` and publish the trust material as its targets."""
-    import json
 
     from keyless.services.tuf import (
         Expiry,
@@ -221,31 +225,6 @@ async def signer_key(ctx: WiringContext, name: str, kind: str) -> InMemorySigner
     return InMemorySigner(key)
 
 
-def _pack(directory: Path) -> bytes:
-    files = {
-        str(path.relative_to(directory)): base64.b64encode(path.read_bytes()).decode()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-    return json.dumps(files, sort_keys=True).encode()
-
-
-def _unpack(blob: bytes, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name, data in json.loads(blob).items():
-        target = directory / name
-        if ".." in Path(name).parts:
-            raise ConfigError(f"bad file name {name!r} in stored key material")
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, base64.b64decode(data))
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-
-
 async def material_dir(
     ctx: WiringContext, name: str, create_in: Callable[[Path], object]
 ) -> Path:
@@ -263,26 +242,26 @@ async def material_dir(
     def create() -> bytes:
         with tempfile.TemporaryDirectory() as scratch:
             create_in(Path(scratch))
-            return _pack(Path(scratch))
+            return pack_directory(Path(scratch))
 
-    _unpack(await ctx.secrets.obtain(f"{name}.files", create), directory)
+    unpack_directory(await ctx.secrets.obtain(f"{name}.files", create), directory)
     return directory
 
 
 def _engine_lifecycle(
-    engine: Any, service: Any
+    engine: TransparencyLog, service: RekorV1Service | RekorV2Service | None
 ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    """Start the log engine before its personality, close it after (so the batch in flight is
-    integrated before the process exits)."""
+    """Start the log engine before its personality (if it has a lifecycle), close it after (so
+    the batch in flight is integrated before the process exits)."""
 
     async def start() -> None:
         await engine.start()
-        if hasattr(service, "start"):
+        if service is not None:
             await service.start()
 
     async def close() -> None:
         try:
-            if hasattr(service, "close"):
+            if service is not None:
                 await service.close()
         finally:
             await engine.close()
@@ -335,7 +314,8 @@ async def add_ctlog(ctx: WiringContext) -> None:
     """The CT log at ``P/ctlog``; the CA logs precertificates to it in-process."""
     from keyless.formats.checkpoint import NoteSigner
     from keyless.log import TransparencyLog
-    from keyless.services.ctlog import CTLogRoutes, CTLogService
+    from keyless.services.ctlog import CTLogService
+    from keyless.services.ctlog.routes import routes
 
     base = f"{ctx.public_url}/ctlog"
     origin = f"{ctx.settings.public_host}/ctlog"
@@ -350,10 +330,10 @@ async def add_ctlog(ctx: WiringContext) -> None:
         LogKey(base, service.public_key, spki_key_id(service.public_key),
                await ctx.validity("ctlog"))
     )
-    start, close = _engine_lifecycle(engine, object())
+    start, close = _engine_lifecycle(engine, None)
     ctx.components.append(
         Component(
-            "ctlog", "/ctlog", CTLogRoutes(service, ctx.client_budget()).routes(),
+            "ctlog", "/ctlog", routes(service, ctx.client_budget()),
             start=start, close=close, url=base,
         )
     )
@@ -379,7 +359,7 @@ def _operator_ca(settings: Settings) -> bool:
     return settings.ca_chain_pem is not None or bool(settings.ca_pkcs11_uri)
 
 
-async def _load_operator_ca(ctx: WiringContext, name: str) -> Any:
+async def _load_operator_ca(ctx: WiringContext, name: str) -> CAMaterial:
     """The active CA from the operator's PEM files, or built around an HSM key.
 
     PEM files are read as they are on every process (each frontend needs them). With a PKCS#11
@@ -387,7 +367,6 @@ async def _load_operator_ca(ctx: WiringContext, name: str) -> Any:
     like generated material, so every process serves the same chain.
     """
     import functools
-    import os
 
     from keyless.services.ca import load_material
 
@@ -494,23 +473,7 @@ async def add_tsa(ctx: WiringContext) -> None:
     )
 
 
-def _read_only(routes: list[Any], active_base: str) -> list[Any]:
-    """The GET/HEAD routes only: a retired shard stays readable but takes no writes; a write
-    is answered 410 Gone naming the active shard (where a client should send it instead)."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def retired(_request: Request) -> JSONResponse:
-        message = f"this Rekor v2 shard is retired (read-only); add entries at {active_base}"
-        return JSONResponse({"code": 410, "message": message}, status_code=410)
-
-    read = {"GET", "HEAD"}
-    kept = [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
-    return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]
-
-
-def _trusted_issuers(ctx: WiringContext) -> Any:
+def _trusted_issuers(ctx: WiringContext) -> TrustedIssuers:
     """The CA certificates of this instance's trusted root: the search index believes the
     identities of certificates issued under them only (docs/operator-guide.md, Search)."""
     from cryptography import x509
@@ -532,6 +495,8 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
     """
     from keyless.formats.checkpoint import NoteSigner
     from keyless.log import TransparencyLog
+    from keyless.services.tlog.routes import retired_routes
+    from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV2Service
 
     shards = await _generations(ctx, "rekor-v2")
@@ -560,13 +525,13 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
                                  trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
         start, close = _engine_lifecycle(engine, service)
-        routes = service.routes(ctx.client_budget())
+        routes = tlog_routes(service, ctx.client_budget())
         active = number == len(shards)
         if active:
             # v2 first: sigstore-python keeps the highest majorApiVersion per operator
             ctx.rekor_urls.insert(0, ServiceUrl(base, 2, Validity(validity.start)))
         else:
-            routes = _read_only(routes, active_base)
+            routes = retired_routes(routes, active_base)
         component = "rekor-v2" if active else f"rekor-v2 shard {number} (retired)"
         ctx.components.append(
             Component(component, f"/rekor{suffix}", routes, start=start, close=close, url=base)
@@ -583,6 +548,7 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
 
     from keyless.formats.checkpoint import NoteSigner
     from keyless.log import TransparencyLog
+    from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV1Service
 
     base = ctx.public_url
@@ -616,7 +582,7 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
         start, close = _engine_lifecycle(engine, service)
         ctx.components.append(
             Component(
-                "rekor-v1", "", service.routes(ctx.client_budget()),
+                "rekor-v1", "", tlog_routes(service, ctx.client_budget()),
                 start=start, close=close, url=base,
             )
         )

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 
 from keyless.errors import ConfigError
 from keyless.formats.vkey import VerifierKey, VkeyError
-from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.witness.keys import load_keys
 from keyless.witness.routes import routes
 from keyless.witness.service import LogConfig, WitnessService

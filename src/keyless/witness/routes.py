@@ -15,8 +15,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless import errors
-from keyless.server.errors import error_response, json_error
-from keyless.server.requests import read_body
+from keyless.http.errors import error_response, json_error
+from keyless.http.requests import read_body
 from keyless.witness.service import MAX_BODY, WitnessRefusal, WitnessService
 
 #: exactly this media type, without parameters: Go clients compare it literally

@@ -21,9 +21,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca.routes import routes as ca_routes
-from keyless.services.ctlog import CTLogRoutes
+from keyless.services.ctlog.routes import routes as ctlog_routes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ca"))
 from ca_testkit import GITHUB_CLAIMS, CAStack, UvicornThread, build_stack, trusted_root
@@ -38,7 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CAStack, 
     stack = build_stack(tmp / "ca")
     app = Starlette(
         routes=[*ca_routes(stack.ca),
-                Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
+                Mount("/ctlog", routes=ctlog_routes(stack.ctlog))],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     with UvicornThread(app) as url:

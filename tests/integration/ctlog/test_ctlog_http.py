@@ -27,16 +27,17 @@ from starlette.routing import Mount
 
 from keyless.formats.checkpoint import NoteSigner
 from keyless.formats.sct import leaf_index_of
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.server.keys import load_or_create_key
 from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
 from keyless.services.ca.routes import routes as ca_routes
-from keyless.services.ctlog import CTLogRoutes, CTLogService
+from keyless.services.ctlog import CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
+from keyless.services.ctlog.routes import routes as ctlog_routes
 from keyless.storage import open_storage
+from keyless.storage.keyfiles import load_or_create_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ca"))
 from ca_testkit import ISSUER, TestIssuer, UvicornThread, make_csr, pop_request
@@ -66,7 +67,7 @@ def make_app(data: Path, issuer: TestIssuer) -> tuple[Starlette, dict[str, Any]]
         ca = CAService(material=material, identity=verifier, ctlog=ctlog,
                        replay_guard=TokenReplayGuard())
         app.router.routes.extend(ca_routes(ca))
-        app.router.routes.append(Mount("/ctlog", routes=CTLogRoutes(ctlog).routes()))
+        app.router.routes.append(Mount("/ctlog", routes=ctlog_routes(ctlog)))
         yield
         await engine.close()
         await storage.close()

@@ -21,8 +21,8 @@ from pathlib import Path
 from keyless.formats.checkpoint import NoteSigner
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
-from keyless.server.keys import load_private_key
 from keyless.storage import open_storage
+from keyless.storage.keyfiles import load_private_key
 
 WRITERS = 48
 

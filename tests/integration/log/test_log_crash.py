@@ -28,8 +28,8 @@ from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.fsck import fsck_log
-from keyless.server.keys import write_private_key
 from keyless.storage import open_storage
+from keyless.storage.keyfiles import write_private_key
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 CYCLES = 20

@@ -14,7 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.oidc import OidcProvider
 from keyless.services.oidc.routes import routes as oidc_routes
 

@@ -26,7 +26,8 @@ from keyless.formats import sct as sctmod
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.keys import InMemorySigner
 from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
-from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
+from keyless.services.ctlog import CTLogService
+from memory_log import MemoryKeyValue, MemoryLogEngine
 
 ISSUER = "https://issuer.test"
 

@@ -13,9 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca.routes import routes as ca_routes
-from keyless.services.ctlog import CTLogRoutes
+from keyless.services.ctlog.routes import routes as ctlog_routes
 
 _HC = [HealthCheck.function_scoped_fixture]
 json_values = st.recursive(
@@ -44,7 +44,7 @@ shaped = st.fixed_dictionaries(
 def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
     stack = build_stack(tmp_path_factory.mktemp("fuzz") / "ca")
     app = Starlette(routes=[*ca_routes(stack.ca),
-                            Mount("/ctlog", routes=CTLogRoutes(stack.ctlog).routes())],
+                            Mount("/ctlog", routes=ctlog_routes(stack.ctlog))],
                     exception_handlers=EXCEPTION_HANDLERS)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 
 from keyless.formats.sct import POISON_OID
 from keyless.formats.x509profile import strip_extension
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca.routes import routes as ca_routes
 from keyless.services.ctlog.entries import TimestampedEntry
 
@@ -420,7 +420,7 @@ async def test_legacy_v1_and_read_endpoints(client: Any, stack: CAStack) -> None
 async def test_signing_endpoints_spend_a_per_client_budget(stack: CAStack) -> None:
     """Anonymous signing requests cost CPU before any token is believed (#13 defect 7): once a
     client's budget is spent it gets 429 + Retry-After, while another client is still served."""
-    from keyless.server.budget import ClientBudget
+    from keyless.http.budget import ClientBudget
     from keyless.services.ca.routes import SIGNING_COST
 
     budget = ClientBudget(burst=2 * SIGNING_COST, rate=0.001)

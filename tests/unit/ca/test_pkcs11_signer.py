@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from keyless.errors import ConfigError
 from keyless.formats.x509profile import LeafProfile, build_precertificate, sigstore_extensions
-from keyless.server.pkcs11 import Pkcs11Signer, Pkcs11Uri
 from keyless.services.ca import create_with_signer
+from keyless.storage.pkcs11 import Pkcs11Signer, Pkcs11Uri
 
 MODULES = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
 PIN = "1234"

@@ -36,7 +36,7 @@ from starlette.testclient import TestClient
 from conftest import ROOT
 from keyless._cli.main import main
 from keyless.errors import ConfigError
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.tuf import MemoryMetadataStore, TufRepository, TufService
 from keyless.services.tuf.routes import routes as tuf_routes
 from keyless.trust.instances import (

@@ -1,7 +1,7 @@
 """The CT log's RFC 6962 API and static-ct-api read path, in-process over the real log engine.
 
-The CA test kit's stack runs :class:`keyless.services.ctlog.MemoryLogEngine`, i.e. the real
-``TransparencyLog`` over the in-memory storage backend.
+The CA test kit's stack runs :class:`memory_log.MemoryLogEngine` (tests/memory_log.py), i.e. the
+real ``TransparencyLog`` over the in-memory storage backend.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from starlette.applications import Starlette
 
 from keyless.formats import sct as sctmod
 from keyless.formats.checkpoint import Checkpoint
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.merkle import leaf_hash, verify_consistency, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.services.ctlog import CTLogRoutes
 from keyless.services.ctlog.entries import TimestampedEntry
+from keyless.services.ctlog.routes import routes as ctlog_routes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
 from ca_testkit import CAStack, build_stack, make_csr
@@ -41,7 +41,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[CAStack]:
 
 @pytest.fixture
 async def client(stack: CAStack) -> Any:
-    app = Starlette(routes=CTLogRoutes(stack.ctlog).routes(), exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=ctlog_routes(stack.ctlog), exception_handlers=EXCEPTION_HANDLERS)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ct.test") as c:
         yield c
@@ -254,7 +254,7 @@ async def test_static_ct_read_path(client: Any, stack: CAStack) -> None:
 
 async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
     from keyless.log import TransparencyLog
-    from keyless.services.ctlog import MemoryKeyValue, MemoryLogEngine
+    from memory_log import MemoryKeyValue, MemoryLogEngine
 
     engine = MemoryLogEngine(seed=2)
     assert isinstance(engine, TransparencyLog)
@@ -273,10 +273,10 @@ async def test_memory_engine_is_the_real_engine_started_on_first_use() -> None:
 
 
 async def test_add_chain_spends_a_per_client_budget(stack: CAStack) -> None:
-    from keyless.server.budget import ClientBudget
+    from keyless.http.budget import ClientBudget
 
     budget = ClientBudget(burst=2, rate=0.001)
-    app = Starlette(routes=CTLogRoutes(stack.ctlog, budget).routes(),
+    app = Starlette(routes=ctlog_routes(stack.ctlog, budget),
                     exception_handlers=EXCEPTION_HANDLERS)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://ct.test") as c:

@@ -19,7 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import InvalidInput
 from keyless.keys import InMemorySigner
-from keyless.services.ctlog import CTLogService, MemoryKeyValue, MemoryLogEngine
+from keyless.services.ctlog import CTLogService
+from memory_log import MemoryKeyValue, MemoryLogEngine
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

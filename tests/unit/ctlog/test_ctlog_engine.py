@@ -21,14 +21,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 
 from keyless.formats.checkpoint import NoteSigner
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.identity import IdentityVerifier, IssuerConfig
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
 from keyless.merkle import leaf_hash, verify_inclusion
-from keyless.server.errors import EXCEPTION_HANDLERS
 from keyless.services.ca import CAService, TokenReplayGuard, load_or_create
-from keyless.services.ctlog import CTLogRoutes, CTLogService
+from keyless.services.ctlog import CTLogService
 from keyless.services.ctlog.entries import TimestampedEntry
+from keyless.services.ctlog.routes import routes as ctlog_routes
 from keyless.storage import open_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,7 +87,7 @@ async def test_issue_through_the_engine(env: dict[str, Any]) -> None:
         issued = await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
         independent_sct_check(issued.leaf, env["material"].issuer, env["ct_key"].public_key())
         leaves.append(issued.leaf)
-    app = Starlette(routes=CTLogRoutes(env["ctlog"]).routes(),
+    app = Starlette(routes=ctlog_routes(env["ctlog"]),
                     exception_handlers=EXCEPTION_HANDLERS)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ct.test") as c:
@@ -162,7 +163,7 @@ async def test_static_ct_reader_and_rfc6962_clients_agree_on_leaf_index(
         _, csr = make_csr()
         issued.append((await ca.issue_for_csr(env["issuer"].token(),
                                               x509.load_pem_x509_csr(csr))).leaf)
-    app = Starlette(routes=CTLogRoutes(ctlog).routes(), exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=ctlog_routes(ctlog), exception_handlers=EXCEPTION_HANDLERS)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ct.test") as c:
         # an ordinary certificate through add-chain: an x509_entry, and a resubmission
@@ -225,8 +226,8 @@ async def test_entries_logged_before_leaf_index_are_answered_as_logged(
     extensions and still matches the MerkleTreeLeaf; new entries after it name their index.
     """
     from keyless.formats import sct as sctmod
-    from keyless.services.ctlog.backend import digest
     from keyless.services.ctlog.entries import tile_leaf
+    from keyless.services.ctlog.service import digest
 
     ca: CAService = env["ca"]
     ctlog: CTLogService = env["ctlog"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from keyless.errors import ConfigError
-from keyless.server.pkcs11 import Pkcs11Signer
+from keyless.storage.pkcs11 import Pkcs11Signer
 
 URI = "pkcs11:token=keyless;object=ca?module-path=/nonexistent/libsofthsm2.so&pin-value=1234"
 

@@ -8,9 +8,9 @@ import pytest
 from starlette.requests import Request
 
 from keyless.errors import ConfigError
-from keyless.server.budget import ClientBudget
+from keyless.http.budget import ClientBudget
+from keyless.http.errors import TooManyRequests
 from keyless.server.config import load_settings
-from keyless.server.errors import TooManyRequests
 
 
 def _request(host: str = "192.0.2.9") -> Request:

@@ -24,12 +24,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyless import errors
-from keyless.server.errors import (
+from keyless.http.errors import (
     EXCEPTION_HANDLERS,
     CatchAllMiddleware,
     json_error_http_protocol,
 )
-from keyless.server.requests import path_int, query_int, read_body
+from keyless.http.requests import path_int, query_int, read_body
 
 LIMIT = 1000
 IDLE = 1.0
@@ -342,7 +342,7 @@ def test_the_surrogate_check_costs_little_next_to_json_parsing() -> None:
     """A 4 MiB body is parsed on the event loop: the lone-surrogate check must not cost more
     than the parse itself (one alternation regex took ~80 ms here, json.loads ~3 ms).
     Compared on the same machine, so load cannot make it flaky."""
-    from keyless.server.requests import parse_json_object
+    from keyless.http.requests import parse_json_object
 
     body = json.dumps({"a": ["x" * 1000 + '"\\"'] * 3800}).encode()
     best_loads = best_parse = float("inf")

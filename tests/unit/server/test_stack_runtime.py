@@ -12,12 +12,13 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from keyless.errors import ConfigError
+from keyless.http.metrics import Metrics, service_of
 from keyless.sealing import Sealer
-from keyless.server.app import Component, Stack, create_app, prefixed
+from keyless.server.app import create_app, prefixed
 from keyless.server.config import Settings
 from keyless.server.datadir import DataDirLock
-from keyless.server.metrics import Metrics, service_of
 from keyless.server.secrets import FileSecrets, SharedSecrets
+from keyless.server.stack import Component, Stack
 from keyless.server.trust import TrustMaterial
 
 

@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.tiles import decode_entry_bundle
+from keyless.http.errors import EXCEPTION_HANDLERS
+from keyless.http.tile_routes import STATIC_CT, TLOG_TILES, TileApi, parse_tile_url
 from keyless.merkle import leaf_hash
-from keyless.server.errors import EXCEPTION_HANDLERS
-from keyless.server.tile_routes import STATIC_CT, TLOG_TILES, TileApi, parse_tile_url
-from keyless.services.ctlog import CTLogRoutes
+from keyless.services.ctlog.routes import routes as ctlog_routes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tlog"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ca"))
@@ -52,7 +52,7 @@ async def rekor() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def ct(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     stack = build_ca_stack(tmp_path / "ca")  # a CT log holding its two seed entries
-    app = Starlette(routes=CTLogRoutes(stack.ctlog).routes(), exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=ctlog_routes(stack.ctlog), exception_handlers=EXCEPTION_HANDLERS)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://ct.test") as c:
         yield c

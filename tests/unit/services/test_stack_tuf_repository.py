@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import FetcherInterface, Updater
 
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.tuf import (
     Expiry,
     FileMetadataStore,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.requests import Request
 
 from keyless.errors import InvalidInput, TooLarge
-from keyless.server.requests import parse_json_object
+from keyless.http.requests import parse_json_object
 from keyless.services.tlog.kinds import propose_v1, propose_v2
 from keyless.services.tlog.kinds.dsse import MAX_SIGNATURES
 from keyless.services.tlog.routes import SEARCH_PAGE, _search_params

@@ -29,9 +29,10 @@ from tlog_support import (
     statement,
 )
 
-from keyless.server.budget import ClientBudget, client_address
-from keyless.server.errors import EXCEPTION_HANDLERS
+from keyless.http.budget import ClientBudget, client_address
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.tlog.kinds import common
+from keyless.services.tlog.routes import routes as tlog_routes
 
 RETRIEVE = "/api/v1/log/entries/retrieve"
 
@@ -58,7 +59,8 @@ class FakeClock:
 
 def _client(stack: LogStack, budget: ClientBudget | None, host: str) -> httpx.AsyncClient:
     app = Starlette(
-        routes=[Mount("/rekor", routes=stack.v2.routes(budget)), *stack.v1.routes(budget)],
+        routes=[Mount("/rekor", routes=tlog_routes(stack.v2, budget)),
+                *tlog_routes(stack.v1, budget)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 4711)),

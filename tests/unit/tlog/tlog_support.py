@@ -588,10 +588,11 @@ async def build_stack(
     from starlette.routing import Mount
 
     from keyless.formats.checkpoint import NoteSigner
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.server.errors import EXCEPTION_HANDLERS
     from keyless.services.tlog.identities import TrustedIssuers
+    from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV1Service, RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
 
@@ -643,7 +644,7 @@ async def build_stack(
     await v2.start()
     await v1.start()
     app = Starlette(
-        routes=[Mount("/rekor", routes=v2.routes()), *v1.routes()],
+        routes=[Mount("/rekor", routes=tlog_routes(v2)), *tlog_routes(v1)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     return LogStack(storage, v1_log, v2_log, v1, v2, v1_key, v2_key, app)

@@ -332,8 +332,8 @@ def test_timestamps_spend_a_per_client_budget(service: TimestampService) -> None
     and the budget is per client address."""
     from starlette.applications import Starlette
 
-    from keyless.server.budget import ClientBudget
-    from keyless.server.errors import EXCEPTION_HANDLERS
+    from keyless.http.budget import ClientBudget
+    from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.services.tsa.routes import TIMESTAMP_COST, routes
 
     budget = ClientBudget(burst=3 * TIMESTAMP_COST, rate=0.001)

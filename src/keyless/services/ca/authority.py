@@ -5,11 +5,11 @@ intermediate → root):
 
 * :func:`load_or_create` — a directory holding ``root.pem``/``root.key`` and
   ``intermediate.pem``/``intermediate.key`` (keys PKCS#8, mode 0600 via
-  :mod:`keyless.server.keys`, optionally encrypted with a password); created on first use;
+  :mod:`keyless.storage.keyfiles`, optionally encrypted with a password); created on first use;
 * :func:`load_from_files` — an operator's own chain PEM (intermediate first, root last) and issuing
   key PEM (optionally encrypted);
 * :func:`create_with_signer` — an issuing key that never leaves an HSM (PKCS#11,
-  :mod:`keyless.server.pkcs11`): the directory then holds only certificates and the root key.
+  :mod:`keyless.storage.pkcs11`): the directory then holds only certificates and the root key.
 
 CA certificate profile: protocols.md §1.4 "CA chain requirements".
 """
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from keyless.errors import ConfigError
 from keyless.formats.x509profile import build_ca_certificate, ca_name, certificate_pem
 from keyless.keys import InMemorySigner, KeySigner, generate_key, spki_der
-from keyless.server.keys import load_private_key, write_private_key
+from keyless.storage.keyfiles import load_private_key, write_private_key
 
 #: Lifetime of generated CA certificates (Fulcio's public root and intermediate: ~10 years).
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -220,7 +220,7 @@ def load_material(
 
     * ``chain_pem`` + ``key_pem``: an operator's chain and issuing key (:func:`load_from_files`);
     * ``pkcs11_uri``: an issuing key in an HSM (RFC 7512 URI; the key pair must exist, see
-      :meth:`keyless.server.pkcs11.Pkcs11Signer.generate`), certificates kept in ``directory``;
+      :meth:`keyless.storage.pkcs11.Pkcs11Signer.generate`), certificates kept in ``directory``;
     * neither: generated in ``directory`` on first start (:func:`load_or_create`).
     """
     if chain_pem is not None or key_pem is not None:
@@ -228,7 +228,7 @@ def load_material(
             raise ConfigError("an operator-supplied CA needs both the chain PEM and the key PEM")
         return load_from_files(chain_pem, key_pem, password)
     if pkcs11_uri is not None:
-        from keyless.server.pkcs11 import Pkcs11Signer
+        from keyless.storage.pkcs11 import Pkcs11Signer
 
         return create_with_signer(
             directory, Pkcs11Signer.open(pkcs11_uri), password=password, clock=clock

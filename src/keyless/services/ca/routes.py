@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyless.errors import InvalidInput, Unauthenticated
+from keyless.http.budget import ClientBudget
+from keyless.http.requests import read_json_object
 from keyless.identity import normalize_token
-from keyless.server.budget import ClientBudget
-from keyless.server.requests import read_json_object
 from keyless.services.ca.pop import parse_csr, parse_public_key
 from keyless.services.ca.service import CAService, IssuedCertificate
 

@@ -2,7 +2,7 @@
 
 RFC 6962 §4 JSON API under ``/ct/v1/…`` and the C2SP static-ct-api read path
 (``/checkpoint``, ``/tile/<L>/<N>[.p/<W>]``, ``/tile/data/<N>[.p/<W>]``, ``/issuer/<hex>``).
-Errors are keyless exceptions rendered by ``keyless.server.errors.EXCEPTION_HANDLERS``.
+Errors are keyless exceptions rendered by ``keyless.http.errors.EXCEPTION_HANDLERS``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
-from keyless.server.budget import ClientBudget
-from keyless.server.requests import parse_json_object, query_int, read_body
-from keyless.server.tile_routes import STATIC_CT, tile_routes
+from keyless.http.budget import ClientBudget
+from keyless.http.requests import parse_json_object, query_int, read_body
+from keyless.http.tile_routes import STATIC_CT, tile_routes
 from keyless.services.ctlog.service import MAX_CHAIN, CTLogService
 
 #: Largest add-chain body (10 certificates of a few KiB, base64).
@@ -55,13 +55,18 @@ def _check_certificate(der: bytes, what: str) -> None:
         ) from exc
 
 
-class CTLogRoutes:
-    """Starlette routes over a :class:`CTLogService`; submissions spend a per-client budget
-    (:class:`keyless.server.budget.ClientBudget`, 429 when spent)."""
+def routes(service: CTLogService, budget: ClientBudget | None = None) -> list[BaseRoute]:
+    """The CT log's routes relative to its base URL; submissions spend a per-client budget
+    (``budget``, default :class:`keyless.http.budget.ClientBudget`'s; 429 when spent)."""
+    return _Handlers(service, budget or ClientBudget()).routes()
 
-    def __init__(self, service: CTLogService, budget: ClientBudget | None = None) -> None:
+
+class _Handlers:
+    """The request handlers over one :class:`CTLogService` and its budget."""
+
+    def __init__(self, service: CTLogService, budget: ClientBudget) -> None:
         self.service = service
-        self.budget = budget or ClientBudget()
+        self.budget = budget
 
     def routes(self) -> list[BaseRoute]:
         return [

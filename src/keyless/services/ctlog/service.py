@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from keyless.formats.sct import (
 from keyless.formats.tiles import decode_entry_bundle
 from keyless.formats.x509profile import strip_extension
 from keyless.keys import KeySigner, PublicKey, spki_der
-from keyless.services.ctlog.backend import KeyValue, LogEngine, digest
+from keyless.log.seam import LogEngine
 from keyless.services.ctlog.chain import validate_chain
 from keyless.services.ctlog.entries import (
     TimestampedEntry,
@@ -52,13 +53,17 @@ from keyless.services.ctlog.entries import (
     tile_leaf,
     tree_head_signed_data,
 )
+from keyless.storage.seam import NEVER, KeyValue
 
 #: Longest chain accepted from an HTTP submitter.
 MAX_CHAIN = 10
 #: Most entries one ``get-entries`` call returns (RFC 6962 §4.6 lets the log truncate).
 MAX_GET_ENTRIES = 256
-#: Issuer certificates live "forever" in the key-value store.
-_FOREVER = 2.0**62
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256, the only hash of RFC 6962 logs."""
+    return hashlib.sha256(data).digest()
 
 
 @dataclass(frozen=True)
@@ -258,7 +263,7 @@ class CTLogService:
             fp = fingerprint(der)
             if fp in self._known_issuers:
                 continue
-            await self._kv.put_if_absent(self._ns + "-issuer", fp.hex(), der, _FOREVER)
+            await self._kv.put_if_absent(self._ns + "-issuer", fp.hex(), der, NEVER)
             self._known_issuers.add(fp)
 
     # -- reads -----------------------------------------------------------------------------

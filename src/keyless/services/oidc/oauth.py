@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyless.errors import Error, InvalidInput, Pushback, StorageError, Unavailable
-from keyless.server.errors import status_for
-from keyless.server.requests import read_body
+from keyless.http.errors import status_for
+from keyless.http.requests import read_body
 from keyless.services.oidc.grants import OAuthError
 
 MAX_FORM_BYTES = 64 * 1024

@@ -11,7 +11,9 @@ Public API (docs/internal-apis.md; wiring in keyless.server.wiring):
 * :class:`TlogLimits` — body / entry size limits (413 naming the limit).
 * :func:`ed25519_log_id` — the Rekor v2 log ID of an Ed25519 log (interop.md §5 gotcha 9).
 
-Both services need ``await start()`` / ``await close()`` (background search indexing).
+Both services need ``await start()`` / ``await close()`` (background search indexing). Their HTTP
+routes are :func:`keyless.services.tlog.routes.routes` ``(service, budget=None)``, relative to the
+service's base URL.
 """
 
 from keyless.services.tlog.limits import TlogLimits

@@ -16,28 +16,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from keyless.errors import Error
-from keyless.services.tlog.engine import LogEngine, SearchIndexStore
+from keyless.log.seam import LogEngine
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.search import keys_for_body
+from keyless.storage.seam import NEVER, KeyValue, SearchIndexStore
 
 logger = logging.getLogger(__name__)
 
 _WATERMARK_NS = "tlog-search-watermark"
-_FOREVER = 2.0**62
 _REBUILD_CHUNK = 256
 
-
-class KeyValueStore(Protocol):
-    """``storage.kv`` (docs/internal-apis.md)."""
-
-    async def put_if_absent(
-        self, namespace: str, key: str, value: bytes, expires_at: float
-    ) -> bytes | None: ...
-    async def get(self, namespace: str, key: str) -> bytes | None: ...
-    async def delete(self, namespace: str, key: str) -> None: ...
 
 
 class SearchIndexer:
@@ -49,7 +39,7 @@ class SearchIndexer:
         store: SearchIndexStore,
         log_name: str,
         *,
-        kv: KeyValueStore | None = None,
+        kv: KeyValue | None = None,
         trusted: TrustedIssuers | None = None,
         flush_interval: float = 0.05,
         gap_grace: float = 1.0,
@@ -237,6 +227,6 @@ class SearchIndexer:
             # leave the watermark deleted (a lost watermark only costs a full catch-up).
             await asyncio.shield(self._store_watermark(self._kv, upto))
 
-    async def _store_watermark(self, kv: KeyValueStore, upto: int) -> None:
+    async def _store_watermark(self, kv: KeyValue, upto: int) -> None:
         await kv.delete(_WATERMARK_NS, self._name)
-        await kv.put_if_absent(_WATERMARK_NS, self._name, str(upto).encode(), _FOREVER)
+        await kv.put_if_absent(_WATERMARK_NS, self._name, str(upto).encode(), NEVER)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keyless.errors import TooLarge
-from keyless.server.requests import DEFAULT_MAX_BODY
+from keyless.http.requests import DEFAULT_MAX_BODY
 
 
 @dataclass(frozen=True)

@@ -23,20 +23,20 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from keyless.errors import Conflict, InvalidInput
-from keyless.server.budget import ClientBudget, client_address
-from keyless.server.requests import (
+from keyless.http.budget import ClientBudget, client_address
+from keyless.http.requests import (
     parse_json_object,
     path_int,
     query_int,
     read_body,
 )
-from keyless.server.tile_routes import TLOG_TILES
-from keyless.server.tile_routes import tile_routes as shared_tile_routes
-from keyless.services.tlog.engine import LogEngine
+from keyless.http.tile_routes import TLOG_TILES
+from keyless.http.tile_routes import tile_routes as shared_tile_routes
+from keyless.log.seam import LogEngine
 from keyless.services.tlog.service import (
     LogServiceBase,
     RekorV1Service,
@@ -121,10 +121,19 @@ def _search_params(request: Request) -> tuple[dict[str, str], int, int]:
     return params, after, min(limit, SEARCH_PAGE)
 
 
-def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+def routes(
+    service: RekorV2Service | RekorV1Service, budget: ClientBudget | None = None
+) -> list[BaseRoute]:
+    """The routes of either personality relative to its base URL: Rekor v2's (``P/rekor``) or
+    Rekor v1's (the port root). ``budget``: per-client limits (default :class:`ClientBudget`'s)."""
+    if isinstance(service, RekorV2Service):
+        return _v2_routes(service, budget or ClientBudget())
+    return _v1_routes(service, budget or ClientBudget())
+
+
+def _v2_routes(service: RekorV2Service, budget: ClientBudget) -> list[BaseRoute]:
     """Rekor v2 routes relative to its base URL (e.g. ``/rekor``); writes and searches spend a
-    per-client budget (:mod:`keyless.server.budget`)."""
-    budget = budget or ClientBudget()
+    per-client budget (:mod:`keyless.http.budget`)."""
 
     async def create(request: Request) -> Response:
         proposed = await _entry_body(request, service, budget)
@@ -151,10 +160,9 @@ def v2_routes(service: RekorV2Service, budget: ClientBudget | None = None) -> li
     ]
 
 
-def v1_routes(service: RekorV1Service, budget: ClientBudget | None = None) -> list[BaseRoute]:
+def _v1_routes(service: RekorV1Service, budget: ClientBudget) -> list[BaseRoute]:
     """Rekor v1 routes relative to its base URL (the port root); writes, lookups and searches
-    spend a per-client budget (:mod:`keyless.server.budget`)."""
-    budget = budget or ClientBudget()
+    spend a per-client budget (:mod:`keyless.http.budget`)."""
 
     async def create(request: Request) -> Response:
         proposed = await _entry_body(request, service, budget)
@@ -221,3 +229,17 @@ def v1_routes(service: RekorV1Service, budget: ClientBudget | None = None) -> li
         Route("/api/v1/index/retrieve", index_retrieve, methods=["POST"]),
         Route("/api/v1/search", search, methods=["GET"]),
     ]
+
+
+def retired_routes(routes: list[BaseRoute], active_base: str) -> list[BaseRoute]:
+    """The GET/HEAD routes of a Rekor v2 shard retired by a log rotation: it stays readable but
+    takes no writes; a write is answered 410 Gone naming the active shard (where a client should
+    send it instead)."""
+
+    async def retired(_request: Request) -> JSONResponse:
+        message = f"this Rekor v2 shard is retired (read-only); add entries at {active_base}"
+        return JSONResponse({"code": 410, "message": message}, status_code=410)
+
+    read = {"GET", "HEAD"}
+    kept = [r for r in routes if isinstance(r, Route) and r.methods and r.methods <= read]
+    return [*kept, Route("/api/v2/log/entries", retired, methods=["POST"])]

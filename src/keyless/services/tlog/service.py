@@ -4,7 +4,8 @@
 API; :class:`RekorV1Service` is Rekor v1's openapi (protocols.md §3). Both verify every proposed
 entry (:mod:`keyless.services.tlog.kinds`), log its canonical body, answer only once a signed
 checkpoint covers it (``TransparencyLog.add``), and feed the search index. HTTP lives in
-:mod:`keyless.services.tlog.routes`; this module is plain async Python so it can be tested and
+:mod:`keyless.services.tlog.routes` (``routes(service)``), which imports this module and never the
+other way round; this module is plain async Python so it can be tested and
 reused (e.g. by the CLI's ``reindex``) without a server.
 """
 
@@ -20,17 +21,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from starlette.routing import BaseRoute
 
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.checkpoint import ed25519_key_id
 from keyless.keys import KeySigner, spki_der
-from keyless.server.budget import ClientBudget
+from keyless.log.seam import AddResultLike, LogEngine
 from keyless.services.tlog import kinds, search
-from keyless.services.tlog.engine import AddResultLike, LogEngine, SearchIndexStore
 from keyless.services.tlog.identities import TrustedIssuers
-from keyless.services.tlog.indexer import KeyValueStore, SearchIndexer
+from keyless.services.tlog.indexer import SearchIndexer
 from keyless.services.tlog.kinds.common import Proposed, load_pem_verifier
 from keyless.services.tlog.limits import TlogLimits
 from keyless.services.tlog.responses import (
@@ -40,6 +39,7 @@ from keyless.services.tlog.responses import (
     v1_entry,
     v2_entry,
 )
+from keyless.storage.seam import KeyValue, SearchIndexStore
 
 
 def checkpoint_head(note: bytes) -> tuple[int, bytes]:
@@ -149,7 +149,7 @@ class LogServiceBase:
         *,
         log_name: str,
         search_index: SearchIndexStore | None,
-        kv: KeyValueStore | None,
+        kv: KeyValue | None,
         limits: TlogLimits,
         trusted: TrustedIssuers | None,
     ) -> None:
@@ -224,7 +224,7 @@ class RekorV2Service(LogServiceBase):
         log_id: bytes,
         log_name: str = "rekor-v2",
         search_index: SearchIndexStore | None = None,
-        kv: KeyValueStore | None = None,
+        kv: KeyValue | None = None,
         limits: TlogLimits | None = None,
         trusted: TrustedIssuers | None = None,
     ) -> None:
@@ -267,12 +267,6 @@ class RekorV2Service(LogServiceBase):
             proof=await self.proof_at_head(index),
         )
 
-    def routes(self, budget: ClientBudget | None = None) -> list[BaseRoute]:
-        """Routes relative to the v2 base URL (``P/rekor``); ``budget``: per-client limits
-        (default :class:`ClientBudget`'s)."""
-        from keyless.services.tlog.routes import v2_routes
-
-        return v2_routes(self, budget)
 
 
 def ed25519_log_id(origin: str, raw_public_key: bytes) -> bytes:
@@ -306,7 +300,7 @@ class RekorV1Service(LogServiceBase):
         tree_id: int,
         log_name: str = "rekor-v1",
         search_index: SearchIndexStore | None = None,
-        kv: KeyValueStore | None = None,
+        kv: KeyValue | None = None,
         limits: TlogLimits | None = None,
         trusted: TrustedIssuers | None = None,
     ) -> None:
@@ -505,10 +499,3 @@ class RekorV1Service(LogServiceBase):
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("publicKey.content is not valid base64") from exc
         return search.key_fingerprint_key(load_pem_verifier(pem, "publicKey.content").spki)
-
-    def routes(self, budget: ClientBudget | None = None) -> list[BaseRoute]:
-        """Routes relative to the v1 base URL (the port root); ``budget``: per-client limits
-        (default :class:`ClientBudget`'s)."""
-        from keyless.services.tlog.routes import v1_routes
-
-        return v1_routes(self, budget)

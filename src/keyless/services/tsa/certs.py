@@ -5,7 +5,7 @@ id-kp-timeStamping; rfc3161-client (sigstore-python) and sigstore-js both check 
 published leaf first (``GET /api/v1/timestamp/certchain``) and, as DER, goes into the trusted
 root's ``timestampAuthorities[].certChain`` (protocols.md §7, §8).
 
-Layout of a generated directory (keys written 0600 by :mod:`keyless.server.keys`)::
+Layout of a generated directory (keys written 0600 by :mod:`keyless.storage.keyfiles`)::
 
     root.key  root.pem      self-signed CA (ECDSA P-384), only used to (re)issue the leaf
     tsa.key   tsa.pem       the timestamping leaf (ECDSA P-256: the fastest widely verified)
@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyless.errors import ConfigError
 from keyless.keys import InMemorySigner, KeySigner, PublicKey, hash_for_curve, spki_der
-from keyless.server.keys import load_or_create_key, load_private_key
+from keyless.storage.keyfiles import load_or_create_key, load_private_key
 
 ROOT_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=1825)

@@ -33,9 +33,9 @@ from keyless.formats.tsp import (
     query_from_json,
     rejection_response,
 )
-from keyless.server.budget import ClientBudget
-from keyless.server.errors import error_response
-from keyless.server.requests import parse_json_object, read_body
+from keyless.http.budget import ClientBudget
+from keyless.http.errors import error_response
+from keyless.http.requests import parse_json_object, read_body
 from keyless.services.tsa.service import CERTCHAIN_PATH, TIMESTAMP_PATH, TimestampService
 
 REPLY_TYPE = "application/timestamp-reply"

@@ -26,8 +26,8 @@ from starlette.middleware import Middleware
 
 from keyless.errors import ConfigError
 from keyless.formats.tsp import DEFAULT_POLICY_OID
-from keyless.server.budget import ClientBudget
-from keyless.server.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from keyless.http.budget import ClientBudget
+from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.services.tsa.certs import load_or_create_credentials
 from keyless.services.tsa.clock import ClockPolicy
 from keyless.services.tsa.routes import routes

@@ -16,7 +16,7 @@ from typing import Any
 
 from keyless.errors import InvalidInput, TooLarge
 from keyless.formats.dsse import Envelope
-from keyless.server.requests import parse_json_object
+from keyless.http.requests import parse_json_object
 from keyless.services.tlog.kinds import common
 from keyless.services.tlog.kinds.common import EntrySignatureError, Proposed, Verifier
 from keyless.services.tlog.kinds.hashedrekord import parse_verifier_v2

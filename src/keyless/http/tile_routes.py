@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from keyless.errors import InvalidInput, NotFound
 from keyless.formats.tiles import MAX_LEVEL, TileWidthError, parse_tile_request
-from keyless.server.requests import MAX_INT64
+from keyless.http.requests import MAX_INT64
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: Entries are stored with int64 indexes, so no tile lies further right than this.

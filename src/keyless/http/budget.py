@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from keyless.server.errors import TooManyRequests
+from keyless.http.errors import TooManyRequests
 
 #: Body bytes that cost one work unit.
 BYTES_PER_UNIT = 32 * 1024

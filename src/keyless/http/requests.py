@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from keyless.errors import InvalidInput, TooLarge
-from keyless.server.errors import RequestTimeout
+from keyless.http.errors import RequestTimeout
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: Log indexes and tree sizes are int64 in the Rekor and CT APIs and in every storage backend.

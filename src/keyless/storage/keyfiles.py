@@ -1,4 +1,4 @@
-"""Signing keys of the services loaded from files (an HSM: :mod:`keyless.server.pkcs11`).
+"""Signing keys of the services loaded from files (an HSM: :mod:`keyless.storage.pkcs11`).
 
 Services never touch private key material directly: they get a :class:`keyless.keys.KeySigner`.
 File-backed keys are PEM files written with mode 0600; the pure parts (key types, the in-memory

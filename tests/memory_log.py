@@ -1,35 +1,22 @@
-"""What the CT personality needs from the shared log engine and storage (internal-apis.md).
+"""The real log engine and key-value store over the in-memory storage backend, for tests.
 
-The CT log is a personality over :class:`keyless.log.TransparencyLog` and ``keyless.storage``.
-The log seam (:class:`LogEngine`) is defined once in :mod:`keyless.log.seam` and re-exported
-here; :class:`KeyValue` names the part of ``storage.kv`` the CT log uses.
-:class:`MemoryLogEngine` / :class:`MemoryKeyValue` are the real engine and key-value store over the
-in-memory storage backend, constructible without an event loop (the CA's unit tests use them).
+Constructible without an event loop at hand (the CA and CT log unit tests build them in plain
+functions); the first call starts the engine on that call's loop, so the behaviour (batching,
+dedup, tiles, proofs, ``add_at_index``) is exactly the production engine's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from keyless.formats.checkpoint import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import AddResult, LogHead, StoredEntry, TransparencyLog
-from keyless.log.seam import EntryAtIndex, LogEngine
+from keyless.log.seam import EntryAtIndex
 from keyless.storage import AsyncKeyValueStore, Storage
 from keyless.storage.memory import MemoryBackend
-
-
-class KeyValue(Protocol):
-    """``storage.kv``: small records with an expiry (issuer certificates, replay guard)."""
-
-    async def put_if_absent(
-        self, namespace: str, key: str, value: bytes, expires_at: float
-    ) -> bytes | None: ...
-    async def get(self, namespace: str, key: str) -> bytes | None: ...
 
 
 class MemoryLogEngine(TransparencyLog):
@@ -109,11 +96,3 @@ class MemoryKeyValue(AsyncKeyValueStore):
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(Storage(MemoryBackend(clock=clock)))
-
-
-def digest(data: bytes) -> bytes:
-    """SHA-256, the only hash of RFC 6962 logs."""
-    return hashlib.sha256(data).digest()
-
-
-__all__ = ["KeyValue", "LogEngine", "MemoryKeyValue", "MemoryLogEngine", "digest"]
