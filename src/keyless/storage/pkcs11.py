@@ -47,7 +47,8 @@ class Pkcs11Uri:
     def parse(cls, uri: str) -> Pkcs11Uri:
         """Parse ``pkcs11:token=…;object=…?module-path=…&pin-value=…`` (RFC 7512 §2.3)."""
         if not uri.startswith("pkcs11:"):
-            raise ConfigError(f"not a pkcs11: URI: {uri!r}")
+            # the value is not echoed: a mistyped URI may still carry pin-value
+            raise ConfigError("not a pkcs11: URI (it must start with 'pkcs11:')")
         path, _, query = uri[len("pkcs11:") :].partition("?")
         attrs = _pairs(path, ";")
         params = _pairs(query, "&")

@@ -97,6 +97,9 @@ def test_bad_uris_and_pins(token_uri: str) -> None:
         Pkcs11Uri.parse("pkcs11:token=a?module-path=/x")
     with pytest.raises(ConfigError, match="not a pkcs11"):
         Pkcs11Uri.parse("file:/x")
+    with pytest.raises(ConfigError, match="not a pkcs11") as refused:  # a secret is never echoed
+        Pkcs11Uri.parse("pkcs 11:token=a;object=b?module-path=/x&pin-value=s3cret-pin")
+    assert "s3cret-pin" not in str(refused.value)
     with pytest.raises(ConfigError, match="no unique key pair"):
         Pkcs11Signer.open(_uri(token_uri, "absent"))
     wrong_pin = _uri(token_uri, "x").replace(f"pin-value={PIN}", "pin-value=0000").replace(
