@@ -18,6 +18,11 @@ import argparse
 import sys
 from typing import Any
 
+from keyless._cli.environment import ENVIRONMENT_HELP, apply_trust_environment
+
+#: FILE ``-``: the artifact is read from standard input
+STDIN = "-"
+
 TRUST_HELP = """\
 trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
 uses a keyless instance's TUF repository (URL/tuf) from the root pinned once with `keyless
@@ -58,7 +63,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> Any:
         "--tuf-refresh-window",
         metavar="SECONDS",
         type=_seconds,
-        default=24 * 3600.0,
+        default=None,
         help="refresh trusted roots through TUF at most this often (default: 86400)",
     )
     return trust
@@ -86,7 +91,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "expected signer identity.\n\n"
         "Exit status 0 when valid, 1 with one sentence on stderr when not, 2 for a\n"
         "wrong command line.",
-        epilog=TRUST_HELP,
+        epilog=f"{TRUST_HELP}\n\n{ENVIRONMENT_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -94,25 +99,56 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         metavar="FILE",
         help="the artifact"
         + (" (a subject of the statement)" if attestation else "")
-        + ", or sha256:<64 hex digits>",
+        + ", sha256:<64 hex digits>, or - for standard input",
     )
     parser.add_argument(
         "--bundle",
         metavar="B",
-        help="the bundle (default: FILE.sigstore.json; needed for a digest)",
+        help="the bundle (default: FILE.sigstore.json; needed for a digest or -)",
     )
-    who = parser.add_argument_group("signer identity (required unless --key)")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: print what was verified (identity, issuer, times, log entries"
+        + (", the statement" if attestation else "")
+        + ") as one JSON object on stdout; messages stay on stderr (default: text)",
+    )
+    who = parser.add_argument_group(
+        "signer identity (required unless --key; cosign's --certificate-* spellings work too)",
+        "A regexp must match the WHOLE value (Python re.fullmatch, as sigstore-python and "
+        "cosign): 'alice@example\\.com' does not accept 'mallory-alice@example.com'; write "
+        "'.*@example\\.com' for a family.",
+    )
     identity = who.add_mutually_exclusive_group()
     identity.add_argument(
-        "--cert-identity", metavar="ID", help="expected certificate identity (SAN), exactly"
+        "--cert-identity",
+        "--certificate-identity",
+        dest="cert_identity",
+        metavar="ID",
+        help="expected certificate identity (SAN), exactly",
     )
     identity.add_argument(
         "--cert-identity-regexp",
+        "--certificate-identity-regexp",
+        dest="cert_identity_regexp",
         metavar="RE",
-        help="expected SAN as a full-match regular expression",
+        help="expected SAN as a regular expression matching the whole SAN",
     )
-    who.add_argument(
-        "--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer of the certificate, exactly"
+    issuer = who.add_mutually_exclusive_group()
+    issuer.add_argument(
+        "--cert-oidc-issuer",
+        "--certificate-oidc-issuer",
+        dest="cert_oidc_issuer",
+        metavar="URL",
+        help="expected OIDC issuer of the certificate, exactly",
+    )
+    issuer.add_argument(
+        "--cert-oidc-issuer-regexp",
+        "--certificate-oidc-issuer-regexp",
+        dest="cert_oidc_issuer_regexp",
+        metavar="RE",
+        help="expected OIDC issuer as a regular expression matching the whole issuer",
     )
     who.add_argument(
         "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
@@ -142,6 +178,7 @@ def trusted_root_for(args: argparse.Namespace) -> Any:
     """The trusted root chosen by ``--trust-config`` / ``--server`` / default (+ TUF)."""
     from keyless.trust.sources import resolve_trust
 
+    apply_trust_environment(args)
     return resolve_trust(
         trust_config=args.trust_config,
         server=args.server,
@@ -158,21 +195,35 @@ def check_usage(args: argparse.Namespace) -> None:
     error = args.parser.error
     if args.bundle is None and args.file.startswith("sha256:"):
         error("--bundle is required when verifying a digest")
+    if args.bundle is None and args.file == STDIN:
+        error("--bundle is required when FILE is - (standard input)")
+    if args.bundle == STDIN:
+        error("--bundle must be a file; only FILE can be - (standard input)")
+    apply_trust_environment(args)
     if args.offline and args.server:
+        if args.trust_source == "KEYLESS_SERVER":
+            error("KEYLESS_SERVER is set but --offline needs no network; unset it or give "
+                  "--trust-config")
         error("--server needs the network; drop --offline or use --trust-config")
+    identity = args.cert_identity or args.cert_identity_regexp
+    issuer = args.cert_oidc_issuer or args.cert_oidc_issuer_regexp
     if args.key:
-        if args.cert_identity or args.cert_identity_regexp or args.cert_oidc_issuer:
+        if identity or issuer:
             error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
         return
-    if not (args.cert_identity or args.cert_identity_regexp) or not args.cert_oidc_issuer:
+    if not identity or not issuer:
         error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
-    if args.cert_identity_regexp:
-        import re
+    import re
 
-        try:
-            re.compile(args.cert_identity_regexp)
-        except re.error as exc:
-            error(f"--cert-identity-regexp is not a valid regular expression: {exc}")
+    for flag, regex in (
+        ("--cert-identity-regexp", args.cert_identity_regexp),
+        ("--cert-oidc-issuer-regexp", args.cert_oidc_issuer_regexp),
+    ):
+        if regex:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                error(f"{flag} is not a valid regular expression: {exc}")
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -183,6 +234,7 @@ def _policy(args: argparse.Namespace) -> Any:
             issuer=args.cert_oidc_issuer,
             identity=args.cert_identity,
             identity_regex=args.cert_identity_regexp,
+            issuer_regex=args.cert_oidc_issuer_regexp,
         )
     ]
     if any((args.repository, args.ref, args.sha, args.trigger)):
@@ -194,16 +246,31 @@ def _policy(args: argparse.Namespace) -> Any:
     return AllOf(policies)
 
 
-def verify(args: argparse.Namespace) -> str:
-    """Verify and return the success message (raises keyless errors)."""
+def read_artifact(args: argparse.Namespace) -> Any:
+    """FILE as an :class:`~keyless.verify.Artifact`: a path, a digest, or ``-`` (stdin)."""
+    from keyless.verify import Artifact
+
+    if args.file != STDIN:
+        return Artifact.from_argument(args.file)
+    import hashlib
+
+    h = hashlib.sha256()
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        h.update(chunk)
+    return Artifact(h.digest(), "-")
+
+
+def verify(args: argparse.Namespace) -> tuple[str, Any, Any]:
+    """Verify; return the success message, the :class:`VerificationResult` and the artifact
+    (raises keyless errors)."""
     from pathlib import Path
 
     from keyless.errors import ConfigError
-    from keyless.verify import Artifact, Verifier
+    from keyless.verify import Verifier
     from keyless.verify.api import read_bundle
 
     bundle = read_bundle(Path(args.bundle or f"{args.file}.sigstore.json"))
-    artifact = Artifact.from_argument(args.file)
+    artifact = read_artifact(args)
     verifier = Verifier(trusted_root_for(args))
     key = None
     if args.key:
@@ -215,13 +282,13 @@ def verify(args: argparse.Namespace) -> str:
             raise ConfigError(f"{args.key} is not a readable PEM public key") from exc
     policy = None if key is not None else _policy(args)
     if not args.attestation:
-        verifier.verify_artifact(artifact, bundle, policy, key=key)
-        return f"OK: {args.file}"
+        result = verifier.verify_artifact(artifact, bundle, policy, key=key)
+        return f"OK: {args.file}", result, artifact
     result = verifier.verify_attestation(
         artifact, bundle, policy, key=key, predicate_type=getattr(args, "predicate_type", None)
     )
     predicate = (result.statement or {}).get("predicateType")
-    return f"OK: {args.file} (attestation, predicate {predicate or '?'})"
+    return f"OK: {args.file} (attestation, predicate {predicate or '?'})", result, artifact
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,9 +297,14 @@ def run(args: argparse.Namespace) -> int:
 
     check_usage(args)
     try:
-        message = verify(args)
+        message, result, artifact = verify(args)
     except Error as exc:
         print(f"verification failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    if args.output == "json":
+        from keyless._cli.report import verification_json
+
+        sys.stdout.write(verification_json(args.file, artifact.sha256, result) + "\n")
+        sys.stdout.flush()
     print(message, file=sys.stderr)
     return 0
