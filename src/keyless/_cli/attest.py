@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     from keyless.errors import Error
 
+    if args.file == "-":
+        args.parser.error("attest needs a FILE: its name is the statement's subject (not -)")
     check_input(args, args.file)
     out = args.bundle or f"{args.file}.sigstore.json"
     check_output(args, out, {os.path.realpath(args.file), os.path.realpath(args.predicate)})

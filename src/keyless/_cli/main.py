@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attest": ("attest", "sign an in-toto attestation about a file (DSSE bundle)"),
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
+    "get-identity-token": ("identity_token", "print an OIDC identity token (CI, browser, device)"),
+    "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
