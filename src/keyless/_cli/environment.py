@@ -15,7 +15,9 @@ Precedence: a flag on the command line, then the variable, then the built-in def
 ``--trust-config`` / ``--server`` on the command line overrides both variables (they choose the
 same thing); both variables set and neither flag given is a usage error, never a silent pick.
 Empty variables count as unset. The identity token has its own variables
-(``SIGSTORE_IDENTITY_TOKEN``, ``SIGSTORE_ID_TOKEN``; :mod:`keyless._cli.sign`).
+(``SIGSTORE_IDENTITY_TOKEN``, ``SIGSTORE_ID_TOKEN``; :mod:`keyless._cli.sign`). The ``--help``
+text is ``keyless._cli.verify.ENVIRONMENT_HELP`` (this module is imported only when a command runs,
+so that ``keyless verify --help`` starts as fast as before).
 """
 
 from __future__ import annotations
@@ -24,19 +26,10 @@ import argparse
 import os
 from typing import NoReturn
 
-__all__ = ["DEFAULT_REFRESH_WINDOW", "ENVIRONMENT_HELP", "apply_trust_environment"]
+__all__ = ["DEFAULT_REFRESH_WINDOW", "apply_trust_environment"]
 
 DEFAULT_REFRESH_WINDOW = 24 * 3600.0
 
-ENVIRONMENT_HELP = """\
-environment (a flag on the command line wins over its variable; empty = unset):
-  KEYLESS_TRUST_CONFIG=FILE       --trust-config FILE
-  KEYLESS_SERVER=URL              --server URL (either flag overrides both variables)
-  KEYLESS_ALLOW_INSECURE_HTTP=1   --allow-insecure-http
-  KEYLESS_TUF_CACHE=DIR           --tuf-cache DIR
-  KEYLESS_TUF_REFRESH_WINDOW=S    --tuf-refresh-window S
-  KEYLESS_OFFLINE=1               --offline (verify only)
-  SIGSTORE_IDENTITY_TOKEN, SIGSTORE_ID_TOKEN   --identity-token (sign, attest)"""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

@@ -19,7 +19,7 @@ import argparse
 import sys
 from typing import Any
 
-from keyless._cli.environment import ENVIRONMENT_HELP
+from keyless._cli.verify import ENVIRONMENT_HELP
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:

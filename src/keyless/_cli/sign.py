@@ -26,8 +26,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keyless._cli.environment import ENVIRONMENT_HELP, apply_trust_environment
-from keyless._cli.verify import STDIN, add_trust_options, warn
+from keyless._cli.verify import (
+    ENVIRONMENT_HELP,
+    STDIN,
+    add_trust_options,
+    apply_trust_environment,
+    warn,
+)
 
 TOKEN_ENV = ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN")
 

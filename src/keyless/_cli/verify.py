@@ -18,8 +18,6 @@ import argparse
 import sys
 from typing import Any
 
-from keyless._cli.environment import ENVIRONMENT_HELP, apply_trust_environment
-
 #: FILE ``-``: the artifact is read from standard input
 STDIN = "-"
 
@@ -32,6 +30,24 @@ shows its root's fingerprint (never over plain http to a host other than the loo
 with keyless) is used. TUF refreshes happen at most once per --tuf-refresh-window; if one fails
 (no network), the cached or shipped root is used with a warning. --offline never touches the
 network."""
+
+#: the KEYLESS_* variables of :mod:`keyless._cli.environment` (imported only when a command runs)
+ENVIRONMENT_HELP = """\
+environment (a flag on the command line wins over its variable; empty = unset):
+  KEYLESS_TRUST_CONFIG=FILE       --trust-config FILE
+  KEYLESS_SERVER=URL              --server URL (either flag overrides both variables)
+  KEYLESS_ALLOW_INSECURE_HTTP=1   --allow-insecure-http
+  KEYLESS_TUF_CACHE=DIR           --tuf-cache DIR
+  KEYLESS_TUF_REFRESH_WINDOW=S    --tuf-refresh-window S
+  KEYLESS_OFFLINE=1               --offline (verify only)
+  SIGSTORE_IDENTITY_TOKEN, SIGSTORE_ID_TOKEN   --identity-token (sign, attest)"""
+
+
+def apply_trust_environment(args: argparse.Namespace) -> None:
+    """Fill trust options not given as flags from ``KEYLESS_*`` (flags win; idempotent)."""
+    from keyless._cli.environment import apply_trust_environment as apply
+
+    apply(args)
 
 
 def add_trust_options(parser: argparse.ArgumentParser) -> Any:
