@@ -57,7 +57,8 @@ examples (a local stack; `keyless serve` prints a token command for its users):
   keyless verify app.tar.gz --cert-identity alice@example.com \\
       --cert-oidc-issuer http://localhost:3000/oidc --server http://localhost:3000
 
-run `keyless COMMAND --help` for a command's options.
+run `keyless COMMAND --help` for a command's options. Trust options can be set once in the
+environment (KEYLESS_SERVER, KEYLESS_TRUST_CONFIG, …; a flag wins): see `keyless verify --help`.
 
 exit status: 0 success, 1 failure (one sentence on stderr), 2 usage error, 130 interrupted.
 """
