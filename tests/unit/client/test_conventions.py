@@ -284,3 +284,22 @@ def test_readme_documents_every_variable() -> None:
         assert name in readme, name
     assert "keyless completion" in readme and "get-identity-token" in readme
     assert Path(ROOT / "src" / "keyless" / "__main__.py").is_file()
+
+
+# --- a bundle of another instance --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", ["intoto-with-custom-trust-root", "rekor2-dsse-happy-path"])
+def test_bundle_of_another_instance_says_so(other: str) -> None:
+    """A public-good bundle against another instance's trusted root: the reason (no trusted CA
+    issued its certificate), not "0 verified time(s)"."""
+    from keyless.verify import CertificateChainError
+
+    vectors_present()
+    with pytest.raises(CertificateChainError) as failed:
+        Verifier(root(other)).verify(HAPPY.read_bytes(), Artifact.from_path(ARTIFACT),
+                                     policy=Identity(issuer=GHA, identity=BEACON))
+    assert str(failed.value).startswith(
+        "this bundle's certificate chains to no CA in the trusted root in use: it was issued by "
+        "'CN=sigstore-intermediate,O=sigstore.dev'"
+    )
