@@ -95,6 +95,73 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_identity_options(parser: argparse.ArgumentParser, title: str) -> Any:
+    """``--cert-identity[-regexp]`` and ``--cert-oidc-issuer[-regexp]``, each also under cosign's
+    ``--certificate-*`` spelling; returns the argument group (``verify`` adds ``--key``).
+    Check them with :func:`check_identity_options`; build the policy with :func:`_policy`."""
+    who = parser.add_argument_group(
+        title,
+        "A regexp must match the WHOLE value (Python re.fullmatch, as sigstore-python and "
+        "cosign): 'alice@example\\.com' does not accept 'mallory-alice@example.com'; write "
+        "'.*@example\\.com' for a family.",
+    )
+    identity = who.add_mutually_exclusive_group()
+    identity.add_argument(
+        "--cert-identity",
+        "--certificate-identity",
+        dest="cert_identity",
+        metavar="ID",
+        help="expected certificate identity (SAN), exactly",
+    )
+    identity.add_argument(
+        "--cert-identity-regexp",
+        "--certificate-identity-regexp",
+        dest="cert_identity_regexp",
+        metavar="RE",
+        help="expected SAN as a regular expression matching the whole SAN",
+    )
+    issuer = who.add_mutually_exclusive_group()
+    issuer.add_argument(
+        "--cert-oidc-issuer",
+        "--certificate-oidc-issuer",
+        dest="cert_oidc_issuer",
+        metavar="URL",
+        help="expected OIDC issuer of the certificate, exactly",
+    )
+    issuer.add_argument(
+        "--cert-oidc-issuer-regexp",
+        "--certificate-oidc-issuer-regexp",
+        dest="cert_oidc_issuer_regexp",
+        metavar="RE",
+        help="expected OIDC issuer as a regular expression matching the whole issuer",
+    )
+    return who
+
+
+def check_identity_options(args: argparse.Namespace) -> None:
+    """Both an identity and an issuer (exact or regexp) unless ``--key``; valid regexps."""
+    error = args.parser.error
+    identity = args.cert_identity or args.cert_identity_regexp
+    issuer = args.cert_oidc_issuer or getattr(args, "cert_oidc_issuer_regexp", None)
+    if getattr(args, "key", None):
+        if identity or issuer:
+            error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
+        return
+    if not identity or not issuer:
+        error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
+    import re
+
+    for flag, regex in (
+        ("--cert-identity-regexp", args.cert_identity_regexp),
+        ("--cert-oidc-issuer-regexp", getattr(args, "cert_oidc_issuer_regexp", None)),
+    ):
+        if regex:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                error(f"{flag} is not a valid regular expression: {exc}")
+
+
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``verify`` or ``verify-attestation`` (same options; the latter needs DSSE)."""
     attestation = name == "verify-attestation"
@@ -130,42 +197,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         + (", the statement" if attestation else "")
         + ") as one JSON object on stdout; messages stay on stderr (default: text)",
     )
-    who = parser.add_argument_group(
-        "signer identity (required unless --key; cosign's --certificate-* spellings work too)",
-        "A regexp must match the WHOLE value (Python re.fullmatch, as sigstore-python and "
-        "cosign): 'alice@example\\.com' does not accept 'mallory-alice@example.com'; write "
-        "'.*@example\\.com' for a family.",
-    )
-    identity = who.add_mutually_exclusive_group()
-    identity.add_argument(
-        "--cert-identity",
-        "--certificate-identity",
-        dest="cert_identity",
-        metavar="ID",
-        help="expected certificate identity (SAN), exactly",
-    )
-    identity.add_argument(
-        "--cert-identity-regexp",
-        "--certificate-identity-regexp",
-        dest="cert_identity_regexp",
-        metavar="RE",
-        help="expected SAN as a regular expression matching the whole SAN",
-    )
-    issuer = who.add_mutually_exclusive_group()
-    issuer.add_argument(
-        "--cert-oidc-issuer",
-        "--certificate-oidc-issuer",
-        dest="cert_oidc_issuer",
-        metavar="URL",
-        help="expected OIDC issuer of the certificate, exactly",
-    )
-    issuer.add_argument(
-        "--cert-oidc-issuer-regexp",
-        "--certificate-oidc-issuer-regexp",
-        dest="cert_oidc_issuer_regexp",
-        metavar="RE",
-        help="expected OIDC issuer as a regular expression matching the whole issuer",
-    )
+    who = add_identity_options(parser, "signer identity (required unless --key; cosign's "
+                               "--certificate-* spellings work too)")
     who.add_argument(
         "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
     )
@@ -221,25 +254,7 @@ def check_usage(args: argparse.Namespace) -> None:
             error("KEYLESS_SERVER is set but --offline needs no network; unset it or give "
                   "--trust-config")
         error("--server needs the network; drop --offline or use --trust-config")
-    identity = args.cert_identity or args.cert_identity_regexp
-    issuer = args.cert_oidc_issuer or args.cert_oidc_issuer_regexp
-    if args.key:
-        if identity or issuer:
-            error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
-        return
-    if not identity or not issuer:
-        error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
-    import re
-
-    for flag, regex in (
-        ("--cert-identity-regexp", args.cert_identity_regexp),
-        ("--cert-oidc-issuer-regexp", args.cert_oidc_issuer_regexp),
-    ):
-        if regex:
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                error(f"{flag} is not a valid regular expression: {exc}")
+    check_identity_options(args)
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -250,7 +265,7 @@ def _policy(args: argparse.Namespace) -> Any:
             issuer=args.cert_oidc_issuer,
             identity=args.cert_identity,
             identity_regex=args.cert_identity_regexp,
-            issuer_regex=args.cert_oidc_issuer_regexp,
+            issuer_regex=getattr(args, "cert_oidc_issuer_regexp", None),
         )
     ]
     if any((args.repository, args.ref, args.sha, args.trigger)):

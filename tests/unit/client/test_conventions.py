@@ -303,3 +303,16 @@ def test_bundle_of_another_instance_says_so(other: str) -> None:
         "this bundle's certificate chains to no CA in the trusted root in use: it was issued by "
         "'CN=sigstore-intermediate,O=sigstore.dev'"
     )
+
+
+def test_a_command_without_the_issuer_regexp_still_builds_its_policy() -> None:
+    """Commands with their own identity options (e.g. a group added later) keep working with
+    the shared policy builder: the issuer regexp is optional there."""
+    from keyless._cli.verify import _policy
+
+    args = argparse.Namespace(cert_identity=BEACON, cert_identity_regexp=None,
+                              cert_oidc_issuer=GHA, repository=None, ref=None, sha=None,
+                              trigger=None)
+    vectors_present()
+    Verifier(root("production")).verify(HAPPY.read_bytes(), Artifact.from_path(ARTIFACT),
+                                        policy=_policy(args))
