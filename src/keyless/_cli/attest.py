@@ -21,6 +21,7 @@ from keyless._cli.sign import (
     one_line,
     write_output,
 )
+from keyless._cli.verify import ENVIRONMENT_HELP
 
 
 def add_parser(sub: Any, name: str, help_text: str) -> None:
@@ -30,6 +31,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         description="Sign an in-toto Statement v1 about FILE (subject: its name and SHA-256) "
         "with the given predicate, as a DSSE envelope in a Sigstore bundle v0.3 "
         "(FILE.sigstore.json unless --bundle). Check it with `keyless verify-attestation`.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="the artifact the statement is about")
     parser.add_argument(
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     from keyless.errors import Error
 
+    if args.file == "-":
+        args.parser.error("attest needs a FILE: its name is the statement's subject (not -)")
     check_input(args, args.file)
     out = args.bundle or f"{args.file}.sigstore.json"
     check_output(args, out, {os.path.realpath(args.file), os.path.realpath(args.predicate)})

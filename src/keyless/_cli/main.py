@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
     "image": ("image", "sign, attest and verify container images in their OCI registry"),
     "witness": ("witness", "run a C2SP tlog-witness that cosigns other logs' checkpoints"),
+    "get-identity-token": ("identity_token", "print an OIDC identity token (CI, browser, device)"),
+    "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
@@ -57,7 +59,8 @@ examples (a local stack; `keyless serve` prints a token command for its users):
   keyless verify app.tar.gz --cert-identity alice@example.com \\
       --cert-oidc-issuer http://localhost:3000/oidc --server http://localhost:3000
 
-run `keyless COMMAND --help` for a command's options.
+run `keyless COMMAND --help` for a command's options. Trust options can be set once in the
+environment (KEYLESS_SERVER, KEYLESS_TRUST_CONFIG, …; a flag wins): see `keyless verify --help`.
 
 exit status: 0 success, 1 failure (one sentence on stderr), 2 usage error, 130 interrupted.
 """

@@ -26,7 +26,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keyless._cli.verify import add_trust_options, warn
+from keyless._cli.verify import (
+    ENVIRONMENT_HELP,
+    STDIN,
+    add_trust_options,
+    apply_trust_environment,
+    warn,
+)
 
 TOKEN_ENV = ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN")
 
@@ -59,10 +65,21 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "timestamped and recorded in the transparency log, and written as a Sigstore bundle "
         "v0.3 (FILE.sigstore.json unless --bundle).",
         epilog="trust: --trust-config FILE or --server URL selects a keyless instance; with "
-        "neither, the public-good Sigstore instance (signing config through TUF).",
+        "neither, the public-good Sigstore instance (signing config through TUF).\n\n"
+        "standard input: `keyless sign - --bundle OUT` signs what it reads (there is no FILE "
+        "to name the bundle after, so --bundle is required); with stdin taken, the token "
+        "must come from --identity-token, the environment or CI, not an interactive sign-in."
+        f"\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("files", metavar="FILE", nargs="+", help="files to sign")
-    parser.add_argument("--bundle", metavar="OUT", help="write the bundle here (one FILE only)")
+    parser.add_argument(
+        "files", metavar="FILE", nargs="+", help="files to sign; - signs standard input"
+    )
+    parser.add_argument(
+        "--bundle",
+        metavar="OUT",
+        help="write the bundle here (one FILE only; required when FILE is -)",
+    )
     add_signing_options(parser)
     parser.set_defaults(run=run, parser=parser)
 
@@ -72,6 +89,8 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 def check_input(args: argparse.Namespace, path: str) -> None:
     """A FILE must be a readable regular file (usage error otherwise, as sigstore-python)."""
+    if path == STDIN:
+        return
     if not Path(path).is_file():
         args.parser.error(f"{path} is not a file")
     if not os.access(path, os.R_OK):
@@ -97,6 +116,12 @@ def plan_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
     """FILE → bundle path, checked before any network call or signature."""
     if args.bundle and len(files) > 1:
         args.parser.error("--bundle can only be used with a single FILE")
+    if STDIN in files and len(files) > 1:
+        args.parser.error("- (standard input) can only be signed alone")
+    if files == [STDIN] and not args.bundle:
+        args.parser.error("--bundle OUT is required when signing standard input (-)")
+    if args.bundle == STDIN:
+        args.parser.error("--bundle must be a file, not - (standard output)")
     seen: set[str] = set()
     for f in files:
         check_input(args, f)
@@ -169,6 +194,7 @@ def make_signer(args: argparse.Namespace) -> Any:
     from keyless.sign import Signer
     from keyless.trust.sources import resolve_trust
 
+    apply_trust_environment(args)
     config = resolve_trust(
         trust_config=args.trust_config,
         server=args.server,
@@ -191,6 +217,16 @@ def make_signer(args: argparse.Namespace) -> Any:
     )
 
 
+def read_stdin_digest() -> bytes:
+    """SHA-256 of standard input, read in chunks (an artifact may be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        h.update(chunk)
+    return h.digest()
+
+
 def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -200,7 +236,10 @@ def run(args: argparse.Namespace) -> int:
     from keyless.sign import sign_files
 
     outputs = plan_outputs(args, args.files)
+    apply_trust_environment(args)
     done: list[str] = []
+    # read standard input before any network call: the signature covers what was read
+    stdin_digest = read_stdin_digest() if args.files == [STDIN] else b""
 
     def write(path: str, bundle: Any) -> None:
         write_output(outputs[path], bundle.to_bytes(), overwrite=args.overwrite)
@@ -220,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
                     progress.advance(task)
 
                 sign_files(signer, args.files, on_done=advance)
+        elif args.files == [STDIN]:
+            write(STDIN, signer.sign_digest(stdin_digest))
         else:
             sign_files(signer, args.files, on_done=write)
     except (Error, OSError) as exc:

@@ -18,6 +18,9 @@ import argparse
 import sys
 from typing import Any
 
+#: FILE ``-``: the artifact is read from standard input
+STDIN = "-"
+
 TRUST_HELP = """\
 trust: --trust-config FILE reads a ClientTrustConfig (as `sigstore --trust-config`); --server URL
 uses a keyless instance's TUF repository (URL/tuf) from the root pinned once with `keyless
@@ -27,6 +30,24 @@ shows its root's fingerprint (never over plain http to a host other than the loo
 with keyless) is used. TUF refreshes happen at most once per --tuf-refresh-window; if one fails
 (no network), the cached or shipped root is used with a warning. --offline never touches the
 network."""
+
+#: the KEYLESS_* variables of :mod:`keyless._cli.environment` (imported only when a command runs)
+ENVIRONMENT_HELP = """\
+environment (a flag on the command line wins over its variable; empty = unset):
+  KEYLESS_TRUST_CONFIG=FILE       --trust-config FILE
+  KEYLESS_SERVER=URL              --server URL (either flag overrides both variables)
+  KEYLESS_ALLOW_INSECURE_HTTP=1   --allow-insecure-http
+  KEYLESS_TUF_CACHE=DIR           --tuf-cache DIR
+  KEYLESS_TUF_REFRESH_WINDOW=S    --tuf-refresh-window S
+  KEYLESS_OFFLINE=1               --offline (verify only)
+  SIGSTORE_IDENTITY_TOKEN, SIGSTORE_ID_TOKEN   --identity-token (sign, attest)"""
+
+
+def apply_trust_environment(args: argparse.Namespace) -> None:
+    """Fill trust options not given as flags from ``KEYLESS_*`` (flags win; idempotent)."""
+    from keyless._cli.environment import apply_trust_environment as apply
+
+    apply(args)
 
 
 def add_trust_options(parser: argparse.ArgumentParser) -> Any:
@@ -58,7 +79,7 @@ def add_trust_options(parser: argparse.ArgumentParser) -> Any:
         "--tuf-refresh-window",
         metavar="SECONDS",
         type=_seconds,
-        default=24 * 3600.0,
+        default=None,
         help="refresh trusted roots through TUF at most this often (default: 86400)",
     )
     return trust
@@ -74,6 +95,73 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_identity_options(parser: argparse.ArgumentParser, title: str) -> Any:
+    """``--cert-identity[-regexp]`` and ``--cert-oidc-issuer[-regexp]``, each also under cosign's
+    ``--certificate-*`` spelling; returns the argument group (``verify`` adds ``--key``).
+    Check them with :func:`check_identity_options`; build the policy with :func:`_policy`."""
+    who = parser.add_argument_group(
+        title,
+        "A regexp must match the WHOLE value (Python re.fullmatch, as sigstore-python and "
+        "cosign): 'alice@example\\.com' does not accept 'mallory-alice@example.com'; write "
+        "'.*@example\\.com' for a family.",
+    )
+    identity = who.add_mutually_exclusive_group()
+    identity.add_argument(
+        "--cert-identity",
+        "--certificate-identity",
+        dest="cert_identity",
+        metavar="ID",
+        help="expected certificate identity (SAN), exactly",
+    )
+    identity.add_argument(
+        "--cert-identity-regexp",
+        "--certificate-identity-regexp",
+        dest="cert_identity_regexp",
+        metavar="RE",
+        help="expected SAN as a regular expression matching the whole SAN",
+    )
+    issuer = who.add_mutually_exclusive_group()
+    issuer.add_argument(
+        "--cert-oidc-issuer",
+        "--certificate-oidc-issuer",
+        dest="cert_oidc_issuer",
+        metavar="URL",
+        help="expected OIDC issuer of the certificate, exactly",
+    )
+    issuer.add_argument(
+        "--cert-oidc-issuer-regexp",
+        "--certificate-oidc-issuer-regexp",
+        dest="cert_oidc_issuer_regexp",
+        metavar="RE",
+        help="expected OIDC issuer as a regular expression matching the whole issuer",
+    )
+    return who
+
+
+def check_identity_options(args: argparse.Namespace) -> None:
+    """Both an identity and an issuer (exact or regexp) unless ``--key``; valid regexps."""
+    error = args.parser.error
+    identity = args.cert_identity or args.cert_identity_regexp
+    issuer = args.cert_oidc_issuer or getattr(args, "cert_oidc_issuer_regexp", None)
+    if getattr(args, "key", None):
+        if identity or issuer:
+            error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
+        return
+    if not identity or not issuer:
+        error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
+    import re
+
+    for flag, regex in (
+        ("--cert-identity-regexp", args.cert_identity_regexp),
+        ("--cert-oidc-issuer-regexp", getattr(args, "cert_oidc_issuer_regexp", None)),
+    ):
+        if regex:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                error(f"{flag} is not a valid regular expression: {exc}")
+
+
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``verify`` or ``verify-attestation`` (same options; the latter needs DSSE)."""
     attestation = name == "verify-attestation"
@@ -86,7 +174,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "expected signer identity.\n\n"
         "Exit status 0 when valid, 1 with one sentence on stderr when not, 2 for a\n"
         "wrong command line.",
-        epilog=TRUST_HELP,
+        epilog=f"{TRUST_HELP}\n\n{ENVIRONMENT_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -94,26 +182,23 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         metavar="FILE",
         help="the artifact"
         + (" (a subject of the statement)" if attestation else "")
-        + ", or sha256:<64 hex digits>",
+        + ", sha256:<64 hex digits>, or - for standard input",
     )
     parser.add_argument(
         "--bundle",
         metavar="B",
-        help="the bundle (default: FILE.sigstore.json; needed for a digest)",
+        help="the bundle (default: FILE.sigstore.json; needed for a digest or -)",
     )
-    who = parser.add_argument_group("signer identity (required unless --key)")
-    identity = who.add_mutually_exclusive_group()
-    identity.add_argument(
-        "--cert-identity", metavar="ID", help="expected certificate identity (SAN), exactly"
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: print what was verified (identity, issuer, times, log entries"
+        + (", the statement" if attestation else "")
+        + ") as one JSON object on stdout; messages stay on stderr (default: text)",
     )
-    identity.add_argument(
-        "--cert-identity-regexp",
-        metavar="RE",
-        help="expected SAN as a full-match regular expression",
-    )
-    who.add_argument(
-        "--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer of the certificate, exactly"
-    )
+    who = add_identity_options(parser, "signer identity (required unless --key; cosign's "
+                               "--certificate-* spellings work too)")
     who.add_argument(
         "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
     )
@@ -148,6 +233,7 @@ def trusted_root_for(args: argparse.Namespace) -> Any:
     """The trusted root chosen by ``--trust-config`` / ``--server`` / default (+ TUF)."""
     from keyless.trust.sources import resolve_trust
 
+    apply_trust_environment(args)
     return resolve_trust(
         trust_config=args.trust_config,
         server=args.server,
@@ -164,21 +250,17 @@ def check_usage(args: argparse.Namespace) -> None:
     error = args.parser.error
     if args.bundle is None and args.file.startswith("sha256:"):
         error("--bundle is required when verifying a digest")
+    if args.bundle is None and args.file == STDIN:
+        error("--bundle is required when FILE is - (standard input)")
+    if args.bundle == STDIN:
+        error("--bundle must be a file; only FILE can be - (standard input)")
+    apply_trust_environment(args)
     if args.offline and args.server:
+        if args.trust_source == "KEYLESS_SERVER":
+            error("KEYLESS_SERVER is set but --offline needs no network; unset it or give "
+                  "--trust-config")
         error("--server needs the network; drop --offline or use --trust-config")
-    if args.key:
-        if args.cert_identity or args.cert_identity_regexp or args.cert_oidc_issuer:
-            error("--key verifies a managed-key bundle; it cannot be combined with --cert-*")
-        return
-    if not (args.cert_identity or args.cert_identity_regexp) or not args.cert_oidc_issuer:
-        error("give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer, or --key")
-    if args.cert_identity_regexp:
-        import re
-
-        try:
-            re.compile(args.cert_identity_regexp)
-        except re.error as exc:
-            error(f"--cert-identity-regexp is not a valid regular expression: {exc}")
+    check_identity_options(args)
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -189,6 +271,7 @@ def _policy(args: argparse.Namespace) -> Any:
             issuer=args.cert_oidc_issuer,
             identity=args.cert_identity,
             identity_regex=args.cert_identity_regexp,
+            issuer_regex=getattr(args, "cert_oidc_issuer_regexp", None),
         )
     ]
     if any((args.repository, args.ref, args.sha, args.trigger)):
@@ -200,16 +283,31 @@ def _policy(args: argparse.Namespace) -> Any:
     return AllOf(policies)
 
 
-def verify(args: argparse.Namespace) -> str:
-    """Verify and return the success message (raises keyless errors)."""
+def read_artifact(args: argparse.Namespace) -> Any:
+    """FILE as an :class:`~keyless.verify.Artifact`: a path, a digest, or ``-`` (stdin)."""
+    from keyless.verify import Artifact
+
+    if args.file != STDIN:
+        return Artifact.from_argument(args.file)
+    import hashlib
+
+    h = hashlib.sha256()
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        h.update(chunk)
+    return Artifact(h.digest(), "-")
+
+
+def verify(args: argparse.Namespace) -> tuple[str, Any, Any]:
+    """Verify; return the success message, the :class:`VerificationResult` and the artifact
+    (raises keyless errors)."""
     from pathlib import Path
 
     from keyless.errors import ConfigError
-    from keyless.verify import Artifact, Verifier
+    from keyless.verify import Verifier
     from keyless.verify.api import read_bundle
 
     bundle = read_bundle(Path(args.bundle or f"{args.file}.sigstore.json"))
-    artifact = Artifact.from_argument(args.file)
+    artifact = read_artifact(args)
     verifier = Verifier(trusted_root_for(args))
     key = None
     if args.key:
@@ -221,14 +319,14 @@ def verify(args: argparse.Namespace) -> str:
             raise ConfigError(f"{args.key} is not a readable PEM public key") from exc
     policy = None if key is not None else _policy(args)
     if not args.attestation:
-        verifier.verify_artifact(artifact, bundle, policy, key=key)
-        return f"OK: {args.file}{_check_witnesses(args, bundle)}"
+        result = verifier.verify_artifact(artifact, bundle, policy, key=key)
+        return f"OK: {args.file}{_check_witnesses(args, bundle)}", result, artifact
     result = verifier.verify_attestation(
         artifact, bundle, policy, key=key, predicate_type=getattr(args, "predicate_type", None)
     )
     _check_witnesses(args, bundle)
     predicate = (result.statement or {}).get("predicateType")
-    return f"OK: {args.file} (attestation, predicate {predicate or '?'})"
+    return f"OK: {args.file} (attestation, predicate {predicate or '?'})", result, artifact
 
 
 def _check_witnesses(args: argparse.Namespace, bundle: object) -> str:
@@ -266,9 +364,14 @@ def run(args: argparse.Namespace) -> int:
 
     check_usage(args)
     try:
-        message = verify(args)
+        message, result, artifact = verify(args)
     except Error as exc:
         print(f"verification failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    if args.output == "json":
+        from keyless._cli.report import verification_json
+
+        sys.stdout.write(verification_json(args.file, artifact.sha256, result) + "\n")
+        sys.stdout.flush()
     print(message, file=sys.stderr)
     return 0

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
+from keyless.errors import shown
 from keyless.formats import sct as sct_format
 from keyless.keys import spki_der
 from keyless.trust.material import LogKey, TrustMaterial
@@ -95,6 +97,32 @@ class ChainVerifier:
                 f"{when.isoformat()}: {exc}"
             ) from exc
         return chain
+
+
+    def issued_by_trusted_ca(self, leaf: x509.Certificate) -> bool:
+        """Whether a certificate of any trusted CA (at any time) signed ``leaf``; False means
+        the bundle comes from another instance (a clearer error than a failed chain)."""
+        for ca in self._trust.certificate_authorities:
+            for cert in ca.certificates:
+                try:
+                    leaf.verify_directly_issued_by(cert)
+                except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                    continue
+                return True
+        return False
+
+
+def foreign_certificate_error(leaf: x509.Certificate) -> CertificateChainError:
+    """The error for a leaf no trusted CA issued: the bundle was made by another instance."""
+    try:
+        issuer = leaf.issuer.rfc4514_string()
+    except ValueError:
+        issuer = "?"
+    return CertificateChainError(
+        "this bundle's certificate chains to no CA in the trusted root in use: it was issued "
+        f"by {shown(issuer)}; was it signed with another Sigstore instance? Verify with that "
+        "instance's trusted root"
+    )
 
 
 def reject_bundled_roots(certificates: list[x509.Certificate]) -> None:

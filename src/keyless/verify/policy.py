@@ -1,10 +1,16 @@
-"""Identity policies: who must have signed (protocols.md §9 step 4, §1.4; interop.md §5 item 7).
+r"""Identity policies: who must have signed (protocols.md §9 step 4, §1.4; interop.md §5 item 7).
 
 Fulcio records the OIDC issuer twice: the legacy extension 1.3.6.1.4.1.57264.1.1 (raw UTF-8, what
 sigstore-python reads) and 1.3.6.1.4.1.57264.1.8 (DER UTF8String, what sigstore-js reads). A policy
 requires at least one of them and every one present to equal the expected issuer, so a
 certificate cannot pass with contradicting values. The identity is the SAN (URI, e-mail, or the
-Sigstore OtherName 1.3.6.1.4.1.57264.1.7), compared exactly or by a full-match regex.
+Sigstore OtherName 1.3.6.1.4.1.57264.1.7), compared exactly or by a regular expression.
+
+A regular expression (identity or issuer) must match the WHOLE value, as sigstore-python's
+``Identity`` and cosign's ``--certificate-identity-regexp`` do: it is applied with Python's
+:func:`re.fullmatch`, so ``alice@example\.com`` does not accept ``mallory-alice@example.com``;
+write ``.*@example\.com`` to accept a family. A pattern that matches only part of the value is
+refused with an error that says so.
 GitHub Actions claims come from the .9-.22 DER extensions, falling back to the legacy raw .2-.6.
 """
 
@@ -139,24 +145,63 @@ def certificate_identities(cert: x509.Certificate) -> list[str]:
     return names
 
 
+def _partial_match(pattern: re.Pattern[str], values: list[str]) -> str | None:
+    """The first value ``pattern`` matches only part of (to explain a refusal), if any."""
+    return next((v for v in values if pattern.search(v)), None)
+
+
+def _check_regex(regex: str, values: list[str], *, noun: str, mismatch: str) -> None:
+    """Raise :class:`IdentityMismatchError` unless ``regex`` fully matches one of ``values``:
+    ``mismatch`` when nothing matches, a sentence about whole-value matching when the pattern
+    matches only part of a value (the usual mistake: a forgotten ``.*``)."""
+    pattern = re.compile(regex)
+    if any(pattern.fullmatch(v) for v in values):
+        return
+    partial = _partial_match(pattern, values)
+    if partial is not None:
+        raise IdentityMismatchError(
+            f"the pattern {shown(regex)} matches only part of {shown(partial)}; "
+            f"regexps must match the whole {noun}"
+        )
+    raise IdentityMismatchError(mismatch)
+
+
 @dataclass(frozen=True)
 class Identity:
-    """Exact SAN (or ``identity_regex`` full match) and exact OIDC issuer."""
+    """Who must have signed: the SAN (exactly, or ``identity_regex``) and the OIDC issuer
+    (exactly, or ``issuer_regex``). Regular expressions must match the whole value
+    (:func:`re.fullmatch`, as sigstore-python and cosign)."""
 
-    issuer: str
+    issuer: str | None = None
     identity: str | None = None
     identity_regex: str | None = None
+    issuer_regex: str | None = None
 
     def __post_init__(self) -> None:
         if (self.identity is None) == (self.identity_regex is None):
             raise ValueError("give exactly one of identity or identity_regex")
+        if (self.issuer is None) == (self.issuer_regex is None):
+            raise ValueError("give exactly one of issuer or issuer_regex")
+        for regex in (self.identity_regex, self.issuer_regex):
+            if regex is not None:
+                re.compile(regex)  # an invalid pattern raises re.error here, not when verifying
 
     def verify(self, cert: x509.Certificate) -> None:
         """Raise :class:`IdentityMismatchError` unless SAN and issuer match (§9 step 4)."""
         issuer = certificate_issuer(cert)
-        if issuer != self.issuer:
-            raise IdentityMismatchError(
-                f"certificate's OIDC issuer {issuer!r} is not the expected {self.issuer!r}"
+        if self.issuer is not None:
+            if issuer != self.issuer:
+                raise IdentityMismatchError(
+                    f"certificate's OIDC issuer {issuer!r} is not the expected {self.issuer!r}"
+                )
+        else:
+            assert self.issuer_regex is not None
+            _check_regex(
+                self.issuer_regex,
+                [issuer],
+                noun="issuer",
+                mismatch=f"certificate's OIDC issuer {issuer!r} does not match "
+                f"{self.issuer_regex!r}",
             )
         names = certificate_identities(cert)
         if self.identity is not None:
@@ -166,11 +211,12 @@ class Identity:
                 )
         else:
             assert self.identity_regex is not None
-            pattern = re.compile(self.identity_regex)
-            if not any(pattern.fullmatch(n) for n in names):
-                raise IdentityMismatchError(
-                    f"no certificate SAN in {names} matches {self.identity_regex!r}"
-                )
+            _check_regex(
+                self.identity_regex,
+                names,
+                noun="identity",
+                mismatch=f"no certificate SAN in {names} matches {self.identity_regex!r}",
+            )
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,13 @@ from keyless.verify.artifact import Artifact
 from keyless.verify.certificate import (
     ChainVerifier,
     check_profile,
+    foreign_certificate_error,
     reject_bundled_roots,
     verify_embedded_sct,
 )
 from keyless.verify.errors import (
     ArtifactMismatchError,
+    CertificateChainError,
     CertificateExpiredAtSigningError,
     DSSEError,
     IdentityMismatchError,
@@ -145,7 +147,12 @@ class Verifier:
         entry = self._single_entry(b)
         cert, signing_key = self._signing_key(b, policy, key)
 
-        times = self._verified_times(b, entry)
+        try:
+            times = self._verified_times(b, entry)
+        except NotEnoughVerifiedTimesError:
+            if cert is not None and not self._chains.issued_by_trusted_ca(cert):
+                raise foreign_certificate_error(cert) from None
+            raise
         if cert is not None:
             assert policy is not None
             self._verify_certificate(b, cert, times, policy)
@@ -256,7 +263,12 @@ class Verifier:
     ) -> None:
         chain: list[x509.Certificate] = []
         for t in times:
-            chain = self._chains.verify(cert, t)
+            try:
+                chain = self._chains.verify(cert, t)
+            except CertificateChainError:
+                if not self._chains.issued_by_trusted_ca(cert):
+                    raise foreign_certificate_error(cert) from None
+                raise
         verify_embedded_sct(cert, chain[1], self.trust)
         check_profile(cert)
         policy.verify(cert)

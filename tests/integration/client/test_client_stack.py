@@ -7,6 +7,7 @@ sigstore-python 4.5.1, and refreshes trust through the stack's TUF repository wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -251,41 +252,10 @@ def test_ambient_github_actions_credentials(stack: RunningStack, work: Path,
                                             tmp_path: Path) -> None:
     """Without --identity-token, sign asks the CI for a token (``id``), as sigstore-python does:
     here a stand-in for the GitHub Actions token service hands out a token of the stack."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
-    token = stack.token()
-    asked: list[tuple[str, str]] = []
-
-    class TokenService(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
-            asked.append((query.get("audience", [""])[0], self.headers["Authorization"]))
-            body = json.dumps({"value": token}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), TokenService)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        artifact = tmp_path / "ci.txt"
-        artifact.write_text("built in CI\n")
-        signed = keyless("sign", str(artifact), "--server", stack.url, env={
-            "GITHUB_ACTIONS": "true",
-            "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token",
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-secret",
-        })
-    finally:
-        server.shutdown()
-        server.server_close()
+    artifact = tmp_path / "ci.txt"
+    artifact.write_text("built in CI\n")
+    with github_token_service(stack.token()) as (env, asked):
+        signed = keyless("sign", str(artifact), "--server", stack.url, env=env)
     assert signed.returncode == 0, signed.stderr
     assert asked == [("sigstore", "bearer runner-secret")]
     ok = keyless("verify", *verify_args(stack, work, str(artifact), f"{artifact}.sigstore.json"))
@@ -425,3 +395,252 @@ def test_without_a_browser_the_device_flow(stack: RunningStack, work: Path,
     assert rc == 0, screen
     ok = keyless("verify", *verify_args(stack, work, str(artifact), f"{artifact}.sigstore.json"))
     assert ok.returncode == 0, ok.stderr
+
+
+# --- conventions of the ecosystem (issue #17 part 4) -----------------------------------------
+
+
+def keyless_stdin(data: bytes, *args: str,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``keyless`` with ``data`` on standard input (stdout and stderr kept apart, as bytes)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(AMBIENT)}
+    return subprocess.run([str(KEYLESS), *args], input=data, capture_output=True, timeout=120,
+                          check=False, env={**clean, **(env or {})})
+
+
+def cosign_identity(stack: RunningStack) -> list[str]:
+    return ["--certificate-identity", USER, "--certificate-oidc-issuer", stack.issuer]
+
+
+def test_stdin_sign_and_verify_with_json_output(stack: RunningStack, work: Path,
+                                                tmp_path: Path) -> None:
+    """``-`` signs and verifies standard input; ``--output json`` puts what was verified on
+    stdout (and only there), the human line stays on stderr."""
+    import hashlib
+
+    data = b"piped artifact\n" * 1000
+    bundle = tmp_path / "piped.sigstore.json"
+    trust = ["--trust-config", str(work / "tc.json")]
+    signed = keyless_stdin(data, "sign", "-", "--bundle", str(bundle), *trust,
+                           "--identity-token", stack.token())
+    assert signed.returncode == 0, signed.stderr
+    assert (signed.stdout, signed.stderr) == (b"", f"signed - -> {bundle}\n".encode())
+    ok = keyless_stdin(data, "verify", "-", "--bundle", str(bundle), *cosign_identity(stack),
+                       *trust, "--output", "json")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == b"OK: -\n"
+    report = json.loads(ok.stdout)
+    assert report["artifact"] == "-"
+    assert report["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (report["identity"], report["issuer"]) == (USER, stack.issuer)
+    assert report["signed_at"] == report["verified_times"][0]
+    [entry] = report["log_entries"]
+    on_disk = Bundle.from_json(bundle.read_bytes()).verification_material.tlog_entries[0]
+    assert (entry["log_index"], entry["log_id"]) == (on_disk.log_index, on_disk.log_id.hex())
+    assert entry["inclusion_proof"] is True
+    assert report["statement"] is None and report["predicate_type"] is None
+    # the same bundle over other bytes: exit 1, one sentence, nothing on stdout
+    bad = keyless_stdin(data + b"!", "verify", "-", "--bundle", str(bundle),
+                        *cosign_identity(stack), *trust, "--output", "json")
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.startswith(b"verification failed: ")
+    # the file on disk gives the same report
+    (tmp_path / "piped.txt").write_bytes(data)
+    same = keyless("verify", str(tmp_path / "piped.txt"), "--bundle", str(bundle),
+                   *cosign_identity(stack), *trust, "--output", "json")
+    assert same.returncode == 0, same.stderr
+    assert {**json.loads(same.stdout), "artifact": "-"} == report
+
+
+def test_stdin_needs_a_bundle_path(stack: RunningStack, work: Path, tmp_path: Path) -> None:
+    """There is no FILE to name the bundle after: ``--bundle`` is required (exit 2)."""
+    signed = keyless_stdin(b"x", "sign", "-", "--identity-token", stack.token(),
+                           "--trust-config", str(work / "tc.json"))
+    assert signed.returncode == 2
+    assert b"--bundle OUT is required when signing standard input" in signed.stderr
+    verified = keyless_stdin(b"x", "verify", "-", *cosign_identity(stack), "--offline")
+    assert verified.returncode == 2
+    assert b"--bundle is required when FILE is - (standard input)" in verified.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_attestation_json_has_the_statement(stack: RunningStack, work: Path,
+                                                   tmp_path: Path) -> None:
+    artifact = tmp_path / "built.txt"
+    artifact.write_text("built\n")
+    out = tmp_path / "built.att.json"
+    made = keyless("attest", str(artifact), "--predicate-type", "https://slsa.dev/provenance/v1",
+                   "--predicate", str(work / "predicate.json"), "--bundle", str(out),
+                   "--identity-token", stack.token(), "--trust-config", str(work / "tc.json"))
+    assert made.returncode == 0, made.stderr
+    ok = keyless_stdin(artifact.read_bytes(), "verify-attestation", "-", "--bundle", str(out),
+                       *cosign_identity(stack), "--trust-config", str(work / "tc.json"),
+                       "--output", "json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["predicate_type"] == "https://slsa.dev/provenance/v1"
+    statement = report["statement"]
+    assert statement["predicate"] == json.loads((work / "predicate.json").read_text())
+    assert statement["subject"][0]["name"] == "built.txt"
+    assert statement["subject"][0]["digest"]["sha256"] == report["sha256"]
+    assert (report["identity"], report["issuer"]) == (USER, stack.issuer)
+
+
+def test_cosign_spellings_and_issuer_regexp(stack: RunningStack, work: Path) -> None:
+    """``--certificate-*`` as cosign; regexps must match the whole value, and a pattern that
+    matches only part of it is refused with a sentence that says so."""
+    import re
+
+    artifact = str(work / "a.txt")
+    bundle = str(work / "cosign.sigstore.json")
+    signed = keyless("sign", artifact, "--bundle", bundle, "--identity-token", stack.token(),
+                     "--trust-config", str(work / "tc.json"))
+    assert signed.returncode == 0, signed.stderr
+    base = ["verify", artifact, "--bundle", bundle, "--trust-config", str(work / "tc.json")]
+    issuer_re = re.escape(stack.issuer.rsplit("/", 1)[0]) + "/.*"
+    for who in (
+        cosign_identity(stack),
+        ["--certificate-identity-regexp", ".*@example\\.com",
+         "--certificate-oidc-issuer-regexp", issuer_re],
+        ["--cert-identity", USER, "--cert-oidc-issuer-regexp", issuer_re],
+    ):
+        ok = keyless(*base, *who)
+        assert (ok.returncode, ok.stderr) == (0, f"OK: {artifact}\n"), who
+    partial = keyless(*base, "--certificate-identity-regexp", "example\\.com",
+                      "--certificate-oidc-issuer", stack.issuer)
+    assert partial.returncode == 1
+    assert f"matches only part of '{USER}'" in partial.stderr
+    assert "regexps must match the whole identity" in partial.stderr
+    partial_issuer = keyless(*base, "--certificate-identity", USER,
+                             "--certificate-oidc-issuer-regexp",
+                             re.escape(stack.issuer.split("//", 1)[1]))
+    assert partial_issuer.returncode == 1
+    assert "regexps must match the whole issuer" in partial_issuer.stderr
+    other = keyless(*base, "--certificate-identity", USER,
+                    "--certificate-oidc-issuer-regexp", "https://accounts\\.example\\.com")
+    assert other.returncode == 1
+    assert f"OIDC issuer '{stack.issuer}' does not match" in other.stderr
+    both = keyless(*base, "--certificate-identity", USER, "--certificate-oidc-issuer",
+                   stack.issuer, "--certificate-oidc-issuer-regexp", ".*")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_environment_configures_trust_and_flags_win(stack: RunningStack, work: Path,
+                                                    tmp_path: Path) -> None:
+    """KEYLESS_SERVER / KEYLESS_TRUST_CONFIG set once (a CI job); a flag on the command line
+    overrides both; both variables at once is a usage error, not a silent pick."""
+    artifact = str(work / "c.txt")
+    bundle = str(tmp_path / "env.sigstore.json")
+    signed = keyless("sign", artifact, "--bundle", bundle,
+                     env={"KEYLESS_SERVER": stack.url, "SIGSTORE_ID_TOKEN": stack.token()})
+    assert signed.returncode == 0, signed.stderr
+    verify = ["verify", artifact, "--bundle", bundle, *cosign_identity(stack)]
+    for env in ({"KEYLESS_SERVER": stack.url},
+                {"KEYLESS_TRUST_CONFIG": str(work / "tc.json")}):
+        ok = keyless(*verify, env=env)
+        assert (ok.returncode, ok.stderr) == (0, f"OK: {artifact}\n"), env
+    dead = {"KEYLESS_SERVER": "http://127.0.0.1:9/nowhere"}
+    flag = keyless(*verify, "--trust-config", str(work / "tc.json"), env=dead)
+    assert (flag.returncode, flag.stderr) == (0, f"OK: {artifact}\n")
+    both = keyless(*verify, env={**dead, "KEYLESS_TRUST_CONFIG": str(work / "tc.json")})
+    assert both.returncode == 2
+    assert "KEYLESS_TRUST_CONFIG and KEYLESS_SERVER are both set" in both.stderr
+    offline = keyless(*verify, env={"KEYLESS_SERVER": stack.url, "KEYLESS_OFFLINE": "1"})
+    assert offline.returncode == 2 and "KEYLESS_SERVER is set but --offline" in offline.stderr
+    typo = keyless(*verify, "--trust-config", str(work / "tc.json"),
+                   env={"KEYLESS_OFFLINE": "maybe"})
+    assert typo.returncode == 2 and "KEYLESS_OFFLINE='maybe'" in typo.stderr
+
+
+def test_bundle_of_another_instance_says_so(stack: RunningStack, work: Path,
+                                            tmp_path: Path) -> None:
+    """Verified against the public-good root, a bundle of this stack fails with the reason
+    (its certificate chains to no trusted CA), not with a count of verified times."""
+    artifact = str(work / "a.txt")
+    bundle = str(tmp_path / "ours.sigstore.json")
+    signed = keyless("sign", artifact, "--bundle", bundle, "--identity-token", stack.token(),
+                     "--trust-config", str(work / "tc.json"))
+    assert signed.returncode == 0, signed.stderr
+    failed = keyless("verify", artifact, "--bundle", bundle, *cosign_identity(stack), "--offline")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(
+        "verification failed: this bundle's certificate chains to no CA in the trusted root in "
+        "use: it was issued by "
+    ), failed.stderr
+    assert "verified time" not in failed.stderr
+
+
+def test_get_identity_token_from_ci_and_browser(stack: RunningStack, work: Path,
+                                                tmp_path: Path) -> None:
+    """``keyless get-identity-token`` prints a token on stdout (CI credentials, else a browser
+    sign-in with the signing config's issuer), and ``keyless sign`` accepts it."""
+    from keyless.oidc import IdentityToken
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    browser = bin_dir / "fake-browser"
+    browser.write_text(FAKE_BROWSER.format(python=sys.executable, oidc_tests=str(OIDC_TESTS),
+                                           user=USER, password=PASSWORD))
+    browser.chmod(0o755)
+    got = keyless("get-identity-token", "--flow", "browser", "--server", stack.url,
+                  env={"BROWSER": str(browser), "PATH": str(bin_dir)})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.count("\n") == 1
+    token = IdentityToken.parse(got.stdout)
+    assert (token.issuer, token.identity) == (stack.issuer, USER)
+    assert f"identity token for '{USER}' from '{stack.issuer}'" in got.stderr
+    artifact = tmp_path / "t.txt"
+    artifact.write_text("signed with a printed token\n")
+    signed = keyless("sign", str(artifact), "--identity-token", got.stdout.strip(),
+                     "--server", stack.url)
+    assert signed.returncode == 0, signed.stderr
+    with github_token_service(stack.token()) as (env, asked):
+        ambient = keyless("get-identity-token", env=env)
+    assert ambient.returncode == 0, ambient.stderr
+    assert asked == [("sigstore", "bearer runner-secret")]
+    assert IdentityToken.parse(ambient.stdout).identity == USER
+    with github_token_service("not used") as (env, asked):
+        signed_in = keyless("get-identity-token", "--oidc-disable-ambient-providers",
+                            "--oidc-issuer", stack.issuer, "--flow", "browser",
+                            env={**env, "BROWSER": str(browser), "PATH": str(bin_dir)})
+    assert signed_in.returncode == 0, signed_in.stderr
+    assert asked == [], "--oidc-disable-ambient-providers must not ask the CI"
+    assert IdentityToken.parse(signed_in.stdout).issuer == stack.issuer
+
+
+@contextlib.contextmanager
+def github_token_service(token: str) -> Iterator[tuple[dict[str, str], list[tuple[str, str]]]]:
+    """A stand-in for the GitHub Actions token service handing out ``token``; yields the
+    environment a runner sets and the list of (audience, authorization) requests."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    asked: list[tuple[str, str]] = []
+
+    class TokenService(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            asked.append((query.get("audience", [""])[0], self.headers["Authorization"]))
+            body = json.dumps({"value": token}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), TokenService)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {
+            "GITHUB_ACTIONS": "true",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_port}/token",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-secret",
+        }, asked
+    finally:
+        server.shutdown()
+        server.server_close()

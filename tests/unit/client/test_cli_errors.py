@@ -31,6 +31,8 @@ HAPPY = CASES / "happy-path-v0.3" / "bundle.sigstore.json"
 DSSE = CASES / "happy-path-intoto-in-dsse-v3" / "bundle.sigstore.json"
 ARTIFACT = CASES / "a.txt"
 IDENTITY = ["--cert-identity", BEACON, "--cert-oidc-issuer", GHA]
+TRUST_ENVIRONMENT = ("KEYLESS_SERVER", "KEYLESS_TRUST_CONFIG", "KEYLESS_ALLOW_INSECURE_HTTP",
+                     "KEYLESS_TUF_CACHE", "KEYLESS_TUF_REFRESH_WINDOW", "KEYLESS_OFFLINE")
 
 
 def closed_port() -> int:
@@ -213,6 +215,43 @@ TABLE: list[tuple[str, Callable[[dict[str, str]], list[str]], int, str]] = [
      "without --overwrite"),
     ("attest-dir", lambda f: ["attest", f["dir"], "--predicate-type", "x", "--predicate",
                               f["predicate"]], 2, "is not a file"),
+    # issue #17 part 4: standard input, cosign's spellings, the issuer regexp, --output
+    ("verify-stdin-no-bundle", lambda f: ["verify", "-", *IDENTITY, "--offline"], 2,
+     "--bundle is required when FILE is - (standard input)"),
+    ("verify-bundle-stdin", lambda f: ["verify", "-", "--bundle", "-", *IDENTITY, "--offline"],
+     2, "only FILE can be -"),
+    ("verify-both-issuers", lambda f: [*V("--offline"), "--certificate-oidc-issuer-regexp",
+                                       "x"], 2, "not allowed with"),
+    ("verify-bad-issuer-regexp", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                            "--certificate-identity", BEACON,
+                                            "--certificate-oidc-issuer-regexp", "(",
+                                            "--offline"], 2,
+     "--cert-oidc-issuer-regexp is not a valid regular expression"),
+    ("verify-key-and-issuer-regexp", lambda f: ["verify", str(ARTIFACT), "--bundle", str(HAPPY),
+                                                "--key", f["a.txt"], "--offline",
+                                                "--cert-oidc-issuer-regexp", ".*"], 2,
+     "cannot be combined"),
+    ("verify-partial-identity-regexp", lambda f: [
+        "verify", str(ARTIFACT), "--bundle", str(HAPPY), "--certificate-identity-regexp",
+        r"https://github\.com/sigstore-conformance", "--certificate-oidc-issuer", GHA,
+        "--offline"], 1, "matches only part of 'https://github.com/sigstore-conformance/"),
+    ("verify-partial-issuer-regexp", lambda f: [
+        "verify", str(ARTIFACT), "--bundle", str(HAPPY), "--cert-identity", BEACON,
+        "--certificate-oidc-issuer-regexp", r"token\.actions", "--offline"], 1,
+     "regexps must match the whole issuer"),
+    ("verify-issuer-regexp-mismatch", lambda f: [
+        "verify", str(ARTIFACT), "--bundle", str(HAPPY), "--cert-identity", BEACON,
+        "--certificate-oidc-issuer-regexp", r"https://gitlab\.com", "--offline"], 1,
+     f"OIDC issuer '{GHA}' does not match"),
+    ("verify-bad-output", lambda f: [*V("--offline"), "--output", "yaml"], 2, "invalid choice"),
+    ("sign-stdin-no-bundle", lambda f: ["sign", "-"], 2,
+     "--bundle OUT is required when signing standard input"),
+    ("sign-stdin-and-file", lambda f: ["sign", "-", f["a.txt"]], 2, "can only be signed alone"),
+    ("sign-bundle-stdout", lambda f: ["sign", f["a.txt"], "--bundle", "-"], 2,
+     "not - (standard output)"),
+    ("attest-stdin", lambda f: ["attest", "-", "--predicate-type", "x", "--predicate",
+                                f["predicate"]], 2, "its name is the statement's subject"),
+    ("completion-bad-shell", lambda f: ["completion", "tcsh"], 2, "invalid choice"),
 ]
 
 
@@ -222,7 +261,7 @@ def test_bad_invocation_says_one_sentence(
     argv: Callable[[dict[str, str]], list[str]], status: int, phrase: str,
     files: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN"):
+    for name in ("SIGSTORE_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN", *TRUST_ENVIRONMENT):
         monkeypatch.delenv(name, raising=False)
     rc = main(argv(files))
     out, err = capsys.readouterr()
@@ -254,14 +293,23 @@ def _payload(bundle: Path) -> str:
 def test_help_of_every_command_is_complete(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     top = capsys.readouterr().out
-    for command in ("serve", "sign", "verify", "attest", "verify-attestation"):
+    for command in ("serve", "sign", "verify", "attest", "verify-attestation",
+                    "get-identity-token", "completion"):
         assert command in top
     assert "public-good" in top and "exit status" in top
     expected = {
         "sign": ["--bundle", "--identity-token", "--overwrite", "--trust-config", "--server",
-                 "--rekor-version", "SIGSTORE_IDENTITY_TOKEN", "device flow"],
+                 "--rekor-version", "SIGSTORE_IDENTITY_TOKEN", "device flow",
+                 "standard input", "KEYLESS_SERVER", "KEYLESS_TRUST_CONFIG"],
         "verify": ["--bundle", "--cert-identity", "--cert-oidc-issuer", "--offline", "--key",
-                   "--trust-config", "--server", "--tuf-refresh-window", "sha256:"],
+                   "--trust-config", "--server", "--tuf-refresh-window", "sha256:",
+                   "--certificate-identity", "--certificate-identity-regexp",
+                   "--certificate-oidc-issuer", "--certificate-oidc-issuer-regexp",
+                   "must match the WHOLE value", "re.fullmatch", "--output",
+                   "KEYLESS_SERVER", "KEYLESS_TRUST_CONFIG", "wins over", "- for standard input"],
+        "get-identity-token": ["--oidc-issuer", "--flow", "--oidc-disable-ambient-providers",
+                               "stdout", "--server"],
+        "completion": ["bash", "zsh", "fish"],
         "attest": ["--predicate-type", "--predicate", "--bundle", "--overwrite"],
         "verify-attestation": ["--predicate-type", "--cert-identity", "--offline"],
     }
