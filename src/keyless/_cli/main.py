@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attest": ("attest", "sign an in-toto attestation about a file (DSSE bundle)"),
     "verify-attestation": ("verify", "verify an in-toto attestation bundle about a file"),
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
+    "git": ("git", "sign git commits and tags keylessly (git setup)"),
+    "verify-commit": ("git", "verify a git commit's keyless signature (offline)"),
+    "verify-tag": ("git", "verify a git tag's keyless signature (offline)"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs

@@ -74,6 +74,33 @@ def _seconds(text: str) -> float:
     return value
 
 
+def add_policy_options(parser: argparse.ArgumentParser, *, key: bool = False) -> None:
+    """The expected signer (``--cert-identity[-regexp]``, ``--cert-oidc-issuer``) and the
+    optional GitHub Actions claims; read them back with :func:`policy_for`."""
+    who = parser.add_argument_group("signer identity" + (" (required unless --key)" if key else ""))
+    identity = who.add_mutually_exclusive_group()
+    identity.add_argument(
+        "--cert-identity", metavar="ID", help="expected certificate identity (SAN), exactly"
+    )
+    identity.add_argument(
+        "--cert-identity-regexp",
+        metavar="RE",
+        help="expected SAN as a full-match regular expression",
+    )
+    who.add_argument(
+        "--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer of the certificate, exactly"
+    )
+    if key:
+        who.add_argument(
+            "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
+        )
+    gh = parser.add_argument_group("GitHub Actions claims (optional, checked in the certificate)")
+    gh.add_argument("--repository", metavar="OWNER/NAME", help="source repository")
+    gh.add_argument("--ref", metavar="REF", help="git ref, e.g. refs/tags/v1.0")
+    gh.add_argument("--sha", metavar="SHA", help="commit SHA")
+    gh.add_argument("--trigger", metavar="EVENT", help="workflow trigger event, e.g. push")
+
+
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``verify`` or ``verify-attestation`` (same options; the latter needs DSSE)."""
     attestation = name == "verify-attestation"
@@ -101,27 +128,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         metavar="B",
         help="the bundle (default: FILE.sigstore.json; needed for a digest)",
     )
-    who = parser.add_argument_group("signer identity (required unless --key)")
-    identity = who.add_mutually_exclusive_group()
-    identity.add_argument(
-        "--cert-identity", metavar="ID", help="expected certificate identity (SAN), exactly"
-    )
-    identity.add_argument(
-        "--cert-identity-regexp",
-        metavar="RE",
-        help="expected SAN as a full-match regular expression",
-    )
-    who.add_argument(
-        "--cert-oidc-issuer", metavar="URL", help="expected OIDC issuer of the certificate, exactly"
-    )
-    who.add_argument(
-        "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
-    )
-    gh = parser.add_argument_group("GitHub Actions claims (optional, checked in the certificate)")
-    gh.add_argument("--repository", metavar="OWNER/NAME", help="source repository")
-    gh.add_argument("--ref", metavar="REF", help="git ref, e.g. refs/tags/v1.0")
-    gh.add_argument("--sha", metavar="SHA", help="commit SHA")
-    gh.add_argument("--trigger", metavar="EVENT", help="workflow trigger event, e.g. push")
+    add_policy_options(parser, key=True)
     if attestation:
         parser.add_argument(
             "--predicate-type", metavar="URI", help="require this in-toto predicateType"
@@ -175,7 +182,8 @@ def check_usage(args: argparse.Namespace) -> None:
             error(f"--cert-identity-regexp is not a valid regular expression: {exc}")
 
 
-def _policy(args: argparse.Namespace) -> Any:
+def policy_for(args: argparse.Namespace) -> Any:
+    """The policy of :func:`add_policy_options`' options."""
     from keyless.verify import AllOf, GitHubWorkflow, Identity
 
     policies: list[Any] = [
@@ -213,7 +221,7 @@ def verify(args: argparse.Namespace) -> str:
             key = load_pem_public_key(Path(args.key).read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.key} is not a readable PEM public key") from exc
-    policy = None if key is not None else _policy(args)
+    policy = None if key is not None else policy_for(args)
     if not args.attestation:
         verifier.verify_artifact(artifact, bundle, policy, key=key)
         return f"OK: {args.file}"
