@@ -146,6 +146,16 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
+def _tell_terminal(message: str) -> None:
+    """git keeps the stderr of a failed signing to itself (it is the status channel), so the
+    reason goes to the terminal as well, when there is one."""
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(f"keyless-git: {message}\n")
+    except OSError:
+        pass
+
+
 def _read_limited(stream: IO[bytes], limit: int, what: str) -> bytes:
     data = stream.read(limit + 1)
     if len(data) > limit:
@@ -172,6 +182,7 @@ def _sign(inv: Invocation, status: Status) -> int:
         signed = sign_payload(payload, settings(), on_warning=lambda m: _say(f"warning: {m}"))
     except Error as exc:
         _say(f"signing failed: {_one_line(exc)}")
+        _tell_terminal(f"signing failed: {_one_line(exc)}")
         return 1
     sys.stdout.buffer.write(signed.armored)
     sys.stdout.buffer.flush()
