@@ -21,7 +21,7 @@ SERVER_PACKAGES = frozenset({"starlette", "uvicorn", "psycopg"})
 CLIENT_ROOTS = (
     "keyless.sign", "keyless.verify", "keyless.trust", "keyless.oidc", "keyless.formats",
     "keyless.merkle", "keyless._cli.verify", "keyless._cli.sign", "keyless._cli.attest",
-    "keyless._cli.main",
+    "keyless._cli.main", "keyless.git", "keyless._cli.git",
 )
 
 
@@ -116,7 +116,8 @@ def _keyless_without_server(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_client_commands_run_without_the_server_packages() -> None:
-    for argv in (["--help"], ["sign", "--help"], ["attest", "--help"], ["verify", "--help"]):
+    for argv in (["--help"], ["sign", "--help"], ["attest", "--help"], ["verify", "--help"],
+                 ["git", "setup", "--help"], ["verify-commit", "--help"], ["verify-tag", "--help"]):
         done = _keyless_without_server(*argv)
         assert done.returncode == 0, (argv, done.stderr)
     bundle = ROOT / "tests/assets/conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json"

@@ -1,0 +1,57 @@
+"""``keyless-git``'s gpgsm command line, as git 2.39 and gitsign users pass it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from keyless.git.program import UsageError, main, parse_args
+
+
+def test_git_sign_invocation() -> None:
+    inv = parse_args(["--status-fd=2", "-bsau", "Alice <alice@example.com>"])
+    assert (inv.status_fd, inv.detach, inv.sign, inv.armor) == (2, True, True, True)
+    assert inv.local_user == "Alice <alice@example.com>" and not inv.verify and inv.files == []
+
+
+def test_git_verify_invocation() -> None:
+    inv = parse_args(["--status-fd=1", "--verify", "/tmp/.git_vtag_tmpXYZ", "-"])
+    assert inv.status_fd == 1 and inv.verify and inv.files == ["/tmp/.git_vtag_tmpXYZ", "-"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--status-fd", "2", "-b", "-s", "-a", "-u", "KEY"],
+    ["--status-fd=2", "--detach-sign", "--sign", "--armor", "--local-user", "KEY"],
+    ["--status-fd=2", "--detached-sign", "-s", "--local-user=KEY", "--include-certs", "-2"],
+    ["--status-fd=2", "-bsauKEY", "--unknown-gpgsm-flag", "--keyid-format=long"],
+])
+def test_equivalent_spellings(argv: list[str]) -> None:
+    inv = parse_args(argv)
+    assert (inv.status_fd, inv.detach, inv.sign, inv.local_user) == (2, True, True, "KEY")
+
+
+@pytest.mark.parametrize("argv", [["--status-fd=x"], ["--status-fd=-1"], ["--status-fd"],
+                                  ["-bsau"], ["--local-user"]])
+def test_bad_command_lines(argv: list[str]) -> None:
+    with pytest.raises(UsageError):
+        parse_args(argv)
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--status-fd=2"]) == 2
+    assert main(["--status-fd=1", "--verify", "sig"]) == 2  # no "-": the payload is on stdin
+    assert main(["-sa", "--status-fd=2"]) == 2  # not detached
+    err = capsys.readouterr().err
+    assert err.count("keyless-git: usage:") == 3 and "Traceback" not in err
+
+
+def test_cold_start_imports_nothing_heavy() -> None:
+    """git starts the program once per commit: importing it costs only the standard library."""
+    code = ("import sys; import keyless.git.program; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'cryptography', 'httpx', 'asn1crypto', 'tuf', 'rich', 'rfc3161_client', 'jwt'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
