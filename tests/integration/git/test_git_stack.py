@@ -312,16 +312,24 @@ def test_no_token_fails_cleanly(tmp_path: Path, trust_config: Path) -> None:
     assert repo.git("rev-parse", "--verify", "-q", "HEAD").returncode != 0  # nothing committed
 
 
+@pytest.mark.parametrize("rekor", ["2", "1"])
 def test_expired_certificate_with_a_valid_log_time(repo: Repo, stack: RunningStack,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, rekor: str) -> None:
     """A day later the 10-minute certificate has long expired; the signature stays valid
-    because the log (and the TSA) attest that it was made while the certificate was valid."""
+    because the TSA (Rekor v2) or the log's signed integrated time (v1) attests that it was
+    made while the certificate was valid."""
     from cryptography import x509
 
+    from keyless.git.tlogpb import decode_entry
+
+    repo.ok("config", "keyless.rekorVersion", rekor)
     oid = commit(repo, "old news", stack.token())
     _, armored = split_commit(repo.raw("commit", oid))
     info, _ = signer_info(armored)
     leaf = x509.load_der_x509_certificate(info["content"]["certificates"][0].dump())
+    embedded = cms.parse(cms.dearmor(armored)).log_entry
+    assert embedded is not None
+    assert decode_entry(embedded).version == ("0.0.2" if rekor == "2" else "0.0.1")
     day = 24 * 3600
     assert leaf.not_valid_after_utc.timestamp() < time.time() + day
     shim = tmp_path / "clock"
@@ -334,6 +342,14 @@ def test_expired_certificate_with_a_valid_log_time(repo: Repo, stack: RunningSta
     assert verified.returncode == 0, verified.stderr
     explicit = repo.keyless("verify-commit", oid, "--offline", **later)
     assert explicit.returncode == 0, explicit.stderr
+    if rekor == "1":  # the log's time alone suffices: drop the TSA's timestamps
+        mine = cms.parse(cms.dearmor(armored))
+        der = cms.assemble(mine.signed_attrs, mine.signature, mine.certificate_der,
+                           log_entry=mine.log_entry)
+        raw = repo.raw("commit", oid)
+        log_time_only = repo.write_object("commit", with_signature(raw, cms.armor(der)))
+        assert repo.status(log_time_only) == f"G fully {USER}"
+        assert repo.git("verify-commit", log_time_only, **later).returncode == 0
 
 
 def test_expired_certificate_without_a_valid_log_time(repo: Repo, stack: RunningStack) -> None:
