@@ -134,15 +134,21 @@ class Status:
     def __call__(self, line: str) -> None:
         if self.fd is None:
             return
-        data = f"[GNUPG:] {line}\n".encode()
+        data = f"[GNUPG:] {_clean(line)}\n".encode()
         if self.fd in (1, 2):
             stream = sys.stdout if self.fd == 1 else sys.stderr
             stream.flush()
         os.write(self.fd, data)
 
 
+def _clean(text: str) -> str:
+    """Text from a signature (an identity, an error naming it) made safe for one status or
+    terminal line: control characters could forge a status line or drive the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
+
+
 def _say(message: str) -> None:
-    sys.stderr.write(f"keyless-git: {message}\n")
+    sys.stderr.write(f"keyless-git: {_clean(message)}\n")
     sys.stderr.flush()
 
 
@@ -151,7 +157,7 @@ def _tell_terminal(message: str) -> None:
     reason goes to the terminal as well, when there is one."""
     try:
         with open("/dev/tty", "w") as tty:
-            tty.write(f"keyless-git: {message}\n")
+            tty.write(f"keyless-git: {_clean(message)}\n")
     except OSError:
         pass
 

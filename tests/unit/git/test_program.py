@@ -55,3 +55,14 @@ def test_cold_start_imports_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_status_and_messages_cannot_be_forged(capfd: pytest.CaptureFixture[str]) -> None:
+    """An identity is attacker-influenced text: no newline or escape reaches git or a terminal."""
+    from keyless.git.program import Status, _say
+
+    Status(1)("GOODSIG ABC evil\n[GNUPG:] GOODSIG X \x1b[2Jme")
+    _say("signature by evil\n[GNUPG:] TRUST_ULTIMATE\x07")
+    out, err = capfd.readouterr()
+    assert out == "[GNUPG:] GOODSIG ABC evil [GNUPG:] GOODSIG X ?[2Jme\n"
+    assert err == "keyless-git: signature by evil [GNUPG:] TRUST_ULTIMATE?\n"
