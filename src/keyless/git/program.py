@@ -304,6 +304,10 @@ def _verify(inv: Invocation, status: Status) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``keyless-git`` and return its exit status (0 ok, 1 failed, 2 usage)."""
     debug = os.environ.get("KEYLESS_DEBUG", "") not in ("", "0")
+    # httpx imports its own command-line client (click, pygments, rich) when they are installed;
+    # this program never uses it, and it would cost ~0.4 s of every commit. A None entry makes
+    # that optional import fail, which httpx handles by leaving its CLI out.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         inv = parse_args(sys.argv[1:] if argv is None else argv)
         if inv.version:

@@ -66,3 +66,13 @@ def test_status_and_messages_cannot_be_forged(capfd: pytest.CaptureFixture[str])
     out, err = capfd.readouterr()
     assert out == "[GNUPG:] GOODSIG ABC evil [GNUPG:] GOODSIG X ?[2Jme\n"
     assert err == "keyless-git: signature by evil [GNUPG:] TRUST_ULTIMATE?\n"
+
+
+def test_signing_does_not_load_httpx_command_line_client() -> None:
+    """httpx would import click, pygments and rich for its own CLI: ~0.4 s of every commit."""
+    code = ("import sys; from keyless.git.program import main; "
+            "main(['--version']); import httpx; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'click', 'pygments'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
