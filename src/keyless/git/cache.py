@@ -99,11 +99,15 @@ def store(
     chain: list[x509.Certificate],
     directory: Path | None = None,
 ) -> None:
-    """Keep ``key`` and ``chain`` for ``instance``: written 0600 to a temporary file, renamed."""
+    """Keep ``key`` and ``chain`` for ``instance``: written 0600 to a temporary file, renamed.
+
+    Raises OSError when that is impossible, e.g. a cache directory of another user."""
     path = _path(instance, directory)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not _private(path.parent, 0o700):
-        os.chmod(path.parent, 0o700)
+        os.chmod(path.parent, 0o700)  # fails for a directory that is not ours
+        if not _private(path.parent, 0o700):
+            raise PermissionError(f"{path.parent} is not a private directory")
     data = json.dumps(
         {
             "key": key.private_bytes(

@@ -127,7 +127,11 @@ def sign_payload(
             identity_token=_token(config.signing_config, explicit),
             key=key,
         )
-        cache.store(instance, key, [signer.certificate], cache_directory)
+        try:
+            cache.store(instance, key, [signer.certificate], cache_directory)
+        except OSError as exc:  # signing goes on; the next commit asks for a token again
+            if on_warning is not None:
+                on_warning(f"the certificate is not cached: {exc.strerror or exc}")
     now = datetime.now(UTC)
     attrs = cms.signed_attributes(payload, now)
     bundle = signer.sign_digest(hashlib.sha256(attrs).digest())

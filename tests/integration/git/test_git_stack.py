@@ -421,3 +421,15 @@ def test_a_burst_of_50_commits_with_one_login(repo: Repo, stack: RunningStack) -
     assert len(certs) == 1  # one certificate for the whole burst
     print(f"\nburst: 50 signed commits in {signing:.1f} s ({signing / 50 * 1000:.0f} ms each), "
           f"verified by git log %G? in {checking:.1f} s")
+
+
+def test_an_unusable_cache_does_not_stop_signing(repo: Repo, stack: RunningStack) -> None:
+    """The cache is a convenience: when it cannot be written the commit is still signed, and
+    the next one simply needs a token again."""
+    repo.cache.parent.mkdir(parents=True, exist_ok=True)
+    repo.cache.write_text("not a directory")
+    oid = commit(repo, "uncached", stack.token())
+    assert repo.status(oid) == f"G fully {USER}"
+    (repo.path / "g.txt").write_text("again\n")
+    repo.ok("add", "g.txt")
+    assert repo.git("commit", "-q", "-m", "no token").returncode != 0
