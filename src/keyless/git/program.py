@@ -225,26 +225,12 @@ def _policy(git_settings: Any) -> Any:
     return Identity(identity=git_settings.identity, issuer=git_settings.issuer)
 
 
-def _signer_fingerprint(signature: bytes) -> str:
-    """The signing certificate's fingerprint, if the signature can be read that far."""
-    from keyless.errors import InvalidInput
-
-    try:
-        from cryptography import x509
-
-        from keyless.git import cms
-        from keyless.git.verifying import fingerprint
-
-        der = cms.parse(cms.dearmor(signature)).certificate_der
-        return fingerprint(x509.load_der_x509_certificate(der))
-    except (InvalidInput, ValueError):
-        return _NO_KEY
-
-
 def _verify(inv: Invocation, status: Status) -> int:
+    from cryptography import x509
+
     from keyless.errors import ConfigError, Error, InvalidInput
     from keyless.git.config import settings
-    from keyless.git.verifying import verify_signature
+    from keyless.git.verifying import fingerprint, prepare, verify_prepared
     from keyless.verify.errors import MalformedBundleError, MissingInclusionProofError
 
     if len(inv.files) != 2 or inv.files[1] != "-":
@@ -257,17 +243,20 @@ def _verify(inv: Invocation, status: Status) -> int:
     payload = _read_limited(sys.stdin.buffer, _MAX_PAYLOAD, "payload")
     status("NEWSIG")
     now = int(time.time())
+    signer = _NO_KEY
     try:
+        prepared = prepare(signature, payload)  # offline and cheap: before any trust is loaded
+        signer = fingerprint(x509.load_der_x509_certificate(prepared.certificate_der))
         git_settings = settings()
         policy = _policy(git_settings)
-        verified = verify_signature(_verifier(git_settings), signature, payload, policy)
+        verified = verify_prepared(_verifier(git_settings), prepared, policy)
     except (ConfigError, InvalidInput, MalformedBundleError, MissingInclusionProofError) as exc:
-        status(f"ERRSIG {_signer_fingerprint(signature)} 19 8 00 {now} 9")
+        status(f"ERRSIG {signer} 19 8 00 {now} 9")
         status("TRUST_UNDEFINED 0 keyless")
         _say(f"cannot check the signature: {_one_line(exc)}")
         return 1
     except Error as exc:
-        status(f"BADSIG {_signer_fingerprint(signature)} (invalid signature)")
+        status(f"BADSIG {signer} (invalid signature)")
         status("TRUST_NEVER 0 keyless")
         _say(f"BAD signature: {_one_line(exc)}")
         return 1

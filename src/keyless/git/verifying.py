@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives import hashes
 
 from keyless.errors import InvalidInput
 
-__all__ = ["VerifiedSignature", "fingerprint", "verify_signature"]
+__all__ = [
+    "PreparedSignature",
+    "VerifiedSignature",
+    "fingerprint",
+    "prepare",
+    "verify_prepared",
+    "verify_signature",
+]
 
 
 class _AnySigner:
@@ -59,12 +66,19 @@ class VerifiedSignature:
         return fingerprint(self.certificate)
 
 
-def verify_signature(
-    verifier: Any, signature: bytes, payload: bytes, policy: Any = None
-) -> VerifiedSignature:
-    """Verify ``signature`` (armored or DER) over ``payload``; raise a keyless
-    :class:`~keyless.errors.VerificationError` if it is not valid. ``policy`` (e.g.
-    :class:`keyless.verify.Identity`) decides ``identity_ok``."""
+@dataclass(frozen=True)
+class PreparedSignature:
+    """A git signature read and tied to its payload: the bundle it stands for, not yet verified."""
+
+    bundle: Any
+    artifact: Any
+    log_index: int
+    certificate_der: bytes
+
+
+def prepare(signature: bytes, payload: bytes) -> PreparedSignature:
+    """Read ``signature`` (armored or DER), check it covers ``payload`` and carries a log entry,
+    and build its bundle. Offline and cheap: done before any trust is loaded."""
     from keyless.formats.bundle import (
         BUNDLE_V03_NEW,
         Bundle,
@@ -76,7 +90,6 @@ def verify_signature(
     from keyless.verify import Artifact
     from keyless.verify.errors import (
         ArtifactMismatchError,
-        IdentityMismatchError,
         MalformedBundleError,
         MissingInclusionProofError,
     )
@@ -108,7 +121,20 @@ def verify_signature(
         ),
         message_signature=MessageSignature(parsed.signature, HashOutput("SHA2_256", digest)),
     )
-    result = verifier.verify_artifact(Artifact(digest, "git signature"), bundle, _AnySigner())
+    return PreparedSignature(
+        bundle, Artifact(digest, "git signature"), entry.log_index, parsed.certificate_der
+    )
+
+
+def verify_prepared(
+    verifier: Any, prepared: PreparedSignature, policy: Any = None
+) -> VerifiedSignature:
+    """Run the verifier's checks; raise a :class:`~keyless.errors.VerificationError` if the
+    signature is not valid. ``policy`` (e.g. :class:`keyless.verify.Identity`) decides
+    ``identity_ok`` (None without one)."""
+    from keyless.verify.errors import IdentityMismatchError
+
+    result = verifier.verify_artifact(prepared.artifact, prepared.bundle, _AnySigner())
     cert = result.certificate
     identity_ok: bool | None = None
     problem = ""
@@ -123,7 +149,14 @@ def verify_signature(
         identity=result.identity or "",
         issuer=result.issuer or "",
         signed_at=result.signed_at,
-        log_index=entry.log_index,
+        log_index=prepared.log_index,
         identity_ok=identity_ok,
         identity_problem=problem,
     )
+
+
+def verify_signature(
+    verifier: Any, signature: bytes, payload: bytes, policy: Any = None
+) -> VerifiedSignature:
+    """:func:`prepare` then :func:`verify_prepared`."""
+    return verify_prepared(verifier, prepare(signature, payload), policy)

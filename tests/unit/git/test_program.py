@@ -76,3 +76,27 @@ def test_signing_does_not_load_httpx_command_line_client() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("signature", [
+    b"", b"garbage", b"-----BEGIN SIGNED MESSAGE-----\nAAAA\n-----END SIGNED MESSAGE-----\n",
+    b"\x30\x80" + b"\x00" * 64,
+])
+def test_unreadable_signature_is_errsig(tmp_path: object, signature: bytes) -> None:
+    """Read before any trust is loaded: no trust configured, no network, still a clean ERRSIG."""
+    from pathlib import Path
+
+    sig = Path(str(tmp_path)) / "sig"
+    sig.write_bytes(signature)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-m", "keyless.git.program", "--status-fd=1", "--verify", str(sig), "-"],
+        input=b"tree 0\n", capture_output=True, timeout=60, check=False, env=env,
+        cwd=str(tmp_path))
+    assert done.returncode == 1
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] == "[GNUPG:] NEWSIG"
+    assert lines[1].startswith("[GNUPG:] ERRSIG 0000000000000000 ")
+    assert lines[2] == "[GNUPG:] TRUST_UNDEFINED 0 keyless"
+    assert b"cannot check the signature" in done.stderr and b"unexpected" not in done.stderr
