@@ -23,6 +23,7 @@ CLIENT_ROOTS = (
     "keyless.merkle", "keyless._cli.verify", "keyless._cli.sign", "keyless._cli.attest",
     "keyless._cli.main", "keyless.image", "keyless.image_legacy", "keyless.oci",
     "keyless._cli.image",
+    "keyless.git", "keyless._cli.git",
 )
 
 
@@ -118,7 +119,8 @@ def _keyless_without_server(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_client_commands_run_without_the_server_packages() -> None:
     for argv in (["--help"], ["sign", "--help"], ["attest", "--help"], ["verify", "--help"],
-                 ["image", "sign", "--help"], ["image", "verify", "--help"]):
+                 ["image", "sign", "--help"], ["image", "verify", "--help"],
+                 ["git", "setup", "--help"], ["verify-commit", "--help"], ["verify-tag", "--help"]):
         done = _keyless_without_server(*argv)
         assert done.returncode == 0, (argv, done.stderr)
     bundle = ROOT / "tests/assets/conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json"

@@ -5,7 +5,8 @@
     keyless image sign REF... [--identity-token T] [--trust-config F | --server URL]
                               [--format bundle|legacy] [-a KEY=VALUE]... [--recursive]
     keyless image verify REF (--cert-identity ID | --cert-identity-regexp RE)
-                             --cert-oidc-issuer URL [-a KEY=VALUE]... [--output json]
+                             (--cert-oidc-issuer URL | --cert-oidc-issuer-regexp RE)
+                             [-a KEY=VALUE]... [--output json]   (cosign's --certificate-* too)
     keyless image attest REF --predicate-type URI --predicate P.json [--format bundle|legacy]
     keyless image verify-attestation REF --cert-identity … --cert-oidc-issuer …
                                          [--predicate-type URI]
@@ -21,7 +22,7 @@ import argparse
 import sys
 from typing import Any
 
-from keyless._cli.verify import add_trust_options, warn
+from keyless._cli.verify import add_policy_options, add_trust_options, warn
 
 SUBCOMMANDS = {
     "sign": "sign images (the manifest digest a tag resolves to)",
@@ -138,18 +139,7 @@ def _add_subcommand(commands: Any, word: str, text: str) -> None:
 
 
 def _verification_options(parser: argparse.ArgumentParser, *, attestation: bool) -> None:
-    who = parser.add_argument_group("signer identity")
-    identity = who.add_mutually_exclusive_group(required=True)
-    identity.add_argument("--cert-identity", metavar="ID", help="expected SAN, exactly")
-    identity.add_argument(
-        "--cert-identity-regexp", metavar="RE", help="expected SAN, full-match regexp"
-    )
-    who.add_argument("--cert-oidc-issuer", metavar="URL", required=True)
-    gh = parser.add_argument_group("GitHub Actions claims (optional)")
-    gh.add_argument("--repository", metavar="OWNER/NAME")
-    gh.add_argument("--ref", metavar="REF")
-    gh.add_argument("--sha", metavar="SHA")
-    gh.add_argument("--trigger", metavar="EVENT")
+    add_policy_options(parser)
     if attestation:
         parser.add_argument("--predicate-type", metavar="URI", help="only this predicate type")
     parser.add_argument(
@@ -251,22 +241,16 @@ def run_attest(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace, *, attestation: bool) -> int:
-    from keyless._cli.verify import _policy, trusted_root_for
+    from keyless._cli.verify import check_identity_options, policy_for, trusted_root_for
     from keyless.errors import Error
     from keyless.image import statements_json, verify_image, verify_image_attestations
     from keyless.verify.verifier import Verifier
 
     ref = _reference(args, args.image)
-    if args.cert_identity_regexp:
-        import re
-
-        try:
-            re.compile(args.cert_identity_regexp)
-        except re.error as exc:
-            args.parser.error(f"--cert-identity-regexp is not a valid regular expression: {exc}")
+    check_identity_options(args)
     try:
         verifier = Verifier(trusted_root_for(args))
-        policy = _policy(args)
+        policy = policy_for(args)
         with _registry(args, ref) as registry:
             if attestation:
                 found = verify_image_attestations(

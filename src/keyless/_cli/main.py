@@ -33,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "witness": ("witness", "run a C2SP tlog-witness that cosigns other logs' checkpoints"),
     "get-identity-token": ("identity_token", "print an OIDC identity token (CI, browser, device)"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
+    "git": ("git", "sign git commits and tags keylessly (git setup)"),
+    "verify-commit": ("git", "verify a git commit's keyless signature (offline)"),
+    "verify-tag": ("git", "verify a git tag's keyless signature (offline)"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs

@@ -98,7 +98,7 @@ def _seconds(text: str) -> float:
 def add_identity_options(parser: argparse.ArgumentParser, title: str) -> Any:
     """``--cert-identity[-regexp]`` and ``--cert-oidc-issuer[-regexp]``, each also under cosign's
     ``--certificate-*`` spelling; returns the argument group (``verify`` adds ``--key``).
-    Check them with :func:`check_identity_options`; build the policy with :func:`_policy`."""
+    Check them with :func:`check_identity_options`; build the policy with :func:`policy_for`."""
     who = parser.add_argument_group(
         title,
         "A regexp must match the WHOLE value (Python re.fullmatch, as sigstore-python and "
@@ -162,6 +162,27 @@ def check_identity_options(args: argparse.Namespace) -> None:
                 error(f"{flag} is not a valid regular expression: {exc}")
 
 
+def add_policy_options(parser: argparse.ArgumentParser, *, key: bool = False) -> None:
+    """The expected signer (:func:`add_identity_options`), ``--key`` where a managed-key bundle
+    may be checked instead, and the optional GitHub Actions claims; read them back with
+    :func:`policy_for`."""
+    who = add_identity_options(
+        parser,
+        "signer identity ("
+        + ("required unless --key; " if key else "")
+        + "cosign's --certificate-* spellings work too)",
+    )
+    if key:
+        who.add_argument(
+            "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
+        )
+    gh = parser.add_argument_group("GitHub Actions claims (optional, checked in the certificate)")
+    gh.add_argument("--repository", metavar="OWNER/NAME", help="source repository")
+    gh.add_argument("--ref", metavar="REF", help="git ref, e.g. refs/tags/v1.0")
+    gh.add_argument("--sha", metavar="SHA", help="commit SHA")
+    gh.add_argument("--trigger", metavar="EVENT", help="workflow trigger event, e.g. push")
+
+
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``verify`` or ``verify-attestation`` (same options; the latter needs DSSE)."""
     attestation = name == "verify-attestation"
@@ -197,16 +218,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         + (", the statement" if attestation else "")
         + ") as one JSON object on stdout; messages stay on stderr (default: text)",
     )
-    who = add_identity_options(parser, "signer identity (required unless --key; cosign's "
-                               "--certificate-* spellings work too)")
-    who.add_argument(
-        "--key", metavar="PEM", help="verify a managed-key bundle with this public key instead"
-    )
-    gh = parser.add_argument_group("GitHub Actions claims (optional, checked in the certificate)")
-    gh.add_argument("--repository", metavar="OWNER/NAME", help="source repository")
-    gh.add_argument("--ref", metavar="REF", help="git ref, e.g. refs/tags/v1.0")
-    gh.add_argument("--sha", metavar="SHA", help="commit SHA")
-    gh.add_argument("--trigger", metavar="EVENT", help="workflow trigger event, e.g. push")
+    add_policy_options(parser, key=True)
     if attestation:
         parser.add_argument(
             "--predicate-type", metavar="URI", help="require this in-toto predicateType"
@@ -263,7 +275,8 @@ def check_usage(args: argparse.Namespace) -> None:
     check_identity_options(args)
 
 
-def _policy(args: argparse.Namespace) -> Any:
+def policy_for(args: argparse.Namespace) -> Any:
+    """The policy of :func:`add_policy_options`' options."""
     from keyless.verify import AllOf, GitHubWorkflow, Identity
 
     policies: list[Any] = [
@@ -317,7 +330,7 @@ def verify(args: argparse.Namespace) -> tuple[str, Any, Any]:
             key = load_pem_public_key(Path(args.key).read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{args.key} is not a readable PEM public key") from exc
-    policy = None if key is not None else _policy(args)
+    policy = None if key is not None else policy_for(args)
     if not args.attestation:
         result = verifier.verify_artifact(artifact, bundle, policy, key=key)
         return f"OK: {args.file}{_check_witnesses(args, bundle)}", result, artifact

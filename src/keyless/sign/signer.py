@@ -161,7 +161,11 @@ class Signer:
         key: ec.EllipticCurvePrivateKey | None = None,
         check_sct: bool = True,
         clock: Callable[[], float] = time.time,
+        certificate_chain: Sequence[x509.Certificate] | None = None,
     ) -> None:
+        """``key`` with ``certificate_chain`` (leaf first) reuses a certificate issued earlier
+        for that key (``keyless-git`` signs a burst of commits with one); otherwise a key is
+        made and a certificate requested on first use."""
         import httpx
 
         self.trust = TrustMaterial(trusted_root)
@@ -174,6 +178,13 @@ class Signer:
         self._check_sct = check_sct
         self._clock = clock
         self._chain: list[x509.Certificate] | None = None
+        if certificate_chain:
+            leaf_key = certificate_chain[0].public_key()
+            if key is None or not isinstance(leaf_key, ec.EllipticCurvePublicKey) or (
+                leaf_key.public_numbers() != key.public_key().public_numbers()
+            ):
+                raise ConfigError("the certificate given to the signer is not for its key")
+            self._chain = list(certificate_chain)
 
     @classmethod
     def from_config(

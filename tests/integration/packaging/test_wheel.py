@@ -100,6 +100,8 @@ def test_wheel_in_a_fresh_venv_client_then_server(tmp_path: Path) -> None:
     version = _run([bin_ / "keyless", "--version"], env).stdout.strip()
     assert version == f"keyless {wheel.name.split('-')[1]}"
     _run([bin_ / "keyless", "sign", "--help"], env)
+    git_program = _run([bin_ / "keyless-git", "--version"], env).stdout  # git's x509 program
+    assert git_program.startswith("keyless-git (keyless ")
     artifact = CASES / "a.txt"
     done = _run([bin_ / "keyless", "verify", artifact, "--offline",
                  "--bundle", CASES / "happy-path-v0.3" / "bundle.sigstore.json",
