@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput
 from keyless.formats import sct, tiles
-from keyless.formats.bundle import Bundle, TrustedRoot
+from keyless.formats.bundle import Bundle
+from keyless.formats.trustroot import TrustedRoot
 from keyless.formats.checkpoint import (
     Checkpoint,
     CheckpointError,

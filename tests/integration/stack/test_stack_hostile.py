@@ -114,7 +114,7 @@ CASES = [
          json.dumps({"publicKeyRequest": KEY_REQUEST}).encode(),
          {**JSON_TYPE, "Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}),
     Case("ca v2 token alg list", "POST", "/api/v2/signingCert", 401,
-         "identity token algorithm ['ES256'] is not allowed",
+         "identity token algorithm \"['ES256']\" is not allowed",
          json.dumps({"publicKeyRequest": KEY_REQUEST}).encode(),
          {**JSON_TYPE, "Authorization": "Bearer " + ALG_LIST_TOKEN}),
     Case("ca v2 lone surrogate", "POST", "/api/v2/signingCert", 400, "lone UTF-16 surrogate",

@@ -76,7 +76,7 @@ def test_bash_accepts_the_script() -> None:
 
 
 @pytest.mark.parametrize(("words", "offered"), [
-    (["keyless", "ver"], ["verify", "verify-attestation"]),
+    (["keyless", "ver"], ["verify", "verify-attestation", "verify-commit", "verify-tag"]),
     (["keyless", "get-"], ["get-identity-token"]),
     (["keyless", "verify", "--certificate-oidc"],
      ["--certificate-oidc-issuer", "--certificate-oidc-issuer-regexp"]),
@@ -308,11 +308,11 @@ def test_bundle_of_another_instance_says_so(other: str) -> None:
 def test_a_command_without_the_issuer_regexp_still_builds_its_policy() -> None:
     """Commands with their own identity options (e.g. a group added later) keep working with
     the shared policy builder: the issuer regexp is optional there."""
-    from keyless._cli.verify import _policy
+    from keyless._cli.verify import policy_for
 
     args = argparse.Namespace(cert_identity=BEACON, cert_identity_regexp=None,
                               cert_oidc_issuer=GHA, repository=None, ref=None, sha=None,
                               trigger=None)
     vectors_present()
     Verifier(root("production")).verify(HAPPY.read_bytes(), Artifact.from_path(ARTIFACT),
-                                        policy=_policy(args))
+                                        policy=policy_for(args))

@@ -12,7 +12,7 @@ from keyless._cli.main import main
     (["image", "sign", "UPPER/case:v1"], "'UPPER/case' is not a repository name"),
     (["image", "sign", "reg.example/app@sha256:12"], "the digest must be sha256:<64"),
     (["image", "verify", "reg.example/app", "--cert-identity", "a"],
-     "the following arguments are required: --cert-oidc-issuer"),
+     "give --cert-identity (or --cert-identity-regexp) and --cert-oidc-issuer"),
     (["image", "verify", "reg.example/app", "--cert-identity-regexp", "(",
       "--cert-oidc-issuer", "https://i"], "--cert-identity-regexp is not a valid regular"),
     (["image", "sign", "reg.example/app", "-a", "novalue"], "'novalue' is not KEY=VALUE"),
