@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 from keyless.errors import InvalidInput
 from keyless.formats import sct, tiles
 from keyless.formats.bundle import Bundle
-from keyless.formats.trustroot import TrustedRoot
 from keyless.formats.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -40,6 +39,7 @@ from keyless.formats.checkpoint import (
     sign_checkpoint,
 )
 from keyless.formats.dsse import Envelope
+from keyless.formats.trustroot import TrustedRoot
 from keyless.storage.keyfiles import InMemorySigner
 
 # --------------------------------------------------------------------------------------------
