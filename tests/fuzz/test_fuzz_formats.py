@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput
 from keyless.formats import sct, tiles
-from keyless.formats.bundle import Bundle, TrustedRoot
+from keyless.formats.bundle import Bundle
 from keyless.formats.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -39,6 +39,7 @@ from keyless.formats.checkpoint import (
     sign_checkpoint,
 )
 from keyless.formats.dsse import Envelope
+from keyless.formats.trustroot import TrustedRoot
 from keyless.server.keys import InMemorySigner
 
 # --------------------------------------------------------------------------------------------

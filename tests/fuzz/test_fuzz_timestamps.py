@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput
 from keyless.formats import der, tsp
-from keyless.formats.bundle import TrustedRoot
+from keyless.formats.trustroot import TrustedRoot
 from keyless.formats.tstoken import MalformedTimestamp, parse_signed_timestamp
 from keyless.trust.material import TrustMaterial
 from keyless.verify.errors import TimestampError
