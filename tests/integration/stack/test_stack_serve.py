@@ -166,3 +166,20 @@ def test_banner_example_is_really_copy_paste(stack: RunningStack, tmp_path: Path
         assert "OK" in result.stdout + result.stderr
         assert PASSWORD not in result.stdout + result.stderr
         assert (tmp_path / "artifact.txt.sigstore.json").is_file()
+
+
+def test_log_level_on_the_command_line_leaves_out_less_severe_records(tmp_path: Path) -> None:
+    """``--log-level warning``: no info record (start-up notes, access lines) is written."""
+    quiet = start_stack(tmp_path / "data", "--log-level", "warning")
+    try:
+        assert httpx.get(f"{quiet.url}/healthz", timeout=30).status_code == 200
+    finally:
+        assert quiet.stop() == 0, quiet.output()
+    records = [json.loads(line) for line in quiet.output().splitlines() if line.startswith("{")]
+    assert not [r for r in records if r.get("level") in ("debug", "info")], records[:3]
+    noisy = start_stack(tmp_path / "data", "--log-level", "info")
+    try:
+        assert httpx.get(f"{noisy.url}/healthz", timeout=30).status_code == 200
+    finally:
+        assert noisy.stop() == 0, noisy.output()
+    assert '"level": "info"' in noisy.output()  # the same run at info does write them
