@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
 SERVER_COMMANDS = frozenset({"serve", "admin", "log"})
-SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg")
+SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg", "prometheus_client")
 
 
 def server_extra_missing() -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from stackutil import (  # noqa: F401
     KEYLESS,
     PASSWORD,
@@ -72,9 +73,15 @@ def test_metrics_are_prometheus_text(stack: RunningStack) -> None:  # noqa: F811
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     assert "# TYPE keyless_http_requests_total counter" in text
-    assert 'keyless_http_requests_total{service="stack",method="GET",status="2xx"}' in text
-    assert 'keyless_http_requests_total{service="tuf",method="GET",status="4xx"}' in text
-    assert 'keyless_http_request_duration_seconds_bucket{service="stack",le="+Inf"}' in text
+    samples = {(s.name, tuple(sorted(s.labels.items())))
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for service, status in (("stack", "2xx"), ("tuf", "4xx")):
+        labels = (("method", "GET"), ("service", service), ("status", status))
+        assert ("keyless_http_requests_total", labels) in samples
+    assert ("keyless_http_request_duration_seconds_bucket",
+            (("le", "+Inf"), ("service", "stack"))) in samples
+    assert ("process_resident_memory_bytes", ()) in samples  # the standard collectors
+    assert ("process_open_fds", ()) in samples
 
 
 def test_unknown_path_is_json_404(stack: RunningStack) -> None:  # noqa: F811
