@@ -103,6 +103,11 @@ class Metrics:
             "keyless_http_request_duration_seconds", "Time to answer HTTP requests.",
             ["service"], buckets=BUCKETS, registry=self.registry,
         )
+        self._rate_limited = Counter(
+            "keyless_http_rate_limited_requests",
+            "Requests refused with 429 (a client over its budget, or a log's queue full).",
+            ["service"], registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -121,6 +126,8 @@ class Metrics:
         """Record one finished request."""
         self._requests.labels(service, method, f"{status // 100}xx").inc()
         self._duration.labels(service).observe(seconds)
+        if status == 429:
+            self._rate_limited.labels(service).inc()
 
     def write_started(self) -> None:
         self.writes_in_flight += 1

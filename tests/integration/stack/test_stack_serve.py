@@ -81,6 +81,17 @@ def test_metrics_are_prometheus_text(stack: RunningStack) -> None:  # noqa: F811
     assert ("keyless_http_request_duration_seconds_bucket",
             (("le", "+Inf"), ("service", "stack"))) in samples
     assert ("process_resident_memory_bytes", ()) in samples  # the standard collectors
+    # what operators alert on: every log's size and checkpoint age, the TSA's clock
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+    sizes = {dict(labels)["name"]: value for (name, labels), value in values.items()
+             if name == "keyless_log_tree_size"}
+    assert set(sizes) == {"ctlog", "rekor-v1", "rekor-v2"}, sizes
+    assert sizes["rekor-v1"] >= 1 and sizes["rekor-v2"] >= 1, sizes  # the seed entry at least
+    ages = [value for (name, _), value in values.items()
+            if name == "keyless_log_checkpoint_age_seconds"]
+    assert len(ages) == len(sizes) and all(age >= 0 for age in ages), ages
+    assert values[("keyless_tsa_clock_trusted", (("name", "tsa"),))] == 1
     assert ("process_open_fds", ()) in samples
 
 

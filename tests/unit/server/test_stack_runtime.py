@@ -92,6 +92,7 @@ def test_metrics_text_and_drain() -> None:
     metrics = Metrics()
     metrics.observe("ca", "POST", 201, 0.02)
     metrics.observe("ca", "POST", 400, 2.0)
+    metrics.observe("tsa", "POST", 429, 0.001)
     metrics.gauges["keyless_test_gauge"] = ("A gauge of the app.", lambda: {"rekor": 3.0})
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(metrics.render())
@@ -103,6 +104,7 @@ def test_metrics_text_and_drain() -> None:
     assert samples[("keyless_http_request_duration_seconds_bucket",
                     (("le", "+Inf"), ("service", "ca")))] == 2
     assert samples[("keyless_test_gauge", (("name", "rekor"),))] == 3
+    assert samples[("keyless_http_rate_limited_requests_total", (("service", "tsa"),))] == 1
     assert samples[("keyless_http_requests_in_flight", ())] == 0
     names = {name for name, _ in samples}
     # the standard process and Python collectors operators expect
