@@ -26,7 +26,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,13 +68,22 @@ def service_of(path: str) -> str:
     return best[1]
 
 
+class Counted(dict[str, float]):
+    """What a reader of :attr:`Metrics.gauges` returns for a *counter* (a value that only grows,
+    e.g. certificates issued): the values by one label, named ``label``."""
+
+    def __init__(self, label: str, values: dict[str, float]) -> None:
+        super().__init__(values)
+        self.label = label
+
+
 class _Readings(Collector):
     """What is read when scraped: requests in flight, uptime and the app's own gauges."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         metrics = self._metrics
         yield GaugeMetricFamily("keyless_http_requests_in_flight",
                                 "HTTP requests being answered.", value=metrics.in_flight)
@@ -82,8 +91,13 @@ class _Readings(Collector):
                                 "Seconds since this process started serving.",
                                 value=metrics.uptime())
         for name, (help_text, read) in sorted(metrics.gauges.items()):
-            family = GaugeMetricFamily(name, help_text, labels=["name"])
-            for label, value in sorted(read().items()):
+            values = read()
+            family: GaugeMetricFamily | CounterMetricFamily
+            if isinstance(values, Counted):
+                family = CounterMetricFamily(name, help_text, labels=[values.label])
+            else:
+                family = GaugeMetricFamily(name, help_text, labels=["name"])
+            for label, value in sorted(values.items()):
                 family.add_metric([label], value)
             yield family
 
@@ -115,7 +129,9 @@ class Metrics:
         self.writes_in_flight = 0
         self._writes_idle = asyncio.Event()
         self._writes_idle.set()
-        #: extra gauges set by the app (e.g. log tree sizes): name → (help, {labels: value})
+        #: extra metrics set by the app, read when scraped: name → (help, reader); the reader
+        #: returns {value of label "name": value} for a gauge (e.g. log tree sizes), or
+        #: :class:`Counted` for a counter (e.g. certificates issued by issuer)
         self.gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
         self.registry.register(_Readings(self))
 

@@ -40,6 +40,7 @@ from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
 from keyless.server.app import Component
 from keyless.server.config import Settings
+from keyless.server.metrics import Counted
 from keyless.server.secrets import FileSecrets, Secrets
 from keyless.server.trust import (
     Authority,
@@ -332,6 +333,12 @@ async def add_oidc(ctx: WiringContext) -> None:
         kv=ctx.storage.kv, keys=keys,
     )
     ctx.oidc = provider
+    limiter = provider.limiter
+    ctx.gauges["keyless_oidc_logins"] = (
+        "Secrets the embedded provider checked (passwords, client secrets, device user codes): "
+        "accepted (ok), or refused or cut off (failed).",
+        lambda: Counted("result", {"ok": float(limiter.logins),
+                                   "failed": float(limiter.login_failures)}))
     ctx.oidc_urls.append(
         ServiceUrl(ctx.settings.oidc_issuer, 1, await ctx.validity("oidc"))
     )
@@ -458,6 +465,10 @@ async def add_ca(ctx: WiringContext) -> None:
         replay_guard=TokenReplayGuard(enabled=ctx.settings.ca_token_replay_guard),
     )
     ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
+    issued = service.issued
+    ctx.gauges["keyless_ca_certificates_issued"] = (
+        "Certificates the CA issued in this process, by OIDC issuer (a retried token not "
+        "counted).", lambda: Counted("issuer", {k: float(v) for k, v in issued.items()}))
     ctx.components.append(
         Component("ca", "", ca_routes(service), close=http.aclose, url=ctx.public_url)
     )

@@ -7,6 +7,7 @@ ClientTrustConfig is served and written to ``DIR/client-trust-config.json``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 from stackutil import (  # noqa: F401
     KEYLESS,
     PASSWORD,
+    USER,
     RunningStack,
     free_port,
     stack,
@@ -92,6 +96,27 @@ def test_metrics_are_prometheus_text(stack: RunningStack) -> None:  # noqa: F811
             if name == "keyless_log_checkpoint_age_seconds"]
     assert len(ages) == len(sizes) and all(age >= 0 for age in ages), ages
     assert values[("keyless_tsa_clock_trusted", (("name", "tsa"),))] == 1
+    # a sign-in refused and one accepted, a certificate issued: counted
+    wrong = httpx.post(f"{stack.url}/oidc/token", timeout=30, data={
+        "grant_type": "password", "client_id": "sigstore", "scope": "openid email",
+        "username": USER, "password": PASSWORD + "-wrong"})
+    assert wrong.status_code in (400, 401), wrong.text
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = stack.token()
+    proof = key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))
+    issued = httpx.post(f"{stack.url}/api/v2/signingCert", timeout=30, json={
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {"publicKey": {"algorithm": "ECDSA", "content": key.public_key()
+                             .public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+                             .decode()}, "proofOfPossession": base64.b64encode(proof).decode()}})
+    assert issued.status_code == 200, issued.text
+    after = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(
+                 httpx.get(f"{stack.url}/metrics", timeout=30).text) for s in family.samples}
+    assert after[("keyless_oidc_logins_total", (("result", "failed"),))] >= 1
+    assert after[("keyless_oidc_logins_total", (("result", "ok"),))] >= 1
+    assert after[("keyless_ca_certificates_issued_total", (("issuer", stack.issuer),))] >= 1
     assert ("process_open_fds", ()) in samples
 
 

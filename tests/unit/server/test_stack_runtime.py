@@ -17,7 +17,7 @@ from keyless.sealing import Sealer
 from keyless.server.app import Component, Stack, create_app, prefixed
 from keyless.server.config import Settings
 from keyless.server.datadir import DataDirLock
-from keyless.server.metrics import Metrics, service_of
+from keyless.server.metrics import Counted, Metrics, service_of
 from keyless.server.secrets import FileSecrets, SharedSecrets
 from keyless.server.trust import TrustMaterial
 
@@ -94,6 +94,8 @@ def test_metrics_text_and_drain() -> None:
     metrics.observe("ca", "POST", 400, 2.0)
     metrics.observe("tsa", "POST", 429, 0.001)
     metrics.gauges["keyless_test_gauge"] = ("A gauge of the app.", lambda: {"rekor": 3.0})
+    metrics.gauges["keyless_test_things"] = ("A counter of the app.",
+                                             lambda: Counted("issuer", {"https://a": 2.0}))
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(metrics.render())
                for s in family.samples}
@@ -104,6 +106,8 @@ def test_metrics_text_and_drain() -> None:
     assert samples[("keyless_http_request_duration_seconds_bucket",
                     (("le", "+Inf"), ("service", "ca")))] == 2
     assert samples[("keyless_test_gauge", (("name", "rekor"),))] == 3
+    assert samples[("keyless_test_things_total", (("issuer", "https://a"),))] == 2
+    assert "# TYPE keyless_test_things_total counter" in metrics.render()
     assert samples[("keyless_http_rate_limited_requests_total", (("service", "tsa"),))] == 1
     assert samples[("keyless_http_requests_in_flight", ())] == 0
     names = {name for name, _ in samples}
