@@ -18,7 +18,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-LOCKS = Path(tempfile.gettempdir()) / "keyless-test-ports"
+LOCKS = Path(tempfile.gettempdir()) / f"keyless-test-ports-{os.getuid()}"
 #: how many ports below the ephemeral range are used
 SPAN = 8000
 #: descriptors of the lock files this process holds (open until it exits)
