@@ -40,7 +40,7 @@ from keyless.formats.checkpoint import (
 )
 from keyless.formats.dsse import Envelope
 from keyless.formats.trustroot import TrustedRoot
-from keyless.storage.keyfiles import InMemorySigner
+from keyless.keys import InMemorySigner
 
 # --------------------------------------------------------------------------------------------
 # Signed notes and checkpoints.

@@ -16,7 +16,7 @@ from pathlib import Path
 from conftest import ROOT
 
 SRC = ROOT / "src"
-SERVER_PACKAGES = frozenset({"starlette", "uvicorn", "psycopg"})
+SERVER_PACKAGES = frozenset({"starlette", "uvicorn", "psycopg", "prometheus_client"})
 #: the client's entry points: library API and the client commands
 CLIENT_ROOTS = (
     "keyless.sign", "keyless.verify", "keyless.trust", "keyless.oidc", "keyless.formats",

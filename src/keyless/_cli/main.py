@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs
 SERVER_COMMANDS = frozenset({"serve", "admin", "log", "witness"})
-SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg")
+SERVER_PACKAGES = ("starlette", "uvicorn", "psycopg", "prometheus_client")
 
 
 def server_extra_missing() -> bool:
@@ -134,6 +134,18 @@ def _run(argv: Sequence[str]) -> int:
     return result
 
 
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a ``KeyboardInterrupt`` (in its cause or context)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``keyless`` with ``argv`` and return the process exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -154,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.close()
         return 1
     except Exception as exc:
+        if _caused_by_ctrl_c(exc):  # Python 3.11 wraps one raised during __set_name__
+            print("keyless: interrupted", file=sys.stderr)
+            return 130
         if debug:
             raise
         reason = " ".join(str(exc).split()) or "no details"

@@ -33,6 +33,10 @@ PASSWORD_ON_COMMAND_LINE = (
 )
 
 
+#: the values of --log-level and of [server] log_level
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def add_parser(sub: Any, name: str, help_text: str) -> None:
     """Register ``keyless serve`` on the top-level subparsers."""
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
@@ -73,6 +77,11 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         help="key-encryption key wrapping the private keys kept in the database (required "
         f"with PostgreSQL, the same file for every process; also {KEK_ENV}); created "
         "mode 0600 if absent. Default on SQLite: DIR/keys/kek",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="least severe log records written to stderr (default: [server] log_level, info)",
     )
     parser.set_defaults(run=run)
 
@@ -186,6 +195,7 @@ def _redact(url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Start the stack and serve until interrupted."""
     import asyncio
+    import dataclasses
     import os
 
     import uvicorn
@@ -226,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"keyless serve: {exc}", file=sys.stderr)
         return 2
+    if args.log_level is not None:  # the command line wins over the config file
+        settings = dataclasses.replace(settings, log_level=args.log_level)
     configure_logging(settings.log_level, settings.log_format)
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         print(f"keyless serve: --data-dir {settings.data_dir} is not a directory", file=sys.stderr)

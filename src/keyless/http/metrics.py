@@ -1,9 +1,10 @@
-"""Request metrics in the Prometheus text exposition format (version 0.0.4).
+"""Metrics in the Prometheus text exposition format (version 0.0.4), through ``prometheus_client``.
 
 A small ASGI middleware counts requests per service, method and status class, observes their
-latency in a histogram and tracks requests in flight; ``GET /metrics`` renders them. Written by
-hand rather than with ``prometheus_client`` to keep the dependency list short: the format is a few
-lines of text (https://prometheus.io/docs/instrumenting/exposition_formats/).
+latency in a histogram and tracks requests in flight; ``GET /metrics`` renders them, together
+with the standard process and Python collectors (``process_*``: CPU, memory, open files;
+``python_*``: version, garbage collection) that operators' dashboards and alerts expect. Each
+:class:`Metrics` has its own registry, so several apps in one process (tests) never mix counts.
 
 The in-flight gauge of *writes* doubles as the drain signal of graceful shutdown: the server stops
 accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches zero.
@@ -13,10 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# no *_created series: they double the output and no keyless dashboard or alert reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: histogram buckets in seconds (covering the write-latency goal G3 of targets.md: p99 ≤ 1 s)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -53,36 +68,82 @@ def service_of(path: str) -> str:
     return best[1]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class Counted(dict[str, float]):
+    """What a reader of :attr:`Metrics.gauges` returns for a *counter* (a value that only grows,
+    e.g. certificates issued): the values by one label, named ``label``."""
+
+    def __init__(self, label: str, values: dict[str, float]) -> None:
+        super().__init__(values)
+        self.label = label
+
+
+class _Readings(Collector):
+    """What is read when scraped: requests in flight, uptime and the app's own gauges."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        metrics = self._metrics
+        yield GaugeMetricFamily("keyless_http_requests_in_flight",
+                                "HTTP requests being answered.", value=metrics.in_flight)
+        yield GaugeMetricFamily("keyless_uptime_seconds",
+                                "Seconds since this process started serving.",
+                                value=metrics.uptime())
+        for name, (help_text, read) in sorted(metrics.gauges.items()):
+            values = read()
+            family: GaugeMetricFamily | CounterMetricFamily
+            if isinstance(values, Counted):
+                family = CounterMetricFamily(name, help_text, labels=[values.label])
+            else:
+                family = GaugeMetricFamily(name, help_text, labels=["name"])
+            for label, value in sorted(values.items()):
+                family.add_metric([label], value)
+            yield family
 
 
 class Metrics:
-    """The counters of one process."""
+    """The metrics of one process (one registry)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.started = clock()
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.duration_buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
-        self.duration_sum: dict[str, float] = defaultdict(float)
-        self.duration_count: dict[str, int] = defaultdict(int)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "keyless_http_requests", "HTTP requests answered, by service and status.",
+            ["service", "method", "status"], registry=self.registry,
+        )
+        self._duration = Histogram(
+            "keyless_http_request_duration_seconds", "Time to answer HTTP requests.",
+            ["service"], buckets=BUCKETS, registry=self.registry,
+        )
+        self._rate_limited = Counter(
+            "keyless_http_rate_limited_requests",
+            "Requests refused with 429 (a client over its budget, or a log's queue full).",
+            ["service"], registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.in_flight = 0
         self.writes_in_flight = 0
         self._writes_idle = asyncio.Event()
         self._writes_idle.set()
-        #: extra gauges set by the app (e.g. log tree sizes): name → (help, {labels: value})
+        #: extra metrics set by the app, read when scraped: name → (help, reader); the reader
+        #: returns {value of label "name": value} for a gauge (e.g. log tree sizes), or
+        #: :class:`Counted` for a counter (e.g. certificates issued by issuer)
         self.gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
+        self.registry.register(_Readings(self))
+
+    def uptime(self) -> float:
+        return self._clock() - self.started
 
     def observe(self, service: str, method: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        self.requests[(service, method, f"{status // 100}xx")] += 1
-        buckets = self.duration_buckets[service]
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                buckets[i] += 1
-        self.duration_sum[service] += seconds
-        self.duration_count[service] += 1
+        self._requests.labels(service, method, f"{status // 100}xx").inc()
+        self._duration.labels(service).observe(seconds)
+        if status == 429:
+            self._rate_limited.labels(service).inc()
 
     def write_started(self) -> None:
         self.writes_in_flight += 1
@@ -103,51 +164,7 @@ class Metrics:
 
     def render(self) -> str:
         """The exposition text."""
-        lines = [
-            "# HELP keyless_http_requests_total HTTP requests answered, by service and status.",
-            "# TYPE keyless_http_requests_total counter",
-        ]
-        for (service, method, status), count in sorted(self.requests.items()):
-            lines.append(
-                f'keyless_http_requests_total{{service="{service}",method="{method}",'
-                f'status="{status}"}} {count}'
-            )
-        lines += [
-            "# HELP keyless_http_request_duration_seconds Time to answer HTTP requests.",
-            "# TYPE keyless_http_request_duration_seconds histogram",
-        ]
-        for service in sorted(self.duration_count):
-            buckets = self.duration_buckets[service]
-            for bound, count in zip(BUCKETS, buckets, strict=True):
-                lines.append(
-                    f'keyless_http_request_duration_seconds_bucket{{service="{service}",'
-                    f'le="{bound}"}} {count}'
-                )
-            total = self.duration_count[service]
-            lines.append(
-                f'keyless_http_request_duration_seconds_bucket{{service="{service}",le="+Inf"}} '
-                f"{total}"
-            )
-            lines.append(
-                f'keyless_http_request_duration_seconds_sum{{service="{service}"}} '
-                f"{self.duration_sum[service]:.6f}"
-            )
-            lines.append(
-                f'keyless_http_request_duration_seconds_count{{service="{service}"}} {total}'
-            )
-        lines += [
-            "# HELP keyless_http_requests_in_flight HTTP requests being answered.",
-            "# TYPE keyless_http_requests_in_flight gauge",
-            f"keyless_http_requests_in_flight {self.in_flight}",
-            "# HELP keyless_uptime_seconds Seconds since this process started serving.",
-            "# TYPE keyless_uptime_seconds gauge",
-            f"keyless_uptime_seconds {self._clock() - self.started:.3f}",
-        ]
-        for name, (help_text, read) in sorted(self.gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            for label, value in sorted(read().items()):
-                lines.append(f'{name}{{name="{_escape(label)}"}} {value}')
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
 
 class MetricsMiddleware:

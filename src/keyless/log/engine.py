@@ -134,6 +134,8 @@ class TransparencyLog:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._head: LogHead | None = None
+        #: wall-clock time at which this process first saw the current checkpoint
+        self.head_changed_at: float | None = None
         self.nodes = NodeReader(
             lambda path: self._store.read_tile(self.name, path), self._head_size
         )
@@ -152,9 +154,10 @@ class TransparencyLog:
     # lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Recover (reconcile tiles with the head, repair lost tiles), seed a new log, start."""
-        self._head = await self._storage.run_writer(self.name, self._open)
+        head = await self._storage.run_writer(self.name, self._open)
+        self._note_head(head)
         if self._publisher is not None:
-            await self._start_publishing(self._head)
+            await self._start_publishing(head)
         self._task = asyncio.create_task(self._integrate(), name=f"keyless-log-{self.name}")
 
     def _open(self) -> LogHead:
@@ -273,7 +276,7 @@ class TransparencyLog:
                 await asyncio.sleep(min(1.0, 0.01 * 2**failures))
                 continue
             failures = 0
-            self._head = head
+            self._note_head(head)
             if self._publisher is not None:
                 try:
                     head = await self._publish(head)
@@ -376,6 +379,16 @@ class TransparencyLog:
         )
 
     # reads ------------------------------------------------------------------------------------
+    def _note_head(self, head: LogHead | None) -> None:
+        if head is not None and (self._head is None or head.checkpoint != self._head.checkpoint):
+            self.head_changed_at = time.time()
+        self._head = head
+
+    def last_seen_head(self) -> LogHead | None:
+        """The newest head this process has committed or read, without a storage round trip
+        (for metrics; other processes sharing the database may have moved it since)."""
+        return self._head
+
     def _head_size(self) -> int:
         head = self._store.head(self.name)
         return head.size if head else 0
@@ -385,7 +398,7 @@ class TransparencyLog:
         head = await self._storage.run(self._store.head, self.name)
         if head is None:
             raise NotFound(f"log {self.name} has not been created")
-        self._head = head
+        self._note_head(head)
         return head
 
     async def checkpoint(self) -> bytes:

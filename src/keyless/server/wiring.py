@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
 from keyless.http.budget import ClientBudget
+from keyless.http.metrics import Counted
 from keyless.keys import InMemorySigner, generate_key
 from keyless.sealing import Sealer
 from keyless.server.config import Settings
@@ -79,6 +80,8 @@ class WiringContext:
     after_start: list[Callable[[], Awaitable[None]]]
     gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]]
     authorities: list[Authority] = field(default_factory=list)
+    #: the log engines /metrics reports on (tree size, checkpoint age)
+    logs: list[TransparencyLog] = field(default_factory=list)
     tlogs: list[LogKey] = field(default_factory=list)
     ctlogs: list[LogKey] = field(default_factory=list)
     tsas: list[Authority] = field(default_factory=list)
@@ -274,6 +277,27 @@ def _engine_lifecycle(
 SEED = b"keyless: this log starts with one placeholder entry (interop.md, gotcha 1)"
 
 
+def _watch_log(ctx: WiringContext, engine: TransparencyLog) -> None:
+    """Report ``engine``'s tree size and checkpoint age on /metrics (as this process saw them)."""
+    ctx.logs.append(engine)
+    logs = ctx.logs
+
+    def sizes() -> dict[str, float]:
+        return {log.name: float(head.size) for log in logs
+                if (head := log.last_seen_head()) is not None}
+
+    def ages() -> dict[str, float]:
+        now = time.time()
+        return {log.name: max(0.0, now - log.head_changed_at) for log in logs
+                if log.head_changed_at is not None}
+
+    ctx.gauges["keyless_log_tree_size"] = (
+        "Entries in each transparency log (the newest checkpoint this process has seen).", sizes)
+    ctx.gauges["keyless_log_checkpoint_age_seconds"] = (
+        "Seconds since each log's newest checkpoint was first seen by this process (grows while "
+        "the log takes no entries).", ages)
+
+
 async def add_oidc(ctx: WiringContext) -> None:
     """The embedded OpenID Connect provider at ``P/oidc`` (contracts.md §3)."""
     from keyless.services.oidc.accounts import OidcUser, hash_secret
@@ -299,6 +323,12 @@ async def add_oidc(ctx: WiringContext) -> None:
         kv=ctx.storage.kv, keys=keys,
     )
     ctx.oidc = provider
+    limiter = provider.limiter
+    ctx.gauges["keyless_oidc_logins"] = (
+        "Secrets the embedded provider checked (passwords, client secrets, device user codes): "
+        "accepted (ok), or refused or cut off (failed).",
+        lambda: Counted("result", {"ok": float(limiter.logins),
+                                   "failed": float(limiter.login_failures)}))
     ctx.oidc_urls.append(
         ServiceUrl(ctx.settings.oidc_issuer, 1, await ctx.validity("oidc"))
     )
@@ -331,6 +361,7 @@ async def add_ctlog(ctx: WiringContext) -> None:
                await ctx.validity("ctlog"))
     )
     start, close = _engine_lifecycle(engine, None)
+    _watch_log(ctx, engine)
     ctx.components.append(
         Component(
             "ctlog", "/ctlog", routes(service, ctx.client_budget()),
@@ -426,6 +457,10 @@ async def add_ca(ctx: WiringContext) -> None:
         replay_guard=TokenReplayGuard(enabled=ctx.settings.ca_token_replay_guard),
     )
     ctx.ca_urls.append(ServiceUrl(ctx.public_url, 1, await ctx.validity("ca")))
+    issued = service.issued
+    ctx.gauges["keyless_ca_certificates_issued"] = (
+        "Certificates the CA issued in this process, by OIDC issuer (a retried token not "
+        "counted).", lambda: Counted("issuer", {k: float(v) for k, v in issued.items()}))
     ctx.components.append(
         Component(
             "ca", "", ca_routes(service, ctx.client_budget()), close=http.aclose,
@@ -464,6 +499,18 @@ async def add_tsa(ctx: WiringContext) -> None:
         require_ntp=ctx.settings.tsa_require_ntp,
     )
     service = TimestampService(credentials, TsaSettings(clock=clock))
+    guard = service.guard
+
+    def clock_offset() -> dict[str, float]:
+        offset = guard.status()["ntp_offset"]
+        return {"ntp": float(offset)} if isinstance(offset, (int, float)) else {}
+
+    ctx.gauges["keyless_tsa_clock_offset_seconds"] = (
+        "Offset of the TSA's clock from NTP time at the last check (absent without NTP servers).",
+        clock_offset)
+    ctx.gauges["keyless_tsa_clock_trusted"] = (
+        "1 while the TSA trusts its clock and issues timestamps, 0 while it refuses (503).",
+        lambda: {"tsa": 1.0 if guard.status()["trusted"] else 0.0})
     ctx.tsa_urls.append(ServiceUrl(url, 1, await ctx.validity("tsa")))
     ctx.components.append(
         Component(
@@ -525,6 +572,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
                                  trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
         start, close = _engine_lifecycle(engine, service)
+        _watch_log(ctx, engine)
         routes = tlog_routes(service, ctx.client_budget())
         active = number == len(shards)
         if active:
@@ -580,6 +628,7 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
                                  trusted=_trusted_issuers(ctx))
         ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
         start, close = _engine_lifecycle(engine, service)
+        _watch_log(ctx, engine)
         ctx.components.append(
             Component(
                 "rekor-v1", "", tlog_routes(service, ctx.client_budget()),

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from keyless.errors import Conflict, StorageError
-from keyless.storage.migrations import POSTGRES
+from keyless.storage.migrations import POSTGRES, check_not_newer
 from keyless.storage.model import Batch, LogHead, StoredEntry
 from keyless.storage.sql import (
     LogIds,
@@ -294,6 +294,7 @@ class PostgresBackend:
                 conn.execute("CREATE TABLE IF NOT EXISTS keyless_schema (version INTEGER NOT NULL)")
                 row = conn.execute("SELECT version FROM keyless_schema").fetchone()
                 version = int(row[0]) if row else 0
+                check_not_newer(version, len(POSTGRES), "the PostgreSQL database")
                 if row is None:
                     conn.execute("INSERT INTO keyless_schema (version) VALUES (0)")
                 for number, script in enumerate(POSTGRES[version:], start=version + 1):

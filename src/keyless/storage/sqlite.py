@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 
 from keyless.errors import ConfigError, Conflict, StorageError
 from keyless.storage.files import FileTileStore
-from keyless.storage.migrations import SQLITE
+from keyless.storage.migrations import SQLITE, check_not_newer
 from keyless.storage.model import Batch, LogHead, StoredEntry
 from keyless.storage.sql import (
     LogIds,
@@ -375,6 +375,7 @@ class SQLiteBackend:
     def _migrate(conn: sqlite3.Connection) -> None:
         with _transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            check_not_newer(version, len(SQLITE), "the SQLite database")
             for number, script in enumerate(SQLITE[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():

@@ -3,9 +3,9 @@
 Test modules import the fixtures they use from here (a second ``conftest`` module would clash
 with the top-level one, which other test modules import by name).
 
-Every stack gets a free 127.0.0.1 port and its own temporary data directory, so the tests run in
-parallel under xdist. The process is stopped with SIGTERM (graceful shutdown) and its output is
-kept for failure messages.
+Every stack gets a 127.0.0.1 port reserved for it (tests/ports.py) and its own temporary data
+directory, so the tests run in parallel under xdist. The process is stopped with SIGTERM
+(graceful shutdown) and its output is kept for failure messages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
+from ports import reserve_port
 
 KEYLESS = ROOT / ".venv" / "bin" / "keyless"
 USER = "alice@example.com"
@@ -32,10 +32,8 @@ PASSWORD = "s3cret-password"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port for a ``keyless serve`` process that no other test is given (see ``ports``)."""
+    return reserve_port()
 
 
 @dataclass

@@ -42,7 +42,8 @@ def test_ci_machine_identity_signs_and_verifies(tmp_path: Path) -> None:
         assert ok.returncode == 0, ok.stderr
         wrong = subprocess.run([*verify[:-1], f"{stack.url}/oidc"], capture_output=True,
                                text=True, timeout=60, check=False)
-        assert wrong.returncode != 0
+        assert wrong.returncode == 1
+        assert "is not the expected" in wrong.stderr and "/oidc'" in wrong.stderr, wrong.stderr
         bad = httpx.post(f"{stack.url}/oidc/token", data={
             "grant_type": "client_credentials", "client_id": "release-bot",
             "client_secret": "wrong", "scope": "openid"}, timeout=10)

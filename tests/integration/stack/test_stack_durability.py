@@ -511,7 +511,7 @@ def _check_search(http: httpx.Client, url: str, ledger: Ledger, recent: int = 20
 
     latest = sorted(ledger.digests)
     wanted = [k for api in ("v1", "v2") for k in [k for k in latest if k[0] == api][-recent:]]
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while wanted:
         wanted = [(api, index) for api, index in wanted if not found(api, index)]
         assert not wanted or time.monotonic() < deadline, f"not found by digest: {wanted[:5]}"
@@ -672,7 +672,12 @@ def test_a_postgres_crash_under_load_loses_nothing_and_serve_reconnects(
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(None, _crash_restart, cluster)
                     acknowledged = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
-                    await asyncio.sleep(2 * LOAD_SECONDS)  # reconnects after back-off
+                    # serve reconnects after its back-off: wait for a write acknowledged after
+                    # the crash (the event itself), however long a loaded machine takes
+                    deadline = time.monotonic() + 120
+                    while (len(ledger.v2) + len(ledger.v1) + len(ledger.certs) <= acknowledged
+                           and time.monotonic() < deadline and not ledger.errors):
+                        await asyncio.sleep(0.1)
                     stop.set()
                     await asyncio.gather(*tasks)
                 after = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
@@ -766,7 +771,7 @@ def test_waiting_for_a_data_dir_lock_gives_up_with_a_message(tmp_path: Path) -> 
         started = time.monotonic()
         with pytest.raises(ConfigError, match=f"in use by keyless serve \\(pid {os.getpid()}\\)"):
             DataDirLock(tmp_path).acquire(wait=True, timeout=0.3)
-        assert 0.3 <= time.monotonic() - started < 5
+        assert 0.3 <= time.monotonic() - started < 30  # waited, then gave up (machine loaded)
     finally:
         owner.release()
     waiter = DataDirLock(tmp_path)

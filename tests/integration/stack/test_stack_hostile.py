@@ -505,6 +505,14 @@ def test_concurrent_duplicate_submissions_stay_idempotent(hostile_stack: Running
 def test_the_log_holds_no_traceback_and_no_secret(
     hostile_stack: RunningStack, client: httpx.Client
 ) -> None:
+    def records_so_far() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in hostile_stack.output().splitlines()
+                if line.startswith("{") and line.endswith("}")]
+
+    def userinfo_records() -> int:
+        return sum(r.get("path") == "/oidc/userinfo" for r in records_so_far())
+
+    before = userinfo_records()
     token = hostile_stack.token()
     wrong = {"grant_type": "password", "client_id": "sigstore", "username": USER,
              "password": PASSWORD + "-wrong"}  # fmt: skip
@@ -512,12 +520,13 @@ def test_the_log_holds_no_traceback_and_no_secret(
     client.post("/api/v2/signingCert", json={"publicKeyRequest": {}},
                 headers={"Authorization": "Bearer " + token})  # fmt: skip
     client.get("/oidc/userinfo", headers={"Authorization": "Bearer " + token})
-    time.sleep(0.5)  # let the access log reach the file
-    records = [
-        json.loads(line)
-        for line in hostile_stack.output().splitlines()
-        if line.startswith("{")
-    ]
+
+    # the last request's access record has reached the file (the log is written after the answer)
+    deadline = time.monotonic() + 60
+    while userinfo_records() == before:
+        assert time.monotonic() < deadline, "no access record of /oidc/userinfo"
+        time.sleep(0.05)
+    records = records_so_far()
     assert records, "no JSON log records"
     text = json.dumps(records)
     assert "Traceback" not in text

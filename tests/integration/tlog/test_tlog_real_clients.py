@@ -115,8 +115,9 @@ def test_sigstore_python_v1_and_v2_entries_are_served_and_searchable(
     assert base64.b64decode(served["body"]) == base64.b64decode(v1["canonicalizedBody"])
     _check_v2_tiles(running, trust, v2)
 
-    # Search is eventually consistent (a background indexer); poll briefly.
-    deadline = time.monotonic() + 10
+    # Search is eventually consistent (a background indexer): wait for it (bound: a loaded
+    # machine).
+    deadline = time.monotonic() + 60
     while True:
         found_v1 = _search(running, "/api/v1", {"digest": f"sha256:{digest}"})
         found_v2 = _search(running, "/rekor/api/v2", {"identity": USER,

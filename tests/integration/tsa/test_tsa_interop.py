@@ -155,7 +155,9 @@ def test_openssl_without_cert_req_needs_the_leaf(tsa: RunningTsa, tmp_path: Path
     missing = _openssl(
         "ts", "-verify", "-data", data, "-in", reply, "-CAfile", tsa.root_pem, check=False
     )
-    assert missing.returncode != 0  # certificates are only included when asked for
+    # certificates are only included when asked for
+    assert missing.returncode != 0
+    assert "signer certificate not found" in missing.stdout + missing.stderr, missing.stderr
     ok = _openssl(
         "ts", "-verify", "-data", data, "-in", reply, "-CAfile", tsa.root_pem,
         "-untrusted", tsa.leaf_pem,
@@ -174,8 +176,11 @@ def test_openssl_rejects_wrong_chain_and_tampering(tsa: RunningTsa, tmp_path: Pa
     assert _openssl(*base, reply, "-data", data, "-CAfile", tsa.chain_pem).returncode == 0
     wrong_chain = _openssl(*base, reply, "-data", data, "-CAfile", tsa.other_chain_pem, check=False)
     assert wrong_chain.returncode != 0
+    assert "unable to get local issuer certificate" in wrong_chain.stdout + wrong_chain.stderr, (
+        wrong_chain.stderr)
     wrong_data = _openssl(*base, reply, "-data", other_data, "-CAfile", tsa.chain_pem, check=False)
     assert wrong_data.returncode != 0
+    assert "message imprint mismatch" in wrong_data.stdout + wrong_data.stderr, wrong_data.stderr
     # Flip one bit of the signed genTime inside the token: the signature must no longer verify.
     at = body.index(b"Z\x30") - 1  # last digit of genTime (GeneralizedTime ends in "Z")
     tampered = bytearray(body)

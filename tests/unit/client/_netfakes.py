@@ -64,6 +64,8 @@ class SilentServer:
     def __init__(self, trickle: float | None = None) -> None:
         self.trickle = trickle
         self.accepted = 0
+        #: set once a client has connected (a test waits on it instead of sleeping)
+        self.connected = threading.Event()
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(16)
@@ -83,6 +85,7 @@ class SilentServer:
             except OSError:
                 continue
             self.accepted += 1
+            self.connected.set()
             self._held.append(conn)
             if self.trickle is not None:
                 t = threading.Thread(target=self._drip, args=(conn,), daemon=True)

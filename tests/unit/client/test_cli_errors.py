@@ -349,26 +349,73 @@ def test_write_output_is_atomic_no_clobber_and_umask_mode(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_server() -> Iterator[SilentServer]:
     """A TCP server that accepts connections and never answers (a hung service)."""
     with SilentServer() as server:
-        yield server.url
+        yield server
 
 
-def test_ctrl_c_is_one_line_and_exit_130(silent_server: str, tmp_path: Path) -> None:
+def test_ctrl_c_is_one_line_and_exit_130(silent_server: SilentServer, tmp_path: Path) -> None:
     artifact = tmp_path / "a.txt"
     artifact.write_text("a\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGSTORE_")}
     proc = subprocess.Popen([str(KEYLESS), "sign", str(artifact), "--identity-token", "x",
-                             "--server", silent_server], stderr=subprocess.PIPE, text=True,
+                             "--server", silent_server.url], stderr=subprocess.PIPE, text=True,
                             env=env)
-    time.sleep(1.5)  # importing, then blocked on the silent server
+    # started, and now blocked on the silent server
+    assert silent_server.connected.wait(120), proc.communicate(timeout=5)[1]
     assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip() == "keyless: interrupted"
     assert not (tmp_path / "a.txt.sigstore.json").exists()
+
+
+#: Runs the installed console script as the shell would, with one change: a Ctrl-C arrives while
+#: the command line's first module imports (argparse) — before ``main`` handles anything.
+INTERRUPTED_WHILE_IMPORTING = """\
+import builtins, os, runpy, signal, sys
+
+real_import = builtins.__import__
+
+def interrupting(name, *args, **kwargs):
+    if name == "argparse" and "argparse" not in sys.modules:
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = interrupting
+sys.argv = [sys.argv[1], "--version"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line_and_exit_130() -> None:
+    """Issue #17: a Ctrl-C during start-up was a traceback and no exit 130."""
+    proc = subprocess.run([str(KEYLESS.parent / "python"), "-c", INTERRUPTED_WHILE_IMPORTING,
+                           str(KEYLESS)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert (proc.returncode, proc.stderr) == (130, "keyless: interrupted\n"), proc.stderr
+    assert proc.stdout == ""
+
+
+def test_ctrl_c_wrapped_by_python_is_still_an_interruption(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11 turns a KeyboardInterrupt in ``__set_name__`` (a class body being imported)
+    into a RuntimeError: it was reported as an unexpected error, exit 1."""
+    import keyless._cli.verify as verify_cli
+
+    def imports_a_class_when_ctrl_c_arrives(args: object) -> str:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setattr(verify_cli, "verify", imports_a_class_when_ctrl_c_arrives)
+    monkeypatch.delenv("KEYLESS_DEBUG", raising=False)
+    assert main(V("--offline")) == 130
+    assert capsys.readouterr().err == "keyless: interrupted\n"
 
 
 def test_entry_point_has_no_traceback_for_a_bad_bundle(tmp_path: Path) -> None:

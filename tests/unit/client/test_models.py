@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from _client_vectors import CASES, SP, VECTORS, read
 
-from keyless.errors import InvalidInput
+from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import BUNDLE_V03_NEW, Bundle
 from keyless.formats.jsonreader import ValidityPeriod
 from keyless.formats.signingconfig import Service, ServiceSelector, SigningConfig
@@ -128,7 +128,7 @@ def test_service_selection() -> None:
     assert select_services(services, "rekor") == [v2, other]
     assert select_services(services, "rekor", ServiceSelector("ANY")) == [v2]
     assert select_services(services, "rekor", versions=(1,)) == [v1, other]
-    with pytest.raises(Exception, match="exactly 3"):
+    with pytest.raises(ConfigError, match="exactly 3"):
         select_services(services, "rekor", ServiceSelector("EXACT", 3))
 
 

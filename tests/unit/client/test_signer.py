@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from keyless.errors import InvalidInput
 from keyless.formats.bundle import Bundle
 from keyless.formats.jsonreader import ValidityPeriod
 from keyless.formats.signingconfig import Service
@@ -154,7 +155,7 @@ def test_rekor_v1_response_conversion_matches_the_bundle() -> None:
     }
     assert entry_from_rekor_v1(response) == entry
     del response["verification"]["inclusionProof"]["checkpoint"]  # type: ignore[index]
-    with pytest.raises(Exception, match="checkpoint"):
+    with pytest.raises(InvalidInput, match=r"inclusionProof\.checkpoint is missing"):
         entry_from_rekor_v1(response)
 
 

@@ -73,7 +73,8 @@ def test_refresh_without_network_falls_back_once_per_window(tmp_path: Path) -> N
                               "https://tuf-repo-cdn.sigstore.dev")
     assert warning.endswith("using the trusted root shipped with keyless")
     assert ok.startswith("OK:")
-    assert took < 10, f"the failed refresh took {took:.1f} s"
+    # not python-tuf's 30 s per attempt (generous: the machine may be loaded)
+    assert took < 25, f"the failed refresh took {took:.1f} s"
     attempts = log.read_text()
     assert attempts
     # inside the window: no new attempt, no warning
@@ -102,7 +103,7 @@ def test_hung_tuf_repository_does_not_hang_the_cli(tmp_path: Path) -> None:
         assert server.accepted >= 1, "the refresh never reached the fake repository"
     assert proc.returncode == 0, proc.stderr
     assert "warning:" in proc.stderr and f"within {DEFAULT_TIMEOUT:g} s" in proc.stderr
-    assert took < DEFAULT_TIMEOUT + 10, f"a hung repository held the CLI for {took:.1f} s"
+    assert took < DEFAULT_TIMEOUT + 20, f"a hung repository held the CLI for {took:.1f} s"
 
 
 def _root() -> bytes:
@@ -118,7 +119,7 @@ def test_silent_repository_times_out_and_is_not_retried_within_window(tmp_path: 
                        refresh_window=60, clock=lambda: now[0])
         start = time.monotonic()
         config = tuf.client_trust_config()
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 20  # 0.5 s, not python-tuf's 30 s (machine loaded)
         assert config.trusted_root == production_trusted_root()
         assert len(warnings) == 1 and "no answer from" in warnings[0]
         connections = server.accepted
@@ -137,7 +138,7 @@ def test_trickling_repository_hits_the_total_deadline(tmp_path: Path) -> None:
         start = time.monotonic()
         with pytest.raises(ConfigError, match=r"longer than 1\.5 s"):
             tuf.refresh()
-        assert time.monotonic() - start < 4
+        assert time.monotonic() - start < 20  # 1.5 s, not 30 s (generous: machine loaded)
 
 
 def test_offline_never_refreshes_and_custom_repository_needs_a_cache(tmp_path: Path) -> None:

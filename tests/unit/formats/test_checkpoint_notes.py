@@ -315,3 +315,33 @@ def test_static_ct_rfc6962_note_signature() -> None:
     with_ext = Checkpoint(origin, size, ROOT, ("ext",)).to_text()
     with pytest.raises(CheckpointError):  # static-ct checkpoints carry no extension lines
         verify_note(SignedNote(with_ext, (line,)), [v])
+
+
+def _flip_each_bit(data: bytes) -> list[bytes]:
+    return [data[:i] + bytes([data[i] ^ (1 << bit)]) + data[i + 1 :]
+            for i in range(len(data)) for bit in range(8)]
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa"])
+def test_every_bit_flip_in_a_checkpoint_signature_or_body_is_rejected(
+    kind: str, ed_signer: NoteSigner, ec_signer: NoteSigner,
+) -> None:
+    """Not merely "does not crash": every single-bit change of the signature line's key hint and
+    signature, and of the signed text, is refused with CheckpointError (issue #17)."""
+    signer = ed_signer if kind == "ed25519" else ec_signer
+    note = sign_checkpoint(Checkpoint(signer.name, 646, ROOT, ("ext",)), signer)
+    assert open_checkpoint(note, signer.verifier()).size == 646
+    text, _, signature_line = note.rstrip(b"\n").rpartition(b"\n")
+    dash_name, _, blob = signature_line.rpartition(b" ")
+    raw = base64.b64decode(blob)
+    flipped_notes = [text + b"\n" + dash_name + b" " + base64.b64encode(bad) + b"\n"
+                     for bad in _flip_each_bit(raw)]
+    flipped_notes += [bad + b"\n" + signature_line + b"\n" for bad in _flip_each_bit(text)]
+    accepted = []
+    for bad_note in flipped_notes:
+        try:
+            open_checkpoint(bad_note, signer.verifier())
+        except CheckpointError:
+            continue
+        accepted.append(bad_note)
+    assert not accepted, accepted[:3]

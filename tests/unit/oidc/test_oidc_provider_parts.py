@@ -91,16 +91,35 @@ async def test_device_code_lifecycle() -> None:
     store = CodeStore(MemoryKV(clock))
     device_code, grant = await store.issue_device_code("sigstore", "openid", clock.now + 600, 5)
     assert (await store.poll_device(device_code, clock.now))[0] == "authorization_pending"
-    assert (await store.poll_device(device_code, clock.now + 1))[0] == "slow_down"
+    clock.now += 1
+    assert (await store.poll_device(device_code, clock.now))[0] == "slow_down"
     found = await store.device_by_user_code(grant.user_code[:4].lower() + "-" + grant.user_code[4:])
     assert found is not None
     assert await store.approve_device(found[0], "a@x.test", grant)
     assert not await store.approve_device(found[0], "mallory@x.test", grant)  # first one wins
-    outcome, value = await store.poll_device(device_code, clock.now + 5)
+    clock.now += 4
+    outcome, value = await store.poll_device(device_code, clock.now)
     assert outcome == "ok" and value[1] == "a@x.test"
-    assert (await store.poll_device(device_code, clock.now + 10))[0] == "invalid_grant"
+    clock.now += 5
+    assert (await store.poll_device(device_code, clock.now))[0] == "invalid_grant"
     other, _ = await store.issue_device_code("sigstore", "openid", clock.now + 600, 5)
-    assert (await store.poll_device(other, clock.now + 601))[0] == "expired_token"
+    clock.now += 601
+    assert (await store.poll_device(other, clock.now))[0] == "expired_token"
+
+
+async def test_device_poll_interval_is_measured_from_the_previous_poll() -> None:
+    """Issue #17: two polls 0.2 s apart either side of a multiple of the interval both passed
+    (one slot per interval on a fixed grid), so the slow_down test flaked."""
+    clock = Clock(1_800_000_004.9)  # 0.1 s before a multiple of 5
+    store = CodeStore(MemoryKV(clock))
+    device_code, _ = await store.issue_device_code("sigstore", "openid", clock.now + 600, 5)
+    assert (await store.poll_device(device_code, clock.now))[0] == "authorization_pending"
+    clock.now += 0.2
+    assert (await store.poll_device(device_code, clock.now))[0] == "slow_down"
+    clock.now += 4.7  # 4.9 s after the first poll
+    assert (await store.poll_device(device_code, clock.now))[0] == "slow_down"
+    clock.now += 0.2  # 5.1 s after the first poll answered normally
+    assert (await store.poll_device(device_code, clock.now))[0] == "authorization_pending"
 
 
 def test_user_code_normalization() -> None:

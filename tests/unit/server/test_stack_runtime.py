@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from keyless.errors import ConfigError
-from keyless.http.metrics import Metrics, service_of
+from keyless.http.metrics import Counted, Metrics, service_of
 from keyless.sealing import Sealer
 from keyless.server.app import create_app, prefixed
 from keyless.server.config import Settings
@@ -92,10 +93,30 @@ def test_metrics_text_and_drain() -> None:
     metrics = Metrics()
     metrics.observe("ca", "POST", 201, 0.02)
     metrics.observe("ca", "POST", 400, 2.0)
-    text = metrics.render()
-    assert 'keyless_http_requests_total{service="ca",method="POST",status="2xx"} 1' in text
-    assert 'keyless_http_request_duration_seconds_bucket{service="ca",le="0.025"} 1' in text
-    assert 'keyless_http_request_duration_seconds_bucket{service="ca",le="+Inf"} 2' in text
+    metrics.observe("tsa", "POST", 429, 0.001)
+    metrics.gauges["keyless_test_gauge"] = ("A gauge of the app.", lambda: {"rekor": 3.0})
+    metrics.gauges["keyless_test_things"] = ("A counter of the app.",
+                                             lambda: Counted("issuer", {"https://a": 2.0}))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(metrics.render())
+               for s in family.samples}
+    assert samples[("keyless_http_requests_total",
+                    (("method", "POST"), ("service", "ca"), ("status", "2xx")))] == 1
+    assert samples[("keyless_http_request_duration_seconds_bucket",
+                    (("le", "0.025"), ("service", "ca")))] == 1
+    assert samples[("keyless_http_request_duration_seconds_bucket",
+                    (("le", "+Inf"), ("service", "ca")))] == 2
+    assert samples[("keyless_test_gauge", (("name", "rekor"),))] == 3
+    assert samples[("keyless_test_things_total", (("issuer", "https://a"),))] == 2
+    assert "# TYPE keyless_test_things_total counter" in metrics.render()
+    assert samples[("keyless_http_rate_limited_requests_total", (("service", "tsa"),))] == 1
+    assert samples[("keyless_http_requests_in_flight", ())] == 0
+    names = {name for name, _ in samples}
+    # the standard process and Python collectors operators expect
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "python_info",
+            "python_gc_collections_total"} <= names, names
+    assert not [n for n in names if n.endswith("_created")]
+    assert Metrics().render().count("keyless_http_requests_total{") == 0, "registries mixed"
     assert service_of("/api/v2/signingCert") == "ca"
     assert service_of("/rekor/api/v2/log/entries") == "rekor_v2"
     assert service_of("/api/v1/log/entries") == "rekor_v1"

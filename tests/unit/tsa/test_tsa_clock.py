@@ -82,10 +82,10 @@ def test_offline_step_is_accepted_after_the_hold() -> None:
 
 def test_sntp_offset_against_fake_server(fake_ntp: Any) -> None:
     fake_ntp.offset = 2.5
-    offset = sntp_offset("127.0.0.1", fake_ntp.port, timeout=2)
-    assert offset == pytest.approx(2.5, abs=0.2)
+    offset = sntp_offset("127.0.0.1", fake_ntp.port, timeout=30)
+    assert offset == pytest.approx(2.5, abs=0.5)
     fake_ntp.offset = -1.0
-    assert sntp_offset("127.0.0.1", fake_ntp.port, timeout=2) == pytest.approx(-1.0, abs=0.2)
+    assert sntp_offset("127.0.0.1", fake_ntp.port, timeout=30) == pytest.approx(-1.0, abs=0.5)
 
 
 @pytest.mark.parametrize(
@@ -102,12 +102,15 @@ def test_sntp_refuses_unusable_answers(
     fake_ntp: Any, field: str, value: object, message: str
 ) -> None:
     setattr(fake_ntp, field, value)
+    # no usable answer ever comes to the last two: the timeout is what ends them, and a short
+    # one is right on any machine; the others are answered, which may be slow under load
+    never_answered = field in ("echo_origin", "silent")
     with pytest.raises(NtpError, match=message):
-        sntp_offset("127.0.0.1", fake_ntp.port, timeout=0.3)
+        sntp_offset("127.0.0.1", fake_ntp.port, timeout=0.3 if never_answered else 30)
 
 
 async def test_ntp_drift_refuses_then_recovers(fake_ntp: Any) -> None:
-    guard = ClockGuard(ClockPolicy(ntp_servers=(fake_ntp.address,), max_drift=1.0, ntp_timeout=2))
+    guard = ClockGuard(ClockPolicy(ntp_servers=(fake_ntp.address,), max_drift=1.0, ntp_timeout=30))
     fake_ntp.offset = 0.0
     await guard.check_ntp()
     guard.now()
@@ -123,7 +126,7 @@ async def test_ntp_drift_refuses_then_recovers(fake_ntp: Any) -> None:
 
 async def test_start_runs_a_first_round_before_serving(fake_ntp: Any) -> None:
     fake_ntp.offset = -30.0
-    guard = ClockGuard(ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=2))
+    guard = ClockGuard(ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=30))
     await guard.start()
     try:
         with pytest.raises(Unavailable):
@@ -153,7 +156,7 @@ async def test_a_step_is_lifted_by_an_agreeing_ntp_round(fake_ntp: Any) -> None:
 
     clocks.wall = time.time()
     guard = ClockGuard(
-        ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=2),
+        ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=30),
         clock=clocks.time,
         monotonic=clocks.monotonic,
     )
@@ -204,5 +207,5 @@ def test_connection_refused_is_an_ntp_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(NtpError):
-        sntp_offset("127.0.0.1", port, timeout=0.3)
+    with pytest.raises(NtpError, match="refused"):
+        sntp_offset("127.0.0.1", port, timeout=30)

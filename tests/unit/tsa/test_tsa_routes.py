@@ -248,7 +248,7 @@ async def test_drifted_clock_found_by_fake_ntp_answers_503(
     credentials: TsaCredentials, fake_ntp: Any
 ) -> None:
     fake_ntp.offset = 10.0
-    settings = TsaSettings(clock=ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=2))
+    settings = TsaSettings(clock=ClockPolicy(ntp_servers=(fake_ntp.address,), ntp_timeout=30))
     service = TimestampService(credentials, settings)
     with TestClient(create_app(service)) as c:  # lifespan runs the first NTP round
         assert c.post(URL, content=GOOD, headers=DER).status_code == 503

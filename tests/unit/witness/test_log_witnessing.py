@@ -13,11 +13,11 @@ from keyless.formats.checkpoint import NoteSigner, SignedNote
 from keyless.formats.cosignature import Ed25519Cosigner
 from keyless.formats.vkey import VerifierKey
 from keyless.formats.witnesspolicy import WitnessPolicy
+from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
 from keyless.log.witnessing import ProveFn, WitnessEndpoint, Witnessing
 from keyless.server.witnessing import KvPublishedStore, WitnessingSettings, policy_text
 from keyless.storage import open_storage
-from keyless.storage.keyfiles import InMemorySigner
 from keyless.storage.memory import MemoryBackend
 from keyless.storage.model import LogHead
 from keyless.witness.routes import SIZE_MEDIA_TYPE

@@ -25,7 +25,7 @@ from keyless.formats.cosignature import (
 )
 from keyless.formats.vkey import VerifierKey, VkeyError
 from keyless.formats.witnesspolicy import PolicyError, WitnessPolicy, WitnessPolicyError
-from keyless.storage.keyfiles import InMemorySigner
+from keyless.keys import InMemorySigner
 
 ASSETS = ROOT / "tests" / "assets"
 #: the three witnesses that cosigned a real staging Rekor v2 checkpoint (sigstore-python asset)

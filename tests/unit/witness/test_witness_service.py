@@ -20,8 +20,8 @@ from keyless.formats.checkpoint import (
 )
 from keyless.formats.cosignature import Ed25519Cosigner, verifier_for_vkey
 from keyless.formats.vkey import VerifierKey
+from keyless.keys import InMemorySigner
 from keyless.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_from_leaf_hashes
-from keyless.storage.keyfiles import InMemorySigner
 from keyless.witness.app import create_app
 from keyless.witness.service import (
     LogConfig,

@@ -14,6 +14,7 @@ Issuance (protocols.md §1, §2, Fulcio ``pkg/server/grpc_server.go``):
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import time
@@ -94,6 +95,8 @@ class CAService:
         self._ctlog = ctlog
         self._replay = replay_guard
         self._clock = clock
+        #: certificates issued by this process, by OIDC issuer (retries of a token not counted)
+        self.issued: collections.Counter[str] = collections.Counter()
 
     # -- what the trusted root needs ---------------------------------------------------------
     def chain_der(self) -> list[bytes]:
@@ -141,6 +144,7 @@ class CAService:
         if not logged.duplicate:
             leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext, base)
             self._audit(leaf, identity, retry=False)
+            self.issued[identity.issuer] += 1
             return IssuedCertificate(leaf, self.material.chain, logged.sct)
         # The token was seen before: the same key is a retry, any other key a replay.
         if logged.precertificate is None:

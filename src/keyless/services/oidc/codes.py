@@ -4,8 +4,8 @@ Codes are stored under their SHA-256, so the store never holds a redeemable valu
 enforced with the store's one atomic primitive: redeeming first inserts a "used" marker with
 ``put_if_absent``, and only the request that inserted it gets a token (RFC 6749 §4.1.2: a code
 MUST NOT be used more than once). Device approval is a marker of the same kind, and polling
-faster than the announced interval is detected by claiming one slot per interval
-(RFC 8628 §3.5 ``slow_down``).
+faster than the announced interval is detected with a marker that lives for one interval after
+the last poll answered normally (RFC 8628 §3.5 ``slow_down``).
 """
 
 from __future__ import annotations
@@ -138,13 +138,14 @@ class CodeStore:
         grant = DeviceGrant(**json.loads(raw))
         if now >= grant.expires_at:
             return "expired_token", grant
-        slot = int(now // grant.interval)
-        first_in_slot = await self._kv.put_if_absent(
-            "oidc-device-poll", f"{device_hash}/{slot}", b"1", grant.expires_at + 600
+        # the interval is measured from the previous poll answered normally (not from a fixed
+        # grid of slots, where two quick polls either side of a boundary both passed)
+        earlier = await self._kv.put_if_absent(
+            "oidc-device-poll", device_hash, b"1", now + grant.interval
         )
         approved = await self._kv.get("oidc-device-approved", device_hash)
         if approved is None:
-            return ("authorization_pending" if first_in_slot is None else "slow_down"), grant
+            return ("authorization_pending" if earlier is None else "slow_down"), grant
         used = await self._kv.put_if_absent(
             "oidc-device-used", device_hash, b"1", grant.expires_at + 600
         )

@@ -173,6 +173,10 @@ class LoginLimiter:
         self._max_wait = max_wait
         self._sleep = sleep
         self._gates: dict[str, _Gate] = {}
+        #: secrets checked in this process (passwords, client secrets, device user codes):
+        #: accepted, and refused or cut off
+        self.logins = 0
+        self.login_failures = 0
 
     def backoff(self, account: str) -> float:
         """Seconds a check of ``account`` waits now, from its failures (any address)."""
@@ -209,6 +213,10 @@ class LoginLimiter:
                     yield attempt
         finally:
             failed = attempt.verifying and not attempt.ok
+            if attempt.ok:
+                self.logins += 1
+            elif failed:
+                self.login_failures += 1
             self._pairs.release(*pair_keys, record=failed)
             self._addresses.release(address_key, record=failed)
             if account is not None and failed:

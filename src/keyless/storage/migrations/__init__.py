@@ -2,7 +2,9 @@
 
 Each backend records how many scripts it has applied (SQLite: ``PRAGMA user_version``; PostgreSQL:
 table ``keyless_schema``) and runs the rest in order at open, in one transaction each. Scripts are
-append-only: never edit one that has shipped, add a new one.
+append-only: never edit one that has shipped, add a new one. A database that has applied more
+scripts than this keyless knows was written by a newer keyless: it is refused
+(:func:`check_not_newer`), never used with a schema this code does not understand.
 
 Entries live in one table for all logs. In SQLite the rowid is ``log_id · 2^40 + index`` so that
 appends go to the end of the b-tree and a log's entries are one contiguous range (2^40 ≈ 10^12
@@ -11,6 +13,18 @@ case (dedup by leaf hash) costs a single secondary index.
 """
 
 from __future__ import annotations
+
+from keyless.errors import ConfigError
+
+
+def check_not_newer(version: int, known: int, where: str) -> None:
+    """Refuse a database at schema ``version`` when this keyless only knows ``known`` scripts."""
+    if version > known:
+        raise ConfigError(
+            f"{where} has schema version {version}, newer than this keyless knows ({known}): "
+            "it was written by a newer keyless; run that version or upgrade keyless "
+            "(a database cannot be downgraded)"
+        )
 
 SQLITE: list[str] = [
     """
