@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trust-instance": ("trust_instance", "pin a keyless instance's TUF root once (for --server)"),
     "image": ("image", "sign, attest and verify container images in their OCI registry"),
     "witness": ("witness", "run a C2SP tlog-witness that cosigns other logs' checkpoints"),
+    "monitor": ("monitor", "follow transparency logs: prove them append-only, report watched "
+                "signers"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs

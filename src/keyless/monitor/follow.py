@@ -1,0 +1,213 @@
+"""Following one Rekor v2 log from its tiles: verify, prove append-only, read every new entry.
+
+Per run, for a log whose last verified checkpoint (size ``m``, root ``r_m``) is in the state:
+
+1. the stored note is verified again with the log's key (a hand-edited state is caught);
+2. the log's checkpoint is fetched and its signature verified (and the witness policy, if any);
+   a smaller size is a rollback, the same size with another root a fork;
+3. the right edge of the tree of size ``m`` is read from the hash tiles and must hash to ``r_m``
+   (so the tiles are those of the verified tree), then every new entry is read from the entry
+   bundles, hashed and appended to it; the result must be the new root ``r_n``. That single
+   check proves the new tree extends the old one *and* that the entries served are exactly the
+   tree's leaves. When it fails, an RFC 9162 consistency proof built from the tiles tells a fork
+   (no proof) from entry bundles that do not match the tiles;
+4. only then are the matches reported, the checkpoint recorded durably, and a ``checkpoint``
+   event emitted.
+
+Any failed check is an :class:`Inconsistency`: an ``inconsistency`` event with its evidence saved
+next to the state file; the state keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from keyless.errors import Error
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.witnesspolicy import WitnessPolicy
+from keyless.log.nodes import NodeReader
+from keyless.merkle import CompactRange, consistency_proof, leaf_hash, verify_consistency
+from keyless.monitor.events import EventSink, save_evidence
+from keyless.monitor.state import MonitorState, Verified
+from keyless.monitor.tiles import BundleError, TileClient
+from keyless.monitor.watch import Match, Watch
+from keyless.trust.material import LogKey
+from keyless.verify.tlog import verify_checkpoint
+
+__all__ = ["Follower", "Inconsistency", "LogTarget"]
+
+#: Leaves past any level this deep are never complete (keeps CompactRange from reporting nodes).
+_NO_NODES = 64
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """A Rekor v2 log to follow: its tiles URL and its trusted key."""
+
+    url: str
+    key: LogKey
+
+
+class Inconsistency(Exception):
+    """The log (or the state about it) is not consistent; ``evidence`` is saved with the event."""
+
+    def __init__(self, reason: str, evidence: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.evidence = evidence
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Follower:
+    """One monitor run's logic for tiled logs (shared by ``--once`` and ``--interval``)."""
+
+    def __init__(
+        self,
+        state: MonitorState,
+        watch: Watch,
+        sink: EventSink,
+        *,
+        policy: WitnessPolicy | None = None,
+        from_now: bool = False,
+    ) -> None:
+        self.state = state
+        self.watch = watch
+        self.sink = sink
+        self.policy = policy
+        self.from_now = from_now
+        self.entries_read = 0
+
+    def run(self, target: LogTarget) -> bool:
+        """Follow ``target`` up to its current checkpoint: True if consistent, False if an
+        inconsistency was reported. Network trouble raises :class:`keyless.errors.Error`."""
+        client = TileClient(target.url)
+        try:
+            self._follow(target, client)
+        except Inconsistency as exc:
+            path = save_evidence(self.state.evidence_dir, target.url, exc.reason, exc.evidence)
+            self.sink.emit({"event": "inconsistency", "log": target.url, "reason": exc.reason,
+                            "evidence": str(path)})
+            return False
+        finally:
+            client.close()
+        return True
+
+    def _verify_note(self, note: str, target: LogTarget, what: str) -> Checkpoint:
+        try:
+            return verify_checkpoint(note, target.key)
+        except Error as exc:
+            raise Inconsistency(f"{what}: {exc}", {"checkpoint": note}) from exc
+
+    def _last(self, target: LogTarget) -> Verified | None:
+        last = self.state.latest(target.url)
+        if last is None:
+            return None
+        cp = self._verify_note(last.note, target, "the state's last checkpoint does not verify")
+        if (cp.size, cp.root_hash) != (last.size, last.root):
+            raise Inconsistency(
+                "the state's last checkpoint was altered: its size or root differs from its note",
+                {"checkpoint": last.note, "stored_size": last.size,
+                 "stored_root": _b64(last.root)},
+            )
+        return last
+
+    def _fetch_checkpoint(self, target: LogTarget, client: TileClient) -> tuple[str, Checkpoint]:
+        raw = client.checkpoint()
+        try:
+            note = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Inconsistency("the log's checkpoint is not UTF-8",
+                                {"checkpoint_b64": _b64(raw)}) from exc
+        cp = self._verify_note(note, target, "the log's checkpoint does not verify")
+        if self.policy is not None:
+            try:
+                self.policy.verify(note)
+            except Error as exc:
+                raise Inconsistency(f"witness policy: {exc}", {"checkpoint": note}) from exc
+        return note, cp
+
+    def _follow(self, target: LogTarget, client: TileClient) -> None:
+        last = self._last(target)
+        note, cp = self._fetch_checkpoint(target, client)
+        evidence = {"previous": last.note if last else None, "checkpoint": note}
+        if last is not None:
+            if cp.size < last.size:
+                raise Inconsistency(
+                    f"rollback: the log's tree size {cp.size} is smaller than the verified "
+                    f"{last.size}", evidence)
+            if cp.size == last.size:
+                if cp.root_hash != last.root:
+                    raise Inconsistency(
+                        f"fork: two different roots for tree size {cp.size}", evidence)
+                return
+        elif self.from_now:
+            self._record(target, cp, note, None, [])
+            return
+        matches = self._catch_up(target, client, last, cp, evidence)
+        self._record(target, cp, note, last, matches)
+
+    def _catch_up(
+        self,
+        target: LogTarget,
+        client: TileClient,
+        last: Verified | None,
+        cp: Checkpoint,
+        evidence: dict[str, Any],
+    ) -> list[tuple[int, Match]]:
+        reader = NodeReader(client.tile, lambda: cp.size)
+        start = last.size if last is not None else 0
+        edge = CompactRange.from_getter(start, reader.get_hash)
+        if last is not None and edge.root() != last.root:
+            raise Inconsistency(
+                f"fork: the log's tiles for tree size {start} do not hash to the verified root",
+                evidence)
+        matches: list[tuple[int, Match]] = []
+        try:
+            for first, entries in client.bundles(start, cp.size):
+                edge.extend([leaf_hash(e) for e in entries], min_level=_NO_NODES)
+                for offset, entry in enumerate(entries):
+                    for match in self.watch.matches(entry):
+                        matches.append((first + offset, match))
+                self.entries_read += len(entries)
+        except BundleError as exc:
+            raise Inconsistency(f"bad entry bundle: {exc}", evidence) from exc
+        if edge.root() != cp.root_hash:
+            raise Inconsistency(self._diagnose(reader, last, cp, start), evidence)
+        return matches
+
+    @staticmethod
+    def _diagnose(reader: NodeReader, last: Verified | None, cp: Checkpoint, start: int) -> str:
+        if last is not None:
+            try:
+                proof = consistency_proof(last.size, cp.size, reader.get_hash)
+                verify_consistency(last.size, cp.size, last.root, cp.root_hash, proof)
+            except Error:
+                return (f"fork: the tree of size {cp.size} does not extend the verified tree "
+                        f"of size {last.size} (no consistency proof from the tiles)")
+        return (f"the entries {start}..{cp.size - 1} do not hash to the checkpoint's root "
+                f"(entry bundles differ from the tiles)")
+
+    def _record(
+        self,
+        target: LogTarget,
+        cp: Checkpoint,
+        note: str,
+        last: Verified | None,
+        matches: list[tuple[int, Match]],
+    ) -> None:
+        for index, match in matches:
+            self.sink.emit({"event": "match", "log": target.url, "index": index,
+                            "identity": match.identity, "issuer": match.issuer,
+                            "digest": match.digest, "key_fingerprint": match.fingerprint})
+        self.state.append(target.url, Verified(cp.size, cp.root_hash, note))
+        self.sink.emit({"event": "checkpoint", "log": target.url, "origin": cp.origin,
+                        "size": cp.size, "root": _b64(cp.root_hash),
+                        "previous_size": last.size if last is not None else None,
+                        "scanned_from": None if last is None and self.from_now
+                        else (last.size if last is not None else 0)})
+
