@@ -7,9 +7,10 @@ identity is watched; or when its signing key (certificate or managed key) has a 
 fingerprint (of the DER SubjectPublicKeyInfo). Only Rekor v2 entry kinds carry a verifier:
 ``hashedrekord`` and ``dsse`` 0.0.2.
 
-Speed (the catch-up target is ≥ 20,000 entries/s): most entries belong to somebody else, so a
-certificate is only parsed when a watched identity or issuer occurs in its DER bytes, or when
-patterns or fingerprints are watched (those need the parsed certificate).
+Speed (the catch-up target is ≥ 20,000 entries/s): most entries belong to somebody else, so an
+entry is only decoded when a watched identity or issuer occurs in it, base64-encoded at any of
+the three byte alignments (:func:`base64_needles`), as it would in its certificate's DER; when
+patterns or fingerprints are watched every entry is decoded (they need the parsed certificate).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from keyless.trust.material import TrustMaterial
 from keyless.verify.certificate import ChainVerifier
 from keyless.verify.policy import certificate_identities, certificate_issuer
 
-__all__ = ["Match", "Watch"]
+__all__ = ["Match", "Watch", "base64_needles"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,24 @@ def _raw(verifier: dict[str, Any], field: str) -> bytes | None:
         return None
 
 
+def base64_needles(text: bytes) -> list[bytes]:
+    """The base64 strings that occur in the encoding of any data containing ``text``.
+
+    ``text`` starts at byte offset 0, 1 or 2 of a 3-byte group; for each, keep only the base64
+    characters made of ``text``'s bits alone (not of the bytes around it).
+    """
+    needles = []
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + text).rstrip(b"=")
+        if (pad + len(text)) % 3:
+            encoded = encoded[:-1]
+        encoded = encoded[(pad * 4 + 2) // 3 :]
+        if not encoded:
+            return [b""]  # too short to pin down at this alignment: every entry is a candidate
+        needles.append(encoded)
+    return needles
+
+
 class Watch:
     """The watched values of one monitor run and the trust they are checked against."""
 
@@ -106,9 +125,12 @@ class Watch:
             [issuer.encode()] if issuer and not self.patterns else []
         )
         self._parse_all = bool(self.patterns or self.fingerprints)
+        self._entry_needles = [b for n in self._needles for b in base64_needles(n)]
 
     def matches(self, entry: bytes) -> list[Match]:
         """The watched signers of one log entry (its canonical JSON body); [] for the rest."""
+        if not self._parse_all and not any(n in entry for n in self._entry_needles):
+            return []
         try:
             body = json.loads(entry)
         except ValueError:

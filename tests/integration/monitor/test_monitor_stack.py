@@ -1,0 +1,154 @@
+"""``keyless monitor`` against real ``keyless serve`` stacks (issue #16 part 4).
+
+Two identities sign through the embedded provider's password grant; the monitor must list every
+Rekor v2 entry of the watched one and none of the other, pick up only new entries on the next run,
+and answer a forked log (the data directory restored from a backup, then different entries
+written) and a tampered state file with an ``inconsistency`` event, its evidence and exit 3.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
+from stackutil import PASSWORD, USER, RunningStack, start_stack
+from test_client_stack import keyless
+
+from keyless.formats.bundle import Bundle
+
+pytestmark = pytest.mark.integration
+BOB = "bob@example.com"
+USERS = (f"{USER}:{PASSWORD}", f"{BOB}:{PASSWORD}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("monitor-stack") / "data", users=USERS)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def trust_config(stack: RunningStack, directory: Path) -> Path:
+    path = directory / "tc.json"
+    path.write_text(json.dumps(stack.client_trust_config()))
+    return path
+
+
+def sign(stack: RunningStack, tc: Path, directory: Path, user: str, name: str) -> int:
+    """Sign a fresh file as ``user`` on Rekor v2; the entry's log index."""
+    artifact = directory / name
+    artifact.write_text(f"{name} signed by {user}\n")
+    signed = keyless("sign", str(artifact), "--identity-token", stack.token(user, PASSWORD),
+                     "--rekor-version", "2", "--trust-config", str(tc))
+    assert signed.returncode == 0, signed.stderr
+    bundle = Bundle.from_json((directory / f"{name}.sigstore.json").read_bytes())
+    return int(bundle.verification_material.tlog_entries[0].log_index)
+
+
+def monitor(tc: Path, state: Path, *args: str) -> tuple[int, list[dict[str, object]], str]:
+    done = keyless("monitor", "--trust-config", str(tc), "--state", str(state), "--once", *args)
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    return done.returncode, events, done.stderr
+
+
+def matches(events: list[dict[str, object]]) -> list[object]:
+    return [e["index"] for e in events if e["event"] == "match"]
+
+
+def test_finds_every_entry_of_the_watched_identity_and_no_other(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    tc = trust_config(stack, tmp_path)
+    alice = [sign(stack, tc, tmp_path, USER, f"a{i}.txt") for i in range(3)]
+    bob = [sign(stack, tc, tmp_path, BOB, f"b{i}.txt") for i in range(2)]
+    state = tmp_path / "monitor.db"
+    code, events, err = monitor(tc, state, "--identity", USER, "--issuer", stack.issuer)
+    assert code == 0, err
+    found = matches(events)
+    assert set(alice) <= set(found) and not set(bob) & set(found)
+    for event in events:
+        if event["event"] == "match":
+            assert event["identity"] == USER and event["issuer"] == stack.issuer
+            assert str(event["digest"]).startswith("sha256:")
+    checkpoint = events[-1]
+    assert checkpoint["event"] == "checkpoint" and checkpoint["scanned_from"] == 0
+    assert state.stat().st_mode & 0o777 == 0o600
+    # the next run reads only what is new, and finds the new entry of the watched identity
+    later = sign(stack, tc, tmp_path, USER, "a-later.txt")
+    sign(stack, tc, tmp_path, BOB, "b-later.txt")
+    code, events, err = monitor(tc, state, "--identity", USER)
+    assert code == 0, err
+    assert matches(events) == [later]
+    assert events[-1]["previous_size"] == checkpoint["size"]
+    # watching the other identity by pattern from now on finds nothing old
+    code, events, err = monitor(tc, tmp_path / "fresh.db", "--identity-regexp", "bob@.*",
+                                "--from-now")
+    assert code == 0, err
+    assert matches(events) == [] and [e["event"] for e in events] == ["checkpoint"]
+
+
+def test_tampered_state_is_an_inconsistency(stack: RunningStack, tmp_path: Path) -> None:
+    tc = trust_config(stack, tmp_path)
+    sign(stack, tc, tmp_path, USER, "t.txt")
+    state = tmp_path / "monitor.db"
+    code, _events, err = monitor(tc, state, "--identity", USER)
+    assert code == 0, err
+    db = sqlite3.connect(state)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE checkpoints SET size = size + 1")
+    db.execute("DROP TRIGGER checkpoints_no_update")  # what a real attacker would do first
+    db.execute("UPDATE checkpoints SET size = size - 1, "
+               "note = replace(note, char(10) || size || char(10), char(10) || (size - 1) "
+               "|| char(10))")
+    db.commit()
+    db.close()
+    code, events, err = monitor(tc, state, "--identity", USER)
+    assert code == 3, err
+    (event,) = events
+    assert event["event"] == "inconsistency" and "does not verify" in str(event["reason"])
+    assert Path(str(event["evidence"])).is_file()
+
+
+def test_forked_log_exits_3_with_evidence(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    running = start_stack(data, users=USERS)
+    port = running.port
+    try:
+        tc = trust_config(running, tmp_path)
+        sign(running, tc, tmp_path, USER, "before.txt")
+        running.stop()
+        shutil.copytree(data, tmp_path / "backup", symlinks=True)
+        running = start_stack(data, port=port, users=USERS)
+        sign(running, tc, tmp_path, USER, "honest.txt")
+        state = tmp_path / "monitor.db"
+        code, events, err = monitor(tc, state, "--identity", USER)
+        assert code == 0, err
+        honest_size = events[-1]["size"]
+        running.stop()
+        shutil.rmtree(data)
+        shutil.copytree(tmp_path / "backup", data, symlinks=True)
+        running = start_stack(data, port=port, users=USERS)
+        for i in range(3):  # different entries, and more of them: a longer, different tree
+            sign(running, tc, tmp_path, BOB, f"fork{i}.txt")
+        code, events, err = monitor(tc, state, "--identity", USER)
+        assert code == 3, err
+        (event,) = events
+        assert event["event"] == "inconsistency" and "fork" in str(event["reason"])
+        evidence = json.loads(Path(str(event["evidence"])).read_text())
+        assert evidence["previous"].split("\n")[1] == str(honest_size)
+        assert Path(str(event["evidence"])).stat().st_mode & 0o777 == 0o600
+        # the state still holds the honest checkpoint: the fork is reported again, not adopted
+        code, events, err = monitor(tc, state, "--identity", USER)
+        assert code == 3 and events[0]["event"] == "inconsistency"
+    finally:
+        running.stop()
