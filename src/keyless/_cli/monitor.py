@@ -88,7 +88,7 @@ def _policy(path: str | None) -> Any:
 
 def monitor(args: argparse.Namespace) -> int:
     from keyless._cli.verify import trusted_root_for
-    from keyless.errors import ConfigError
+    from keyless.errors import ConfigError, Error
     from keyless.monitor.events import EventSink
     from keyless.monitor.follow import Follower
     from keyless.monitor.state import MonitorState
@@ -109,8 +109,16 @@ def monitor(args: argparse.Namespace) -> int:
     try:
         while True:
             for target in targets:
-                if target.url not in broken and not follower.run(target):
-                    broken.add(target.url)  # reported once; the state keeps the last good one
+                if target.url in broken:
+                    continue  # reported once; the state keeps the last good checkpoint
+                try:
+                    if not follower.run(target):
+                        broken.add(target.url)
+                except Error as exc:
+                    if args.once:
+                        raise
+                    print(f"warning: {target.url}: {' '.join(str(exc).split())}; trying again "
+                          f"in {args.interval:g} s", file=sys.stderr)
             if args.once:
                 return EXIT_INCONSISTENT if broken else 0
             time.sleep(args.interval)

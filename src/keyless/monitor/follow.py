@@ -11,7 +11,9 @@ Per run, for a log whose last verified checkpoint (size ``m``, root ``r_m``) is 
    check proves the new tree extends the old one *and* that the entries served are exactly the
    tree's leaves. When it fails, an RFC 9162 consistency proof built from the tiles tells a fork
    (no proof) from entry bundles that do not match the tiles;
-4. only then are the matches reported, the checkpoint recorded durably, and a ``checkpoint``
+4. with a witness policy whose witnesses have URLs, each witness's published checkpoint of the
+   log must be consistent with the log's (split-view check, :meth:`Follower._split_view`);
+5. only then are the matches reported, the checkpoint recorded durably, and a ``checkpoint``
    event emitted.
 
 Any failed check is an :class:`Inconsistency`: an ``inconsistency`` event with its evidence saved
@@ -21,11 +23,14 @@ next to the state file; the state keeps the last good checkpoint.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import Error
-from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.checkpoint import MAX_NOTE_SIZE, Checkpoint
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.log.nodes import NodeReader
 from keyless.merkle import CompactRange, consistency_proof, leaf_hash, verify_consistency
@@ -149,6 +154,7 @@ class Follower:
             self._record(target, cp, note, None, [])
             return
         matches = self._catch_up(target, client, last, cp, evidence)
+        self._split_view(target, client, cp, note)
         self._record(target, cp, note, last, matches)
 
     def _catch_up(
@@ -179,6 +185,49 @@ class Follower:
         if edge.root() != cp.root_hash:
             raise Inconsistency(self._diagnose(reader, last, cp, start), evidence)
         return matches
+
+    def _split_view(
+        self, target: LogTarget, client: TileClient, cp: Checkpoint, note: str
+    ) -> None:
+        """Compare with each policy witness's published checkpoint of this log (C2SP
+        tlog-witness ``GET <prefix>/<hex sha256(origin)>/checkpoint``): same size, same root;
+        otherwise the smaller tree must be consistent with the larger, by a proof from the log's
+        tiles. A witness that cannot be read is skipped with a warning (an extra check)."""
+        if self.policy is None:
+            return
+        path = hashlib.sha256(cp.origin.encode()).hexdigest() + "/checkpoint"
+        for witness in self.policy.witnesses.values():
+            if not witness.url:
+                continue
+            theirs = self._witness_checkpoint(witness.name, witness.url, path, target)
+            if theirs is None:
+                continue
+            seen, their_note = theirs
+            evidence = {"checkpoint": note, "witness": witness.name, "witness_checkpoint":
+                        their_note}
+            small, big = sorted(((cp.size, cp.root_hash), (seen.size, seen.root_hash)))
+            try:
+                reader = NodeReader(client.tile, functools.partial(int, big[0]))
+                proof = consistency_proof(small[0], big[0], reader.get_hash) if small[0] else []
+                verify_consistency(small[0], big[0], small[1], big[1], proof)
+            except Error as exc:
+                raise Inconsistency(
+                    f"split view: witness {witness.name} saw tree size {seen.size} with another "
+                    f"history than the log's size {cp.size} ({exc})", evidence) from exc
+
+    def _witness_checkpoint(
+        self, name: str, url: str, path: str, target: LogTarget
+    ) -> tuple[Checkpoint, str] | None:
+        client = TileClient(url)
+        try:
+            note = client.get(path, MAX_NOTE_SIZE).decode("utf-8")
+            return verify_checkpoint(note, target.key), note
+        except (Error, UnicodeDecodeError) as exc:
+            print(f"warning: witness {name}: no usable checkpoint of {target.url} "
+                  f"({' '.join(str(exc).split())[:200]})", file=sys.stderr)
+            return None
+        finally:
+            client.close()
 
     @staticmethod
     def _diagnose(reader: NodeReader, last: Verified | None, cp: Checkpoint, start: int) -> str:

@@ -225,3 +225,44 @@ def test_tampered_state(log: TileLog, state: MonitorState) -> None:
     db.close()
     assert "altered" in inconsistency(run(log, state))
     assert state.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_split_view_against_a_witness(log: TileLog, state: MonitorState, tmp_path: Path) -> None:
+    """A witness that saw another history of the log (signed by the log's own key) is a split
+    view; a witness behind on the same history is not."""
+    from hashlib import sha256
+
+    from keyless.formats.vkey import VerifierKey
+    from keyless.formats.witnesspolicy import WitnessPolicy
+
+    witness_key = ed25519.Ed25519PrivateKey.generate()
+    policy = WitnessPolicy.parse(
+        f"log {VerifierKey.for_ed25519(log.origin, log.key.public_key())}\n"
+        f"witness w1 {VerifierKey.for_ed25519('w1.test', witness_key.public_key(), 0x04)} "
+        f"{log.url.removesuffix('/log')}/w\n"
+        "quorum none\n"
+    )
+    honest = entries(20, set())
+    forked = list(honest) + entries(5, set())
+    forked[3] = managed_key_entry(b"forked", 3)
+    log.publish(forked)
+    forked_note = log.files["checkpoint"]
+    log.publish(honest[:15])
+    behind_note = log.files["checkpoint"]
+    published = "/w/" + sha256(log.origin.encode()).hexdigest() + "/checkpoint"
+
+    def follow() -> list[dict[str, object]]:
+        out = io.StringIO()
+        watch = Watch(TrustMaterial(TrustedRoot((), (), ())), fingerprints=[FINGERPRINT])
+        Follower(state, watch, EventSink(out), policy=policy).run(log.target())
+        return [json.loads(line) for line in out.getvalue().splitlines()]
+
+    log.publish(honest)
+    log.files[published] = behind_note
+    assert [e["event"] for e in follow()] == ["checkpoint"]
+    log.publish(honest + entries(1, set()))
+    log.files[published] = forked_note
+    reason = inconsistency(follow())
+    assert reason.startswith("split view: witness w1 saw tree size 25")
+    latest = state.latest(log.url)
+    assert latest is not None and latest.size == 20
