@@ -1,7 +1,8 @@
 """``keyless monitor``: follow an instance's transparency logs and report watched signers.
 
 Reads the trusted root of ``--trust-config F`` or ``--server URL`` (as ``keyless verify``), follows
-every Rekor v2 log in it from its tiles, and prints one JSON event per line (docs/monitoring.md).
+every transparency log in it (Rekor v2 from its tiles, Rekor v1 through its API), and prints one
+JSON event per line (docs/monitoring.md).
 Exit status with ``--once``: 0 all consistent (matches or not), 3 an inconsistency was reported
 (its evidence is kept next to the state file), 1 another error; 2 a wrong command line.
 """
@@ -65,11 +66,11 @@ def _targets(root: Any) -> list[Any]:
 
     targets = []
     for log in TrustMaterial(root).tlog_keys:
-        if isinstance(log.key, ed25519.Ed25519PublicKey):
-            targets.append(LogTarget(log.instance.base_url, log))
-        else:
-            print(f"warning: {log.instance.base_url} is a Rekor v1 log; the monitor follows "
-                  f"only tiled (Rekor v2) logs so far", file=sys.stderr)
+        kind = "tiles" if isinstance(log.key, ed25519.Ed25519PublicKey) else "rekor-v1"
+        targets.append(LogTarget(log.instance.base_url, log, kind))
+    for ct in root.ctlogs:
+        print(f"warning: {ct.base_url} is a CT log; the monitor does not follow CT logs yet",
+              file=sys.stderr)
     return targets
 
 
@@ -101,7 +102,7 @@ def monitor(args: argparse.Namespace) -> int:
     policy = _policy(args.witness_policy)
     targets = _targets(root)
     if not targets:
-        raise ConfigError("the trusted root names no Rekor v2 (tiled) log to follow")
+        raise ConfigError("the trusted root names no transparency log to follow")
     state = MonitorState(args.state)
     sink = EventSink(webhook=args.webhook)
     follower = Follower(state, watch, sink, policy=policy, from_now=args.from_now)
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand."""
     from keyless.errors import Error
 
+    if args.webhook and not args.webhook.startswith(("https://", "http://")):
+        args.parser.error("--webhook must be an http:// or https:// URL")
     if args.interval <= 0:
         args.parser.error("--interval must be a positive number of seconds")
     if not (args.identity or args.identity_regexp or args.issuer or args.key_fingerprint):

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from keyless.errors import ConfigError
+
 __all__ = ["EventSink", "save_evidence"]
 
 #: delivery attempts per event, and the pause before the 2nd, 3rd… attempt (seconds)
@@ -76,16 +78,25 @@ class EventSink:
 
 def save_evidence(directory: Path, log: str, reason: str, items: dict[str, Any]) -> Path:
     """Keep an inconsistency's evidence as a JSON file (dir 0700, file 0600); its path."""
-    directory.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
     now = datetime.now(UTC)
     tag = sha256(log.encode()).hexdigest()[:12]
-    path = directory / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{tag}.json"
     record = {"log": log, "reason": reason, "observed_at": now.isoformat(), **items}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return path
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        for attempt in range(100):
+            path = directory / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{tag}-{attempt}.json"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, indent=2)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            return path
+        raise FileExistsError(f"{directory} has too many evidence files for this instant")
+    except OSError as exc:
+        raise ConfigError(f"cannot keep the evidence of {reason!r} in {str(directory)!r}: "
+                          f"{exc}") from exc

@@ -1,4 +1,7 @@
-"""Following one Rekor v2 log from its tiles: verify, prove append-only, read every new entry.
+"""Following one log: verify, prove append-only, read every new entry, report watched signers.
+
+Rekor v2 logs are read from their tiles (below); Rekor v1 logs through their API, with the tree's
+right edge kept in the state (:meth:`Follower._catch_up_v1`).
 
 Per run, for a log whose last verified checkpoint (size ``m``, root ``r_m``) is in the state:
 
@@ -35,6 +38,7 @@ from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.log.nodes import NodeReader
 from keyless.merkle import CompactRange, consistency_proof, leaf_hash, verify_consistency
 from keyless.monitor.events import EventSink, save_evidence
+from keyless.monitor.rekorv1 import RekorV1Client
 from keyless.monitor.state import MonitorState, Verified
 from keyless.monitor.tiles import BundleError, TileClient
 from keyless.monitor.watch import Match, Watch
@@ -49,10 +53,12 @@ _NO_NODES = 64
 
 @dataclass(frozen=True)
 class LogTarget:
-    """A Rekor v2 log to follow: its tiles URL and its trusted key."""
+    """A log to follow: its URL, its trusted key, and how it is read (``tiles``: C2SP
+    tlog-tiles, Rekor v2; ``rekor-v1``: the Rekor v1 API)."""
 
     url: str
     key: LogKey
+    kind: str = "tiles"
 
 
 class Inconsistency(Exception):
@@ -90,7 +96,7 @@ class Follower:
     def run(self, target: LogTarget) -> bool:
         """Follow ``target`` up to its current checkpoint: True if consistent, False if an
         inconsistency was reported. Network trouble raises :class:`keyless.errors.Error`."""
-        client = TileClient(target.url)
+        client = RekorV1Client(target.url) if target.kind == "rekor-v1" else TileClient(target.url)
         try:
             self._follow(target, client)
         except Inconsistency as exc:
@@ -129,7 +135,7 @@ class Follower:
             raise Inconsistency("the log's checkpoint is not UTF-8",
                                 {"checkpoint_b64": _b64(raw)}) from exc
         cp = self._verify_note(note, target, "the log's checkpoint does not verify")
-        if self.policy is not None:
+        if self.policy is not None and target.kind == "tiles":  # Rekor v1 is not witnessed
             try:
                 self.policy.verify(note)
             except Error as exc:
@@ -152,6 +158,10 @@ class Follower:
                 return
         elif self.from_now:
             self._record(target, cp, note, None, [])
+            return
+        if isinstance(client, RekorV1Client):
+            matches, edge = self._catch_up_v1(client, last, cp, evidence)
+            self._record(target, cp, note, last, matches, edge=b"".join(edge.hashes))
             return
         matches = self._catch_up(target, client, last, cp, evidence)
         self._split_view(target, client, cp, note)
@@ -185,6 +195,49 @@ class Follower:
         if edge.root() != cp.root_hash:
             raise Inconsistency(self._diagnose(reader, last, cp, start), evidence)
         return matches
+
+    def _catch_up_v1(
+        self,
+        client: RekorV1Client,
+        last: Verified | None,
+        cp: Checkpoint,
+        evidence: dict[str, Any],
+    ) -> tuple[list[tuple[int, Match]], CompactRange]:
+        """Rekor v1: the right edge kept in the state, extended by every new entry read through
+        the API, must reach the new root; a consistency proof from the log names a fork. Before
+        the first full read (``--from-now``) the tree is rebuilt from index 0, reporting only
+        entries past the recorded checkpoint."""
+        start, report_from, edge = 0, 0, CompactRange()
+        if last is not None:
+            report_from = last.size
+            try:
+                proof = client.consistency(last.size, cp.size) if last.size else []
+                verify_consistency(last.size, cp.size, last.root, cp.root_hash, proof)
+            except Error as exc:
+                raise Inconsistency(
+                    f"fork: the tree of size {cp.size} does not extend the verified tree of "
+                    f"size {last.size} ({exc})", evidence) from exc
+            if last.edge is not None:
+                try:
+                    hashes = [last.edge[i : i + 32] for i in range(0, len(last.edge), 32)]
+                    edge = CompactRange(last.size, hashes)
+                except Error:
+                    edge = CompactRange()
+                if edge.root() != last.root:
+                    raise Inconsistency("the state's right edge of the verified tree was altered",
+                                        evidence)
+                start = last.size
+        matches: list[tuple[int, Match]] = []
+        for index, body in client.entries(start, cp.size):
+            edge.extend([leaf_hash(body)], min_level=_NO_NODES)
+            if index >= report_from:
+                matches.extend((index, m) for m in self.watch.matches(body, prefilter=False))
+            self.entries_read += 1
+        if edge.root() != cp.root_hash:
+            raise Inconsistency(
+                f"the entries {start}..{cp.size - 1} do not hash to the checkpoint's root",
+                evidence)
+        return matches, edge
 
     def _split_view(
         self, target: LogTarget, client: TileClient, cp: Checkpoint, note: str
@@ -248,12 +301,14 @@ class Follower:
         note: str,
         last: Verified | None,
         matches: list[tuple[int, Match]],
+        *,
+        edge: bytes | None = None,
     ) -> None:
         for index, match in matches:
             self.sink.emit({"event": "match", "log": target.url, "index": index,
                             "identity": match.identity, "issuer": match.issuer,
                             "digest": match.digest, "key_fingerprint": match.fingerprint})
-        self.state.append(target.url, Verified(cp.size, cp.root_hash, note))
+        self.state.append(target.url, Verified(cp.size, cp.root_hash, note, edge))
         self.sink.emit({"event": "checkpoint", "log": target.url, "origin": cp.origin,
                         "size": cp.size, "root": _b64(cp.root_hash),
                         "previous_size": last.size if last is not None else None,

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER NOT NULL,
     root BLOB NOT NULL,
     note TEXT NOT NULL,
+    edge BLOB,
     verified_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checkpoints_log ON checkpoints (log, id);
@@ -43,6 +44,8 @@ class Verified:
     size: int
     root: bytes
     note: str
+    edge: bytes | None = None
+    """The tree's right edge (compact range hashes) for logs without tiles (Rekor v1)."""
 
 
 class MonitorState:
@@ -71,26 +74,27 @@ class MonitorState:
         """The last checkpoint verified for ``log``, or None before its first run."""
         try:
             row = self._db.execute(
-                "SELECT size, root, note FROM checkpoints WHERE log = ? ORDER BY id DESC LIMIT 1",
+                "SELECT size, root, note, edge FROM checkpoints WHERE log = ? "
+                "ORDER BY id DESC LIMIT 1",
                 (log,),
             ).fetchone()
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot read --state {str(self.path)!r}: {exc}") from exc
         if row is None:
             return None
-        size, root, note = row
+        size, root, note, edge = row
         if not isinstance(size, int) or not isinstance(root, bytes) or not isinstance(note, str):
             return Verified(-1, b"", str(note))  # a mangled row: the caller's check refuses it
-        return Verified(size, root, note)
+        return Verified(size, root, note, edge if isinstance(edge, bytes) else None)
 
     def append(self, log: str, verified: Verified) -> None:
         """Record a verified checkpoint durably (committed and synced before returning)."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             self._db.execute(
-                "INSERT INTO checkpoints (log, size, root, note, verified_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (log, verified.size, verified.root, verified.note, now),
+                "INSERT INTO checkpoints (log, size, root, note, edge, verified_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (log, verified.size, verified.root, verified.note, verified.edge, now),
             )  # autocommit: one statement, one synced transaction
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot write --state {str(self.path)!r}: {exc}") from exc

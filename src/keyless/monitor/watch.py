@@ -98,6 +98,42 @@ def base64_needles(text: bytes) -> list[bytes]:
     return needles
 
 
+def _pem_der(value: Any) -> tuple[bytes | None, bytes | None]:
+    """A Rekor v1 ``publicKey.content`` / ``verifier``: base64 of a PEM certificate or key."""
+    if not isinstance(value, str):
+        return None, None
+    try:
+        pem = base64.b64decode(value, validate=True)
+        if b"-----BEGIN CERTIFICATE-----" in pem:
+            cert = x509.load_pem_x509_certificate(pem)
+            return cert.public_bytes(serialization.Encoding.DER), None
+        key = serialization.load_pem_public_key(pem)
+        return None, key.public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    except (binascii.Error, ValueError, TypeError):
+        return None, None
+
+
+def _v1_signers(body: dict[str, Any]) -> tuple[list[tuple[bytes | None, bytes | None]], str | None]:
+    """Rekor v1 entries: ``hashedrekord`` 0.0.1 (one signer) and ``dsse``/``intoto`` 0.0.1/2."""
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return [], None
+    if body.get("kind") == "hashedrekord":
+        signature = spec.get("signature") or {}
+        key = signature.get("publicKey") or {} if isinstance(signature, dict) else {}
+        data = (spec.get("data") or {}).get("hash") or {}
+        digest = None
+        if isinstance(data, dict) and data.get("algorithm") == "sha256":
+            value = str(data.get("value", ""))
+            digest = "sha256:" + value if re.fullmatch(r"[0-9a-f]{64}", value) else None
+        return [_pem_der(key.get("content") if isinstance(key, dict) else None)], digest
+    signatures = spec.get("signatures") or []
+    if isinstance(signatures, list):
+        return [_pem_der(s.get("verifier")) for s in signatures if isinstance(s, dict)], None
+    return [], None
+
+
 class Watch:
     """The watched values of one monitor run and the trust they are checked against."""
 
@@ -127,9 +163,15 @@ class Watch:
         self._parse_all = bool(self.patterns or self.fingerprints)
         self._entry_needles = [b for n in self._needles for b in base64_needles(n)]
 
-    def matches(self, entry: bytes) -> list[Match]:
-        """The watched signers of one log entry (its canonical JSON body); [] for the rest."""
-        if not self._parse_all and not any(n in entry for n in self._entry_needles):
+    def matches(self, entry: bytes, *, prefilter: bool = True) -> list[Match]:
+        """The watched signers of one log entry (its canonical JSON body); [] for the rest.
+
+        ``prefilter=False`` for Rekor v1 bodies, whose certificates are base64 of a PEM (the
+        identity is not visible in the entry's bytes).
+        """
+        if prefilter and not self._parse_all and not any(
+            n in entry for n in self._entry_needles
+        ):
             return []
         try:
             body = json.loads(entry)
@@ -137,18 +179,22 @@ class Watch:
             return []
         if not isinstance(body, dict):
             return []
-        verifiers, digest = _verifiers(body)
+        if body.get("apiVersion") == "0.0.1":
+            signers, digest = _v1_signers(body)
+        else:
+            verifiers, digest = _verifiers(body)
+            signers = [(_raw(v, "x509Certificate"), _raw(v, "publicKey")) for v in verifiers]
         found: list[Match] = []
-        for verifier in verifiers:
-            match = self._match_verifier(verifier, digest)
+        for cert_der, key_der in signers:
+            match = self._match_signer(cert_der, key_der, digest)
             if match is not None:
                 found.append(match)
         return found
 
-    def _match_verifier(self, verifier: dict[str, Any], digest: str | None) -> Match | None:
-        cert_der = _raw(verifier, "x509Certificate")
+    def _match_signer(
+        self, cert_der: bytes | None, key_der: bytes | None, digest: str | None
+    ) -> Match | None:
         if cert_der is None:
-            key_der = _raw(verifier, "publicKey")
             if key_der is None or not self.fingerprints:
                 return None
             fingerprint = "sha256:" + hashlib.sha256(key_der).hexdigest()

@@ -1,9 +1,10 @@
 """``keyless monitor`` against real ``keyless serve`` stacks (issue #16 part 4).
 
 Two identities sign through the embedded provider's password grant; the monitor must list every
-Rekor v2 entry of the watched one and none of the other, pick up only new entries on the next run,
-and answer a forked log (the data directory restored from a backup, then different entries
-written) and a tampered state file with an ``inconsistency`` event, its evidence and exit 3.
+Rekor v2 and Rekor v1 entry of the watched one and none of the other, pick up only new entries on
+the next run, and answer a forked log (the data directory restored from a backup, then different
+entries written) and a tampered state file with an ``inconsistency`` event, its evidence and
+exit 3.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ def trust_config(stack: RunningStack, directory: Path) -> Path:
     return path
 
 
-def sign(stack: RunningStack, tc: Path, directory: Path, user: str, name: str) -> int:
-    """Sign a fresh file as ``user`` on Rekor v2; the entry's log index."""
+def sign(stack: RunningStack, tc: Path, directory: Path, user: str, name: str,
+         rekor: str = "2") -> int:
+    """Sign a fresh file as ``user`` on Rekor v2 (or v1); the entry's log index."""
     artifact = directory / name
     artifact.write_text(f"{name} signed by {user}\n")
     signed = keyless("sign", str(artifact), "--identity-token", stack.token(user, PASSWORD),
-                     "--rekor-version", "2", "--trust-config", str(tc))
+                     "--rekor-version", rekor, "--trust-config", str(tc))
     assert signed.returncode == 0, signed.stderr
     bundle = Bundle.from_json((directory / f"{name}.sigstore.json").read_bytes())
     return int(bundle.verification_material.tlog_entries[0].log_index)
@@ -61,40 +63,47 @@ def monitor(tc: Path, state: Path, *args: str) -> tuple[int, list[dict[str, obje
     return done.returncode, events, done.stderr
 
 
-def matches(events: list[dict[str, object]]) -> list[object]:
-    return [e["index"] for e in events if e["event"] == "match"]
+def matches(events: list[dict[str, object]], log: str) -> list[object]:
+    return [e["index"] for e in events if e["event"] == "match" and e["log"] == log]
 
 
 def test_finds_every_entry_of_the_watched_identity_and_no_other(
     stack: RunningStack, tmp_path: Path
 ) -> None:
     tc = trust_config(stack, tmp_path)
+    v2, v1 = f"{stack.url}/rekor", stack.url
     alice = [sign(stack, tc, tmp_path, USER, f"a{i}.txt") for i in range(3)]
     bob = [sign(stack, tc, tmp_path, BOB, f"b{i}.txt") for i in range(2)]
+    alice_v1 = [sign(stack, tc, tmp_path, USER, f"a{i}-v1.txt", "1") for i in range(2)]
+    bob_v1 = [sign(stack, tc, tmp_path, BOB, f"b{i}-v1.txt", "1") for i in range(2)]
     state = tmp_path / "monitor.db"
     code, events, err = monitor(tc, state, "--identity", USER, "--issuer", stack.issuer)
     assert code == 0, err
-    found = matches(events)
+    found = matches(events, v2)
     assert set(alice) <= set(found) and not set(bob) & set(found)
+    found_v1 = matches(events, v1)
+    assert set(alice_v1) <= set(found_v1) and not set(bob_v1) & set(found_v1)
     for event in events:
         if event["event"] == "match":
             assert event["identity"] == USER and event["issuer"] == stack.issuer
             assert str(event["digest"]).startswith("sha256:")
-    checkpoint = events[-1]
-    assert checkpoint["event"] == "checkpoint" and checkpoint["scanned_from"] == 0
+    (checkpoint,) = [e for e in events if e["event"] == "checkpoint" and e["log"] == v2]
+    assert checkpoint["scanned_from"] == 0
     assert state.stat().st_mode & 0o777 == 0o600
     # the next run reads only what is new, and finds the new entry of the watched identity
     later = sign(stack, tc, tmp_path, USER, "a-later.txt")
     sign(stack, tc, tmp_path, BOB, "b-later.txt")
+    later_v1 = sign(stack, tc, tmp_path, USER, "a-later-v1.txt", "1")
     code, events, err = monitor(tc, state, "--identity", USER)
     assert code == 0, err
-    assert matches(events) == [later]
-    assert events[-1]["previous_size"] == checkpoint["size"]
+    assert matches(events, v2) == [later] and matches(events, v1) == [later_v1]
+    (again,) = [e for e in events if e["event"] == "checkpoint" and e["log"] == v2]
+    assert again["previous_size"] == checkpoint["size"]
     # watching the other identity by pattern from now on finds nothing old
     code, events, err = monitor(tc, tmp_path / "fresh.db", "--identity-regexp", "bob@.*",
                                 "--from-now")
     assert code == 0, err
-    assert matches(events) == [] and [e["event"] for e in events] == ["checkpoint"]
+    assert [e["event"] for e in events] == ["checkpoint", "checkpoint"]
 
 
 def test_tampered_state_is_an_inconsistency(stack: RunningStack, tmp_path: Path) -> None:
@@ -109,7 +118,7 @@ def test_tampered_state_is_an_inconsistency(stack: RunningStack, tmp_path: Path)
     db.execute("DROP TRIGGER checkpoints_no_update")  # what a real attacker would do first
     db.execute("UPDATE checkpoints SET size = size - 1, "
                "note = replace(note, char(10) || size || char(10), char(10) || (size - 1) "
-               "|| char(10))")
+               "|| char(10)) WHERE log = ?", (f"{stack.url}/rekor",))
     db.commit()
     db.close()
     code, events, err = monitor(tc, state, "--identity", USER)
@@ -130,20 +139,24 @@ def test_forked_log_exits_3_with_evidence(tmp_path: Path) -> None:
         shutil.copytree(data, tmp_path / "backup", symlinks=True)
         running = start_stack(data, port=port, users=USERS)
         sign(running, tc, tmp_path, USER, "honest.txt")
+        sign(running, tc, tmp_path, USER, "honest-v1.txt", "1")
         state = tmp_path / "monitor.db"
         code, events, err = monitor(tc, state, "--identity", USER)
         assert code == 0, err
-        honest_size = events[-1]["size"]
+        honest_size = next(e["size"] for e in events
+                           if e["event"] == "checkpoint" and e["log"] == f"{running.url}/rekor")
         running.stop()
         shutil.rmtree(data)
         shutil.copytree(tmp_path / "backup", data, symlinks=True)
         running = start_stack(data, port=port, users=USERS)
         for i in range(3):  # different entries, and more of them: a longer, different tree
             sign(running, tc, tmp_path, BOB, f"fork{i}.txt")
+            sign(running, tc, tmp_path, BOB, f"fork{i}-v1.txt", "1")
         code, events, err = monitor(tc, state, "--identity", USER)
         assert code == 3, err
-        (event,) = events
-        assert event["event"] == "inconsistency" and "fork" in str(event["reason"])
+        assert {e["log"] for e in events} == {running.url, f"{running.url}/rekor"}
+        assert all(e["event"] == "inconsistency" and "fork" in str(e["reason"]) for e in events)
+        (event,) = [e for e in events if e["log"] == f"{running.url}/rekor"]
         evidence = json.loads(Path(str(event["evidence"])).read_text())
         assert evidence["previous"].split("\n")[1] == str(honest_size)
         assert Path(str(event["evidence"])).stat().st_mode & 0o777 == 0o600
