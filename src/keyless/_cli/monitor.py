@@ -1,8 +1,8 @@
 """``keyless monitor``: follow an instance's transparency logs and report watched signers.
 
 Reads the trusted root of ``--trust-config F`` or ``--server URL`` (as ``keyless verify``), follows
-every transparency log in it (Rekor v2 from its tiles, Rekor v1 through its API), and prints one
-JSON event per line (docs/monitoring.md).
+every log in it (Rekor v2 and CT from their tiles, Rekor v1 through its API), and prints one JSON
+event per line (docs/monitoring.md).
 Exit status with ``--once``: 0 all consistent (matches or not), 3 an inconsistency was reported
 (its evidence is kept next to the state file), 1 another error; 2 a wrong command line.
 """
@@ -59,7 +59,7 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
 
 
 def _targets(root: Any) -> list[Any]:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     from keyless.monitor.follow import LogTarget
     from keyless.trust.material import TrustMaterial
@@ -68,9 +68,12 @@ def _targets(root: Any) -> list[Any]:
     for log in TrustMaterial(root).tlog_keys:
         kind = "tiles" if isinstance(log.key, ed25519.Ed25519PublicKey) else "rekor-v1"
         targets.append(LogTarget(log.instance.base_url, log, kind))
-    for ct in root.ctlogs:
-        print(f"warning: {ct.base_url} is a CT log; the monitor does not follow CT logs yet",
-              file=sys.stderr)
+    for ct in TrustMaterial(root).ct_keys:
+        if isinstance(ct.key, ec.EllipticCurvePublicKey):
+            targets.append(LogTarget(ct.instance.base_url, ct, "static-ct"))
+        else:
+            print(f"warning: CT log {ct.instance.base_url}: only ECDSA static-ct-api logs are "
+                  f"followed", file=sys.stderr)
     return targets
 
 

@@ -33,13 +33,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import Error
-from keyless.formats.checkpoint import MAX_NOTE_SIZE, Checkpoint
+from keyless.formats.checkpoint import (
+    MAX_NOTE_SIZE,
+    Checkpoint,
+    RFC6962NoteVerifier,
+    name_from_base_url,
+    open_checkpoint,
+)
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.log.nodes import NodeReader
 from keyless.merkle import CompactRange, consistency_proof, leaf_hash, verify_consistency
 from keyless.monitor.events import EventSink, save_evidence
 from keyless.monitor.rekorv1 import RekorV1Client
 from keyless.monitor.state import MonitorState, Verified
+from keyless.monitor.staticct import StaticCTClient
 from keyless.monitor.tiles import BundleError, TileClient
 from keyless.monitor.watch import Match, Watch
 from keyless.trust.material import LogKey
@@ -54,7 +61,8 @@ _NO_NODES = 64
 @dataclass(frozen=True)
 class LogTarget:
     """A log to follow: its URL, its trusted key, and how it is read (``tiles``: C2SP
-    tlog-tiles, Rekor v2; ``rekor-v1``: the Rekor v1 API)."""
+    tlog-tiles, Rekor v2; ``rekor-v1``: the Rekor v1 API; ``static-ct``: a CT log's C2SP
+    static-ct-api tiles)."""
 
     url: str
     key: LogKey
@@ -96,7 +104,9 @@ class Follower:
     def run(self, target: LogTarget) -> bool:
         """Follow ``target`` up to its current checkpoint: True if consistent, False if an
         inconsistency was reported. Network trouble raises :class:`keyless.errors.Error`."""
-        client = RekorV1Client(target.url) if target.kind == "rekor-v1" else TileClient(target.url)
+        client = {"rekor-v1": RekorV1Client, "static-ct": StaticCTClient}.get(
+            target.kind, TileClient
+        )(target.url)
         try:
             self._follow(target, client)
         except Inconsistency as exc:
@@ -110,6 +120,10 @@ class Follower:
 
     def _verify_note(self, note: str, target: LogTarget, what: str) -> Checkpoint:
         try:
+            if target.kind == "static-ct":
+                name = name_from_base_url(target.url)
+                verifier = RFC6962NoteVerifier(name, target.key.key)
+                return open_checkpoint(note, verifier, origin=name)
             return verify_checkpoint(note, target.key)
         except Error as exc:
             raise Inconsistency(f"{what}: {exc}", {"checkpoint": note}) from exc
@@ -164,7 +178,8 @@ class Follower:
             self._record(target, cp, note, last, matches, edge=b"".join(edge.hashes))
             return
         matches = self._catch_up(target, client, last, cp, evidence)
-        self._split_view(target, client, cp, note)
+        if target.kind == "tiles":
+            self._split_view(target, client, cp, note)
         self._record(target, cp, note, last, matches)
 
     def _catch_up(
@@ -184,12 +199,19 @@ class Follower:
                 evidence)
         matches: list[tuple[int, Match]] = []
         try:
-            for first, entries in client.bundles(start, cp.size):
-                edge.extend([leaf_hash(e) for e in entries], min_level=_NO_NODES)
-                for offset, entry in enumerate(entries):
-                    for match in self.watch.matches(entry):
-                        matches.append((first + offset, match))
-                self.entries_read += len(entries)
+            if isinstance(client, StaticCTClient):
+                for first, leaves in client.windows(start, cp.size, client.data_tile):
+                    edge.extend([leaf_hash(x.merkle_leaf) for x in leaves], min_level=_NO_NODES)
+                    for offset, leaf in enumerate(leaves):
+                        matches.extend((first + offset, m)
+                                       for m in self.watch.certificate_matches(leaf.certificate))
+                    self.entries_read += len(leaves)
+            else:
+                for first, entries in client.bundles(start, cp.size):
+                    edge.extend([leaf_hash(e) for e in entries], min_level=_NO_NODES)
+                    for offset, entry in enumerate(entries):
+                        matches.extend((first + offset, m) for m in self.watch.matches(entry))
+                    self.entries_read += len(entries)
         except BundleError as exc:
             raise Inconsistency(f"bad entry bundle: {exc}", evidence) from exc
         if edge.root() != cp.root_hash:

@@ -7,8 +7,9 @@ most :data:`~keyless.formats.checkpoint.MAX_NOTE_SIZE`, an entry bundle 256 entr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import httpx
 
@@ -24,6 +25,8 @@ from keyless.formats.tiles import (
 )
 
 __all__ = ["BundleError", "FetchError", "TileClient"]
+
+T = TypeVar("T")
 
 _MAX_BUNDLE = TILE_WIDTH * (2 + MAX_ENTRY_SIZE)
 #: entry bundles fetched at once while catching up
@@ -84,13 +87,20 @@ class TileClient:
     def bundles(self, start: int, size: int) -> Iterator[tuple[int, list[bytes]]]:
         """``(first leaf index, entries)`` of each bundle holding leaves ``start … size-1``,
         in order, fetched a few at a time."""
+        return self.windows(start, size, self.bundle)
+
+    def windows(
+        self, start: int, size: int, fetch: Callable[[int, int], list[T]]
+    ) -> Iterator[tuple[int, list[T]]]:
+        """``(first leaf index, entries)`` of each level-0 tile window ``fetch(index, size)``
+        reads, for leaves ``start … size-1``, in order, a few fetched at a time."""
         first, last = start // TILE_WIDTH, (size + TILE_WIDTH - 1) // TILE_WIDTH
         with ThreadPoolExecutor(_PARALLEL) as pool:
             window = range(first, last)
             for offset in range(0, len(window), _PARALLEL * 4):
                 chunk = window[offset : offset + _PARALLEL * 4]
                 for index, entries in zip(
-                    chunk, pool.map(lambda i: self.bundle(i, size), chunk), strict=True
+                    chunk, pool.map(lambda i: fetch(i, size), chunk), strict=True
                 ):
                     skip = max(0, start - index * TILE_WIDTH)
                     yield index * TILE_WIDTH + skip, entries[skip:]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import Error, InvalidInput
@@ -156,6 +157,7 @@ class Watch:
         if not (self.identities or self.patterns or issuer or self.fingerprints):
             raise InvalidInput("watch something: --identity, --identity-regexp, --issuer or "
                                "--key-fingerprint")
+        self._trust = trust
         self._chains = ChainVerifier(trust)
         self._needles = [i.encode() for i in self.identities] or (
             [issuer.encode()] if issuer and not self.patterns else []
@@ -191,6 +193,31 @@ class Watch:
                 found.append(match)
         return found
 
+    def _issued_by_trusted_ca(self, cert: x509.Certificate) -> bool:
+        """The certificate chains to a trusted CA valid at its start; a CT precertificate (whose
+        critical poison extension no path validation accepts) must be signed directly by a
+        certificate of a trusted CA's chain valid then."""
+        when = cert.not_valid_before_utc
+        if not _is_precertificate(cert):
+            try:
+                self._chains.verify(cert, when)
+            except Error:
+                return False
+            return True
+        for authority in self._trust.authorities_at(when):
+            for issuer in authority.certificates:
+                try:
+                    cert.verify_directly_issued_by(issuer)
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                return True
+        return False
+
+    def certificate_matches(self, cert_der: bytes) -> list[Match]:
+        """A CT log entry's certificate or precertificate (DER): its match, if watched."""
+        match = self._match_signer(cert_der, None, None)
+        return [] if match is None else [match]
+
     def _match_signer(
         self, cert_der: bytes | None, key_der: bytes | None, digest: str | None
     ) -> Match | None:
@@ -225,11 +252,17 @@ class Watch:
         )
         if not (by_identity or by_issuer or fingerprint in self.fingerprints):
             return None
-        try:
-            self._chains.verify(cert, cert.not_valid_before_utc)
-        except Error:
+        if not self._issued_by_trusted_ca(cert):
             return None  # not issued by the trusted CA: not a certificate of the watched signer
         return Match(identity or (names[0] if names else None), issuer, digest, fingerprint)
+
+
+def _is_precertificate(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.PrecertPoison)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def _fingerprint_arg(text: str) -> str:

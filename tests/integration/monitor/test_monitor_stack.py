@@ -1,14 +1,15 @@
 """``keyless monitor`` against real ``keyless serve`` stacks (issue #16 part 4).
 
 Two identities sign through the embedded provider's password grant; the monitor must list every
-Rekor v2 and Rekor v1 entry of the watched one and none of the other, pick up only new entries on
-the next run, and answer a forked log (the data directory restored from a backup, then different
+Rekor v2, Rekor v1 and CT entry of the watched one and none of the other, pick up only new entries
+on the next run, and answer a forked log (the data directory restored from a backup, then different
 entries written) and a tampered state file with an ``inconsistency`` event, its evidence and
 exit 3.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
@@ -54,7 +57,15 @@ def sign(stack: RunningStack, tc: Path, directory: Path, user: str, name: str,
                      "--rekor-version", rekor, "--trust-config", str(tc))
     assert signed.returncode == 0, signed.stderr
     bundle = Bundle.from_json((directory / f"{name}.sigstore.json").read_bytes())
+    (cert,) = bundle.verification_material.certificates[:1]
+    spki = x509.load_der_x509_certificate(cert).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    FINGERPRINTS[user].add("sha256:" + hashlib.sha256(spki).hexdigest())
     return int(bundle.verification_material.tlog_entries[0].log_index)
+
+
+#: the signing keys' fingerprints by identity (each signature gets its own certificate and key)
+FINGERPRINTS: dict[str, set[str]] = {USER: set(), BOB: set()}
 
 
 def monitor(tc: Path, state: Path, *args: str) -> tuple[int, list[dict[str, object]], str]:
@@ -83,10 +94,15 @@ def test_finds_every_entry_of_the_watched_identity_and_no_other(
     assert set(alice) <= set(found) and not set(bob) & set(found)
     found_v1 = matches(events, v1)
     assert set(alice_v1) <= set(found_v1) and not set(bob_v1) & set(found_v1)
+    # the CT log: every certificate of the watched identity (by its key), none of the other's
+    ct = [e for e in events if e["event"] == "match" and e["log"] == f"{stack.url}/ctlog"]
+    assert FINGERPRINTS[USER] <= {e["key_fingerprint"] for e in ct}
+    assert not FINGERPRINTS[BOB] & {e["key_fingerprint"] for e in ct}
+    assert all(e["identity"] == USER for e in ct)
     for event in events:
         if event["event"] == "match":
             assert event["identity"] == USER and event["issuer"] == stack.issuer
-            assert str(event["digest"]).startswith("sha256:")
+            assert str(event["digest"]).startswith("sha256:") or event["log"].endswith("/ctlog")
     (checkpoint,) = [e for e in events if e["event"] == "checkpoint" and e["log"] == v2]
     assert checkpoint["scanned_from"] == 0
     assert state.stat().st_mode & 0o777 == 0o600
@@ -103,7 +119,7 @@ def test_finds_every_entry_of_the_watched_identity_and_no_other(
     code, events, err = monitor(tc, tmp_path / "fresh.db", "--identity-regexp", "bob@.*",
                                 "--from-now")
     assert code == 0, err
-    assert [e["event"] for e in events] == ["checkpoint", "checkpoint"]
+    assert [e["event"] for e in events] == ["checkpoint"] * 3
 
 
 def test_tampered_state_is_an_inconsistency(stack: RunningStack, tmp_path: Path) -> None:
@@ -154,7 +170,8 @@ def test_forked_log_exits_3_with_evidence(tmp_path: Path) -> None:
             sign(running, tc, tmp_path, BOB, f"fork{i}-v1.txt", "1")
         code, events, err = monitor(tc, state, "--identity", USER)
         assert code == 3, err
-        assert {e["log"] for e in events} == {running.url, f"{running.url}/rekor"}
+        assert {e["log"] for e in events} == {running.url, f"{running.url}/rekor",
+                                              f"{running.url}/ctlog"}
         assert all(e["event"] == "inconsistency" and "fork" in str(e["reason"]) for e in events)
         (event,) = [e for e in events if e["log"] == f"{running.url}/rekor"]
         evidence = json.loads(Path(str(event["evidence"])).read_text())
