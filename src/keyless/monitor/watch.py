@@ -181,11 +181,14 @@ class Watch:
             return []
         if not isinstance(body, dict):
             return []
-        if body.get("apiVersion") == "0.0.1":
-            signers, digest = _v1_signers(body)
-        else:
-            verifiers, digest = _verifiers(body)
-            signers = [(_raw(v, "x509Certificate"), _raw(v, "publicKey")) for v in verifiers]
+        try:  # the entry is hostile: any shape the schema does not allow is simply no match
+            if body.get("apiVersion") == "0.0.1":
+                signers, digest = _v1_signers(body)
+            else:
+                verifiers, digest = _verifiers(body)
+                signers = [(_raw(v, "x509Certificate"), _raw(v, "publicKey")) for v in verifiers]
+        except (AttributeError, TypeError, ValueError):
+            return []
         found: list[Match] = []
         for cert_der, key_der in signers:
             match = self._match_signer(cert_der, key_der, digest)
@@ -240,9 +243,12 @@ class Watch:
         fingerprint = "sha256:" + hashlib.sha256(spki).hexdigest()
         try:
             issuer: str | None = certificate_issuer(cert)
-        except Error:
+        except (Error, ValueError):
             issuer = None
-        names = certificate_identities(cert)
+        try:
+            names = certificate_identities(cert)
+        except ValueError:  # extensions that do not parse: nobody's certificate
+            return None
         identity = next((n for n in names if n in self.identities), None) or next(
             (n for n in names if any(p.fullmatch(n) for p in self.patterns)), None
         )

@@ -1,4 +1,4 @@
-"""static-ct-api data tiles: TileLeafs parsed strictly into MerkleTreeLeafs and certificates."""
+"""Hostile log contents: static-ct-api data tiles parsed strictly, entries of any shape."""
 
 from __future__ import annotations
 
@@ -39,3 +39,23 @@ def test_x509_and_precert_leaves() -> None:
 def test_malformed_data_tiles(data: bytes, width: int, problem: str) -> None:
     with pytest.raises(BundleError, match=problem):
         parse_data_tile(data, width)
+
+
+@pytest.mark.parametrize("entry", [
+    b"not json", b"[]", b'"x"', b'{"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": []}',
+    b'{"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": []}}',
+    b'{"apiVersion": "0.0.2", "kind": "dsse", "spec": {"dsseV002": {"signatures": "x"}}}',
+    b'{"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": '
+    b'{"signature": {"verifier": {"x509Certificate": {"rawBytes": "!!"}}}}}}',
+    b'{"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {"data": "x", "signature": 1}}',
+    b'{"apiVersion": "0.0.1", "kind": "intoto", "spec": {"signatures": [{"verifier": "@@"}]}}',
+])
+def test_hostile_entries_are_no_match(entry: bytes) -> None:
+    from keyless.formats.trustroot import TrustedRoot
+    from keyless.monitor.watch import Watch
+    from keyless.trust.material import TrustMaterial
+
+    watch = Watch(TrustMaterial(TrustedRoot((), (), ())), patterns=[".*"],
+                  fingerprints=["sha256:" + "0" * 64])
+    assert watch.matches(entry) == []
+    assert watch.matches(entry, prefilter=False) == []
