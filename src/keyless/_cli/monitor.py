@@ -54,7 +54,9 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.add_argument("--webhook", metavar="URL",
                         help="also POST each event (JSON) here, with bounded retries")
     parser.add_argument("--witness-policy", metavar="FILE",
-                        help="a C2SP tlog-policy file: every checkpoint must meet its quorum")
+                        help="a C2SP tlog-policy file: every Rekor v2 checkpoint must meet its "
+                        "quorum, and its witnesses' checkpoints are compared with the log's "
+                        "(default with --server: the instance's witness_policy.txt TUF target)")
     parser.set_defaults(run=run, parser=parser)
 
 
@@ -77,17 +79,25 @@ def _targets(root: Any) -> list[Any]:
     return targets
 
 
-def _policy(path: str | None) -> Any:
-    if path is None:
-        return None
+def _policy(args: argparse.Namespace) -> Any:
+    """``--witness-policy FILE``; with ``--server`` and no flag, the instance's own policy (its
+    TUF target ``witness_policy.txt``, as ``keyless verify`` uses), if it publishes one."""
     from keyless.errors import ConfigError
     from keyless.formats.witnesspolicy import WitnessPolicy
 
-    try:
-        with open(path, "rb") as f:
-            return WitnessPolicy.parse(f.read(1 << 20))
-    except OSError as exc:
-        raise ConfigError(f"cannot read --witness-policy {path!r}: {exc.strerror}") from exc
+    text: bytes | None = None
+    if args.witness_policy:
+        try:
+            with open(args.witness_policy, "rb") as f:
+                text = f.read(1 << 20)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --witness-policy {args.witness_policy!r}: "
+                              f"{exc.strerror}") from exc
+    elif args.server:
+        from keyless.trust.instances import cached_instance_target
+
+        text = cached_instance_target(args.server, "witness_policy.txt")
+    return None if text is None else WitnessPolicy.parse(text)
 
 
 def monitor(args: argparse.Namespace) -> int:
@@ -102,7 +112,7 @@ def monitor(args: argparse.Namespace) -> int:
     root = trusted_root_for(args)
     watch = Watch(TrustMaterial(root), identities=args.identity, patterns=args.identity_regexp,
                   issuer=args.issuer, fingerprints=args.key_fingerprint)
-    policy = _policy(args.witness_policy)
+    policy = _policy(args)
     targets = _targets(root)
     if not targets:
         raise ConfigError("the trusted root names no transparency log to follow")
