@@ -169,6 +169,8 @@ class Follower:
                 if cp.root_hash != last.root:
                     raise Inconsistency(
                         f"fork: two different roots for tree size {cp.size}", evidence)
+                if target.kind == "tiles":  # nothing new here, but the witnesses may know more
+                    self._split_view(target, client, cp, note)
                 return
         elif self.from_now:
             self._record(target, cp, note, None, [])
