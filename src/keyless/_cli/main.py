@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "git": ("git", "sign git commits and tags keylessly (git setup)"),
     "verify-commit": ("git", "verify a git commit's keyless signature (offline)"),
     "verify-tag": ("git", "verify a git tag's keyless signature (offline)"),
+    "monitor": ("monitor", "follow transparency logs: prove them append-only, report watched "
+                "signers"),
 }
 
 #: commands of the ``keyless[server]`` extra, and the packages only that extra installs

@@ -10,7 +10,7 @@ Layers, bottom to top (a module may import its own layer and the layers below it
 4. ``keyless.storage``, ``keyless.log``, ``keyless.identity``, ``keyless.http`` (the HTTP
    plumbing the services share), ``keyless.sealing``, ``keyless.oci`` (the registry client)
 5. ``keyless.services``, ``keyless.witness``, ``keyless.verify``, ``keyless.trust``,
-   ``keyless.sign``, ``keyless.oidc`` (the client side of OIDC)
+   ``keyless.sign``, ``keyless.oidc`` (the client side of OIDC), ``keyless.monitor``
 6. ``keyless.image`` (container images: signs and verifies through the client library)
 7. ``keyless.server`` — the composition root
 8. ``keyless._cli`` and ``keyless.__main__``
@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("keyless.storage", "keyless.log", "keyless.identity", "keyless.http", "keyless.sealing",
      "keyless.oci"),
     ("keyless.services", "keyless.witness", "keyless.verify", "keyless.trust", "keyless.sign",
-     "keyless.oidc"),
+     "keyless.oidc", "keyless.monitor"),
     ("keyless.image", "keyless.image_legacy"),
     ("keyless.server",),
     ("keyless._cli", "keyless.__main__"),
