@@ -16,6 +16,7 @@ CT log         ``P/ctlog``            its own prefix (contracts.md §2)
 TSA            ``P/api/v1/timestamp`` item 10: the full endpoint in the signing config
 OIDC           ``P/oidc``             issuer URL (contracts.md §3)
 TUF            ``P/tuf``              protocols.md §10
+Explorer       ``P/``, ``P/explorer``  HTML for people (issue #18)
 =============  =====================  ==============================================
 """
 
@@ -79,6 +80,8 @@ class WiringContext:
     #: services other steps need in-process (the CA logs to the CT log, trusts the OIDC issuer)
     oidc: Any = None
     ctlog: Any = None
+    #: ``(base URL, service)`` of every Rekor log and shard, for the explorer
+    tlog_services: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
     def public_url(self) -> str:
@@ -534,6 +537,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
                                  search_index=ctx.storage.search_index, kv=ctx.storage.kv,
                                  trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
+        ctx.tlog_services.append((base, service))
         start, close = _engine_lifecycle(engine, service)
         routes = service.routes()
         active = number == len(shards)
@@ -588,10 +592,25 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
                                  search_index=ctx.storage.search_index, kv=ctx.storage.kv,
                                  trusted=_trusted_issuers(ctx))
         ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
+        ctx.tlog_services.insert(0, (base, service))
         start, close = _engine_lifecycle(engine, service)
         ctx.components.append(
             Component("rekor-v1", "", service.routes(), start=start, close=close, url=base)
         )
+
+
+async def add_explorer(ctx: WiringContext) -> None:
+    """The log explorer at ``P/`` (HTML over every log; :mod:`keyless.services.explorer`)."""
+    from keyless.services.explorer import ExplorerService
+    from keyless.services.explorer.routes import routes as explorer_routes
+
+    service = ExplorerService(
+        tlogs=ctx.tlog_services, ctlog=ctx.ctlog,
+        public_url=ctx.public_url, ct_base_url=f"{ctx.public_url}/ctlog",
+        ca_chains=[(ca.common_name, ca.cert_chain) for ca in ctx.authorities],
+        tsa_chains=[(tsa.common_name, tsa.cert_chain) for tsa in ctx.tsas],
+    )
+    ctx.components.append(Component("explorer", "", explorer_routes(service), url=ctx.public_url))
 
 
 #: the service steps, in build order (the CA needs the OIDC provider and the CT log). Every
@@ -604,4 +623,5 @@ SERVICE_STEPS: list[Callable[[WiringContext], Awaitable[None]]] = [
     add_tsa,
     add_rekor_v2,
     add_rekor_v1,
+    add_explorer,
 ]
