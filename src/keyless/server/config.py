@@ -45,6 +45,10 @@ class Settings:
     issuers: tuple[IssuerConfig, ...] = ()
     #: OAuth clients of the embedded provider ([[oidc_clients]]; OidcClient objects)
     oidc_clients: tuple[Any, ...] = ()
+    #: [[oidc_users]] totp_secret: email → base32 TOTP secret (a second factor for that user)
+    oidc_totp_secrets: dict[str, str] = field(default_factory=dict)
+    #: [oidc] password_grant: whether the token endpoint takes the OAuth password grant
+    oidc_password_grant: bool = True
     log_level: str = "info"
     log_format: str = "json"
     #: days of validity of the TUF timestamp, snapshot, targets and root metadata
@@ -225,14 +229,25 @@ def read_config_file(path: Path) -> dict[str, Any]:
     users = data.pop("oidc_users", [])
     parsed_users: dict[str, str] = {}
     parsed_hashes: dict[str, str] = {}
+    totp_secrets: dict[str, str] = {}
     for user in users:
-        if not isinstance(user, dict) or set(user) not in (
+        if not isinstance(user, dict) or set(user) - {"totp_secret"} not in (
             {"email", "password"},
             {"email", "password_hash"},
         ):
             raise ConfigError(
-                f"{where}: each [[oidc_users]] needs email and either password or password_hash"
+                f"{where}: each [[oidc_users]] needs email and either password or password_hash "
+                "(and may have totp_secret)"
             )
+        if "totp_secret" in user:
+            secret = user["totp_secret"]
+            if not isinstance(secret, str):
+                raise ConfigError(f"{where}: [[oidc_users]] totp_secret must be a base32 string")
+            from keyless.services.oidc.totp import check_secret
+
+            totp_secrets[str(user["email"])] = check_secret(
+                secret, f"{where}: [[oidc_users]] {user['email']}")
+        user = {k: v for k, v in user.items() if k != "totp_secret"}  # noqa: PLW2901
         if "password_hash" in user:
             from keyless.services.oidc.accounts import OidcUser
 
@@ -242,6 +257,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
             parsed_users[str(user["email"])] = str(user["password"])
     out["oidc_users"] = parsed_users
     out["oidc_user_hashes"] = parsed_hashes
+    out["oidc_totp_secrets"] = totp_secrets
+    oidc = data.pop("oidc", {})
+    if not isinstance(oidc, dict) or set(oidc) - {"password_grant"}:
+        raise ConfigError(f"{where}: [oidc] takes password_grant (true or false) only")
+    if "password_grant" in oidc:
+        out["oidc_password_grant"] = _expect(oidc, "password_grant", bool, f"{where} [oidc]")
     issuers: list[IssuerConfig] = []
     for issuer in data.pop("issuers", []):
         if not isinstance(issuer, dict):
@@ -456,6 +477,15 @@ require_ntp = false
 # password = "change-me"
 # (or, to keep the password out of this file, its scrypt hash:
 #  password_hash = "scrypt$16384$8$1$<salt>$<hash>", made with `keyless admin hash-password`)
+# totp_secret = "BASE32..."   # optional second factor: every sign-in of this user then needs
+#                             # a current one-time code (RFC 6238) from an authenticator app;
+#                             # the password grant takes it in the form field `otp`
+
+# [oidc]
+# The OAuth password grant lets scripts trade email + password (+ `otp`) for a token.
+# OAuth's current best practice (RFC 9700) advises against it; turn it off to allow only the
+# browser flows (code + PKCE, device):
+# password_grant = false
 
 # OAuth clients of the embedded provider besides the public `sigstore` client. A client with
 # a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the

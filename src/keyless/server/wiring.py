@@ -294,11 +294,12 @@ async def add_oidc(ctx: WiringContext) -> None:
     from keyless.services.oidc.routes import routes as oidc_routes
     from keyless.services.oidc.service import OidcProvider
 
+    totp = ctx.settings.oidc_totp_secrets
     users = [
-        OidcUser(email, hash_secret(password))
+        OidcUser(email, hash_secret(password), totp.get(email))
         for email, password in sorted(ctx.settings.oidc_users.items())
     ] + [
-        OidcUser(email, hashed)
+        OidcUser(email, hashed, totp.get(email))
         for email, hashed in sorted(ctx.settings.oidc_user_hashes.items())
         if email not in ctx.settings.oidc_users  # --oidc-user EMAIL:PASSWORD wins
     ]
@@ -309,7 +310,7 @@ async def add_oidc(ctx: WiringContext) -> None:
     await keys.jwks()
     provider = OidcProvider(
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
-        kv=ctx.storage.kv, keys=keys,
+        kv=ctx.storage.kv, keys=keys, password_grant=ctx.settings.oidc_password_grant,
     )
     ctx.oidc = provider
     ctx.oidc_urls.append(

@@ -80,11 +80,24 @@ def granted_scope(requested: str | None, default: str = "openid email") -> str:
 # -- authentication ---------------------------------------------------------------------
 
 
+class SecondFactorRequired(Unauthenticated):
+    """The password was right, but the user has a second factor and no code was given."""
+
+
+#: longest one-time code field read (a code is 6 digits; blanks are tolerated)
+MAX_OTP = 16
+
+
 async def authenticate_user(
-    provider: OidcProvider, username: str, password: str, remote: str
+    provider: OidcProvider, username: str, password: str, remote: str, *, otp: str | None = None
 ) -> str:
     """The email of the user, or :class:`Unauthenticated`; throttled (:class:`Pushback`,
-    :class:`LoginLimiter`: the attempt is reserved before the password is checked)."""
+    :class:`LoginLimiter`: the attempt is reserved before the password is checked).
+
+    A user with a TOTP secret must also give a current, unused one-time code ``otp``
+    (:class:`SecondFactorRequired` when there is none); code guesses are throttled per
+    (account, address) like passwords.
+    """
     account = username.lower()  # the same normalisation as the lookup
     user = provider.users.get(account)
     hashed = user.password_hash if user else dummy_hash()
@@ -97,7 +110,23 @@ async def authenticate_user(
     if user is None or not ok:
         audit.warning("sign-in failed", extra={"user": username[:256], "client": remote})
         raise Unauthenticated("wrong email or password")
-    audit.info("sign-in", extra={"user": user.email, "client": remote})
+    if user.totp_secret:
+        if not otp:
+            raise SecondFactorRequired(
+                "this account has a second factor: give the current one-time code (TOTP) "
+                "from its authenticator app"
+            )
+        async with provider.limiter.attempt("otp:" + account, remote) as attempt:
+            ok = len(otp) <= MAX_OTP and await provider.totp.check(
+                user.email, user.totp_secret, otp
+            )
+            if ok:
+                attempt.succeeded()
+        if not ok:
+            audit.warning("second factor failed", extra={"user": user.email, "client": remote})
+            raise Unauthenticated("wrong, expired or already used one-time code")
+    audit.info("sign-in", extra={"user": user.email, "client": remote,
+                                 "amr": provider.amr(user.email)})
     return user.email
 
 
@@ -138,7 +167,8 @@ async def _person_token(
     provider: OidcProvider, client: OidcClient, email: str, scope: str, **extra: Any
 ) -> Mapping[str, Any]:
     token = await provider.minter.mint(
-        provider.issuer, client.client_id, email, email=email, email_verified=True, **extra
+        provider.issuer, client.client_id, email, email=email, email_verified=True,
+        amr=provider.amr(email), **extra,
     )
     return provider.minter.response(token, scope)
 
@@ -171,11 +201,25 @@ async def _grant_code(
 async def _grant_password(
     provider: OidcProvider, client: OidcClient, form: Mapping[str, str], remote: str
 ) -> Mapping[str, Any]:
-    """RFC 6749 §4.3, for scripts (contracts.md §3)."""
+    """RFC 6749 §4.3, for scripts (contracts.md §3); a user with a second factor sends the
+    current one-time code in ``otp``. Off when ``[oidc] password_grant = false``."""
+    if not provider.password_grant:
+        raise OAuthError(
+            "unsupported_grant_type",
+            "the password grant is turned off on this provider ([oidc] password_grant = "
+            "false); sign in through the browser (code + PKCE or device flow)",
+        )
     _require(form, "username", "password")
     scope = granted_scope(form.get("scope"))
     try:
-        email = await authenticate_user(provider, form["username"], form["password"], remote)
+        email = await authenticate_user(
+            provider, form["username"], form["password"], remote, otp=form.get("otp")
+        )
+    except SecondFactorRequired as exc:
+        raise OAuthError(
+            "invalid_grant", "this account has a second factor: send the current one-time code "
+            "(TOTP) of its authenticator app in the form field 'otp'",
+        ) from exc
     except Unauthenticated as exc:
         raise OAuthError("invalid_grant", str(exc)) from exc
     return await _person_token(provider, client, email, scope, auth_time=int(provider.clock()))
@@ -288,7 +332,8 @@ async def start_device_flow(
 
 
 async def approve_device(
-    provider: OidcProvider, user_code: str, username: str, password: str, remote: str
+    provider: OidcProvider, user_code: str, username: str, password: str, remote: str,
+    *, otp: str | None = None,
 ) -> str:
     """RFC 8628 §3.3: the signed-in user approves the device showing ``user_code``; their email.
 
@@ -302,7 +347,7 @@ async def approve_device(
             attempt.succeeded()
     if found is None or not attempt.ok:
         raise DeviceCodeRefused("unknown or expired code")
-    email = await authenticate_user(provider, username, password, remote)
+    email = await authenticate_user(provider, username, password, remote, otp=otp)
     device_hash, grant = found
     if not await provider.codes.approve_device(device_hash, email, grant):
         raise DeviceCodeRefused("this code was already used")

@@ -70,6 +70,9 @@ def login_page(
         "<input type=email id=username name=username autocomplete=username required autofocus>"
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
+        "<label for=otp>One-time code <small>(if your account has one)</small></label>"
+        "<input type=text id=otp name=otp inputmode=numeric pattern=\"[0-9 ]{6,8}\" "
+        "maxlength=8 autocomplete=one-time-code>"
         "<button type=submit id=submit>Sign in</button></form>",
     )
 
@@ -90,6 +93,9 @@ def device_page(action: str, csrf: str, user_code: str = "", error: str | None =
         "<input type=email id=username name=username autocomplete=username required>"
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
+        "<label for=otp>One-time code <small>(if your account has one)</small></label>"
+        "<input type=text id=otp name=otp inputmode=numeric pattern=\"[0-9 ]{6,8}\" "
+        "maxlength=8 autocomplete=one-time-code>"
         "<button type=submit id=submit>Approve</button></form>",
     )
 

@@ -164,7 +164,8 @@ class _Endpoints:
             return self._html(page, csrf=csrf)
         try:
             email = await grants.authenticate_user(
-                provider, params.get("username", ""), params.get("password", ""), _remote(request)
+                provider, params.get("username", ""), params.get("password", ""),
+                _remote(request), otp=params.get("otp") or None,
             )
         except Pushback as exc:
             page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
@@ -255,6 +256,7 @@ class _Endpoints:
                 form.get("username", ""),
                 form.get("password", ""),
                 _remote(request),
+                otp=form.get("otp") or None,
             )
         except Pushback as exc:
             return again(str(exc), 429, exc.retry_after)

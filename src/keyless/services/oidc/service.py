@@ -31,6 +31,7 @@ from keyless.services.oidc.keyring import OidcKeyRing
 from keyless.services.oidc.kv import KeyValueStore, MemoryKV
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
+from keyless.services.oidc.totp import TotpChecker
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: Device authorizations one client address may start per minute: they need no credentials
@@ -59,6 +60,7 @@ class OidcProvider:
         rotation_period: float = 86400.0,
         machine_subject_domain: str | None = None,
         limiter: LoginLimiter | None = None,
+        password_grant: bool = True,
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -77,6 +79,10 @@ class OidcProvider:
         self.minter = TokenMinter(self.keys, clock, token_lifetime)
         self.codes = CodeStore(self._kv)
         self.limiter = limiter or LoginLimiter(clock=clock)
+        #: one-time codes of users with a TOTP second factor, each accepted once
+        self.totp = TotpChecker(self._kv, clock)
+        #: whether the token endpoint takes the password grant (``[oidc] password_grant``)
+        self.password_grant = password_grant
         # Device codes need no credentials and each is a stored row: throttle them per client
         # address so a flood is answered 429 + Retry-After rather than filling the database.
         self.device_codes = EventLimiter(
@@ -122,6 +128,12 @@ class OidcProvider:
         """For ``IdentityVerifier(local_jwks=...)``: this process's keys without an HTTP hop."""
         return {self.issuer: self.keys.jwks, self.machine_issuer: self.keys.jwks}
 
+    def amr(self, email: str) -> list[str]:
+        """RFC 8176 authentication methods of a sign-in of ``email``: every sign-in of a user
+        with a TOTP secret had to pass the one-time code (:mod:`~.grants` enforces it)."""
+        user = self.users.get(email.lower())
+        return ["pwd", "otp"] if user is not None and user.totp_secret else ["pwd"]
+
     async def start(self) -> None:
         """Create the current and next signing keys ahead of the first request."""
         await self.keys.jwks()
@@ -144,7 +156,7 @@ class OidcProvider:
             "response_modes_supported": ["query"],
             "grant_types_supported": [
                 "authorization_code",
-                "password",
+                *(["password"] if self.password_grant else []),
                 "client_credentials",
                 DEVICE_GRANT,
             ],
@@ -163,6 +175,7 @@ class OidcProvider:
                 "jti",
                 "email",
                 "email_verified",
+                "amr",
             ],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
