@@ -101,7 +101,10 @@ async def test_code_guesses_are_throttled_like_passwords() -> None:
     assert claims["amr"] == ["pwd", "otp"]
 
 
-@pytest.mark.parametrize("otp", ["12345", "1234567", "abcdef", "１２３４５６", "1" * 100, ""])
+FULLWIDTH_DIGITS = "".join(chr(0xFF11 + i) for i in range(6))
+
+
+@pytest.mark.parametrize("otp", ["12345", "1234567", "abcdef", FULLWIDTH_DIGITS, "1" * 100, ""])
 async def test_malformed_codes_are_refused(otp: str) -> None:
     clock = Clock()
     with pytest.raises(OAuthError) as refused:
