@@ -52,6 +52,18 @@ def totp_code(offset_steps: int = 0) -> str:
     return pyotp.TOTP(CAROL_TOTP).at(time.time() + offset_steps * 30)
 
 
+_USED_STEPS: set[int] = set()
+
+
+def fresh_code() -> str:
+    """A code of carol's for a step this test process has not used yet (each code works once;
+    the provider accepts the steps either side of now)."""
+    now = int(time.time() // 30)
+    step = next(s for s in (now, now + 1, now - 1) if s not in _USED_STEPS)
+    _USED_STEPS.add(step)
+    return pyotp.TOTP(CAROL_TOTP).at(step * 30)
+
+
 def password_grant(stack: RunningStack, user: str, otp: str | None = None) -> httpx.Response:
     data = {"grant_type": "password", "client_id": "sigstore", "scope": "openid email",
             "username": user, "password": PASSWORD}
