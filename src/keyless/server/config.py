@@ -49,6 +49,8 @@ class Settings:
     oidc_totp_secrets: dict[str, str] = field(default_factory=dict)
     #: [oidc] password_grant: whether the token endpoint takes the OAuth password grant
     oidc_password_grant: bool = True
+    #: [oidc] require_second_factor: users without one must enrol (P/oidc/account) first
+    oidc_require_second_factor: bool = False
     log_level: str = "info"
     log_format: str = "json"
     #: days of validity of the TUF timestamp, snapshot, targets and root metadata
@@ -259,10 +261,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     out["oidc_user_hashes"] = parsed_hashes
     out["oidc_totp_secrets"] = totp_secrets
     oidc = data.pop("oidc", {})
-    if not isinstance(oidc, dict) or set(oidc) - {"password_grant"}:
-        raise ConfigError(f"{where}: [oidc] takes password_grant (true or false) only")
-    if "password_grant" in oidc:
-        out["oidc_password_grant"] = _expect(oidc, "password_grant", bool, f"{where} [oidc]")
+    if not isinstance(oidc, dict) or set(oidc) - {"password_grant", "require_second_factor"}:
+        raise ConfigError(
+            f"{where}: [oidc] takes password_grant and require_second_factor (true or false)")
+    for key in ("password_grant", "require_second_factor"):
+        if key in oidc:
+            out[f"oidc_{key}"] = _expect(oidc, key, bool, f"{where} [oidc]")
     issuers: list[IssuerConfig] = []
     for issuer in data.pop("issuers", []):
         if not isinstance(issuer, dict):
@@ -486,6 +490,9 @@ require_ntp = false
 # OAuth's current best practice (RFC 9700) advises against it; turn it off to allow only the
 # browser flows (code + PKCE, device):
 # password_grant = false
+# Send every user without a second factor to set one up (<public_url>/oidc/account: a TOTP
+# app, scanned from a QR code, plus recovery codes) before they can sign in:
+# require_second_factor = true
 
 # OAuth clients of the embedded provider besides the public `sigstore` client. A client with
 # a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the

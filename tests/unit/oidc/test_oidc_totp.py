@@ -14,7 +14,13 @@ from keyless.errors import ConfigError, Pushback
 from keyless.server.config import read_config_file
 from keyless.services.oidc import OidcClient, OidcUser
 from keyless.services.oidc.accounts import hash_secret
-from keyless.services.oidc.grants import OAuthError, issue_token
+from keyless.services.oidc.grants import (
+    EnrolmentRefused,
+    OAuthError,
+    begin_enrolment,
+    confirm_enrolment,
+    issue_token,
+)
 from keyless.services.oidc.service import OidcProvider
 from keyless.services.oidc.totp import new_secret
 
@@ -163,3 +169,60 @@ def test_bad_second_factor_config_is_refused(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         read_config_file(path)
+
+
+async def test_enrolment_turns_a_second_factor_on_with_recovery_codes_once() -> None:
+    clock = Clock()
+    idp = provider(clock)
+    email, pending, secret = await begin_enrolment(idp, "dave@example.com", PASSWORD, "192.0.2.1")
+    assert pending and secret and email == "dave@example.com"
+    assert (await password_grant(idp, "dave@example.com"))["amr"] == ["pwd"]  # not yet on
+    with pytest.raises(EnrolmentRefused, match="wrong one-time code"):
+        await confirm_enrolment(idp, pending, "000000" if pyotp.TOTP(secret).at(clock.now)
+                                != "000000" else "111111", "192.0.2.1")
+    email, codes = await confirm_enrolment(idp, pending, pyotp.TOTP(secret).at(clock.now),
+                                           "192.0.2.1")
+    assert len(codes) == 10 and len(set(codes)) == 10
+    with pytest.raises(EnrolmentRefused, match="expired or was completed"):
+        await confirm_enrolment(idp, pending, pyotp.TOTP(secret).at(clock.now + 30), "192.0.2.1")
+    with pytest.raises(OAuthError, match="'otp'"):
+        await password_grant(idp, "dave@example.com")
+    claims = await password_grant(idp, "dave@example.com", pyotp.TOTP(secret).at(clock.now + 30))
+    assert claims["amr"] == ["pwd", "otp"]
+    assert (await password_grant(idp, "dave@example.com", codes[0].upper()))["amr"] == [
+        "pwd", "otp"]
+    with pytest.raises(OAuthError, match="already used"):
+        await password_grant(idp, "dave@example.com", codes[0])
+    assert await idp.factors.recovery_codes_left("dave@example.com") == 9
+    stored = await idp.factors.get("dave@example.com")
+    assert stored is not None and not any(c in stored.recovery_hashes for c in codes)
+    # a second enrolment is not offered: the user has a factor
+    assert (await begin_enrolment(idp, "dave@example.com", PASSWORD, "192.0.2.1",
+                                  otp=codes[1]))[1] is None
+
+
+async def test_require_second_factor_sends_users_without_one_to_the_account_page() -> None:
+    clock = Clock()
+    idp = provider(clock, require_second_factor=True)
+    with pytest.raises(OAuthError, match="/oidc/account"):
+        await password_grant(idp, "dave@example.com")
+    _email, pending, secret = await begin_enrolment(idp, "dave@example.com", PASSWORD, "x")
+    assert pending is not None and secret is not None
+    await confirm_enrolment(idp, pending, pyotp.TOTP(secret).at(clock.now), "x")
+    claims = await password_grant(idp, "dave@example.com", pyotp.TOTP(secret).at(clock.now + 30))
+    assert claims["amr"] == ["pwd", "otp"]
+    assert (await password_grant(idp, "carol@example.com", code(clock)))["amr"] == ["pwd", "otp"]
+
+
+async def test_enrolled_secrets_are_stored_wrapped_under_the_kek() -> None:
+    from keyless.sealing import Sealer
+    from keyless.services.oidc.kv import MemoryKV
+
+    clock = Clock()
+    kv = MemoryKV(clock)
+    idp = provider(clock, kv=kv, sealer=Sealer.generate())
+    _email, pending, secret = await begin_enrolment(idp, "dave@example.com", PASSWORD, "x")
+    assert pending is not None and secret is not None
+    await confirm_enrolment(idp, pending, pyotp.TOTP(secret).at(clock.now), "x")
+    stored = b"".join(value for value, _ in kv._data.values())
+    assert secret.encode() not in stored

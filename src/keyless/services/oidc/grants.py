@@ -84,19 +84,26 @@ class SecondFactorRequired(Unauthenticated):
     """The password was right, but the user has a second factor and no code was given."""
 
 
-#: longest one-time code field read (a code is 6 digits; blanks are tolerated)
-MAX_OTP = 16
+class EnrolmentRequired(Unauthenticated):
+    """The provider requires a second factor and this user has none yet."""
+
+
+#: longest one-time code field read (6 digits, or a recovery code ``abcd-efgh-ijkl-mnop``)
+MAX_OTP = 32
 
 
 async def authenticate_user(
-    provider: OidcProvider, username: str, password: str, remote: str, *, otp: str | None = None
+    provider: OidcProvider, username: str, password: str, remote: str, *,
+    otp: str | None = None, enrolling: bool = False,
 ) -> str:
     """The email of the user, or :class:`Unauthenticated`; throttled (:class:`Pushback`,
     :class:`LoginLimiter`: the attempt is reserved before the password is checked).
 
     A user with a TOTP secret must also give a current, unused one-time code ``otp``
     (:class:`SecondFactorRequired` when there is none); code guesses are throttled per
-    (account, address) like passwords.
+    (account, address) like passwords. A recovery code from enrolment may stand in for a
+    code, once. With ``require_second_factor`` a user without a factor is refused
+    (:class:`EnrolmentRequired`) unless ``enrolling`` (the account page).
     """
     account = username.lower()  # the same normalisation as the lookup
     user = provider.users.get(account)
@@ -110,15 +117,22 @@ async def authenticate_user(
     if user is None or not ok:
         audit.warning("sign-in failed", extra={"user": username[:256], "client": remote})
         raise Unauthenticated("wrong email or password")
-    if user.totp_secret:
+    secret = await provider.totp_secret(user.email)
+    if secret is None and provider.require_second_factor and not enrolling:
+        raise EnrolmentRequired(
+            "this provider requires a second factor: set one up on the account page "
+            f"{provider.issuer}/account, then sign in again"
+        )
+    if secret:
         if not otp:
             raise SecondFactorRequired(
                 "this account has a second factor: give the current one-time code (TOTP) "
                 "from its authenticator app"
             )
         async with provider.limiter.attempt("otp:" + account, remote) as attempt:
-            ok = len(otp) <= MAX_OTP and await provider.totp.check(
-                user.email, user.totp_secret, otp
+            ok = len(otp) <= MAX_OTP and (
+                await provider.totp.check(user.email, secret, otp)
+                or (len(otp) > 8 and await provider.factors.use_recovery_code(user.email, otp))
             )
             if ok:
                 attempt.succeeded()
@@ -126,7 +140,7 @@ async def authenticate_user(
             audit.warning("second factor failed", extra={"user": user.email, "client": remote})
             raise Unauthenticated("wrong, expired or already used one-time code")
     audit.info("sign-in", extra={"user": user.email, "client": remote,
-                                 "amr": provider.amr(user.email)})
+                                 "amr": ["pwd", "otp"] if secret else ["pwd"]})
     return user.email
 
 
@@ -168,7 +182,7 @@ async def _person_token(
 ) -> Mapping[str, Any]:
     token = await provider.minter.mint(
         provider.issuer, client.client_id, email, email=email, email_verified=True,
-        amr=provider.amr(email), **extra,
+        amr=await provider.amr(email), **extra,
     )
     return provider.minter.response(token, scope)
 
@@ -381,3 +395,46 @@ async def userinfo(provider: OidcProvider, token: str) -> dict[str, Any]:
     if not isinstance(exp, int | float) or exp < provider.clock():
         raise Unauthenticated("the bearer token has expired")
     return {k: claims[k] for k in ("sub", "email", "email_verified") if k in claims}
+
+
+# -- enrolment of a second factor (the account page) -------------------------------------
+
+
+class EnrolmentRefused(InvalidInput):
+    """The enrolment expired, was completed already, or its first code was wrong."""
+
+
+async def begin_enrolment(
+    provider: OidcProvider, username: str, password: str, remote: str, *, otp: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """Sign in for the account page: ``(email, pending id, new secret)``, or ``(email, None,
+    None)`` when the user already has a second factor (then ``otp`` was required)."""
+    email = await authenticate_user(provider, username, password, remote, otp=otp,
+                                    enrolling=True)
+    if await provider.totp_secret(email):
+        return email, None, None
+    pending, secret = await provider.factors.begin(email)
+    audit.info("second factor enrolment started", extra={"user": email, "client": remote})
+    return email, pending, secret
+
+
+async def confirm_enrolment(
+    provider: OidcProvider, pending: str, code: str, remote: str
+) -> tuple[str, list[str]]:
+    """Check the first code of a pending enrolment and complete it: ``(email, recovery codes)``
+    (shown once). Code guesses are throttled like passwords."""
+    found = await provider.factors.pending(pending)
+    if found is None:
+        raise EnrolmentRefused("this enrolment expired or was completed; start again")
+    email, secret = found
+    async with provider.limiter.attempt("otp:" + email, remote) as attempt:
+        ok = len(code) <= MAX_OTP and await provider.totp.check(email, secret, code)
+        if ok:
+            attempt.succeeded()
+    if not ok:
+        raise EnrolmentRefused("wrong one-time code: enter the code the app shows now")
+    codes = await provider.factors.complete(pending)
+    if codes is None:
+        raise EnrolmentRefused("this enrolment expired or was completed; start again")
+    audit.info("second factor enrolled", extra={"user": email, "client": remote})
+    return email, codes

@@ -35,6 +35,12 @@ font-family:monospace;word-break:break-all;background:#f3f3f3;padding:.6rem}
 """
 
 
+_OTP_FIELD = (
+    "<label for=otp>One-time code <small>(if your account has one; or a recovery code)</small>"
+    "</label><input type=text id=otp name=otp maxlength=32 autocomplete=one-time-code>"
+)
+
+
 def _page(title: str, body: str) -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -70,9 +76,7 @@ def login_page(
         "<input type=email id=username name=username autocomplete=username required autofocus>"
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
-        "<label for=otp>One-time code <small>(if your account has one)</small></label>"
-        "<input type=text id=otp name=otp inputmode=numeric pattern=\"[0-9 ]{6,8}\" "
-        "maxlength=8 autocomplete=one-time-code>"
+        f"{_OTP_FIELD}"
         "<button type=submit id=submit>Sign in</button></form>",
     )
 
@@ -93,9 +97,7 @@ def device_page(action: str, csrf: str, user_code: str = "", error: str | None =
         "<input type=email id=username name=username autocomplete=username required>"
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
-        "<label for=otp>One-time code <small>(if your account has one)</small></label>"
-        "<input type=text id=otp name=otp inputmode=numeric pattern=\"[0-9 ]{6,8}\" "
-        "maxlength=8 autocomplete=one-time-code>"
+        f"{_OTP_FIELD}"
         "<button type=submit id=submit>Approve</button></form>",
     )
 
@@ -129,3 +131,64 @@ def check_csrf(origin: str | None, expected_origin: str, cookie: str, submitted:
             "the form expired or was not submitted from this site (missing or wrong CSRF "
             "token); try again"
         )
+
+
+def account_page(action: str, csrf: str, error: str | None = None) -> str:
+    """Sign-in to the account page, where a user sets up a second factor."""
+    return _page(
+        "Your account - keyless",
+        "<h1>Set up a second factor</h1>"
+        "<p>Sign in to add a one-time code (TOTP) from an authenticator app to your account.</p>"
+        f"{_error(error)}"
+        f'<form method=post action="{escape(action)}" id=account>'
+        f"{_hidden({'csrf_token': csrf})}"
+        "<label for=username>Email</label>"
+        "<input type=email id=username name=username autocomplete=username required autofocus>"
+        "<label for=password>Password</label>"
+        "<input type=password id=password name=password autocomplete=current-password required>"
+        f"{_OTP_FIELD}"
+        "<button type=submit id=submit>Continue</button></form>",
+    )
+
+
+def qr_svg(text: str) -> str:
+    """``text`` as a QR code in inline SVG, rendered here (segno; no external service)."""
+    import segno
+
+    svg: str = segno.make(text, error="m").svg_inline(scale=5, dark="#000", light="#fff")
+    return svg
+
+
+def enrol_page(
+    action: str, csrf: str, pending: str, qr_svg: str, secret: str, *, error: str | None = None
+) -> str:
+    """The new secret as a QR code (``qr_svg``: inline SVG rendered locally from the
+    ``otpauth://`` URI) and as text, and the form for the first code."""
+    grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return _page(
+        "Set up a second factor - keyless",
+        "<h1>Scan this code</h1>"
+        "<p>Scan it with an authenticator app, or type the key, then enter the code it shows.</p>"
+        f"<div id=qr>{qr_svg}</div>"
+        f"<p class=code id=secret>{escape(grouped)}</p>"
+        f"{_error(error)}"
+        f'<form method=post action="{escape(action)}" id=confirm>'
+        f"{_hidden({'csrf_token': csrf, 'pending': pending})}"
+        "<label for=code>Code from the app</label>"
+        "<input type=text id=code name=code inputmode=numeric maxlength=8 "
+        "autocomplete=one-time-code required autofocus>"
+        "<button type=submit id=submit>Turn on</button></form>",
+    )
+
+
+def recovery_page(email: str, codes: list[str]) -> str:
+    """The recovery codes, shown this once."""
+    items = "".join(f"<li>{escape(c)}</li>" for c in codes)
+    return _page(
+        "Second factor on - keyless",
+        "<h1>Second factor on</h1>"
+        f"<p>Every sign-in of {escape(email)} now needs a code from the app. Keep these "
+        "recovery codes somewhere safe: each works once in place of a code, and they are "
+        "shown only now.</p>"
+        f"<ol class=code id=recovery>{items}</ol>",
+    )

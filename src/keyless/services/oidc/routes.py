@@ -37,6 +37,7 @@ from keyless.services.oidc.requests import (
     UnsafeRequest,
 )
 from keyless.services.oidc.service import OidcProvider
+from keyless.services.oidc.totp import provisioning_uri
 
 
 def routes(provider: OidcProvider) -> list[Route]:
@@ -53,6 +54,8 @@ def routes(provider: OidcProvider) -> list[Route]:
         Route("/device/code", endpoints.device_authorization, methods=["POST"]),
         Route("/device", endpoints.device_verification, methods=["GET", "POST"]),
         Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
+        Route("/account", endpoints.account, methods=["GET", "POST"]),
+        Route("/account/confirm", endpoints.confirm_enrolment, methods=["POST"]),
     ]
 
 
@@ -268,6 +271,74 @@ class _Endpoints:
             "Device approved", f"The device may now act as {email}. You can close this page."
         )
         return self._html(page, csrf=csrf)
+
+    # -- account page: second factor enrolment ---------------------------------------------
+
+    async def account(self, request: Request) -> Response:
+        """Sign in (GET: the form) and get a new TOTP secret as a QR code to scan."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        action = provider.path + "/account"
+        if request.method == "GET":
+            return self._html(pages.account_page(action, csrf), csrf=csrf)
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+        except FormRefused as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        try:
+            email, pending, secret = await grants.begin_enrolment(
+                provider, form.get("username", ""), form.get("password", ""), _remote(request),
+                otp=form.get("otp") or None,
+            )
+        except Pushback as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except Unauthenticated as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 401, str(exc), csrf=csrf)
+        if pending is None or secret is None:
+            left = await provider.factors.recovery_codes_left(email)
+            page = pages.message_page(
+                "Second factor on",
+                f"Every sign-in of {email} needs a one-time code; {left} recovery code(s) left.",
+            )
+            return self._html(page, csrf=csrf)
+        uri = provisioning_uri(secret, email, "keyless " + urlsplit(provider.issuer).netloc)
+        page = pages.enrol_page(provider.path + "/account/confirm", csrf, pending,
+                                pages.qr_svg(uri), secret)
+        return self._html(page, csrf=csrf)
+
+    async def confirm_enrolment(self, request: Request) -> Response:
+        """The first code of a pending enrolment: turns the factor on, shows recovery codes."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+        except FormRefused as exc:
+            page = pages.message_page("Request refused", str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        pending = form.get("pending", "")
+        try:
+            email, codes = await grants.confirm_enrolment(
+                provider, pending, form.get("code", ""), _remote(request)
+            )
+        except Pushback as exc:
+            page = pages.message_page("Too many attempts", str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except grants.EnrolmentRefused as exc:
+            found = await provider.factors.pending(pending)
+            if found is None:
+                page = pages.message_page("Enrolment expired", str(exc))
+                return self._refusal(request, page, 400, str(exc), csrf=csrf)
+            email, secret = found
+            uri = provisioning_uri(secret, email, "keyless " + urlsplit(provider.issuer).netloc)
+            page = pages.enrol_page(provider.path + "/account/confirm", csrf, pending,
+                                    pages.qr_svg(uri), secret, error=str(exc))
+            return self._refusal(request, page, 400, str(exc), csrf=csrf)
+        return self._html(pages.recovery_page(email, codes), csrf=csrf)
 
     async def userinfo(self, request: Request) -> Response:
         """OIDC Core §5.3 with the identity JWT as bearer access token (RFC 6750 §2.1)."""

@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 
 from keyless.errors import ConfigError
 from keyless.identity import IssuerConfig
+from keyless.sealing import SealedKv, Sealer
 from keyless.services.oidc.accounts import OidcClient, OidcUser
 from keyless.services.oidc.codes import CodeStore
+from keyless.services.oidc.factors import FactorStore
 from keyless.services.oidc.keyring import OidcKeyRing
 from keyless.services.oidc.kv import KeyValueStore, MemoryKV
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
@@ -61,6 +63,8 @@ class OidcProvider:
         machine_subject_domain: str | None = None,
         limiter: LoginLimiter | None = None,
         password_grant: bool = True,
+        require_second_factor: bool = False,
+        sealer: Sealer | None = None,
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -81,6 +85,11 @@ class OidcProvider:
         self.limiter = limiter or LoginLimiter(clock=clock)
         #: one-time codes of users with a TOTP second factor, each accepted once
         self.totp = TotpChecker(self._kv, clock)
+        #: factors users enrolled on the account page (TOTP secrets wrapped under ``sealer``)
+        self.factors = FactorStore(self._kv if sealer is None else SealedKv(self._kv, sealer),
+                                   clock)
+        #: ``[oidc] require_second_factor``: users without one must enrol before signing in
+        self.require_second_factor = require_second_factor
         #: whether the token endpoint takes the password grant (``[oidc] password_grant``)
         self.password_grant = password_grant
         # Device codes need no credentials and each is a stored row: throttle them per client
@@ -128,11 +137,18 @@ class OidcProvider:
         """For ``IdentityVerifier(local_jwks=...)``: this process's keys without an HTTP hop."""
         return {self.issuer: self.keys.jwks, self.machine_issuer: self.keys.jwks}
 
-    def amr(self, email: str) -> list[str]:
-        """RFC 8176 authentication methods of a sign-in of ``email``: every sign-in of a user
-        with a TOTP secret had to pass the one-time code (:mod:`~.grants` enforces it)."""
+    async def totp_secret(self, email: str) -> str | None:
+        """The TOTP secret of ``email``: from the configuration, else enrolled, else none."""
         user = self.users.get(email.lower())
-        return ["pwd", "otp"] if user is not None and user.totp_secret else ["pwd"]
+        if user is not None and user.totp_secret:
+            return user.totp_secret
+        enrolled = await self.factors.get(email)
+        return enrolled.totp_secret if enrolled else None
+
+    async def amr(self, email: str) -> list[str]:
+        """RFC 8176 authentication methods of a sign-in of ``email``: every sign-in of a user
+        with a second factor had to pass it (:mod:`~.grants` enforces it)."""
+        return ["pwd", "otp"] if await self.totp_secret(email) else ["pwd"]
 
     async def start(self) -> None:
         """Create the current and next signing keys ahead of the first request."""
