@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import jwt
+import pyotp
 import pytest
 from browserutil import (
     ALICE,
@@ -203,3 +204,28 @@ async def test_totp_device_approval(signed: Signed) -> None:
     assert token.status_code == 200, token.text
     claims = jwt.decode(token.json()["id_token"], options={"verify_signature": False})
     assert claims["amr"] == ["pwd", "otp"]
+
+
+async def test_enrolling_a_second_factor_in_the_browser(signed: Signed) -> None:
+    async with chromium_page() as page:
+        await page.goto(f"{signed.stack.url}/oidc/account")
+        await page.fill("#username", BOB)
+        await page.fill("#password", PASSWORD)
+        await page.click("#submit")
+        assert await page.locator("#qr svg").count() == 1  # rendered here, no external image
+        secret = (await page.inner_text("#secret")).replace(" ", "")
+        await _shot(page, "enrol-totp.png")
+        await page.fill("#code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+        await page.click("#submit")
+        assert "wrong one-time code" in await page.inner_text("#error")
+        await page.fill("#code", pyotp.TOTP(secret).now())
+        await page.click("#submit")
+        codes = (await page.inner_text("#recovery")).split()
+        assert len(codes) == 10
+    refused = password_grant(signed.stack, BOB)
+    assert refused.status_code == 400 and "'otp'" in refused.json()["error_description"]
+    granted = password_grant(signed.stack, BOB, codes[0])
+    assert granted.status_code == 200, granted.text
+    claims = jwt.decode(granted.json()["id_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["pwd", "otp"]
+    assert password_grant(signed.stack, BOB, codes[0]).status_code == 400  # used up
