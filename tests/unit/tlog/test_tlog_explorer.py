@@ -82,3 +82,36 @@ def test_a_proof_that_does_not_reach_the_checkpoint_root_is_not_verified() -> No
     checkpoint = b"origin\n2\n" + base64.b64encode(b"\x03" * 32) + b"\n\n- sig\n"
     view = _proof_view(leaf, 0, 2, [sibling], root=b"\x03" * 32, checkpoint=checkpoint)
     assert not view.verified and "root" in view.problem.lower()
+
+
+async def test_searches_spend_the_clients_budget_and_429_when_it_is_gone() -> None:
+    import httpx
+    from starlette.applications import Starlette
+
+    from keyless.server.budget import ClientBudget
+    from keyless.services.explorer.routes import routes
+
+    ca = CA.create()
+    stack = await build_stack(trusted_cas=[ca.cert])
+    try:
+        signer = Signer.create(ca)
+        for i in range(4):
+            await stack.v2.create_entry(hashedrekord_v2(signer, b"v2-%d" % i))
+        await stack.v2.indexer.flush()
+        chain = [("test", [ca.cert.public_bytes(serialization.Encoding.DER)])]
+        explorer = ExplorerService(tlogs=[("http://x/rekor", stack.v2)], ctlog=None,
+                                   public_url="http://x", ca_chains=chain)
+        app = Starlette(routes=routes(explorer, ClientBudget(burst=20, rate=0.001)))
+        san = signer.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        email = san.value.get_values_for_type(x509.RFC822Name)[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            statuses = [(await client.get("/", params={"q": email})).status_code
+                        for _ in range(4)]
+            assert statuses[:2] == [200, 200] and statuses[-1] == 429, statuses
+            refused = await client.get("/", params={"q": email})
+            assert int(refused.headers["retry-after"]) >= 1
+            assert "Too many requests" in refused.text
+            assert "default-src 'none'" in refused.headers["content-security-policy"]
+    finally:
+        await stack.close()

@@ -16,6 +16,7 @@ a 400 page naming the problem, an unknown entry a 404 page.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keyless.errors import InvalidInput, NotFound
+from keyless.server.budget import ClientBudget
+from keyless.server.errors import TooManyRequests
 from keyless.server.requests import path_int, query_int
 from keyless.services.explorer.service import ExplorerService
 
@@ -59,8 +62,15 @@ def _single(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def routes(service: ExplorerService) -> list[Route]:
-    """The explorer's routes at the port root (its pages live under ``/explorer/``)."""
+#: budget units of an entry page (reads, proof, certificate checks)
+ENTRY_COST = 5.0
+
+
+def routes(service: ExplorerService, budget: ClientBudget | None = None) -> list[Route]:
+    """The explorer's routes at the port root (its pages live under ``/explorer/``); searches
+    and entry pages spend a per-client budget (:mod:`keyless.server.budget`), like the logs'
+    own search API."""
+    budget = budget or ClientBudget()
     env = environment()
     root = urlsplit(service.public_url).path.rstrip("/")
     stylesheet = resources.files("keyless.services.explorer").joinpath(
@@ -70,7 +80,11 @@ def routes(service: ExplorerService) -> list[Route]:
         body = env.get_template(template).render(root=root, public_url=service.public_url, **values)
         return Response(body, status_code=code, media_type=HTML, headers=SECURITY_HEADERS)
 
-    def failure(exc: InvalidInput | NotFound, q: str = "") -> Response:
+    def failure(exc: InvalidInput | NotFound | TooManyRequests, q: str = "") -> Response:
+        if isinstance(exc, TooManyRequests):
+            answer = page("error.html", 429, message=str(exc), status=429, q="")
+            answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return answer
         code = 404 if isinstance(exc, NotFound) else 400
         return page("error.html", code, message=str(exc), status=code, q=q)
 
@@ -82,24 +96,28 @@ def routes(service: ExplorerService) -> list[Route]:
             assert page_number is not None
             if not q:
                 return page("home.html", q="")
+            client = budget.admit(request)
             results = await service.search(q, page_number)
-        except (InvalidInput, NotFound) as exc:
+            budget.charge(client, results.cost)
+        except (InvalidInput, NotFound, TooManyRequests) as exc:
             return failure(exc, q if len(q) <= 512 else "")
         return page("results.html", q=results.query.text, results=results)
 
     async def entry(request: Request) -> Response:
         try:
             index = path_int(request.path_params["index"], "log index")
+            budget.charge(budget.admit(request), ENTRY_COST)
             view = await service.entry(request.path_params["log"], index)
-        except (InvalidInput, NotFound) as exc:
+        except (InvalidInput, NotFound, TooManyRequests) as exc:
             return failure(exc)
         return page("entry.html", q="", entry=view)
 
     async def download(request: Request) -> Response:
         try:
             index = path_int(request.path_params["index"], "log index")
+            budget.charge(budget.admit(request), ENTRY_COST)
             item = await service.download(request.path_params["log"], index)
-        except (InvalidInput, NotFound) as exc:
+        except (InvalidInput, NotFound, TooManyRequests) as exc:
             return failure(exc)
         headers = {**SECURITY_HEADERS,
                    "Content-Disposition": f'attachment; filename="{item.filename}"'}

@@ -51,6 +51,10 @@ MAX_PAGE = math.ceil(MAX_MATCHES * 8 / PAGE_SIZE)
 #: How many of the CT log's newest entries an identity or key search looks at.
 CT_SCAN = 512
 CT_SLUG = "ctlog"
+#: work units (~ms of CPU) of one result row (entry read, certificate decoded and chain-checked)
+ROW_COST = 2.0
+#: work units of one CT entry looked at by a scan (certificate parsed)
+CT_SCAN_COST = 0.1
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 
 
@@ -78,6 +82,8 @@ class ResultPage:
     total: int
     truncated: bool
     notes: list[str] = field(default_factory=list)
+    #: work units (~ms of CPU) the page cost, for the caller's per-client budget
+    cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,7 @@ class ExplorerService:
         hits: list[tuple[str, int]] = []
         truncated = False
         notes: list[str] = []
+        scanned = 0
         if query.index is not None:
             for slug, (_, _, service) in self._tlogs.items():
                 size, _ = await service.log.tree()
@@ -235,7 +242,8 @@ class ExplorerService:
         start = (page - 1) * self.page_size
         rows = [await self._row(slug, index)
                 for slug, index in hits[start:start + self.page_size]]
-        return ResultPage(query, rows, page, pages, len(hits), truncated, notes)
+        cost = len(rows) * ROW_COST + scanned * CT_SCAN_COST + len(hits) / 100
+        return ResultPage(query, rows, page, pages, len(hits), truncated, notes, cost)
 
     async def _scan_ct(self, query: Query) -> tuple[list[int], int]:
         assert self._ctlog is not None
