@@ -325,3 +325,27 @@ def test_unknown_entries_are_a_404_page(signed: Signed) -> None:
         answer = httpx.get(signed.stack.url + path, timeout=30)
         assert answer.status_code == status, (path, answer.text)
         assert "<script" not in answer.text.lower()
+
+
+def test_the_explorer_shows_every_shard_after_a_log_rotation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    start_stack(data).stop()
+    rotated = subprocess.run([str(KEYLESS), "admin", "rotate", "log", "--data-dir", str(data)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert rotated.returncode == 0, rotated.stderr
+    stack = start_stack(data)
+    try:
+        status = httpx.get(stack.url + "/explorer/status", timeout=30)
+        assert status.status_code == 200
+        assert "Rekor v2 (rekor-2)" in status.text and "Rekor v2<" in status.text
+        found = links(explore(stack, "0").text)  # every log starts with a placeholder
+        assert len({log for log, _ in found if log.startswith("rekor-v1")}) == 1, found
+        assert len({log for log, _ in found if log.startswith("rekor-v2")}) == 2, found
+        for log, _ in found:  # the placeholder opens as such, and is no bundle entry
+            page = httpx.get(f"{stack.url}/explorer/entry/{log}/0", timeout=30)
+            assert page.status_code == 200 and "placeholder" in page.text
+            assert 'class="ok">Verified' in page.text
+            fragment = httpx.get(f"{stack.url}/explorer/entry/{log}/0/download", timeout=30)
+            assert fragment.status_code == 404
+    finally:
+        assert stack.stop() == 0, stack.output()[-3000:]
