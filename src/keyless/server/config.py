@@ -51,6 +51,8 @@ class Settings:
     oidc_password_grant: bool = True
     #: [oidc] require_second_factor: users without one must enrol (P/oidc/account) first
     oidc_require_second_factor: bool = False
+    #: [[oidc_upstreams]]: company providers offered as "Sign in with NAME" (Upstream objects)
+    oidc_upstreams: tuple[Any, ...] = ()
     log_level: str = "info"
     log_format: str = "json"
     #: days of validity of the TUF timestamp, snapshot, targets and root metadata
@@ -279,6 +281,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(clients, list) or not all(isinstance(c, dict) for c in clients):
         raise ConfigError(f"{where}: oidc_clients must be an array of tables")
     out["oidc_clients"] = tuple(OidcClient.from_mapping(c) for c in clients)
+    from keyless.services.oidc.upstream import Upstream
+
+    upstreams = data.pop("oidc_upstreams", [])
+    if not isinstance(upstreams, list) or not all(isinstance(u, dict) for u in upstreams):
+        raise ConfigError(f"{where}: oidc_upstreams must be an array of tables")
+    out["oidc_upstreams"] = tuple(Upstream.from_mapping(u) for u in upstreams)
+    if len({u.name for u in out["oidc_upstreams"]}) != len(upstreams):
+        raise ConfigError(f"{where}: two [[oidc_upstreams]] have the same name")
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
     return out
@@ -493,6 +503,19 @@ require_ntp = false
 # Send every user without a second factor to set one up (<public_url>/oidc/account: a TOTP
 # app, scanned from a QR code, plus recovery codes) before they can sign in:
 # require_second_factor = true
+
+# Company single sign-on: the login page offers "Sign in with <display_name>"; keyless runs
+# code + PKCE against the upstream OpenID provider (register <public_url>/oidc/upstream/callback
+# as the redirect URI there), verifies its ID token (aud = client_id, nonce, email_verified)
+# and issues its own token for that e-mail. allowed_domains (optional) restricts the e-mails.
+# [[oidc_upstreams]]
+# name = "corp"
+# display_name = "Example Corp"
+# issuer = "https://login.example.com"
+# client_id = "keyless"
+# client_secret = "change-me"
+# scopes = ["openid", "email"]
+# allowed_domains = ["example.com"]
 
 # OAuth clients of the embedded provider besides the public `sigstore` client. A client with
 # a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the

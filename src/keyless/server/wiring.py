@@ -312,6 +312,7 @@ async def add_oidc(ctx: WiringContext) -> None:
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
         kv=ctx.storage.kv, keys=keys, password_grant=ctx.settings.oidc_password_grant,
         require_second_factor=ctx.settings.oidc_require_second_factor, sealer=ctx.sealer,
+        upstreams=ctx.settings.oidc_upstreams,
     )
     ctx.oidc = provider
     ctx.oidc_urls.append(

@@ -180,9 +180,11 @@ def _require(form: Mapping[str, str], *names: str) -> None:
 async def _person_token(
     provider: OidcProvider, client: OidcClient, email: str, scope: str, **extra: Any
 ) -> Mapping[str, Any]:
+    """A person's token; ``amr`` is the local user's unless ``extra`` names it (upstream)."""
+    if "amr" not in extra:
+        extra["amr"] = await provider.amr(email)
     token = await provider.minter.mint(
-        provider.issuer, client.client_id, email, email=email, email_verified=True,
-        amr=await provider.amr(email), **extra,
+        provider.issuer, client.client_id, email, email=email, email_verified=True, **extra,
     )
     return provider.minter.response(token, scope)
 
@@ -207,8 +209,10 @@ async def _grant_code(
             raise OAuthError("invalid_grant", "code_verifier does not match the challenge")
     elif verifier is not None:
         raise OAuthError("invalid_grant", "no code_challenge was sent for this code")
+    upstream: dict[str, Any] = {"idp": grant.idp, "amr": grant.amr} if grant.idp else {}
     return await _person_token(
-        provider, client, grant.email, grant.scope, nonce=grant.nonce, auth_time=grant.auth_time
+        provider, client, grant.email, grant.scope, nonce=grant.nonce, auth_time=grant.auth_time,
+        **upstream,
     )
 
 
@@ -304,9 +308,11 @@ async def issue_token(
 
 
 async def issue_authorization_code(
-    provider: OidcProvider, auth: AuthorizationRequest, email: str
+    provider: OidcProvider, auth: AuthorizationRequest, email: str, *,
+    idp: str | None = None, amr: list[str] | None = None,
 ) -> str:
-    """A one-time code for a validated request that ``email`` signed in to (RFC 6749 §4.1.2)."""
+    """A one-time code for a validated request that ``email`` signed in to (RFC 6749 §4.1.2);
+    ``idp``/``amr``: the upstream provider the user signed in with, and what it reported."""
     now = provider.clock()
     return await provider.codes.issue_authorization_code(
         AuthorizationGrant(
@@ -318,6 +324,8 @@ async def issue_authorization_code(
             email=email,
             auth_time=int(now),
             expires_at=now + provider.code_lifetime,
+            idp=idp,
+            amr=amr,
         )
     )
 

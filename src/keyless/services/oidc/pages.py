@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 
 CSRF_COOKIE = "keyless_oidc_csrf"
@@ -61,9 +61,15 @@ def _error(message: str | None) -> str:
 
 
 def login_page(
-    action: str, client_id: str, hidden: Mapping[str, str], csrf: str, error: str | None = None
+    action: str, client_id: str, hidden: Mapping[str, str], csrf: str, error: str | None = None,
+    *, upstreams: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The sign-in form of the authorization code flow (OIDC Core §3.1.2.3)."""
+    """The sign-in form of the authorization code flow (OIDC Core §3.1.2.3); ``upstreams``:
+    ``(display name, URL)`` of the "Sign in with NAME" links of company providers."""
+    links = "".join(
+        f'<p><a class=upstream href="{escape(url)}">Sign in with {escape(name)}</a></p>'
+        for name, url in upstreams
+    )
     return _page(
         "Sign in - keyless",
         "<h1>Sign in to keyless</h1>"
@@ -77,7 +83,8 @@ def login_page(
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
         f"{_OTP_FIELD}"
-        "<button type=submit id=submit>Sign in</button></form>",
+        "<button type=submit id=submit>Sign in</button></form>"
+        f"{links}",
     )
 
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from keyless.errors import Error, Pushback, Unauthenticated
+from keyless.errors import Error, InvalidInput, NotFound, Pushback, Unauthenticated
 from keyless.services.oidc import grants, pages
 from keyless.services.oidc.grants import DeviceCodeRefused, OAuthError
 from keyless.services.oidc.oauth import (
@@ -55,6 +55,8 @@ def routes(provider: OidcProvider) -> list[Route]:
         Route("/device", endpoints.device_verification, methods=["GET", "POST"]),
         Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
         Route("/account", endpoints.account, methods=["GET", "POST"]),
+        Route("/upstream/callback", endpoints.upstream_callback, methods=["GET"]),
+        Route("/upstream/{name}", endpoints.upstream_start, methods=["GET"]),
         Route("/account/confirm", endpoints.confirm_enrolment, methods=["POST"]),
     ]
 
@@ -162,8 +164,10 @@ class _Endpoints:
             return self._redirect_error(request, params, exc)
         csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
         action = provider.path + "/auth"
+        upstreams = self._upstream_links(auth)
         if request.method == "GET":
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf)
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf,
+                                    upstreams=upstreams)
             return self._html(page, csrf=csrf)
         try:
             email = await grants.authenticate_user(
@@ -171,14 +175,20 @@ class _Endpoints:
                 _remote(request), otp=params.get("otp") or None,
             )
         except Pushback as exc:
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc),
+                                    upstreams=upstreams)
             return self._refusal(
                 request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after
             )
         except Unauthenticated as exc:
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc),
+                                    upstreams=upstreams)
             return self._refusal(request, page, 401, str(exc), csrf=csrf)
         code = await grants.issue_authorization_code(provider, auth, email)
+        return self._authorized(auth, code)
+
+    def _authorized(self, auth: AuthorizationRequest, code: str) -> Response:
+        """Hand the authorization code to the client (redirect, or the out-of-band page)."""
         if auth.redirect_uri == OOB_REDIRECT:
             page = pages.message_page(
                 "Signed in", "Copy this code into the program that asked you to sign in:", code
@@ -188,6 +198,54 @@ class _Endpoints:
         if auth.state is not None:
             result["state"] = auth.state
         return RedirectResponse(_add_query(auth.redirect_uri, result), status_code=303)
+
+    def _upstream_links(self, auth: AuthorizationRequest) -> list[tuple[str, str]]:
+        query = urlencode(auth.params)
+        return [(u.display_name, f"{self.provider.path}/upstream/{u.name}?{query}")
+                for u in self.provider.upstream.upstreams.values()]
+
+    async def upstream_start(self, request: Request) -> Response:
+        """"Sign in with NAME": validate the original request, go to the upstream provider."""
+        provider = self.provider
+        try:
+            params = _single_query(request)
+            auth = AuthorizationRequest.parse(params, provider.clients)
+            target = await provider.upstream.start(request.path_params["name"], auth.params)
+        except OAuthError as exc:
+            page = pages.message_page("Invalid sign-in request", exc.description)
+            return self._refusal(request, page, exc.status, exc.description)
+        except (UnsafeRequest, RedirectableError) as exc:
+            page = pages.message_page("Invalid sign-in request", str(exc))
+            return self._refusal(request, page, 400, str(exc))
+        except Error as exc:
+            status = 404 if isinstance(exc, NotFound) else 502
+            page = pages.message_page("Sign-in refused", str(exc))
+            return self._refusal(request, page, status, str(exc))
+        return RedirectResponse(target, status_code=303)
+
+    async def upstream_callback(self, request: Request) -> Response:
+        """The upstream provider's answer: verify its ID token, finish the original request."""
+        provider = self.provider
+        query = request.query_params
+        if "error" in query:
+            message = f"the upstream provider refused: {query.get('error', '')[:60]}"
+            return self._refusal(request, pages.message_page("Sign-in refused", message), 400,
+                                 message)
+        try:
+            signed_in = await provider.upstream.finish(query.get("state", ""),
+                                                       query.get("code", ""))
+            auth = AuthorizationRequest.parse(signed_in.request, provider.clients)
+        except (UnsafeRequest, RedirectableError) as exc:
+            page = pages.message_page("Invalid sign-in request", str(exc))
+            return self._refusal(request, page, 400, str(exc))
+        except Error as exc:
+            status = 400 if isinstance(exc, InvalidInput) else 401
+            page = pages.message_page("Sign-in refused", str(exc))
+            return self._refusal(request, page, status, str(exc))
+        code = await grants.issue_authorization_code(
+            provider, auth, signed_in.email, idp=signed_in.upstream.issuer, amr=signed_in.amr
+        )
+        return self._authorized(auth, code)
 
     def _redirect_error(
         self, request: Request, params: Mapping[str, str], exc: RedirectableError

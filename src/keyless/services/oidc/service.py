@@ -34,6 +34,7 @@ from keyless.services.oidc.kv import KeyValueStore, MemoryKV
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
 from keyless.services.oidc.totp import TotpChecker
+from keyless.services.oidc.upstream import Upstream, UpstreamLogin
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: Device authorizations one client address may start per minute: they need no credentials
@@ -65,6 +66,7 @@ class OidcProvider:
         password_grant: bool = True,
         require_second_factor: bool = False,
         sealer: Sealer | None = None,
+        upstreams: Iterable[Upstream] = (),
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -90,6 +92,9 @@ class OidcProvider:
                                    clock)
         #: ``[oidc] require_second_factor``: users without one must enrol before signing in
         self.require_second_factor = require_second_factor
+        #: company single sign-on through ``[[oidc_upstreams]]``
+        self.upstream = UpstreamLogin(upstreams, self._kv, self.issuer + "/upstream/callback",
+                                      clock)
         #: whether the token endpoint takes the password grant (``[oidc] password_grant``)
         self.password_grant = password_grant
         # Device codes need no credentials and each is a stored row: throttle them per client
@@ -155,7 +160,8 @@ class OidcProvider:
         await self.keys.jwks()
 
     async def close(self) -> None:
-        """Nothing to release (state lives in the key-value store)."""
+        """Close the HTTP client of the upstream sign-ins (other state lives in the store)."""
+        await self.upstream.close()
 
     # -- metadata ----------------------------------------------------------------------
 
