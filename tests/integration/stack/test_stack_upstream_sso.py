@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import jwt
 import pytest
-from browserutil import callback_listener, chromium_page, pkce
+from browserutil import callback_listener, chromium_page, pkce, screenshot_dir
 from stackutil import KEYLESS, RunningStack, free_port, start_stack
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,9 @@ async def _sign_in_upstream(downstream: RunningStack, user: str) -> tuple[list[s
                       "code_challenge_method": "S256", "state": "s-9", "nonce": "n-9"}
             query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
             await page.goto(f"{downstream.url}/oidc/auth?{query}")
+            target = screenshot_dir()
+            if target is not None and user == ERIN:
+                await page.screenshot(path=str(target / "login-sso.png"))
             async with page.expect_navigation():
                 await page.click("text=Sign in with Example Corp")
             assert "Sign in" in await page.title()  # the upstream's own sign-in page
