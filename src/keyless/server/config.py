@@ -51,6 +51,8 @@ class Settings:
     oidc_password_grant: bool = True
     #: [oidc] require_second_factor: users without one must enrol (P/oidc/account) first
     oidc_require_second_factor: bool = False
+    #: [oidc] webauthn_user_verification: preferred, required or discouraged
+    oidc_webauthn_user_verification: str = "preferred"
     #: [[oidc_upstreams]]: company providers offered as "Sign in with NAME" (Upstream objects)
     oidc_upstreams: tuple[Any, ...] = ()
     log_level: str = "info"
@@ -263,9 +265,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     out["oidc_user_hashes"] = parsed_hashes
     out["oidc_totp_secrets"] = totp_secrets
     oidc = data.pop("oidc", {})
-    if not isinstance(oidc, dict) or set(oidc) - {"password_grant", "require_second_factor"}:
-        raise ConfigError(
-            f"{where}: [oidc] takes password_grant and require_second_factor (true or false)")
+    if not isinstance(oidc, dict) or set(oidc) - {
+        "password_grant", "require_second_factor", "webauthn_user_verification"
+    }:
+        raise ConfigError(f"{where}: [oidc] takes password_grant, require_second_factor "
+                          "(true or false) and webauthn_user_verification")
+    if "webauthn_user_verification" in oidc:
+        value = _expect(oidc, "webauthn_user_verification", str, f"{where} [oidc]")
+        if value not in ("preferred", "required", "discouraged"):
+            raise ConfigError(f"{where}: [oidc] webauthn_user_verification must be preferred, "
+                              "required or discouraged")
+        out["oidc_webauthn_user_verification"] = value
     for key in ("password_grant", "require_second_factor"):
         if key in oidc:
             out[f"oidc_{key}"] = _expect(oidc, key, bool, f"{where} [oidc]")
@@ -503,6 +513,9 @@ require_ntp = false
 # Send every user without a second factor to set one up (<public_url>/oidc/account: a TOTP
 # app, scanned from a QR code, plus recovery codes) before they can sign in:
 # require_second_factor = true
+# Security keys and passkeys (registered at <public_url>/oidc/account/keys): whether the
+# authenticator must verify the user (PIN, biometrics): preferred, required or discouraged.
+# webauthn_user_verification = "preferred"
 
 # Company single sign-on: the login page offers "Sign in with <display_name>"; keyless runs
 # code + PKCE against the upstream OpenID provider (register <public_url>/oidc/upstream/callback

@@ -313,6 +313,7 @@ async def add_oidc(ctx: WiringContext) -> None:
         kv=ctx.storage.kv, keys=keys, password_grant=ctx.settings.oidc_password_grant,
         require_second_factor=ctx.settings.oidc_require_second_factor, sealer=ctx.sealer,
         upstreams=ctx.settings.oidc_upstreams,
+        webauthn_user_verification=ctx.settings.oidc_webauthn_user_verification,
     )
     ctx.oidc = provider
     ctx.oidc_urls.append(

@@ -229,3 +229,56 @@ async def test_enrolling_a_second_factor_in_the_browser(signed: Signed) -> None:
     claims = jwt.decode(granted.json()["id_token"], options={"verify_signature": False})
     assert claims["amr"] == ["pwd", "otp"]
     assert password_grant(signed.stack, BOB, codes[0]).status_code == 400  # used up
+
+
+async def _key_page_error(page: object) -> str:
+    error = page.locator("#key-error")  # type: ignore[attr-defined]
+    return str(await error.inner_text()) if await error.count() else ""
+
+
+async def test_a_security_key_registers_and_signs_in(signed: Signed) -> None:
+    verifier, challenge = pkce()
+    async with chromium_page() as page:
+        cdp = await page.context.new_cdp_session(page)
+        await cdp.send("WebAuthn.enable")
+        authenticator = (await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "usb", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True,
+            "automaticPresenceSimulation": True}}))["authenticatorId"]
+        await page.goto(f"{signed.stack.url}/oidc/account/keys")
+        await page.fill("#username", ALICE)
+        await page.fill("#password", PASSWORD)
+        await page.click("#submit")
+        await page.click("#register-key")
+        try:
+            await page.wait_for_selector("#key-result:not([hidden])", timeout=10_000)
+        except Exception as exc:
+            raise AssertionError(await _key_page_error(page)) from exc
+        assert ALICE in await page.inner_text("#key-result")
+        credentials = (await cdp.send("WebAuthn.getCredentials",
+                                      {"authenticatorId": authenticator}))["credentials"]
+        assert len(credentials) == 1 and credentials[0]["signCount"] == 1
+        with callback_listener() as (redirect_uri, seen):
+            params = {"response_type": "code", "client_id": "sigstore", "scope": "openid email",
+                      "redirect_uri": redirect_uri, "code_challenge": challenge,
+                      "code_challenge_method": "S256", "state": "s-k", "nonce": "n-k"}
+            query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+            await page.goto(f"{signed.stack.url}/oidc/auth?{query}")
+            await page.fill("#username", CAROL)  # carol has no security key
+            await page.click("#key-login")
+            await page.wait_for_selector("#key-error:not([hidden])", timeout=10_000)
+            assert not [p for p in seen if p.startswith("/auth/callback?")]
+            await page.fill("#username", ALICE)
+            try:
+                async with page.expect_navigation(url=redirect_uri + "?**", timeout=10_000):
+                    await page.click("#key-login")
+            except Exception as exc:
+                raise AssertionError(await _key_page_error(page)) from exc
+        callback = next(p for p in seen if p.startswith("/auth/callback?"))
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    token = httpx.post(f"{signed.stack.url}/oidc/token", timeout=10, data={
+        "grant_type": "authorization_code", "client_id": "sigstore", "code": code,
+        "redirect_uri": redirect_uri, "code_verifier": verifier})
+    assert token.status_code == 200, token.text
+    claims = jwt.decode(token.json()["id_token"], options={"verify_signature": False})
+    assert claims["email"] == ALICE and claims["amr"] == ["hwk", "user"]

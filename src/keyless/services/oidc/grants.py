@@ -210,6 +210,8 @@ async def _grant_code(
     elif verifier is not None:
         raise OAuthError("invalid_grant", "no code_challenge was sent for this code")
     upstream: dict[str, Any] = {"idp": grant.idp, "amr": grant.amr} if grant.idp else {}
+    if grant.amr is not None:  # a security key sign-in (or what the upstream reported)
+        upstream["amr"] = grant.amr
     return await _person_token(
         provider, client, grant.email, grant.scope, nonce=grant.nonce, auth_time=grant.auth_time,
         **upstream,

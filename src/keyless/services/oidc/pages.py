@@ -19,7 +19,8 @@ HTML_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
     # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on POST.
     "Referrer-Policy": "same-origin",
@@ -70,6 +71,13 @@ def login_page(
         f'<p><a class=upstream href="{escape(url)}">Sign in with {escape(name)}</a></p>'
         for name, url in upstreams
     )
+    base = action.rsplit("/", 1)[0]
+    key = (
+        f'<script src="{escape(base)}/static/webauthn.js" defer></script>'
+        f'<p><button type=button id=key-login data-options="{escape(base)}/webauthn/options" '
+        f'data-login="{escape(base)}/webauthn/login">Sign in with a security key</button></p>'
+        "<p class=error role=alert id=key-error hidden></p>"
+    )
     return _page(
         "Sign in - keyless",
         "<h1>Sign in to keyless</h1>"
@@ -84,7 +92,7 @@ def login_page(
         "<input type=password id=password name=password autocomplete=current-password required>"
         f"{_OTP_FIELD}"
         "<button type=submit id=submit>Sign in</button></form>"
-        f"{links}",
+        f"{key}{links}",
     )
 
 
@@ -198,4 +206,20 @@ def recovery_page(email: str, codes: list[str]) -> str:
         "recovery codes somewhere safe: each works once in place of a code, and they are "
         "shown only now.</p>"
         f"<ol class=code id=recovery>{items}</ol>",
+    )
+
+
+def key_register_page(script: str, action: str, csrf: str, handle: str, options: str) -> str:
+    """The button that registers a security key or passkey (``options``: the JSON for
+    ``navigator.credentials.create``; ``script``: the URL of the one script allowed to run)."""
+    return _page(
+        "Register a security key - keyless",
+        "<h1>Register a security key</h1>"
+        "<p>Press the button, then touch your security key or confirm with your device.</p>"
+        f'<script src="{escape(script)}" defer></script>'
+        f"{_hidden({'csrf_token': csrf})}"
+        f'<button type=button id=register-key data-action="{escape(action)}" '
+        f'data-handle="{escape(handle)}" data-options="{escape(options)}">Register</button>'
+        "<p id=key-result role=status hidden></p>"
+        "<p class=error role=alert id=key-error hidden></p>",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from importlib import resources
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -55,6 +56,11 @@ def routes(provider: OidcProvider) -> list[Route]:
         Route("/device", endpoints.device_verification, methods=["GET", "POST"]),
         Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
         Route("/account", endpoints.account, methods=["GET", "POST"]),
+        Route("/account/keys", endpoints.account_keys, methods=["GET", "POST"]),
+        Route("/account/keys/register", endpoints.register_key, methods=["POST"]),
+        Route("/webauthn/options", endpoints.key_options, methods=["POST"]),
+        Route("/webauthn/login", endpoints.key_login, methods=["POST"]),
+        Route("/static/webauthn.js", endpoints.webauthn_script, methods=["GET"]),
         Route("/upstream/callback", endpoints.upstream_callback, methods=["GET"]),
         Route("/upstream/{name}", endpoints.upstream_start, methods=["GET"]),
         Route("/account/confirm", endpoints.confirm_enrolment, methods=["POST"]),
@@ -398,6 +404,108 @@ class _Endpoints:
             return self._refusal(request, page, 400, str(exc), csrf=csrf)
         return self._html(pages.recovery_page(email, codes), csrf=csrf)
 
+    # -- security keys and passkeys (WebAuthn) ---------------------------------------------
+
+    async def webauthn_script(self, request: Request) -> Response:
+        """The one script of the provider's pages (security key ceremonies)."""
+        return Response(_WEBAUTHN_JS, media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options":
+                                 "nosniff"})
+
+    async def account_keys(self, request: Request) -> Response:
+        """Sign in (password and, if any, one-time code) to register a security key."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        action = provider.path + "/account/keys"
+        if request.method == "GET":
+            return self._html(pages.account_page(action, csrf), csrf=csrf)
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+            email = await grants.authenticate_user(
+                provider, form.get("username", ""), form.get("password", ""), _remote(request),
+                otp=form.get("otp") or None, enrolling=True,
+            )
+            options, handle = await provider.passkeys.registration_options(email)
+        except FormRefused as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        except Pushback as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except (Unauthenticated, InvalidInput) as exc:
+            status = 401 if isinstance(exc, Unauthenticated) else 400
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, status, str(exc), csrf=csrf)
+        page = pages.key_register_page(provider.path + "/static/webauthn.js",
+                                       action + "/register", csrf, handle, options)
+        return self._html(page, csrf=csrf)
+
+    async def _json_form(self, request: Request) -> dict[str, str]:
+        form = await self._read_html_form(request)
+        self._check_csrf(request, form)
+        return form
+
+    async def register_key(self, request: Request) -> Response:
+        """The new credential from ``navigator.credentials.create`` (JSON answer)."""
+        try:
+            form = await self._json_form(request)
+            email = await self.provider.passkeys.register(form.get("handle", ""),
+                                                          form.get("credential", ""))
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        return json_response({"email": email}, 200, NO_STORE)
+
+    async def key_options(self, request: Request) -> Response:
+        """Sign-in options for the e-mail typed on the login page (JSON answer)."""
+        provider = self.provider
+        try:
+            form = await self._json_form(request)
+            provider.key_challenges.take("ip:" + _remote(request))
+            username = form.get("username", "")
+            if not 3 <= len(username) <= 320:
+                raise InvalidInput("type your e-mail address first")
+            options, handle = await provider.passkeys.authentication_options(username)
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Pushback as exc:
+            return _json_error(429, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        return json_response({"options": options, "handle": handle}, 200, NO_STORE)
+
+    async def key_login(self, request: Request) -> Response:
+        """The assertion from ``navigator.credentials.get`` plus the original request's fields:
+        verify it and answer where to send the browser (JSON)."""
+        provider = self.provider
+        try:
+            form = await self._json_form(request)
+            auth = AuthorizationRequest.parse(
+                {k: v for k, v in form.items() if k in FORM_PARAMETERS}, provider.clients)
+            async with provider.limiter.attempt(None, _remote(request)) as attempt:
+                email, amr = await provider.passkeys.authenticate(form.get("handle", ""),
+                                                                  form.get("credential", ""))
+                attempt.succeeded()
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Pushback as exc:
+            return _json_error(429, str(exc))
+        except (UnsafeRequest, RedirectableError) as exc:
+            return _json_error(400, str(exc))
+        except Unauthenticated as exc:
+            return _json_error(401, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        grants.audit.info("sign-in", extra={"user": email, "client": _remote(request),
+                                            "amr": amr})
+        code = await grants.issue_authorization_code(provider, auth, email, amr=amr)
+        if auth.redirect_uri == OOB_REDIRECT:
+            return _json_error(400, "security keys cannot finish out-of-band sign-ins yet")
+        result = {"code": code, **({"state": auth.state} if auth.state is not None else {})}
+        return json_response({"redirect": _add_query(auth.redirect_uri, result)}, 200, NO_STORE)
+
     async def userinfo(self, request: Request) -> Response:
         """OIDC Core §5.3 with the identity JWT as bearer access token (RFC 6750 §2.1)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -415,6 +523,15 @@ class _Endpoints:
         except Unauthenticated as exc:
             return refused(str(exc))
         return json_response(info, 200, NO_STORE)
+
+
+_WEBAUTHN_JS = (
+    resources.files("keyless.services.oidc").joinpath("static/webauthn.js").read_bytes()
+)
+
+
+def _json_error(status: int, message: str) -> Response:
+    return json_response({"code": status, "message": message}, status, NO_STORE)
 
 
 def _oauth_refusal(exc: Error) -> Response:

@@ -31,6 +31,7 @@ from keyless.services.oidc.codes import CodeStore
 from keyless.services.oidc.factors import FactorStore
 from keyless.services.oidc.keyring import OidcKeyRing
 from keyless.services.oidc.kv import KeyValueStore, MemoryKV
+from keyless.services.oidc.passkeys import PasskeyStore
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
 from keyless.services.oidc.totp import TotpChecker
@@ -67,6 +68,7 @@ class OidcProvider:
         require_second_factor: bool = False,
         sealer: Sealer | None = None,
         upstreams: Iterable[Upstream] = (),
+        webauthn_user_verification: str = "preferred",
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -92,6 +94,17 @@ class OidcProvider:
                                    clock)
         #: ``[oidc] require_second_factor``: users without one must enrol before signing in
         self.require_second_factor = require_second_factor
+        #: WebAuthn security keys and passkeys (relying party: the issuer's host)
+        self.passkeys = PasskeyStore(
+            self._kv if sealer is None else SealedKv(self._kv, sealer),
+            rp_id=parts.hostname, origin=self.origin,
+            user_verification=webauthn_user_verification, clock=clock,
+        )
+        #: sign-in challenges one client address may ask for per minute (each is a stored row)
+        self.key_challenges = EventLimiter(
+            DEVICE_CODES_PER_MINUTE, 60.0, clock,
+            message="too many security key requests from this address; try again later",
+        )
         #: company single sign-on through ``[[oidc_upstreams]]``
         self.upstream = UpstreamLogin(upstreams, self._kv, self.issuer + "/upstream/callback",
                                       clock)
