@@ -42,7 +42,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningStac
     _config(tmp / "down", (
         '[[oidc_upstreams]]\nname = "corp"\ndisplay_name = "Example Corp"\n'
         f'issuer = "http://localhost:{up_port}/oidc"\nclient_id = "keyless-downstream"\n'
-        f'client_secret = "{SECRET}"\nallowed_domains = ["corp.example"]\n'))
+        f'client_secret = "{SECRET}"\nallowed_domains = ["corp.example"]\n'
+        '[[oidc_upstreams]]\nname = "strict"\ndisplay_name = "Strict Corp"\n'
+        f'issuer = "http://localhost:{up_port}/oidc"\nclient_id = "keyless-downstream"\n'
+        f'client_secret = "{SECRET}"\nrequire_acr = ["urn:example:mfa"]\n'))
     upstream = start_stack(tmp / "up", port=up_port, users=())
     try:
         downstream = start_stack(tmp / "down", port=down_port, users=())
@@ -54,7 +57,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningStac
         assert upstream.stop() == 0, upstream.output()[-3000:]
 
 
-async def _sign_in_upstream(downstream: RunningStack, user: str) -> tuple[list[str], str, str]:
+async def _sign_in_upstream(
+    downstream: RunningStack, user: str, provider: str = "Example Corp"
+) -> tuple[list[str], str, str]:
     """Go through downstream → "Sign in with Example Corp" → upstream login → back; returns
     the loopback callback paths seen, the PKCE verifier and the redirect URI."""
     verifier, challenge = pkce()
@@ -69,7 +74,7 @@ async def _sign_in_upstream(downstream: RunningStack, user: str) -> tuple[list[s
             if target is not None and user == ERIN:
                 await page.screenshot(path=str(target / "login-sso.png"))
             async with page.expect_navigation():
-                await page.click("text=Sign in with Example Corp")
+                await page.click(f"text=Sign in with {provider}")
             assert "Sign in" in await page.title()  # the upstream's own sign-in page
             await page.fill("#username", user)
             await page.fill("#password", PASSWORD)
@@ -125,3 +130,12 @@ def test_a_forged_or_replayed_callback_is_refused(
         assert 400 <= answer.status_code < 500, (query, answer.text)
     assert httpx.get(f"{downstream.url}/oidc/upstream/nope?client_id=sigstore",
                      timeout=10).status_code == 400
+
+
+async def test_an_upstream_without_the_required_acr_is_refused(
+    pair: tuple[RunningStack, RunningStack]
+) -> None:
+    _upstream, downstream = pair
+    seen, _verifier, _redirect = await _sign_in_upstream(downstream, ERIN, "Strict Corp")
+    assert len(seen) == 1  # no callback reached the client
+    assert "urn:example:mfa" in seen[0] and "acr" in seen[0]

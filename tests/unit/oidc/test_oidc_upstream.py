@@ -29,6 +29,9 @@ def test_an_upstream_entry_is_read_with_its_defaults(tmp_path: Path) -> None:
     ENTRY.replace('client_secret = "s3cret"\n', ""),
     ENTRY + "unknown = 1\n",
     ENTRY + "scopes = [1]\n",
+    ENTRY + 'require_acr = "mfa"\n',
+    ENTRY + 'allowed_domains = "example.com"\n',
+    ENTRY + 'scopes = "openid email"\n',
     ENTRY + ENTRY,
     "oidc_upstreams = 3\n",
 ])

@@ -4,9 +4,10 @@ keyless plays the part Dex plays in front of public-good Fulcio: for an ``[[oidc
 entry it runs the authorization code flow with PKCE (RFC 7636) against the upstream OpenID
 provider, verifies the upstream ID token (discovery + JWKS, signature, ``iss``, ``aud`` = our
 client id, expiry, ``email_verified``: :class:`keyless.identity.IdentityVerifier`) and its
-``nonce``, checks the e-mail domain when the entry restricts it, and then finishes the *original*
-authorization request with its own code, for the upstream e-mail. The token it issues names the
-upstream in ``idp`` and carries the upstream's ``amr`` when it sent one.
+``nonce``, checks the e-mail domain and the ``acr`` (e.g. the upstream's second factor) when
+the entry requires them, and then finishes the *original* authorization request with its own
+code, for the upstream e-mail. The token it issues names the upstream in ``idp`` and carries the
+upstream's ``amr`` when it sent one.
 
 State between the two legs (the original request, the PKCE verifier, the nonce) is kept in the
 shared key-value store under an unguessable ``state`` for ten minutes and used once.
@@ -48,6 +49,8 @@ class Upstream:
     client_secret: str
     scopes: tuple[str, ...] = ("openid", "email")
     allowed_domains: tuple[str, ...] = ()
+    #: ``acr`` values of which the upstream ID token must carry one (e.g. its MFA context)
+    require_acr: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -64,7 +67,7 @@ class Upstream:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Upstream:
         known = {"name", "display_name", "issuer", "client_id", "client_secret", "scopes",
-                 "allowed_domains"}
+                 "allowed_domains", "require_acr"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"[[oidc_upstreams]]: unknown keys {sorted(unknown)}")
@@ -72,16 +75,20 @@ class Upstream:
             name = str(data["name"])
             scopes = data.get("scopes", ["openid", "email"])
             domains = data.get("allowed_domains", [])
-            if not all(isinstance(v, str) for v in [*scopes, *domains]):
+            acr = data.get("require_acr", [])
+            lists = (scopes, domains, acr)
+            if not all(isinstance(v, list) for v in lists) or not all(
+                isinstance(v, str) for v in [*scopes, *domains, *acr]
+            ):
                 raise TypeError
             return cls(name, str(data.get("display_name", name)), str(data["issuer"]).rstrip("/"),
                        str(data["client_id"]), str(data["client_secret"]),
-                       tuple(scopes), tuple(d.lower() for d in domains))
+                       tuple(scopes), tuple(d.lower() for d in domains), tuple(acr))
         except KeyError as exc:
             raise ConfigError(f"[[oidc_upstreams]]: {exc.args[0]!r} is required") from exc
         except TypeError as exc:
-            raise ConfigError("[[oidc_upstreams]]: scopes and allowed_domains are lists of "
-                              "strings") from exc
+            raise ConfigError("[[oidc_upstreams]]: scopes, allowed_domains and require_acr are "
+                              "lists of strings") from exc
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,12 @@ class UpstreamLogin:
         claims = identity.claims
         if claims.get("nonce") != saved["nonce"]:
             raise Unauthenticated(f"upstream {upstream.name}: the ID token's nonce is wrong")
+        if upstream.require_acr and claims.get("acr") not in upstream.require_acr:
+            got = str(claims.get("acr"))[:60]
+            raise Unauthenticated(
+                f"upstream {upstream.name} did not assert a required authentication context "
+                f"(acr {got!r}; required: {', '.join(upstream.require_acr)})"
+            )
         email = identity.subject_alternative_name.lower()
         domain = email.rpartition("@")[2]
         if upstream.allowed_domains and domain not in upstream.allowed_domains:
