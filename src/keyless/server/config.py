@@ -46,6 +46,16 @@ class Settings:
     issuers: tuple[IssuerConfig, ...] = ()
     #: OAuth clients of the embedded provider ([[oidc_clients]]; OidcClient objects)
     oidc_clients: tuple[Any, ...] = ()
+    #: [[oidc_users]] totp_secret: email → base32 TOTP secret (a second factor for that user)
+    oidc_totp_secrets: dict[str, str] = field(default_factory=dict)
+    #: [oidc] password_grant: whether the token endpoint takes the OAuth password grant
+    oidc_password_grant: bool = True
+    #: [oidc] require_second_factor: users without one must enrol (P/oidc/account) first
+    oidc_require_second_factor: bool = False
+    #: [oidc] webauthn_user_verification: preferred, required or discouraged
+    oidc_webauthn_user_verification: str = "preferred"
+    #: [[oidc_upstreams]]: company providers offered as "Sign in with NAME" (Upstream objects)
+    oidc_upstreams: tuple[Any, ...] = ()
     log_level: str = "info"
     log_format: str = "json"
     #: days of validity of the TUF timestamp, snapshot, targets and root metadata
@@ -233,14 +243,25 @@ def read_config_file(path: Path) -> dict[str, Any]:
     users = data.pop("oidc_users", [])
     parsed_users: dict[str, str] = {}
     parsed_hashes: dict[str, str] = {}
+    totp_secrets: dict[str, str] = {}
     for user in users:
-        if not isinstance(user, dict) or set(user) not in (
+        if not isinstance(user, dict) or set(user) - {"totp_secret"} not in (
             {"email", "password"},
             {"email", "password_hash"},
         ):
             raise ConfigError(
-                f"{where}: each [[oidc_users]] needs email and either password or password_hash"
+                f"{where}: each [[oidc_users]] needs email and either password or password_hash "
+                "(and may have totp_secret)"
             )
+        if "totp_secret" in user:
+            secret = user["totp_secret"]
+            if not isinstance(secret, str):
+                raise ConfigError(f"{where}: [[oidc_users]] totp_secret must be a base32 string")
+            from keyless.services.oidc.totp import check_secret
+
+            totp_secrets[str(user["email"])] = check_secret(
+                secret, f"{where}: [[oidc_users]] {user['email']}")
+        user = {k: v for k, v in user.items() if k != "totp_secret"}  # noqa: PLW2901
         if "password_hash" in user:
             from keyless.services.oidc.accounts import OidcUser
 
@@ -250,6 +271,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
             parsed_users[str(user["email"])] = str(user["password"])
     out["oidc_users"] = parsed_users
     out["oidc_user_hashes"] = parsed_hashes
+    out["oidc_totp_secrets"] = totp_secrets
+    oidc = data.pop("oidc", {})
+    if not isinstance(oidc, dict) or set(oidc) - {
+        "password_grant", "require_second_factor", "webauthn_user_verification"
+    }:
+        raise ConfigError(f"{where}: [oidc] takes password_grant, require_second_factor "
+                          "(true or false) and webauthn_user_verification")
+    if "webauthn_user_verification" in oidc:
+        value = _expect(oidc, "webauthn_user_verification", str, f"{where} [oidc]")
+        if value not in ("preferred", "required", "discouraged"):
+            raise ConfigError(f"{where}: [oidc] webauthn_user_verification must be preferred, "
+                              "required or discouraged")
+        out["oidc_webauthn_user_verification"] = value
+    for key in ("password_grant", "require_second_factor"):
+        if key in oidc:
+            out[f"oidc_{key}"] = _expect(oidc, key, bool, f"{where} [oidc]")
     issuers: list[IssuerConfig] = []
     for issuer in data.pop("issuers", []):
         if not isinstance(issuer, dict):
@@ -265,6 +302,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     out["witnessing"] = read_witnessing(
         data.pop("witnesses", []), data.pop("witnessing", {}), where
     )
+    from keyless.services.oidc.upstream import Upstream
+
+    upstreams = data.pop("oidc_upstreams", [])
+    if not isinstance(upstreams, list) or not all(isinstance(u, dict) for u in upstreams):
+        raise ConfigError(f"{where}: oidc_upstreams must be an array of tables")
+    out["oidc_upstreams"] = tuple(Upstream.from_mapping(u) for u in upstreams)
+    if len({u.name for u in out["oidc_upstreams"]}) != len(upstreams):
+        raise ConfigError(f"{where}: two [[oidc_upstreams]] have the same name")
     if data:
         raise ConfigError(f"{where}: unknown section(s) {sorted(data)}")
     return out
@@ -485,6 +530,34 @@ require_ntp = false
 # password = "change-me"
 # (or, to keep the password out of this file, its scrypt hash:
 #  password_hash = "scrypt$16384$8$1$<salt>$<hash>", made with `keyless admin hash-password`)
+# totp_secret = "BASE32..."   # optional second factor: every sign-in of this user then needs
+#                             # a current one-time code (RFC 6238) from an authenticator app;
+#                             # the password grant takes it in the form field `otp`
+
+# [oidc]
+# The OAuth password grant lets scripts trade email + password (+ `otp`) for a token.
+# OAuth's current best practice (RFC 9700) advises against it; turn it off to allow only the
+# browser flows (code + PKCE, device):
+# password_grant = false
+# Send every user without a second factor to set one up (<public_url>/oidc/account: a TOTP
+# app, scanned from a QR code, plus recovery codes) before they can sign in:
+# require_second_factor = true
+# Security keys and passkeys (registered at <public_url>/oidc/account/keys): whether the
+# authenticator must verify the user (PIN, biometrics): preferred, required or discouraged.
+# webauthn_user_verification = "preferred"
+
+# Company single sign-on: the login page offers "Sign in with <display_name>"; keyless runs
+# code + PKCE against the upstream OpenID provider (register <public_url>/oidc/upstream/callback
+# as the redirect URI there), verifies its ID token (aud = client_id, nonce, email_verified)
+# and issues its own token for that e-mail. allowed_domains (optional) restricts the e-mails.
+# [[oidc_upstreams]]
+# name = "corp"
+# display_name = "Example Corp"
+# issuer = "https://login.example.com"
+# client_id = "keyless"
+# client_secret = "change-me"
+# scopes = ["openid", "email"]
+# allowed_domains = ["example.com"]
 
 # OAuth clients of the embedded provider besides the public `sigstore` client. A client with
 # a `subject` (a URI whose scheme and host are those of the public URL) is a CI machine: the

@@ -16,6 +16,7 @@ CT log         ``P/ctlog``            its own prefix (contracts.md §2)
 TSA            ``P/api/v1/timestamp`` item 10: the full endpoint in the signing config
 OIDC           ``P/oidc``             issuer URL (contracts.md §3)
 TUF            ``P/tuf``              protocols.md §10
+Explorer       ``P/``, ``P/explorer``  HTML for people (issue #18)
 =============  =====================  ==============================================
 """
 
@@ -92,6 +93,10 @@ class WiringContext:
     #: services other steps need in-process (the CA logs to the CT log, trusts the OIDC issuer)
     oidc: OidcProvider | None = None
     ctlog: CTLogService | None = None
+    #: ``(base URL, service)`` of every Rekor log and shard, for the explorer
+    tlog_services: list[tuple[str, RekorV1Service | RekorV2Service]] = field(
+        default_factory=list
+    )
 
     @property
     def public_url(self) -> str:
@@ -305,11 +310,12 @@ async def add_oidc(ctx: WiringContext) -> None:
     from keyless.services.oidc.routes import routes as oidc_routes
     from keyless.services.oidc.service import OidcProvider
 
+    totp = ctx.settings.oidc_totp_secrets
     users = [
-        OidcUser(email, hash_secret(password))
+        OidcUser(email, hash_secret(password), totp.get(email))
         for email, password in sorted(ctx.settings.oidc_users.items())
     ] + [
-        OidcUser(email, hashed)
+        OidcUser(email, hashed, totp.get(email))
         for email, hashed in sorted(ctx.settings.oidc_user_hashes.items())
         if email not in ctx.settings.oidc_users  # --oidc-user EMAIL:PASSWORD wins
     ]
@@ -320,7 +326,10 @@ async def add_oidc(ctx: WiringContext) -> None:
     await keys.jwks()
     provider = OidcProvider(
         ctx.settings.oidc_issuer, users=users, clients=ctx.settings.oidc_clients,
-        kv=ctx.storage.kv, keys=keys,
+        kv=ctx.storage.kv, keys=keys, password_grant=ctx.settings.oidc_password_grant,
+        require_second_factor=ctx.settings.oidc_require_second_factor, sealer=ctx.sealer,
+        upstreams=ctx.settings.oidc_upstreams,
+        webauthn_user_verification=ctx.settings.oidc_webauthn_user_verification,
     )
     ctx.oidc = provider
     limiter = provider.limiter
@@ -571,6 +580,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
                                  search_index=ctx.storage.search_index, kv=ctx.storage.kv,
                                  trusted=_trusted_issuers(ctx))
         ctx.tlogs.append(LogKey(base, public, log_id, validity))
+        ctx.tlog_services.append((base, service))
         start, close = _engine_lifecycle(engine, service)
         _watch_log(ctx, engine)
         routes = tlog_routes(service, ctx.client_budget())
@@ -627,6 +637,7 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
                                  search_index=ctx.storage.search_index, kv=ctx.storage.kv,
                                  trusted=_trusted_issuers(ctx))
         ctx.rekor_urls.append(ServiceUrl(base, 1, Validity(validity.start)))
+        ctx.tlog_services.insert(0, (base, service))
         start, close = _engine_lifecycle(engine, service)
         _watch_log(ctx, engine)
         ctx.components.append(
@@ -635,6 +646,20 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
                 start=start, close=close, url=base,
             )
         )
+
+
+async def add_explorer(ctx: WiringContext) -> None:
+    """The log explorer at ``P/`` (HTML over every log; :mod:`keyless.services.explorer`)."""
+    from keyless.services.explorer import ExplorerService
+    from keyless.services.explorer.routes import routes as explorer_routes
+
+    service = ExplorerService(
+        tlogs=ctx.tlog_services, ctlog=ctx.ctlog,
+        public_url=ctx.public_url, ct_base_url=f"{ctx.public_url}/ctlog",
+        ca_chains=[(ca.common_name, ca.cert_chain) for ca in ctx.authorities],
+        tsa_chains=[(tsa.common_name, tsa.cert_chain) for tsa in ctx.tsas],
+    )
+    ctx.components.append(Component("explorer", "", explorer_routes(service), url=ctx.public_url))
 
 
 #: the service steps, in build order (the CA needs the OIDC provider and the CT log). Every
@@ -647,4 +672,5 @@ SERVICE_STEPS: list[Callable[[WiringContext], Awaitable[None]]] = [
     add_tsa,
     add_rekor_v2,
     add_rekor_v1,
+    add_explorer,
 ]

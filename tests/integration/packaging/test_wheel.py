@@ -18,6 +18,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -134,6 +135,11 @@ def test_wheel_in_a_fresh_venv_client_then_server(tmp_path: Path) -> None:
     stack = RunningStack(process, port, data_dir, log_path, started_in=time.monotonic())
     try:
         wait_healthy(stack, timeout=60)
+        # the explorer's templates and stylesheet are package data of the wheel
+        home = httpx.get(f"{stack.url}/", timeout=10)
+        assert home.status_code == 200 and "keyless log explorer" in home.text
+        style = httpx.get(f"{stack.url}/explorer/static/style.css", timeout=10)
+        assert style.status_code == 200 and style.text.startswith("body")
     finally:
         code = stack.stop()
     assert code == 0, stack.output()

@@ -138,6 +138,10 @@ class Client:
             data={"grant_type": "password", "client_id": "sigstore",
                   "scope": "openid email", "username": USER, "password": PASSWORD},
         )
+        if response.status_code == 503 and "retry-after" in response.headers:
+            # a sign-in reads the user's enrolled second factors: without the database it is
+            # pushed back (fails closed) like a write
+            raise TokenPushedBack(response.text)
         assert response.status_code == 200, response.text
         token: str = response.json()["id_token"]
         return token
@@ -249,6 +253,10 @@ async def _submit(ledger: Ledger, client: Client, api: str, body: dict[str, Any]
     return True
 
 
+class TokenPushedBack(Exception):
+    """The token endpoint answered 503 + Retry-After (the database is away)."""
+
+
 async def _write_loop(ledger: Ledger, client: Client, api: str, identity: Identity,
                       stop: asyncio.Event) -> None:
     """Write until ``stop``. A refused connection sent nothing; a request cut off by the kill
@@ -259,6 +267,9 @@ async def _write_loop(ledger: Ledger, client: Client, api: str, identity: Identi
             body = await _request(api, client, identity)
             await _submit(ledger, client, api, body)
         except httpx.ConnectError:
+            await asyncio.sleep(0.05)
+        except TokenPushedBack:
+            ledger.pushed_back += 1
             await asyncio.sleep(0.05)
         except httpx.TransportError:
             if body:

@@ -80,6 +80,18 @@ class LoggedEntry:
 
 
 @dataclass(frozen=True)
+class LoggedCertificate:
+    """One CT entry as a reader sees it: the (pre)certificate and the leaf that was hashed."""
+
+    index: int
+    timestamp_ms: int
+    precert: bool
+    #: DER of the certificate, or of the precertificate for precert entries
+    certificate: bytes
+    leaf: bytes
+
+
+@dataclass(frozen=True)
 class SignedTreeHead:
     """RFC 6962 §3.5 STH: the signature is a TLS DigitallySigned over TreeHeadSignature."""
 
@@ -325,6 +337,31 @@ class CTLogService:
                 continue
             chain = [await self.issuer(fp) for fp in parsed.chain_fingerprints]
             out.append((stored.leaf, extra_data(parsed, chain)))
+        return out
+
+    async def tree_size(self) -> int:
+        """How many entries the log holds."""
+        size, _ = await self._engine.tree()
+        return size
+
+    async def certificates(self, start: int, end: int) -> list[LoggedCertificate]:
+        """The (pre)certificates of entries ``start..end`` (inclusive, truncated like
+        :meth:`entries`); an entry that is no certificate (an engine seed) is skipped."""
+        size = await self.tree_size()
+        if start < 0 or end < start or start >= size:
+            raise InvalidInput(f"need 0 <= start <= end < tree size {size}")
+        end = min(end, size - 1, start + MAX_GET_ENTRIES - 1)
+        out = []
+        for offset, stored in enumerate(await self._engine.entries(start, end + 1)):
+            try:
+                parsed = parse_tile_leaf(stored.bundle_entry)
+            except InvalidInput:
+                continue
+            precert = parsed.precertificate is not None
+            der = parsed.precertificate if precert else parsed.entry.certificate
+            assert der is not None
+            out.append(LoggedCertificate(start + offset, parsed.entry.timestamp_ms, precert,
+                                         der, stored.leaf))
         return out
 
     async def issuer(self, fp: bytes) -> bytes:

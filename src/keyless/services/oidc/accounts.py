@@ -88,15 +88,29 @@ def dummy_hash() -> str:
 
 @dataclass(frozen=True)
 class OidcUser:
-    """A person who can log in to the embedded provider; tokens name them by ``email``."""
+    """A person who can log in to the embedded provider; tokens name them by ``email``.
+
+    ``totp_secret`` (base32, :mod:`~keyless.services.oidc.totp`) makes a one-time code a
+    second factor of every sign-in of this user.
+    """
 
     email: str
     password_hash: str
+    totp_secret: str | None = None
 
     def __post_init__(self) -> None:
         if not _EMAIL.fullmatch(self.email):
             raise ConfigError(f"OIDC user {self.email!r} is not an email address")
         check_hash_format(self.password_hash)
+        if self.totp_secret is not None:
+            from keyless.services.oidc.totp import check_secret
+
+            normalised = check_secret(self.totp_secret, f"OIDC user {self.email}")
+            object.__setattr__(self, "totp_secret", normalised)
+
+    def __repr__(self) -> str:  # never print the TOTP secret
+        second = ", totp" if self.totp_secret else ""
+        return f"OidcUser({self.email!r}{second})"
 
     @classmethod
     def parse(cls, spec: str) -> OidcUser:
@@ -110,19 +124,23 @@ class OidcUser:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> OidcUser:
-        """From a config-file entry ``{email, password}`` or ``{email, password_hash}``."""
-        unknown = set(data) - {"email", "password", "password_hash"}
+        """From a config-file entry ``{email, password}`` or ``{email, password_hash}``, each
+        with an optional ``totp_secret``."""
+        unknown = set(data) - {"email", "password", "password_hash", "totp_secret"}
         if unknown:
             raise ConfigError(f"OIDC user: unknown keys {sorted(unknown)}")
         email = data.get("email")
         if not isinstance(email, str):
             raise ConfigError("OIDC user: 'email' is required")
+        totp = data.get("totp_secret")
+        if totp is not None and not isinstance(totp, str):
+            raise ConfigError(f"OIDC user {email}: totp_secret must be a base32 string")
         if isinstance(data.get("password_hash"), str):
-            return cls(email, data["password_hash"])
+            return cls(email, data["password_hash"], totp)
         password = data.get("password")
         if not isinstance(password, str) or not password:
             raise ConfigError(f"OIDC user {email}: 'password' or 'password_hash' is required")
-        return cls(email, hash_secret(password))
+        return cls(email, hash_secret(password), totp)
 
 
 @dataclass(frozen=True)

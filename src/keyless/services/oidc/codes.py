@@ -38,6 +38,9 @@ class AuthorizationGrant:
     email: str
     auth_time: int
     expires_at: float
+    #: the upstream provider the user signed in with (``[[oidc_upstreams]]``), and its ``amr``
+    idp: str | None = None
+    amr: list[str] | None = None
 
 
 @dataclass(frozen=True)

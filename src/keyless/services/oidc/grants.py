@@ -80,11 +80,31 @@ def granted_scope(requested: str | None, default: str = "openid email") -> str:
 # -- authentication ---------------------------------------------------------------------
 
 
+class SecondFactorRequired(Unauthenticated):
+    """The password was right, but the user has a second factor and no code was given."""
+
+
+class EnrolmentRequired(Unauthenticated):
+    """The provider requires a second factor and this user has none yet."""
+
+
+#: longest one-time code field read (6 digits, or a recovery code ``abcd-efgh-ijkl-mnop``)
+MAX_OTP = 32
+
+
 async def authenticate_user(
-    provider: OidcProvider, username: str, password: str, remote: str
+    provider: OidcProvider, username: str, password: str, remote: str, *,
+    otp: str | None = None, enrolling: bool = False,
 ) -> str:
     """The email of the user, or :class:`Unauthenticated`; throttled (:class:`Pushback`,
-    :class:`LoginLimiter`: the attempt is reserved before the password is checked)."""
+    :class:`LoginLimiter`: the attempt is reserved before the password is checked).
+
+    A user with a TOTP secret must also give a current, unused one-time code ``otp``
+    (:class:`SecondFactorRequired` when there is none); code guesses are throttled per
+    (account, address) like passwords. A recovery code from enrolment may stand in for a
+    code, once. With ``require_second_factor`` a user without a factor is refused
+    (:class:`EnrolmentRequired`) unless ``enrolling`` (the account page).
+    """
     account = username.lower()  # the same normalisation as the lookup
     user = provider.users.get(account)
     hashed = user.password_hash if user else dummy_hash()
@@ -97,7 +117,30 @@ async def authenticate_user(
     if user is None or not ok:
         audit.warning("sign-in failed", extra={"user": username[:256], "client": remote})
         raise Unauthenticated("wrong email or password")
-    audit.info("sign-in", extra={"user": user.email, "client": remote})
+    secret = await provider.totp_secret(user.email)
+    if secret is None and provider.require_second_factor and not enrolling:
+        raise EnrolmentRequired(
+            "this provider requires a second factor: set one up on the account page "
+            f"{provider.issuer}/account, then sign in again"
+        )
+    if secret:
+        if not otp:
+            raise SecondFactorRequired(
+                "this account has a second factor: give the current one-time code (TOTP) "
+                "from its authenticator app"
+            )
+        async with provider.limiter.attempt("otp:" + account, remote) as attempt:
+            ok = len(otp) <= MAX_OTP and (
+                await provider.totp.check(user.email, secret, otp)
+                or (len(otp) > 8 and await provider.factors.use_recovery_code(user.email, otp))
+            )
+            if ok:
+                attempt.succeeded()
+        if not ok:
+            audit.warning("second factor failed", extra={"user": user.email, "client": remote})
+            raise Unauthenticated("wrong, expired or already used one-time code")
+    audit.info("sign-in", extra={"user": user.email, "client": remote,
+                                 "amr": ["pwd", "otp"] if secret else ["pwd"]})
     return user.email
 
 
@@ -137,8 +180,11 @@ def _require(form: Mapping[str, str], *names: str) -> None:
 async def _person_token(
     provider: OidcProvider, client: OidcClient, email: str, scope: str, **extra: Any
 ) -> Mapping[str, Any]:
+    """A person's token; ``amr`` is the local user's unless ``extra`` names it (upstream)."""
+    if "amr" not in extra:
+        extra["amr"] = await provider.amr(email)
     token = await provider.minter.mint(
-        provider.issuer, client.client_id, email, email=email, email_verified=True, **extra
+        provider.issuer, client.client_id, email, email=email, email_verified=True, **extra,
     )
     return provider.minter.response(token, scope)
 
@@ -163,19 +209,37 @@ async def _grant_code(
             raise OAuthError("invalid_grant", "code_verifier does not match the challenge")
     elif verifier is not None:
         raise OAuthError("invalid_grant", "no code_challenge was sent for this code")
+    upstream: dict[str, Any] = {"idp": grant.idp, "amr": grant.amr} if grant.idp else {}
+    if grant.amr is not None:  # a security key sign-in (or what the upstream reported)
+        upstream["amr"] = grant.amr
     return await _person_token(
-        provider, client, grant.email, grant.scope, nonce=grant.nonce, auth_time=grant.auth_time
+        provider, client, grant.email, grant.scope, nonce=grant.nonce, auth_time=grant.auth_time,
+        **upstream,
     )
 
 
 async def _grant_password(
     provider: OidcProvider, client: OidcClient, form: Mapping[str, str], remote: str
 ) -> Mapping[str, Any]:
-    """RFC 6749 §4.3, for scripts (contracts.md §3)."""
+    """RFC 6749 §4.3, for scripts (contracts.md §3); a user with a second factor sends the
+    current one-time code in ``otp``. Off when ``[oidc] password_grant = false``."""
+    if not provider.password_grant:
+        raise OAuthError(
+            "unsupported_grant_type",
+            "the password grant is turned off on this provider ([oidc] password_grant = "
+            "false); sign in through the browser (code + PKCE or device flow)",
+        )
     _require(form, "username", "password")
     scope = granted_scope(form.get("scope"))
     try:
-        email = await authenticate_user(provider, form["username"], form["password"], remote)
+        email = await authenticate_user(
+            provider, form["username"], form["password"], remote, otp=form.get("otp")
+        )
+    except SecondFactorRequired as exc:
+        raise OAuthError(
+            "invalid_grant", "this account has a second factor: send the current one-time code "
+            "(TOTP) of its authenticator app in the form field 'otp'",
+        ) from exc
     except Unauthenticated as exc:
         raise OAuthError("invalid_grant", str(exc)) from exc
     return await _person_token(provider, client, email, scope, auth_time=int(provider.clock()))
@@ -246,9 +310,11 @@ async def issue_token(
 
 
 async def issue_authorization_code(
-    provider: OidcProvider, auth: AuthorizationRequest, email: str
+    provider: OidcProvider, auth: AuthorizationRequest, email: str, *,
+    idp: str | None = None, amr: list[str] | None = None,
 ) -> str:
-    """A one-time code for a validated request that ``email`` signed in to (RFC 6749 §4.1.2)."""
+    """A one-time code for a validated request that ``email`` signed in to (RFC 6749 §4.1.2);
+    ``idp``/``amr``: the upstream provider the user signed in with, and what it reported."""
     now = provider.clock()
     return await provider.codes.issue_authorization_code(
         AuthorizationGrant(
@@ -260,6 +326,8 @@ async def issue_authorization_code(
             email=email,
             auth_time=int(now),
             expires_at=now + provider.code_lifetime,
+            idp=idp,
+            amr=amr,
         )
     )
 
@@ -288,7 +356,8 @@ async def start_device_flow(
 
 
 async def approve_device(
-    provider: OidcProvider, user_code: str, username: str, password: str, remote: str
+    provider: OidcProvider, user_code: str, username: str, password: str, remote: str,
+    *, otp: str | None = None,
 ) -> str:
     """RFC 8628 §3.3: the signed-in user approves the device showing ``user_code``; their email.
 
@@ -302,7 +371,7 @@ async def approve_device(
             attempt.succeeded()
     if found is None or not attempt.ok:
         raise DeviceCodeRefused("unknown or expired code")
-    email = await authenticate_user(provider, username, password, remote)
+    email = await authenticate_user(provider, username, password, remote, otp=otp)
     device_hash, grant = found
     if not await provider.codes.approve_device(device_hash, email, grant):
         raise DeviceCodeRefused("this code was already used")
@@ -336,3 +405,46 @@ async def userinfo(provider: OidcProvider, token: str) -> dict[str, Any]:
     if not isinstance(exp, int | float) or exp < provider.clock():
         raise Unauthenticated("the bearer token has expired")
     return {k: claims[k] for k in ("sub", "email", "email_verified") if k in claims}
+
+
+# -- enrolment of a second factor (the account page) -------------------------------------
+
+
+class EnrolmentRefused(InvalidInput):
+    """The enrolment expired, was completed already, or its first code was wrong."""
+
+
+async def begin_enrolment(
+    provider: OidcProvider, username: str, password: str, remote: str, *, otp: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """Sign in for the account page: ``(email, pending id, new secret)``, or ``(email, None,
+    None)`` when the user already has a second factor (then ``otp`` was required)."""
+    email = await authenticate_user(provider, username, password, remote, otp=otp,
+                                    enrolling=True)
+    if await provider.totp_secret(email):
+        return email, None, None
+    pending, secret = await provider.factors.begin(email)
+    audit.info("second factor enrolment started", extra={"user": email, "client": remote})
+    return email, pending, secret
+
+
+async def confirm_enrolment(
+    provider: OidcProvider, pending: str, code: str, remote: str
+) -> tuple[str, list[str]]:
+    """Check the first code of a pending enrolment and complete it: ``(email, recovery codes)``
+    (shown once). Code guesses are throttled like passwords."""
+    found = await provider.factors.pending(pending)
+    if found is None:
+        raise EnrolmentRefused("this enrolment expired or was completed; start again")
+    email, secret = found
+    async with provider.limiter.attempt("otp:" + email, remote) as attempt:
+        ok = len(code) <= MAX_OTP and await provider.totp.check(email, secret, code)
+        if ok:
+            attempt.succeeded()
+    if not ok:
+        raise EnrolmentRefused("wrong one-time code: enter the code the app shows now")
+    codes = await provider.factors.complete(pending)
+    if codes is None:
+        raise EnrolmentRefused("this enrolment expired or was completed; start again")
+    audit.info("second factor enrolled", extra={"user": email, "client": remote})
+    return email, codes

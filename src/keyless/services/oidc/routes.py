@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from importlib import resources
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from keyless.errors import Error, Pushback, Unauthenticated
+from keyless.errors import Error, InvalidInput, NotFound, Pushback, Unauthenticated
 from keyless.services.oidc import grants, pages
 from keyless.services.oidc.grants import DeviceCodeRefused, OAuthError
 from keyless.services.oidc.oauth import (
@@ -37,6 +38,7 @@ from keyless.services.oidc.requests import (
     UnsafeRequest,
 )
 from keyless.services.oidc.service import OidcProvider
+from keyless.services.oidc.totp import provisioning_uri
 
 
 def routes(provider: OidcProvider) -> list[Route]:
@@ -53,6 +55,15 @@ def routes(provider: OidcProvider) -> list[Route]:
         Route("/device/code", endpoints.device_authorization, methods=["POST"]),
         Route("/device", endpoints.device_verification, methods=["GET", "POST"]),
         Route("/userinfo", endpoints.userinfo, methods=["GET", "POST"]),
+        Route("/account", endpoints.account, methods=["GET", "POST"]),
+        Route("/account/keys", endpoints.account_keys, methods=["GET", "POST"]),
+        Route("/account/keys/register", endpoints.register_key, methods=["POST"]),
+        Route("/webauthn/options", endpoints.key_options, methods=["POST"]),
+        Route("/webauthn/login", endpoints.key_login, methods=["POST"]),
+        Route("/static/webauthn.js", endpoints.webauthn_script, methods=["GET"]),
+        Route("/upstream/callback", endpoints.upstream_callback, methods=["GET"]),
+        Route("/upstream/{name}", endpoints.upstream_start, methods=["GET"]),
+        Route("/account/confirm", endpoints.confirm_enrolment, methods=["POST"]),
     ]
 
 
@@ -159,22 +170,31 @@ class _Endpoints:
             return self._redirect_error(request, params, exc)
         csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
         action = provider.path + "/auth"
+        upstreams = self._upstream_links(auth)
         if request.method == "GET":
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf)
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf,
+                                    upstreams=upstreams)
             return self._html(page, csrf=csrf)
         try:
             email = await grants.authenticate_user(
-                provider, params.get("username", ""), params.get("password", ""), _remote(request)
+                provider, params.get("username", ""), params.get("password", ""),
+                _remote(request), otp=params.get("otp") or None,
             )
         except Pushback as exc:
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc),
+                                    upstreams=upstreams)
             return self._refusal(
                 request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after
             )
         except Unauthenticated as exc:
-            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc))
+            page = pages.login_page(action, auth.client.client_id, auth.params, csrf, str(exc),
+                                    upstreams=upstreams)
             return self._refusal(request, page, 401, str(exc), csrf=csrf)
         code = await grants.issue_authorization_code(provider, auth, email)
+        return self._authorized(auth, code)
+
+    def _authorized(self, auth: AuthorizationRequest, code: str) -> Response:
+        """Hand the authorization code to the client (redirect, or the out-of-band page)."""
         if auth.redirect_uri == OOB_REDIRECT:
             page = pages.message_page(
                 "Signed in", "Copy this code into the program that asked you to sign in:", code
@@ -184,6 +204,54 @@ class _Endpoints:
         if auth.state is not None:
             result["state"] = auth.state
         return RedirectResponse(_add_query(auth.redirect_uri, result), status_code=303)
+
+    def _upstream_links(self, auth: AuthorizationRequest) -> list[tuple[str, str]]:
+        query = urlencode(auth.params)
+        return [(u.display_name, f"{self.provider.path}/upstream/{u.name}?{query}")
+                for u in self.provider.upstream.upstreams.values()]
+
+    async def upstream_start(self, request: Request) -> Response:
+        """"Sign in with NAME": validate the original request, go to the upstream provider."""
+        provider = self.provider
+        try:
+            params = _single_query(request)
+            auth = AuthorizationRequest.parse(params, provider.clients)
+            target = await provider.upstream.start(request.path_params["name"], auth.params)
+        except OAuthError as exc:
+            page = pages.message_page("Invalid sign-in request", exc.description)
+            return self._refusal(request, page, exc.status, exc.description)
+        except (UnsafeRequest, RedirectableError) as exc:
+            page = pages.message_page("Invalid sign-in request", str(exc))
+            return self._refusal(request, page, 400, str(exc))
+        except Error as exc:
+            status = 404 if isinstance(exc, NotFound) else 502
+            page = pages.message_page("Sign-in refused", str(exc))
+            return self._refusal(request, page, status, str(exc))
+        return RedirectResponse(target, status_code=303)
+
+    async def upstream_callback(self, request: Request) -> Response:
+        """The upstream provider's answer: verify its ID token, finish the original request."""
+        provider = self.provider
+        query = request.query_params
+        if "error" in query:
+            message = f"the upstream provider refused: {query.get('error', '')[:60]}"
+            return self._refusal(request, pages.message_page("Sign-in refused", message), 400,
+                                 message)
+        try:
+            signed_in = await provider.upstream.finish(query.get("state", ""),
+                                                       query.get("code", ""))
+            auth = AuthorizationRequest.parse(signed_in.request, provider.clients)
+        except (UnsafeRequest, RedirectableError) as exc:
+            page = pages.message_page("Invalid sign-in request", str(exc))
+            return self._refusal(request, page, 400, str(exc))
+        except Error as exc:
+            status = 400 if isinstance(exc, InvalidInput) else 401
+            page = pages.message_page("Sign-in refused", str(exc))
+            return self._refusal(request, page, status, str(exc))
+        code = await grants.issue_authorization_code(
+            provider, auth, signed_in.email, idp=signed_in.upstream.issuer, amr=signed_in.amr
+        )
+        return self._authorized(auth, code)
 
     def _redirect_error(
         self, request: Request, params: Mapping[str, str], exc: RedirectableError
@@ -255,6 +323,7 @@ class _Endpoints:
                 form.get("username", ""),
                 form.get("password", ""),
                 _remote(request),
+                otp=form.get("otp") or None,
             )
         except Pushback as exc:
             return again(str(exc), 429, exc.retry_after)
@@ -266,6 +335,176 @@ class _Endpoints:
             "Device approved", f"The device may now act as {email}. You can close this page."
         )
         return self._html(page, csrf=csrf)
+
+    # -- account page: second factor enrolment ---------------------------------------------
+
+    async def account(self, request: Request) -> Response:
+        """Sign in (GET: the form) and get a new TOTP secret as a QR code to scan."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        action = provider.path + "/account"
+        if request.method == "GET":
+            return self._html(pages.account_page(action, csrf), csrf=csrf)
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+        except FormRefused as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        try:
+            email, pending, secret = await grants.begin_enrolment(
+                provider, form.get("username", ""), form.get("password", ""), _remote(request),
+                otp=form.get("otp") or None,
+            )
+        except Pushback as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except Unauthenticated as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 401, str(exc), csrf=csrf)
+        if pending is None or secret is None:
+            left = await provider.factors.recovery_codes_left(email)
+            page = pages.message_page(
+                "Second factor on",
+                f"Every sign-in of {email} needs a one-time code; {left} recovery code(s) left.",
+            )
+            return self._html(page, csrf=csrf)
+        uri = provisioning_uri(secret, email, "keyless " + urlsplit(provider.issuer).netloc)
+        page = pages.enrol_page(provider.path + "/account/confirm", csrf, pending,
+                                pages.qr_svg(uri), secret)
+        return self._html(page, csrf=csrf)
+
+    async def confirm_enrolment(self, request: Request) -> Response:
+        """The first code of a pending enrolment: turns the factor on, shows recovery codes."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+        except FormRefused as exc:
+            page = pages.message_page("Request refused", str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        pending = form.get("pending", "")
+        try:
+            email, codes = await grants.confirm_enrolment(
+                provider, pending, form.get("code", ""), _remote(request)
+            )
+        except Pushback as exc:
+            page = pages.message_page("Too many attempts", str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except grants.EnrolmentRefused as exc:
+            found = await provider.factors.pending(pending)
+            if found is None:
+                page = pages.message_page("Enrolment expired", str(exc))
+                return self._refusal(request, page, 400, str(exc), csrf=csrf)
+            email, secret = found
+            uri = provisioning_uri(secret, email, "keyless " + urlsplit(provider.issuer).netloc)
+            page = pages.enrol_page(provider.path + "/account/confirm", csrf, pending,
+                                    pages.qr_svg(uri), secret, error=str(exc))
+            return self._refusal(request, page, 400, str(exc), csrf=csrf)
+        return self._html(pages.recovery_page(email, codes), csrf=csrf)
+
+    # -- security keys and passkeys (WebAuthn) ---------------------------------------------
+
+    async def webauthn_script(self, request: Request) -> Response:
+        """The one script of the provider's pages (security key ceremonies)."""
+        return Response(_WEBAUTHN_JS, media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options":
+                                 "nosniff"})
+
+    async def account_keys(self, request: Request) -> Response:
+        """Sign in (password and, if any, one-time code) to register a security key."""
+        provider = self.provider
+        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
+        action = provider.path + "/account/keys"
+        if request.method == "GET":
+            return self._html(pages.account_page(action, csrf), csrf=csrf)
+        try:
+            form = await self._read_html_form(request)
+            self._check_csrf(request, form)
+            email = await grants.authenticate_user(
+                provider, form.get("username", ""), form.get("password", ""), _remote(request),
+                otp=form.get("otp") or None, enrolling=True,
+            )
+            options, handle = await provider.passkeys.registration_options(email)
+        except FormRefused as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
+        except Pushback as exc:
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
+        except (Unauthenticated, InvalidInput) as exc:
+            status = 401 if isinstance(exc, Unauthenticated) else 400
+            page = pages.account_page(action, csrf, str(exc))
+            return self._refusal(request, page, status, str(exc), csrf=csrf)
+        page = pages.key_register_page(provider.path + "/static/webauthn.js",
+                                       action + "/register", csrf, handle, options)
+        return self._html(page, csrf=csrf)
+
+    async def _json_form(self, request: Request) -> dict[str, str]:
+        form = await self._read_html_form(request)
+        self._check_csrf(request, form)
+        return form
+
+    async def register_key(self, request: Request) -> Response:
+        """The new credential from ``navigator.credentials.create`` (JSON answer)."""
+        try:
+            form = await self._json_form(request)
+            email = await self.provider.passkeys.register(form.get("handle", ""),
+                                                          form.get("credential", ""))
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        return json_response({"email": email}, 200, NO_STORE)
+
+    async def key_options(self, request: Request) -> Response:
+        """Sign-in options for the e-mail typed on the login page (JSON answer)."""
+        provider = self.provider
+        try:
+            form = await self._json_form(request)
+            provider.key_challenges.take("ip:" + _remote(request))
+            username = form.get("username", "")
+            if not 3 <= len(username) <= 320:
+                raise InvalidInput("type your e-mail address first")
+            options, handle = await provider.passkeys.authentication_options(username)
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Pushback as exc:
+            return _json_error(429, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        return json_response({"options": options, "handle": handle}, 200, NO_STORE)
+
+    async def key_login(self, request: Request) -> Response:
+        """The assertion from ``navigator.credentials.get`` plus the original request's fields:
+        verify it and answer where to send the browser (JSON)."""
+        provider = self.provider
+        try:
+            form = await self._json_form(request)
+            auth = AuthorizationRequest.parse(
+                {k: v for k, v in form.items() if k in FORM_PARAMETERS}, provider.clients)
+            async with provider.limiter.attempt(None, _remote(request)) as attempt:
+                email, amr = await provider.passkeys.authenticate(form.get("handle", ""),
+                                                                  form.get("credential", ""))
+                attempt.succeeded()
+        except FormRefused as exc:
+            return _json_error(exc.status, str(exc))
+        except Pushback as exc:
+            return _json_error(429, str(exc))
+        except (UnsafeRequest, RedirectableError) as exc:
+            return _json_error(400, str(exc))
+        except Unauthenticated as exc:
+            return _json_error(401, str(exc))
+        except Error as exc:
+            return _json_error(400, str(exc))
+        grants.audit.info("sign-in", extra={"user": email, "client": _remote(request),
+                                            "amr": amr})
+        code = await grants.issue_authorization_code(provider, auth, email, amr=amr)
+        if auth.redirect_uri == OOB_REDIRECT:
+            return _json_error(400, "security keys cannot finish out-of-band sign-ins yet")
+        result = {"code": code, **({"state": auth.state} if auth.state is not None else {})}
+        return json_response({"redirect": _add_query(auth.redirect_uri, result)}, 200, NO_STORE)
 
     async def userinfo(self, request: Request) -> Response:
         """OIDC Core §5.3 with the identity JWT as bearer access token (RFC 6750 §2.1)."""
@@ -284,6 +523,15 @@ class _Endpoints:
         except Unauthenticated as exc:
             return refused(str(exc))
         return json_response(info, 200, NO_STORE)
+
+
+_WEBAUTHN_JS = (
+    resources.files("keyless.services.oidc").joinpath("static/webauthn.js").read_bytes()
+)
+
+
+def _json_error(status: int, message: str) -> Response:
+    return json_response({"code": status, "message": message}, status, NO_STORE)
 
 
 def _oauth_refusal(exc: Error) -> Response:

@@ -25,12 +25,17 @@ from urllib.parse import urlsplit
 
 from keyless.errors import ConfigError
 from keyless.identity import IssuerConfig
+from keyless.sealing import SealedKv, Sealer
 from keyless.services.oidc.accounts import OidcClient, OidcUser
 from keyless.services.oidc.codes import CodeStore
+from keyless.services.oidc.factors import FactorStore
 from keyless.services.oidc.keyring import OidcKeyRing
 from keyless.services.oidc.kv import KeyValueStore, MemoryKV
+from keyless.services.oidc.passkeys import PasskeyStore
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
+from keyless.services.oidc.totp import TotpChecker
+from keyless.services.oidc.upstream import Upstream, UpstreamLogin
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: Device authorizations one client address may start per minute: they need no credentials
@@ -59,6 +64,11 @@ class OidcProvider:
         rotation_period: float = 86400.0,
         machine_subject_domain: str | None = None,
         limiter: LoginLimiter | None = None,
+        password_grant: bool = True,
+        require_second_factor: bool = False,
+        sealer: Sealer | None = None,
+        upstreams: Iterable[Upstream] = (),
+        webauthn_user_verification: str = "preferred",
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -77,6 +87,29 @@ class OidcProvider:
         self.minter = TokenMinter(self.keys, clock, token_lifetime)
         self.codes = CodeStore(self._kv)
         self.limiter = limiter or LoginLimiter(clock=clock)
+        #: one-time codes of users with a TOTP second factor, each accepted once
+        self.totp = TotpChecker(self._kv, clock)
+        #: factors users enrolled on the account page (TOTP secrets wrapped under ``sealer``)
+        self.factors = FactorStore(self._kv if sealer is None else SealedKv(self._kv, sealer),
+                                   clock)
+        #: ``[oidc] require_second_factor``: users without one must enrol before signing in
+        self.require_second_factor = require_second_factor
+        #: WebAuthn security keys and passkeys (relying party: the issuer's host)
+        self.passkeys = PasskeyStore(
+            self._kv if sealer is None else SealedKv(self._kv, sealer),
+            rp_id=parts.hostname, origin=self.origin,
+            user_verification=webauthn_user_verification, clock=clock,
+        )
+        #: sign-in challenges one client address may ask for per minute (each is a stored row)
+        self.key_challenges = EventLimiter(
+            DEVICE_CODES_PER_MINUTE, 60.0, clock,
+            message="too many security key requests from this address; try again later",
+        )
+        #: company single sign-on through ``[[oidc_upstreams]]``
+        self.upstream = UpstreamLogin(upstreams, self._kv, self.issuer + "/upstream/callback",
+                                      clock)
+        #: whether the token endpoint takes the password grant (``[oidc] password_grant``)
+        self.password_grant = password_grant
         # Device codes need no credentials and each is a stored row: throttle them per client
         # address so a flood is answered 429 + Retry-After rather than filling the database.
         self.device_codes = EventLimiter(
@@ -122,12 +155,26 @@ class OidcProvider:
         """For ``IdentityVerifier(local_jwks=...)``: this process's keys without an HTTP hop."""
         return {self.issuer: self.keys.jwks, self.machine_issuer: self.keys.jwks}
 
+    async def totp_secret(self, email: str) -> str | None:
+        """The TOTP secret of ``email``: from the configuration, else enrolled, else none."""
+        user = self.users.get(email.lower())
+        if user is not None and user.totp_secret:
+            return user.totp_secret
+        enrolled = await self.factors.get(email)
+        return enrolled.totp_secret if enrolled else None
+
+    async def amr(self, email: str) -> list[str]:
+        """RFC 8176 authentication methods of a sign-in of ``email``: every sign-in of a user
+        with a second factor had to pass it (:mod:`~.grants` enforces it)."""
+        return ["pwd", "otp"] if await self.totp_secret(email) else ["pwd"]
+
     async def start(self) -> None:
         """Create the current and next signing keys ahead of the first request."""
         await self.keys.jwks()
 
     async def close(self) -> None:
-        """Nothing to release (state lives in the key-value store)."""
+        """Close the HTTP client of the upstream sign-ins (other state lives in the store)."""
+        await self.upstream.close()
 
     # -- metadata ----------------------------------------------------------------------
 
@@ -144,7 +191,7 @@ class OidcProvider:
             "response_modes_supported": ["query"],
             "grant_types_supported": [
                 "authorization_code",
-                "password",
+                *(["password"] if self.password_grant else []),
                 "client_credentials",
                 DEVICE_GRANT,
             ],
@@ -163,6 +210,7 @@ class OidcProvider:
                 "jti",
                 "email",
                 "email_verified",
+                "amr",
             ],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
