@@ -11,7 +11,8 @@ Layers, bottom to top (a module may import its own layer and the layers below it
    plumbing the services share), ``keyless.sealing``, ``keyless.oci`` (the registry client)
 5. ``keyless.services``, ``keyless.witness``, ``keyless.verify``, ``keyless.trust``,
    ``keyless.sign``, ``keyless.oidc`` (the client side of OIDC), ``keyless.monitor``
-6. ``keyless.image`` (container images: signs and verifies through the client library)
+6. ``keyless.image`` (container images) and ``keyless.git`` (git signing): sign and verify
+   through the client library
 7. ``keyless.server`` — the composition root
 8. ``keyless._cli`` and ``keyless.__main__``
 
@@ -40,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
      "keyless.oci"),
     ("keyless.services", "keyless.witness", "keyless.verify", "keyless.trust", "keyless.sign",
      "keyless.oidc", "keyless.monitor"),
-    ("keyless.image", "keyless.image_legacy"),
+    ("keyless.image", "keyless.image_legacy", "keyless.git"),
     ("keyless.server",),
     ("keyless._cli", "keyless.__main__"),
 ]
