@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
      "keyless.oci"),
     ("keyless.services", "keyless.witness", "keyless.verify", "keyless.trust", "keyless.sign",
      "keyless.oidc"),
-    ("keyless.image", "keyless.image_legacy"),
+    ("keyless.image", "keyless.image_legacy", "keyless.image_statements"),
     ("keyless.server",),
     ("keyless._cli",),
 ]
