@@ -84,7 +84,7 @@ def print_vkeys(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from keyless.formats.checkpoint import name_from_base_url
+    from keyless.formats.note_keys import name_from_base_url
     from keyless.formats.vkey import VerifierKey
     from keyless.server.config import default_data_dir
 

@@ -312,7 +312,7 @@ async def add_oidc(ctx: WiringContext) -> None:
 
 async def add_ctlog(ctx: WiringContext) -> None:
     """The CT log at ``P/ctlog``; the CA logs precertificates to it in-process."""
-    from keyless.formats.checkpoint import NoteSigner
+    from keyless.formats.note_keys import NoteSigner
     from keyless.log import TransparencyLog
     from keyless.services.ctlog import CTLogService
     from keyless.services.ctlog.routes import routes
@@ -493,7 +493,7 @@ async def add_rekor_v2(ctx: WiringContext) -> None:
     item 8) and is the one named in the signing config; retired shards stay readable (checkpoint,
     tiles) at their old base URL and stay in the trusted root with a closed validity window.
     """
-    from keyless.formats.checkpoint import NoteSigner
+    from keyless.formats.note_keys import NoteSigner
     from keyless.log import TransparencyLog
     from keyless.services.tlog.routes import retired_routes
     from keyless.services.tlog.routes import routes as tlog_routes
@@ -546,7 +546,7 @@ async def add_rekor_v1(ctx: WiringContext) -> None:
     """
     import secrets as random
 
-    from keyless.formats.checkpoint import NoteSigner
+    from keyless.formats.note_keys import NoteSigner
     from keyless.log import TransparencyLog
     from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV1Service
