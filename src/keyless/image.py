@@ -36,14 +36,10 @@ from typing import Any
 
 from keyless.errors import Error, InvalidInput, shown
 from keyless.image_statements import NoValidSignature, VerifiedStatement, check_statement_kind
+from keyless.oci.content import MAX_BLOB, Descriptor, Manifest
+from keyless.oci.errors import RegistryError
 from keyless.oci.reference import Reference
-from keyless.oci.registry import (
-    MAX_BLOB,
-    Descriptor,
-    Manifest,
-    RegistryClient,
-    RegistryError,
-)
+from keyless.oci.registry import RegistryClient
 from keyless.oci.sigstore import (
     BUNDLE_MEDIA_PREFIX,
     BUNDLE_MEDIA_TYPE,

@@ -34,7 +34,8 @@ from keyless.formats.bundle import (
 )
 from keyless.formats.dsse import Envelope
 from keyless.image_statements import VerifiedStatement, check_statement_kind
-from keyless.oci.registry import MAX_BLOB, Descriptor, RegistryClient
+from keyless.oci.content import MAX_BLOB, Descriptor
+from keyless.oci.registry import RegistryClient
 from keyless.oci.sigstore import (
     ANN_BUNDLE,
     ANN_CERTIFICATE,
