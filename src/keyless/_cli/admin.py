@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             secrets: Secrets
             if settings.is_postgres:
-                from keyless.server.wiring import open_store
+                from keyless.server.wiring_context import open_store
 
                 sealer = kek.load_or_create(
                     kek.kek_path(settings.kek_file, settings.data_dir, shared=True)
