@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import its own layer and the layers below it):
 
-0. ``keyless.errors``
+0. ``keyless.errors``, ``keyless._lazy`` (lazy public names, PEP 562)
 1. ``keyless.keys``
 2. ``keyless.merkle``
 3. ``keyless.formats`` — together with the three above, the pure ground floor (no I/O: it
@@ -32,7 +32,7 @@ import keyless
 PACKAGE = Path(keyless.__file__).parent
 
 LAYERS: list[tuple[str, ...]] = [
-    ("keyless.errors",),
+    ("keyless.errors", "keyless._lazy"),
     ("keyless.keys",),
     ("keyless.merkle",),
     ("keyless.formats",),
