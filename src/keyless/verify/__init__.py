@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keyless._lazy import lazy_exports
+from keyless.verify.errors import __all__ as _error_names
 
 if TYPE_CHECKING:
     from keyless.errors import VerificationError
@@ -49,26 +50,8 @@ if TYPE_CHECKING:
     )
     from keyless.verify.policy import AllOf, GitHubWorkflow, Identity, Policy
 
-_ERRORS = (
-    "ArtifactMismatchError",
-    "CertificateChainError",
-    "CertificateExpiredAtSigningError",
-    "CertificateProfileError",
-    "CheckpointError",
-    "DSSEError",
-    "EmbeddedSCTError",
-    "IdentityMismatchError",
-    "InclusionPromiseError",
-    "KeyMismatchError",
-    "LogEntryMismatchError",
-    "MalformedBundleError",
-    "MissingInclusionProofError",
-    "NotEnoughVerifiedTimesError",
-    "SignatureMismatchError",
-    "TimestampError",
-    "TrustRootError",
-    "UntrustedLogError",
-)
+#: the verification errors, by name (keyless.verify.errors is light: stdlib and keyless.errors)
+_ERRORS = tuple(_error_names)
 
 #: public name -> the module that defines it
 _HOME: dict[str, str] = {
