@@ -42,7 +42,7 @@ def serve(args: argparse.Namespace) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from keyless.formats.checkpoint import NoteSigner
+    from keyless.formats.note_keys import NoteSigner
     from keyless.http.budget import ClientBudget
     from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.identity import IdentityVerifier, IssuerConfig

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import (
     TILE_WIDTH,
     encode_entry_bundle,

@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, ed25519_key_id, sign_checkpoint
+from keyless.formats.checkpoint import Checkpoint, sign_checkpoint
 from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.note_keys import NoteSigner, ed25519_key_id
 from keyless.formats.trustroot import TransparencyLogInstance, TrustedRoot
 from keyless.keys import InMemorySigner
 from keyless.log.edge import RightEdge

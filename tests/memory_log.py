@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import AddResult, LogHead, StoredEntry, TransparencyLog
 from keyless.log.seam import EntryAtIndex

@@ -34,15 +34,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyless.errors import Error, InvalidInput, VerificationError, shown
+from keyless.errors import Error, InvalidInput, shown
+from keyless.image_statements import NoValidSignature, VerifiedStatement, check_statement_kind
+from keyless.oci.content import MAX_BLOB, Descriptor, Manifest
+from keyless.oci.errors import RegistryError
 from keyless.oci.reference import Reference
-from keyless.oci.registry import (
-    MAX_BLOB,
-    Descriptor,
-    Manifest,
-    RegistryClient,
-    RegistryError,
-)
+from keyless.oci.registry import RegistryClient
 from keyless.oci.sigstore import (
     BUNDLE_MEDIA_PREFIX,
     BUNDLE_MEDIA_TYPE,
@@ -63,10 +60,6 @@ TAG_WARNING = (
     "{ref} is a tag: it was resolved to {digest} and that digest is what is signed; a tag can "
     "move, so sign and deploy by digest to be sure of the image"
 )
-
-
-class NoValidSignature(VerificationError):
-    """No signature (or attestation) of the image verified; the message lists why."""
 
 
 # --- the signer and verifier, in one place -------------------------------------------------------
@@ -255,22 +248,6 @@ def attest_image(
 # --- verification --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class VerifiedStatement:
-    """A verified signature or attestation of the image."""
-
-    reference: Reference  #: image@digest
-    format: str
-    location: str  #: referrer digest, or ``tag#layer-digest``
-    result: Any = field(repr=False)  #: the verifier's result (certificate, times)
-    statement: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def predicate_type(self) -> str | None:
-        value = (self.statement or {}).get("predicateType")
-        return value if isinstance(value, str) else None
-
-
 @dataclass
 class _Attempts:
     reasons: list[str] = field(default_factory=list)
@@ -388,28 +365,6 @@ def _summary(what: str, target: ImageTarget, attempts: _Attempts) -> str:
     shown_reasons = "; ".join(attempts.reasons[:5])
     more = f" (and {len(attempts.reasons) - 5} more)" if len(attempts.reasons) > 5 else ""
     return f"no valid {what} for {target.reference}: {shown_reasons}{more}"
-
-
-def check_statement_kind(
-    statement_: dict[str, Any] | None,
-    *,
-    predicate_type: str | None,
-    attestation: bool,
-) -> None:
-    """A signature must carry the signing predicate type; an attestation must not; and a
-    requested predicate type must match."""
-    if statement_ is None:
-        raise NoValidSignature("the bundle holds a message signature, not an in-toto statement")
-    got = statement_.get("predicateType")
-    if attestation and got == SIGN_PREDICATE_TYPE:
-        raise NoValidSignature("it is a signature, not an attestation")
-    if not attestation and got != SIGN_PREDICATE_TYPE:
-        raise NoValidSignature(
-            f"it is an attestation ({shown(got)}), not a signature: only the predicate type "
-            f"{SIGN_PREDICATE_TYPE} signs an image"
-        )
-    if predicate_type is not None and got != predicate_type:
-        raise NoValidSignature(f"its predicate type is {shown(got)}, not {predicate_type}")
 
 
 def _verify_bundles(

@@ -33,7 +33,9 @@ from keyless.formats.bundle import (
     VerificationMaterial,
 )
 from keyless.formats.dsse import Envelope
-from keyless.oci.registry import MAX_BLOB, Descriptor, RegistryClient
+from keyless.image_statements import VerifiedStatement, check_statement_kind
+from keyless.oci.content import MAX_BLOB, Descriptor
+from keyless.oci.registry import RegistryClient
 from keyless.oci.sigstore import (
     ANN_BUNDLE,
     ANN_CERTIFICATE,
@@ -299,12 +301,10 @@ def verify_signatures(
     optional: Mapping[str, str],
     reasons: list[str],
     log_urls: LogUrls,
-) -> list[Any]:
+) -> list[VerifiedStatement]:
     """Every verifying layer of ``sha256-<hex>.sig`` (failures appended to ``reasons``)."""
-    from keyless.image import VerifiedStatement
-
     tag = legacy_tag(target.digest, "sig")
-    found: list[Any] = []
+    found: list[VerifiedStatement] = []
     for layer in _layers(registry, target, "sig"):
         where = f"{tag}#{layer.digest}"
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE:
@@ -339,12 +339,10 @@ def verify_attestations(
     predicate_type: str | None,
     reasons: list[str],
     log_urls: LogUrls,
-) -> list[Any]:
+) -> list[VerifiedStatement]:
     """Every verifying layer of ``sha256-<hex>.att`` whose statement is about the image."""
-    from keyless.image import VerifiedStatement, check_statement_kind
-
     tag = legacy_tag(target.digest, "att")
-    found: list[Any] = []
+    found: list[VerifiedStatement] = []
     digest_bytes = bytes.fromhex(target.digest.partition(":")[2])
     for layer in _layers(registry, target, "att"):
         where = f"{tag}#{layer.digest}"

@@ -18,7 +18,9 @@ import pytest
 
 from keyless import merkle
 from keyless.errors import Conflict, InvalidInput, NotFound, Pushback, TooLarge
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import decode_entry_bundle
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import AddResult, TransparencyLog

@@ -30,15 +30,10 @@ from hypothesis import strategies as st
 from keyless.errors import InvalidInput
 from keyless.formats import sct, tiles
 from keyless.formats.bundle import Bundle
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    NoteSigner,
-    SignedNote,
-    open_checkpoint,
-    sign_checkpoint,
-)
+from keyless.formats.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from keyless.formats.dsse import Envelope
+from keyless.formats.note import CheckpointError, SignedNote
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.trustroot import TrustedRoot
 from keyless.keys import InMemorySigner
 
@@ -234,7 +229,7 @@ def test_trusted_root_parser_raises_only_invalid_input(text: bytes) -> None:
 def test_signed_note_text_with_a_lone_surrogate_is_malformed() -> None:
     """A str envelope (as a bundle's JSON carries it) with a lone surrogate raised
     UnicodeEncodeError instead of MalformedNoteError."""
-    from keyless.formats.checkpoint import MalformedNoteError
+    from keyless.formats.note import MalformedNoteError
 
     envelope = _NOTES[0].decode().replace("log.example", "\udcecog.example", 1)
     for call in (lambda: SignedNote.parse(envelope),

@@ -84,7 +84,7 @@ def print_vkeys(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from keyless.formats.checkpoint import name_from_base_url
+    from keyless.formats.note_keys import name_from_base_url
     from keyless.formats.vkey import VerifierKey
     from keyless.server.config import default_data_dir
 
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             secrets: Secrets
             if settings.is_postgres:
-                from keyless.server.wiring import open_store
+                from keyless.server.wiring_context import open_store
 
                 sealer = kek.load_or_create(
                     kek.kek_path(settings.kek_file, settings.data_dir, shared=True)

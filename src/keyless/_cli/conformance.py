@@ -51,7 +51,8 @@ def _verify(args: argparse.Namespace) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     from keyless.errors import ConfigError
-    from keyless.trust.sources import load_trusted_root, production_trusted_root
+    from keyless.trust.production import production_trusted_root
+    from keyless.trust.sources import load_trusted_root
     from keyless.verify.artifact import Artifact
     from keyless.verify.policy import Identity
     from keyless.verify.verifier import Verifier

@@ -1,12 +1,12 @@
 """Witness cosignatures over checkpoints (C2SP tlog-cosignature), signing and verifying.
 
-A cosignature line is an ordinary signed-note line (:class:`keyless.formats.checkpoint.
+A cosignature line is an ordinary signed-note line (:class:`keyless.formats.note_keys.
 NoteSignature`) whose signature bytes are ``u64 timestamp (big-endian) || signature``:
 
 * **Ed25519, type 0x04** (``cosignature/v1``): the signed message is
   ``"cosignature/v1\\ntime <timestamp>\\n"`` followed by the whole checkpoint text (extension
-  lines included). Signing and the Ed25519 verifier live in :mod:`keyless.formats.checkpoint`
-  (:func:`~keyless.formats.checkpoint.cosign`, :class:`~keyless.formats.checkpoint.
+  lines included). Signing and the Ed25519 verifier live in :mod:`keyless.formats.note_keys`
+  (:func:`~keyless.formats.note_keys.cosign`, :class:`~keyless.formats.note_keys.
   CosignatureVerifier`); :class:`Ed25519Cosigner` wraps them with a key name.
 * **ML-DSA-44, type 0x06** (``subtree/v1``): the signed message is the binary struct
   ``"subtree/v1\\n\\0" || u8 len || cosigner name || u64 timestamp || u8 len || origin ||
@@ -28,14 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.errors import ConfigError, InvalidInput
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    CosignatureVerifier,
-    MalformedNoteError,
-    NoteSignature,
-    SignatureVerifier,
-    cosign,
-)
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import MalformedNoteError, NoteSignature
+from keyless.formats.note_keys import CosignatureVerifier, SignatureVerifier, cosign
 from keyless.formats.vkey import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -209,7 +204,7 @@ def verifier_for_vkey(vkey: VerifierKey) -> SignatureVerifier:
     if vkey.sig_type == SIG_COSIGNATURE_V1:
         return CosignatureVerifier(vkey.name, vkey.ed25519_key())
     if vkey.sig_type == SIG_ED25519:
-        from keyless.formats.checkpoint import NoteVerifier
+        from keyless.formats.note_keys import NoteVerifier
 
         return NoteVerifier(vkey.name, vkey.ed25519_key())
     if vkey.sig_type == SIG_MLDSA44_COSIGNATURE:

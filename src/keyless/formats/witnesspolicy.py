@@ -21,14 +21,10 @@ import re
 from dataclasses import dataclass, field
 
 from keyless.errors import InvalidInput, VerificationError
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    NoteSignature,
-    SignatureVerifier,
-    SignedNote,
-    verify_note,
-)
+from keyless.formats.checkpoint import Checkpoint
 from keyless.formats.cosignature import cosignature_timestamp, verifier_for_vkey
+from keyless.formats.note import NoteSignature, SignedNote
+from keyless.formats.note_keys import SignatureVerifier, verify_note
 from keyless.formats.vkey import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,

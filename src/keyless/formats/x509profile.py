@@ -41,6 +41,26 @@ USERNAME_OTHERNAME_OID = x509.ObjectIdentifier(SIGSTORE_OID_ARC + ".7")
 #: Leaf validity (protocols.md §1.4: NotAfter = NotBefore + 10 minutes).
 LEAF_VALIDITY = dt.timedelta(minutes=10)
 
+
+def _key_usage(*, sign_data: bool, sign_certificates: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign_data,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=sign_certificates,
+        crl_sign=sign_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+#: keyUsage of a certificate that signs data (code-signing and TSA leaves): digitalSignature only
+SIGNING_KEY_USAGE = _key_usage(sign_data=True, sign_certificates=False)
+#: keyUsage of a CA certificate: keyCertSign and cRLSign only
+CA_KEY_USAGE = _key_usage(sign_data=False, sign_certificates=True)
+
 SanType = Literal["email", "uri", "username"]
 
 
@@ -200,17 +220,7 @@ def leaf_builder(profile: LeafProfile, issuer: x509.Certificate) -> x509.Certifi
         .not_valid_before(profile.not_before)
         .not_valid_after(profile.not_after)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            SIGNING_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
@@ -300,17 +310,7 @@ def build_ca_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(

@@ -44,7 +44,7 @@ from keyless.errors import (
     TooLarge,
     Unavailable,
 )
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import (
     HASH_SIZE,
     MAX_ENTRY_SIZE,
@@ -294,7 +294,8 @@ class TransparencyLog:
         assert self._publisher is not None
         note = await self._publisher.last_published(self.name)
         if note is not None:
-            from keyless.formats.checkpoint import Checkpoint, SignedNote
+            from keyless.formats.checkpoint import Checkpoint
+            from keyless.formats.note import SignedNote
 
             cp = Checkpoint.from_text(SignedNote.parse(note).text)
             if cp.size <= head.size:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from keyless.errors import Error
-from keyless.formats.checkpoint import Checkpoint, SignedNote
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import SignedNote
 from keyless.formats.tiles import (
     HASH_SIZE,
     TILE_WIDTH,

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from keyless.errors import StorageError
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from keyless.formats.checkpoint import Checkpoint, sign_checkpoint
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import (
     HASH_SIZE,
     TILE_WIDTH,

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from keyless.errors import Unavailable, VerificationError
-from keyless.formats.checkpoint import MalformedNoteError, NoteSignature, SignedNote, verify_note
 from keyless.formats.cosignature import verifier_for_vkey
+from keyless.formats.note import MalformedNoteError, NoteSignature, SignedNote
+from keyless.formats.note_keys import verify_note
 from keyless.formats.vkey import VerifierKey
 from keyless.storage.model import LogHead
 

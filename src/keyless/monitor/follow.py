@@ -33,13 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import Error
-from keyless.formats.checkpoint import (
-    MAX_NOTE_SIZE,
-    Checkpoint,
-    RFC6962NoteVerifier,
-    name_from_base_url,
-    open_checkpoint,
-)
+from keyless.formats.checkpoint import Checkpoint, RFC6962NoteVerifier, open_checkpoint
+from keyless.formats.note import MAX_NOTE_SIZE
+from keyless.formats.note_keys import name_from_base_url
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.log.nodes import NodeReader
 from keyless.merkle import CompactRange, consistency_proof, leaf_hash, verify_consistency

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from keyless.formats.checkpoint import MAX_NOTE_SIZE
+from keyless.formats.note import MAX_NOTE_SIZE
 from keyless.monitor.tiles import FetchError, TileClient
 
 __all__ = ["RekorV1Client"]

@@ -14,7 +14,7 @@ from typing import TypeVar
 import httpx
 
 from keyless.errors import Error
-from keyless.formats.checkpoint import MAX_NOTE_SIZE
+from keyless.formats.note import MAX_NOTE_SIZE
 from keyless.formats.tiles import (
     MAX_ENTRY_SIZE,
     TILE_BYTES,

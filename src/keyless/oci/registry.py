@@ -7,188 +7,45 @@
   referrers tag schema, an index tagged ``sha256-<hex>``. Writing to that index is a
   read-merge-write with ``If-Match`` (which Docker distribution 2.8 ignores), so every writer
   re-reads after writing and merges again until its entry stays put (concurrent signers).
-* Auth: the ``WWW-Authenticate`` challenge on a 401 picks Bearer (token from the realm, with
-  Basic credentials or an identity token) or Basic; credentials come from a lookup function
-  (:class:`keyless.oci.auth.DockerConfigCredentials` by default).
-* Transport: HTTPS with the system CAs plus ``cacert``; plain HTTP only for a loopback registry
-  that does not speak TLS, or with ``allow_http``. 429 and 5xx are retried with exponential
-  backoff (``Retry-After`` honoured up to a cap); 401/403/404 raise errors that name the
-  registry, the repository and what was asked.
+
+Auth, TLS and retries are :class:`keyless.oci.transport.RegistryTransport`; descriptors and
+manifests :mod:`keyless.oci.content`; errors :mod:`keyless.oci.errors`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import ssl
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from random import SystemRandom
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from keyless.errors import ConfigError, Error, NotFound, Unauthenticated, shown
-from keyless.oci.auth import Credentials, DockerConfigCredentials
-from keyless.oci.reference import is_digest, is_loopback, is_tag
+from keyless.errors import shown
+from keyless.oci.content import (
+    ACCEPT,
+    MANIFEST_TYPES,
+    MAX_BLOB,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    check_reference,
+    media_type_of,
+    referrers_tag,
+    sha256_digest,
+)
+from keyless.oci.errors import PreconditionFailed, RegistryError, RegistryNotFound
+from keyless.oci.reference import is_digest
+from keyless.oci.transport import RegistryTransport
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_LIST)
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-#: 2.8 hides OCI manifests from a client whose Accept does not name them
-ACCEPT = ", ".join(MANIFEST_TYPES)
+__all__ = ["RegistryClient"]
 
-MAX_MANIFEST = 4 << 20  # the distribution-spec's recommended manifest limit
-MAX_BLOB = 32 << 20  # bundles and signature payloads, not image layers
 MAX_REFERRER_PAGES = 100
-MAX_TOKEN = 1 << 20
-RETRIED = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 30.0
 #: writers of the fallback index: merge rounds, and the pause before re-reading what was written
 INDEX_ROUNDS = 12
 INDEX_SETTLE = (0.05, 0.25)
 _jitter = SystemRandom()
-
-
-class RegistryError(Error):
-    """The registry refused or failed a request; the message names registry, repository, what."""
-
-
-class RegistryAuthError(RegistryError, Unauthenticated):
-    """401/403: the credentials are missing, wrong, or lack the permission."""
-
-
-class RegistryNotFound(RegistryError, NotFound):
-    """404: the manifest, blob or repository does not exist."""
-
-
-class PreconditionFailed(RegistryError):
-    """412: a conditional write lost a race (``If-Match``)."""
-
-
-#: image-spec descriptor digest grammar (``algorithm ":" encoded``); digests read from a registry
-#: end up in URL paths, so nothing else is accepted
-_DIGEST_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
-
-
-def _check_reference(reference: str) -> None:
-    if not (is_tag(reference) or is_digest(reference)):
-        raise RegistryError(f"{shown(reference)} is not a tag or digest")
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
-
-    media_type: str
-    digest: str
-    size: int
-    artifact_type: str | None = None
-    annotations: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-    @classmethod
-    def from_json(cls, value: Any, what: str = "descriptor") -> Descriptor:
-        if not isinstance(value, dict):
-            raise RegistryError(f"{what} is not a JSON object")
-        media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
-        if not isinstance(media_type, str) or not isinstance(digest, str):
-            raise RegistryError(f"{what} lacks mediaType or digest")
-        if not _DIGEST_GRAMMAR.fullmatch(digest):
-            raise RegistryError(f"{what} has an invalid digest {shown(digest)}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise RegistryError(f"{what} has no valid size")
-        artifact_type = value.get("artifactType")
-        annotations = value.get("annotations") or {}
-        if not isinstance(annotations, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-        ):
-            raise RegistryError(f"{what} has malformed annotations")
-        return cls(
-            media_type,
-            digest,
-            size,
-            artifact_type if isinstance(artifact_type, str) else None,
-            annotations,
-        )
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest or index exactly as stored: its bytes, media type and digest."""
-
-    data: bytes
-    media_type: str
-    digest: str
-
-    @property
-    def json(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.data)
-        except (ValueError, RecursionError) as exc:
-            raise RegistryError(f"the manifest {self.digest} is not JSON") from exc
-        if not isinstance(value, dict):
-            raise RegistryError(f"the manifest {self.digest} is not a JSON object")
-        return value
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    def descriptor(self, artifact_type: str | None = None) -> Descriptor:
-        return Descriptor(self.media_type, self.digest, len(self.data), artifact_type)
-
-
-def referrers_tag(digest: str) -> str:
-    """The referrers tag schema: ``<alg>-<hex>`` (truncated as the spec says)."""
-    algorithm, _, encoded = digest.partition(":")
-    return f"{algorithm[:32]}-{encoded[:64]}"
-
-
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
-
-
-def _registry_message(response: httpx.Response) -> str:
-    """The first ``errors[]`` entry of a registry error body, quoted safely."""
-    try:
-        body = json.loads(response.content[:65536])
-        first = body["errors"][0]
-        text = f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
-        return f" ({shown(text, 160)})" if text else ""
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
-        return ""
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="…",service="…"`` → ``("bearer", {"realm": …, "service": …})``."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = {
-        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-        for m in re.finditer(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,]*))', rest)
-    }
-    return scheme.lower(), params
 
 
 def _next_link(response: httpx.Response, base: str) -> str | None:
@@ -199,267 +56,12 @@ def _next_link(response: httpx.Response, base: str) -> str | None:
     return urljoin(base, match.group(1)) if match else None
 
 
-CredentialLookup = Callable[[str], Credentials | None]
-
-
-class RegistryClient:
+class RegistryClient(RegistryTransport):
     """One registry (``host[:port]``); reuse it for several repositories."""
-
-    def __init__(
-        self,
-        registry: str,
-        *,
-        credentials: CredentialLookup | None = None,
-        cacert: str | None = None,
-        allow_http: bool = False,
-        retries: int = 4,
-        timeout: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.registry = registry
-        self._credentials = credentials if credentials is not None else DockerConfigCredentials()
-        self._plain_allowed = allow_http or is_loopback(registry)
-        self._retries = retries
-        self._sleep = sleep
-        context = ssl.create_default_context()
-        if cacert:
-            try:
-                context.load_verify_locations(cafile=cacert)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"cannot load the registry CA file {cacert}: {exc}") from exc
-        self._http = httpx.Client(
-            verify=context,
-            timeout=timeout,
-            transport=transport,
-            headers={"User-Agent": "keyless"},
-            follow_redirects=False,
-        )
-        self._base: str | None = None
-        self._tokens: dict[str, str] = {}
-        self._basic: str | None = None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- transport ----------------------------------------------------------------------------
-
-    @property
-    def base(self) -> str:
-        """``https://host`` or, for a loopback registry without TLS / ``allow_http``, ``http://``."""
-        if self._base is None:
-            self._base = self._probe_scheme()
-        return self._base
-
-    def _probe_scheme(self) -> str:
-        https = f"https://{self.registry}"
-        if not self._plain_allowed:
-            return https
-        try:
-            self._http.get(f"{https}/v2/", timeout=10.0)
-            return https
-        except httpx.ConnectError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise RegistryError(
-                    f"the registry {self.registry} presents a certificate that does not verify "
-                    "(give its CA with --registry-cacert)"
-                ) from exc
-            return f"http://{self.registry}"
-        except httpx.HTTPError:
-            return f"http://{self.registry}"
-
-    def _same_origin(self, url: str) -> bool:
-        a, b = urlsplit(url), urlsplit(self.base)
-        return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-    def _auth_header(self, scope: str) -> dict[str, str]:
-        if scope in self._tokens:
-            return {"Authorization": f"Bearer {self._tokens[scope]}"}
-        if self._basic is not None:
-            return {"Authorization": f"Basic {self._basic}"}
-        return {}
-
-    def _authenticate(self, response: httpx.Response, scope: str, what: str) -> bool:
-        """Answer a 401's challenge; False when there is nothing more to try."""
-        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        creds = self._credentials(self.registry)
-        if scheme == "basic":
-            if creds is None or not creds.username or self._basic is not None:
-                return False
-            import base64
-
-            self._basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            return True
-        if scheme != "bearer" or "realm" not in params or scope in self._tokens:
-            return False
-        self._tokens[scope] = self._fetch_token(params, scope, creds, what)
-        return True
-
-    def _fetch_token(
-        self, params: dict[str, str], scope: str, creds: Credentials | None, what: str
-    ) -> str:
-        realm = params["realm"]
-        parts = urlsplit(realm)
-        if parts.scheme != "https" and not (
-            parts.scheme == "http" and (self._plain_allowed or is_loopback(parts.netloc))
-        ):
-            raise RegistryError(
-                f"the registry {self.registry} sends credentials to a token service over "
-                f"{shown(parts.scheme or 'no scheme')}, not https; refused"
-            )
-        query = {"scope": scope}
-        if params.get("service"):
-            query["service"] = params["service"]
-        try:
-            if creds is not None and creds.identity_token:
-                response = self._http.post(
-                    realm,
-                    data={
-                        **query,
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.identity_token,
-                        "client_id": "keyless",
-                    },
-                )
-            else:
-                auth = (creds.username, creds.password) if creds and creds.username else None
-                response = self._http.get(realm, params=query, auth=auth)
-        except httpx.HTTPError as exc:
-            raise RegistryError(
-                f"the token service of {self.registry} is unreachable ({what}): {exc}"
-            ) from exc
-        if response.status_code in (401, 403):
-            hint = "" if creds else " (no credentials for it in the Docker config)"
-            raise RegistryAuthError(
-                f"the registry {self.registry} refused a token for {scope} ({what}): "
-                f"HTTP {response.status_code}{hint}"
-            )
-        if response.status_code != 200 or len(response.content) > MAX_TOKEN:
-            raise RegistryError(
-                f"the token service of {self.registry} answered HTTP {response.status_code} "
-                f"({what})"
-            )
-        try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError) as exc:
-            raise RegistryError(f"the token service of {self.registry} sent no JSON") from exc
-        if not isinstance(token, str) or not token or not token.isprintable():
-            raise RegistryError(f"the token service of {self.registry} sent no token")
-        return token
-
-    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
-        delay: float = min(0.5 * 2**attempt, 8.0) * (0.5 + _jitter.random() / 2)
-        if response is not None:
-            retry_after = response.headers.get("Retry-After", "")
-            if retry_after.isdigit():
-                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
-        return delay
-
-    def request(
-        self,
-        method: str,
-        repository: str,
-        url: str,
-        *,
-        push: bool = False,
-        what: str,
-        headers: dict[str, str] | None = None,
-        content: bytes | None = None,
-        limit: int = MAX_MANIFEST,
-    ) -> httpx.Response:
-        """Send with auth and retries; the body is read up to ``limit`` bytes."""
-        if not url.startswith(("http://", "https://")):
-            url = self.base + url
-        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
-        attempt = 0
-        authenticated = False
-        while True:
-            sent = dict(headers or {})
-            if self._same_origin(url):
-                sent.update(self._auth_header(scope))
-            try:
-                response = self._send(
-                    method, url=url, headers=sent, content=content, limit=limit, what=what
-                )
-            except httpx.TransportError as exc:
-                if attempt < self._retries:
-                    self._sleep(self._backoff(attempt, None))
-                    attempt += 1
-                    continue
-                raise RegistryError(
-                    f"the registry {self.registry} is unreachable ({what} in {repository}): {exc}"
-                ) from exc
-            except httpx.HTTPError as exc:  # e.g. an undecodable body: not worth a retry
-                raise RegistryError(
-                    f"the registry {self.registry} answered unreadably ({what} in "
-                    f"{repository}): {exc}"
-                ) from exc
-            if response.status_code == 401 and not authenticated:
-                authenticated = True
-                if self._authenticate(response, scope, what):
-                    continue
-            if response.status_code in RETRIED and attempt < self._retries:
-                self._sleep(self._backoff(attempt, response))
-                attempt += 1
-                continue
-            return response
-
-    def _send(
-        self,
-        method: str,
-        *,
-        url: str,
-        headers: dict[str, str],
-        content: bytes | None,
-        limit: int,
-        what: str,
-    ) -> httpx.Response:
-        request = self._http.build_request(method, url, headers=headers, content=content)
-        response = self._http.send(request, stream=True)
-        try:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > limit:
-                    raise RegistryError(
-                        f"the registry {self.registry} sent more than {limit} bytes ({what})"
-                    )
-        finally:
-            response.close()
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            content=bytes(body),
-            request=request,
-        )
-
-    def fail(self, response: httpx.Response, repository: str, what: str) -> RegistryError:
-        """The error for an unexpected answer, naming registry, repository and request."""
-        status = response.status_code
-        detail = _registry_message(response)
-        where = f"repository {repository} on {self.registry}"
-        if status == 401:
-            has = self._credentials(self.registry) is not None
-            hint = "the credentials were refused" if has else "no credentials in the Docker config"
-            return RegistryAuthError(f"{where} needs authentication for {what} ({hint}){detail}")
-        if status == 403:
-            return RegistryAuthError(f"{where} denies {what}: HTTP 403{detail}")
-        if status == 404:
-            return RegistryNotFound(f"{where} has no {what}: HTTP 404{detail}")
-        return RegistryError(f"{where} failed {what}: HTTP {status}{detail}")
-
-    # --- manifests ----------------------------------------------------------------------------
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest or index at a tag or digest, bytes as stored."""
-        _check_reference(reference)
+        check_reference(reference)
         what = f"manifest {reference}"
         response = self.request(
             "GET",
@@ -476,7 +78,7 @@ class RegistryClient:
             raise RegistryError(
                 f"the registry {self.registry} served other bytes for {reference} in {repository}"
             )
-        media_type = _media_type(response.headers.get("Content-Type"))
+        media_type = media_type_of(response.headers.get("Content-Type"))
         if media_type not in MANIFEST_TYPES:
             try:
                 inner = json.loads(data).get("mediaType")
@@ -504,7 +106,7 @@ class RegistryClient:
         if_match: str | None = None,
     ) -> httpx.Response:
         """PUT the exact bytes; ``Content-Type`` is the body's media type (2.8 insists)."""
-        _check_reference(reference)
+        check_reference(reference)
         what = f"upload of manifest {reference}"
         headers = {"Content-Type": media_type}
         if if_match:
@@ -641,7 +243,7 @@ class RegistryClient:
             return None, ""
         if response.status_code != 200:
             raise self.fail(response, repository, what)
-        if _media_type(response.headers.get("Content-Type")) != OCI_INDEX:
+        if media_type_of(response.headers.get("Content-Type")) != OCI_INDEX:
             return None, ""
         data = response.content
         return Manifest(data, OCI_INDEX, sha256_digest(data)), response.headers.get("ETag", "")

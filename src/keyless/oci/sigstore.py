@@ -20,13 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keyless.oci.registry import (
-    OCI_MANIFEST,
-    Descriptor,
-    Manifest,
-    RegistryError,
-    sha256_digest,
-)
+from keyless.oci.content import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from keyless.oci.errors import RegistryError
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"

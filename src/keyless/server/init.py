@@ -91,7 +91,7 @@ def _sqlite_lock(settings: Settings) -> DataDirLock | None:
 
 async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()) -> Stack:
     """Initialise (first start) or reopen (later starts) everything under ``settings``."""
-    from keyless.server import wiring
+    from keyless.server import wiring, wiring_context
 
     kek_file = kek.kek_path(settings.kek_file, settings.data_dir, shared=settings.is_postgres)
     secure_data_dir(settings.data_dir)
@@ -125,7 +125,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
             logger.info("first start: wrote %s", written, extra={"config": str(written)})
 
         sealer = kek.load_or_create(kek_file)
-        storage = await wiring.open_store(settings)
+        storage = await wiring_context.open_store(settings)
         cleanups.append(storage.close)
         warnings: list[str] = []
         changed = await public_url_change(settings, storage.kv)
@@ -142,7 +142,7 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
         trust = TrustMaterial()
         after_start: list[Callable[[], Awaitable[None]]] = []
         gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
-        context = wiring.WiringContext(
+        context = wiring_context.WiringContext(
             settings=settings,
             storage=storage,
             secrets=secrets,

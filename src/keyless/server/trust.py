@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless import keys
 from keyless.errors import ConfigError
-from keyless.formats.checkpoint import ed25519_key_id
 from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.note_keys import ed25519_key_id
 from keyless.formats.signingconfig import (
     SIGNING_CONFIG_V02,
     Service,

@@ -210,7 +210,7 @@ def instance_policy(settings: WitnessingSettings, tlogs: Sequence[Any]) -> str:
     """:func:`policy_text` over the instance's Ed25519 (Rekor v2) logs (``LogKey`` objects)."""
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from keyless.formats.checkpoint import name_from_base_url
+    from keyless.formats.note_keys import name_from_base_url
 
     logs = [
         (VerifierKey.for_ed25519(name_from_base_url(t.base_url), t.public_key), t.base_url)

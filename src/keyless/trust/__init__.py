@@ -1,8 +1,8 @@
 """Trust material for the client: where trusted roots and signing configs come from.
 
 * :mod:`keyless.trust.material` - decoded, indexed keys and certificates of a trusted root;
-* :mod:`keyless.trust.sources` - the public-good production root shipped as package data, files,
-  ``--server URL`` and TUF refresh (protocols.md §10);
+* :mod:`keyless.trust.production` - the public-good production root shipped as package data;
+* :mod:`keyless.trust.sources` - files, ``--server URL`` and TUF refresh (protocols.md §10);
 * :mod:`keyless.trust.instances` - a keyless instance's TUF root, pinned or trusted on first use.
 
 The names in ``__all__`` are the supported API (most callers need only
@@ -12,18 +12,19 @@ The names in ``__all__`` are the supported API (most callers need only
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keyless._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from keyless.formats.signingconfig import SigningConfig
     from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
     from keyless.trust.instances import instance_trust, pin
+    from keyless.trust.production import production_trusted_root
     from keyless.trust.sources import (
         load_client_trust_config,
         load_signing_config,
         load_trusted_root,
-        production_trusted_root,
         resolve_trust,
     )
 
@@ -37,7 +38,7 @@ _HOME: dict[str, str] = {
     "load_client_trust_config": "keyless.trust.sources",
     "load_signing_config": "keyless.trust.sources",
     "load_trusted_root": "keyless.trust.sources",
-    "production_trusted_root": "keyless.trust.sources",
+    "production_trusted_root": "keyless.trust.production",
     "resolve_trust": "keyless.trust.sources",
 }
 
@@ -55,15 +56,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)

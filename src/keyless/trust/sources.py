@@ -2,18 +2,17 @@
 
 In order of precedence: ``--trust-config FILE`` (a ClientTrustConfig), ``--server URL`` (a keyless
 instance's TUF repository, from the root pinned with ``keyless trust-instance`` or else trusted on
-first use: :mod:`keyless.trust.instances`), or the public-good production trusted
-root shipped as package data, refreshed through TUF (:mod:`keyless.trust.tuf`) at most once per
-window and never with ``offline=True``; a refresh that fails (no network) falls back to the last
-verified cache or the shipped root with one warning. Only the paths that need the network import
-``httpx`` or ``tuf``; the offline path reads one packaged file.
+first use: :mod:`keyless.trust.instances`), or the public-good production trusted root shipped
+as package data (:mod:`keyless.trust.production`), refreshed through TUF (:mod:`keyless.trust.tuf`)
+at most once per window and never with ``offline=True``; a refresh that fails (no network) falls
+back to the last verified cache or the shipped root with one warning. Only the paths that need the
+network import ``httpx`` or ``tuf``; the offline path reads one packaged file.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from importlib import resources
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.signingconfig import SigningConfig
@@ -21,28 +20,11 @@ from keyless.formats.trustroot import ClientTrustConfig, TrustedRoot
 
 __all__ = [
     "MAX_TRUST_FILE",
-    "PRODUCTION_TUF_URL",
     "load_client_trust_config",
     "load_signing_config",
     "load_trusted_root",
-    "packaged",
-    "production_trusted_root",
     "resolve_trust",
 ]
-
-#: The public-good production TUF repository (protocols.md §10).
-PRODUCTION_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
-
-
-def packaged(name: str) -> bytes:
-    """A file shipped under ``keyless/_data`` (production ``trusted_root.json``, ``root.json``)."""
-    return (resources.files("keyless") / "_data" / name).read_bytes()
-
-
-def production_trusted_root() -> TrustedRoot:
-    """The public-good production trusted root as shipped with the package (no network)."""
-    return TrustedRoot.from_json(packaged("trusted_root.json"))
-
 
 #: trust material is kilobytes; a limit keeps ``--trust-config /dev/zero`` from eating memory
 MAX_TRUST_FILE = 16 << 20

@@ -195,7 +195,7 @@ class TufTrust:
         on_warning: Callable[[str], None] | None = None,
     ) -> TufTrust:
         """The public-good production repository with its packaged root and trusted root."""
-        from keyless.trust.sources import PRODUCTION_TUF_URL, packaged, production_trusted_root
+        from keyless.trust.production import PRODUCTION_TUF_URL, packaged, production_trusted_root
 
         return cls(
             PRODUCTION_TUF_URL,

@@ -17,8 +17,10 @@ imported on first use (PEP 562), so ``import keyless.verify`` costs nothing.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keyless._lazy import lazy_exports
+from keyless.verify.errors import __all__ as _error_names
 
 if TYPE_CHECKING:
     from keyless.errors import VerificationError
@@ -48,26 +50,8 @@ if TYPE_CHECKING:
     )
     from keyless.verify.policy import AllOf, GitHubWorkflow, Identity, Policy
 
-_ERRORS = (
-    "ArtifactMismatchError",
-    "CertificateChainError",
-    "CertificateExpiredAtSigningError",
-    "CertificateProfileError",
-    "CheckpointError",
-    "DSSEError",
-    "EmbeddedSCTError",
-    "IdentityMismatchError",
-    "InclusionPromiseError",
-    "KeyMismatchError",
-    "LogEntryMismatchError",
-    "MalformedBundleError",
-    "MissingInclusionProofError",
-    "NotEnoughVerifiedTimesError",
-    "SignatureMismatchError",
-    "TimestampError",
-    "TrustRootError",
-    "UntrustedLogError",
-)
+#: the verification errors, by name (keyless.verify.errors is light: stdlib and keyless.errors)
+_ERRORS = tuple(_error_names)
 
 #: public name -> the module that defines it
 _HOME: dict[str, str] = {
@@ -116,15 +100,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)

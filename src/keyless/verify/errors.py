@@ -4,14 +4,14 @@ Every check in :mod:`keyless.verify` raises one of these (never returns a bool),
 CLI can tell *what* failed: ``keyless verify`` prints ``str(error)`` as its one sentence.
 Failures detected by the pure layers keep their own classes, which are also
 :class:`~keyless.errors.VerificationError` subclasses: ``keyless.merkle.InclusionProofError``,
-``keyless.formats.sct.SCTError``, ``keyless.formats.checkpoint.CheckpointError`` (re-exported
+``keyless.formats.sct.SCTError``, ``keyless.formats.note.CheckpointError`` (re-exported
 here: the checkpoint is malformed, unsigned by the log, or does not match the proof).
 """
 
 from __future__ import annotations
 
 from keyless.errors import VerificationError
-from keyless.formats.checkpoint import CheckpointError
+from keyless.formats.note import CheckpointError
 
 __all__ = [
     "ArtifactMismatchError",

@@ -26,13 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.formats.bundle import TransparencyLogEntry
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    NoteVerifier,
-    SignedNote,
-    verify_note,
-)
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import CheckpointError, SignedNote
+from keyless.formats.note_keys import NoteVerifier, verify_note
 from keyless.keys import hash_for_curve
 from keyless.merkle import leaf_hash, verify_inclusion
 from keyless.trust.material import LogKey, TrustMaterial

@@ -40,15 +40,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from keyless.errors import ConfigError, Error, VerificationError
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    MalformedNoteError,
-    NoteSignature,
-    SignatureVerifier,
-    SignedNote,
-    verify_note,
-)
+from keyless.formats.checkpoint import Checkpoint
 from keyless.formats.cosignature import Cosigner, verifier_for_vkey
+from keyless.formats.note import MalformedNoteError, NoteSignature, SignedNote
+from keyless.formats.note_keys import SignatureVerifier, verify_note
 from keyless.formats.vkey import SIG_ED25519, VerifierKey
 from keyless.merkle import EMPTY_ROOT, verify_consistency
 from keyless.witness.store import WitnessStore

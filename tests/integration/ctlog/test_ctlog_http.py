@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.sct import leaf_index_of
 from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.identity import IdentityVerifier, IssuerConfig

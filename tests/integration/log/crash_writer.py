@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
 from keyless.storage import open_storage

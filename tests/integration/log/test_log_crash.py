@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from keyless import merkle
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.fsck import fsck_log

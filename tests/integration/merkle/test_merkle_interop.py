@@ -3,7 +3,7 @@ what keyless produces.
 
 Inclusion proofs computed from the log's own tiles (written by :class:`keyless.log.edge.RightEdge`,
 read by :class:`keyless.log.nodes.NodeReader`) and checkpoints signed by
-:class:`keyless.formats.checkpoint.NoteSigner` (Rekor v1 ECDSA and Rekor v2 Ed25519 conventions,
+:class:`keyless.formats.note_keys.NoteSigner` (Rekor v1 ECDSA and Rekor v2 Ed25519 conventions,
 with a witness cosignature line placed *before* the log's line) are fed to
 ``sigstore._internal.merkle.verify_merkle_inclusion`` and
 ``sigstore._internal.rekor.checkpoint.verify_checkpoint`` in the pinned client's own venv, and to
@@ -25,7 +25,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, SignedNote, cosign
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteSigner, cosign
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log.edge import RightEdge
 from keyless.log.nodes import NodeReader

@@ -408,7 +408,8 @@ def test_signatures_replayed_onto_another_image_are_refused(stack: RunningStack,
                                                            layout: Layout) -> None:
     """A's bundle attached as a referrer of B, and A's ``.sig`` manifest copied to B's tag:
     neither makes B verify (the statement's subject and the payload's digest name A)."""
-    from keyless.oci.registry import Descriptor, RegistryClient
+    from keyless.oci.content import Descriptor
+    from keyless.oci.registry import RegistryClient
     from keyless.oci.sigstore import (
         BUNDLE_MEDIA_TYPE,
         EMPTY_BLOB,

@@ -27,16 +27,9 @@ from registryutil import (  # noqa: F401  (fixtures)
 )
 
 from keyless.oci.auth import DockerConfigCredentials
-from keyless.oci.registry import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    RegistryAuthError,
-    RegistryClient,
-    RegistryError,
-    RegistryNotFound,
-    referrers_tag,
-    sha256_digest,
-)
+from keyless.oci.content import OCI_INDEX, OCI_MANIFEST, referrers_tag, sha256_digest
+from keyless.oci.errors import RegistryAuthError, RegistryError, RegistryNotFound
+from keyless.oci.registry import RegistryClient
 
 pytestmark = pytest.mark.integration
 EMPTY = b"{}"
@@ -103,7 +96,7 @@ def test_referrers_fallback_index(registry: Registry, layout: Layout) -> None:
         assert client.referrers("refs/app", digest) == []
         subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": image["size"]}
         data, ref_digest = artifact_manifest(client, "refs/app", subject, b"bundle-1")
-        from keyless.oci.registry import Manifest
+        from keyless.oci.content import Manifest
 
         client.push_referrer("refs/app", Manifest(data, OCI_MANIFEST, ref_digest), digest,
                              BUNDLE_TYPE)
@@ -125,7 +118,7 @@ def test_concurrent_writers_all_end_up_in_the_fallback_index(registry: Registry,
     layout.tag(image, "v1")
     digest = push(layout, "v1", registry, "crowd/app")
     subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": image["size"]}
-    from keyless.oci.registry import Manifest
+    from keyless.oci.content import Manifest
 
     errors: list[BaseException] = []
     digests: list[str] = []

@@ -58,12 +58,9 @@ from stackutil import (
 )
 
 from keyless.errors import VerificationError
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    NoteVerifier,
-    RFC6962NoteVerifier,
-    SignedNote,
-)
+from keyless.formats.checkpoint import Checkpoint, RFC6962NoteVerifier
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteVerifier
 from keyless.formats.tiles import tile_path
 from keyless.merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
 

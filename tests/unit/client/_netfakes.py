@@ -40,9 +40,9 @@ def _no_network(event, args):
 
 
 if os.environ.get("KEYLESS_NET_PROBE_TUF_URL"):
-    import keyless.trust.sources
+    import keyless.trust.production
 
-    keyless.trust.sources.PRODUCTION_TUF_URL = os.environ["KEYLESS_NET_PROBE_TUF_URL"]
+    keyless.trust.production.PRODUCTION_TUF_URL = os.environ["KEYLESS_NET_PROBE_TUF_URL"]
 else:
     sys.addaudithook(_no_network)
 """

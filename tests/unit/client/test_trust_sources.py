@@ -10,10 +10,10 @@ from _client_vectors import VECTORS, read
 
 from keyless.errors import ConfigError
 from keyless.formats.trustroot import TrustedRoot
+from keyless.trust.production import production_trusted_root
 from keyless.trust.sources import (
     load_client_trust_config,
     load_trusted_root,
-    production_trusted_root,
     resolve_trust,
 )
 from keyless.trust.tuf import TufTrust

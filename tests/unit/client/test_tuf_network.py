@@ -24,7 +24,7 @@ from _netfakes import SilentServer, write_sitecustomize
 
 from conftest import ROOT
 from keyless.errors import ConfigError
-from keyless.trust.sources import production_trusted_root
+from keyless.trust.production import production_trusted_root
 from keyless.trust.tuf import DEFAULT_TIMEOUT, TufTrust
 
 KEYLESS = ROOT / ".venv" / "bin" / "keyless"

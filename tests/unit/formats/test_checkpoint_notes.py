@@ -16,21 +16,25 @@ from hypothesis import strategies as st
 
 from keyless.errors import ConfigError, InvalidInput, VerificationError
 from keyless.formats.checkpoint import (
-    MAX_SIGNATURES,
     Checkpoint,
+    RFC6962NoteVerifier,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from keyless.formats.note import (
+    MAX_SIGNATURES,
     CheckpointError,
-    CosignatureVerifier,
     MalformedNoteError,
     NoteSignature,
+    SignedNote,
+)
+from keyless.formats.note_keys import (
+    CosignatureVerifier,
     NoteSigner,
     NoteVerifier,
-    RFC6962NoteVerifier,
-    SignedNote,
     cosign,
     ed25519_key_id,
     name_from_base_url,
-    open_checkpoint,
-    sign_checkpoint,
     verify_note,
 )
 from keyless.keys import InMemorySigner

@@ -23,14 +23,9 @@ from typing import Any
 
 import pytest
 
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    MalformedNoteError,
-    NoteVerifier,
-    SignedNote,
-    open_checkpoint,
-)
+from keyless.formats.checkpoint import Checkpoint, open_checkpoint
+from keyless.formats.note import CheckpointError, MalformedNoteError, SignedNote
+from keyless.formats.note_keys import NoteVerifier
 
 # tests/conftest.py's VECTORS, recomputed here: `from conftest import VECTORS` is ambiguous once
 # another test folder has its own conftest.py (tests/contract/), so it depends on collection order.

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from keyless.errors import InvalidInput
 from keyless.formats.bundle import Bundle
-from keyless.formats.checkpoint import MalformedNoteError, _check_text_chars
 from keyless.formats.jsonreader import b64decode
+from keyless.formats.note import MalformedNoteError, check_text_chars
 from keyless.verify import entries
 from keyless.verify.errors import LogEntryMismatchError
 from keyless.verify.tlog import set_payload
@@ -58,9 +58,9 @@ def test_control_characters_are_found_like_a_character_scan(text: str) -> None:
     bad = [ch for ch in text if ch < " " and ch != "\n"]
     if bad:
         with pytest.raises(MalformedNoteError, match=f"{ord(bad[0]):#04x}"):
-            _check_text_chars(text, "t")
+            check_text_chars(text, "t")
     else:
-        _check_text_chars(text, "t")
+        check_text_chars(text, "t")
 
 
 def _real_entries(vectors: Path) -> list[Bundle]:

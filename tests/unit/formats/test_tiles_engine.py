@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from keyless.formats.checkpoint import NoteSigner, open_checkpoint
+from keyless.formats.checkpoint import open_checkpoint
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import HASH_SIZE, TILE_WIDTH, decode_entry_bundle, tile_width
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log.engine import TransparencyLog

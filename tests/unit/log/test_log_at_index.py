@@ -14,7 +14,7 @@ import pytest
 
 from keyless import merkle
 from keyless.errors import TooLarge
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import MAX_ENTRY_SIZE, decode_entry_bundle
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import EntryAtIndex, TransparencyLog

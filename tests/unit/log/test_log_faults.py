@@ -8,7 +8,7 @@ import pytest
 
 from keyless import merkle
 from keyless.errors import NotFound, StorageError
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import entries_path, tile_path
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keyless._cli.main import main
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.tiles import entries_path, tile_path
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog

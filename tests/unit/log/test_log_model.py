@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from keyless import merkle
 from keyless.errors import StorageError
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.storage import open_storage

@@ -19,8 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyless.formats.checkpoint import Checkpoint, NoteSigner, ecdsa_key_id, sign_checkpoint
+from keyless.formats.checkpoint import Checkpoint, sign_checkpoint
 from keyless.formats.jsonreader import ValidityPeriod
+from keyless.formats.note_keys import NoteSigner, ecdsa_key_id
 from keyless.formats.trustroot import TransparencyLogInstance, TrustedRoot
 from keyless.keys import InMemorySigner
 from keyless.merkle import MemoryTree, leaf_hash

@@ -13,15 +13,11 @@ import pytest
 
 from keyless.errors import ConfigError, InvalidInput
 from keyless.oci.auth import Credentials, find_credentials, load_config
+from keyless.oci.content import referrers_tag, sha256_digest
+from keyless.oci.errors import RegistryAuthError, RegistryError
 from keyless.oci.reference import is_loopback, parse_reference
-from keyless.oci.registry import (
-    RegistryAuthError,
-    RegistryClient,
-    RegistryError,
-    parse_challenge,
-    referrers_tag,
-    sha256_digest,
-)
+from keyless.oci.registry import RegistryClient
+from keyless.oci.transport import parse_challenge
 
 DIGEST = "sha256:" + "ab" * 32
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
@@ -200,7 +196,7 @@ def test_plain_http_only_for_loopback_or_when_allowed() -> None:
 def test_a_registry_with_the_referrers_api_gets_no_fallback_index() -> None:
     """PUT answers ``OCI-Subject`` and the API lists the manifest: no ``sha256-HEX`` tag is
     written. The API's pages are followed through ``Link``."""
-    from keyless.oci.registry import Descriptor, Manifest
+    from keyless.oci.content import Descriptor, Manifest
 
     referrer = Manifest(b'{"r":1}', "application/vnd.oci.image.manifest.v1+json",
                         sha256_digest(b'{"r":1}'))
@@ -235,7 +231,7 @@ def test_a_registry_with_the_referrers_api_gets_no_fallback_index() -> None:
 def test_fallback_index_merges_and_survives_a_lost_update() -> None:
     """A concurrent writer replaces the index right after our PUT (If-Match ignored, as by
     distribution 2.8): the re-read shows our entry gone and we merge it back in."""
-    from keyless.oci.registry import Descriptor, referrers_tag
+    from keyless.oci.content import Descriptor, referrers_tag
 
     tag = referrers_tag(DIGEST)
     state: dict[str, bytes] = {}

@@ -7,14 +7,9 @@ import json
 
 import pytest
 
-from keyless.oci.registry import (
-    OCI_MANIFEST,
-    Descriptor,
-    Manifest,
-    RegistryClient,
-    RegistryError,
-    sha256_digest,
-)
+from keyless.oci.content import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from keyless.oci.errors import RegistryError
+from keyless.oci.registry import RegistryClient
 from keyless.oci.sigstore import (
     BUNDLE_MEDIA_TYPE,
     EMPTY_BLOB,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from keyless.errors import ConfigError
-from keyless.formats.checkpoint import ed25519_key_id
+from keyless.formats.note_keys import ed25519_key_id
 from keyless.server.trust import (
     Authority,
     LogKey,

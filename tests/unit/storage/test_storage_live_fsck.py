@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyless._cli.log import _LiveReads
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.log.fsck import fsck_log

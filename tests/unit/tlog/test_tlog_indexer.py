@@ -9,7 +9,7 @@ import pytest
 from tlog_support import CA, EMAIL, Signer, hashedrekord_v2
 
 from keyless.errors import StorageError
-from keyless.formats.checkpoint import NoteSigner
+from keyless.formats.note_keys import NoteSigner
 from keyless.keys import InMemorySigner, generate_key
 from keyless.log import TransparencyLog
 from keyless.services.tlog.identities import TrustedIssuers

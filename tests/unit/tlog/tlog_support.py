@@ -587,7 +587,7 @@ async def build_stack(
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from keyless.formats.checkpoint import NoteSigner
+    from keyless.formats.note_keys import NoteSigner
     from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog

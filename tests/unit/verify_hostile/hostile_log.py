@@ -29,8 +29,8 @@ from hostile_util import Json, Outcome, dumps, outcome_of
 
 from keyless.formats import sct as sct_format
 from keyless.formats.bundle import BUNDLE_V03_NEW
-from keyless.formats.checkpoint import ed25519_key_id
 from keyless.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
+from keyless.formats.note_keys import ed25519_key_id
 from keyless.formats.trustroot import TRUSTED_ROOT_V01, TrustedRoot
 from keyless.formats.tsp import HASH_ALGORITHMS, TimestampQuery, TokenBuilder, generalized_time
 from keyless.services.tsa.certs import TsaCredentials

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyless.errors import VerificationError
-from keyless.formats.checkpoint import CheckpointError
+from keyless.formats.note import CheckpointError
 from keyless.verify.errors import (
     ArtifactMismatchError,
     DSSEError,

@@ -9,8 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.errors import Unavailable
-from keyless.formats.checkpoint import NoteSigner, SignedNote
 from keyless.formats.cosignature import Ed25519Cosigner
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.vkey import VerifierKey
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.keys import InMemorySigner

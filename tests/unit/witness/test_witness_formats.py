@@ -10,19 +10,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from conftest import ROOT
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    NoteSigner,
-    SignedNote,
-    name_from_base_url,
-    sign_checkpoint,
-)
+from keyless.formats.checkpoint import Checkpoint, sign_checkpoint
 from keyless.formats.cosignature import (
     Ed25519Cosigner,
     MLDSA44Cosigner,
     mldsa_supported,
     verifier_for_vkey,
 )
+from keyless.formats.note import SignedNote
+from keyless.formats.note_keys import NoteSigner, name_from_base_url
 from keyless.formats.vkey import VerifierKey, VkeyError
 from keyless.formats.witnesspolicy import PolicyError, WitnessPolicy, WitnessPolicyError
 from keyless.keys import InMemorySigner

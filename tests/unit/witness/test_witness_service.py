@@ -11,14 +11,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from keyless.formats.checkpoint import (
-    Checkpoint,
-    NoteSignature,
-    NoteSigner,
-    SignedNote,
-    sign_checkpoint,
-)
+from keyless.formats.checkpoint import Checkpoint, sign_checkpoint
 from keyless.formats.cosignature import Ed25519Cosigner, verifier_for_vkey
+from keyless.formats.note import NoteSignature, SignedNote
+from keyless.formats.note_keys import NoteSigner
 from keyless.formats.vkey import VerifierKey
 from keyless.keys import InMemorySigner
 from keyless.merkle import EMPTY_ROOT, consistency_proof, leaf_hash, root_from_leaf_hashes

@@ -15,12 +15,11 @@ from keyless.services.oidc.accounts import (
     verify_secret,
 )
 from keyless.services.oidc.keyring import OidcKeyRing
-from keyless.services.oidc.kv import KeyValueStore, MemoryKV
+from keyless.services.oidc.kv import MemoryKV
 from keyless.services.oidc.ratelimit import LoginLimiter
 from keyless.services.oidc.service import OidcProvider
 
 __all__ = [
-    "KeyValueStore",
     "LoginLimiter",
     "MemoryKV",
     "OidcClient",

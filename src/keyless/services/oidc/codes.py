@@ -16,7 +16,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keyless.services.oidc.kv import KeyValueStore
+from keyless.storage.seam import KeyValue
 
 #: RFC 8628 §6.1: consonants only (no vowels, so no words), case-insensitive, 8 characters.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -65,9 +65,9 @@ def format_user_code(code: str) -> str:
 
 
 class CodeStore:
-    """Issue and redeem authorization and device codes through a :class:`KeyValueStore`."""
+    """Issue and redeem authorization and device codes through a :class:`KeyValue`."""
 
-    def __init__(self, kv: KeyValueStore) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
     async def issue_authorization_code(self, grant: AuthorizationGrant) -> str:

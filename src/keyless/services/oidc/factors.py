@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from keyless.services.oidc.kv import KeyValueStore
 from keyless.services.oidc.totp import new_secret
+from keyless.storage.seam import KeyValue
 
 _NS = "oidc-second-factor"
 _USED_NS = "oidc-recovery-used"
@@ -55,7 +55,7 @@ class Enrolment:
 class FactorStore:
     """Enrolled factors by user email; ``kv`` should be sealed (it holds TOTP secrets)."""
 
-    def __init__(self, kv: KeyValueStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
         self._clock = clock
 

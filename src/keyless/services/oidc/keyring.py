@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyless.errors import ConfigError, StorageError
 from keyless.sealing import SealedKv, Sealer
-from keyless.services.oidc.kv import KeyValueStore
+from keyless.storage.seam import KeyValue
 
 NAMESPACE = "oidc-keys"
 
@@ -60,11 +60,11 @@ class SigningKey:
 
 
 class OidcKeyRing:
-    """Epoch-rotated ES256 signing keys shared through a :class:`KeyValueStore`."""
+    """Epoch-rotated ES256 signing keys shared through a :class:`KeyValue`."""
 
     def __init__(
         self,
-        kv: KeyValueStore,
+        kv: KeyValue,
         clock: Callable[[], float] = time.time,
         *,
         rotation_period: float = 86400.0,
@@ -76,7 +76,7 @@ class OidcKeyRing:
                 "OIDC key rotation period must be at least the token lifetime "
                 f"({rotation_period} < {token_lifetime})"
             )
-        self._kv: KeyValueStore = kv if sealer is None else SealedKv(kv, sealer)
+        self._kv: KeyValue = kv if sealer is None else SealedKv(kv, sealer)
         self._clock = clock
         self._period = rotation_period
         self._lifetime = token_lifetime

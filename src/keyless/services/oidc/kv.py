@@ -1,10 +1,11 @@
-"""The small shared key-value store the provider keeps codes and keys in.
+"""The small shared key-value store the provider keeps codes and keys in, in memory.
 
-This is the ``storage.kv`` seam of docs/internal-apis.md: ``put_if_absent`` is the one atomic
-primitive (insert, or return what is already there), which is enough for single-use
-authorization codes, device-code approval and coordination-free key rotation between several
-processes sharing one database. :class:`MemoryKV` implements it for a single process (tests,
-``memory://`` storage); with it, codes and keys are not shared between processes.
+The provider uses the ``storage.kv`` seam of docs/internal-apis.md
+(:class:`keyless.storage.seam.KeyValue`): ``put_if_absent`` is the one atomic primitive (insert,
+or return what is already there), which is enough for single-use authorization codes,
+device-code approval and coordination-free key rotation between several processes sharing one
+database. :class:`MemoryKV` implements it for a single process (tests, ``memory://`` storage);
+with it, codes and keys are not shared between processes.
 """
 
 from __future__ import annotations
@@ -12,29 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-
-class KeyValueStore(Protocol):
-    """Expiring byte values under (namespace, key); the storage layer's ``kv`` satisfies it."""
-
-    async def put_if_absent(
-        self, namespace: str, key: str, value: bytes, expires_at: float
-    ) -> bytes | None:
-        """Store ``value`` unless a live value exists: ``None`` if stored, else the live value."""
-        ...
-
-    async def get(self, namespace: str, key: str) -> bytes | None:
-        """The live value, or ``None`` if absent or expired."""
-        ...
-
-    async def delete(self, namespace: str, key: str) -> None:
-        """Forget the value (no error if absent)."""
-        ...
 
 
 class MemoryKV:
-    """A :class:`KeyValueStore` in this process's memory (expired values are swept lazily)."""
+    """A :class:`~keyless.storage.seam.KeyValue` in this process's memory (expired values are
+    swept lazily)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock

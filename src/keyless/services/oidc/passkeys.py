@@ -36,7 +36,7 @@ from webauthn.helpers.structs import (
 )
 
 from keyless.errors import ConfigError, InvalidInput, Unauthenticated
-from keyless.services.oidc.kv import KeyValueStore
+from keyless.storage.seam import KeyValue
 
 _KEYS_NS = "oidc-passkeys"
 _CHALLENGE_NS = "oidc-webauthn-challenge"
@@ -60,7 +60,7 @@ class PasskeyStore:
     """Registration and sign-in ceremonies for one relying party (the issuer's host)."""
 
     def __init__(
-        self, kv: KeyValueStore, *, rp_id: str, origin: str, user_verification: str = "preferred",
+        self, kv: KeyValue, *, rp_id: str, origin: str, user_verification: str = "preferred",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if user_verification not in USER_VERIFICATION:

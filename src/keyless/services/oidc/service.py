@@ -30,12 +30,13 @@ from keyless.services.oidc.accounts import OidcClient, OidcUser
 from keyless.services.oidc.codes import CodeStore
 from keyless.services.oidc.factors import FactorStore
 from keyless.services.oidc.keyring import OidcKeyRing
-from keyless.services.oidc.kv import KeyValueStore, MemoryKV
+from keyless.services.oidc.kv import MemoryKV
 from keyless.services.oidc.passkeys import PasskeyStore
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
 from keyless.services.oidc.totp import TotpChecker
 from keyless.services.oidc.upstream import Upstream, UpstreamLogin
+from keyless.storage.seam import KeyValue
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: Device authorizations one client address may start per minute: they need no credentials
@@ -54,7 +55,7 @@ class OidcProvider:
         *,
         users: Iterable[OidcUser] = (),
         clients: Iterable[OidcClient] = (),
-        kv: KeyValueStore | None = None,
+        kv: KeyValue | None = None,
         keys: OidcKeyRing | None = None,
         clock: Callable[[], float] = time.time,
         token_lifetime: int = 600,
@@ -79,7 +80,7 @@ class OidcProvider:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.secure = parts.scheme == "https"
         self.clock = clock
-        self._kv: KeyValueStore = kv if kv is not None else MemoryKV(clock)
+        self._kv: KeyValue = kv if kv is not None else MemoryKV(clock)
         #: the signing key ring (public for tests and admin tooling that mint tokens).
         self.keys = keys or OidcKeyRing(
             self._kv, clock, rotation_period=rotation_period, token_lifetime=token_lifetime

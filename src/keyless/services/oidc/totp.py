@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pyotp
 
 from keyless.errors import ConfigError
-from keyless.services.oidc.kv import KeyValueStore
+from keyless.storage.seam import KeyValue
 
 STEP = 30
 DIGITS = 6
@@ -61,7 +61,7 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 class TotpChecker:
     """Checks codes against accounts' secrets, each code once."""
 
-    def __init__(self, kv: KeyValueStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
         self._clock = clock
 

@@ -30,7 +30,7 @@ import httpx
 
 from keyless.errors import ConfigError, InvalidInput, NotFound, Unauthenticated
 from keyless.identity import IdentityVerifier, IssuerConfig
-from keyless.services.oidc.kv import KeyValueStore
+from keyless.storage.seam import KeyValue
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _STATE_NS = "oidc-upstream-state"
@@ -110,7 +110,7 @@ class UpstreamLogin:
     """Both legs of a sign-in through an upstream provider."""
 
     def __init__(
-        self, upstreams: Iterable[Upstream], kv: KeyValueStore, callback_url: str,
+        self, upstreams: Iterable[Upstream], kv: KeyValue, callback_url: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.upstreams = {u.name: u for u in upstreams}

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from keyless import merkle
 from keyless.errors import InvalidInput, NotFound
-from keyless.formats.checkpoint import ed25519_key_id
+from keyless.formats.note_keys import ed25519_key_id
 from keyless.keys import KeySigner, spki_der
 from keyless.log.seam import AddResultLike, LogEngine
 from keyless.services.tlog import kinds, search

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from keyless.errors import InvalidInput
+from keyless.storage.seam import NEVER, KeyValue
 
 #: kv namespace of TUF objects when the store is the database (keyless.storage kv)
 KV_NAMESPACE = "tuf"
-#: kv entries never expire (seconds since the epoch, far future)
-NEVER = 2.0**62
 
 
 class MetadataStore(Protocol):
@@ -70,20 +69,10 @@ class FileMetadataStore:
         return None
 
 
-class KvLike(Protocol):
-    """The subset of ``keyless.storage``'s kv store used here (docs/internal-apis.md)."""
-
-    async def put_if_absent(
-        self, namespace: str, key: str, value: bytes, expires_at: float
-    ) -> bytes | None: ...
-
-    async def get(self, namespace: str, key: str) -> bytes | None: ...
-
-
 class KvMetadataStore:
     """Blobs in the shared database, for several processes on PostgreSQL."""
 
-    def __init__(self, kv: KvLike) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
     async def get(self, name: str) -> bytes | None:
