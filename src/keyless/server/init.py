@@ -5,7 +5,8 @@
 1. create the data directory and take its lock (:mod:`keyless.server.datadir`): exclusive for the
    process lifetime on SQLite (with the database file's lock when it lives elsewhere), only
    around initialisation on PostgreSQL;
-2. write the documented config file on first start (:func:`keyless.server.config.render_config`);
+2. write the documented config file on first start
+   (:func:`keyless.server.config_template.render_config`);
 3. open the store and pick where secrets live (:mod:`keyless.server.secrets`: files on SQLite,
    the shared database on PostgreSQL so that every process uses the same keys), and load the
    key-encryption key that wraps every private key kept in the database
@@ -23,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from keyless.server import kek
-from keyless.server.config import Settings, render_config
+from keyless.server.config import Settings
+from keyless.server.config_template import render_config
 from keyless.server.datadir import DataDirLock, database_lock, secure_data_dir
 from keyless.server.secrets import FileSecrets, Secrets, SharedSecrets
 from keyless.server.stack import Component, Stack

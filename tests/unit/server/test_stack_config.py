@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from keyless.errors import ConfigError
-from keyless.server.config import Settings, load_settings, render_config
+from keyless.server.config import Settings, load_settings
+from keyless.server.config_template import render_config
 
 
 def test_defaults_follow_the_contract(tmp_path: Path) -> None:
