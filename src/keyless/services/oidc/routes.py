@@ -9,8 +9,9 @@ browsers, and ``{"code", "message"}`` JSON for any other client a page refuses (
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -39,6 +40,8 @@ from keyless.services.oidc.requests import (
 )
 from keyless.services.oidc.service import OidcProvider
 from keyless.services.oidc.totp import provisioning_uri
+
+T = TypeVar("T")
 
 
 def routes(provider: OidcProvider) -> list[Route]:
@@ -338,30 +341,50 @@ class _Endpoints:
 
     # -- account page: second factor enrolment ---------------------------------------------
 
-    async def account(self, request: Request) -> Response:
-        """Sign in (GET: the form) and get a new TOTP secret as a QR code to scan."""
-        provider = self.provider
+    async def _account_sign_in(
+        self,
+        request: Request,
+        action: str,
+        act: Callable[[dict[str, str]], Awaitable[T]],
+    ) -> tuple[str, T | Response]:
+        """The account pages' shared front: GET shows the sign-in form; a POST is read, its
+        CSRF token checked and ``act(form)`` run, refusals rendered on the form again (429 for
+        throttling, 401 for bad credentials, 400 for bad input). Returns the CSRF token and
+        ``act``'s result or the response to send."""
         csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
-        action = provider.path + "/account"
         if request.method == "GET":
-            return self._html(pages.account_page(action, csrf), csrf=csrf)
+            return csrf, self._html(pages.account_page(action, csrf), csrf=csrf)
+        status, retry = 400, None
         try:
             form = await self._read_html_form(request)
             self._check_csrf(request, form)
+            return csrf, await act(form)
         except FormRefused as exc:
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
-        try:
-            email, pending, secret = await grants.begin_enrolment(
+            refused: Exception = exc
+            status = exc.status
+        except Pushback as exc:
+            refused, status, retry = exc, 429, exc.retry_after
+        except Unauthenticated as exc:
+            refused, status = exc, 401
+        except InvalidInput as exc:
+            refused = exc
+        page = pages.account_page(action, csrf, str(refused))
+        return csrf, self._refusal(request, page, status, str(refused), csrf=csrf, retry=retry)
+
+    async def account(self, request: Request) -> Response:
+        """Sign in (GET: the form) and get a new TOTP secret as a QR code to scan."""
+        provider = self.provider
+
+        async def begin(form: dict[str, str]) -> tuple[str, str | None, str | None]:
+            return await grants.begin_enrolment(
                 provider, form.get("username", ""), form.get("password", ""), _remote(request),
                 otp=form.get("otp") or None,
             )
-        except Pushback as exc:
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
-        except Unauthenticated as exc:
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, 401, str(exc), csrf=csrf)
+
+        csrf, outcome = await self._account_sign_in(request, provider.path + "/account", begin)
+        if isinstance(outcome, Response):
+            return outcome
+        email, pending, secret = outcome
         if pending is None or secret is None:
             left = await provider.factors.recovery_codes_left(email)
             page = pages.message_page(
@@ -415,30 +438,21 @@ class _Endpoints:
     async def account_keys(self, request: Request) -> Response:
         """Sign in (password and, if any, one-time code) to register a security key."""
         provider = self.provider
-        csrf = pages.csrf_token(request.cookies.get(CSRF_COOKIE, ""))
         action = provider.path + "/account/keys"
-        if request.method == "GET":
-            return self._html(pages.account_page(action, csrf), csrf=csrf)
-        try:
-            form = await self._read_html_form(request)
-            self._check_csrf(request, form)
+
+        async def options(form: dict[str, str]) -> tuple[str, str]:
             email = await grants.authenticate_user(
                 provider, form.get("username", ""), form.get("password", ""), _remote(request),
                 otp=form.get("otp") or None, enrolling=True,
             )
-            options, handle = await provider.passkeys.registration_options(email)
-        except FormRefused as exc:
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, exc.status, str(exc), csrf=csrf)
-        except Pushback as exc:
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, 429, str(exc), csrf=csrf, retry=exc.retry_after)
-        except (Unauthenticated, InvalidInput) as exc:
-            status = 401 if isinstance(exc, Unauthenticated) else 400
-            page = pages.account_page(action, csrf, str(exc))
-            return self._refusal(request, page, status, str(exc), csrf=csrf)
+            return await provider.passkeys.registration_options(email)
+
+        csrf, outcome = await self._account_sign_in(request, action, options)
+        if isinstance(outcome, Response):
+            return outcome
+        found, handle = outcome
         page = pages.key_register_page(provider.path + "/static/webauthn.js",
-                                       action + "/register", csrf, handle, options)
+                                       action + "/register", csrf, handle, found)
         return self._html(page, csrf=csrf)
 
     async def _json_form(self, request: Request) -> dict[str, str]:
