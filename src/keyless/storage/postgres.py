@@ -209,17 +209,7 @@ class PostgresLogStore:
         log_id = self.ids.get(conn, log)
         if log_id is None:
             return None
-        row = (
-            conn.execute(
-                "SELECT idx FROM entries WHERE log_id = %s AND dedup_key = %s", (log_id, key)
-            ).fetchone()
-            or conn.execute(
-                "SELECT min(idx) FROM entries WHERE log_id = %s AND leaf_hash = %s", (log_id, key)
-            ).fetchone()
-        )
-        if row is None or row[0] is None:
-            return None
-        return int(row[0])
+        return _SQL.first_entry_id(conn, log_id, key, "idx")
 
     def logs(self) -> list[str]:
         with _SQL.errors("cannot list the logs"):

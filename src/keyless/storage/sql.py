@@ -142,6 +142,21 @@ class Statements:
         )
         return int(cursor.rowcount) == 1
 
+    def first_entry_id(
+        self, conn: Connection, log_id: int, key: bytes, id_column: str
+    ) -> int | None:
+        """The ``id_column`` value of the entry logged under dedup ``key``, else of the first
+        entry with leaf hash ``key`` (a resubmission without a dedup key); None if neither."""
+        if id_column not in ("id", "idx"):  # the column names of the two schemas, not input
+            raise ValueError(f"unknown entry id column {id_column!r}")
+        by_dedup = f"SELECT {id_column} FROM entries WHERE log_id = ? AND dedup_key = ?"  # noqa: S608
+        by_leaf = f"SELECT min({id_column}) FROM entries WHERE log_id = ? AND leaf_hash = ?"  # noqa: S608
+        row = (
+            conn.execute(self.sql(by_dedup), (log_id, key)).fetchone()
+            or conn.execute(self.sql(by_leaf), (log_id, key)).fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
     # side stores ------------------------------------------------------------------------------
     def search_lookup(self, conn: Connection, log: str, key: str) -> list[int]:
         """The entry indexes recorded under ``key``, ascending."""

@@ -285,17 +285,8 @@ class SQLiteLogStore:
         log_id = self.ids.get(conn, log)
         if log_id is None:
             return None
-        row = (
-            conn.execute(
-                "SELECT id FROM entries WHERE log_id = ? AND dedup_key = ?", (log_id, key)
-            ).fetchone()
-            or conn.execute(
-                "SELECT min(id) FROM entries WHERE log_id = ? AND leaf_hash = ?", (log_id, key)
-            ).fetchone()
-        )
-        if row is None or row[0] is None:
-            return None
-        return int(row[0]) - (log_id << SHIFT)
+        row_id = _SQL.first_entry_id(conn, log_id, key, "id")
+        return None if row_id is None else row_id - (log_id << SHIFT)
 
     def logs(self) -> list[str]:
         with _SQL.errors("cannot list the logs"):
