@@ -344,10 +344,8 @@ def verify(args: argparse.Namespace) -> tuple[str, Any, Any]:
 
 def _check_witnesses(args: argparse.Namespace, bundle: object) -> str:
     """Enforce ``--witness-policy`` (or the instance's TUF-delivered one); a note for the
-    success message naming the witnesses."""
+    success message naming the witnesses. Without a policy nothing of it is imported."""
     from keyless.errors import ConfigError
-    from keyless.formats.witnesspolicy import WitnessPolicy
-    from keyless.verify.witnesses import check_witness_policy
 
     text: bytes | None = None
     if getattr(args, "witness_policy", None):
@@ -365,6 +363,9 @@ def _check_witnesses(args: argparse.Namespace, bundle: object) -> str:
         return ""
     if not isinstance(bundle, bytes):  # read from a file by the caller
         raise ConfigError("a witness policy needs the bundle's bytes")
+    from keyless.formats.witnesspolicy import WitnessPolicy
+    from keyless.verify.witnesses import check_witness_policy
+
     policy = WitnessPolicy.parse(text)
     results = check_witness_policy(bundle, policy)
     names = sorted({name for r in results for name in r.cosigned_at})
