@@ -44,14 +44,17 @@ class MalformedNoteError(CheckpointError, InvalidInput):
     """The bytes are not a well-formed signed note / checkpoint; the message names the rule."""
 
 
-def b64decode_strict(value: str, what: str) -> bytes:
-    """Standard base64 (RFC 4648 §4) with padding, and nothing that re-encodes differently."""
+def b64decode_strict(
+    value: str, what: str, error: type[InvalidInput] = MalformedNoteError
+) -> bytes:
+    """Standard base64 (RFC 4648 §4) with padding, and nothing that re-encodes differently;
+    else ``error`` naming ``what``."""
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise MalformedNoteError(f"{what} is not valid base64") from exc
+        raise error(f"{what} is not valid base64") from exc
     if base64.b64encode(raw).decode("ascii") != value:
-        raise MalformedNoteError(f"{what} is not canonical base64")
+        raise error(f"{what} is not canonical base64")
     return raw
 
 

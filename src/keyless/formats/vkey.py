@@ -19,13 +19,13 @@ A private key for a witness is kept as ``PRIVATE+KEY+<name>+<hex key ID>+base64(
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.errors import InvalidInput
+from keyless.formats.note import b64decode_strict
 
 __all__ = [
     "SIG_COSIGNATURE_V1",
@@ -64,13 +64,7 @@ def _check_name(name: str) -> None:
 
 
 def _b64(value: str, what: str) -> bytes:
-    try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise VkeyError(f"{what} is not valid base64") from exc
-    if base64.b64encode(raw).decode("ascii") != value:
-        raise VkeyError(f"{what} is not canonical base64")
-    return raw
+    return b64decode_strict(value, what, VkeyError)
 
 
 @dataclass(frozen=True)
