@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -14,49 +11,13 @@ import pytest
 from oidc_flows import auth_url, pkce, verifier_for
 from oidc_server import RunningProvider, provider_factory_fixture  # noqa: F401
 
+from browsers import CHROMIUM, CHROMIUM_ARGS, callback_listener
 from conftest import require
 from keyless.services.oidc import OidcUser
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CAROL = OidcUser.parse("carol@example.com:correct horse")
-
-
-@contextlib.contextmanager
-def callback_listener() -> Iterator[tuple[str, list[str]]]:
-    """A loopback redirect target like sigstore-python's (RFC 8252 §7.3); records queries."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(b"signed in; you may close this window")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/auth/callback", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

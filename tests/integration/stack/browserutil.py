@@ -8,10 +8,8 @@ import contextlib
 import hashlib
 import os
 import secrets
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +17,9 @@ import httpx
 import pyotp
 from stackutil import RunningStack, start_stack
 
+from browsers import CHROMIUM, CHROMIUM_ARGS
 from conftest import require
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--disable-quic"]
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 PASSWORD = "s3cret-password"
 #: carol's second factor (160 bits, base32)
@@ -76,32 +71,6 @@ def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-@contextlib.contextmanager
-def callback_listener() -> Iterator[tuple[str, list[str]]]:
-    """A loopback redirect target (RFC 8252 §7.3) that records the queries it receives."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(b"signed in; you may close this window")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/auth/callback", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextlib.asynccontextmanager

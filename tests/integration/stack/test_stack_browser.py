@@ -24,7 +24,6 @@ from browserutil import (
     BOB,
     CAROL,
     PASSWORD,
-    callback_listener,
     chromium_page,
     fresh_code,
     password_grant,
@@ -33,6 +32,8 @@ from browserutil import (
     start_totp_stack,
 )
 from stackutil import KEYLESS, RunningStack
+
+from browsers import callback_listener
 
 pytestmark = pytest.mark.integration
 

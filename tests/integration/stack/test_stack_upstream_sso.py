@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import jwt
 import pytest
-from browserutil import callback_listener, chromium_page, pkce, screenshot_dir
+from browserutil import chromium_page, pkce, screenshot_dir
 from stackutil import KEYLESS, RunningStack, free_port, start_stack
+
+from browsers import callback_listener
 
 pytestmark = pytest.mark.integration
 
