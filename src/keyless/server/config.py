@@ -73,6 +73,9 @@ class Settings:
     #: work units (about a millisecond of CPU each) per second that one client address may spend
     #: on the expensive anonymous endpoints (server/budget.py); 0 switches budgets off
     client_budget: float = 250.0
+    #: processes serving the port (``[server] workers``; ``--workers`` wins); 0: one per usable
+    #: core (keyless.server.workers); 1: the ``keyless serve`` process serves by itself
+    workers: int = 0
     #: the TSA's clock guard ([tsa]): NTP servers to compare with, allowed drift, strictness
     tsa_ntp_servers: tuple[str, ...] = ()
     tsa_max_drift: float = 0.5
@@ -219,6 +222,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
         "trusted_proxies": str, "kek_file": str, "client_budget": (int, float),
+        "workers": int,
     }
     for key, value in server.items():
         if key not in known:
@@ -229,6 +233,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         out["database_url" if key == "database" else key] = value
     if out.get("client_budget", 0) < 0:
         raise ConfigError(f"{where}: [server].client_budget must be 0 (off) or positive")
+    if out.get("workers", 0) < 0:
+        raise ConfigError(f"{where}: [server].workers must be 0 (one per core) or positive")
     for key in ("data_dir", "kek_file"):
         if key in out:
             out[key] = Path(out[key]).expanduser()

@@ -44,6 +44,11 @@ trusted_proxies = "127.0.0.1"
 # the CA's signing endpoints and the TSA. Twice this is the burst; 429 + Retry-After beyond.
 # 0 switches these budgets off (e.g. behind a proxy that limits clients itself).
 client_budget = 250
+# Processes serving the port, each running every service (keyless serve --workers N wins):
+# 0 starts one per usable core; 1 serves in the keyless serve process itself. Sequencing stays
+# once per log (each batch is sequenced under the database's lock), on SQLite and PostgreSQL.
+# Client budgets and overload limits above apply per process.
+workers = 0
 
 [tuf]
 # Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp

@@ -31,6 +31,51 @@ USER = "alice@example.com"
 PASSWORD = "s3cret-password"
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (``keyless serve --workers N``: the supervisor, its
+    workers and multiprocessing's helper), parents first, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        queue += children.get(current, [])
+    return tree
+
+
+def workers_of(stack: RunningStack) -> list[int]:
+    """The pids of the worker processes of a ``--workers N`` stack (none with one worker)."""
+    found = []
+    for pid in process_tree(stack.process.pid)[1:]:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            found.append(pid)
+    return found
+
+
+def kill_tree(stack: RunningStack) -> None:
+    """SIGKILL the whole ``keyless serve`` — supervisor and workers at once, as a host crash
+    would — and reap the supervisor."""
+    for pid in reversed(process_tree(stack.process.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    stack.process.wait(10)
+
+
 def free_port() -> int:
     """A port for a ``keyless serve`` process that no other test is given (see ``ports``)."""
     return reserve_port()
