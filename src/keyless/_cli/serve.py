@@ -214,10 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     from keyless.errors import ConfigError
     from keyless.http.logs import configure_logging
-    from keyless.server.app import create_app
     from keyless.server.config import load_settings
-    from keyless.server.init import build_stack
-    from keyless.server.serving import GracefulServer, uvicorn_config
     from keyless.server.workers import usable_cores
 
     if args.oidc_user:
@@ -264,6 +261,10 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1:
         return _supervise(settings, explicit, workers)
 
+    from keyless.server.app import create_app
+    from keyless.server.init import build_stack
+    from keyless.server.serving import GracefulServer, uvicorn_config
+
     async def main() -> int:
         # Build (first start) or reopen the stack before listening, so that a refusal such as
         # "data directory in use" is one sentence and not a lifespan traceback.
@@ -294,32 +295,34 @@ def _supervise(settings: Settings, explicit: frozenset[str], workers: int) -> in
     import asyncio
 
     from keyless.errors import ConfigError
-    from keyless.server.init import build_stack, claim_data_dir, release
-    from keyless.server.stack import close_stack
-    from keyless.server.workers import Supervisor, bind
+    from keyless.server.workers import Supervisor, bind, shared_metrics
 
-    async def initialise() -> Stack:
-        stack = await build_stack(settings, explicit, claimed=True)
-        await close_stack(stack, stack.components)
-        return stack
+    with shared_metrics():  # before anything imports prometheus_client
+        from keyless.server.init import build_stack, claim_data_dir, release
+        from keyless.server.stack import close_stack
 
-    try:
-        locks = claim_data_dir(settings)
-    except ConfigError as exc:
-        print(f"keyless serve: {exc}", file=sys.stderr)
-        return 2
-    try:
+        async def initialise() -> Stack:
+            stack = await build_stack(settings, explicit, claimed=True)
+            await close_stack(stack, stack.components)
+            return stack
+
         try:
-            stack = asyncio.run(initialise())
+            locks = claim_data_dir(settings)
         except ConfigError as exc:
             print(f"keyless serve: {exc}", file=sys.stderr)
             return 2
-        print(banner(stack, workers), file=sys.stderr, flush=True)
-        for warning in stack.warnings:
-            print(f"keyless serve: warning: {warning}", file=sys.stderr, flush=True)
-        with bind(settings) as sock:
-            return Supervisor(settings, explicit, workers, sock).run()
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        release(locks)
+        try:
+            try:
+                stack = asyncio.run(initialise())
+            except ConfigError as exc:
+                print(f"keyless serve: {exc}", file=sys.stderr)
+                return 2
+            print(banner(stack, workers), file=sys.stderr, flush=True)
+            for warning in stack.warnings:
+                print(f"keyless serve: warning: {warning}", file=sys.stderr, flush=True)
+            with bind(settings) as sock:
+                return Supervisor(settings, explicit, workers, sock).run()
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            release(locks)

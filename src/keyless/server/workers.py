@@ -32,19 +32,22 @@ kept by each worker, so one client's budget is per worker that serves it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from keyless.errors import ConfigError
+from keyless.http import METRICS_DIR_ENV
 from keyless.server.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,28 @@ class WorkerSpec:
     explicit: frozenset[str]
     number: int
     parent: int  # the supervisor's pid
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """A fresh directory where every worker keeps its counters, so that any worker's
+    ``/metrics`` sums them (:mod:`keyless.http.metrics`); removed at the end.
+
+    Must be entered before anything imports ``prometheus_client`` (it picks where counters
+    live once, at import) — in this process, whose workers inherit its modules by fork.
+    """
+    import shutil
+    import tempfile
+
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the metrics directory was set")
+    directory = Path(tempfile.mkdtemp(prefix="keyless-metrics-"))
+    os.environ[METRICS_DIR_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        os.environ.pop(METRICS_DIR_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def bind(settings: Settings) -> socket.socket:

@@ -53,14 +53,15 @@ def process_tree(pid: int) -> list[int]:
 
 
 def workers_of(stack: RunningStack) -> list[int]:
-    """The pids of the worker processes of a ``--workers N`` stack (none with one worker)."""
+    """The pids of the worker processes of a ``--workers N`` stack: the children of its
+    supervisor (none with one worker)."""
     found = []
     for pid in process_tree(stack.process.pid)[1:]:
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if b"spawn_main" in command:
+        if int(stat[1]) == stack.process.pid and stat[0] != "Z":
             found.append(pid)
     return found
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stackutil import KEYLESS, free_port, launch_stack, wait_healthy, workers_of
+from stackutil import KEYLESS, RunningStack, free_port, launch_stack, wait_healthy, workers_of
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,36 @@ def _gone(pids: list[int], timeout: float = 60.0) -> bool:
     return False
 
 
+def _requests_counted(text: str) -> float:
+    line = 'keyless_http_requests_total{method="GET",service="stack",status="2xx"} '
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+def _check_metrics_are_summed(stack: RunningStack, workers: list[int]) -> None:
+    """Counters are kept per worker in the supervisor's metrics directory and every scrape,
+    whichever worker answers it, sums them all."""
+    async def load() -> None:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            answers = await asyncio.gather(*(http.get(f"{stack.url}/healthz") for _ in range(400)))
+        assert {a.status_code for a in answers} == {200}
+
+    asyncio.run(load())
+    # a worker maps its counters file (prometheus_client's multiprocess mode) from the directory
+    maps = Path(f"/proc/{workers[0]}/maps").read_text().split()
+    (directory,) = {Path(m).parent for m in maps if "/keyless-metrics-" in m}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until both workers took requests (the kernel picks)
+        asyncio.run(load())
+        writers = {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("counter_*.db")}
+        if set(workers) <= writers:
+            break
+    assert set(workers) <= writers, (workers, sorted(directory.iterdir()))
+    counts = [_requests_counted(httpx.get(f"{stack.url}/metrics", timeout=10).text)
+              for _ in range(6)]
+    assert counts[0] >= 400 and counts == sorted(counts), counts  # one sum, never a worker's part
+
+
 def test_workers_stop_with_the_supervisor_and_a_crashed_one_frees_the_data_dir(
     tmp_path: Path,
 ) -> None:
@@ -43,7 +74,7 @@ def test_workers_stop_with_the_supervisor_and_a_crashed_one_frees_the_data_dir(
     workers = workers_of(stack)
     assert len(workers) == 2, stack.output()
     assert "workers         2 processes" in stack.output()
-    assert httpx.get(f"{stack.url}/healthz", timeout=10).status_code == 200
+    _check_metrics_are_summed(stack, workers)
     # SIGTERM: every worker drains and stops, the supervisor exits 0
     assert stack.stop() == 0, stack.output()
     assert _gone(workers), f"workers {workers} outlived their supervisor"
