@@ -10,6 +10,7 @@ directory, so the tests run in parallel under xdist. The process is stopped with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -70,10 +71,8 @@ def kill_tree(stack: RunningStack) -> None:
     """SIGKILL the whole ``keyless serve`` — supervisor and workers at once, as a host crash
     would — and reap the supervisor."""
     for pid in reversed(process_tree(stack.process.pid)):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     stack.process.wait(10)
 
 
