@@ -96,9 +96,20 @@ def serve(args: argparse.Namespace) -> None:
     uvicorn.Server(config).run()
 
 
-def build_requests(n: int, dialect: str, key: Any, *, issuer: str = ISSUER, first: int = 0
+def issuer_jwks(key: Any) -> dict[str, Any]:
+    """The JWKS of the bench issuer whose ES256 ``key`` signs :func:`build_requests`' tokens."""
+    import jwt
+
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="bench", use="sig", alg="ES256")
+    return {"keys": [jwk]}
+
+
+def build_requests(n: int, dialect: str, key: Any, *, issuer: str = ISSUER, first: int = 0,
+                   keys: list[Any] | None = None
                    ) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """Pre-built (body, headers) pairs: one token and one fresh key per request.
+    """Pre-built (body, headers) pairs: one token and one fresh key per request (or the given
+    ``keys``, one per request, when the caller wants to sign with the certificates).
 
     The tokens name users ``first`` … ``first + n - 1``: requests built by different processes
     at the same second need distinct ``first`` (the CA's replay guard refuses a token twice).
@@ -109,14 +120,14 @@ def build_requests(n: int, dialect: str, key: Any, *, issuer: str = ISSUER, firs
     from cryptography.hazmat.primitives.asymmetric import ec
 
     now = int(time.time())
-    out = []
+    out: list[tuple[dict[str, Any], dict[str, str]]] = []
     for i in range(first, first + n):
         token = jwt.encode(
             {"iss": issuer, "aud": "sigstore", "sub": f"user-{i}", "email": f"u{i}@example.com",
              "email_verified": True, "iat": now, "exp": now + 3600},
             key, algorithm="ES256", headers={"kid": "bench"},
         )
-        k = ec.generate_private_key(ec.SECP256R1())
+        k = keys[i - first] if keys else ec.generate_private_key(ec.SECP256R1())
         if dialect == "csr":
             csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
                    .sign(k, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
@@ -191,14 +202,11 @@ def main() -> None:
     import socket
 
     import httpx
-    import jwt
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    jwk.update(kid="bench", use="sig", alg="ES256")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+        Path(tmp, "jwks.json").write_text(json.dumps(issuer_jwks(key)))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
