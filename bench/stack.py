@@ -10,10 +10,10 @@ data directory whose ``keyless.toml`` switches the per-client budgets off (every
 from one address; throttling it is the budgets' job, not what is measured) and trusts one more
 OpenID Connect issuer (``[[issuers]]``, type email) that this process serves on 127.0.0.1
 (discovery document + JWKS), so that the benchmark mints its own ES256 identity tokens: one
-fresh token per certificate, as the CA's replay guard wants. With a PostgreSQL URL it passes
-``--database URL --kek-file F`` (one KEK file for every run; a database used before is fine:
-the checks below cover the whole log). It waits for ``/healthz``, then runs one phase per
-service, each after its own untimed warm-up:
+fresh token per certificate, as the CA's replay guard wants. With a PostgreSQL URL it creates a
+fresh database on that server for each worker count (the URL's user must be allowed to
+``CREATE DATABASE``), passes ``--database URL --kek-file F`` and drops the database after. It
+waits for ``/healthz``, then runs one phase per service, each after its own untimed warm-up:
 
 * **Rekor v2** (``POST /rekor/api/v2/log/entries``): distinct ``hashedRekordRequestV002``
   requests signed with P-256 keys whose certificates this stack's CA issued (obtained through
@@ -176,7 +176,8 @@ class Stack:
 def serve(workers: int, issuer: Issuer, database: str, kek: Path,
           pass_workers: bool) -> Iterator[Stack]:
     """Start ``keyless serve`` on a fresh data directory; wait for /healthz; stop it after."""
-    with tempfile.TemporaryDirectory(prefix="keyless-stack-bench-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="keyless-stack-bench-") as tmp,
+          fresh_database(database) as database):
         data = Path(tmp) / "data"
         data.mkdir(mode=0o700)
         (data / "keyless.toml").write_text(
@@ -203,6 +204,27 @@ def serve(workers: int, issuer: Issuer, database: str, kek: Path,
                 process.kill()
                 process.wait()
             log.close()
+
+
+@contextlib.contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """``url`` for SQLite; else a new, empty database on the PostgreSQL server of ``url``, which
+    is dropped afterwards."""
+    if url == "sqlite":
+        yield url
+        return
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"keyless_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 def _wait_healthy(stack: Stack, log: Path, timeout: float = 120.0) -> None:
@@ -653,7 +675,7 @@ def main() -> None:
     if args.database != "sqlite" and not args.database.startswith(("postgresql://",
                                                                     "postgres://")):
         ap.error("--database is sqlite or a postgresql:// URL")
-    # token users no earlier run can have used (the replay guard of a reused PostgreSQL)
+    # token users distinct between the worker counts' runs and their processes
     args.user_base = secrets.randbelow(10**12) * 10**9
 
     has_workers = supports_workers()
