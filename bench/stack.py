@@ -98,7 +98,7 @@ TARGETS = {
 POOL_RATE = {"rekor": 6000, "ca": 2500, "tsa": 12000}
 #: untimed warm-up requests per generator process
 WARMUP = {"rekor": 200, "ca": 50, "tsa": 200}
-#: responses kept per generator for the sample checks of the CA and the TSA
+#: first responses kept per generator for the sample checks of the CA and the TSA
 SAMPLE = 50
 
 
@@ -198,7 +198,7 @@ def generate(job: Job, pipe: Connection) -> None:
         keep_all = job.service == "rekor"
 
         def keep(status: int, kept: int) -> bool:
-            return keep_all or (200 <= status < 300 and kept < SAMPLE)
+            return keep_all or kept < SAMPLE
 
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             _, warm_failed, warm_kept, *_ = runner.run(
@@ -270,7 +270,7 @@ def check_ca(job: Job, _warm: list[tuple[Any, int, bytes]], sample: list[tuple[A
 
     verifier = ChainVerifier(_trust(job))
     now = datetime.datetime.now(datetime.UTC)
-    for request, _status, body in sample:
+    for request, _status, body in _answered(sample, out):
         try:
             leaf = certificates(body)[0]
             verifier.verify(leaf, now)
@@ -294,7 +294,7 @@ def check_tsa(job: Job, _warm: list[tuple[Any, int, bytes]], sample: list[tuple[
     for intermediate in chain[1:-1]:
         builder = builder.add_intermediate_certificate(intermediate)
     verifier = builder.build()
-    for message, _status, body in sample:
+    for message, _status, body in _answered(sample, out):
         try:
             verifier.verify_message(decode_timestamp_response(body), message)
             out.checked += 1
@@ -305,6 +305,15 @@ def check_tsa(job: Job, _warm: list[tuple[Any, int, bytes]], sample: list[tuple[
 CHECKS: dict[str, Callable[[Job, list[tuple[Any, int, bytes]], list[tuple[Any, int, bytes]],
                             Outcome], None]] = {
     "rekor": check_rekor, "ca": check_ca, "tsa": check_tsa}
+
+
+def _answered(responses: list[tuple[Any, int, bytes]], out: Outcome
+              ) -> list[tuple[Any, int, bytes]]:
+    """The 2xx responses; the others (counted as errors by fire()) are only noted."""
+    for _, status, body in responses:
+        if not 200 <= status < 300:
+            _note(out, f"HTTP {status}: {body[:200]!r}")
+    return [r for r in responses if 200 <= r[1] < 300]
 
 
 def _fail(out: Outcome, timed: bool, problem: str) -> None:
