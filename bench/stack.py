@@ -399,8 +399,12 @@ class Result:
     def cell(self) -> str:
         cpu = f"{self.cpu * 1000 / self.ok:.2f}" if self.ok else "n/a"
         errors = f", **{self.errors:,} errors**" if self.errors else ""
-        return (f"{self.rate:,.0f}/s, p50 {self.p50:,.0f} ms, p99 {self.p99:,.0f} ms, "
+        return (f"{self.rate:,.0f}/s, p50 {_ms(self.p50)} ms, p99 {_ms(self.p99)} ms, "
                 f"{cpu} ms CPU{errors}")
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def run_phase(service: str, stack: Stack, args: argparse.Namespace, trust: bytes,
