@@ -208,7 +208,6 @@ def _redact(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack and serve until interrupted."""
-    import asyncio
     import dataclasses
     import os
 
@@ -264,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     from keyless.server.app import create_app
     from keyless.server.init import build_stack
     from keyless.server.serving import GracefulServer, uvicorn_config
+    from keyless.server.serving import run as run_loop
 
     async def main() -> int:
         # Build (first start) or reopen the stack before listening, so that a refusal such as
@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if server.started else 1
 
     try:
-        return asyncio.run(main())
+        return run_loop(main())
     except KeyboardInterrupt:
         return 130
 

@@ -6,16 +6,30 @@ worker process runs it over the listening socket its supervisor shares (:mod:`.w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import uvicorn
 
 from keyless.http.errors import json_error_http_protocol
 from keyless.server.config import Settings
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a serving process's ``main`` on uvloop, the event loop uvicorn itself would pick (the
+    stack calls ``Server.serve()``, which skips uvicorn's own loop setup); asyncio's default loop
+    where uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:

@@ -31,7 +31,6 @@ kept by each worker, so one client's budget is per worker that serves it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -285,7 +284,9 @@ def worker_main(
     settings = spec.settings
     configure_logging(settings.log_level, settings.log_format)
     try:
-        code = asyncio.run(_serve(spec, sock, ready))
+        from keyless.server.serving import run
+
+        code = run(_serve(spec, sock, ready))
     except ConfigError as exc:
         print(f"keyless serve: worker {spec.number}: {exc}", file=sys.stderr, flush=True)
         code = 2
