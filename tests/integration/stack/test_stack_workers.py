@@ -71,12 +71,14 @@ def test_workers_stop_with_the_supervisor_and_a_crashed_one_frees_the_data_dir(
 ) -> None:
     data = tmp_path / "data"
     stack = wait_healthy(launch_stack(data, "--workers", "2"), 60)
-    workers = workers_of(stack)
-    assert len(workers) == 2, stack.output()
-    assert "workers         2 processes" in stack.output()
-    _check_metrics_are_summed(stack, workers)
-    # SIGTERM: every worker drains and stops, the supervisor exits 0
-    assert stack.stop() == 0, stack.output()
+    try:
+        workers = workers_of(stack)
+        assert len(workers) == 2, stack.output()
+        assert "workers         2 processes" in stack.output()
+        _check_metrics_are_summed(stack, workers)
+    finally:
+        # SIGTERM: every worker drains and stops, the supervisor exits 0
+        assert stack.stop() == 0, stack.output()
     assert _gone(workers), f"workers {workers} outlived their supervisor"
 
     # SIGKILL of the supervisor alone: its workers follow it, and a new start is not refused
