@@ -229,13 +229,25 @@ async def test_a_refund_the_store_failed_stays_counted_as_a_failure() -> None:
         await storage.close()
 
 
-def test_event_limiter() -> None:
+async def test_event_limiter() -> None:
     clock = Clock()
-    events = EventLimiter(2, 60, clock, message="slow down")
-    events.take("ip:1")
-    events.take("ip:1")
-    with pytest.raises(Pushback, match="slow down"):
-        events.take("ip:1")
-    events.take("ip:2")
+    events = EventLimiter(2, 60, clock, message="slow down", namespace="test")
+    await events.take("ip:1")
+    await events.take("ip:1")
+    with pytest.raises(Pushback, match="slow down") as info:
+        await events.take("ip:1")
+    assert info.value.retry_after == 60
+    await events.take("ip:2")
     clock.now += 61
-    events.take("ip:1")
+    await events.take("ip:1")
+
+
+async def test_event_limiters_sharing_a_store_share_the_limit() -> None:
+    clock, shared = Clock(), MemoryKV()
+    a, b = (EventLimiter(2, 60, clock, message="slow down", namespace="test", events=shared)
+            for _ in range(2))
+    await a.take("ip:1")
+    await b.take("ip:1")
+    for limiter_ in (a, b):
+        with pytest.raises(Pushback, match="slow down"):
+            await limiter_.take("ip:1")

@@ -31,6 +31,9 @@ The soft per-account limit stays per process (its counts, queue and delays are i
 only slows a guesser spread over many addresses, whose guesses the per-address limit already
 bounds, so sharing it is not needed for the guarantee; with N processes it slows N times less.
 
+:class:`EventLimiter` (device codes and security-key challenges per address, each a stored
+row) counts in the same store, in namespaces of its own, and so holds across processes too.
+
 Fail closed: when the store cannot record a reservation, the attempt is refused (429 with a
 message saying so) and the secret is not checked. When a withdrawal fails, the reservation stays
 and counts as a failure until it leaves the window.
@@ -59,22 +62,14 @@ NAMESPACE = "oidc-throttle"
 
 
 class FailureWindow:
-    """Events per key in a sliding window, in this process's memory."""
+    """Events per key in a sliding window, in this process's memory (the soft limit's counts)."""
 
     def __init__(
-        self,
-        limit: int,
-        window: float,
-        clock: Callable[[], float] = time.time,
-        *,
-        max_keys: int = 100_000,
-        message: str = "too many attempts; try again later",
+        self, window: float, clock: Callable[[], float] = time.time, *, max_keys: int = 100_000
     ) -> None:
-        self.limit = limit
         self.window = window
         self._clock = clock
         self._max_keys = max_keys
-        self._message = message
         self._events: dict[str, deque[float]] = {}
 
     def _live(self, key: str) -> deque[float]:
@@ -92,24 +87,34 @@ class FailureWindow:
         """Events within the window."""
         return len(self._live(key))
 
-    def check(self, *keys: str) -> None:
-        """Raise :class:`Pushback` if any key is at its limit."""
-        for key in keys:
-            times = self._live(key)
-            if len(times) >= self.limit:
-                retry = times[0] + self.window - self._clock()
-                raise Pushback(self._message, retry_after=max(1.0, retry))
-
-    def record(self, *keys: str) -> None:
-        """Count one event of now against every key."""
+    def record(self, key: str) -> None:
+        """Count one event of now against ``key``."""
         if len(self._events) >= self._max_keys:
-            for key in list(self._events):
-                self._live(key)
-        now = self._clock()
-        for key in keys:
-            times = self._live(key)
-            times.append(now)
-            self._events[key] = times
+            for known in list(self._events):
+                self._live(known)
+        times = self._live(key)
+        times.append(self._clock())
+        self._events[key] = times
+
+
+async def _reserve(
+    events: EventWindows,
+    namespace: str,
+    limits: Sequence[tuple[str, int]],
+    event: str,
+    *,
+    now: float,
+    window: float,
+) -> tuple[str, float] | None:
+    """``events.reserve_event``, where a store failure refuses (fail closed)."""
+    try:
+        return await events.reserve_event(namespace, limits, event, now, window)
+    except Exception as exc:  # whatever broke, nothing passes uncounted
+        logger.warning("refused: the throttle's store failed: %s", exc)
+        raise Pushback(
+            "sign-in is unavailable: its attempt counts cannot be kept; try again shortly",
+            retry_after=5.0,
+        ) from exc
 
 
 def _digest(kind: str, *parts: str) -> str:
@@ -170,7 +175,7 @@ class LoginLimiter:
         #: where the hard limits count (default: this process only — give ``storage.kv``)
         self.events: EventWindows = events if events is not None else MemoryKV(clock)
         # counts only (no hard limit): the soft per-account backoff reads it
-        self._accounts = FailureWindow(max_failures, window, clock, max_keys=max_keys)
+        self._accounts = FailureWindow(window, clock, max_keys=max_keys)
         self._concurrency = account_concurrency
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -194,14 +199,8 @@ class LoginLimiter:
         """Record ``event`` under every key of ``limits``, or raise :class:`Pushback` (also when
         the store fails: no check of a secret runs unthrottled)."""
         now = self._clock()
-        try:
-            refused = await self.events.reserve_event(NAMESPACE, limits, event, now, self.window)
-        except Exception as exc:  # fail closed, whatever broke
-            logger.warning("sign-in refused: the throttle's store failed: %s", exc)
-            raise Pushback(
-                "sign-in is unavailable: its failed-attempt counts cannot be read; "
-                "try again shortly", retry_after=5.0,
-            ) from exc
+        refused = await _reserve(self.events, NAMESPACE, limits, event, now=now,
+                                 window=self.window)
         if refused is None:
             return
         key, oldest = refused
@@ -289,8 +288,8 @@ class LoginLimiter:
 
 
 class EventLimiter:
-    """At most ``limit`` events per key in a sliding window (e.g. device codes per address), in
-    this process: a flood control, not a guessing limit, so N processes allow N times as many."""
+    """At most ``limit`` events per key in a sliding window (e.g. device codes per address),
+    counted in ``events`` under ``namespace`` — with ``storage.kv``, across every process."""
 
     def __init__(
         self,
@@ -299,11 +298,23 @@ class EventLimiter:
         clock: Callable[[], float] = time.time,
         *,
         message: str,
-        max_keys: int = 100_000,
+        namespace: str,
+        events: EventWindows | None = None,
     ) -> None:
-        self._window = FailureWindow(limit, window, clock, max_keys=max_keys, message=message)
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._message = message
+        self._namespace = namespace
+        self._events: EventWindows = events if events is not None else MemoryKV(clock)
 
-    def take(self, key: str) -> None:
-        """Count one event for ``key``, or raise :class:`Pushback` if it is at its limit."""
-        self._window.check(key)
-        self._window.record(key)
+    async def take(self, key: str) -> None:
+        """Count one event for ``key``, or raise :class:`Pushback` if it is at its limit (or
+        the store cannot count)."""
+        now = self._clock()
+        refused = await _reserve(
+            self._events, self._namespace, [(_digest("key", key), self._limit)],
+            secrets.token_hex(16), now=now, window=self._window,
+        )  # fmt: skip
+        if refused is not None:
+            raise Pushback(self._message, retry_after=max(1.0, refused[1] + self._window - now))

@@ -104,7 +104,7 @@ class OidcProvider:
         )
         #: sign-in challenges one client address may ask for per minute (each is a stored row)
         self.key_challenges = EventLimiter(
-            DEVICE_CODES_PER_MINUTE, 60.0, clock,
+            DEVICE_CODES_PER_MINUTE, 60.0, clock, events=self._kv, namespace="oidc-key-challenges",
             message="too many security key requests from this address; try again later",
         )
         #: company single sign-on through ``[[oidc_upstreams]]``
@@ -118,6 +118,8 @@ class OidcProvider:
             DEVICE_CODES_PER_MINUTE,
             60.0,
             clock,
+            events=self._kv,
+            namespace="oidc-device-codes",
             message=f"more than {DEVICE_CODES_PER_MINUTE} device codes a minute from this "
             "address; try again later",
         )
