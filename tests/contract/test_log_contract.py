@@ -420,3 +420,56 @@ async def test_fsck_passes_after_writes(
     if url:  # the CLI, as an operator runs it against the database
         assert await asyncio.to_thread(main, ["log", "fsck", url]) == 0
         assert "rekor-v2: size 361" in capsys.readouterr().out
+
+
+def stored_events(storage: Storage) -> int:
+    """Event rows the backend holds, expired ones included (what pruning must bound)."""
+    kv: Any = storage.backend.kv
+    if isinstance(storage.backend, MemoryBackend):
+        return len(kv.events)
+    row = kv._connections.get().execute("SELECT count(*) FROM kv_events").fetchone()
+    return int(row[0])
+
+
+async def test_event_windows(storage: Storage) -> None:
+    kv, now = storage.kv, 1_800_000_000.0
+    for i in range(3):
+        assert await kv.reserve_event("t", [("a", 3), ("b", 5)], f"e{i}", now + i, 60) is None
+    # "a" is full: nothing is recorded, not even under "b"; the answer names "a" and its oldest
+    assert await kv.reserve_event("t", [("b", 5), ("a", 3)], "e3", now + 3, 60) == ("a", now)
+    assert await kv.reserve_event("t", [("b", 4)], "e4", now + 4, 60) is None  # b had 3, not 4
+    assert await kv.reserve_event("t", [("b", 4)], "e5", now + 5, 60) == ("b", now)
+    assert await kv.reserve_event("other", [("a", 1)], "e0", now, 60) is None  # namespaces
+    # withdrawing one event frees one place; clearing a key frees all of them
+    await kv.withdraw_event("t", "e1", ["a", "b"])
+    assert await kv.reserve_event("t", [("a", 3)], "e6", now + 6, 60) is None
+    assert await kv.reserve_event("t", [("a", 3)], "e7", now + 7, 60) == ("a", now)
+    await kv.withdraw_event("t", "unknown", ["a"], clear=["b"])
+    assert await kv.reserve_event("t", [("b", 1)], "e8", now + 8, 60) is None
+    # the window slides: an event counts for `window` seconds after its time
+    assert await kv.reserve_event("t", [("a", 3)], "e9", now + 60, 60) is None
+    assert await kv.reserve_event("t", [("a", 3)], "e10", now + 61, 60) == ("a", now + 2)
+
+
+async def test_event_reservations_are_atomic_across_processes(opener: Opener) -> None:
+    """Two openings of one database (two processes) race 40 reservations: the limit holds."""
+    first, second = await opener(), await opener()
+    now = time.time()
+    results = await asyncio.gather(*(
+        (first if i % 2 else second).kv.reserve_event(
+            "race", [("ip", 20), ("pair", 5)], f"e{i}", now, 300)
+        for i in range(40)
+    ))  # fmt: skip
+    assert sum(r is None for r in results) == 5
+    assert all(r == ("pair", now) for r in results if r is not None)
+
+
+async def test_expired_events_are_pruned(storage: Storage) -> None:
+    kv, now = storage.kv, 1_800_000_000.0
+    for i in range(300):  # keys nobody uses again: swept every 256 reservations
+        assert await kv.reserve_event("t", [(f"k{i}", 1)], "e", now + i, 10) is None
+    assert stored_events(storage) < 300
+    later = now + 1000
+    for i in range(256):  # a key used again: its own expired events go at once
+        assert await kv.reserve_event("t", [("k1", 1)], f"e{i}", later + 10 * i, 10) is None
+    assert stored_events(storage) <= 2

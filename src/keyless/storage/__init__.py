@@ -134,7 +134,9 @@ class SearchIndex(Protocol):
 
 
 class KeyValueStore(Protocol):
-    """Small expiring values (token-replay guard, OIDC codes); ``put_if_absent`` is atomic."""
+    """Small expiring values (token-replay guard, OIDC codes); ``put_if_absent`` is atomic.
+    Also event counts in a sliding window (:class:`keyless.storage.seam.EventWindows`), kept in
+    their own table and pruned once ``now + window`` has passed."""
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float
@@ -143,6 +145,19 @@ class KeyValueStore(Protocol):
     def get(self, namespace: str, key: str) -> bytes | None: ...
 
     def delete(self, namespace: str, key: str) -> None: ...
+
+    def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None: ...
+
+    def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None: ...
 
 
 class Backend(Protocol):
@@ -202,6 +217,26 @@ class AsyncKeyValueStore:
     async def delete(self, namespace: str, key: str) -> None:
         """Remove ``key`` (no error if absent)."""
         await self._storage.run(self._storage.backend.kv.delete, namespace, key)
+
+    async def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        """Record ``event`` under every key unless one is at its limit in the window
+        (:class:`keyless.storage.seam.EventWindows`); that key and its oldest event if so."""
+        kv = self._storage.backend.kv
+        return await self._storage.run(kv.reserve_event, namespace, limits, event, now, window)
+
+    async def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        """Remove ``event`` from ``keys`` and every event of the keys in ``clear``."""
+        kv = self._storage.backend.kv
+        await self._storage.run(kv.withdraw_event, namespace, event, keys, clear)
 
 
 class Storage:

@@ -221,6 +221,67 @@ class MemorySearchIndex:
             return list(self._index.get((log_name, key), []))
 
 
+class MemoryEvents:
+    """Event windows (:class:`keyless.storage.seam.EventWindows`) in this process's memory,
+    thread-safe; expired events are pruned on every use of their key and, for keys nobody uses
+    any more, on every ``sweep_every``-th reservation."""
+
+    def __init__(self, sweep_every: int = 256) -> None:
+        #: (namespace, key) -> event -> (time, expires_at)
+        self._events: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+        self._sweep_every = sweep_every
+        self._reserved = 0
+
+    def _live(self, where: tuple[str, str], now: float) -> dict[str, tuple[float, float]]:
+        events = self._events.get(where, {})
+        for name in [n for n, (_at, expires) in events.items() if expires <= now]:
+            del events[name]
+        if not events:
+            self._events.pop(where, None)
+        return events
+
+    def reserve(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        with self._lock:
+            self._reserved += 1
+            if self._reserved % self._sweep_every == 0:
+                for where in list(self._events):
+                    self._live(where, now)
+            for key, limit in limits:
+                times = [at for at, _ in self._live((namespace, key), now).values()
+                         if at > now - window]
+                if len(times) >= limit:
+                    return key, min(times, default=now)
+            for key, _limit in limits:
+                self._events.setdefault((namespace, key), {})[event] = (now, now + window)
+            return None
+
+    def withdraw(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        with self._lock:
+            for key in keys:
+                events = self._events.get((namespace, key))
+                if events is not None:
+                    events.pop(event, None)
+                    if not events:
+                        del self._events[(namespace, key)]
+            for key in clear:
+                self._events.pop((namespace, key), None)
+
+    def __len__(self) -> int:
+        """Events held (expired ones included until they are pruned)."""
+        with self._lock:
+            return sum(len(events) for events in self._events.values())
+
+
 class MemoryKeyValueStore:
     """The expiring key-value store of :class:`MemoryBackend` (``clock`` is injectable)."""
 
@@ -229,6 +290,7 @@ class MemoryKeyValueStore:
         self._clock = clock
         self._values: dict[tuple[str, str], tuple[bytes, float]] = {}
         self._lock = threading.Lock()
+        self.events = MemoryEvents()
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float
@@ -253,6 +315,23 @@ class MemoryKeyValueStore:
         self._backend.faults.check("kv")
         with self._lock:
             self._values.pop((namespace, key), None)
+
+    def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        self._backend.faults.check("kv")
+        return self.events.reserve(namespace, limits, event, now, window)
+
+    def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        self._backend.faults.check("kv")
+        self.events.withdraw(namespace, event, keys, clear)
 
 
 class MemoryBackend:

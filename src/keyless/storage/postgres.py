@@ -48,6 +48,16 @@ def _lock_key(log: str) -> int:
     return (_LOCK_NAMESPACE << 32) | (zlib.crc32(log.encode()) & 0x7FFFFFFF)
 
 
+#: the first of the two int4 advisory-lock keys of event windows (a key space of its own:
+#: PostgreSQL's one-bigint and two-int4 lock keys never overlap)
+_EVENT_LOCKS = _LOCK_NAMESPACE << 16 | 1
+
+
+def _event_lock(key: str) -> int:
+    """The second int4 lock key of an event window's key (signed; a collision only serialises)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) - (1 << 31)
+
+
 _SQL = Statements("%s", psycopg.Error)
 _Connections = ThreadConnections[psycopg.Connection[Any]]
 
@@ -241,7 +251,17 @@ class PostgresSearchIndex(SqlSearchIndex):
 
 
 class PostgresKeyValueStore(SqlKeyValueStore):
-    """The expiring key-value store of :class:`PostgresBackend` (atomic via ``ON CONFLICT``)."""
+    """The expiring key-value store of :class:`PostgresBackend` (atomic via ``ON CONFLICT``); a
+    reservation of events holds a transaction-scoped advisory lock on each of its keys, taken in
+    one order so that two reservations never deadlock."""
+
+    @contextmanager
+    def events(self, keys: Sequence[str]) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._connections.get()
+        with conn.transaction():
+            for lock in sorted({_event_lock(key) for key in keys}):
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_EVENT_LOCKS, lock))
+            yield conn
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float

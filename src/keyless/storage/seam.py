@@ -35,6 +35,36 @@ class KeyValue(Protocol):
         ...
 
 
+class EventWindows(Protocol):
+    """``storage.kv``'s event counts in a sliding window, shared by every process of the store
+    (the OIDC sign-in throttle). An event is a name recorded under one or more keys at a time
+    ``now`` chosen by the caller; it counts for ``window`` seconds and is pruned afterwards."""
+
+    async def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        """Atomically: unless some ``(key, limit)`` of ``limits`` already has ``limit`` events
+        later than ``now - window``, record ``event`` at ``now`` under every key and return
+        ``None``; else record nothing and return the first such key and the time of its oldest
+        event in the window."""
+        ...
+
+    async def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        """Atomically remove ``event`` from ``keys`` and every event of the keys in ``clear``."""
+        ...
+
+
+class SharedKeyValue(KeyValue, EventWindows, Protocol):
+    """``storage.kv`` as a whole: expiring values and event windows."""
+
+
 class SearchIndexStore(Protocol):
     """``storage.search_index``: string key → entry indexes, per log name."""
 
@@ -43,4 +73,4 @@ class SearchIndexStore(Protocol):
     async def lookup(self, log_name: str, key: str) -> Sequence[int]: ...
 
 
-__all__ = ["NEVER", "KeyValue", "SearchIndexStore"]
+__all__ = ["NEVER", "EventWindows", "KeyValue", "SearchIndexStore", "SharedKeyValue"]

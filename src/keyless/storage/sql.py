@@ -12,11 +12,12 @@ that :class:`Statements` rewrites for the driver.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
 from keyless.errors import StorageError
@@ -178,6 +179,60 @@ class Statements:
         """Remove ``key`` (no error if absent)."""
         conn.execute(self.sql("DELETE FROM kv WHERE namespace = ? AND key = ?"), (namespace, key))
 
+    def events_reserve(
+        self,
+        conn: Connection,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        *,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        """The body of ``reserve_event`` (:class:`keyless.storage.seam.EventWindows`), run in a
+        transaction that no other reservation of these keys can interleave with: prune the
+        keys' expired events, count the live ones, insert ``event`` under every key or refuse."""
+        for key, limit in limits:
+            conn.execute(
+                self.sql("DELETE FROM kv_events WHERE namespace = ? AND key = ? "
+                         "AND expires_at <= ?"),
+                (namespace, key, now),
+            )  # fmt: skip
+            count, oldest = conn.execute(
+                self.sql("SELECT count(*), min(at) FROM kv_events "
+                         "WHERE namespace = ? AND key = ? AND at > ?"),
+                (namespace, key, now - window),
+            ).fetchone()  # fmt: skip
+            if int(count) >= limit:
+                return key, float(oldest if oldest is not None else now)
+        for key, _limit in limits:
+            conn.execute(
+                self.sql("INSERT INTO kv_events (namespace, key, event, at, expires_at) "
+                         "VALUES (?, ?, ?, ?, ?)"),
+                (namespace, key, event, now, now + window),
+            )  # fmt: skip
+        return None
+
+    def events_withdraw(
+        self, conn: Connection, namespace: str, event: str, keys: Sequence[str],
+        clear: Sequence[str],
+    ) -> None:
+        """The body of ``withdraw_event``, run in one transaction."""
+        for key in keys:
+            conn.execute(
+                self.sql("DELETE FROM kv_events WHERE namespace = ? AND key = ? AND event = ?"),
+                (namespace, key, event),
+            )
+        for key in clear:
+            conn.execute(
+                self.sql("DELETE FROM kv_events WHERE namespace = ? AND key = ?"),
+                (namespace, key),
+            )
+
+    def events_sweep(self, conn: Connection, now: float) -> None:
+        """Forget every expired event (of keys nobody has used since)."""
+        conn.execute(self.sql("DELETE FROM kv_events WHERE expires_at <= ?"), (now,))
+
 
 class LogIds:
     """Log name → numeric id, cached once the log exists (ids never change)."""
@@ -219,8 +274,11 @@ class SqlSearchIndex(ABC):
 
 
 class SqlKeyValueStore(ABC):
-    """:class:`keyless.storage.KeyValueStore` over a ``kv`` table; a backend supplies the atomic
-    :meth:`put_if_absent`."""
+    """:class:`keyless.storage.KeyValueStore` over the ``kv`` and ``kv_events`` tables; a
+    backend supplies the atomic :meth:`put_if_absent` and the :meth:`events` transaction."""
+
+    #: every this many reservations (per process), expired events of every key are deleted
+    SWEEP_EVERY = 256
 
     def __init__(
         self,
@@ -231,6 +289,38 @@ class SqlKeyValueStore(ABC):
         self._connections = connections
         self._statements = statements
         self._clock = clock
+        self._reserved = itertools.count(1)
+
+    @abstractmethod
+    def events(self, keys: Sequence[str]) -> AbstractContextManager[Connection]:
+        """A transaction over this thread's connection in which no other process or thread
+        changes the events of ``keys`` (SQLite: the write lock; PostgreSQL: advisory locks)."""
+
+    def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        """:meth:`keyless.storage.seam.EventWindows.reserve_event`, in one transaction."""
+        sweep = next(self._reserved) % self.SWEEP_EVERY == 0
+        keys = [f"{namespace}/{key}" for key, _limit in limits]
+        with self._statements.errors("key-value store: events"), self.events(keys) as conn:
+            if sweep:
+                self._statements.events_sweep(conn, now)
+            return self._statements.events_reserve(
+                conn, namespace, limits, event, now=now, window=window
+            )
+
+    def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        """:meth:`keyless.storage.seam.EventWindows.withdraw_event`, in one transaction."""
+        # no lock needed: removing events only ever lowers the counts a reservation sees
+        with self._statements.errors("key-value store: events"), self.events(()) as conn:
+            self._statements.events_withdraw(conn, namespace, event, keys, clear)
 
     @abstractmethod
     def put_if_absent(

@@ -24,7 +24,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -321,7 +321,11 @@ class SQLiteSearchIndex(SqlSearchIndex):
 
 
 class SQLiteKeyValueStore(SqlKeyValueStore):
-    """The expiring key-value store of :class:`SQLiteBackend`."""
+    """The expiring key-value store of :class:`SQLiteBackend`; its event windows are changed
+    under SQLite's one write lock (``BEGIN IMMEDIATE``), which every process shares."""
+
+    def events(self, keys: Sequence[str]) -> AbstractContextManager[sqlite3.Connection]:
+        return _transaction(self._connections.get())
 
     def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float

@@ -7,7 +7,10 @@ import asyncio
 import pytest
 
 from keyless.errors import Pushback
+from keyless.services.oidc.kv import MemoryKV
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
+from keyless.storage import Storage
+from keyless.storage.memory import MemoryBackend
 
 
 class Clock:
@@ -179,13 +182,72 @@ async def test_a_check_cancelled_while_running_counts_as_a_failure() -> None:
         await fail(lim, "user:a", "1")
 
 
-def test_event_limiter() -> None:
+async def test_limiters_sharing_a_store_share_the_hard_limits() -> None:
+    """Two processes' limiters over one store: failures at either count at both."""
+    clock, shared = Clock(), MemoryKV()
+    a, b = (LoginLimiter(3, 60, clock, events=shared, sleep=Sleeps()) for _ in range(2))
+    await fail(a, "user:a", "1")
+    await fail(b, "user:a", "1")
+    await fail(a, "user:a", "1")
+    for lim in (a, b):
+        with pytest.raises(Pushback, match="this account from this address"):
+            await fail(lim, "user:a", "1")
+    async with b.attempt("user:a", "2") as attempt:  # another address: its own budget
+        attempt.succeeded()
+
+
+async def test_a_failing_store_refuses_the_attempt_unchecked() -> None:
+    backend = MemoryBackend()
+    storage = Storage(backend)
+    try:
+        lim = LoginLimiter(3, 60, Clock(), events=storage.kv, sleep=Sleeps())
+        backend.faults.fail("kv")
+        with pytest.raises(Pushback, match="unavailable") as info:
+            async with lim.attempt("user:a", "1"):
+                pytest.fail("the secret was checked without a reservation")
+        assert info.value.retry_after >= 1
+        async with lim.attempt("user:a", "1") as attempt:  # the store is back
+            attempt.succeeded()
+    finally:
+        await storage.close()
+
+
+async def test_a_refund_the_store_failed_stays_counted_as_a_failure() -> None:
+    backend = MemoryBackend()
+    storage = Storage(backend)
+    try:
+        lim = LoginLimiter(3, 60, Clock(), events=storage.kv, sleep=Sleeps())
+        await fail(lim, "user:a", "1")
+        await fail(lim, "user:a", "1")
+        async with lim.attempt("user:a", "1") as attempt:
+            backend.faults.fail("kv")  # the withdrawal after a right secret fails
+            attempt.succeeded()
+        assert lim.logins == 1
+        with pytest.raises(Pushback):
+            await fail(lim, "user:a", "1")
+    finally:
+        await storage.close()
+
+
+async def test_event_limiter() -> None:
     clock = Clock()
-    events = EventLimiter(2, 60, clock, message="slow down")
-    events.take("ip:1")
-    events.take("ip:1")
-    with pytest.raises(Pushback, match="slow down"):
-        events.take("ip:1")
-    events.take("ip:2")
+    events = EventLimiter(2, 60, clock, message="slow down", namespace="test")
+    await events.take("ip:1")
+    await events.take("ip:1")
+    with pytest.raises(Pushback, match="slow down") as info:
+        await events.take("ip:1")
+    assert info.value.retry_after == 60
+    await events.take("ip:2")
     clock.now += 61
-    events.take("ip:1")
+    await events.take("ip:1")
+
+
+async def test_event_limiters_sharing_a_store_share_the_limit() -> None:
+    clock, shared = Clock(), MemoryKV()
+    a, b = (EventLimiter(2, 60, clock, message="slow down", namespace="test", events=shared)
+            for _ in range(2))
+    await a.take("ip:1")
+    await b.take("ip:1")
+    for limiter_ in (a, b):
+        with pytest.raises(Pushback, match="slow down"):
+            await limiter_.take("ip:1")

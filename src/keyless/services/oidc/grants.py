@@ -337,7 +337,7 @@ async def start_device_flow(
 ) -> dict[str, Any]:
     """RFC 8628 §3.1-§3.2: a new device authorization; throttled per client address."""
     granted = granted_scope(scope)
-    provider.device_codes.take("ip:" + remote)  # counts every issued code
+    await provider.device_codes.take("ip:" + remote)  # counts every issued code
     expires_at = provider.clock() + provider.device_lifetime
     device_code, grant = await provider.codes.issue_device_code(
         client.client_id, granted, expires_at, provider.device_interval

@@ -4,15 +4,19 @@ The provider uses the ``storage.kv`` seam of docs/internal-apis.md
 (:class:`keyless.storage.seam.KeyValue`): ``put_if_absent`` is the one atomic primitive (insert,
 or return what is already there), which is enough for single-use authorization codes,
 device-code approval and coordination-free key rotation between several processes sharing one
-database. :class:`MemoryKV` implements it for a single process (tests, ``memory://`` storage);
-with it, codes and keys are not shared between processes.
+database. Its event windows (:class:`keyless.storage.seam.EventWindows`) hold the sign-in
+throttle's counts. :class:`MemoryKV` implements both for a single process (tests, a provider
+built without storage); with it, codes, keys and throttle counts are not shared between
+processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from keyless.storage.memory import MemoryEvents
 
 
 class MemoryKV:
@@ -24,6 +28,7 @@ class MemoryKV:
         self._data: dict[tuple[str, str], tuple[bytes, float]] = {}
         self._lock = asyncio.Lock()
         self._puts = 0
+        self._events = MemoryEvents()
 
     async def put_if_absent(
         self, namespace: str, key: str, value: bytes, expires_at: float
@@ -47,3 +52,18 @@ class MemoryKV:
 
     async def delete(self, namespace: str, key: str) -> None:
         self._data.pop((namespace, key), None)
+
+    async def reserve_event(
+        self,
+        namespace: str,
+        limits: Sequence[tuple[str, int]],
+        event: str,
+        now: float,
+        window: float,
+    ) -> tuple[str, float] | None:
+        return self._events.reserve(namespace, limits, event, now, window)
+
+    async def withdraw_event(
+        self, namespace: str, event: str, keys: Sequence[str], clear: Sequence[str] = ()
+    ) -> None:
+        self._events.withdraw(namespace, event, keys, clear)

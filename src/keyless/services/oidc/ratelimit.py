@@ -1,4 +1,4 @@
-"""Throttling of secret checks: passwords and client secrets (OWASP ASVS V2.2.1).
+"""Throttling of secret checks: passwords, client secrets, one-time codes (OWASP ASVS V2.2.1).
 
 Three limits apply to every check of a secret for an *account* (a user, or a confidential
 client) from a client *address*:
@@ -13,47 +13,64 @@ client) from a client *address*:
   ``max_wait`` seconds), and once the account has ``max_failures`` failures in the window from
   anywhere, every check of it first waits ``backoff_base`` seconds, doubling per further failure,
   at most ``backoff_max``. A distributed guesser gets about one guess per ``backoff_max`` seconds
-  per account; the owner gets in after a short delay.
+  per account and process; the owner gets in after a short delay.
 
-An attempt is *reserved* before the secret is verified and counts as a failure while it is in
-flight, so concurrent wrong guesses cannot all pass the limit before the first one is recorded;
-a correct secret refunds its reservation (and clears its address's failures for that account).
-State is per process and the event loop is the only synchronisation (no ``await`` between a check
-and its reservation). Behind a load balancer each process throttles on its own, so the effective
-limits are multiplied by the number of processes.
+The two hard limits hold across every process that shares the store (``keyless serve
+--workers N``, several servers on one PostgreSQL database): their counts live in the event
+windows of ``storage.kv`` (:class:`keyless.storage.seam.EventWindows`), namespace
+:data:`NAMESPACE`. An attempt is *reserved* before the secret is verified — one event under the
+(account, address) key and one under the address key, recorded only if neither is at its limit,
+in one transaction of the store — so concurrent wrong guesses, on any process, cannot all pass
+the limit before the first one is decided. A wrong secret leaves its reservation as the failure
+(counted from the moment it was reserved, also when the process dies while checking); a correct
+one withdraws it and clears its address's failures for that account; a check that never started
+is refunded. Keys are stored as SHA-256 digests (no e-mail address or client address in the
+database). The processes' clocks should agree to within a few seconds (NTP).
+
+The soft per-account limit stays per process (its counts, queue and delays are in memory): it
+only slows a guesser spread over many addresses, whose guesses the per-address limit already
+bounds, so sharing it is not needed for the guarantee; with N processes it slows N times less.
+
+:class:`EventLimiter` (device codes and security-key challenges per address, each a stored
+row) counts in the same store, in namespaces of its own, and so holds across processes too.
+
+Fail closed: when the store cannot record a reservation, the attempt is refused (429 with a
+message saying so) and the secret is not checked. When a withdrawal fails, the reservation stays
+and counts as a failure until it leaves the window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
+import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from keyless.errors import Pushback
+from keyless.services.oidc.kv import MemoryKV
+from keyless.storage.seam import EventWindows
+
+logger = logging.getLogger(__name__)
+
+#: the ``storage.kv`` namespace of the hard limits' events
+NAMESPACE = "oidc-throttle"
 
 
 class FailureWindow:
-    """Events per key in a sliding window, plus reservations for attempts still in flight."""
+    """Events per key in a sliding window, in this process's memory (the soft limit's counts)."""
 
     def __init__(
-        self,
-        limit: int,
-        window: float,
-        clock: Callable[[], float] = time.time,
-        *,
-        max_keys: int = 100_000,
-        message: str = "too many attempts; try again later",
+        self, window: float, clock: Callable[[], float] = time.time, *, max_keys: int = 100_000
     ) -> None:
-        self.limit = limit
         self.window = window
         self._clock = clock
         self._max_keys = max_keys
-        self._message = message
         self._events: dict[str, deque[float]] = {}
-        self._in_flight: dict[str, int] = {}
 
     def _live(self, key: str) -> deque[float]:
         times = self._events.get(key)
@@ -67,49 +84,43 @@ class FailureWindow:
         return times
 
     def count(self, key: str) -> int:
-        """Events within the window plus reservations in flight."""
-        return len(self._live(key)) + self._in_flight.get(key, 0)
+        """Events within the window."""
+        return len(self._live(key))
 
-    def check(self, *keys: str) -> None:
-        """Raise :class:`Pushback` if any key is at its limit (reservations included)."""
-        for key in keys:
-            if self.count(key) >= self.limit:
-                times = self._live(key)
-                # only reservations: retry once one of them has been decided
-                retry = times[0] + self.window - self._clock() if times else 1.0
-                raise Pushback(self._message, retry_after=max(1.0, retry))
-
-    def reserve(self, *keys: str) -> None:
-        """Check, then hold one place on every key until :meth:`release` (atomic: no await)."""
-        self.check(*keys)
-        for key in keys:
-            self._in_flight[key] = self._in_flight.get(key, 0) + 1
-
-    def release(self, *keys: str, record: bool) -> None:
-        """Give back reserved places; ``record`` turns each into an event of now."""
-        for key in keys:
-            left = self._in_flight.get(key, 0) - 1
-            if left > 0:
-                self._in_flight[key] = left
-            else:
-                self._in_flight.pop(key, None)
-        if record:
-            self.record(*keys)
-
-    def record(self, *keys: str) -> None:
-        """Count one event of now against every key."""
+    def record(self, key: str) -> None:
+        """Count one event of now against ``key``."""
         if len(self._events) >= self._max_keys:
-            for key in list(self._events):
-                self._live(key)
-        now = self._clock()
-        for key in keys:
-            times = self._live(key)
-            times.append(now)
-            self._events[key] = times
+            for known in list(self._events):
+                self._live(known)
+        times = self._live(key)
+        times.append(self._clock())
+        self._events[key] = times
 
-    def forget(self, key: str) -> None:
-        """Drop the recorded events of ``key`` (reservations stay)."""
-        self._events.pop(key, None)
+
+async def _reserve(
+    events: EventWindows,
+    namespace: str,
+    limits: Sequence[tuple[str, int]],
+    event: str,
+    *,
+    now: float,
+    window: float,
+) -> tuple[str, float] | None:
+    """``events.reserve_event``, where a store failure refuses (fail closed)."""
+    try:
+        return await events.reserve_event(namespace, limits, event, now, window)
+    except Exception as exc:  # whatever broke, nothing passes uncounted
+        logger.warning("refused: the throttle's store failed: %s", exc)
+        raise Pushback(
+            "sign-in is unavailable: its attempt counts cannot be kept; try again shortly",
+            retry_after=5.0,
+        ) from exc
+
+
+def _digest(kind: str, *parts: str) -> str:
+    """The stored key of a throttled (kind, parts): fixed length, no personal data, no NUL."""
+    joined = "\x00".join(parts).encode("utf-8", "surrogatepass")
+    return f"{kind}:{hashlib.sha256(joined).hexdigest()}"
 
 
 @dataclass
@@ -132,7 +143,8 @@ class Attempt:
 
 
 class LoginLimiter:
-    """Throttles checks of a secret per (account, address), per address, and softly per account.
+    """Throttles checks of a secret per (account, address), per address (both across every
+    process sharing ``events``), and softly per account (in this process).
 
     Use :meth:`attempt` around the verification::
 
@@ -147,6 +159,7 @@ class LoginLimiter:
         window: float = 300.0,
         clock: Callable[[], float] = time.time,
         *,
+        events: EventWindows | None = None,
         address_max_failures: int = 20,
         account_concurrency: int = 1,
         backoff_base: float = 0.25,
@@ -156,17 +169,13 @@ class LoginLimiter:
         max_keys: int = 100_000,
     ) -> None:
         self.max_failures = max_failures
-        self._pairs = FailureWindow(
-            max_failures, window, clock, max_keys=max_keys,
-            message="too many failed sign-ins for this account from this address; "
-            "try again later",
-        )  # fmt: skip
-        self._addresses = FailureWindow(
-            address_max_failures, window, clock, max_keys=max_keys,
-            message="too many failed sign-ins from this address; try again later",
-        )  # fmt: skip
+        self.address_max_failures = address_max_failures
+        self.window = window
+        self._clock = clock
+        #: where the hard limits count (default: this process only — give ``storage.kv``)
+        self.events: EventWindows = events if events is not None else MemoryKV(clock)
         # counts only (no hard limit): the soft per-account backoff reads it
-        self._accounts = FailureWindow(max_failures, window, clock, max_keys=max_keys)
+        self._accounts = FailureWindow(window, clock, max_keys=max_keys)
         self._concurrency = account_concurrency
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -179,26 +188,57 @@ class LoginLimiter:
         self.login_failures = 0
 
     def backoff(self, account: str) -> float:
-        """Seconds a check of ``account`` waits now, from its failures (any address)."""
+        """Seconds a check of ``account`` waits now, from its failures (any address) seen by
+        this process."""
         extra = self._accounts.count(account) - self.max_failures
         if extra < 0:
             return 0.0
         return float(min(self._backoff_max, self._backoff_base * 2 ** min(extra, 32)))
 
+    async def _reserve(self, limits: Sequence[tuple[str, int]], event: str) -> None:
+        """Record ``event`` under every key of ``limits``, or raise :class:`Pushback` (also when
+        the store fails: no check of a secret runs unthrottled)."""
+        now = self._clock()
+        refused = await _reserve(self.events, NAMESPACE, limits, event, now=now,
+                                 window=self.window)
+        if refused is None:
+            return
+        key, oldest = refused
+        retry = max(1.0, oldest + self.window - now)
+        if key.startswith("ip:"):
+            raise Pushback(
+                "too many failed sign-ins from this address; try again later", retry_after=retry
+            )
+        raise Pushback(
+            "too many failed sign-ins for this account from this address; try again later",
+            retry_after=retry,
+        )
+
+    async def _withdraw(self, event: str, keys: Sequence[str], clear: Sequence[str]) -> None:
+        """Withdraw a reservation; if the store fails it stays, counted as a failure."""
+        try:
+            await self.events.withdraw_event(NAMESPACE, event, keys, clear)
+        except Exception as exc:  # the reservation stays: closed, not open
+            logger.warning("a sign-in reservation could not be withdrawn: %s", exc)
+
     @contextlib.asynccontextmanager
     async def attempt(self, account: str | None, address: str) -> AsyncIterator[Attempt]:
         """Reserve a check of ``account``'s secret from ``address`` (None: an address-only
-        guess, e.g. a device user code); raises :class:`Pushback` when a hard limit is reached.
+        guess, e.g. a device user code); raises :class:`Pushback` when a hard limit is reached
+        or the store cannot count.
 
         Leaving the block without :meth:`Attempt.succeeded` records a failure, also when the
         check was cancelled while it ran; a check that never started (waiting for the account's
         slot) is refunded.
         """
-        address_key = "ip:" + address
-        pair_keys = (f"{account}\x00{address}",) if account is not None else ()
-        self._addresses.check(address_key)
-        self._pairs.reserve(*pair_keys)
-        self._addresses.reserve(address_key)
+        address_key = _digest("ip", address)
+        pair_keys = [_digest("pair", account, address)] if account is not None else []
+        event = secrets.token_hex(16)
+        await self._reserve(
+            [(address_key, self.address_max_failures),
+             *((key, self.max_failures) for key in pair_keys)],
+            event,
+        )  # fmt: skip
         attempt = Attempt()
         try:
             if account is None:
@@ -212,18 +252,16 @@ class LoginLimiter:
                     attempt.verifying = True
                     yield attempt
         finally:
-            failed = attempt.verifying and not attempt.ok
             if attempt.ok:
                 self.logins += 1
-            elif failed:
-                self.login_failures += 1
-            self._pairs.release(*pair_keys, record=failed)
-            self._addresses.release(address_key, record=failed)
-            if account is not None and failed:
-                self._accounts.record(account)
-            if attempt.ok:
-                for key in pair_keys:
-                    self._pairs.forget(key)
+                # the refund, and this address's failures for this account are forgiven
+                await self._withdraw(event, [address_key], clear=pair_keys)
+            elif attempt.verifying:
+                self.login_failures += 1  # the reservation stays: it is the failure
+                if account is not None:
+                    self._accounts.record(account)
+            else:
+                await self._withdraw(event, [address_key, *pair_keys], clear=())
 
     @contextlib.asynccontextmanager
     async def _account_slot(self, account: str) -> AsyncIterator[None]:
@@ -250,7 +288,8 @@ class LoginLimiter:
 
 
 class EventLimiter:
-    """At most ``limit`` events per key in a sliding window (e.g. device codes per address)."""
+    """At most ``limit`` events per key in a sliding window (e.g. device codes per address),
+    counted in ``events`` under ``namespace`` — with ``storage.kv``, across every process."""
 
     def __init__(
         self,
@@ -259,11 +298,23 @@ class EventLimiter:
         clock: Callable[[], float] = time.time,
         *,
         message: str,
-        max_keys: int = 100_000,
+        namespace: str,
+        events: EventWindows | None = None,
     ) -> None:
-        self._window = FailureWindow(limit, window, clock, max_keys=max_keys, message=message)
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._message = message
+        self._namespace = namespace
+        self._events: EventWindows = events if events is not None else MemoryKV(clock)
 
-    def take(self, key: str) -> None:
-        """Count one event for ``key``, or raise :class:`Pushback` if it is at its limit."""
-        self._window.check(key)
-        self._window.record(key)
+    async def take(self, key: str) -> None:
+        """Count one event for ``key``, or raise :class:`Pushback` if it is at its limit (or
+        the store cannot count)."""
+        now = self._clock()
+        refused = await _reserve(
+            self._events, self._namespace, [(_digest("key", key), self._limit)],
+            secrets.token_hex(16), now=now, window=self._window,
+        )  # fmt: skip
+        if refused is not None:
+            raise Pushback(self._message, retry_after=max(1.0, refused[1] + self._window - now))

@@ -477,7 +477,7 @@ class _Endpoints:
         provider = self.provider
         try:
             form = await self._json_form(request)
-            provider.key_challenges.take("ip:" + _remote(request))
+            await provider.key_challenges.take("ip:" + _remote(request))
             username = form.get("username", "")
             if not 3 <= len(username) <= 320:
                 raise InvalidInput("type your e-mail address first")

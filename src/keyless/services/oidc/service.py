@@ -36,7 +36,7 @@ from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.services.oidc.tokens import TokenMinter
 from keyless.services.oidc.totp import TotpChecker
 from keyless.services.oidc.upstream import Upstream, UpstreamLogin
-from keyless.storage.seam import KeyValue
+from keyless.storage.seam import SharedKeyValue
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 #: Device authorizations one client address may start per minute: they need no credentials
@@ -55,7 +55,7 @@ class OidcProvider:
         *,
         users: Iterable[OidcUser] = (),
         clients: Iterable[OidcClient] = (),
-        kv: KeyValue | None = None,
+        kv: SharedKeyValue | None = None,
         keys: OidcKeyRing | None = None,
         clock: Callable[[], float] = time.time,
         token_lifetime: int = 600,
@@ -80,14 +80,15 @@ class OidcProvider:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.secure = parts.scheme == "https"
         self.clock = clock
-        self._kv: KeyValue = kv if kv is not None else MemoryKV(clock)
+        self._kv: SharedKeyValue = kv if kv is not None else MemoryKV(clock)
         #: the signing key ring (public for tests and admin tooling that mint tokens).
         self.keys = keys or OidcKeyRing(
             self._kv, clock, rotation_period=rotation_period, token_lifetime=token_lifetime
         )
         self.minter = TokenMinter(self.keys, clock, token_lifetime)
         self.codes = CodeStore(self._kv)
-        self.limiter = limiter or LoginLimiter(clock=clock)
+        #: the sign-in throttle; its hard limits count in ``kv``, shared by every process
+        self.limiter = limiter or LoginLimiter(clock=clock, events=self._kv)
         #: one-time codes of users with a TOTP second factor, each accepted once
         self.totp = TotpChecker(self._kv, clock)
         #: factors users enrolled on the account page (TOTP secrets wrapped under ``sealer``)
@@ -103,7 +104,7 @@ class OidcProvider:
         )
         #: sign-in challenges one client address may ask for per minute (each is a stored row)
         self.key_challenges = EventLimiter(
-            DEVICE_CODES_PER_MINUTE, 60.0, clock,
+            DEVICE_CODES_PER_MINUTE, 60.0, clock, events=self._kv, namespace="oidc-key-challenges",
             message="too many security key requests from this address; try again later",
         )
         #: company single sign-on through ``[[oidc_upstreams]]``
@@ -117,6 +118,8 @@ class OidcProvider:
             DEVICE_CODES_PER_MINUTE,
             60.0,
             clock,
+            events=self._kv,
+            namespace="oidc-device-codes",
             message=f"more than {DEVICE_CODES_PER_MINUTE} device codes a minute from this "
             "address; try again later",
         )

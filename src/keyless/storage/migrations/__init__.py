@@ -59,6 +59,17 @@ SQLITE: list[str] = [
         expires_at REAL NOT NULL,
         PRIMARY KEY (namespace, key)
     ) WITHOUT ROWID;
+    """,    # 2: event windows of storage.kv (the OIDC sign-in throttle, shared by every process)
+    """
+    CREATE TABLE kv_events (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (namespace, key, event)
+    ) WITHOUT ROWID;
+    CREATE INDEX kv_events_expiry ON kv_events (expires_at);
     """,
 ]
 
@@ -102,5 +113,16 @@ POSTGRES: list[str] = [
         expires_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, key)
     );
+    """,    # 2: event windows of storage.kv (the OIDC sign-in throttle, shared by every process)
+    """
+    CREATE TABLE kv_events (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, key, event)
+    );
+    CREATE INDEX kv_events_expiry ON kv_events (expires_at);
     """,
 ]
