@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from keyless.errors import Pushback
+from keyless.errors import Pushback, Unavailable
 from keyless.services.oidc.kv import MemoryKV
 from keyless.services.oidc.ratelimit import EventLimiter, LoginLimiter
 from keyless.storage import Storage
@@ -202,7 +202,7 @@ async def test_a_failing_store_refuses_the_attempt_unchecked() -> None:
     try:
         lim = LoginLimiter(3, 60, Clock(), events=storage.kv, sleep=Sleeps())
         backend.faults.fail("kv")
-        with pytest.raises(Pushback, match="unavailable") as info:
+        with pytest.raises(Unavailable, match="unavailable") as info:  # 503, not the client's
             async with lim.attempt("user:a", "1"):
                 pytest.fail("the secret was checked without a reservation")
         assert info.value.retry_after >= 1

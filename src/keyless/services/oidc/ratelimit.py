@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from keyless.errors import Pushback
+from keyless.errors import Pushback, Unavailable
 from keyless.services.oidc.kv import MemoryKV
 from keyless.storage.seam import EventWindows
 
@@ -111,7 +111,7 @@ async def _reserve(
         return await events.reserve_event(namespace, limits, event, now, window)
     except Exception as exc:  # whatever broke, nothing passes uncounted
         logger.warning("refused: the throttle's store failed: %s", exc)
-        raise Pushback(
+        raise Unavailable(
             "sign-in is unavailable: its attempt counts cannot be kept; try again shortly",
             retry_after=5.0,
         ) from exc
