@@ -1,0 +1,120 @@
+"""Bounded admission: a process takes a bounded amount of work, and says so when it is full.
+
+Every request a ``keyless serve`` process is answering holds memory (its body, its parsed form,
+a task) and, for a write, a place in a worker-thread queue and in a log's sequencing queue. None
+of those queues may grow without bound under overload (contracts.md §5: overload is answered 503
+with ``Retry-After``, never a hang). :class:`AdmissionMiddleware` is the one place that bounds
+them: a request is admitted only while the process has fewer than ``max_requests`` requests in
+flight *and* their declared bodies total at most ``max_body_bytes``; otherwise it is answered at
+once, before its body is read, with 503, ``Retry-After`` and the usual ``{"code", "message"}``
+body (:mod:`keyless.http.errors`). Everything behind it — the default thread pool of
+``asyncio.to_thread``, the storage readers, a log's queue of entries waiting to be sequenced — then
+holds at most ``max_requests`` items, whatever the number of clients or connections.
+
+A body of unknown length (chunked, no ``Content-Length``) is charged as the largest body any
+endpoint accepts (:data:`keyless.http.requests.DEFAULT_MAX_BODY`): the body readers refuse
+anything larger, so that is an upper bound. ``/healthz`` and ``/metrics`` are never refused, so
+that probes and scrapes still see an overloaded process.
+
+The bounds are per process: with several processes behind one port each admits its own share.
+Per-client budgets (429, :mod:`keyless.http.budget`) keep one client from taking the whole share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from keyless.errors import Pushback
+from keyless.http.errors import error_response
+from keyless.http.requests import DEFAULT_MAX_BODY
+
+#: Requests in flight per process: four times the 256 writers of the throughput benchmark, so
+#: that batching never starves; about 1,024 x (a few tens of KiB) of memory for small writes.
+DEFAULT_MAX_REQUESTS = 1024
+#: Declared request-body bytes in flight per process: 16 bodies of the largest size (4 MiB), or
+#: tens of thousands of ordinary ones (a Rekor entry is 1-3 KiB).
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Seconds a refused client is asked to wait.
+RETRY_AFTER = 1
+#: Paths answered whatever the load (health probes and metric scrapes are cheap and must work).
+EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+def _declared_body(scope: Scope) -> int:
+    """The body bytes a request may make the process hold: its ``Content-Length``, at most
+    :data:`DEFAULT_MAX_BODY` (no body reader takes more: a larger one is answered 413), and
+    that maximum for a body of unknown length (``Transfer-Encoding``); else 0."""
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                return 0  # refused by the body reader (400) before anything is read
+            return DEFAULT_MAX_BODY if len(value) > 9 else min(int(value), DEFAULT_MAX_BODY)
+        if name == b"transfer-encoding":
+            chunked = True
+    return DEFAULT_MAX_BODY if chunked else 0
+
+
+class AdmissionMiddleware:
+    """Pure-ASGI middleware admitting at most ``max_requests`` requests and ``max_body_bytes``
+    of declared request bodies at a time; ``on_refused(path)`` is told of every refusal (the
+    metric). A bound of 0 switches that bound off."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_refused: Callable[[str], None] | None = None,
+        exempt: Collection[str] = EXEMPT_PATHS,
+    ) -> None:
+        if max_requests < 0 or max_body_bytes < 0:
+            raise ValueError("admission bounds cannot be negative")
+        self.app = app
+        self.max_requests = max_requests or None
+        self.max_body_bytes = max_body_bytes or None
+        self.on_refused = on_refused
+        self.exempt = frozenset(exempt)
+        #: requests admitted and not yet answered, and the body bytes they declared
+        self.in_flight = 0
+        self.body_bytes = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        size = _declared_body(scope)
+        full = self._full(size)
+        if full:
+            await self._refuse(full, scope, receive, send)
+            return
+        self.in_flight += 1
+        self.body_bytes += size
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.body_bytes -= size
+
+    def _full(self, size: int) -> str:
+        """Why a request declaring ``size`` body bytes cannot be admitted now ("" if it can)."""
+        if self.max_requests is not None and self.in_flight >= self.max_requests:
+            return f"{self.max_requests} requests"
+        limit = self.max_body_bytes
+        # a body larger than the whole bound is admitted when it is alone
+        if limit is not None and self.body_bytes + size > limit and self.body_bytes > 0:
+            return f"{limit} bytes of request bodies"
+        return ""
+
+    async def _refuse(self, full: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_refused is not None:
+            self.on_refused(scope["path"])
+        busy = Pushback(
+            f"the server is busy: it is already handling its maximum of {full}; "
+            f"retry in {RETRY_AFTER} s",
+            retry_after=RETRY_AFTER,
+        )
+        await error_response(busy)(scope, receive, send)
