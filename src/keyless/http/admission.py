@@ -16,12 +16,19 @@ endpoint accepts (:data:`keyless.http.requests.DEFAULT_MAX_BODY`): the body read
 anything larger, so that is an upper bound. ``/healthz`` and ``/metrics`` are never refused, so
 that probes and scrapes still see an overloaded process.
 
+A refused request's body is read and dropped (up to that maximum, for at most
+:data:`DRAIN_SECONDS`) before the answer: closing a connection with unread bytes makes the kernel
+reset it, and a reset can destroy the 503 before the client reads it. Draining holds one chunk at
+a time, so it costs no memory; a client that sent ``Expect: 100-continue`` is answered without
+being asked for its body.
+
 The bounds are per process: with several processes behind one port each admits its own share.
 Per-client budgets (429, :mod:`keyless.http.budget`) keep one client from taking the whole share.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,11 +40,14 @@ from keyless.http.requests import DEFAULT_MAX_BODY
 #: Requests in flight per process: four times the 256 writers of the throughput benchmark, so
 #: that batching never starves; about 1,024 x (a few tens of KiB) of memory for small writes.
 DEFAULT_MAX_REQUESTS = 1024
-#: Declared request-body bytes in flight per process: 16 bodies of the largest size (4 MiB), or
-#: tens of thousands of ordinary ones (a Rekor entry is 1-3 KiB).
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Declared request-body bytes in flight per process: 8 bodies of the largest size (4 MiB), or
+#: over ten thousand ordinary ones (a Rekor entry is 1-3 KiB). A body being parsed and checked
+#: holds about 3.5 times its size, so this bounds that memory to about 120 MB.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Seconds a refused client is asked to wait.
 RETRY_AFTER = 1
+#: Longest a refused request's body is read (and dropped) before the 503 is sent.
+DRAIN_SECONDS = 5.0
 #: Paths answered whatever the load (health probes and metric scrapes are cheap and must work).
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 
@@ -117,4 +127,21 @@ class AdmissionMiddleware:
             f"retry in {RETRY_AFTER} s",
             retry_after=RETRY_AFTER,
         )
+        await _drain(scope, receive)
         await error_response(busy)(scope, receive, send)
+
+
+async def _drain(scope: Scope, receive: Receive) -> None:
+    """Read and drop a request's body (see the module docstring), within bounds."""
+    if (b"expect", b"100-continue") in scope["headers"]:
+        return
+    left = DEFAULT_MAX_BODY
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while left > 0:
+                message = await receive()
+                left -= len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+    except TimeoutError:
+        return

@@ -50,7 +50,7 @@ client_budget = 250
 # under overload; /healthz and /metrics are always answered. The bounds are per process: with
 # --workers N, the whole server admits N times as much. 0 switches a bound off.
 max_requests_in_flight = 1024
-max_body_bytes_in_flight = 67108864
+max_body_bytes_in_flight = 33554432
 
 [tuf]
 # Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp

@@ -7,7 +7,9 @@ that says when to retry (503/429 with ``Retry-After`` and a JSON ``{"code", "mes
 no reset, no hang (the whole volley has a deadline). Every acknowledged entry must really be in
 the log (read back from the served tiles, checked against the signed checkpoint), the refusals
 must be counted in ``/metrics``, and the server's peak resident memory (``VmHWM``) must stay
-under :data:`MAX_PEAK_RSS`.
+under :data:`MAX_PEAK_RSS`. Then writers with 1 MiB bodies: the body-bytes bound
+(``max_body_bytes_in_flight``) keeps memory bounded, and each refused one still gets its 503
+(its body is drained first: a connection closed on unread bytes is reset, destroying the answer).
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ pytestmark = pytest.mark.integration
 
 WRITERS = 1000
 BOUND = 64
+#: writers of 1 MiB bodies, and the bound of body bytes in flight
+LARGE_WRITERS = 200
+BODY_BOUND = 8 * 1024 * 1024
 #: the whole volley (connect, send, every answer) must be over within this
 DEADLINE = 60.0
-#: peak resident memory of the server process (measured 2026-12-03: ~110 MB with the bound of 64
-#: and ~120 MB with no bound at all for 1,000 small writes; the bound is what keeps large
-#: bodies and larger crowds from growing it further)
-MAX_PEAK_RSS = 250 * 1024 * 1024
+#: peak resident memory of the server process (measured 2026-12-03, load average ~7: 76 MB
+#: started, 85 MB after the 1,000 small writers with the bound (102 MB without), ~120 MB after
+#: the 200 writers of 1 MiB (~300 MB without the body-bytes bound)
+MAX_PEAK_RSS = 200 * 1024 * 1024
 PATH = "/rekor/api/v2/log/entries"
 
 
@@ -52,7 +57,8 @@ def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     root = tmp_path_factory.mktemp("backpressure")
     config = root / "keyless.toml"
     # no per-client budget: every writer is 127.0.0.1, and this test is about the process bound
-    config.write_text(f"[server]\nmax_requests_in_flight = {BOUND}\nclient_budget = 0\n")
+    config.write_text(f"[server]\nmax_requests_in_flight = {BOUND}\nclient_budget = 0\n"
+                      f"max_body_bytes_in_flight = {BODY_BOUND}\n")
     running = start_stack(root / "data", "--config", str(config))
     try:
         yield running
@@ -69,7 +75,7 @@ def _bodies(count: int) -> list[bytes]:
     ]
 
 
-async def _volley(port: int, bodies: list[bytes]) -> list[Answer]:
+async def _volley(port: int, bodies: list[bytes], path: str = PATH) -> list[Answer]:
     """Open one connection per body; once all are open, send every request; every answer."""
     go = asyncio.Event()
     connected = 0
@@ -84,7 +90,7 @@ async def _volley(port: int, bodies: list[bytes]) -> list[Answer]:
             await go.wait()
             stream.write(b"POST %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (PATH.encode(), len(body), body))
+                         % (path.encode(), len(body), body))
             raw = await reader.read()  # the server closes after its answer
         finally:
             stream.close()
@@ -119,9 +125,7 @@ def test_a_thousand_writers_get_answers_or_honest_refusals(bounded: RunningStack
                                               if a.status not in (201, 429, 503)]
     refused = [a for a in answers if a.status in (429, 503)]
     for answer in refused:
-        assert int(answer.headers["retry-after"]) >= 1
-        message = json.loads(answer.body)
-        assert message["code"] == answer.status and message["message"]
+        _assert_refusal(answer)
     accepted = [(body, json.loads(a.body)) for body, a in zip(bodies, answers, strict=True)
                 if a.status == 201]
     busy = sum(a.status == 503 for a in answers)
@@ -142,3 +146,24 @@ def test_a_thousand_writers_get_answers_or_honest_refusals(bounded: RunningStack
     print(f"\n{len(accepted)} accepted, {busy} refused (503), "
           f"{len(refused) - busy} refused (429); peak RSS {peak / 2**20:.0f} MB "
           f"(before the volley {before / 2**20:.0f} MB)")
+
+
+def _assert_refusal(answer: Answer) -> None:
+    assert int(answer.headers["retry-after"]) >= 1
+    message = json.loads(answer.body)
+    assert message["code"] == answer.status and message["message"]
+
+
+def test_large_bodies_are_bounded_in_bytes_and_refused_honestly(bounded: RunningStack) -> None:
+    # a JSON object of 1 MiB that is no valid entry: read, parsed, then refused with 400
+    body = json.dumps({"hashedRekordRequestV002": {"digest": "A" * (1 << 20)}}).encode()
+    answers = asyncio.run(_volley(bounded.port, [body] * LARGE_WRITERS))
+    peak = _peak_rss(bounded.process.pid)
+    counts = {status: sum(a.status == status for a in answers) for status in (400, 503)}
+    assert sum(counts.values()) == LARGE_WRITERS, sorted({a.status for a in answers})
+    assert counts[400] and counts[503], counts
+    for answer in answers:
+        if answer.status == 503:
+            _assert_refusal(answer)
+    assert peak < MAX_PEAK_RSS, f"peak RSS {peak / 2**20:.0f} MB"
+    print(f"\n1 MiB bodies: {counts}; peak RSS {peak / 2**20:.0f} MB")
