@@ -4,12 +4,12 @@ Every request a ``keyless serve`` process is answering holds memory (its body, i
 a task) and, for a write, a place in a worker-thread queue and in a log's sequencing queue. None
 of those queues may grow without bound under overload (contracts.md §5: overload is answered 503
 with ``Retry-After``, never a hang). :class:`AdmissionMiddleware` is the one place that bounds
-them: a request is admitted only while the process has fewer than ``max_requests`` requests in
-flight *and* their declared bodies total at most ``max_body_bytes``; otherwise it is answered at
-once, before its body is read, with 503, ``Retry-After`` and the usual ``{"code", "message"}``
+them: a request is admitted only while the process has fewer than ``max_requests`` writes (or,
+counted apart, reads) in flight *and* their declared bodies total at most ``max_body_bytes``;
+otherwise it is answered at once with 503, ``Retry-After`` and the usual ``{"code", "message"}``
 body (:mod:`keyless.http.errors`). Everything behind it — the default thread pool of
 ``asyncio.to_thread``, the storage readers, a log's queue of entries waiting to be sequenced — then
-holds at most ``max_requests`` items, whatever the number of clients or connections.
+holds at most ``2 x max_requests`` items, whatever the number of clients or connections.
 
 A body of unknown length (chunked, no ``Content-Length``) is charged as the largest body any
 endpoint accepts (:data:`keyless.http.requests.DEFAULT_MAX_BODY`): the body readers refuse
@@ -37,8 +37,8 @@ from keyless.errors import Pushback
 from keyless.http.errors import error_response
 from keyless.http.requests import DEFAULT_MAX_BODY
 
-#: Requests in flight per process: four times the 256 writers of the throughput benchmark, so
-#: that batching never starves; about 1,024 x (a few tens of KiB) of memory for small writes.
+#: Writes (and, apart, reads) in flight per process: four times the 256 writers of the throughput
+#: benchmark, so that batching never starves; 1,024 small writes hold about 10-20 MB.
 DEFAULT_MAX_REQUESTS = 1024
 #: Declared request-body bytes in flight per process: 8 bodies of the largest size (4 MiB), or
 #: over ten thousand ordinary ones (a Rekor entry is 1-3 KiB). A body being parsed and checked
@@ -48,6 +48,8 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 RETRY_AFTER = 1
 #: Longest a refused request's body is read (and dropped) before the 503 is sent.
 DRAIN_SECONDS = 5.0
+#: Methods counted as reads (every other method is a write).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Paths answered whatever the load (health probes and metric scrapes are cheap and must work).
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 
@@ -68,9 +70,13 @@ def _declared_body(scope: Scope) -> int:
 
 
 class AdmissionMiddleware:
-    """Pure-ASGI middleware admitting at most ``max_requests`` requests and ``max_body_bytes``
-    of declared request bodies at a time; ``on_refused(path)`` is told of every refusal (the
-    metric). A bound of 0 switches that bound off."""
+    """Pure-ASGI middleware admitting at most ``max_requests`` writes, ``max_requests`` reads
+    (``GET``, ``HEAD``, ``OPTIONS``) and ``max_body_bytes`` of declared request bodies at a time;
+    ``on_refused(path)`` is told of every refusal (the metric). A bound of 0 switches it off.
+
+    Reads and writes are counted apart so that writes held up (a log waiting for its storage or
+    its witnesses) never lock out the reads monitors and verifiers depend on, nor the reverse.
+    """
 
     def __init__(
         self,
@@ -88,8 +94,9 @@ class AdmissionMiddleware:
         self.max_body_bytes = max_body_bytes or None
         self.on_refused = on_refused
         self.exempt = frozenset(exempt)
-        #: requests admitted and not yet answered, and the body bytes they declared
-        self.in_flight = 0
+        #: requests admitted and not yet answered (reads, writes), and their declared body bytes
+        self.reads = 0
+        self.writes = 0
         self.body_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,22 +104,31 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         size = _declared_body(scope)
-        full = self._full(size)
+        read = scope["method"] in READ_METHODS
+        full = self._full(read, size)
         if full:
             await self._refuse(full, scope, receive, send)
             return
-        self.in_flight += 1
+        if read:
+            self.reads += 1
+        else:
+            self.writes += 1
         self.body_bytes += size
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            if read:
+                self.reads -= 1
+            else:
+                self.writes -= 1
             self.body_bytes -= size
 
-    def _full(self, size: int) -> str:
-        """Why a request declaring ``size`` body bytes cannot be admitted now ("" if it can)."""
-        if self.max_requests is not None and self.in_flight >= self.max_requests:
-            return f"{self.max_requests} requests"
+    def _full(self, read: bool, size: int) -> str:
+        """Why a read or write declaring ``size`` body bytes cannot be admitted now ("" if it
+        can)."""
+        bound = self.max_requests
+        if bound is not None and (self.reads if read else self.writes) >= bound:
+            return f"{bound} {'reads' if read else 'writes'}"
         limit = self.max_body_bytes
         # a body larger than the whole bound is admitted when it is alone
         if limit is not None and self.body_bytes + size > limit and self.body_bytes > 0:

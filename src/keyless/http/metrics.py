@@ -125,8 +125,8 @@ class Metrics:
         self._busy = Counter(
             "keyless_http_busy_requests",
             "Requests refused with 503 + Retry-After because this process already had its "
-            "maximum of requests or request-body bytes in flight ([server] max_requests_in_flight,"
-            " max_body_bytes_in_flight).",
+            "maximum of writes, reads or request-body bytes in flight "
+            "([server] max_requests_in_flight, max_body_bytes_in_flight).",
             ["service"], registry=self.registry,
         )
         ProcessCollector(registry=self.registry)

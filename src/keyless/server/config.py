@@ -74,7 +74,7 @@ class Settings:
     #: work units (about a millisecond of CPU each) per second that one client address may spend
     #: on the expensive anonymous endpoints (server/budget.py); 0 switches budgets off
     client_budget: float = 250.0
-    #: requests one process answers at a time, and the request-body bytes they may declare;
+    #: writes (and, apart, reads) one process answers at a time, and the body bytes they declare;
     #: beyond either, 503 + Retry-After at once (keyless.http.admission); 0 switches one off
     max_requests_in_flight: int = DEFAULT_MAX_REQUESTS
     max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES

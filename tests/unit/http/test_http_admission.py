@@ -81,14 +81,28 @@ async def test_requests_beyond_the_bound_are_refused_at_once_and_admitted_after(
     app = AdmissionMiddleware(held, max_requests=2, on_refused=refused.append)
     first = await _enter(held, app, _scope())
     second = await _enter(held, app, _scope())
-    _assert_busy(await _call(app, _scope()), "2 requests")
+    _assert_busy(await _call(app, _scope()), "2 writes")
     assert held.entered == 2 and refused == ["/rekor/api/v2/log/entries"]
     for path in ("/healthz", "/metrics"):  # probes and scrapes are always answered
         await _enter(held, app, _scope(path))
     held.release.set()
     assert (await first)[0] == 201 and (await second)[0] == 201
-    assert app.in_flight == 0
+    assert app.writes == 0
     assert (await _call(app, _scope()))[0] == 201
+
+
+async def test_reads_and_writes_are_bounded_apart() -> None:
+    """Writes held up (a log waiting for its storage) must not lock out reads, nor the reverse."""
+    held = Held()
+    app = AdmissionMiddleware(held, max_requests=1)
+    write = await _enter(held, app, _scope())
+    read = await _enter(held, app, {**_scope("/rekor/checkpoint"), "method": "GET"})
+    assert (app.reads, app.writes) == (1, 1)
+    _assert_busy(await _call(app, {**_scope("/rekor/checkpoint"), "method": "HEAD"}), "1 reads")
+    _assert_busy(await _call(app, _scope()), "1 writes")
+    held.release.set()
+    await asyncio.gather(write, read)
+    assert (app.reads, app.writes) == (0, 0)
 
 
 async def test_declared_body_bytes_are_bounded() -> None:
@@ -99,7 +113,7 @@ async def test_declared_body_bytes_are_bounded() -> None:
     _assert_busy(await _call(app, _scope(headers=length)), "1000 bytes")
     small = await _enter(held, app, _scope(headers=[(b"content-length", b"400")]))
     assert app.body_bytes == 1000
-    await _enter(held, app, _scope(path="/rekor/checkpoint"))  # no body: still admitted
+    await _enter(held, app, _scope(path="/rekor/log/x"))  # no body: still admitted
     held.release.set()
     await asyncio.gather(first, small)
     assert app.body_bytes == 0
@@ -161,7 +175,7 @@ async def test_a_failing_request_gives_its_place_back() -> None:
     app = AdmissionMiddleware(held, max_requests=1, max_body_bytes=10)
     with pytest.raises(RuntimeError):
         await _call(app, _scope("/boom", [(b"content-length", b"5")]))
-    assert (app.in_flight, app.body_bytes) == (0, 0)
+    assert (app.writes, app.body_bytes) == (0, 0)
 
 
 async def test_zero_switches_a_bound_off() -> None:
@@ -181,7 +195,7 @@ async def test_refusals_are_counted_by_service() -> None:
     app = AdmissionMiddleware(held, max_requests=1, on_refused=metrics.refused_busy)
     task = await _enter(held, app, _scope())
     for path in ("/rekor/api/v2/log/entries", "/api/v1/timestamp"):
-        _assert_busy(await _call(app, _scope(path)), "1 requests")
+        _assert_busy(await _call(app, _scope(path)), "1 writes")
     held.release.set()
     await task
     text = metrics.render()
