@@ -18,9 +18,9 @@ that probes and scrapes still see an overloaded process.
 
 A refused request's body is read and dropped (up to that maximum, for at most
 :data:`DRAIN_SECONDS`) before the answer: closing a connection with unread bytes makes the kernel
-reset it, and a reset can destroy the 503 before the client reads it. Draining holds one chunk at
-a time, so it costs no memory; a client that sent ``Expect: 100-continue`` is answered without
-being asked for its body.
+reset it, and a reset can destroy the 503 before the client reads it. Draining keeps nothing but
+the chunk uvicorn has buffered (a few hundred KiB at most per connection, as for any upload); a
+client that sent ``Expect: 100-continue`` is answered without being asked for its body.
 
 The bounds are per process: with several processes behind one port each admits its own share.
 Per-client budgets (429, :mod:`keyless.http.budget`) keep one client from taking the whole share.
