@@ -30,8 +30,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from _common import connect, cpu_seconds, exchange, percentile_ms, post_request
+
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "https://issuer.bench"
+SIGNING_CERT = "/api/v2/signingCert"
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -93,22 +96,38 @@ def serve(args: argparse.Namespace) -> None:
     uvicorn.Server(config).run()
 
 
-def build_requests(n: int, dialect: str, key: Any) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """Pre-built (body, headers) pairs: one token and one fresh key per request."""
+def issuer_jwks(key: Any) -> dict[str, Any]:
+    """The JWKS of the bench issuer whose ES256 ``key`` signs :func:`build_requests`' tokens."""
+    import jwt
+
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="bench", use="sig", alg="ES256")
+    return {"keys": [jwk]}
+
+
+def build_requests(n: int, dialect: str, key: Any, *, issuer: str = ISSUER, first: int = 0,
+                   keys: list[Any] | None = None
+                   ) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Pre-built (body, headers) pairs: one token and one fresh key per request (or the given
+    ``keys``, one per request, when the caller wants to sign with the certificates).
+
+    The tokens name users ``first`` … ``first + n - 1``: requests built by different processes
+    at the same second need distinct ``first`` (the CA's replay guard refuses a token twice).
+    """
     import jwt
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     now = int(time.time())
-    out = []
-    for i in range(n):
+    out: list[tuple[dict[str, Any], dict[str, str]]] = []
+    for i in range(first, first + n):
         token = jwt.encode(
-            {"iss": ISSUER, "aud": "sigstore", "sub": f"user-{i}", "email": f"u{i}@example.com",
+            {"iss": issuer, "aud": "sigstore", "sub": f"user-{i}", "email": f"u{i}@example.com",
              "email_verified": True, "iat": now, "exp": now + 3600},
             key, algorithm="ES256", headers={"kid": "bench"},
         )
-        k = ec.generate_private_key(ec.SECP256R1())
+        k = keys[i - first] if keys else ec.generate_private_key(ec.SECP256R1())
         if dialect == "csr":
             csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
                    .sign(k, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
@@ -127,6 +146,14 @@ def build_requests(n: int, dialect: str, key: Any) -> list[tuple[dict[str, Any],
     return out
 
 
+def encode_requests(host: str, requests: list[tuple[dict[str, Any], dict[str, str]]]
+                    ) -> list[bytes]:
+    """The HTTP bytes of :func:`build_requests`' pairs (``POST /api/v2/signingCert``)."""
+    return [post_request(SIGNING_CERT, json.dumps(body).encode(), host=host,
+                         headers="".join(f"{k}: {v}\r\n" for k, v in headers.items()))
+            for body, headers in requests]
+
+
 async def fire(url: str, requests: list[tuple[dict[str, Any], dict[str, str]]],
                concurrency: int) -> tuple[float, list[float], int]:
     """Send the requests over ``concurrency`` keep-alive HTTP/1.1 connections.
@@ -135,33 +162,17 @@ async def fire(url: str, requests: list[tuple[dict[str, Any], dict[str, str]]],
     that the load generator, which shares the 2 cores with the server, costs little CPU.
     """
     host, port = url.removeprefix("http://").split(":")
-    encoded = []
-    for body, headers in requests:
-        payload = json.dumps(body).encode()
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        encoded.append(
-            (f"POST /api/v2/signingCert HTTP/1.1\r\nHost: {host}:{port}\r\n"
-             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n{head}\r\n"
-             ).encode() + payload
-        )
-    queue = list(reversed(encoded))
+    queue = list(reversed(encode_requests(f"{host}:{port}", requests)))
     latencies: list[float] = []
     errors = 0
 
     async def worker() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = await connect(int(port), host)
         while queue:
             request = queue.pop()
             start = time.perf_counter()
-            writer.write(request)
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
+            status, body = await exchange(reader, writer, request)
             latencies.append(time.perf_counter() - start)
             if status != 200:
                 errors += 1
@@ -172,20 +183,6 @@ async def fire(url: str, requests: list[tuple[dict[str, Any], dict[str, str]]],
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - t0, latencies, errors
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to report server cost per certificate."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
 def main() -> None:
@@ -205,14 +202,11 @@ def main() -> None:
     import socket
 
     import httpx
-    import jwt
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    jwk.update(kid="bench", use="sig", alg="ES256")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+        Path(tmp, "jwks.json").write_text(json.dumps(issuer_jwks(key)))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -234,7 +228,7 @@ def main() -> None:
                 raise SystemExit("server did not start")
             warm = build_requests(100, args.dialect, key)
             asyncio.run(fire(url, warm, args.concurrency))
-            reqs = build_requests(args.requests, args.dialect, key)
+            reqs = build_requests(args.requests, args.dialect, key, first=len(warm))
             cpu0 = cpu_seconds(proc.pid)
             elapsed, lat, errors = asyncio.run(fire(url, reqs, args.concurrency))
             server_cpu = cpu_seconds(proc.pid) - cpu0
@@ -247,8 +241,8 @@ def main() -> None:
           f"errors: {errors}")
     print(f"server CPU: {server_cpu:.2f} s = {server_cpu / len(lat) * 1000:.2f} ms/certificate "
           f"(= {len(lat) / server_cpu:.0f} certificates per server-core-second)")
-    print(f"latency ms: p50 {pct(lat, 50):.1f}  p90 {pct(lat, 90):.1f}  p99 {pct(lat, 99):.1f}  "
-          f"max {max(lat) * 1000:.1f}")
+    p50, p90, p99 = (percentile_ms(lat, p) for p in (50, 90, 99))
+    print(f"latency ms: p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(lat) * 1000:.1f}")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,6 @@ import hashlib
 import json
 import os
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +46,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-PATH = b"/rekor/api/v2/log/entries"
+from _common import cpu_seconds, exchange, free_port, percentile_ms, post_request
+
+PATH = "/rekor/api/v2/log/entries"
 
 
 # ---- server process -----------------------------------------------------------------------------
@@ -112,13 +112,14 @@ def serve(port: int, database: str, data_dir: str) -> None:
 # ---- load generator -----------------------------------------------------------------------------
 
 
-def presign(n: int, signers: int = 16) -> list[bytes]:
-    """``n`` distinct hashedRekordRequestV002 bodies from ``signers`` throwaway certificates."""
+def self_signed_signers(count: int = 16) -> list[tuple[ec.EllipticCurvePrivateKey, str]]:
+    """``count`` throwaway P-256 keys with certificates (base64 DER) from a throwaway CA (the
+    Rekor v2 log accepts any well-formed certificate: it checks the signature, not the chain)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bench-ca")])
     now = datetime.datetime.now(datetime.UTC)
-    keys = []
-    for i in range(signers):
+    signers = []
+    for i in range(count):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(name)
@@ -128,12 +129,19 @@ def presign(n: int, signers: int = 16) -> list[bytes]:
                 [x509.RFC822Name(f"bench{i}@example.com")]), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
-        keys.append((key, base64.b64encode(cert.public_bytes(serialization.Encoding.DER))
-                     .decode()))
+        signers.append((key, base64.b64encode(cert.public_bytes(serialization.Encoding.DER))
+                        .decode()))
+    return signers
+
+
+def presign(n: int, signers: list[tuple[ec.EllipticCurvePrivateKey, str]]) -> list[bytes]:
+    """``n`` distinct hashedRekordRequestV002 bodies, signed in turn by ``signers`` (key,
+    base64 DER certificate). The digests are random (os.urandom), so that processes forked from
+    one parent make distinct requests too."""
     out = []
     for i in range(n):
-        key, cert = keys[i % signers]
-        digest = hashlib.sha256(b"bench artifact %d %f" % (i, random.random())).digest()
+        key, cert = signers[i % len(signers)]
+        digest = hashlib.sha256(b"bench artifact %d " % i + os.urandom(16)).digest()
         sig = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         out.append(json.dumps({"hashedRekordRequestV002": {
             "digest": base64.b64encode(digest).decode(),
@@ -141,22 +149,6 @@ def presign(n: int, signers: int = 16) -> list[bytes]:
                 "x509Certificate": {"rawBytes": cert},
                 "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}).encode())
     return out
-
-
-async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                body: bytes) -> tuple[int, bytes]:
-    writer.write(b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (PATH, len(body), body))
-    status = int((await reader.readline()).split(b" ", 2)[1])
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
 
 
 def _acknowledged(status: int, payload: bytes) -> dict[str, object] | None:
@@ -185,7 +177,7 @@ async def run_load(port: int, bodies: list[bytes], concurrency: int
             while queue:
                 body = queue.pop()
                 t0 = time.perf_counter()
-                status, payload = await _post(reader, writer, body)
+                status, payload = await exchange(reader, writer, post_request(PATH, body))
                 latencies.append(time.perf_counter() - t0)
                 entry = _acknowledged(status, payload)
                 if entry is None:
@@ -211,22 +203,6 @@ def _verify_sample(sample: list[dict[str, object]]) -> int:
                          [base64.b64decode(h) for h in proof["hashes"]],
                          base64.b64decode(proof["rootHash"]))
     return len(sample)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its threads (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_ready(port: int, timeout: float = 30.0) -> None:
@@ -262,10 +238,10 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; time: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
           f"; database: {args.database}; load generator on the same machine")
     t0 = time.perf_counter()
-    bodies = presign(args.entries + args.lone)
+    bodies = presign(args.entries + args.lone, self_signed_signers())
     print(f"pre-signed {len(bodies):,} requests in {time.perf_counter() - t0:.1f} s "
           f"({len(bodies[0])} bytes each)")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="keyless-bench-") as data_dir:
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--database",
                                    args.database, "--data-dir", data_dir])
@@ -284,14 +260,14 @@ async def _bench(port: int, bodies: list[bytes], args: argparse.Namespace, pid: 
     lone, rest = bodies[:args.lone], bodies[args.lone:]
     seconds, latencies, errors, sample = await run_load(port, lone, 1)
     print(f"lone writer      {len(lone):>7,} entries  {len(lone) / seconds:8,.0f}/s  "
-          f"p50 {_pct(latencies, 50):7.1f} ms  p99 {_pct(latencies, 99):7.1f} ms  "
-          f"errors {errors}")
-    cpu0, own0 = _cpu_seconds(pid), time.process_time()
+          f"p50 {percentile_ms(latencies, 50):7.1f} ms  "
+          f"p99 {percentile_ms(latencies, 99):7.1f} ms  errors {errors}")
+    cpu0, own0 = cpu_seconds(pid), time.process_time()
     seconds, latencies, errors, more = await run_load(port, rest, args.concurrency)
-    cpu, own = _cpu_seconds(pid) - cpu0, time.process_time() - own0
+    cpu, own = cpu_seconds(pid) - cpu0, time.process_time() - own0
     print(f"{args.concurrency:>4} clients     {len(rest):>7,} entries  "
-          f"{(len(rest) - errors) / seconds:8,.0f}/s  p50 {_pct(latencies, 50):7.1f} ms  "
-          f"p99 {_pct(latencies, 99):7.1f} ms  errors {errors}  ({seconds:.1f} s)")
+          f"{(len(rest) - errors) / seconds:8,.0f}/s  p50 {percentile_ms(latencies, 50):7.1f} ms  "
+          f"p99 {percentile_ms(latencies, 99):7.1f} ms  errors {errors}  ({seconds:.1f} s)")
     print(f"server CPU {cpu * 1000 / len(rest):.2f} ms/entry (all threads; ≈ "
           f"{len(rest) / cpu:,.0f} entries/s per fully available core), load generator "
           f"{own * 1000 / len(rest):.2f} ms/entry; 1-min load average {os.getloadavg()[0]:.1f}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
+from _common import connect, exchange, percentile_ms
 from keyless.formats.tsp import encode_query
 
 PATH = "/api/v1/timestamp"
@@ -69,8 +70,7 @@ async def _connection(
     latencies: list[float],
     samples: list[tuple[bytes, bytes]],
 ) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, writer = await connect(port)
     errors = 0
     i = secrets.randbelow(len(requests))
     while True:
@@ -79,14 +79,7 @@ async def _connection(
         t0 = time.perf_counter()
         if t0 >= stop:
             break
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await reader.readexactly(length)
+        status, body = await exchange(reader, writer, raw)
         t1 = time.perf_counter()
         if status != 200:
             errors += 1
@@ -163,13 +156,6 @@ def fetch_chain(port: int) -> list[x509.Certificate]:
     r = httpx.get(f"http://127.0.0.1:{port}/api/v1/timestamp/certchain")
     r.raise_for_status()
     return x509.load_pem_x509_certificates(r.content)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 def main() -> None:
@@ -250,7 +236,7 @@ def main() -> None:
 
     ok = len(latencies)
     rate = ok / args.seconds
-    p50, p95, p99 = (percentile(latencies, p) * 1000 for p in (50, 95, 99))
+    p50, p95, p99 = (percentile_ms(latencies, p) for p in (50, 95, 99))
     load = os.getloadavg()
     print(f"cores: {os.cpu_count()}  load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keyless.server.config import OIDC_USERS_ENV
+from keyless.server.config import OIDC_USERS_ENV, Settings
 from keyless.server.kek import ENV as KEK_ENV
 from keyless.server.stack import Stack
 
@@ -79,6 +79,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
         "mode 0600 if absent. Default on SQLite: DIR/keys/kek",
     )
     parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="processes serving the port, each running every service; sequencing stays once "
+        "per log (default: [server] workers, else one per usable core; 1 serves in this process)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         help="least severe log records written to stderr (default: [server] log_level, info)",
@@ -86,7 +93,13 @@ def add_parser(sub: Any, name: str, help_text: str) -> None:
     parser.set_defaults(run=run)
 
 
-def banner(stack: Stack) -> str:
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
+def banner(stack: Stack, workers: int = 1) -> str:
     """The startup text: every URL and a copy-paste sign/verify example."""
     settings = stack.settings
     p = settings.public_url
@@ -95,6 +108,7 @@ def banner(stack: Stack) -> str:
         f"keyless is serving on {p}  (listening on {settings.host}:{settings.port})",
         f"  data dir        {settings.data_dir}",
         f"  database        {_redact(settings.database_url)}",
+        f"  workers         {workers} process{'es' if workers > 1 else ''}",
     ]
     for component in stack.components:
         lines.append(f"  {component.name:<15} {component.url}")
@@ -194,18 +208,13 @@ def _redact(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack and serve until interrupted."""
-    import asyncio
     import dataclasses
     import os
 
-    import uvicorn
-
     from keyless.errors import ConfigError
-    from keyless.http.errors import json_error_http_protocol
     from keyless.http.logs import configure_logging
-    from keyless.server.app import create_app
     from keyless.server.config import load_settings
-    from keyless.server.init import build_stack
+    from keyless.server.workers import usable_cores
 
     if args.oidc_user:
         print(f"keyless serve: warning: {PASSWORD_ON_COMMAND_LINE}", file=sys.stderr)
@@ -247,6 +256,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"keyless serve: {problem}", file=sys.stderr)
         return 2
 
+    workers = args.workers or settings.workers or usable_cores()
+    if workers > 1:
+        return _supervise(settings, explicit, workers)
+
+    from keyless.server.app import create_app
+    from keyless.server.init import build_stack
+    from keyless.server.serving import GracefulServer, uvicorn_config
+    from keyless.server.serving import run as run_loop
+
     async def main() -> int:
         # Build (first start) or reopen the stack before listening, so that a refusal such as
         # "data directory in use" is one sentence and not a lifespan traceback.
@@ -262,51 +280,49 @@ def run(args: argparse.Namespace) -> int:
         async def prebuilt(_settings: Any) -> Stack:
             return stack
 
-        app = create_app(settings, builder=prebuilt)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
-            server_header=False,
-            # JSON 400/408/431 for requests the HTTP parser rejects or that never finish their
-            # head (contracts.md §5); no WebSocket endpoint exists.
-            http=json_error_http_protocol(),
-            ws="none",
-            proxy_headers=True,
-            forwarded_allow_ips=settings.trusted_proxies,
-        )
-        server = _graceful_server(config)
+        server = GracefulServer(uvicorn_config(create_app(settings, builder=prebuilt), settings))
         await server.serve()
         return 0 if server.started else 1
 
     try:
-        return asyncio.run(main())
+        return run_loop(main())
     except KeyboardInterrupt:
         return 130
 
 
-def _graceful_server(config: Any) -> Any:
-    """A uvicorn server whose SIGTERM/SIGINT end in exit status 0 after the graceful shutdown
-    (uvicorn re-raises the signal, which makes every orderly stop look like a crash)."""
-    import contextlib
-    import signal
-    from collections.abc import Iterator
+def _supervise(settings: Settings, explicit: frozenset[str], workers: int) -> int:
+    """``--workers N`` (N > 1): initialise once, then serve from N worker processes."""
+    import asyncio
 
-    import uvicorn
+    from keyless.errors import ConfigError
+    from keyless.server.workers import Supervisor, bind, shared_metrics
 
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            handled = (signal.SIGINT, signal.SIGTERM)
-            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+    with shared_metrics():  # before anything imports prometheus_client
+        from keyless.server.init import build_stack, claim_data_dir, release
+        from keyless.server.stack import close_stack
+
+        async def initialise() -> Stack:
+            stack = await build_stack(settings, explicit, claimed=True)
+            await close_stack(stack, stack.components)
+            return stack
+
+        try:
+            locks = claim_data_dir(settings)
+        except ConfigError as exc:
+            print(f"keyless serve: {exc}", file=sys.stderr)
+            return 2
+        try:
             try:
-                yield
-            finally:
-                for sig, handler in original.items():
-                    signal.signal(sig, handler)
-
-    return Server(config)
+                stack = asyncio.run(initialise())
+            except ConfigError as exc:
+                print(f"keyless serve: {exc}", file=sys.stderr)
+                return 2
+            print(banner(stack, workers), file=sys.stderr, flush=True)
+            for warning in stack.warnings:
+                print(f"keyless serve: warning: {warning}", file=sys.stderr, flush=True)
+            with bind(settings) as sock:
+                return Supervisor(settings, explicit, workers, sock).run()
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            release(locks)

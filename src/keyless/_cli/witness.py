@@ -83,9 +83,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from keyless._cli.serve import _graceful_server
     from keyless.errors import ConfigError
     from keyless.http.errors import json_error_http_protocol
+    from keyless.server.serving import GracefulServer
     from keyless.witness.app import build_service, create_app, read_log_vkeys
 
     data_dir = args.data_dir or default_witness_dir()
@@ -108,7 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
     async def main() -> int:
-        server = _graceful_server(config)
+        server = GracefulServer(config)
         await server.serve()
         return 0 if server.started else 1
 

@@ -6,6 +6,13 @@ with the standard process and Python collectors (``process_*``: CPU, memory, ope
 ``python_*``: version, garbage collection) that operators' dashboards and alerts expect. Each
 :class:`Metrics` has its own registry, so several apps in one process (tests) never mix counts.
 
+Several worker processes (``keyless serve --workers N``): the supervisor points
+``PROMETHEUS_MULTIPROC_DIR`` (:data:`keyless.http.METRICS_DIR_ENV`) at a fresh directory before
+anything imports ``prometheus_client``, so every worker's counters and histograms are kept in files
+there and any worker's ``/metrics`` answers with their sums over all workers (including workers
+that were replaced). What is read at scrape time — requests in flight, uptime, the app's gauges,
+the ``process_*`` and ``python_*`` collectors — is the answering worker's own.
+
 The in-flight gauge of *writes* doubles as the drain signal of graceful shutdown: the server stops
 accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches zero.
 """
@@ -13,6 +20,7 @@ accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -27,8 +35,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyless.http import METRICS_DIR_ENV
 
 # no *_created series: they double the output and no keyless dashboard or alert reads them
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -57,6 +68,7 @@ SERVICE_PREFIXES = (
 )
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 
 
 def service_of(path: str) -> str:
@@ -93,6 +105,8 @@ class _Readings(Collector):
         for name, (help_text, read) in sorted(metrics.gauges.items()):
             values = read()
             family: GaugeMetricFamily | CounterMetricFamily
+            if isinstance(values, Counted) and metrics.shared:
+                continue  # summed over the workers from their files (Metrics.sync_counted)
             if isinstance(values, Counted):
                 family = CounterMetricFamily(name, help_text, labels=[values.label])
             else:
@@ -129,9 +143,11 @@ class Metrics:
             "([server] max_requests_in_flight, max_body_bytes_in_flight).",
             ["service"], registry=self.registry,
         )
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        #: read at scrape time, from this process only
+        self._local = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self._local)
+        PlatformCollector(registry=self._local)
+        GCCollector(registry=self._local)
         self.in_flight = 0
         self.writes_in_flight = 0
         self._writes_idle = asyncio.Event()
@@ -140,7 +156,35 @@ class Metrics:
         #: returns {value of label "name": value} for a gauge (e.g. log tree sizes), or
         #: :class:`Counted` for a counter (e.g. certificates issued by issuer)
         self.gauges: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {}
-        self.registry.register(_Readings(self))
+        self._local.register(_Readings(self))
+        #: several workers: counters live in files that every worker's scrape sums
+        self.shared = bool(os.environ.get(METRICS_DIR_ENV))
+        self._counted: list[str] | None = None  # names of the Counted readers
+        self._counted_of = 0  # of that many readers
+        self._mirrors: dict[str, Counter] = {}
+        self._mirrored: dict[tuple[str, str], float] = {}
+
+    def sync_counted(self) -> None:
+        """(Several workers) Carry what the :class:`Counted` readers count in this process into
+        its counter files, so that a scrape answered by another worker sums it. Runs before each
+        response starts, so a count is visible to a scrape sent after the answer."""
+        if self._counted is None or self._counted_of != len(self.gauges):
+            self._counted = [n for n, (_, read) in self.gauges.items()
+                             if isinstance(read(), Counted)]
+            self._counted_of = len(self.gauges)
+        for name in self._counted:
+            help_text, read = self.gauges[name]
+            values = read()
+            assert isinstance(values, Counted)
+            mirror = self._mirrors.get(name)
+            if mirror is None:
+                mirror = Counter(name, help_text, [values.label], registry=None)
+                self._mirrors[name] = mirror
+            for label, value in values.items():
+                grown = value - self._mirrored.get((name, label), 0.0)
+                if grown > 0:
+                    mirror.labels(label).inc(grown)
+                    self._mirrored[name, label] = value
 
     def uptime(self) -> float:
         return self._clock() - self.started
@@ -175,7 +219,12 @@ class Metrics:
 
     def render(self) -> str:
         """The exposition text."""
-        return generate_latest(self.registry).decode()
+        counted = self.registry
+        shared = os.environ.get(METRICS_DIR_ENV)
+        if shared:  # every worker's counters, summed
+            counted = CollectorRegistry()
+            MultiProcessCollector(counted, path=shared)  # type: ignore[no-untyped-call]
+        return (generate_latest(counted) + generate_latest(self._local)).decode()
 
 
 class MetricsMiddleware:
@@ -200,6 +249,8 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if metrics.shared:
+                    metrics.sync_counted()
             await send(message)
 
         metrics.in_flight += 1

@@ -37,7 +37,7 @@ from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.http.logs import AccessLogMiddleware
 from keyless.http.metrics import Metrics, MetricsMiddleware
 from keyless.server.config import Settings
-from keyless.server.stack import Component, Stack, StackBuilder
+from keyless.server.stack import Component, Stack, StackBuilder, close_stack
 from keyless.server.trust import CLIENT_TRUST_CONFIG_MEDIA_TYPE, TrustMaterial
 
 logger = logging.getLogger(__name__)
@@ -137,17 +137,7 @@ def create_app(
                     counters.writes_in_flight,
                     settings.shutdown_grace,
                 )
-            for component in reversed(started):
-                if component.close is not None:
-                    try:
-                        await component.close()
-                    except Exception:
-                        logger.exception("closing %s failed", component.name)
-            for cleanup in reversed(stack.cleanups):
-                try:
-                    await cleanup()
-                except Exception:
-                    logger.exception("cleanup failed")
+            await close_stack(stack, started)
             logger.info("stack stopped")
 
     app = Starlette(

@@ -74,6 +74,9 @@ class Settings:
     #: work units (about a millisecond of CPU each) per second that one client address may spend
     #: on the expensive anonymous endpoints (server/budget.py); 0 switches budgets off
     client_budget: float = 250.0
+    #: processes serving the port (``[server] workers``; ``--workers`` wins); 0: one per usable
+    #: core (keyless.server.workers); 1: the ``keyless serve`` process serves by itself
+    workers: int = 0
     #: writes (and, apart, reads) one process answers at a time, and the body bytes they declare;
     #: beyond either, 503 + Retry-After at once (keyless.http.admission); 0 switches one off
     max_requests_in_flight: int = DEFAULT_MAX_REQUESTS
@@ -224,7 +227,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
         "trusted_proxies": str, "kek_file": str, "client_budget": (int, float),
-        "max_requests_in_flight": int, "max_body_bytes_in_flight": int,
+        "workers": int, "max_requests_in_flight": int, "max_body_bytes_in_flight": int,
     }
     for key, value in server.items():
         if key not in known:
@@ -236,6 +239,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key in ("client_budget", "max_requests_in_flight", "max_body_bytes_in_flight"):
         if out.get(key, 0) < 0:
             raise ConfigError(f"{where}: [server].{key} must be 0 (off) or positive")
+    if out.get("workers", 0) < 0:
+        raise ConfigError(f"{where}: [server].workers must be 0 (one per core) or positive")
     for key in ("data_dir", "kek_file"):
         if key in out:
             out[key] = Path(out[key]).expanduser()

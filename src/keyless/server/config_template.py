@@ -52,6 +52,11 @@ client_budget = 250
 # switches a bound off.
 max_requests_in_flight = 1024
 max_body_bytes_in_flight = 33554432
+# Processes serving the port, each running every service (keyless serve --workers N wins):
+# 0 starts one per usable core; 1 serves in the keyless serve process itself. Sequencing stays
+# once per log (each batch is sequenced under the database's lock), on SQLite and PostgreSQL.
+# Client budgets and overload limits above apply per process.
+workers = 0
 
 [tuf]
 # Validity of the TUF metadata served under /tuf/, in days. The server re-signs timestamp

@@ -22,6 +22,22 @@ from keyless.errors import ConfigError
 
 LOCK_NAME = "keyless.lock"
 
+#: how long a start waits for the workers of a dead supervisor to let go of its lock (seconds)
+ORPHANED_WORKERS_WAIT = 15.0
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process the lock file names still exists (unknown owners count as alive)."""
+    if not owner.isdigit():
+        return True
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 class DataDirLock:
     """An exclusive, advisory, process-lifetime lock on a data directory.
@@ -51,10 +67,14 @@ class DataDirLock:
                 fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                if not wait and not _alive(owner):
+                    # the owner was a --workers supervisor that died: its workers, which share
+                    # the lock, are stopping with it (they follow their parent); wait for them
+                    wait, deadline = True, time.monotonic() + ORPHANED_WORKERS_WAIT
                 if wait and deadline is not None and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
-                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
                 os.close(fd)
                 raise ConfigError(
                     f"{self._what} is in use by keyless serve (pid {owner}); "

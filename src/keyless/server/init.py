@@ -91,8 +91,48 @@ def _sqlite_lock(settings: Settings) -> DataDirLock | None:
     return database_lock(database_path(settings.database_url), settings.data_dir)
 
 
-async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()) -> Stack:
-    """Initialise (first start) or reopen (later starts) everything under ``settings``."""
+def claim_data_dir(settings: Settings) -> list[DataDirLock]:
+    """Take the process-lifetime locks of a SQLite instance and clear a killed predecessor's
+    half-written files; nothing on PostgreSQL (several processes share its database).
+
+    ``keyless serve`` holds them for its lifetime; with ``--workers N`` the supervisor does, on
+    behalf of its workers (which inherit the locked files, :mod:`keyless.server.workers`).
+    Raises :class:`ConfigError` naming the owner when another process holds them.
+    """
+    if settings.is_postgres:
+        return []
+    secure_data_dir(settings.data_dir)
+    held = [DataDirLock(settings.data_dir)]
+    held[0].acquire(wait=False)
+    try:
+        database = _sqlite_lock(settings)
+        if database is not None:
+            database.acquire(wait=False)
+            held.append(database)
+        from keyless.storage.files import clear_temporaries
+
+        clear_temporaries(settings.data_dir / "logs")  # a killed predecessor's half-writes
+    except BaseException:
+        release(held)
+        raise
+    return held
+
+
+def release(locks: list[DataDirLock]) -> None:
+    """Give up the locks of :func:`claim_data_dir` (idempotent)."""
+    for lock in reversed(locks):
+        lock.release()
+
+
+async def build_stack(
+    settings: Settings, explicit: frozenset[str] = frozenset(), *, claimed: bool = False
+) -> Stack:
+    """Initialise (first start) or reopen (later starts) everything under ``settings``.
+
+    ``claimed``: the caller already holds :func:`claim_data_dir` (a ``--workers`` supervisor
+    and its workers); otherwise the stack claims the data directory itself and gives it up
+    among its cleanups.
+    """
     from keyless.server import wiring, wiring_context
 
     kek_file = kek.kek_path(settings.kek_file, settings.data_dir, shared=settings.is_postgres)
@@ -100,28 +140,18 @@ async def build_stack(settings: Settings, explicit: frozenset[str] = frozenset()
     lock = DataDirLock(settings.data_dir)
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def release_lock() -> None:
-        lock.release()
-
     try:
         if settings.is_postgres:
             # Several processes may share the database (and even the directory): serialise only
             # the first-start creation of files; keys are coordinated through the database.
             lock.acquire(wait=True, timeout=INIT_LOCK_TIMEOUT)
-        else:
-            lock.acquire(wait=False)
-            cleanups.append(release_lock)
-            from keyless.storage.files import clear_temporaries
+        elif not claimed:
+            held = claim_data_dir(settings)
 
-            clear_temporaries(settings.data_dir / "logs")  # a killed predecessor's half-writes
-            database = _sqlite_lock(settings)
-            if database is not None:
-                database.acquire(wait=False)
+            async def release_held() -> None:
+                release(held)
 
-                async def release_database() -> None:
-                    database.release()
-
-                cleanups.append(release_database)
+            cleanups.append(release_held)
         written = write_config_if_absent(settings, explicit)
         if written is not None:
             logger.info("first start: wrote %s", written, extra={"config": str(written)})

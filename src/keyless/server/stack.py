@@ -7,6 +7,7 @@ that the app factory, the initialisation and the wiring all point down to it, in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -48,3 +49,21 @@ class Stack:
 
 
 StackBuilder = Callable[[Settings], Awaitable[Stack]]
+
+logger = logging.getLogger(__name__)
+
+
+async def close_stack(stack: Stack, started: Sequence[Component]) -> None:
+    """Close the ``started`` components in reverse order, then run the stack's cleanups (each
+    failure is logged and the rest still run)."""
+    for component in reversed(started):
+        if component.close is not None:
+            try:
+                await component.close()
+            except Exception:
+                logger.exception("closing %s failed", component.name)
+    for cleanup in reversed(stack.cleanups):
+        try:
+            await cleanup()
+        except Exception:
+            logger.exception("cleanup failed")

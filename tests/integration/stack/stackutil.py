@@ -10,6 +10,7 @@ directory, so the tests run in parallel under xdist. The process is stopped with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,50 @@ from ports import reserve_port
 KEYLESS = ROOT / ".venv" / "bin" / "keyless"
 USER = "alice@example.com"
 PASSWORD = "s3cret-password"
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (``keyless serve --workers N``: the supervisor, its
+    workers and multiprocessing's helper), parents first, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        queue += children.get(current, [])
+    return tree
+
+
+def workers_of(stack: RunningStack) -> list[int]:
+    """The pids of the worker processes of a ``--workers N`` stack: the children of its
+    supervisor (none with one worker)."""
+    found = []
+    for pid in process_tree(stack.process.pid)[1:]:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == stack.process.pid and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def kill_tree(stack: RunningStack) -> None:
+    """SIGKILL the whole ``keyless serve`` — supervisor and workers at once, as a host crash
+    would — and reap the supervisor."""
+    for pid in reversed(process_tree(stack.process.pid)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stack.process.wait(10)
 
 
 def free_port() -> int:

@@ -38,7 +38,9 @@ PROBE_INTERVAL = 0.01
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> RunningStack:
-    running = start_stack(tmp_path_factory.mktemp("budget") / "data")
+    # one worker: budgets are kept per worker process (docs/operator-guide.md §7), and these
+    # tests count one process's units
+    running = start_stack(tmp_path_factory.mktemp("budget") / "data", "--workers", "1")
     yield running  # type: ignore[misc]
     running.stop()
 

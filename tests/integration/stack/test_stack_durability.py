@@ -53,8 +53,11 @@ from stackutil import (
     USER,
     RunningStack,
     free_port,
+    kill_tree,
     launch_stack,
+    process_tree,
     wait_healthy,
+    workers_of,
 )
 
 from keyless.errors import VerificationError
@@ -320,11 +323,12 @@ async def _live_fsck(ledger: Ledger, target: str) -> None:
 
 
 async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
-                         victims: Sequence[RunningStack], identity: Identity,
-                         fsck_target: str) -> None:
+                         victims: Sequence[RunningStack] | Callable[[], None],
+                         identity: Identity, fsck_target: str) -> None:
     """Write through every stack for :data:`LOAD_SECONDS` (running ``keyless log fsck`` on
-    ``fsck_target`` meanwhile), SIGKILL ``victims`` mid-load, let the writers run into the
-    dead sockets for a moment, then stop them."""
+    ``fsck_target`` meanwhile), SIGKILL ``victims`` (whole, workers included; or call the
+    given kill) mid-load, let the writers run into the dead sockets for a moment, then stop
+    them."""
     before = len(ledger.v2) + len(ledger.v1) + len(ledger.certs)
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -338,13 +342,14 @@ async def _load_and_kill(ledger: Ledger, stacks: Sequence[RunningStack],
         await asyncio.sleep(LOAD_SECONDS / 4)
         await _live_fsck(ledger, fsck_target)
         await asyncio.sleep(max(0.0, started + LOAD_SECONDS - time.monotonic()))
-        for victim in victims:
-            victim.process.send_signal(signal.SIGKILL)
+        if callable(victims):
+            victims()
+        else:
+            for victim in victims:
+                kill_tree(victim)
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*tasks)
-    for victim in victims:
-        victim.process.wait(10)
     assert len(ledger.v2) + len(ledger.v1) + len(ledger.certs) > before, "no write acknowledged"
 
 
@@ -600,6 +605,46 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
     # the served folders hold no temporary file, and the crashes' ones were removed at restart
     assert not [p for p in (data / "logs").rglob("*.tmp") if p.is_file()], "temporaries left"
     assert ledger.resubmitted > 0, "no request was in flight at a kill: not a kill under load"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_kill_9_of_one_worker_under_load_loses_nothing_and_it_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """``--workers 2`` on SQLite: both workers admit and sequence into the one log; a worker
+    killed with SIGKILL mid-load loses nothing acknowledged, the supervisor starts a new one,
+    and resubmissions are answered from the shared log whichever worker takes them."""
+    data = tmp_path / "data"
+    stack = wait_healthy(launch_stack(data, "--workers", "2"), 60)
+    ledger = Ledger()
+    try:
+        workers = workers_of(stack)
+        assert len(workers) == 2, (workers, process_tree(stack.process.pid))
+        identity = asyncio.run(_with_client(stack, _identity))
+        busy = {pid: _cpu_seconds(pid) for pid in workers}
+        victim = workers[0]
+
+        def kill_one_worker() -> None:
+            for pid in workers:  # both took part before the kill
+                assert _cpu_seconds(pid) > busy[pid] + 0.05, f"worker {pid} idle under load"
+            os.kill(victim, signal.SIGKILL)
+
+        asyncio.run(_load_and_kill(ledger, [stack], kill_one_worker, identity, str(data)))
+        deadline = time.monotonic() + 60
+        while len(set(workers_of(stack)) - {victim}) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the supervisor replaces the worker: wait for the new process
+        assert len(set(workers_of(stack)) - {victim}) == 2, stack.output()
+        asyncio.run(_resubmit(ledger, [stack]))
+        check_nothing_lost(stack, ledger)
+        assert "starting a new one" in stack.output()
+    finally:
+        assert stack.stop() == 0, stack.output()
+    fsck(str(data))
+    assert min(len(ledger.v2), len(ledger.v1), len(ledger.certs)) > 0, ledger.counts()
 
 
 def test_kill_9_under_load_loses_nothing_on_postgres_with_two_processes(
