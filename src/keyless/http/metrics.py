@@ -133,7 +133,14 @@ class Metrics:
         )
         self._rate_limited = Counter(
             "keyless_http_rate_limited_requests",
-            "Requests refused with 429 (a client over its budget, or a log's queue full).",
+            "Requests refused with 429 (a client over its budget).",
+            ["service"], registry=self.registry,
+        )
+        self._busy = Counter(
+            "keyless_http_busy_requests",
+            "Requests refused with 503 + Retry-After because this process already had its "
+            "maximum of writes, reads or request-body bytes in flight "
+            "([server] max_requests_in_flight, max_body_bytes_in_flight).",
             ["service"], registry=self.registry,
         )
         #: read at scrape time, from this process only
@@ -188,6 +195,10 @@ class Metrics:
         self._duration.labels(service).observe(seconds)
         if status == 429:
             self._rate_limited.labels(service).inc()
+
+    def refused_busy(self, path: str) -> None:
+        """Count a request refused by admission (:mod:`keyless.http.admission`)."""
+        self._busy.labels(service_of(path)).inc()
 
     def write_started(self) -> None:
         self.writes_in_flight += 1

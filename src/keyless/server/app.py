@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from keyless.http.admission import AdmissionMiddleware
 from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.http.logs import AccessLogMiddleware
 from keyless.http.metrics import Metrics, MetricsMiddleware
@@ -148,6 +149,12 @@ def create_app(
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(MetricsMiddleware, metrics=counters),
+            Middleware(
+                AdmissionMiddleware,
+                max_requests=settings.max_requests_in_flight,
+                max_body_bytes=settings.max_body_bytes_in_flight,
+                on_refused=counters.refused_busy,
+            ),
             Middleware(CatchAllMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from keyless.errors import ConfigError
+from keyless.http.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_REQUESTS
 from keyless.identity.config import IssuerConfig
 from keyless.server.witnessing import WitnessingSettings, read_witnessing
 
@@ -76,6 +77,10 @@ class Settings:
     #: processes serving the port (``[server] workers``; ``--workers`` wins); 0: one per usable
     #: core (keyless.server.workers); 1: the ``keyless serve`` process serves by itself
     workers: int = 0
+    #: writes (and, apart, reads) one process answers at a time, and the body bytes they declare;
+    #: beyond either, 503 + Retry-After at once (keyless.http.admission); 0 switches one off
+    max_requests_in_flight: int = DEFAULT_MAX_REQUESTS
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES
     #: the TSA's clock guard ([tsa]): NTP servers to compare with, allowed drift, strictness
     tsa_ntp_servers: tuple[str, ...] = ()
     tsa_max_drift: float = 0.5
@@ -222,7 +227,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "data_dir": str, "host": str, "port": int, "public_url": str, "database": str,
         "log_level": str, "log_format": str, "shutdown_grace": (int, float),
         "trusted_proxies": str, "kek_file": str, "client_budget": (int, float),
-        "workers": int,
+        "workers": int, "max_requests_in_flight": int, "max_body_bytes_in_flight": int,
     }
     for key, value in server.items():
         if key not in known:
@@ -231,8 +236,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"{where}: [server].{key} has the wrong type: {value!r}")
         out["database_url" if key == "database" else key] = value
-    if out.get("client_budget", 0) < 0:
-        raise ConfigError(f"{where}: [server].client_budget must be 0 (off) or positive")
+    for key in ("client_budget", "max_requests_in_flight", "max_body_bytes_in_flight"):
+        if out.get(key, 0) < 0:
+            raise ConfigError(f"{where}: [server].{key} must be 0 (off) or positive")
     if out.get("workers", 0) < 0:
         raise ConfigError(f"{where}: [server].workers must be 0 (one per core) or positive")
     for key in ("data_dir", "kek_file"):

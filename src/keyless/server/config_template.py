@@ -44,6 +44,14 @@ trusted_proxies = "127.0.0.1"
 # the CA's signing endpoints and the TSA. Twice this is the burst; 429 + Retry-After beyond.
 # 0 switches these budgets off (e.g. behind a proxy that limits clients itself).
 client_budget = 250
+# Writes this process answers at a time (and, counted apart, reads), and the request-body
+# bytes (by Content-Length; a chunked body counts as 4 MiB) they may hold. Beyond either bound
+# a request is answered at once with 503 + Retry-After instead of waiting in a queue, so memory
+# and latency stay bounded under overload; /healthz and /metrics are always answered. The
+# bounds are per process: with --workers N, the whole server admits N times as much. 0
+# switches a bound off.
+max_requests_in_flight = 1024
+max_body_bytes_in_flight = 33554432
 # Processes serving the port, each running every service (keyless serve --workers N wins):
 # 0 starts one per usable core; 1 serves in the keyless serve process itself. Sequencing stays
 # once per log (each batch is sequenced under the database's lock), on SQLite and PostgreSQL.
