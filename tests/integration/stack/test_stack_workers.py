@@ -47,7 +47,7 @@ def _check_metrics_are_summed(stack: RunningStack, workers: list[int]) -> None:
     async def load() -> None:
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-            answers = await asyncio.gather(*(http.get(f"{stack.url}/healthz") for _ in range(400)))
+            answers = await asyncio.gather(*(http.get(f"{stack.url}/healthz") for _ in range(120)))
         assert {a.status_code for a in answers} == {200}
 
     asyncio.run(load())
@@ -63,7 +63,7 @@ def _check_metrics_are_summed(stack: RunningStack, workers: list[int]) -> None:
     assert set(workers) <= writers, (workers, sorted(directory.iterdir()))
     counts = [_requests_counted(httpx.get(f"{stack.url}/metrics", timeout=10).text)
               for _ in range(6)]
-    assert counts[0] >= 400 and counts == sorted(counts), counts  # one sum, never a worker's part
+    assert counts[0] >= 240 and counts == sorted(counts), counts  # one sum, never a worker's part
 
 
 def test_workers_stop_with_the_supervisor_and_a_crashed_one_frees_the_data_dir(
