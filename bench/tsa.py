@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
-from _common import connect, exchange, percentile_ms
+from _common import connect, exchange, percentile_ms, tree_cpu_seconds
 from keyless.formats.tsp import encode_query
 
 PATH = "/api/v1/timestamp"
@@ -133,19 +133,6 @@ def client_process(
 
     errors = asyncio.run(main())
     out.put((latencies, errors, samples, cpu[1] - cpu[0]))
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` and its children (uvicorn workers), /proc."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_socket() -> socket.socket:
