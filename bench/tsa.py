@@ -4,8 +4,10 @@ Starts the TSA alone (``keyless.services.tsa.standalone``) under uvicorn on a fr
 port, then drives it from separate client processes, each keeping ``--connections`` keep-alive
 HTTP/1.1 connections busy with sigstore-python-shaped queries (DER, SHA-256, random nonce,
 certReq=true). Every response is checked for status 200; a sample is verified cryptographically
-with rfc3161-client against the published chain. Prints throughput, p50/p95/p99 and the
-machine's core count and load (the machine is shared, so figures are pessimistic).
+with rfc3161-client against the published chain. Prints throughput, p50/p95/p99, the CPU time per
+timestamp of the server (all its processes, from /proc) and of the load generator over the
+measured window (the machine-independent figures), and the machine's core count and load (the
+machine is shared, so throughput figures are pessimistic).
 
     .venv/bin/python bench/tsa.py [--seconds 10] [--workers 2] [--clients 2] [--connections 16]
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
-from _common import connect, exchange, percentile_ms
+from _common import connect, exchange, percentile_ms, tree_cpu_seconds
 from keyless.formats.tsp import encode_query
 
 PATH = "/api/v1/timestamp"
@@ -94,12 +96,13 @@ async def _connection(
 def client_process(
     port: int,
     connections: int,
-    warmup: float,
-    seconds: float,
+    start: float,
+    stop: float,
     json_form: bool,
     out: mp.Queue,  # type: ignore[type-arg]
 ) -> None:
-    """One load-generating process (uvloop when available)."""
+    """One load-generating process (uvloop when available), measuring between the
+    ``time.perf_counter()`` instants ``start`` and ``stop`` (a system-wide clock on Linux)."""
     try:
         import uvloop
 
@@ -110,19 +113,26 @@ def client_process(
     latencies: list[float] = []
     samples: list[tuple[bytes, bytes]] = []
 
+    cpu: list[float] = []
+
+    async def meter() -> None:
+        await asyncio.sleep(start - time.perf_counter())
+        cpu.append(time.process_time())
+        await asyncio.sleep(stop - time.perf_counter())
+        cpu.append(time.process_time())
+
     async def main() -> int:
-        now = time.perf_counter()
-        start, stop = now + warmup, now + warmup + seconds
         results = await asyncio.gather(
+            meter(),
             *(
                 _connection(port, requests, start, stop, latencies, samples)
                 for _ in range(connections)
-            )
+            ),
         )
-        return sum(results)
+        return sum(results[1:])
 
     errors = asyncio.run(main())
-    out.put((latencies, errors, samples))
+    out.put((latencies, errors, samples, cpu[1] - cpu[0]))
 
 
 def free_socket() -> socket.socket:
@@ -211,15 +221,21 @@ def main() -> None:
             wait_ready(port)
             chain = fetch_chain(port)
             queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            start = time.perf_counter() + args.warmup
+            stop = start + args.seconds
             procs = [
                 mp.Process(
                     target=client_process,
-                    args=(port, args.connections, args.warmup, args.seconds, args.json, queue),
+                    args=(port, args.connections, start, stop, args.json, queue),
                 )
                 for _ in range(args.clients)
             ]
             for p in procs:
                 p.start()
+            time.sleep(max(0.0, start - time.perf_counter()))
+            server_cpu = tree_cpu_seconds(server.pid)
+            time.sleep(max(0.0, stop - time.perf_counter()))
+            server_cpu = tree_cpu_seconds(server.pid) - server_cpu
             results = [queue.get() for _ in procs]
             for p in procs:
                 p.join()
@@ -227,9 +243,10 @@ def main() -> None:
             server.terminate()
             server.wait(10)
 
-    latencies = sorted(x for lat, _, _ in results for x in lat)
-    errors = sum(e for _, e, _ in results)
-    samples = [s for _, _, ss in results for s in ss]
+    latencies = sorted(x for lat, _, _, _ in results for x in lat)
+    errors = sum(e for _, e, _, _ in results)
+    samples = [s for _, _, ss, _ in results for s in ss]
+    client_cpu = sum(c for _, _, _, c in results)
     verifier = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1]).build()
     for body, message in samples:
         verifier.verify_message(decode_timestamp_response(body), message)
@@ -249,6 +266,11 @@ def main() -> None:
     print(f"throughput: {rate:,.0f} timestamps/s")
     print(
         f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1] * 1000:.2f}"
+    )
+    print(
+        f"CPU ms/timestamp: server {server_cpu / ok * 1000:.3f}  "
+        f"load generator {client_cpu / ok * 1000:.3f}  "
+        f"(sum {(server_cpu + client_cpu) / ok * 1000:.3f})"
     )
     print(f"verified with rfc3161-client: {len(samples)} sampled responses")
     target = rate >= 3000 and p95 <= 50

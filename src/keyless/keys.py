@@ -52,6 +52,19 @@ def hash_for_curve(curve: ec.EllipticCurve) -> SignatureHash:
     return hashes.SHA256()
 
 
+#: One immutable ``ECDSA`` signature-algorithm object per curve name, made once: building one
+#: (with its hash object) costs about as much per call as hashing a short message.
+_ECDSA: dict[str, ec.ECDSA] = {}
+
+
+def ecdsa_for_curve(curve: ec.EllipticCurve) -> ec.ECDSA:
+    """``ec.ECDSA(hash_for_curve(curve))``, shared per curve (the objects are never mutated)."""
+    algorithm = _ECDSA.get(curve.name)
+    if algorithm is None:
+        algorithm = _ECDSA[curve.name] = ec.ECDSA(hash_for_curve(curve))
+    return algorithm
+
+
 def signature_hash(public_key: PublicKey) -> SignatureHash | None:
     """The hash a :class:`KeySigner` signs with for this key type (``None``: Ed25519, pure)."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -123,6 +136,9 @@ class InMemorySigner:
 
     def __init__(self, key: PrivateKey) -> None:
         self._key = key
+        self._ecdsa: ec.ECDSA | None = None
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            self._ecdsa = ecdsa_for_curve(key.curve)
 
     @property
     def private_key(self) -> PrivateKey:
@@ -135,7 +151,7 @@ class InMemorySigner:
     def sign(self, data: bytes) -> bytes:
         key = self._key
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(hash_for_curve(key.curve)))
+            return key.sign(data, self._ecdsa or ecdsa_for_curve(key.curve))
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
         from cryptography.hazmat.primitives.asymmetric import padding

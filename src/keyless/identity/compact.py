@@ -8,7 +8,8 @@ one-token-one-key guard) therefore keys on :func:`token_id`, computed from the v
 the signed part of the token, never on the raw string.
 
 Whitespace is handled in one place only: :func:`normalize_token`, called where a token enters
-(the CA's request parsing). :func:`parse_compact_jws` (used by the verifier) refuses it.
+(the CA's request parsing). :func:`parse_compact_jws` and :func:`decode_compact_jws` (used by the
+verifier, which reads the header and the unverified claims from the one decoding) refuse it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import Unauthenticated
@@ -27,15 +29,32 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _WHITESPACE = " \t\r\n"
 
 
-def _canonical_segment(segment: str) -> bool:
-    """Whether ``segment`` is base64url in its only canonical form (RFC 7515 §2, RFC 4648 §3.5)."""
+def _canonical_segment(segment: str) -> bytes | None:
+    """The octets of ``segment`` if it is base64url in its only canonical form (RFC 7515 §2,
+    RFC 4648 §3.5), else None."""
     if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
-        return False
+        return None
     try:
         data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        return False
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode() == segment
+        return None
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=").decode() == segment else None
+
+
+def _segments(token: str) -> tuple[list[str], bytes, bytes]:
+    """The three segments of a strict compact JWS and its decoded header and payload octets."""
+    parts = token.split(".")
+    header = payload = None
+    # An empty signature is grammatical (an unsecured JWS, RFC 7515 §A.5); the verifier then
+    # refuses its algorithm by name.
+    if len(parts) == 3 and (parts[2] == "" or _canonical_segment(parts[2]) is not None):
+        header, payload = _canonical_segment(parts[0]), _canonical_segment(parts[1])
+    if header is None or payload is None:
+        raise Unauthenticated(
+            "identity token is not a signed JWT (compact JWS: three base64url segments without "
+            "padding or whitespace, RFC 7515 §7.1)"
+        )
+    return parts, header, payload
 
 
 def parse_compact_jws(token: str) -> str:
@@ -44,17 +63,37 @@ def parse_compact_jws(token: str) -> str:
     Raises :class:`Unauthenticated` for anything else: whitespace, padding, characters outside
     base64url, non-canonical base64url, an empty header or payload, or other than three segments.
     """
-    parts = token.split(".")
-    # An empty signature is grammatical (an unsecured JWS, RFC 7515 §A.5); the verifier then
-    # refuses its algorithm by name.
-    if len(parts) != 3 or not all(_canonical_segment(p) for p in parts[:2]) or not (
-        parts[2] == "" or _canonical_segment(parts[2])
-    ):
-        raise Unauthenticated(
-            "identity token is not a signed JWT (compact JWS: three base64url segments without "
-            "padding or whitespace, RFC 7515 §7.1)"
-        )
+    parts = _segments(token)[0]
     return f"{parts[0]}.{parts[1]}"
+
+
+@dataclass(frozen=True)
+class CompactJws:
+    """A strict compact JWS decoded once: its signing input, JOSE header and (unverified)
+    claims. Nothing here is verified; the signature check is the verifier's."""
+
+    signing_input: str
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+def _json_object(octets: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(octets)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise Unauthenticated(f"identity token cannot be parsed: invalid {what}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise Unauthenticated(f"identity token cannot be parsed: the {what} is not a JSON object")
+    return value
+
+
+def decode_compact_jws(token: str) -> CompactJws:
+    """:func:`parse_compact_jws` plus the header and claims, each required to be a JSON object
+    (RFC 7515 §4, RFC 7519 §7.2 step 10); raises :class:`Unauthenticated` otherwise."""
+    parts, header, payload = _segments(token)
+    return CompactJws(
+        f"{parts[0]}.{parts[1]}", _json_object(header, "header"), _json_object(payload, "payload")
+    )
 
 
 def normalize_token(raw: str) -> str:

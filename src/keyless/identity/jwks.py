@@ -32,6 +32,8 @@ ALLOWED_ALGORITHMS: frozenset[str] = frozenset(
 _EC_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 MAX_DOCUMENT_BYTES = 512 * 1024
 MAX_ISSUERS = 1024
+#: Parsed key objects kept (:class:`JwksCache` ``_parsed``); the table is emptied when full.
+MAX_PARSED_KEYS = 4096
 
 #: Returns an issuer's JWK Set directly (sync or async), e.g. the embedded provider's key ring.
 LocalJwks = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
@@ -84,6 +86,11 @@ class JwksCache:
         self._stale_limit = stale_limit
         self._local = dict(local or {})
         self._issuers: dict[str, _IssuerKeys] = {}
+        #: (JWK as canonical JSON, alg) → its PyJWK, or None when it is unusable. Key objects
+        #: are immutable functions of the published JWK, so they are made once (from_jwk costs
+        #: ~50 µs, with the curve point check) instead of per token; nothing about a token is
+        #: remembered. Keyed by content, a rotated or changed key is a new entry.
+        self._parsed: dict[tuple[str, str], jwt.PyJWK | None] = {}
 
     async def key(self, issuer: str, kid: str | None, alg: str) -> list[jwt.PyJWK]:
         """The candidate keys of ``issuer`` for a token signed with ``alg`` under ``kid``.
@@ -142,15 +149,29 @@ class JwksCache:
                 f"issuer {issuer} publishes no key for algorithm {alg}"
                 + (f" with key id {kid!r}" if kid else "")
             )
-        out: list[jwt.PyJWK] = []
-        for jwk in usable:
-            try:
-                out.append(jwt.PyJWK(dict(jwk), algorithm=alg))
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
-                continue
+        out = [key for key in (self._parse(jwk, alg) for jwk in usable) if key is not None]
         if not out:
             raise Unauthenticated(f"issuer {issuer} publishes no usable key for {alg}")
         return out
+
+    def _parse(self, jwk: Mapping[str, Any], alg: str) -> jwt.PyJWK | None:
+        """The key object of ``jwk`` for ``alg`` (None: unusable), made once per content."""
+        try:
+            cache_key = (json.dumps(jwk, sort_keys=True, separators=(",", ":")), alg)
+        except (TypeError, ValueError):  # not JSON data (a local JWKS callable's own objects)
+            cache_key = None
+        if cache_key is not None and cache_key in self._parsed:
+            return self._parsed[cache_key]
+        key: jwt.PyJWK | None
+        try:
+            key = jwt.PyJWK(dict(jwk), algorithm=alg)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+            key = None
+        if cache_key is not None:
+            if len(self._parsed) >= MAX_PARSED_KEYS:
+                self._parsed.clear()
+            self._parsed[cache_key] = key
+        return key
 
     async def _refresh(self, issuer: str, state: _IssuerKeys) -> None:
         now = self._clock()

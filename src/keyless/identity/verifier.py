@@ -18,7 +18,7 @@ import httpx
 import jwt
 
 from keyless.errors import Unauthenticated, shown
-from keyless.identity.compact import parse_compact_jws, token_id
+from keyless.identity.compact import decode_compact_jws, token_id
 from keyless.identity.config import IssuerConfig, IssuerType, find_issuer
 from keyless.identity.jwks import ALLOWED_ALGORITHMS, JwksCache, LocalJwks
 from keyless.identity.principals import SanType, certificate_issuer, principal_for
@@ -99,12 +99,11 @@ class IdentityVerifier:
             raise Unauthenticated("no identity token was supplied")
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated(f"identity token is larger than {MAX_TOKEN_BYTES} bytes")
-        signing_input = parse_compact_jws(token)
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"identity token cannot be parsed: {exc}") from exc
+        # Decoded once here for the header and the issuer; PyJWT then verifies the token itself
+        # (signature, aud, iss, required claims) in one call. Each PyJWT parse checks every
+        # character in Python, and the four this replaced cost ~0.1 ms per certificate.
+        jws = decode_compact_jws(token)
+        header, unverified = jws.header, jws.claims
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise Unauthenticated(
@@ -125,7 +124,8 @@ class IdentityVerifier:
         if config is None:
             raise Unauthenticated(f"identity token issuer {iss!r} is not trusted by this CA")
 
-        claims = self._check_signature(token, await self._keys.key(iss, kid, alg), alg, config)
+        keys = await self._keys.key(iss, kid, alg)
+        claims = self._check_signature(token, keys, alg, config, iss)
         self._check_times(claims)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
@@ -139,13 +139,12 @@ class IdentityVerifier:
             claims=MappingProxyType(claims),
             pop_subject=principal.pop_subject,
             expires_at=int(claims["exp"]),
-            token_id=token_id(claims, signing_input),
+            token_id=token_id(claims, jws.signing_input),
         )
 
     def _check_signature(
-        self, token: str, keys: list[jwt.PyJWK], alg: str, config: IssuerConfig
+        self, token: str, keys: list[jwt.PyJWK], alg: str, config: IssuerConfig, iss: str
     ) -> dict[str, Any]:
-        iss = jwt.decode(token, options={"verify_signature": False})["iss"]
         last: Exception | None = None
         for key in keys:
             try:

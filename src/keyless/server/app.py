@@ -37,6 +37,7 @@ from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.http.logs import AccessLogMiddleware
 from keyless.http.metrics import Metrics, MetricsMiddleware
 from keyless.server.config import Settings
+from keyless.server.routing import IndexedRouter
 from keyless.server.stack import Component, Stack, StackBuilder, close_stack
 from keyless.server.trust import CLIENT_TRUST_CONFIG_MEDIA_TYPE, TrustMaterial
 
@@ -160,5 +161,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # the same routes and lifespan, dispatched through the memo of literal paths (routing.py)
+    app.router = IndexedRouter(app.router.routes, lifespan=lifespan)
     app.state.stack_state = state
     return app

@@ -28,9 +28,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from starlette.applications import Starlette
 
 from keyless.formats.sct import POISON_OID
-from keyless.formats.x509profile import strip_extension
+from keyless.formats.x509profile import certificate_pem, strip_extension
 from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.services.ca.routes import routes as ca_routes
+from keyless.services.ca.service import IssuedCertificate
 from keyless.services.ctlog.entries import TimestampedEntry
 
 SCT_OID = "1.3.6.1.4.1.11129.2.4.2"
@@ -103,6 +104,22 @@ async def test_csr_dialect_issues_the_fulcio_profile(client: Any, stack: CAStack
     leaf.verify_directly_issued_by(inter)
     inter.verify_directly_issued_by(root)
     independent_sct_check(leaf, inter, stack.ct_signer.public_key())
+
+
+async def test_the_chain_encoded_once_equals_a_fresh_encoding(client: Any, stack: CAStack) -> None:
+    """The CA's PEM chain is encoded at start; answers must carry exactly its fresh encoding."""
+    token = stack.issuers["email"].token()
+    _key, csr = make_csr()
+    resp = await client.post(
+        "/api/v2/signingCert",
+        json={"certificateSigningRequest": base64.b64encode(csr).decode()},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    pems = resp.json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+    assert pems[1:] == [certificate_pem(c) for c in stack.ca.material.chain]
+    leaf = x509.load_pem_x509_certificate(pems[0].encode())
+    issued = IssuedCertificate(leaf, stack.ca.material.chain, sct=None)  # type: ignore[arg-type]
+    assert issued.pem_chain() == pems
 
 
 async def test_precert_in_log_matches_final_tbs(client: Any, stack: CAStack) -> None:

@@ -9,6 +9,7 @@ from test_identity_verifier import ISSUER, FakeIssuer, make_verifier
 
 from keyless.errors import Unauthenticated
 from keyless.identity import IssuerConfig, normalize_token, parse_compact_jws, token_id
+from keyless.identity.compact import decode_compact_jws
 
 
 @pytest.fixture
@@ -46,6 +47,35 @@ def test_signing_input_and_normalisation() -> None:
     assert normalize_token(" \tYQ.YWI.YWJj\r\n") == "YQ.YWI.YWJj"
     with pytest.raises(Unauthenticated):
         normalize_token("YQ.YWI.YWJj\x0b")  # only HTTP/JSON whitespace is stripped
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_decode_gives_header_claims_and_signing_input_once() -> None:
+    head, body = _b64(b'{"alg":"ES256","kid":"k"}'), _b64(b'{"iss":"https://i","n":1}')
+    jws = decode_compact_jws(f"{head}.{body}.YWJj")
+    assert jws.header == {"alg": "ES256", "kid": "k"}
+    assert jws.claims == {"iss": "https://i", "n": 1}
+    assert jws.signing_input == f"{head}.{body}" == parse_compact_jws(f"{head}.{body}.YWJj")
+    with pytest.raises(Unauthenticated, match="compact JWS"):
+        decode_compact_jws(f"{head}.{body}.YWJj ")
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "what"),
+    [
+        (b"[]", b"{}", "header is not a JSON object"),
+        (b"{}", b'"claims"', "payload is not a JSON object"),
+        (b"{", b"{}", "invalid header"),
+        (b"{}", b"\xff{}", "invalid payload"),
+        (b"{}", b"[" * 100_000, "invalid payload"),  # nesting too deep: refused, not a crash
+    ],
+)
+def test_decode_refuses_what_is_not_a_json_object(header: bytes, payload: bytes, what: str) -> None:
+    with pytest.raises(Unauthenticated, match=f"cannot be parsed: .*{what}"):
+        decode_compact_jws(f"{_b64(header)}.{_b64(payload)}.YWJj")
 
 
 def test_token_id_is_unambiguous() -> None:

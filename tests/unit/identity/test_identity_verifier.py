@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from keyless.errors import Unauthenticated, Unavailable
 from keyless.identity import IdentityVerifier, IssuerConfig
+from keyless.identity.jwks import JwksCache
 
 ISSUER = "https://issuer.test"
 NOW = 1_800_000_000.0
@@ -274,3 +275,33 @@ async def test_failing_issuer_is_not_hammered(issuer: FakeIssuer) -> None:
     with pytest.raises(Unavailable):
         await verifier.verify(issuer.token())
     assert len(requests) == 2
+
+
+async def test_key_objects_are_made_once_per_published_key() -> None:
+    """Parsed JWKs are reused across tokens; a key replaced under the same kid is a new key."""
+    first = ec.generate_private_key(ec.SECP256R1())
+    jwks = {"keys": [dict(json.loads(jwt.algorithms.ECAlgorithm.to_jwk(first.public_key())),
+                          kid="k")]}  # fmt: skip
+    cache = JwksCache(httpx.AsyncClient(), local={ISSUER: lambda: jwks})
+    [a] = await cache.key(ISSUER, "k", "ES256")
+    [b] = await cache.key(ISSUER, "k", "ES256")
+    assert a is b
+    second = ec.generate_private_key(ec.SECP256R1())
+    jwks["keys"] = [dict(json.loads(jwt.algorithms.ECAlgorithm.to_jwk(second.public_key())),
+                         kid="k")]  # fmt: skip
+    [c] = await cache.key(ISSUER, "k", "ES256")
+    assert c is not a
+    assert isinstance(c.key, ec.EllipticCurvePublicKey)
+    assert c.key.public_numbers() == second.public_key().public_numbers()
+
+
+async def test_a_key_cached_for_one_issuer_still_verifies_only_its_tokens() -> None:
+    """The key cache holds key objects, not verdicts: every token's signature is checked."""
+    issuer = FakeIssuer()
+    verifier = make_verifier([IssuerConfig(ISSUER)], issuer)
+    await verifier.verify(issuer.token())
+    forged = issuer.token()
+    head, payload, _ = forged.split(".")
+    other = jwt.encode({"x": 1}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    with pytest.raises(Unauthenticated, match="signature"):
+        await verifier.verify(f"{head}.{payload}.{other.split('.')[2]}")

@@ -10,6 +10,7 @@ from keyless.keys import (
     KEY_DETAILS,
     InMemorySigner,
     KeySigner,
+    ecdsa_for_curve,
     generate_key,
     hash_for_curve,
     key_details,
@@ -57,3 +58,13 @@ def test_spki_der_round_trips_and_in_memory_signer_is_a_key_signer() -> None:
     assert isinstance(signer, KeySigner)
     der = spki_der(signer.public_key())
     assert serialization.load_der_public_key(der) == signer.public_key()
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_the_ecdsa_algorithm_object_is_made_once_per_curve(curve: ec.EllipticCurve) -> None:
+    algorithm = ecdsa_for_curve(curve)
+    assert algorithm is ecdsa_for_curve(type(curve)())
+    assert isinstance(algorithm.algorithm, type(hash_for_curve(curve)))
+    key = ec.generate_private_key(curve)
+    signature = InMemorySigner(key).sign(b"message")
+    key.public_key().verify(signature, b"message", ec.ECDSA(hash_for_curve(curve)))

@@ -55,6 +55,17 @@ def test_der_length_matches_asn1crypto(n: int) -> None:
     assert encoded[1 : 1 + len(der_length(n))] == der_length(n)
 
 
+@given(st.integers(min_value=-(2**300), max_value=2**300))
+@settings(max_examples=300)
+def test_der_integer_matches_asn1crypto(value: int) -> None:
+    assert ktsp.der_integer(value) == core.Integer(value).dump()
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, -1, -128, -129, 2**63, 2**256 - 1])
+def test_der_integer_edges_match_asn1crypto(value: int) -> None:
+    assert ktsp.der_integer(value) == core.Integer(value).dump()
+
+
 def test_generalized_time_is_whole_seconds_utc() -> None:
     der = generalized_time(GEN)
     assert der == b"\x18\x0f20251124160000Z"

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from keyless.errors import InvalidInput
-from keyless.keys import PublicKey, hash_for_curve, key_details, signature_hash
+from keyless.keys import PublicKey, ecdsa_for_curve, key_details, signature_hash
 
 #: Fulcio's message when a proof does not verify (``pkg/server/error.go``).
 INVALID_SIGNATURE = "The signature supplied in the request could not be verified"
@@ -76,7 +76,7 @@ def verify_challenge(key: PublicKey, signature: bytes, challenge: str) -> None:
     message = challenge.encode()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(hash_for_curve(key.curve)))
+            key.verify(signature, message, ecdsa_for_curve(key.curve))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(key, ed25519.Ed25519PublicKey):

@@ -72,10 +72,13 @@ class IssuedCertificate:
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     sct: SignedCertificateTimestamp
+    #: ``chain`` already in PEM (the CA encodes its constant chain once); empty: encode here
+    chain_pem: tuple[str, ...] = ()
 
     def pem_chain(self) -> list[str]:
         """Leaf first, then intermediate(s), then root; each standard PEM (interop.md §5.3)."""
-        return [certificate_pem(self.leaf), *(certificate_pem(c) for c in self.chain)]
+        chain = self.chain_pem or tuple(certificate_pem(c) for c in self.chain)
+        return [certificate_pem(self.leaf), *chain]
 
 
 class CAService:
@@ -95,6 +98,7 @@ class CAService:
         self._ctlog = ctlog
         self._replay = replay_guard
         self._clock = clock
+        self._chain_pem = tuple(certificate_pem(c) for c in material.chain)
         #: certificates issued by this process, by OIDC issuer (retries of a token not counted)
         self.issued: collections.Counter[str] = collections.Counter()
 
@@ -145,7 +149,7 @@ class CAService:
             leaf = build_final_certificate(profile, issuer, self.material.signer, sct_ext, base)
             self._audit(leaf, identity, retry=False)
             self.issued[identity.issuer] += 1
-            return IssuedCertificate(leaf, self.material.chain, logged.sct)
+            return IssuedCertificate(leaf, self.material.chain, logged.sct, self._chain_pem)
         # The token was seen before: the same key is a retry, any other key a replay.
         if logged.precertificate is None:
             raise self._replay.refuse()
@@ -154,7 +158,7 @@ class CAService:
             raise self._replay.refuse()
         leaf = finalize_precertificate(existing, self.material.signer, sct_ext)
         self._audit(leaf, identity, retry=True)
-        return IssuedCertificate(leaf, self.material.chain, logged.sct)
+        return IssuedCertificate(leaf, self.material.chain, logged.sct, self._chain_pem)
 
     @staticmethod
     def _audit(leaf: x509.Certificate, identity: Identity, *, retry: bool) -> None:
