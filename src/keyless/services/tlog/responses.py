@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ class Proof:
 
 
 def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def v2_entry(

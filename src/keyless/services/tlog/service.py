@@ -70,7 +70,9 @@ async def propose(
     Verification is CPU-bound: a large DSSE envelope (16 signatures x 16 keys over a
     multi-megabyte payload) costs over a second, and even a small body can hold 16 x 16 P-521
     checks (a quarter second), which on the event loop would stall every other request. The
-    HTTP routes therefore always offload (a thread costs ~50 µs); in-process callers may not.
+    HTTP routes therefore offload all but small single-signature requests (hashedrekord: a
+    thread hop costs about as much as its one check; ``kinds.single_check_v1/v2``);
+    in-process callers may not offload at all.
     """
     if offload:
         return await asyncio.to_thread(validator, request)
