@@ -140,10 +140,9 @@ def _v2_routes(service: RekorV2Service, budget: ClientBudget) -> list[BaseRoute]
 
     async def create(request: Request) -> Response:
         proposed, offload = await _entry_body(request, service, budget, kinds.single_check_v2)
-        entry, duplicate = await service.create_entry(proposed, offload=offload)
-        return _json(
-            entry, status=200 if duplicate else 201, headers={"x-log-index": entry["logIndex"]}
-        )
+        body, index, duplicate = await service.create_entry_json(proposed, offload=offload)
+        return Response(body, status_code=200 if duplicate else 201, media_type=JSON,
+                        headers={"x-log-index": str(index)})
 
     async def search(request: Request) -> Response:
         indexes, more = await _search(request, service, budget)
