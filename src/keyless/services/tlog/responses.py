@@ -70,7 +70,8 @@ def v2_entry_json(
     """:func:`v2_entry` as compact JSON, byte for byte ``json.dumps(v2_entry(…),
     separators=(",", ":"))``, written out directly: the write path answers every entry with it,
     and the generic encoder cost a third of a JSON answer's CPU."""
-    hashes = ",".join(f'"{_b64(h)}"' for h in proof.hashes)
+    hashes = '","'.join(map(_b64, proof.hashes))
+    hashes = f'"{hashes}"' if hashes else ""
     text = (
         f'{{"logIndex":"{index}","logId":{{"keyId":"{_b64(log_id)}"}},'
         f'"kindVersion":{{"kind":{_string(kind)},"version":{_string(version)}}},'

@@ -112,16 +112,18 @@ def _all_camel(value: Any, depth: int = 0) -> bool:
     then the request is used as it is, without copying (the usual case, a few µs saved)."""
     if depth > 32:
         return False
-    if isinstance(value, dict):
-        return all("_" not in key and _all_camel(item, depth + 1) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_all_camel(item, depth + 1) for item in value)
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and "_" in key:
+            return False
+        if isinstance(item, dict | list) and not _all_camel(item, depth + 1):
+            return False
     return True
 
 
 def camel_keys(value: Any, depth: int = 0) -> Any:
     """protojson accepts the proto (snake_case) names too: map them to JSON (camelCase) names."""
-    if depth == 0 and _all_camel(value):
+    if depth == 0 and (not isinstance(value, dict | list) or _all_camel(value)):
         return value
     if depth > 32:
         raise InvalidInput("request is nested too deeply")
