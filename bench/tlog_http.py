@@ -16,6 +16,14 @@ Figures printed: lone-writer p50/p99, then for the concurrent run entries/s, p50
 errors, the server's CPU time per entry (all its threads, from /proc: the machine-independent
 figure), plus the core count and load average (figures on a shared 2-core machine are pessimistic).
 
+Measured 2026-12-03 on the shared 2-core machine (load average 7-12: other engineers' benchmarks),
+SQLite, 20,000 entries, 256 clients, six runs interleaved with the code before issue 20's CPU work:
+server CPU 0.64 ms/entry median (0.56-0.74; ~0.08 of it system time), before 0.77 (0.65-0.90);
+~800 entries/s, p50 ~280 ms, p99 0.5-1.3 s (throughput and latency here measure the contention,
+not the log). The floor under the service is uvicorn + Starlette answering the same POSTs with a
+fixed body: ~0.09 ms/request (raw ASGI on uvicorn ~0.05); one ECDSA P-256 verify with its
+certificate's key ~0.09 ms.
+
 Measured 2026-11-25 on the shared 2-core machine, SQLite, 20,000 entries:
 
 * load average 1.0, 256 clients: 1,962 entries/s, p50 126 ms, p99 211 ms; lone writer p50 2.8 ms,

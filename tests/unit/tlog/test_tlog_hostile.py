@@ -19,7 +19,12 @@ from starlette.requests import Request
 
 from keyless.errors import InvalidInput, TooLarge
 from keyless.http.requests import parse_json_object
-from keyless.services.tlog.kinds import propose_v1, propose_v2
+from keyless.services.tlog.kinds import (
+    propose_v1,
+    propose_v2,
+    single_check_v1,
+    single_check_v2,
+)
 from keyless.services.tlog.kinds.dsse import MAX_SIGNATURES
 from keyless.services.tlog.routes import SEARCH_PAGE, _search_params
 from keyless.services.tlog.service import MAX_SEARCH_VALUE, propose, query_from_params
@@ -145,3 +150,16 @@ async def test_large_entries_are_verified_off_the_event_loop() -> None:
     await propose(validator, {}, offload=True)
     await propose(validator, {}, offload=False)
     assert seen[0] != threading.get_ident() and seen[1] == threading.get_ident()
+
+
+def test_only_single_signature_requests_may_be_verified_on_the_event_loop() -> None:
+    """A hashedrekord is one signature check (a thread hop costs as much); anything that can
+    hold many signatures or keys (DSSE, in-toto) or an unknown shape is verified off the loop."""
+    assert single_check_v2({"hashedRekordRequestV002": {}})
+    assert not single_check_v2({"dsseRequestV002": {}})
+    assert not single_check_v2({"hashedRekordRequestV002": {}, "dsseRequestV002": {}})
+    assert not single_check_v2({})
+    assert single_check_v1({"kind": "hashedrekord", "apiVersion": "0.0.1", "spec": {}})
+    assert not single_check_v1({"kind": "dsse", "apiVersion": "0.0.1", "spec": {}})
+    assert not single_check_v1({"kind": "intoto", "apiVersion": "0.0.2", "spec": {}})
+    assert not single_check_v1({"kind": {"a": None}, "apiVersion": "0.0.1"})  # unhashable

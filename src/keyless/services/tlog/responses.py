@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from keyless.errors import InvalidInput, NotFound
@@ -34,8 +35,12 @@ class Proof:
     checkpoint: bytes
 
 
+#: a JSON string literal exactly as ``json.dumps`` writes it (ASCII, the same escapes)
+_string = encode_basestring_ascii
+
+
 def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def v2_entry(
@@ -57,6 +62,26 @@ def v2_entry(
         },
         "canonicalizedBody": _b64(body),
     }
+
+
+def v2_entry_json(
+    *, index: int, log_id: bytes, kind: str, version: str, body: bytes, proof: Proof
+) -> bytes:
+    """:func:`v2_entry` as compact JSON, byte for byte ``json.dumps(v2_entry(…),
+    separators=(",", ":"))``, written out directly: the write path answers every entry with it,
+    and the generic encoder cost a third of a JSON answer's CPU."""
+    hashes = '","'.join(map(_b64, proof.hashes))
+    hashes = f'"{hashes}"' if hashes else ""
+    text = (
+        f'{{"logIndex":"{index}","logId":{{"keyId":"{_b64(log_id)}"}},'
+        f'"kindVersion":{{"kind":{_string(kind)},"version":{_string(version)}}},'
+        '"integratedTime":"0","inclusionPromise":null,'
+        f'"inclusionProof":{{"logIndex":"{proof.index}","rootHash":"{_b64(proof.root_hash)}",'
+        f'"treeSize":"{proof.tree_size}","hashes":[{hashes}],'
+        f'"checkpoint":{{"envelope":{_string(proof.checkpoint.decode())}}}}},'
+        f'"canonicalizedBody":"{_b64(body)}"}}'
+    )
+    return text.encode()
 
 
 def entry_uuid(leaf_hash: bytes) -> str:

@@ -17,7 +17,7 @@ import binascii
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,6 +38,7 @@ from keyless.services.tlog.responses import (
     parse_entry_id,
     v1_entry,
     v2_entry,
+    v2_entry_json,
 )
 from keyless.storage.seam import KeyValue, SearchIndexStore
 
@@ -70,7 +71,9 @@ async def propose(
     Verification is CPU-bound: a large DSSE envelope (16 signatures x 16 keys over a
     multi-megabyte payload) costs over a second, and even a small body can hold 16 x 16 P-521
     checks (a quarter second), which on the event loop would stall every other request. The
-    HTTP routes therefore always offload (a thread costs ~50 µs); in-process callers may not.
+    HTTP routes therefore offload all but small single-signature requests (hashedrekord: a
+    thread hop costs about as much as its one check; ``kinds.single_check_v1/v2``);
+    in-process callers may not offload at all.
     """
     if offload:
         return await asyncio.to_thread(validator, request)
@@ -209,6 +212,15 @@ class LogServiceBase:
         return indexes[:limit], len(indexes) > limit
 
 
+class _Created(NamedTuple):
+    """A logged v2 entry: its index, whether it was there already, and :func:`v2_entry`'s
+    arguments."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
+    duplicate: bool
+    fields: dict[str, Any]
+
+
 class RekorV2Service(LogServiceBase):
     """Rekor v2 (rekor-tiles) write API + tlog-tiles read API over an Ed25519-signed log.
 
@@ -244,17 +256,29 @@ class RekorV2Service(LogServiceBase):
         A resubmitted entry is answered with the existing one (contracts.md §5: idempotent).
         ``offload`` verifies in a worker thread (see :func:`propose`).
         """
+        entry = await self._create(request, offload=offload)
+        return v2_entry(**entry.fields), entry.duplicate
+
+    async def create_entry_json(
+        self, request: dict[str, Any], *, offload: bool = False
+    ) -> tuple[bytes, int, bool]:
+        """:meth:`create_entry` answered as compact JSON (what the HTTP route sends), with the
+        entry's log index and the duplicate flag."""
+        entry = await self._create(request, offload=offload)
+        return v2_entry_json(**entry.fields), entry.index, entry.duplicate
+
+    async def _create(self, request: dict[str, Any], *, offload: bool) -> _Created:
         proposed = await propose(kinds.propose_v2, request, offload=offload)
         result = await self._log_proposed(proposed)
         proof = Proof(
             result.index, result.tree_size, result.root_hash,
-            list(result.inclusion_proof), result.checkpoint,
+            result.inclusion_proof, result.checkpoint,
         )
-        entry = v2_entry(
-            index=result.index, log_id=self.log_id, kind=proposed.kind,
-            version=proposed.api_version, body=proposed.body, proof=proof,
-        )
-        return entry, bool(result.duplicate)
+        fields = {
+            "index": result.index, "log_id": self.log_id, "kind": proposed.kind,
+            "version": proposed.api_version, "body": proposed.body, "proof": proof,
+        }
+        return _Created(result.index, bool(result.duplicate), fields)
 
     async def entry_at(self, index: int) -> dict[str, Any]:
         """The ``TransparencyLogEntry`` of an existing entry, proven at the latest checkpoint."""

@@ -44,6 +44,14 @@ HASHES_V2: dict[str, hashes.HashAlgorithm] = {
 }
 
 
+#: The ECDSA signature algorithm over a pre-computed digest of each hash (immutable parameters,
+#: built once instead of per request).
+_ECDSA_PREHASHED: dict[str, ec.ECDSA] = {
+    alg.name: ec.ECDSA(Prehashed(alg))
+    for alg in (hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
+}
+
+
 class EntrySignatureError(VerificationError):
     """The signature of a proposed entry does not verify with the key it names."""
 
@@ -132,7 +140,7 @@ def b64(value: Any, what: str) -> bytes:
 
 def b64e(data: bytes) -> str:
     """Standard base64 with padding."""
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
@@ -141,6 +149,8 @@ def only_keys(value: dict[str, Any], allowed: set[str], what: str) -> None:
     A field whose value is ``null`` counts as absent (proto3 JSON and swagger both read it so;
     sigstore-python's pydantic models emit unset optional fields as ``null``).
     """
+    if value.keys() <= allowed:
+        return
     unknown = sorted(k for k, v in value.items() if k not in allowed and v is not None)
     if unknown:
         raise InvalidInput(f"{what} has unknown field(s): {field_names(unknown)}")
@@ -223,7 +233,8 @@ def verify_digest(
     key = verifier.key
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, digest, ec.ECDSA(Prehashed(algorithm)))
+            ecdsa = _ECDSA_PREHASHED.get(algorithm.name) or ec.ECDSA(Prehashed(algorithm))
+            key.verify(signature, digest, ecdsa)
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, digest, padding.PKCS1v15(), Prehashed(algorithm))
         else:
