@@ -23,6 +23,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -143,6 +144,8 @@ class Metrics:
             "([server] max_requests_in_flight, max_body_bytes_in_flight).",
             ["service"], registry=self.registry,
         )
+        #: the label children of a finished request, by (service, method, status class)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         #: read at scrape time, from this process only
         self._local = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self._local)
@@ -191,8 +194,15 @@ class Metrics:
 
     def observe(self, service: str, method: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        self._requests.labels(service, method, f"{status // 100}xx").inc()
-        self._duration.labels(service).observe(seconds)
+        key = (service, method, status // 100)
+        children = self._children.get(key)
+        if children is None:  # bounded: services x methods uvicorn parsed x status classes
+            children = self._children[key] = (
+                self._requests.labels(service, method, f"{status // 100}xx"),
+                self._duration.labels(service),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if status == 429:
             self._rate_limited.labels(service).inc()
 
