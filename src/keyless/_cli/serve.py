@@ -251,14 +251,13 @@ def run(args: argparse.Namespace) -> int:
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         print(f"keyless serve: --data-dir {settings.data_dir} is not a directory", file=sys.stderr)
         return 2
+    workers = args.workers or settings.workers or usable_cores()
+    if workers > 1:
+        return _supervise(settings, explicit, workers)
     problem = _port_problem(settings.host, settings.port)
     if problem is not None:
         print(f"keyless serve: {problem}", file=sys.stderr)
         return 2
-
-    workers = args.workers or settings.workers or usable_cores()
-    if workers > 1:
-        return _supervise(settings, explicit, workers)
 
     from keyless.server.app import create_app
     from keyless.server.init import build_stack
@@ -295,7 +294,7 @@ def _supervise(settings: Settings, explicit: frozenset[str], workers: int) -> in
     import asyncio
 
     from keyless.errors import ConfigError
-    from keyless.server.workers import Supervisor, bind, shared_metrics
+    from keyless.server.workers import Supervisor, reserve_port, shared_metrics
 
     with shared_metrics():  # before anything imports prometheus_client
         from keyless.server.init import build_stack, claim_data_dir, release
@@ -312,6 +311,12 @@ def _supervise(settings: Settings, explicit: frozenset[str], workers: int) -> in
             print(f"keyless serve: {exc}", file=sys.stderr)
             return 2
         try:
+            # after the lock: the workers of a supervisor killed a moment ago, which the lock
+            # waited for, still listened on the port until they stopped
+            problem = _port_problem(settings.host, settings.port)
+            if problem is not None:
+                print(f"keyless serve: {problem}", file=sys.stderr)
+                return 2
             try:
                 stack = asyncio.run(initialise())
             except ConfigError as exc:
@@ -320,7 +325,7 @@ def _supervise(settings: Settings, explicit: frozenset[str], workers: int) -> in
             print(banner(stack, workers), file=sys.stderr, flush=True)
             for warning in stack.warnings:
                 print(f"keyless serve: warning: {warning}", file=sys.stderr, flush=True)
-            with bind(settings) as sock:
+            with reserve_port(settings) as sock:
                 return Supervisor(settings, explicit, workers, sock).run()
         except KeyboardInterrupt:
             return 130

@@ -5,12 +5,15 @@ The design is Tessera's "many frontends, one sequencer per log through the stora
 * A **supervisor** (the ``keyless serve`` process) takes the data directory's locks on SQLite
   (:func:`keyless.server.init.claim_data_dir`), runs the first-start initialisation once (keys,
   certificates, config file: :func:`keyless.server.init.build_stack`), prints the banner, binds
-  the listening socket and starts N **workers**. It serves no request itself; it restarts a
-  worker that dies and stops them all, gracefully, on SIGTERM/SIGINT.
+  the port (in its ``SO_REUSEPORT`` group, without listening) and starts N **workers**. It
+  serves no request itself; it restarts a worker that dies and stops them all, gracefully, on
+  SIGTERM/SIGINT.
 * Every worker is a whole stack: the same app, the same services, over the same store, accepting
-  connections from the one shared socket (the kernel hands each connection to one worker). All
-  the CPU-heavy admission work (parsing, certificate and signature checks, canonicalisation,
-  token and CSR checks, TSA signing) runs in whichever worker took the connection.
+  connections on the one port from a listening socket of its own (``SO_REUSEPORT``: the kernel
+  spreads new connections over the workers' sockets, where one shared socket would let the
+  worker that wakes first accept a whole burst of keep-alive connections). All the CPU-heavy
+  admission work (parsing, certificate and signature checks, canonicalisation, token and CSR
+  checks, TSA signing) runs in whichever worker took the connection.
 * Sequencing stays once per log because it goes **through the storage**: each worker batches
   the entries it admitted and sequences the batch inside the storage's exclusive session
   (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``), which first reloads the
@@ -95,12 +98,33 @@ def shared_metrics() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def bind(settings: Settings) -> socket.socket:
-    """The listening socket every worker accepts from (as uvicorn would bind it)."""
-    from keyless.server.serving import uvicorn_config
+def _port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` in the port's ``SO_REUSEPORT`` group (the address
+    family chosen as uvicorn chooses it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    sock = uvicorn_config(None, settings).bind_socket()
-    sock.set_inheritable(True)
+
+def reserve_port(settings: Settings) -> socket.socket:
+    """The supervisor's hold on the port: bound in the ``SO_REUSEPORT`` group but never
+    listening, so it takes no connection while nothing outside the group can bind the port."""
+    return _port_socket(settings.host, settings.port)
+
+
+def listener(host: str, port: int) -> socket.socket:
+    """A worker's own listening socket on the shared port. With one listening socket per worker
+    the kernel spreads new connections over the workers (by a hash of the connection); one
+    socket shared by all would let whichever worker wakes first accept a whole burst."""
+    sock = _port_socket(host, port)
+    sock.listen(2048)
     return sock
 
 
@@ -120,8 +144,9 @@ class Supervisor:
         self._explicit = explicit
         self._count = workers
         self._sock = sock
+        self._port: int = sock.getsockname()[1]  # the one chosen when --port is 0
         # fork: a worker starts with everything the supervisor imported and initialised, in a
-        # fraction of a spawn's time, and inherits the socket and the locked files as they are
+        # fraction of a spawn's time, and inherits the locked files as they are
         # (the supervisor runs no thread and no event loop when it forks)
         self._context = get_context("fork")
         self._procs: dict[int, BaseProcess] = {}
@@ -141,7 +166,7 @@ class Supervisor:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=worker_main,
-            args=(spec, self._sock, send, (self._wake_r, self._wake_w)),
+            args=(spec, self._port, send, (self._sock, self._wake_r, self._wake_w)),
             name=f"keyless-worker-{number}",
             daemon=False,
         )
@@ -265,11 +290,12 @@ def _follow_parent(parent: int) -> None:
 
 def worker_main(
     spec: WorkerSpec,
-    sock: socket.socket,
+    port: int,
     ready: Connection,
     supervisor_only: Sequence[socket.socket],
 ) -> None:
-    """A worker process (forked): build the stack over the shared store and serve ``sock``.
+    """A worker process (forked): build the stack over the shared store and serve ``port``
+    from a listening socket of its own (:func:`listener`).
 
     The locked files of the data directory are inherited and held, never used: it stays locked
     while a worker lives. ``supervisor_only`` are the supervisor's descriptors to close here.
@@ -286,7 +312,7 @@ def worker_main(
     try:
         from keyless.server.serving import run
 
-        code = run(_serve(spec, sock, ready))
+        code = run(_serve(spec, port, ready))
     except ConfigError as exc:
         print(f"keyless serve: worker {spec.number}: {exc}", file=sys.stderr, flush=True)
         code = 2
@@ -295,7 +321,7 @@ def worker_main(
     raise SystemExit(code)
 
 
-async def _serve(spec: WorkerSpec, sock: socket.socket, ready: Connection) -> int:
+async def _serve(spec: WorkerSpec, port: int, ready: Connection) -> int:
     from keyless.server.app import create_app
     from keyless.server.init import build_stack
     from keyless.server.serving import GracefulServer, uvicorn_config
@@ -312,5 +338,6 @@ async def _serve(spec: WorkerSpec, sock: socket.socket, ready: Connection) -> in
 
     app = create_app(spec.settings, builder=prebuilt)
     server = GracefulServer(uvicorn_config(app, spec.settings), on_started=started)
-    await server.serve(sockets=[sock])
+    with listener(spec.settings.host, port) as sock:
+        await server.serve(sockets=[sock])
     return 0 if server.started else 1
