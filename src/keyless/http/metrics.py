@@ -28,6 +28,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -41,6 +42,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.http import METRICS_DIR_ENV
+from keyless.http.readings import Counted, Latest, Mirrored
 
 # no *_created series: they double the output and no keyless dashboard or alert reads them
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -81,15 +83,6 @@ def service_of(path: str) -> str:
     return best[1]
 
 
-class Counted(dict[str, float]):
-    """What a reader of :attr:`Metrics.gauges` returns for a *counter* (a value that only grows,
-    e.g. certificates issued): the values by one label, named ``label``."""
-
-    def __init__(self, label: str, values: dict[str, float]) -> None:
-        super().__init__(values)
-        self.label = label
-
-
 class _Readings(Collector):
     """What is read when scraped: requests in flight, uptime and the app's own gauges."""
 
@@ -106,12 +99,13 @@ class _Readings(Collector):
         for name, (help_text, read) in sorted(metrics.gauges.items()):
             values = read()
             family: GaugeMetricFamily | CounterMetricFamily
-            if isinstance(values, Counted) and metrics.shared:
-                continue  # summed over the workers from their files (Metrics.sync_counted)
+            if isinstance(values, Mirrored) and metrics.shared:
+                continue  # from the workers' files (Metrics.sync_counted)
             if isinstance(values, Counted):
                 family = CounterMetricFamily(name, help_text, labels=[values.label])
             else:
-                family = GaugeMetricFamily(name, help_text, labels=["name"])
+                label = values.label if isinstance(values, Latest) else "name"
+                family = GaugeMetricFamily(name, help_text, labels=[label])
             for label, value in sorted(values.items()):
                 family.add_metric([label], value)
             yield family
@@ -164,29 +158,39 @@ class Metrics:
         self.shared = bool(os.environ.get(METRICS_DIR_ENV))
         self._counted: list[str] | None = None  # names of the Counted readers
         self._counted_of = 0  # of that many readers
-        self._mirrors: dict[str, Counter] = {}
+        self._mirrors: dict[str, Counter | Gauge] = {}
         self._mirrored: dict[tuple[str, str], float] = {}
 
     def sync_counted(self) -> None:
-        """(Several workers) Carry what the :class:`Counted` readers count in this process into
-        its counter files, so that a scrape answered by another worker sums it. Runs before each
-        response starts, so a count is visible to a scrape sent after the answer."""
+        """(Several workers) Carry what the :class:`Counted` and :class:`Latest` readers hold in
+        this process into its files, so that a scrape answered by another worker sums the counts
+        and shows the latest states. Runs before each response starts, so that what a request
+        changed is visible to a scrape sent after its answer."""
         if self._counted is None or self._counted_of != len(self.gauges):
             self._counted = [n for n, (_, read) in self.gauges.items()
-                             if isinstance(read(), Counted)]
+                             if isinstance(read(), Mirrored)]
             self._counted_of = len(self.gauges)
         for name in self._counted:
             help_text, read = self.gauges[name]
             values = read()
-            assert isinstance(values, Counted)
+            assert isinstance(values, Mirrored)
             mirror = self._mirrors.get(name)
             if mirror is None:
-                mirror = Counter(name, help_text, [values.label], registry=None)
+                mirror = (
+                    Counter(name, help_text, [values.label], registry=None)
+                    if isinstance(values, Counted)
+                    else Gauge(name, help_text, [values.label], registry=None,
+                               multiprocess_mode="mostrecent")
+                )
                 self._mirrors[name] = mirror
             for label, value in values.items():
-                grown = value - self._mirrored.get((name, label), 0.0)
-                if grown > 0:
-                    mirror.labels(label).inc(grown)
+                before = self._mirrored.get((name, label))
+                if isinstance(mirror, Counter):
+                    if value > (before or 0.0):
+                        mirror.labels(label).inc(value - (before or 0.0))
+                        self._mirrored[name, label] = value
+                elif value != before:  # set only on change: "most recent" is the observation
+                    mirror.labels(label).set(value)
                     self._mirrored[name, label] = value
 
     def uptime(self) -> float:

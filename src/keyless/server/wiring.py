@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.errors import ConfigError
-from keyless.http.metrics import Counted
+from keyless.http.readings import Counted
 from keyless.server.config import Settings
 from keyless.server.stack import Component
 from keyless.server.trust import (

@@ -36,6 +36,7 @@ from keyless.formats.vkey import (
     VerifierKey,
     VkeyError,
 )
+from keyless.http.readings import Counted, Latest
 from keyless.log.witnessing import WitnessEndpoint, Witnessing
 
 POLICY_TARGET = "witness_policy.txt"
@@ -158,28 +159,32 @@ def build_witnessing(settings: WitnessingSettings, kv: Any) -> Witnessing:
 def gauges(witnessing: Witnessing) -> dict[str, tuple[str, Callable[[], dict[str, float]]]]:
     """``/metrics`` gauges: per witness up/successes/failures/refusals, and withheld checkpoints."""
 
-    def per_witness(attribute: str) -> Callable[[], dict[str, float]]:
+    def counted(attribute: str) -> Callable[[], dict[str, float]]:
         def read() -> dict[str, float]:
-            return {name: float(getattr(s, attribute)) for name, s in witnessing.state.items()}
+            return Counted("name", {name: float(getattr(s, attribute))
+                                    for name, s in witnessing.state.items()})
 
         return read
 
+    def up() -> dict[str, float]:  # only the witnesses this process has asked
+        return Latest("name", {name: float(s.up) for name, s in witnessing.state.items()
+                               if s.successes or s.failures})
+
     return {
-        "keyless_witness_up": ("1 if the witness cosigned the last checkpoint asked.",
-                               per_witness("up")),
+        "keyless_witness_up": ("1 if the witness cosigned the last checkpoint asked.", up),
         "keyless_witness_cosignatures_total": ("Cosignatures obtained, per witness.",
-                                               per_witness("successes")),
+                                               counted("successes")),
         "keyless_witness_failures_total": ("Failed add-checkpoint requests, per witness.",
-                                           per_witness("failures")),
+                                           counted("failures")),
         "keyless_witness_refusals_total": (
             "Refusals that mean the witness saw another tree (409 root / 422 / ahead).",
-            per_witness("refusals")),
+            counted("refusals")),
         "keyless_witness_checkpoints_withheld_total": (
             "Checkpoints not published for lack of the witness quorum, per log.",
-            lambda: {"all": float(witnessing.withheld)}),
+            lambda: Counted("name", {"all": float(witnessing.withheld)})),
         "keyless_witness_published_size": (
             "Size of the last witnessed checkpoint, per log.",
-            lambda: {k: float(v) for k, v in witnessing.witnessed_sizes.items()}),
+            lambda: Latest("name", {k: float(v) for k, v in witnessing.witnessed_sizes.items()})),
     }
 
 
