@@ -237,11 +237,7 @@ class Supervisor:
             ready.close()
         code = process.exitcode
         if number not in self._serving:
-            print(
-                f"keyless serve: worker {number} could not start (exit status {code}); stopping",
-                file=sys.stderr,
-                flush=True,
-            )
+            logger.error("worker %d could not start (exit status %s); stopping", number, code)
             return False
         self._serving.discard(number)
         now = time.monotonic()
@@ -314,7 +310,7 @@ def worker_main(
 
         code = run(_serve(spec, port, ready))
     except ConfigError as exc:
-        print(f"keyless serve: worker {spec.number}: {exc}", file=sys.stderr, flush=True)
+        logger.error("worker %d: %s", spec.number, exc)
         code = 2
     except KeyboardInterrupt:
         code = 0
