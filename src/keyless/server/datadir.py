@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from keyless.errors import ConfigError
+from keyless.storage.files import process_alive
 
 LOCK_NAME = "keyless.lock"
 
@@ -28,15 +29,7 @@ ORPHANED_WORKERS_WAIT = 15.0
 
 def _alive(owner: str) -> bool:
     """Whether the process the lock file names still exists (unknown owners count as alive)."""
-    if not owner.isdigit():
-        return True
-    try:
-        os.kill(int(owner), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not owner.isdigit() or process_alive(int(owner))
 
 
 class DataDirLock:

@@ -91,7 +91,7 @@ class FileTileStore:
             raise StorageError(f"cannot list {self._tmp}: {exc}") from exc
         for path in leftovers:
             pid = path.name.split(".", 1)[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue
             try:
                 if path.stat().st_mtime < cutoff:
@@ -193,7 +193,7 @@ class FileTileStore:
         self._pool.shutdown(wait=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
     if pid == os.getpid():
         return True
