@@ -32,6 +32,12 @@ USER = "alice@example.com"
 PASSWORD = "s3cret-password"
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, …, utime at [11],
+    stime at [12]); OSError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and every process below it (``keyless serve --workers N``: the supervisor, its
     workers and multiprocessing's helper), parents first, read from /proc."""
@@ -40,10 +46,9 @@ def process_tree(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            parent = int(proc_stat(int(entry.name))[1])
         except OSError:
             continue  # it exited meanwhile
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
     tree, queue = [], [pid]
     while queue:
@@ -59,7 +64,7 @@ def workers_of(stack: RunningStack) -> list[int]:
     found = []
     for pid in process_tree(stack.process.pid)[1:]:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            stat = proc_stat(pid)
         except OSError:
             continue
         if int(stat[1]) == stack.process.pid and stat[0] != "Z":

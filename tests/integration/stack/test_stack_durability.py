@@ -55,6 +55,7 @@ from stackutil import (
     free_port,
     kill_tree,
     launch_stack,
+    proc_stat,
     process_tree,
     wait_healthy,
     workers_of,
@@ -612,7 +613,7 @@ def test_kill_9_under_load_loses_nothing_on_sqlite(tmp_path: Path) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

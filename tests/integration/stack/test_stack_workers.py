@@ -13,7 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stackutil import KEYLESS, RunningStack, free_port, launch_stack, wait_healthy, workers_of
+from stackutil import (
+    KEYLESS,
+    RunningStack,
+    free_port,
+    launch_stack,
+    proc_stat,
+    wait_healthy,
+    workers_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +33,7 @@ def _gone(pids: list[int], timeout: float = 60.0) -> bool:
         alive = []
         for pid in pids:
             try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                state = proc_stat(pid)[0]
             except OSError:
                 continue
             if state != "Z":
