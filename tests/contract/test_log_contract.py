@@ -405,6 +405,27 @@ async def test_put_if_absent_is_atomic(storage: Storage) -> None:
     assert all(r == winner for r in results if r is not None)
 
 
+async def test_replace_is_a_compare_and_set(storage: Storage) -> None:
+    kv = storage.kv
+    later = time.time() + 60
+    assert not await kv.replace("cas", "k", b"v0", b"v1", later)  # absent: nothing to compare
+    assert await kv.put_if_absent("cas", "k", b"v0", later) is None
+    assert not await kv.replace("cas", "k", b"other", b"v1", later)
+    assert await kv.get("cas", "k") == b"v0"
+    assert await kv.replace("cas", "k", b"v0", b"v1", later)
+    assert await kv.get("cas", "k") == b"v1"
+    # of many processes replacing the same value, exactly one wins
+    results = await asyncio.gather(
+        *(kv.replace("cas", "k", b"v1", b"w%d" % i, later) for i in range(20))
+    )
+    assert sum(results) == 1
+    assert await kv.get("cas", "k") == b"w%d" % results.index(True)
+    # an expired value is absent: not replaced
+    assert await kv.put_if_absent("cas", "gone", b"old", time.time() - 1) is None
+    assert not await kv.replace("cas", "gone", b"old", b"new", later)
+    assert await kv.get("cas", "gone") is None
+
+
 async def test_fsck_passes_after_writes(
     log: TransparencyLog, storage: Storage, opener: Opener, capsys: pytest.CaptureFixture[str]
 ) -> None:

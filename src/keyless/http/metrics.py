@@ -186,8 +186,12 @@ class Metrics:
             for label, value in values.items():
                 before = self._mirrored.get((name, label))
                 if isinstance(mirror, Counter):
-                    if value > (before or 0.0):
-                        mirror.labels(label).inc(value - (before or 0.0))
+                    # a label seen at 0 is written too: a series that first appears at 1 hides
+                    # that increase from rate() and increase()
+                    if before is None or value > before:
+                        child = mirror.labels(label)
+                        if value > (before or 0.0):
+                            child.inc(value - (before or 0.0))
                         self._mirrored[name, label] = value
                 elif value != before:  # set only on change: "most recent" is the observation
                     mirror.labels(label).set(value)

@@ -60,7 +60,7 @@ from keyless.log.nodes import NodeReader
 from keyless.log.proofs import batch_inclusion_proofs
 from keyless.log.seam import EntryAtIndex
 from keyless.log.sequencer import Outcome, Pending, Sequencer
-from keyless.log.witnessing import CheckpointPublisher
+from keyless.log.witnessing import CheckpointPublisher, CheckpointSuperseded
 from keyless.merkle import consistency_proof, inclusion_proof, leaf_hash
 from keyless.storage import Storage, check_log_name
 from keyless.storage.model import LogHead, StoredEntry
@@ -73,6 +73,9 @@ SeedEntry = bytes | tuple[bytes, bytes]
 
 #: Entry indexes are SQL BIGINTs (int64): nothing at or past 2**63 - 1 can exist.
 _INDEX_LIMIT = (1 << 63) - 1
+#: rounds of "a witness has a newer checkpoint: publish the newest head" before giving up (each
+#: round only repeats when another process published in between)
+_PUBLISH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,14 @@ class TransparencyLog:
 
     async def _start_publishing(self, head: LogHead) -> None:
         """Restore the last published checkpoint, then try to publish the current head."""
+        try:
+            await self._publish(head)
+        except Unavailable as exc:
+            _log.warning("log %s: checkpoint %d not published yet: %s", self.name, head.size, exc)
+
+    async def _latest_published(self) -> LogHead | None:
+        """The newest checkpoint published for this log, by this process or another one serving
+        the same storage (``--workers N``): the stored one if it is newer than ours."""
         assert self._publisher is not None
         note = await self._publisher.last_published(self.name)
         if note is not None:
@@ -298,18 +309,19 @@ class TransparencyLog:
             from keyless.formats.note import SignedNote
 
             cp = Checkpoint.from_text(SignedNote.parse(note).text)
-            if cp.size <= head.size:
+            known = self._published
+            newer = known is None or cp.size > known.size
+            # a stored checkpoint beyond the committed tree is not this tree's (e.g. a database
+            # restored without its tiles): never served
+            if newer and cp.size <= (await self.head()).size:
                 self._published = LogHead(cp.size, cp.root_hash, note)
-        try:
-            await self._publish(head)
-        except Unavailable as exc:
-            _log.warning("log %s: checkpoint %d not published yet: %s", self.name, head.size, exc)
+        return self._published
 
     def _unpublished(self) -> bool:
         head, published = self._head, self._published
         if self._publisher is None or head is None:
             return False
-        return published is None or published.size != head.size
+        return published is None or published.size < head.size
 
     async def _try_publish(self) -> None:
         head = self._head
@@ -321,18 +333,33 @@ class TransparencyLog:
             _log.info("log %s: checkpoint %d still not published: %s", self.name, head.size, exc)
 
     async def _publish(self, head: LogHead) -> LogHead:
-        """``head`` with the checkpoint its publisher allows (cosigned); Unavailable if none."""
+        """A published (cosigned) checkpoint covering ``head``: ``head``'s own, or a newer one
+        another process published first; Unavailable if none.
+
+        Several processes sequencing one log (``--workers N``) each publish their batches; a
+        witness that already cosigned a newer checkpoint of the same tree makes this one
+        superseded, and the newest committed head is published (or adopted) instead.
+        """
         assert self._publisher is not None
-        published = self._published
-        if published is not None and (published.size, published.root_hash) == (
-            head.size, head.root_hash,
-        ):
+        for _attempt in range(_PUBLISH_ATTEMPTS):
+            published = self._published
+            if published is None or published.size < head.size:
+                published = await self._latest_published()
+            if published is not None and published.size >= head.size:
+                return published
+            try:
+                note = await self._publisher.publish(self.name, head, self.consistency_proof)
+            except CheckpointSuperseded:
+                head = max(head, await self.head(), key=lambda h: h.size)
+                continue
+            published = LogHead(head.size, head.root_hash, note)
+            if self._published is None or self._published.size < head.size:
+                self._published = published
             return published
-        note = await self._publisher.publish(self.name, head, self.consistency_proof)
-        published = LogHead(head.size, head.root_hash, note)
-        if self._published is None or self._published.size < head.size:
-            self._published = published
-        return published
+        raise Unavailable(
+            f"log {self.name}: checkpoint {head.size} kept being superseded by other processes",
+            retry_after=1.0,
+        )
 
     def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
         try:
@@ -406,9 +433,10 @@ class TransparencyLog:
         """The latest signed checkpoint (C2SP signed note); with a publisher, the latest one it
         published (with the witnesses' cosignatures)."""
         if self._publisher is not None:
-            if self._published is None:
+            published = await self._latest_published()
+            if published is None:
                 raise Unavailable(f"log {self.name} has no witnessed checkpoint yet")
-            return self._published.checkpoint
+            return published.checkpoint
         return (await self.head()).checkpoint
 
     async def tree(self) -> tuple[int, bytes]:

@@ -13,6 +13,11 @@ request is sent again with a fresh consistency proof from that size (at most a f
 without that media type, a 422, or a witness ahead of the log is a refusal: the witness saw a
 different tree (a fork, or this log was restored from a backup) and is counted as failed.
 
+A witness ahead of the checkpoint offered, whose size the log's own committed tree does reach, is
+not a refusal: another process serving the same log (``keyless serve --workers N``) published a
+newer checkpoint first. :meth:`Witnessing.publish` then raises :class:`CheckpointSuperseded`, and
+the engine publishes (or adopts) a checkpoint at least that large, which covers the batch too.
+
 The HTTP transport is injected (``post``), so this module stays free of any HTTP library.
 """
 
@@ -25,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from keyless.errors import Unavailable, VerificationError
+from keyless.errors import NotFound, Unavailable, VerificationError
 from keyless.formats.cosignature import verifier_for_vkey
 from keyless.formats.note import MalformedNoteError, NoteSignature, SignedNote
 from keyless.formats.note_keys import verify_note
@@ -88,6 +93,26 @@ class WitnessRefused(VerificationError):
     """The witness refused for a reason retrying does not fix (fork, bad proof)."""
 
 
+class _WitnessAhead(Exception):
+    """The witness cosigned a larger checkpoint of this very tree than the one offered."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"witness is at size {size}")
+        self.size = size
+
+
+class CheckpointSuperseded(Unavailable):
+    """A witness has already cosigned a larger checkpoint of this log (published by another
+    process of the same log): offer a newer one instead of this, which is not published."""
+
+    def __init__(self, log: str, offered: int, size: int) -> None:
+        super().__init__(
+            f"checkpoint {offered} of {log} is superseded: a witness cosigned size {size}",
+            retry_after=1.0,
+        )
+        self.size = size
+
+
 class Witnessing:
     """Collects cosignatures from ``witnesses``; ``quorum`` of them are needed to publish."""
 
@@ -131,10 +156,16 @@ class Witnessing:
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_round = time.monotonic()
-        asks = [self._ask(w, log, note, head, consistency=consistency) for w in self.witnesses]
+        ahead: list[int] = []
+        asks = [
+            self._ask(w, log, note, head, consistency=consistency, ahead=ahead)
+            for w in self.witnesses
+        ]
         results = await asyncio.gather(*asks)
         lines = [line for found in results for line in found]
         agreed = sum(1 for found in results if found)
+        if agreed < self.quorum and ahead:
+            raise CheckpointSuperseded(log, head.size, max(ahead))
         if agreed < self.quorum:
             self.withheld += 1
             failed = ", ".join(
@@ -157,7 +188,7 @@ class Witnessing:
 
     async def _ask(
         self, witness: WitnessEndpoint, log: str, note: SignedNote, head: LogHead,
-        *, consistency: ProveFn,
+        *, consistency: ProveFn, ahead: list[int],
     ) -> list[NoteSignature]:
         state = self.state[witness.name]
         try:
@@ -165,6 +196,11 @@ class Witnessing:
                 lines = await self._exchange(
                     witness, state, log, note, head=head, consistency=consistency
                 )
+        except _WitnessAhead as exc:
+            _log.info("witness %s: %s, beyond checkpoint %d of %s", witness.name, exc,
+                      head.size, log)
+            ahead.append(exc.size)
+            return []
         except (TimeoutError, OSError, VerificationError, ValueError) as exc:
             state.failures += 1
             state.up = False
@@ -188,10 +224,8 @@ class Witnessing:
         url = witness.url.rstrip("/") + "/add-checkpoint"
         for _attempt in range(_MAX_RESYNC + 1):
             if old > head.size:
-                raise WitnessRefused(
-                    f"witness has cosigned size {old}, larger than this log's {head.size}: "
-                    "the log was rolled back or forked"
-                )
+                await self._check_reached(log, old, head.size, consistency)
+                raise _WitnessAhead(old)
             proof = await consistency(old, head.size) if 0 < old < head.size else []
             body = (
                 f"old {old}\n".encode()
@@ -211,6 +245,18 @@ class Witnessing:
                 raise WitnessRefused(f"witness refused checkpoint {head.size} ({status}): {reason}")
             raise ValueError(f"witness answered {status}: {reason}")
         raise ValueError("witness kept changing its size")
+
+    @staticmethod
+    async def _check_reached(log: str, size: int, offered: int, consistency: ProveFn) -> None:
+        """Refuse unless the log's committed tree has ``size`` entries: a witness that cosigned
+        a size this log never reached saw another tree (a rollback or a fork)."""
+        try:
+            await consistency(offered, size)
+        except NotFound:
+            raise WitnessRefused(
+                f"witness has cosigned size {size}, larger than {log}'s committed tree: "
+                "the log was rolled back or forked"
+            ) from None
 
     def _check(
         self, witness: WitnessEndpoint, note: SignedNote, answer: bytes

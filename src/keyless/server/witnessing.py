@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from keyless.errors import ConfigError
+from keyless.errors import ConfigError, StorageError
+from keyless.formats.checkpoint import Checkpoint
+from keyless.formats.note import SignedNote
 from keyless.formats.vkey import (
     SIG_COSIGNATURE_V1,
     SIG_MLDSA44_COSIGNATURE,
@@ -38,11 +40,13 @@ from keyless.formats.vkey import (
 )
 from keyless.http.readings import Counted, Latest
 from keyless.log.witnessing import WitnessEndpoint, Witnessing
+from keyless.storage import AsyncKeyValueStore
 
 POLICY_TARGET = "witness_policy.txt"
 POLICY_PATH = "/witness-policy"
 _KV_NAMESPACE = "witnessed-checkpoint"
 _FOREVER = 253402300799.0  # 9999-12-31: the published checkpoint never expires
+_SAVE_ATTEMPTS = 8  # compare-and-set rounds lost to other processes before giving up
 
 
 @dataclass(frozen=True)
@@ -132,23 +136,34 @@ async def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str, by
 
 
 class KvPublishedStore:
-    """The last published checkpoint per log, in the stack's key-value store."""
+    """The last published checkpoint per log, in the stack's key-value store (shared by every
+    worker process): it only ever grows, whichever process publishes first."""
 
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: AsyncKeyValueStore) -> None:
         self._kv = kv
 
     async def load(self, log: str) -> bytes | None:
-        value: bytes | None = await self._kv.get(_KV_NAMESPACE, log)
-        return value
+        return await self._kv.get(_KV_NAMESPACE, log)
 
     async def save(self, log: str, note: bytes) -> None:
-        # replace: the store only offers put-if-absent; a crash in between loses the copy, and
-        # the next start then publishes again once the witnesses agree
-        await self._kv.delete(_KV_NAMESPACE, log)
-        await self._kv.put_if_absent(_KV_NAMESPACE, log, note, _FOREVER)
+        size = _note_size(note)
+        for _attempt in range(_SAVE_ATTEMPTS):
+            stored = await self._kv.get(_KV_NAMESPACE, log)
+            if stored is None:
+                if await self._kv.put_if_absent(_KV_NAMESPACE, log, note, _FOREVER) is None:
+                    return
+            elif _note_size(stored) >= size:
+                return  # another process stored a checkpoint at least as new
+            elif await self._kv.replace(_KV_NAMESPACE, log, stored, note, _FOREVER):
+                return
+        raise StorageError(f"the published checkpoint of {log} kept changing; not stored")
 
 
-def build_witnessing(settings: WitnessingSettings, kv: Any) -> Witnessing:
+def _note_size(note: bytes) -> int:
+    return Checkpoint.from_text(SignedNote.parse(note).text).size
+
+
+def build_witnessing(settings: WitnessingSettings, kv: AsyncKeyValueStore) -> Witnessing:
     return Witnessing(
         settings.witnesses, quorum=settings.quorum, timeout=settings.timeout,
         fail_open=settings.fail_open, post=http_post, published=KvPublishedStore(kv),

@@ -144,6 +144,10 @@ class KeyValueStore(Protocol):
 
     def get(self, namespace: str, key: str) -> bytes | None: ...
 
+    def replace(
+        self, namespace: str, key: str, expected: bytes, value: bytes, expires_at: float
+    ) -> bool: ...
+
     def delete(self, namespace: str, key: str) -> None: ...
 
     def reserve_event(
@@ -213,6 +217,14 @@ class AsyncKeyValueStore:
     async def get(self, namespace: str, key: str) -> bytes | None:
         """The live value under ``key`` (expired values read as absent)."""
         return await self._storage.run(self._storage.backend.kv.get, namespace, key)
+
+    async def replace(
+        self, namespace: str, key: str, expected: bytes, value: bytes, expires_at: float
+    ) -> bool:
+        """Store ``value`` if the live value under ``key`` is exactly ``expected``; whether it
+        was (an atomic compare-and-set)."""
+        kv = self._storage.backend.kv
+        return await self._storage.run(kv.replace, namespace, key, expected, value, expires_at)
 
     async def delete(self, namespace: str, key: str) -> None:
         """Remove ``key`` (no error if absent)."""

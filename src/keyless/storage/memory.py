@@ -311,6 +311,17 @@ class MemoryKeyValueStore:
                 return None
             return existing[0]
 
+    def replace(
+        self, namespace: str, key: str, expected: bytes, value: bytes, expires_at: float
+    ) -> bool:
+        self._backend.faults.check("kv")
+        with self._lock:
+            existing = self._values.get((namespace, key))
+            if existing is None or existing[1] <= self._clock() or existing[0] != expected:
+                return False
+            self._values[(namespace, key)] = (bytes(value), expires_at)
+            return True
+
     def delete(self, namespace: str, key: str) -> None:
         self._backend.faults.check("kv")
         with self._lock:

@@ -175,6 +175,20 @@ class Statements:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    def kv_replace(
+        self, conn: Connection, namespace: str, key: str, expected: bytes, value: bytes,
+        *, expires_at: float, now: float,
+    ) -> bool:
+        """Store ``value`` if the live value under ``key`` is ``expected``; whether it was."""
+        cursor = conn.execute(
+            self.sql(
+                "UPDATE kv SET value = ?, expires_at = ? "
+                "WHERE namespace = ? AND key = ? AND value = ? AND expires_at > ?"
+            ),
+            (value, expires_at, namespace, key, expected, now),
+        )
+        return bool(cursor.rowcount == 1)
+
     def kv_delete(self, conn: Connection, namespace: str, key: str) -> None:
         """Remove ``key`` (no error if absent)."""
         conn.execute(self.sql("DELETE FROM kv WHERE namespace = ? AND key = ?"), (namespace, key))
@@ -332,6 +346,17 @@ class SqlKeyValueStore(ABC):
         """The live value under ``key`` (expired values read as absent)."""
         with self._statements.errors("key-value store"):
             return self._statements.kv_get(self._connections.get(), namespace, key, self._clock())
+
+    def replace(
+        self, namespace: str, key: str, expected: bytes, value: bytes, expires_at: float
+    ) -> bool:
+        """Store ``value`` if the live value under ``key`` is exactly ``expected`` (one atomic
+        compare-and-set); whether it was."""
+        with self._statements.errors("key-value store"):
+            return self._statements.kv_replace(
+                self._connections.get(), namespace, key, expected, value,
+                expires_at=expires_at, now=self._clock(),
+            )
 
     def delete(self, namespace: str, key: str) -> None:
         """Remove ``key`` (no error if absent)."""

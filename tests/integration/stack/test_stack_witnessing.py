@@ -28,13 +28,17 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from stackutil import KEYLESS, USER, RunningStack, free_port, start_stack
 
 from conftest import ROOT
@@ -307,3 +311,79 @@ def test_two_witnesses_cosign_refuse_a_fork_and_survive_kill9(
         assert refusals and all(float(r) >= 1 for r in refusals), metrics
     finally:
         forked.stop()
+
+
+def _v2_writer(stack: RunningStack) -> Callable[[int], httpx.Response]:
+    """``write(n)``: a Rekor v2 hashedrekord entry for artifact ``n``, signed by a key the CA
+    certified (one certificate for all: the write path is what is under test)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    proof = key.sign(USER.encode(), ec.ECDSA(hashes.SHA256()))
+    issued = httpx.post(f"{stack.url}/api/v2/signingCert", timeout=30, json={
+        "credentials": {"oidcIdentityToken": stack.token()},
+        "publicKeyRequest": {"publicKey": {"algorithm": "ECDSA", "content": pem.decode()},
+                             "proofOfPossession": base64.b64encode(proof).decode()}})
+    assert issued.status_code == 200, issued.text
+    leaf_pem = issued.json()["signedCertificateEmbeddedSct"]["chain"]["certificates"][0]
+    leaf_der = x509.load_pem_x509_certificate(leaf_pem.encode()).public_bytes(
+        serialization.Encoding.DER)
+
+    def write(n: int) -> httpx.Response:
+        digest = hashlib.sha256(b"witnessed by workers %d" % n).digest()
+        signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        body = {"hashedRekordRequestV002": {
+            "digest": base64.b64encode(digest).decode(),
+            "signature": {"content": base64.b64encode(signature).decode(), "verifier": {
+                "x509Certificate": {"rawBytes": base64.b64encode(leaf_der).decode()},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}
+        return httpx.post(f"{stack.url}/rekor/api/v2/log/entries", json=body, timeout=60)
+
+    return write
+
+
+def test_workers_publish_one_witnessed_checkpoint(
+    tmp_path: Path, witnesses: list[Witness]
+) -> None:
+    """``--workers 2`` with a quorum of 2: concurrent writes land on both workers, each worker
+    sequences and publishes its own batches, and still every write is acknowledged under a
+    checkpoint both witnesses cosigned, no witness refuses, and whichever worker answers serves
+    a checkpoint at least as new as every acknowledged one."""
+    data = tmp_path / "stack" / "data"
+    port = free_port()
+    first = start_stack(data, "--workers", "2", port=port)
+    first.stop()
+    (log_vkey,) = keyless("admin", "vkeys", "--data-dir", str(data)).stdout.split()
+    for witness in witnesses:
+        witness.log_vkeys = [log_vkey]
+        witness.start()
+    with open(data / "keyless.toml", "a", encoding="utf-8") as config:
+        for witness in witnesses:
+            config.write(f'\n[[witnesses]]\nurl = "{witness.url}"\nvkey = "{witness.vkey}"\n')
+        config.write("\n[witnessing]\nquorum = 2\ntimeout = 10.0\n")
+    stack = start_stack(data, "--workers", "2", port=port)
+    try:
+        write = _v2_writer(stack)
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(write, range(96)))
+        assert [a.status_code for a in answers] == [201] * 96, [a.text for a in answers
+                                                                if a.status_code != 201]
+        acknowledged = 0
+        for answer in answers:
+            note = answer.json()["inclusionProof"]["checkpoint"]["envelope"]
+            for witness in witnesses:
+                c2sp_verify_cosignature(note, witness.vkey)
+            acknowledged = max(acknowledged, size_of(note))
+        assert acknowledged >= 97  # the seed entry and the 96
+        for _ in range(20):  # answered by either worker
+            served = httpx.get(f"{stack.url}/rekor/checkpoint", timeout=10).text
+            assert size_of(served) >= acknowledged
+            for witness in witnesses:
+                c2sp_verify_cosignature(served, witness.vkey)
+        metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+        refusals = re.findall(r'keyless_witness_refusals_total\{name="[^"]+"\} (\S+)', metrics)
+        assert refusals and all(float(r) == 0 for r in refusals), metrics
+        assert "rolled back or forked" not in stack.output()
+        assert all(w.answers(422) == 0 for w in witnesses)
+    finally:
+        stack.stop()

@@ -16,7 +16,7 @@ from keyless.formats.vkey import VerifierKey
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
-from keyless.log.witnessing import ProveFn, WitnessEndpoint, Witnessing
+from keyless.log.witnessing import PostFn, ProveFn, WitnessEndpoint, Witnessing
 from keyless.server.witnessing import KvPublishedStore, WitnessingSettings, policy_text
 from keyless.storage import open_storage
 from keyless.storage.memory import MemoryBackend
@@ -180,4 +180,80 @@ async def test_an_idle_log_publishes_once_the_witnesses_are_back(tmp_path: Path)
     witnesses.down.clear()
     await asyncio.wait_for(witnessing.published_event.wait(), 10)
     assert SignedNote.parse(await log.checkpoint()).text.split(b"\n")[1] == b"2"
+    await log.close()
+
+
+class Gate:
+    """A witness transport that holds one process's requests until told to go on."""
+
+    def __init__(self, post: PostFn) -> None:
+        self._post = post
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
+        self.waiting.set()
+        await self.go.wait()
+        return await self._post(url, body, timeout)
+
+
+def size_of(note: bytes) -> int:
+    return int(SignedNote.parse(note).text.split(b"\n")[1])
+
+
+async def test_processes_of_one_log_publish_for_each_other(tmp_path: Path) -> None:
+    """Two processes sequence one log (``--workers 2``); the one whose checkpoint a witness has
+    already passed is covered by the newer checkpoint: no refusal, no failed write."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 2)
+    backend = MemoryBackend()
+    storage = await open_storage("memory://", backend=backend)
+    gate = Gate(witnesses.post)
+    gate.go.set()
+    slow = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
+                      post=gate.post, published=KvPublishedStore(storage.kv))
+    fast = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
+                      post=witnesses.post, published=KvPublishedStore(storage.kv))
+    first = await start_log(backend, slow, key)
+    second = await start_log(backend, fast, key)
+    # the slow process sequences entry "a" (size 2), but a witness hears of it only after the
+    # fast one has sequenced and published "b" (size 3)
+    gate.go.clear()
+    gate.waiting.clear()
+    pending = asyncio.create_task(first.add(b"a"))
+    await asyncio.wait_for(gate.waiting.wait(), 10)
+    second_result = await second.add(b"b")
+    assert second_result.tree_size == 3
+    gate.go.set()
+    first_result = await asyncio.wait_for(pending, 10)
+    assert first_result.index == 1
+    assert first_result.tree_size == 3  # proven under the newer, witnessed checkpoint
+    assert first_result.checkpoint == second_result.checkpoint
+    signers = [s.name for s in SignedNote.parse(first_result.checkpoint).signatures]
+    assert signers == [ORIGIN, "w0.test", "w1.test"]
+    for witnessing in (slow, fast):
+        assert witnessing.withheld == 0
+        assert all(s.refusals == 0 and s.failures == 0 for s in witnessing.state.values())
+    # each process serves the newest published checkpoint, whichever process published it
+    for log in (first, second):
+        assert size_of(await log.checkpoint()) == 3
+    third = await second.add(b"c")
+    assert size_of(await first.checkpoint()) == third.tree_size == 4
+    await first.close()
+    await second.close()
+
+
+async def test_the_published_checkpoint_never_goes_back(tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 1)
+    backend = MemoryBackend()
+    storage = await open_storage("memory://", backend=backend)
+    store = KvPublishedStore(storage.kv)
+    witnessing = Witnessing(witnesses.endpoints, quorum=1, timeout=5, fail_open=False,
+                            post=witnesses.post, published=store)
+    log = await start_log(backend, witnessing, key)
+    older = (await log.add(b"a")).checkpoint
+    newer = (await log.add(b"b")).checkpoint
+    await store.save("rekor", older)  # a slower process finishing late
+    assert await store.load("rekor") == newer
     await log.close()
