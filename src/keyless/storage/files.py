@@ -16,14 +16,16 @@ the store of a running server).
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from keyless.errors import InvalidInput, StorageError
@@ -178,9 +180,40 @@ class FileTileStore:
             self._pool.submit(shutil.rmtree, self._file(log, prefix), True)
 
     def publish_checkpoint(self, log: str, checkpoint: bytes) -> None:
-        """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy)."""
-        target = self.root / log / "checkpoint"
-        self._mkdir(target.parent)
+        """Write ``<log>/checkpoint`` for static serving (the database holds the durable copy).
+
+        Several processes commit batches of one log (``keyless serve --workers N``), each writing
+        this file just after its commit: a process that writes late must not put back an older
+        checkpoint than one already there, so a smaller tree's checkpoint never replaces it.
+        """
+        with self._checkpoint_lock(log) as target:
+            if _tree_size(self.read(log, "checkpoint")) <= _tree_size(checkpoint):
+                self._replace_checkpoint(log, target, checkpoint)
+
+    def reconcile_checkpoint(self, log: str, committed: Callable[[], bytes | None]) -> None:
+        """Make ``<log>/checkpoint`` the ``committed()`` one (read under the file's lock, so that
+        no process that committed meanwhile is overtaken), even if that is an older tree."""
+        with self._checkpoint_lock(log) as target:
+            checkpoint = committed()
+            if checkpoint is not None and self.read(log, "checkpoint") != checkpoint:
+                self._replace_checkpoint(log, target, checkpoint)
+
+    @contextmanager
+    def _checkpoint_lock(self, log: str) -> Iterator[Path]:
+        """An exclusive lock (across processes) on ``<log>/checkpoint``: ``flock`` on its folder."""
+        directory = self.root / log
+        self._mkdir(directory)
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError as exc:
+            raise StorageError(f"cannot publish the checkpoint of log {log}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield directory / "checkpoint"
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _replace_checkpoint(self, log: str, target: Path, checkpoint: bytes) -> None:
         tmp = self._temporary()
         try:
             tmp.write_bytes(checkpoint)
@@ -191,6 +224,14 @@ class FileTileStore:
     def close(self) -> None:
         """Stop the writer threads."""
         self._pool.shutdown(wait=True)
+
+
+def _tree_size(checkpoint: bytes | None) -> int:
+    """The tree size a checkpoint names (its second line, C2SP tlog-checkpoint); -1 if none."""
+    try:
+        return int(checkpoint.split(b"\n", 2)[1]) if checkpoint else -1
+    except (IndexError, ValueError):
+        return -1
 
 
 def process_alive(pid: int) -> bool:

@@ -233,18 +233,24 @@ class SQLiteLogStore:
             self.tiles.remove_dirs(log, committed.obsolete)
             self._reconciled.add(log)
         elif session.seen is not None and log not in self._reconciled:
-            self._reconcile_checkpoint(log, session.seen)
+            self._reconcile_checkpoint(log)
 
-    def _reconcile_checkpoint(self, log: str, head: LogHead) -> None:
+    def _reconcile_checkpoint(self, log: str) -> None:
         """Make ``<log>/checkpoint`` the committed one again after a crash.
 
         The static copy is written just after the commit, so a ``kill -9`` in between leaves
         the previous checkpoint in the folder while the database holds a newer one; without this
         a static reader would not see the last acknowledged entries until the next write. The
         engine opens a sequencing session at start (recovery), which lands here once per log.
+        The head is read again under the file's lock: another process serving the log
+        (``--workers N``) may have committed a newer one since this session's.
         """
-        if self.tiles.read(log, "checkpoint") != head.checkpoint:
-            self.tiles.publish_checkpoint(log, head.checkpoint)
+
+        def committed() -> bytes | None:
+            head = self.head(log)
+            return None if head is None else head.checkpoint
+
+        self.tiles.reconcile_checkpoint(log, committed)
         self._reconciled.add(log)
 
     def head(self, log: str) -> LogHead | None:
