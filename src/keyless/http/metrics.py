@@ -10,8 +10,11 @@ Several worker processes (``keyless serve --workers N``): the supervisor points
 ``PROMETHEUS_MULTIPROC_DIR`` (:data:`keyless.http.METRICS_DIR_ENV`) at a fresh directory before
 anything imports ``prometheus_client``, so every worker's counters and histograms are kept in files
 there and any worker's ``/metrics`` answers with their sums over all workers (including workers
-that were replaced). What is read at scrape time — requests in flight, uptime, the app's gauges,
-the ``process_*`` and ``python_*`` collectors — is the answering worker's own.
+that were replaced). The app's counters and states (:class:`Counted`, :class:`Latest`) are
+carried into those files before each answer, before each scrape and, for what background work
+changes (witnesses asked again while the log is idle), every :data:`SYNC_INTERVAL` seconds
+(:meth:`Metrics.keep_synced`). What is read at scrape time — requests in flight, uptime, the
+app's gauges, the ``process_*`` and ``python_*`` collectors — is the answering worker's own.
 
 The in-flight gauge of *writes* doubles as the drain signal of graceful shutdown: the server stops
 accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches zero.
@@ -71,6 +74,8 @@ SERVICE_PREFIXES = (
 )
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: seconds between two carries of this worker's counters into the shared files (several workers)
+SYNC_INTERVAL = 1.0
 
 
 
@@ -197,6 +202,14 @@ class Metrics:
                     mirror.labels(label).set(value)
                     self._mirrored[name, label] = value
 
+    async def keep_synced(self, interval: float = SYNC_INTERVAL) -> None:
+        """(Several workers) :meth:`sync_counted` every ``interval`` seconds until cancelled:
+        what background work changes (not a request) reaches a scrape that another worker
+        answers, even while this worker answers no request."""
+        while True:
+            await asyncio.sleep(interval)
+            self.sync_counted()
+
     def uptime(self) -> float:
         return self._clock() - self.started
 
@@ -239,7 +252,8 @@ class Metrics:
         """The exposition text."""
         counted = self.registry
         shared = os.environ.get(METRICS_DIR_ENV)
-        if shared:  # every worker's counters, summed
+        if shared:  # every worker's counters, summed (this one's as they are now)
+            self.sync_counted()
             counted = CollectorRegistry()
             MultiProcessCollector(counted, path=shared)  # type: ignore[no-untyped-call]
         return (generate_latest(counted) + generate_latest(self._local)).decode()

@@ -20,6 +20,7 @@ services in reverse order so that every acknowledged entry has been integrated (
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -113,6 +114,7 @@ def create_app(
         stack = await build(settings)
         state.stack = stack
         started: list[Component] = []
+        syncing: asyncio.Task[None] | None = None
         try:
             for component in stack.components:
                 app.router.routes.extend(prefixed(component.routes, component.prefix))
@@ -126,6 +128,8 @@ def create_app(
             target = settings.data_dir / "client-trust-config.json"
             target.write_bytes(state.client_trust_config)
             counters.gauges.update(stack.gauges)
+            if counters.shared:  # --workers N: background changes reach the others' scrapes
+                syncing = asyncio.create_task(counters.keep_synced(), name="metrics-sync")
             state.ready = True
             logger.info("stack ready", extra={"services": [c.name for c in stack.components]})
             yield {}
@@ -138,6 +142,10 @@ def create_app(
                     counters.writes_in_flight,
                     settings.shutdown_grace,
                 )
+            if syncing is not None:
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncing
             await close_stack(stack, started)
             logger.info("stack stopped")
 
