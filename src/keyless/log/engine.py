@@ -283,7 +283,7 @@ class TransparencyLog:
             if self._publisher is not None:
                 try:
                     head = await self._publish(head)
-                except Unavailable as exc:
+                except (Unavailable, StorageError) as exc:  # the store of published ones too
                     for waiter in batch:
                         if not waiter.future.done():
                             waiter.future.set_exception(exc)
@@ -296,7 +296,7 @@ class TransparencyLog:
         """Restore the last published checkpoint, then try to publish the current head."""
         try:
             await self._publish(head)
-        except Unavailable as exc:
+        except (Unavailable, StorageError) as exc:
             _log.warning("log %s: checkpoint %d not published yet: %s", self.name, head.size, exc)
 
     async def _latest_published(self) -> LogHead | None:
@@ -329,7 +329,7 @@ class TransparencyLog:
             return
         try:
             await self._publish(head)
-        except Unavailable as exc:
+        except (Unavailable, StorageError) as exc:
             _log.info("log %s: checkpoint %d still not published: %s", self.name, head.size, exc)
 
     async def _publish(self, head: LogHead) -> LogHead:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from keyless.errors import Unavailable
+from keyless.errors import StorageError, Unavailable
 from keyless.formats.cosignature import Ed25519Cosigner
 from keyless.formats.note import SignedNote
 from keyless.formats.note_keys import NoteSigner
@@ -256,4 +256,25 @@ async def test_the_published_checkpoint_never_goes_back(tmp_path: Path) -> None:
     newer = (await log.add(b"b")).checkpoint
     await store.save("rekor", older)  # a slower process finishing late
     assert await store.load("rekor") == newer
+    await log.close()
+
+
+async def test_a_storage_error_while_publishing_fails_the_batch_not_the_log(
+    tmp_path: Path,
+) -> None:
+    """The published checkpoint is read and stored in the shared store after each batch: a
+    database error there fails that batch's writes (as a commit error does), and the log goes on
+    taking entries; it never stops its integrator with the writers left waiting."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 1)
+    backend = MemoryBackend()
+    storage = await open_storage("memory://", backend=backend)
+    witnessing = Witnessing(witnesses.endpoints, quorum=1, timeout=5, fail_open=False,
+                            post=witnesses.post, published=KvPublishedStore(storage.kv))
+    log = await start_log(backend, witnessing, key)
+    backend.faults.fail("kv")
+    with pytest.raises(StorageError, match="injected"):
+        await asyncio.wait_for(log.add(b"entry 1"), 30)
+    again = await asyncio.wait_for(log.add(b"entry 1"), 30)
+    assert again.tree_size == 2 and await log.checkpoint() == again.checkpoint
     await log.close()
