@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyless.localfiles import write_file_atomically
 
 __all__ = ["MIN_REMAINING", "CachedCertificate", "cache_dir", "load", "store"]
 
@@ -118,11 +119,4 @@ def store(
             "chain": [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain],
         }
     ).encode()
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomically(path, data, mode=0o600)

@@ -37,6 +37,7 @@ from keyless.http.admission import AdmissionMiddleware
 from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from keyless.http.logs import AccessLogMiddleware
 from keyless.http.metrics import Metrics, MetricsMiddleware
+from keyless.localfiles import write_file_atomically
 from keyless.server.config import Settings
 from keyless.server.routing import IndexedRouter
 from keyless.server.stack import Component, Stack, StackBuilder, close_stack
@@ -125,8 +126,9 @@ def create_app(
             for step in stack.after_start:
                 await step()
             state.client_trust_config = _render_trust_config(stack.trust)
-            target = settings.data_dir / "client-trust-config.json"
-            target.write_bytes(state.client_trust_config)
+            write_file_atomically(
+                settings.data_dir / "client-trust-config.json", state.client_trust_config
+            )
             counters.gauges.update(stack.gauges)
             if counters.shared:  # --workers N: background changes reach the others' scrapes
                 syncing = asyncio.create_task(counters.keep_synced(), name="metrics-sync")

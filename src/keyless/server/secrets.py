@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from keyless.errors import ConfigError
+from keyless.localfiles import write_file_atomically
 from keyless.sealing import SealedKv, Sealer
 from keyless.storage.seam import NEVER, KeyValue
 
@@ -78,14 +78,7 @@ class FileSecrets:
     async def replace(self, name: str, data: bytes) -> None:
         path = self.directory / _check(name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_file_atomically(path, data, mode=0o600, fsync=True)
 
 
 class SharedSecrets:
@@ -130,10 +123,4 @@ def unpack_directory(blob: bytes, directory: Path) -> None:
         if ".." in Path(name).parts:
             raise ConfigError(f"bad file name {name!r} in stored key material")
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, base64.b64decode(data))
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        write_file_atomically(target, base64.b64decode(data), mode=0o600)

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from keyless.errors import ConfigError
 from keyless.http.readings import Counted
+from keyless.localfiles import write_file_atomically
 from keyless.server.config import Settings
 from keyless.server.stack import Component
 from keyless.server.trust import (
@@ -102,11 +103,9 @@ async def add_tuf(ctx: WiringContext, trust: TrustMaterial) -> None:
     async def publish() -> None:
         await repository.publish(targets)
         root = await repository.root_json(1)
-        (settings.data_dir / "tuf-root.json").write_bytes(root)
-        (settings.data_dir / "trusted_root.json").write_bytes(targets["trusted_root.json"])
-        (settings.data_dir / "signing_config.v0.2.json").write_bytes(
-            targets["signing_config.v0.2.json"]
-        )
+        write_file_atomically(settings.data_dir / "tuf-root.json", root)
+        for name in ("trusted_root.json", "signing_config.v0.2.json"):
+            write_file_atomically(settings.data_dir / name, targets[name])
 
     ctx.after_start.append(publish)
     ctx.components.append(

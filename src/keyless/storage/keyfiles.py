@@ -7,7 +7,6 @@ signer, key generation) are :mod:`keyless.keys`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from keyless.errors import ConfigError
 from keyless.keys import InMemorySigner, PrivateKey, generate_key
+from keyless.localfiles import write_file_atomically
 
 
 def write_private_key(path: Path, key: PrivateKey, password: bytes | None = None) -> None:
@@ -29,14 +29,7 @@ def write_private_key(path: Path, key: PrivateKey, password: bytes | None = None
     )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.parent.chmod(0o700)  # also a directory left by an older install
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_file_atomically(path, pem, mode=0o600, fsync=True)
 
 
 def load_private_key(path: Path, password: bytes | None = None) -> PrivateKey:

@@ -8,7 +8,8 @@ Layers, bottom to top (a module may import its own layer and the layers below it
 3. ``keyless.formats`` — together with the three above, the pure ground floor (no I/O: it
    imports nothing above it but the standard library and third-party libraries)
 4. ``keyless.storage``, ``keyless.log``, ``keyless.identity``, ``keyless.http`` (the HTTP
-   plumbing the services share), ``keyless.sealing``, ``keyless.oci`` (the registry client)
+   plumbing the services share), ``keyless.sealing``, ``keyless.oci`` (the registry client),
+   ``keyless.localfiles`` (whole-file writes)
 5. ``keyless.services``, ``keyless.witness``, ``keyless.verify``, ``keyless.trust``,
    ``keyless.sign``, ``keyless.oidc`` (the client side of OIDC), ``keyless.monitor``
 6. ``keyless.image`` (container images) and ``keyless.git`` (git signing): sign and verify
@@ -38,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("keyless.merkle",),
     ("keyless.formats",),
     ("keyless.storage", "keyless.log", "keyless.identity", "keyless.http", "keyless.sealing",
-     "keyless.oci"),
+     "keyless.localfiles", "keyless.oci"),
     ("keyless.services", "keyless.witness", "keyless.verify", "keyless.trust", "keyless.sign",
      "keyless.oidc", "keyless.monitor"),
     ("keyless.image", "keyless.image_legacy", "keyless.image_statements", "keyless.git"),

@@ -17,7 +17,6 @@ CA certificate profile: protocols.md §1.4 "CA chain requirements".
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from keyless.errors import ConfigError
 from keyless.formats.x509profile import build_ca_certificate, ca_name, certificate_pem
 from keyless.keys import InMemorySigner, KeySigner, generate_key, spki_der
+from keyless.localfiles import write_file_atomically
 from keyless.storage.keyfiles import load_private_key, write_private_key
 
 #: Lifetime of generated CA certificates (Fulcio's public root and intermediate: ~10 years).
@@ -82,9 +82,7 @@ def _now(clock: Callable[[], float]) -> dt.datetime:
 
 
 def _write_public(path: Path, cert: x509.Certificate) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(certificate_pem(cert))
-    os.replace(tmp, path)
+    write_file_atomically(path, certificate_pem(cert).encode())
 
 
 def _create_root(
