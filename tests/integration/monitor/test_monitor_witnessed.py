@@ -48,16 +48,7 @@ def test_monitor_checks_the_witness_policy_and_the_witnesses(
     data = tmp_path / "stack" / "data"
     port = free_port()
     start_stack(data, port=port, users=USERS).stop()
-    vkeys = witnessing.keyless("admin", "vkeys", "--data-dir", str(data))
-    assert vkeys.returncode == 0, vkeys.stderr
-    (log_vkey,) = vkeys.stdout.split()
-    for witness in witnesses:
-        witness.log_vkeys = [log_vkey]
-        witness.start()
-    with open(data / "keyless.toml", "a", encoding="utf-8") as config:
-        for witness in witnesses:
-            config.write(f'\n[[witnesses]]\nurl = "{witness.url}"\nvkey = "{witness.vkey}"\n')
-        config.write("\n[witnessing]\nquorum = 2\ntimeout = 10.0\n")
+    witnessing.witness_the_stack(data, witnesses)
     stack = start_stack(data, port=port, users=USERS)
     try:
         work = tmp_path / "work"

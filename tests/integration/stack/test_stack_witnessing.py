@@ -141,6 +141,22 @@ def keyless(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           check=False, env={**os.environ, **(env or {})})
 
 
+def witness_the_stack(data: Path, witnesses: list[Witness]) -> str:
+    """Point ``witnesses`` at the (stopped) stack's Rekor v2 log, start them, and configure the
+    stack to need both (``quorum = 2``); the log's vkey."""
+    vkeys = keyless("admin", "vkeys", "--data-dir", str(data))
+    assert vkeys.returncode == 0, vkeys.stderr
+    (log_vkey,) = vkeys.stdout.split()
+    for witness in witnesses:
+        witness.log_vkeys = [log_vkey]
+        witness.start()
+    with open(data / "keyless.toml", "a", encoding="utf-8") as config:
+        for witness in witnesses:
+            config.write(f'\n[[witnesses]]\nurl = "{witness.url}"\nvkey = "{witness.vkey}"\n')
+        config.write("\n[witnessing]\nquorum = 2\ntimeout = 10.0\n")
+    return log_vkey
+
+
 def sign_python(sigstore: Path, stack: RunningStack, tc: Path, artifact: Path,
                 bundle: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -188,18 +204,8 @@ def test_two_witnesses_cosign_refuse_a_fork_and_survive_kill9(
     port = free_port()
     first = start_stack(data, port=port)
     first.stop()
-    vkeys = keyless("admin", "vkeys", "--data-dir", str(data))
-    assert vkeys.returncode == 0, vkeys.stderr
-    (log_vkey,) = vkeys.stdout.split()
-    origin = log_vkey.split("+", 1)[0]
+    origin = witness_the_stack(data, witnesses).split("+", 1)[0]
     assert origin == f"localhost:{port}/rekor"
-    for witness in witnesses:
-        witness.log_vkeys = [log_vkey]
-        witness.start()
-    with open(data / "keyless.toml", "a", encoding="utf-8") as config:
-        for witness in witnesses:
-            config.write(f'\n[[witnesses]]\nurl = "{witness.url}"\nvkey = "{witness.vkey}"\n')
-        config.write("\n[witnessing]\nquorum = 2\ntimeout = 10.0\n")
 
     # 2. quorum 2: sigstore-python's bundle carries both cosignatures
     stack = start_stack(data, port=port)
@@ -353,14 +359,7 @@ def test_workers_publish_one_witnessed_checkpoint(
     port = free_port()
     first = start_stack(data, "--workers", "2", port=port)
     first.stop()
-    (log_vkey,) = keyless("admin", "vkeys", "--data-dir", str(data)).stdout.split()
-    for witness in witnesses:
-        witness.log_vkeys = [log_vkey]
-        witness.start()
-    with open(data / "keyless.toml", "a", encoding="utf-8") as config:
-        for witness in witnesses:
-            config.write(f'\n[[witnesses]]\nurl = "{witness.url}"\nvkey = "{witness.vkey}"\n')
-        config.write("\n[witnessing]\nquorum = 2\ntimeout = 10.0\n")
+    witness_the_stack(data, witnesses)
     stack = start_stack(data, "--workers", "2", port=port)
     try:
         write = _v2_writer(stack)

@@ -351,18 +351,20 @@ def test_good_requests_still_work(port: int) -> None:
 def test_the_surrogate_check_costs_little_next_to_json_parsing() -> None:
     """A 4 MiB body is parsed on the event loop: the lone-surrogate check must not cost more
     than the parse itself (one alternation regex took ~80 ms here, json.loads ~3 ms).
-    Compared on the same machine, so load cannot make it flaky."""
+    Compared on the same machine in this thread's CPU time (``time.thread_time``: time spent
+    descheduled on a loaded machine does not count), best of several, so load cannot make it
+    flaky."""
     from keyless.http.requests import parse_json_object
 
     body = json.dumps({"a": ["x" * 1000 + '"\\"'] * 3800}).encode()
     best_loads = best_parse = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
+    for _ in range(7):
+        start = time.thread_time()
         json.loads(body)
-        best_loads = min(best_loads, time.perf_counter() - start)
-        start = time.perf_counter()
+        best_loads = min(best_loads, time.thread_time() - start)
+        start = time.thread_time()
         parse_json_object(body)
-        best_parse = min(best_parse, time.perf_counter() - start)
+        best_parse = min(best_parse, time.thread_time() - start)
     assert best_parse < 3 * best_loads + 0.01, (best_parse, best_loads)
     with pytest.raises(errors.InvalidInput, match="surrogate"):
         parse_json_object(b'{"a": "\\ud800"}')
