@@ -64,14 +64,19 @@ def _chain(resp: httpx.Response) -> list[x509.Certificate]:
     return [x509.load_pem_x509_certificate(p.encode()) for p in pems]
 
 
-async def test_csr_dialect_issues_the_fulcio_profile(client: Any, stack: CAStack) -> None:
-    token = stack.issuers["email"].token()
-    key, csr = make_csr()
-    resp = await client.post(
+async def post_csr(client: Any, csr: bytes, token: str) -> Any:
+    """``POST /api/v2/signingCert`` in the CSR dialect (Fulcio's), the token as a bearer."""
+    return await client.post(
         "/api/v2/signingCert",
         json={"certificateSigningRequest": base64.b64encode(csr).decode()},
         headers={"Authorization": f"Bearer {token}"},
     )
+
+
+async def test_csr_dialect_issues_the_fulcio_profile(client: Any, stack: CAStack) -> None:
+    token = stack.issuers["email"].token()
+    key, csr = make_csr()
+    resp = await post_csr(client, csr, token)
     leaf, inter, root = _chain(resp)
     assert leaf.subject == x509.Name([])
     assert leaf.issuer == inter.subject
@@ -110,11 +115,7 @@ async def test_the_chain_encoded_once_equals_a_fresh_encoding(client: Any, stack
     """The CA's PEM chain is encoded at start; answers must carry exactly its fresh encoding."""
     token = stack.issuers["email"].token()
     _key, csr = make_csr()
-    resp = await client.post(
-        "/api/v2/signingCert",
-        json={"certificateSigningRequest": base64.b64encode(csr).decode()},
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    resp = await post_csr(client, csr, token)
     pems = resp.json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
     assert pems[1:] == [certificate_pem(c) for c in stack.ca.material.chain]
     leaf = x509.load_pem_x509_certificate(pems[0].encode())
@@ -199,11 +200,7 @@ def _bad_tokens(stack: CAStack) -> dict[str, tuple[str, str]]:
 async def test_bad_tokens_are_refused_with_401(client: Any, stack: CAStack, case: str) -> None:
     token, needle = _bad_tokens(stack)[case]
     _key, csr = make_csr()
-    resp = await client.post(
-        "/api/v2/signingCert",
-        json={"certificateSigningRequest": base64.b64encode(csr).decode()},
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    resp = await post_csr(client, csr, token)
     assert resp.status_code == 401, resp.text
     body = resp.json()
     assert body["code"] == 401
@@ -373,11 +370,7 @@ async def test_bearer_header_variant_is_the_same_token(client: Any, stack: CASta
     """The CSR dialect's bearer header goes through the same normalisation."""
     token = stack.issuers["email"].token()
     _, csr = make_csr()
-    ok = await client.post(
-        "/api/v2/signingCert",
-        json={"certificateSigningRequest": base64.b64encode(csr).decode()},
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    ok = await post_csr(client, csr, token)
     assert ok.status_code == 200, ok.text
     _, csr2 = make_csr()
     resp = await client.post(

@@ -66,6 +66,29 @@ async def start_log(backend: MemoryBackend, witnessing: Witnessing, key: ed25519
     return log
 
 
+class Setup:
+    """A log key, ``count`` in-process witnesses and one memory store with its published-
+    checkpoint store, shared by every process (:meth:`witnessing`) of the test."""
+
+    def __init__(self, tmp_path: Path, count: int) -> None:
+        self.key = ed25519.Ed25519PrivateKey.generate()
+        self.witnesses = Witnesses(
+            tmp_path, VerifierKey.for_ed25519(ORIGIN, self.key.public_key()), count
+        )
+        self.backend = MemoryBackend()
+
+    async def open(self) -> Setup:
+        self.store = KvPublishedStore((await open_storage("memory://", backend=self.backend)).kv)
+        return self
+
+    def witnessing(self, quorum: int, post: PostFn | None = None) -> Witnessing:
+        return Witnessing(self.witnesses.endpoints, quorum=quorum, timeout=5, fail_open=False,
+                          post=post or self.witnesses.post, published=self.store)
+
+    async def start_log(self, witnessing: Witnessing) -> TransparencyLog:
+        return await start_log(self.backend, witnessing, self.key)
+
+
 def policy(witnesses: Witnesses, key: ed25519.Ed25519PrivateKey, quorum: int) -> WitnessPolicy:
     settings = WitnessingSettings(tuple(witnesses.endpoints), quorum)
     log_vkey = VerifierKey.for_ed25519(ORIGIN, key.public_key())
@@ -73,14 +96,10 @@ def policy(witnesses: Witnesses, key: ed25519.Ed25519PrivateKey, quorum: int) ->
 
 
 async def test_checkpoints_carry_the_quorum_or_are_withheld(tmp_path: Path) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
-    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 2)
-    backend = MemoryBackend()
-    storage = await open_storage("memory://", backend=backend)
-    published = KvPublishedStore(storage.kv)
-    witnessing = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
-                            post=witnesses.post, published=published)
-    log = await start_log(backend, witnessing, key)
+    setup = await Setup(tmp_path, 2).open()
+    key, witnesses = setup.key, setup.witnesses
+    witnessing = setup.witnessing(quorum=2)
+    log = await setup.start_log(witnessing)
     result = await log.add(b"entry 1")
     note = SignedNote.parse(result.checkpoint)
     assert [s.name for s in note.signatures] == [ORIGIN, "w0.test", "w1.test"]
@@ -102,10 +121,9 @@ async def test_checkpoints_carry_the_quorum_or_are_withheld(tmp_path: Path) -> N
     await log.close()
 
     # a restarted log does not know the witnesses' sizes: 409 tells them, it resynchronises
-    fresh = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
-                       post=witnesses.post, published=KvPublishedStore(storage.kv))
+    fresh = setup.witnessing(quorum=2)
     witnesses.down.add(witnesses.endpoints[0].url)
-    log = await start_log(backend, fresh, key)
+    log = await setup.start_log(fresh)
     assert await log.checkpoint() == again.checkpoint  # restored, while no quorum
     witnesses.down.clear()
     third = await log.add(b"entry 3")
@@ -204,18 +222,13 @@ def size_of(note: bytes) -> int:
 async def test_processes_of_one_log_publish_for_each_other(tmp_path: Path) -> None:
     """Two processes sequence one log (``--workers 2``); the one whose checkpoint a witness has
     already passed is covered by the newer checkpoint: no refusal, no failed write."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 2)
-    backend = MemoryBackend()
-    storage = await open_storage("memory://", backend=backend)
-    gate = Gate(witnesses.post)
+    setup = await Setup(tmp_path, 2).open()
+    gate = Gate(setup.witnesses.post)
     gate.go.set()
-    slow = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
-                      post=gate.post, published=KvPublishedStore(storage.kv))
-    fast = Witnessing(witnesses.endpoints, quorum=2, timeout=5, fail_open=False,
-                      post=witnesses.post, published=KvPublishedStore(storage.kv))
-    first = await start_log(backend, slow, key)
-    second = await start_log(backend, fast, key)
+    slow = setup.witnessing(quorum=2, post=gate.post)
+    fast = setup.witnessing(quorum=2)
+    first = await setup.start_log(slow)
+    second = await setup.start_log(fast)
     # the slow process sequences entry "a" (size 2), but a witness hears of it only after the
     # fast one has sequenced and published "b" (size 3)
     gate.go.clear()
@@ -244,14 +257,9 @@ async def test_processes_of_one_log_publish_for_each_other(tmp_path: Path) -> No
 
 
 async def test_the_published_checkpoint_never_goes_back(tmp_path: Path) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
-    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 1)
-    backend = MemoryBackend()
-    storage = await open_storage("memory://", backend=backend)
-    store = KvPublishedStore(storage.kv)
-    witnessing = Witnessing(witnesses.endpoints, quorum=1, timeout=5, fail_open=False,
-                            post=witnesses.post, published=store)
-    log = await start_log(backend, witnessing, key)
+    setup = await Setup(tmp_path, 1).open()
+    store = setup.store
+    log = await setup.start_log(setup.witnessing(quorum=1))
     older = (await log.add(b"a")).checkpoint
     newer = (await log.add(b"b")).checkpoint
     await store.save("rekor", older)  # a slower process finishing late
@@ -265,13 +273,9 @@ async def test_a_storage_error_while_publishing_fails_the_batch_not_the_log(
     """The published checkpoint is read and stored in the shared store after each batch: a
     database error there fails that batch's writes (as a commit error does), and the log goes on
     taking entries; it never stops its integrator with the writers left waiting."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    witnesses = Witnesses(tmp_path, VerifierKey.for_ed25519(ORIGIN, key.public_key()), 1)
-    backend = MemoryBackend()
-    storage = await open_storage("memory://", backend=backend)
-    witnessing = Witnessing(witnesses.endpoints, quorum=1, timeout=5, fail_open=False,
-                            post=witnesses.post, published=KvPublishedStore(storage.kv))
-    log = await start_log(backend, witnessing, key)
+    setup = await Setup(tmp_path, 1).open()
+    backend = setup.backend
+    log = await setup.start_log(setup.witnessing(quorum=1))
     backend.faults.fail("kv")
     with pytest.raises(StorageError, match="injected"):
         await asyncio.wait_for(log.add(b"entry 1"), 30)
