@@ -71,6 +71,11 @@ class Checkpoint:
         return ("\n".join([*lines, *self.extensions]) + "\n").encode("utf-8")
 
     @classmethod
+    def from_note(cls, note: bytes) -> Checkpoint:
+        """The checkpoint a signed note carries (its signatures are not checked here)."""
+        return cls.from_text(SignedNote.parse(note).text)
+
+    @classmethod
     def from_text(cls, text: bytes, *, strict_origin: bool = False) -> Checkpoint:
         """Parse a checkpoint note text strictly.
 

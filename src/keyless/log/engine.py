@@ -304,12 +304,11 @@ class TransparencyLog:
         the same storage (``--workers N``): the stored one if it is newer than ours."""
         assert self._publisher is not None
         note = await self._publisher.last_published(self.name)
-        if note is not None:
+        known = self._published
+        if note is not None and (known is None or note != known.checkpoint):
             from keyless.formats.checkpoint import Checkpoint
-            from keyless.formats.note import SignedNote
 
-            cp = Checkpoint.from_text(SignedNote.parse(note).text)
-            known = self._published
+            cp = Checkpoint.from_note(note)
             newer = known is None or cp.size > known.size
             # a stored checkpoint beyond the committed tree is not this tree's (e.g. a database
             # restored without its tiles): never served

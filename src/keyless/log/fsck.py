@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from keyless.errors import Error
 from keyless.formats.checkpoint import Checkpoint
-from keyless.formats.note import SignedNote
 from keyless.formats.tiles import (
     HASH_SIZE,
     TILE_WIDTH,
@@ -74,7 +73,7 @@ def fsck_log(
         return report
     report.size = size = head.size
     try:
-        checkpoint = Checkpoint.from_text(SignedNote.parse(head.checkpoint).text)
+        checkpoint = Checkpoint.from_note(head.checkpoint)
         if (checkpoint.size, checkpoint.root_hash) != (head.size, head.root_hash):
             report.problems.append("the signed checkpoint does not match the stored head")
     except Error as exc:

@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 from keyless.errors import ConfigError, StorageError
 from keyless.formats.checkpoint import Checkpoint
-from keyless.formats.note import SignedNote
 from keyless.formats.vkey import (
     SIG_COSIGNATURE_V1,
     SIG_MLDSA44_COSIGNATURE,
@@ -160,7 +159,7 @@ class KvPublishedStore:
 
 
 def _note_size(note: bytes) -> int:
-    return Checkpoint.from_text(SignedNote.parse(note).text).size
+    return Checkpoint.from_note(note).size
 
 
 def build_witnessing(settings: WitnessingSettings, kv: AsyncKeyValueStore) -> Witnessing:
