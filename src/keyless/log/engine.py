@@ -73,10 +73,11 @@ SeedEntry = bytes | tuple[bytes, bytes]
 
 #: Entry indexes are SQL BIGINTs (int64): nothing at or past 2**63 - 1 can exist.
 _INDEX_LIMIT = (1 << 63) - 1
-#: rounds of "a witness has a newer checkpoint: publish the newest head" before giving up (each
-#: round only repeats when another process published in between; on a loaded machine two busy
-#: workers overtook each other 5 times in a row, so the bound is generous)
-_PUBLISH_ATTEMPTS = 25
+#: rounds of publishing before giving up: a superseded process waits for the checkpoint that
+#: overtook it and only publishes again if that never got stored (its process died meanwhile)
+_PUBLISH_ATTEMPTS = 4
+#: first and longest pause between two reads of the published checkpoint while waiting for it
+_POLL_FIRST, _POLL_MAX = 0.002, 0.05
 
 
 @dataclass(frozen=True)
@@ -334,11 +335,14 @@ class TransparencyLog:
 
     async def _publish(self, head: LogHead) -> LogHead:
         """A published (cosigned) checkpoint covering ``head``: ``head``'s own, or a newer one
-        another process published first; Unavailable if none.
+        another process published; Unavailable if none.
 
-        Several processes sequencing one log (``--workers N``) each publish their batches; a
+        Several processes sequencing one log (``--workers N``) each publish their batches. A
         witness that already cosigned a newer checkpoint of the same tree makes this one
-        superseded, and the newest committed head is published (or adopted) instead.
+        superseded: that newer checkpoint covers this batch, so the process waits for it to be
+        stored rather than offering yet another one (two processes offering in turn could
+        overtake each other at the witnesses without end). Only if it never gets stored (its
+        process died meanwhile) is the newest committed head offered.
         """
         assert self._publisher is not None
         for _attempt in range(_PUBLISH_ATTEMPTS):
@@ -349,7 +353,10 @@ class TransparencyLog:
                 return published
             try:
                 note = await self._publisher.publish(self.name, head, self.consistency_proof)
-            except CheckpointSuperseded:
+            except CheckpointSuperseded as exc:
+                published = await self._await_published(head.size, exc.settle)
+                if published is not None:
+                    return published
                 head = max(head, await self.head(), key=lambda h: h.size)
                 continue
             published = LogHead(head.size, head.root_hash, note)
@@ -357,9 +364,25 @@ class TransparencyLog:
                 self._published = published
             return published
         raise Unavailable(
-            f"log {self.name}: checkpoint {head.size} kept being superseded by other processes",
+            f"log {self.name}: checkpoint {head.size} kept being superseded by checkpoints "
+            "of other processes that were never stored",
             retry_after=1.0,
         )
+
+    async def _await_published(self, size: int, within: float) -> LogHead | None:
+        """The published checkpoint once it reaches ``size``; None after ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        pause = _POLL_FIRST
+        while True:
+            published = await self._latest_published()
+            if published is not None and published.size >= size:
+                return published
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
 
     def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
         try:

@@ -16,7 +16,8 @@ different tree (a fork, or this log was restored from a backup) and is counted a
 A witness ahead of the checkpoint offered, whose size the log's own committed tree does reach, is
 not a refusal: another process serving the same log (``keyless serve --workers N``) published a
 newer checkpoint first. :meth:`Witnessing.publish` then raises :class:`CheckpointSuperseded`, and
-the engine publishes (or adopts) a checkpoint at least that large, which covers the batch too.
+the engine waits (at most ``settle`` seconds, one round of witness requests) for that larger
+checkpoint, which covers the batch too, to be stored by the process publishing it.
 
 The HTTP transport is injected (``post``), so this module stays free of any HTTP library.
 """
@@ -105,12 +106,14 @@ class CheckpointSuperseded(Unavailable):
     """A witness has already cosigned a larger checkpoint of this log (published by another
     process of the same log): offer a newer one instead of this, which is not published."""
 
-    def __init__(self, log: str, offered: int, size: int) -> None:
+    def __init__(self, log: str, offered: int, size: int, settle: float) -> None:
         super().__init__(
             f"checkpoint {offered} of {log} is superseded: a witness cosigned size {size}",
             retry_after=1.0,
         )
         self.size = size
+        #: seconds the process that publishes the larger checkpoint may need to store it
+        self.settle = settle
 
 
 class Witnessing:
@@ -165,7 +168,9 @@ class Witnessing:
         lines = [line for found in results for line in found]
         agreed = sum(1 for found in results if found)
         if agreed < self.quorum and ahead:
-            raise CheckpointSuperseded(log, head.size, max(ahead))
+            # the other process's round: its interval, the witnesses' answers, storing the note
+            settle = self.interval + self.timeout + 1.0
+            raise CheckpointSuperseded(log, head.size, max(ahead), settle)
         if agreed < self.quorum:
             self.withheld += 1
             failed = ", ".join(

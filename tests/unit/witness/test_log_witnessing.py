@@ -16,6 +16,7 @@ from keyless.formats.vkey import VerifierKey
 from keyless.formats.witnesspolicy import WitnessPolicy
 from keyless.keys import InMemorySigner
 from keyless.log import TransparencyLog
+from keyless.log.engine import AddResult
 from keyless.log.witnessing import PostFn, ProveFn, WitnessEndpoint, Witnessing
 from keyless.server.witnessing import KvPublishedStore, WitnessingSettings, policy_text
 from keyless.storage import open_storage
@@ -254,6 +255,113 @@ async def test_processes_of_one_log_publish_for_each_other(tmp_path: Path) -> No
     assert size_of(await first.checkpoint()) == third.tree_size == 4
     await first.close()
     await second.close()
+
+
+class Overtaken:
+    """Process A sequences size 2, process B size 3; B's checkpoint reaches witness w1 before
+    A's, and B's request to w0 is held: A is superseded at w1 while B has not stored its
+    checkpoint yet. Every request A sends is recorded."""
+
+    def __init__(self, setup: Setup, timeout: float) -> None:
+        self.setup = setup
+        self.w0, self.w1 = (e.url + "/add-checkpoint" for e in setup.witnesses.endpoints)
+        self.a_gate, self.b_w0 = Gate(setup.witnesses.post), Gate(setup.witnesses.post)
+        self.a_gate.go.set()
+        self.b_w0.go.set()
+        self.b_w1_cosigned = asyncio.Event()
+        self.a_superseded = asyncio.Event()
+        self.a_posts: list[str] = []
+        self.a_reads_after_superseded = 0
+        self.timeout = timeout
+
+    async def a_post(self, url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
+        self.a_posts.append(url)
+        answer = await self.a_gate.post(url, body, timeout)
+        if url == self.w1 and answer[0] == 409:
+            self.a_superseded.set()
+        return answer
+
+    async def b_post(self, url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
+        if url == self.w0:
+            return await self.b_w0.post(url, body, timeout)
+        answer = await self.setup.witnesses.post(url, body, timeout)
+        if answer[0] == 200:
+            self.b_w1_cosigned.set()
+        return answer
+
+    async def load(self, log: str) -> bytes | None:  # A's view of the published store
+        note = await self.setup.store.load(log)
+        if self.a_superseded.is_set():
+            self.a_reads_after_superseded += 1
+        return note
+
+    async def save(self, log: str, note: bytes) -> None:
+        await self.setup.store.save(log, note)
+
+    async def start(self) -> tuple[TransparencyLog, TransparencyLog, asyncio.Task[AddResult],
+                                   asyncio.Task[AddResult]]:
+        endpoints = self.setup.witnesses.endpoints
+        a = await self.setup.start_log(Witnessing(
+            endpoints, quorum=2, timeout=self.timeout, fail_open=False, post=self.a_post,
+            published=self))
+        b = await self.setup.start_log(Witnessing(
+            endpoints, quorum=2, timeout=self.timeout, fail_open=False, post=self.b_post,
+            published=self.setup.store))
+        self.a_posts.clear()
+        self.a_gate.go.clear()
+        self.a_gate.waiting.clear()
+        a_task = asyncio.create_task(a.add(b"a"))
+        await asyncio.wait_for(self.a_gate.waiting.wait(), 10)  # A is at size 2
+        self.b_w0.go.clear()
+        self.b_w0.waiting.clear()
+        b_task = asyncio.create_task(b.add(b"b"))
+        await asyncio.wait_for(self.b_w0.waiting.wait(), 10)  # B is at size 3
+        await asyncio.wait_for(self.b_w1_cosigned.wait(), 10)  # and w1 cosigned it
+        self.a_gate.go.set()
+        return a, b, a_task, b_task
+
+
+async def test_a_superseded_process_waits_for_the_checkpoint_that_overtook_it(
+    tmp_path: Path,
+) -> None:
+    """A process whose checkpoint a witness has passed does not offer another one: the newer
+    checkpoint covers its batch, and it waits for the process publishing it to store it. (Two
+    busy workers that each offered their newest head instead kept overtaking each other at the
+    witnesses on a loaded machine, until writes got 503.)"""
+    setup = await Setup(tmp_path, 2).open()
+    race = Overtaken(setup, timeout=5)
+    a, b, a_task, b_task = await race.start()
+    await asyncio.wait_for(race.a_superseded.wait(), 10)
+    race.b_w0.go.set()  # B goes on: its checkpoint gets the quorum and is stored
+    a_result, b_result = await asyncio.wait_for(asyncio.gather(a_task, b_task), 10)
+    assert sorted(race.a_posts) == [race.w0, race.w1]  # A offered size 2 once, nothing more
+    assert (a_result.index, a_result.tree_size) == (1, 3)
+    assert a_result.checkpoint == b_result.checkpoint  # proven under B's witnessed checkpoint
+    assert race.a_reads_after_superseded >= 1
+    for log in (a, b):
+        assert await log.checkpoint() == b_result.checkpoint
+        await log.close()
+
+
+async def test_a_superseded_process_publishes_itself_if_the_newer_one_is_never_stored(
+    tmp_path: Path,
+) -> None:
+    """The process that overtook it died before storing its checkpoint: after one round's time
+    the superseded process offers the newest committed head itself; its writes do not hang."""
+    setup = await Setup(tmp_path, 2).open()
+    race = Overtaken(setup, timeout=0.5)
+    a, b, a_task, b_task = await race.start()  # B's request to w0 is never answered
+    a_result = await asyncio.wait_for(a_task, 10)
+    assert (a_result.index, a_result.tree_size) == (1, 3)
+    assert len(race.a_posts) == 4  # size 2 to both witnesses, then size 3 to both
+    signers = [s.name for s in SignedNote.parse(a_result.checkpoint).signatures]
+    assert signers == [ORIGIN, "w0.test", "w1.test"]
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(b_task, 10)  # B's round timed out at w0
+    race.b_w0.go.set()
+    for log in (a, b):
+        assert await log.checkpoint() == a_result.checkpoint
+        await log.close()
 
 
 async def test_the_published_checkpoint_never_goes_back(tmp_path: Path) -> None:
