@@ -35,21 +35,22 @@ class TrustedIssuers:
     """The CA certificates (roots and intermediates) of this instance's trusted root."""
 
     def __init__(self, certificates: Sequence[x509.Certificate]) -> None:
-        self._store = Store(list(certificates)) if certificates else None
+        # What does not depend on the certificate judged (store, extension policies) is built
+        # once; the validation time is the leaf's own, so each check finishes its own verifier.
+        # Nothing about a verification's outcome is kept.
+        self._policy = (
+            PolicyBuilder()
+            .store(Store(list(certificates)))
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            if certificates else None
+        )
 
     def vouches_for(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` was issued under one of the trusted CAs (never raises)."""
-        if self._store is None:
+        if self._policy is None:
             return False
-        verifier = (
-            PolicyBuilder()
-            .store(self._store)
-            .time(cert.not_valid_before_utc)
-            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-            .build_client_verifier()
-        )
         try:
-            verifier.verify(cert, [])
+            self._policy.time(cert.not_valid_before_utc).build_client_verifier().verify(cert, [])
         except (VerificationError, ValueError, TypeError, x509.UnsupportedGeneralNameType):
             return False
         return True
