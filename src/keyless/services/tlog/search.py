@@ -69,42 +69,56 @@ def key_fingerprint_key(spki_der: bytes) -> str:
 MALFORMED_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
-def _issuer(cert: x509.Certificate) -> str | None:
-    for ext in cert.extensions:
-        if ext.oid == ISSUER_V2 and isinstance(ext.value, x509.UnrecognizedExtension):
-            raw = ext.value.value
-            # DER UTF8String: tag 0x0C, short or long length.
-            if len(raw) >= 2 and raw[0] == 0x0C:
-                offset = 2 if raw[1] < 0x80 else 2 + (raw[1] & 0x7F)
-                return raw[offset:].decode("utf-8", "replace")
-    for ext in cert.extensions:
-        if ext.oid == ISSUER_V1 and isinstance(ext.value, x509.UnrecognizedExtension):
-            return ext.value.value.decode("utf-8", "replace")
+def _utf8string(raw: bytes) -> str | None:
+    """Text of a DER UTF8String (tag 0x0C, short or long length), or None if not one."""
+    if len(raw) >= 2 and raw[0] == 0x0C:
+        offset = 2 if raw[1] < 0x80 else 2 + (raw[1] & 0x7F)
+        return raw[offset:].decode("utf-8", "replace")
     return None
+
+
+def _identities(cert: x509.Certificate) -> tuple[list[str], list[str], str | None]:
+    """The SAN e-mail addresses and URIs of ``cert`` and its OIDC issuer (.1.8 as UTF8String,
+    else the raw .1.1), in one pass over its extensions (``MALFORMED_EXTENSIONS`` propagate)."""
+    san: x509.SubjectAlternativeName | None = None
+    v2: str | None = None
+    v1: str | None = None
+    for ext in cert.extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            san = value
+        elif isinstance(value, x509.UnrecognizedExtension):
+            if ext.oid == ISSUER_V2:
+                v2 = _utf8string(value.value)
+            elif ext.oid == ISSUER_V1:
+                v1 = value.value.decode("utf-8", "replace")
+    if san is None:
+        return [], [], None
+    return (san.get_values_for_type(x509.RFC822Name),
+            san.get_values_for_type(x509.UniformResourceIdentifier),
+            v2 if v2 is not None else v1)
 
 
 def certificate_keys(cert: x509.Certificate, trusted: TrustedIssuers | None) -> list[str]:
     """The key fingerprint of a certificate, plus its identity keys when ``trusted`` vouches for
-    it (``None``: no CA is trusted, so no identity is indexed)."""
+    it (``None``: no CA is trusted, so no identity is indexed).
+
+    The path validation (a signature check: most of the cost) runs only for a certificate that
+    names an identity to index.
+    """
     keys = [key_fingerprint_key(spki_der(cert.public_key()))]
-    if trusted is None or not trusted.vouches_for(cert):
+    if trusted is None:
         return keys
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        issuer = _issuer(cert)
-    except x509.ExtensionNotFound:
-        return keys
+        emails, uris, issuer = _identities(cert)
     except MALFORMED_EXTENSIONS:
         return keys  # no identity can be read: the entry is still findable by its key
-    names: list[str] = []
-    for email in san.get_values_for_type(x509.RFC822Name):
-        keys.append(email_key(email))
-        names.append(email)
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        keys.append(uri_key(uri))
-        names.append(uri)
+    if not (emails or uris) or not trusted.vouches_for(cert):
+        return keys
+    keys.extend(email_key(email) for email in emails)
+    keys.extend(uri_key(uri) for uri in uris)
     if issuer:
-        keys.extend(identity_key(issuer, name) for name in names)
+        keys.extend(identity_key(issuer, name) for name in (*emails, *uris))
     return keys
 
 
