@@ -152,20 +152,19 @@ class CatchAllMiddleware:
         except Exception as exc:
             if started:
                 raise
-            if is_transient(exc):
-                logger.warning(
-                    "storage busy in %s %s: %s", scope.get("method"), scope.get("path"), exc
-                )
-                response = json_error(
-                    503, "the service is busy; retry shortly", {"Retry-After": "1"}
-                )
-            else:
-                logger.exception(
-                    "unhandled error in %s %s", scope.get("method"), scope.get("path"),
-                    exc_info=exc,
-                )  # fmt: skip
-                response = json_error(500, "internal server error")
-            await response(scope, receive, send)
+            await unexpected_error(scope, exc)(scope, receive, send)
+
+
+def unexpected_error(scope: Scope, exc: Exception) -> Response:
+    """The answer to an exception no handler rendered, logged once: 503 + ``Retry-After`` for a
+    momentarily busy database (:func:`is_transient`), else a JSON 500 without a stack trace."""
+    if is_transient(exc):
+        logger.warning("storage busy in %s %s: %s", scope.get("method"), scope.get("path"), exc)
+        return json_error(503, "the service is busy; retry shortly", {"Retry-After": "1"})
+    logger.exception(
+        "unhandled error in %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+    )
+    return json_error(500, "internal server error")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -221,7 +220,7 @@ class HeldWrites:
     receiver's side of TCP; the head's was about a fifth of a timestamp's server CPU). The bytes
     and their order are unchanged; anything held is written before the connection is closed."""
 
-    __slots__ = ("transport", "_held")
+    __slots__ = ("_held", "transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
