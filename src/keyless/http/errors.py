@@ -269,6 +269,7 @@ def json_error_http_protocol(
 
     class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _in_head = False  # a request head has started and is not complete
         _head_bytes = 0  # bytes received while the head is incomplete
         _head_parsed = 0  # size of the URL and headers the parser delivered
         _held: HeldWrites
@@ -279,10 +280,10 @@ def json_error_http_protocol(
             idle = self.cycle is None or (
                 self.cycle.response_complete and not self.cycle.more_body
             )
-            if idle and self._head_timer is None and not self.pipeline:
-                self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+            if idle and not self._in_head and not self.pipeline:
+                self._in_head = True
                 self._head_bytes = 0
-            if self._head_timer is not None:
+            if self._in_head:
                 self._head_bytes += len(data)
             self._unset_keepalive_if_required()
             try:
@@ -300,15 +301,23 @@ def json_error_http_protocol(
                 self.logger.info("malformed HTTP request: %s", reason)
                 self._close_with(400, b"Bad Request", f"malformed HTTP request: {reason}")
                 return
-            # Still inside the head after this data: everything counted so far is head.
-            if self._head_timer is not None and self._head_bytes > max_head_bytes:
-                self._too_large()
+            # Still inside the head after this data: everything counted so far is head. The
+            # deadline is set only now (from this first byte of the head, as before): most heads
+            # arrive whole in one read and need no timer at all.
+            if self._in_head:
+                if self._head_bytes > max_head_bytes:
+                    self._too_large()
+                elif self._head_timer is None:
+                    self._head_timer = self.loop.call_later(
+                        header_timeout, self._head_timed_out
+                    )
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._held = HeldWrites(transport)
             # A connection that never sends a head is cut off like one that sends half of one.
             self._head_timer = self.loop.call_later(header_timeout, self._head_timed_out)
+            self._in_head = True
             self._head_bytes = 0
 
         def _should_upgrade_to_ws(self) -> bool:
@@ -367,12 +376,15 @@ def json_error_http_protocol(
             self._close_with(400, b"Bad Request", msg)
 
         def _cancel_head_timer(self) -> None:
+            """The head is complete, or the connection is done with: no deadline."""
+            self._in_head = False
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
+            self._in_head = False
             if not self.transport.is_closing():
                 self._close_with(
                     408,

@@ -24,6 +24,7 @@ accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -81,11 +82,19 @@ SYNC_INTERVAL = 1.0
 
 def service_of(path: str) -> str:
     """The service label of a request path (``other`` when nothing matches)."""
+    # memoised (every request asks): only short paths, so that the memo stays small
+    return _service_of_cached(path) if len(path) <= 128 else _service_of(path)
+
+
+def _service_of(path: str) -> str:
     best = ("", "other")
     for prefix, name in SERVICE_PREFIXES:
         if path.startswith(prefix) and len(prefix) > len(best[0]):
             best = (prefix, name)
     return best[1]
+
+
+_service_of_cached = functools.lru_cache(maxsize=4096)(_service_of)
 
 
 class _Readings(Collector):
