@@ -3,7 +3,7 @@
 Every request a ``keyless serve`` process is answering holds memory (its body, its parsed form,
 a task) and, for a write, a place in a worker-thread queue and in a log's sequencing queue. None
 of those queues may grow without bound under overload (contracts.md §5: overload is answered 503
-with ``Retry-After``, never a hang). :class:`AdmissionMiddleware` is the one place that bounds
+with ``Retry-After``, never a hang). :class:`Admission` is the one place that bounds
 them: a request is admitted only while the process has fewer than ``max_requests`` writes (or,
 counted apart, reads) in flight *and* their declared bodies total at most ``max_body_bytes``;
 otherwise it is answered at once with 503, ``Retry-After`` and the usual ``{"code", "message"}``
@@ -69,10 +69,16 @@ def _declared_body(scope: Scope) -> int:
     return DEFAULT_MAX_BODY if chunked else 0
 
 
-class AdmissionMiddleware:
-    """Pure-ASGI middleware admitting at most ``max_requests`` writes, ``max_requests`` reads
-    (``GET``, ``HEAD``, ``OPTIONS``) and ``max_body_bytes`` of declared request bodies at a time;
-    ``on_refused(path)`` is told of every refusal (the metric). A bound of 0 switches it off.
+#: What :meth:`Admission.admit` returns for a request it does not count (an exempt path).
+UNCOUNTED = (False, -1)
+
+
+class Admission:
+    """The bounds of a process: at most ``max_requests`` writes, ``max_requests`` reads
+    (``GET``, ``HEAD``, ``OPTIONS``) and ``max_body_bytes`` of declared request bodies admitted at
+    a time; ``on_refused(path)`` is told of every refusal (the metric). A bound of 0 switches it
+    off. :class:`AdmissionMiddleware` applies it to an app; the stack's front layer
+    (:mod:`keyless.http.front`) applies it among its other per-request work.
 
     Reads and writes are counted apart so that writes held up (a log waiting for its storage or
     its witnesses) never lock out the reads monitors and verifiers depend on, nor the reverse.
@@ -80,7 +86,6 @@ class AdmissionMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         max_requests: int = DEFAULT_MAX_REQUESTS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -89,7 +94,6 @@ class AdmissionMiddleware:
     ) -> None:
         if max_requests < 0 or max_body_bytes < 0:
             raise ValueError("admission bounds cannot be negative")
-        self.app = app
         self.max_requests = max_requests or None
         self.max_body_bytes = max_body_bytes or None
         self.on_refused = on_refused
@@ -99,29 +103,35 @@ class AdmissionMiddleware:
         self.writes = 0
         self.body_bytes = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
-            await self.app(scope, receive, send)
-            return
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> tuple[bool, int] | None:
+        """Count an HTTP request in and return what :meth:`release` takes when it is answered
+        (whether it is a read, its declared body bytes; :data:`UNCOUNTED` for an exempt path),
+        or answer it 503 + ``Retry-After`` at once and return None."""
+        if scope["path"] in self.exempt:
+            return UNCOUNTED
         size = _declared_body(scope)
         read = scope["method"] in READ_METHODS
         full = self._full(read, size)
         if full:
             await self._refuse(full, scope, receive, send)
-            return
+            return None
         if read:
             self.reads += 1
         else:
             self.writes += 1
         self.body_bytes += size
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if read:
-                self.reads -= 1
-            else:
-                self.writes -= 1
-            self.body_bytes -= size
+        return read, size
+
+    def release(self, held: tuple[bool, int]) -> None:
+        """Count out a request :meth:`admit` admitted."""
+        read, size = held
+        if size < 0:
+            return
+        if read:
+            self.reads -= 1
+        else:
+            self.writes -= 1
+        self.body_bytes -= size
 
     def _full(self, read: bool, size: int) -> str:
         """Why a read or write declaring ``size`` body bytes cannot be admitted now ("" if it
@@ -161,3 +171,34 @@ async def _drain(scope: Scope, receive: Receive) -> None:
                     return
     except TimeoutError:
         return
+
+
+class AdmissionMiddleware(Admission):
+    """Pure-ASGI middleware applying an :class:`Admission` to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_refused: Callable[[str], None] | None = None,
+        exempt: Collection[str] = EXEMPT_PATHS,
+    ) -> None:
+        super().__init__(
+            max_requests=max_requests, max_body_bytes=max_body_bytes, on_refused=on_refused,
+            exempt=exempt,
+        )
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held = await self.admit(scope, receive, send)
+        if held is None:
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.release(held)

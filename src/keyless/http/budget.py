@@ -43,7 +43,8 @@ DEFAULT_RATE = 250.0
 def client_address(request: Request) -> str:
     """The budget key of a request's client (after trusted-proxy resolution): its IPv4
     address, or its IPv6 /64 — one host commonly holds a whole /64."""
-    host = request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # what request.client wraps in a new Address
+    host: str = client[0] if client else "unknown"
     # memoised (parsing an address costs ~5 µs and a client sends many requests); only short
     # strings, so that the cache stays small whatever a proxy's X-Forwarded-For holds
     return _budget_key_cached(host) if len(host) <= 64 else _budget_key(host)

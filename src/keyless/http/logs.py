@@ -2,7 +2,8 @@
 
 Log collectors (journald, Loki, CloudWatch) parse one JSON object per line without configuration;
 each record carries ``ts``, ``level``, ``logger``, ``msg`` and any ``extra={...}`` fields such as
-the request's method, path, status and duration from :class:`AccessLogMiddleware`.
+the request's method, path, status and duration from :func:`log_access` (called for every
+HTTP request by :mod:`keyless.http.front`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TextIO
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 _STANDARD = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
     "message",
@@ -57,37 +58,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # Access lines come from AccessLogMiddleware (structured); uvicorn's own would duplicate them.
+    # Access lines come from log_access (structured); uvicorn's own would duplicate them.
     logging.getLogger("uvicorn.access").disabled = True
 
 
 access_logger = logging.getLogger("keyless.access")
-
-
-class AccessLogMiddleware:
-    """One structured line per HTTP request: method, path, status, duration, client."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            if access_logger.isEnabledFor(logging.INFO):
-                _log_access(scope, status, start)
 
 
 class _JsonAccess:
@@ -106,7 +81,7 @@ class _JsonAccess:
         return f"{cls.prefix}.{int((now - second) * 1000):03d}Z"
 
 
-def _log_access(scope: Scope, status: int, start: float) -> None:
+def log_access(scope: Scope, status: int, start: float) -> None:
     """Write one access line. In the JSON format it is written directly, as
     :class:`JsonFormatter` would write the record (same keys, order and escaping) at a quarter
     of the cost of a log record; otherwise it goes through ``logging``."""

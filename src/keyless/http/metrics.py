@@ -1,9 +1,10 @@
 """Metrics in the Prometheus text exposition format (version 0.0.4), through ``prometheus_client``.
 
-A small ASGI middleware counts requests per service, method and status class, observes their
-latency in a histogram and tracks requests in flight; ``GET /metrics`` renders them, together
-with the standard process and Python collectors (``process_*``: CPU, memory, open files;
-``python_*``: version, garbage collection) that operators' dashboards and alerts expect. Each
+The stack's front layer (:mod:`keyless.http.front`) counts requests per service, method and
+status class, observes their latency in a histogram and tracks requests in flight; ``GET
+/metrics`` renders them, together with the standard process and Python collectors
+(``process_*``: CPU, memory, open files; ``python_*``: version, garbage collection) that
+operators' dashboards and alerts expect. Each
 :class:`Metrics` has its own registry, so several apps in one process (tests) never mix counts.
 
 Several worker processes (``keyless serve --workers N``): the supervisor points
@@ -23,6 +24,7 @@ accepting connections, then waits until :attr:`Metrics.writes_in_flight` reaches
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +44,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyless.http import METRICS_DIR_ENV
 from keyless.http.readings import Counted, Latest, Mirrored
@@ -81,11 +82,19 @@ SYNC_INTERVAL = 1.0
 
 def service_of(path: str) -> str:
     """The service label of a request path (``other`` when nothing matches)."""
+    # memoised (every request asks): only short paths, so that the memo stays small
+    return _service_of_cached(path) if len(path) <= 128 else _service_of(path)
+
+
+def _service_of(path: str) -> str:
     best = ("", "other")
     for prefix, name in SERVICE_PREFIXES:
         if path.startswith(prefix) and len(prefix) > len(best[0]):
             best = (prefix, name)
     return best[1]
+
+
+_service_of_cached = functools.lru_cache(maxsize=4096)(_service_of)
 
 
 class _Readings(Collector):
@@ -257,41 +266,3 @@ class Metrics:
             counted = CollectorRegistry()
             MultiProcessCollector(counted, path=shared)  # type: ignore[no-untyped-call]
         return (generate_latest(counted) + generate_latest(self._local)).decode()
-
-
-class MetricsMiddleware:
-    """ASGI middleware feeding :class:`Metrics` for every HTTP request."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics = self.metrics
-        method: str = scope["method"]
-        service = service_of(scope["path"])
-        is_write = method in WRITE_METHODS
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                if metrics.shared:
-                    metrics.sync_counted()
-            await send(message)
-
-        metrics.in_flight += 1
-        if is_write:
-            metrics.write_started()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            metrics.in_flight -= 1
-            if is_write:
-                metrics.write_finished()
-            metrics.observe(service, method, status, time.perf_counter() - start)

@@ -28,15 +28,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from keyless.http.admission import AdmissionMiddleware
-from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
-from keyless.http.logs import AccessLogMiddleware
-from keyless.http.metrics import Metrics, MetricsMiddleware
+from keyless.http.admission import Admission
+from keyless.http.errors import EXCEPTION_HANDLERS
+from keyless.http.front import FrontMiddleware
+from keyless.http.metrics import Metrics
 from keyless.localfiles import write_file_atomically
 from keyless.server.config import Settings
 from keyless.server.routing import IndexedRouter
@@ -157,21 +156,21 @@ def create_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/client-trust-config.json", client_trust_config, methods=["GET"]),
         ],
-        middleware=[
-            Middleware(AccessLogMiddleware),
-            Middleware(MetricsMiddleware, metrics=counters),
-            Middleware(
-                AdmissionMiddleware,
-                max_requests=settings.max_requests_in_flight,
-                max_body_bytes=settings.max_body_bytes_in_flight,
-                on_refused=counters.refused_busy,
-            ),
-            Middleware(CatchAllMiddleware),
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     # the same routes and lifespan, dispatched through the memo of literal paths (routing.py)
     app.router = IndexedRouter(app.router.routes, lifespan=lifespan)
+    # One layer in front of the router instead of Starlette's stack (ServerErrorMiddleware,
+    # ExceptionMiddleware) around keyless's middlewares: see keyless.http.front.
+    app.middleware_stack = FrontMiddleware(
+        app.router,
+        metrics=counters,
+        admission=Admission(
+            max_requests=settings.max_requests_in_flight,
+            max_body_bytes=settings.max_body_bytes_in_flight,
+            on_refused=counters.refused_busy,
+        ),
+        handlers=EXCEPTION_HANDLERS,
+    )
     app.state.stack_state = state
     return app

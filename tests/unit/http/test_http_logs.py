@@ -49,7 +49,7 @@ SCOPE = {
 def test_a_json_access_line_is_what_the_formatter_writes(stderr: io.StringIO) -> None:
     _configure("info", "json", stderr)
     before = time.time()
-    logs._log_access(SCOPE, 201, time.perf_counter() - 0.0123)
+    logs.log_access(SCOPE, 201, time.perf_counter() - 0.0123)
     line = stderr.getvalue()
     assert line.endswith("\n") and line.count("\n") == 1
     fast = json.loads(line)
@@ -71,12 +71,12 @@ def test_a_json_access_line_is_what_the_formatter_writes(stderr: io.StringIO) ->
 
 def test_no_client_and_the_text_format(stderr: io.StringIO) -> None:
     _configure("info", "json", stderr)
-    logs._log_access({**SCOPE, "client": None}, 404, time.perf_counter())
+    logs.log_access({**SCOPE, "client": None}, 404, time.perf_counter())
     assert json.loads(stderr.getvalue())["client"] is None
     stderr.truncate(0)
     stderr.seek(0)
     _configure("info", "text", stderr)
-    logs._log_access(SCOPE, 404, time.perf_counter())
+    logs.log_access(SCOPE, 404, time.perf_counter())
     assert "INFO keyless.access: POST /rekor/api/v2/log/entries" in stderr.getvalue()
 
 
