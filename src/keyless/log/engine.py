@@ -1,11 +1,12 @@
 """``TransparencyLog``: the one log engine behind the CT log, Rekor v1 and Rekor v2.
 
 Writes (Tessera / Sunlight design, architecture.md "Layers"): :meth:`TransparencyLog.add` hashes the
-entry, queues it and waits. A single integrator task takes everything queued — up to ``max_batch``
-entries, after waiting at most ``batch_age`` seconds for company — and runs one
-:class:`keyless.log.sequencer.Sequencer` step on the log's writer thread: dedup, sequence,
-integrate, tiles, signed checkpoint, one atomic commit. So ``add`` returns only once its entry is
-durably sequenced *and* covered by a durable signed checkpoint, with an inclusion proof. When idle a
+entry, queues it and waits. A single integrator task takes everything queued once it holds the
+log's write lock — up to ``max_batch`` entries, after waiting at most ``batch_age`` seconds for
+company — and runs one :class:`keyless.log.sequencer.Sequencer` step on the log's writer thread:
+dedup, sequence, integrate, tiles, signed checkpoint, one atomic commit. So ``add`` returns only
+once its entry is durably sequenced *and* covered by a durable signed checkpoint, with an inclusion
+proof. When idle a
 lone write is a batch of one (no artificial delay); under load batches grow by themselves while the
 previous commit is in flight. The queue is bounded: beyond ``max_pending`` waiting entries ``add``
 raises :class:`keyless.errors.Pushback` (HTTP 429/503 with Retry-After).
@@ -267,11 +268,12 @@ class TransparencyLog:
                 deadline = loop.time() + self._batch_age
                 while len(self._queue) < self._max_batch and loop.time() < deadline:
                     await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            items = [w.pending for w in batch]
+            batch: list[_Waiter] = []
             try:
-                outcomes, head = await self._storage.run_writer(self.name, self._sequence, items)
+                outcomes, head = await self._storage.run_writer(self.name, self._sequence, batch)
             except Exception as exc:
+                if not batch:  # failed before taking a batch (no write lock): fail the queue
+                    batch = self._take()
                 failures += 1
                 _log.warning("log %s: batch of %d failed: %s", self.name, len(batch), exc)
                 error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
@@ -384,10 +386,17 @@ class TransparencyLog:
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
 
-    def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
+    def _take(self) -> list[_Waiter]:
+        return [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+
+    def _sequence(self, batch: list[_Waiter]) -> tuple[list[Outcome], LogHead]:
+        """One step over the entries queued once the session holds the log's write lock (they
+        go into ``batch``): what arrived while another process (``--workers N``) held the lock
+        joins this batch instead of waiting for the next one."""
         try:
             with self._store.sequencing(self.name) as session:
-                return self._sequencer.sequence(session, items)
+                batch.extend(self._take())
+                return self._sequencer.sequence(session, [w.pending for w in batch])
         except BaseException:
             # the transaction may have failed after the batch was applied in memory (e.g. at
             # COMMIT): forget it all, the next step reloads the right edge from storage

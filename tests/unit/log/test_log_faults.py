@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -122,6 +126,57 @@ async def test_batches_respect_max_batch() -> None:
     for r in results:
         assert r.tree_size - r.index <= 16
     await verify_everything(log)
+    await log.close()
+
+
+class GatedStore:
+    """A log store whose sequencing sessions first wait at a gate: a stand-in for another
+    process (``--workers N``) holding the log's write lock."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.waiting = threading.Event()  # a session is waiting at the gate
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def sequencing(self, log: str) -> Iterator[Any]:
+        self.waiting.set()
+        self.gate.wait()
+        with self._store.sequencing(log) as session:
+            yield session
+
+
+async def test_entries_queued_while_the_write_lock_is_held_join_the_waiting_batch() -> None:
+    backend = MemoryBackend()
+    gated = GatedStore(backend.log_store)
+    backend.log_store = gated  # type: ignore[assignment]
+    _storage, log = await started(backend)
+    gated.waiting.clear()
+    gated.gate.clear()
+    first = asyncio.ensure_future(log.add(b"first"))
+    await asyncio.to_thread(gated.waiting.wait)  # its batch waits for the write lock
+    later = [asyncio.ensure_future(log.add(b"later%d" % i)) for i in range(3)]
+    await asyncio.sleep(0)
+    assert log.pending == 4  # nothing is taken before the lock is held
+    gated.gate.set()
+    results = await asyncio.gather(first, *later)
+    assert {r.tree_size for r in results} == {5}  # one batch: seed + 4
+    await verify_everything(log)
+    await log.close()
+
+
+async def test_a_batch_that_cannot_start_fails_the_queued_waiters() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    backend.faults.fail("sequencing")
+    with pytest.raises(StorageError):
+        await log.add(b"a")
+    assert log.pending == 0
+    assert (await log.add(b"a")).index == 1
     await log.close()
 
 
