@@ -230,7 +230,8 @@ class CTLogService:
 
         if dedup_key is None:
             dedup_key = digest(b"keyless-ct-leaf\0" + entry.merkle_tree_leaf())
-        result = await self._engine.add_at_index(at_index, dedup_key=dedup_key)
+        # an SCT needs no inclusion proof: none is computed
+        result = await self._engine.add_at_index(at_index, dedup_key=dedup_key, proof=False)
         if result.duplicate:
             return await self._existing(result.index)
         placed = replace(entry, extensions=leaf_index_extension(result.index))
