@@ -192,3 +192,50 @@ async def test_closed_log_refuses_and_pending_counts_the_queue() -> None:
     assert (await task).index == 1 and log.pending == 0
     with pytest.raises(Unavailable):
         await log.add(b"too late")
+
+
+async def test_a_process_follows_the_batches_of_another_without_reloading_its_edge() -> None:
+    """Two processes sequencing one log (``--workers 2``) take turns: each moves its right edge
+    over the other's entries (read from the entry table, checked against the root) instead of
+    reloading the partial tiles and entry bundle, and every tile and proof stays right."""
+    backend = MemoryBackend()
+    _s1, one = await started(backend)
+    _s2, two = await started(backend)
+    reloads = []
+    for log in (one, two):
+        load = log._sequencer._load
+
+        def counted(session: Any, head: Any, load: Any = load) -> Any:
+            reloads.append(head.size)
+            return load(session, head)
+
+        log._sequencer._load = counted  # type: ignore[method-assign]
+    for turn in range(40):  # crosses a full tile and entry bundle (256 entries)
+        log = one if turn % 2 else two
+        results = await asyncio.gather(*(log.add(b"t%d-%d" % (turn, i)) for i in range(9)))
+        for r in results:
+            merkle.verify_inclusion(
+                r.leaf_hash, r.index, r.tree_size, r.inclusion_proof, r.root_hash
+            )
+    assert reloads == []
+    assert (await one.tree()) == (await two.tree())
+    await verify_everything(one)
+    await verify_everything(two)
+    await one.close()
+    await two.close()
+
+
+async def test_a_process_reloads_its_edge_when_another_added_too_much_to_follow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keyless.log import sequencer
+
+    monkeypatch.setattr(sequencer, "_CATCH_UP_MAX", 5)
+    backend = MemoryBackend()
+    _s1, one = await started(backend)
+    _s2, two = await started(backend)
+    await asyncio.gather(*(two.add(b"b%d" % i) for i in range(9)))
+    assert (await one.add(b"a")).index == 10  # reloaded: 9 entries are more than it follows
+    await verify_everything(one)
+    await one.close()
+    await two.close()
