@@ -57,14 +57,17 @@ class MemoryLogEngine(TransparencyLog):
         await self._storage.close()
 
     async def add(
-        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
+        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None,
+        proof: bool = True,
+    ) -> AddResult:  # fmt: skip
+        await self._ready()
+        return await super().add(leaf, bundle_entry=bundle_entry, dedup_key=dedup_key, proof=proof)
+
+    async def add_at_index(
+        self, entry_at: EntryAtIndex, *, dedup_key: bytes, proof: bool = True
     ) -> AddResult:
         await self._ready()
-        return await super().add(leaf, bundle_entry=bundle_entry, dedup_key=dedup_key)
-
-    async def add_at_index(self, entry_at: EntryAtIndex, *, dedup_key: bytes) -> AddResult:
-        await self._ready()
-        return await super().add_at_index(entry_at, dedup_key=dedup_key)
+        return await super().add_at_index(entry_at, dedup_key=dedup_key, proof=proof)
 
     async def head(self) -> LogHead:
         await self._ready()

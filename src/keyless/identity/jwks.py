@@ -44,6 +44,9 @@ class _IssuerKeys:
     jwks_uri: str | None = None
     algorithms: frozenset[str] | None = None  # id_token_signing_alg_values_supported
     keys: list[dict[str, Any]] = field(default_factory=list)
+    #: (id of a dict in ``keys``, alg) → its parsed key; emptied whenever ``keys`` is replaced
+    #: (``keys`` keeps the dicts alive, and nothing changes them: they are the fetched JSON)
+    parsed: dict[tuple[int, str], jwt.PyJWK | None] = field(default_factory=dict)
     fetched_at: float = float("-inf")
     failed_at: float = float("-inf")
     failure: Exception | None = None
@@ -133,11 +136,12 @@ class JwksCache:
                     f"identity token algorithm {alg} is not among those issuer {issuer} "
                     "announces (id_token_signing_alg_values_supported)"
                 )
-            return self._select(issuer, state.keys, kid, alg)
+            return self._select(issuer, state.keys, kid, alg, state.parsed)
 
     def _select(
-        self, issuer: str, keys: Sequence[Mapping[str, Any]], kid: str | None, alg: str
-    ) -> list[jwt.PyJWK]:
+        self, issuer: str, keys: Sequence[Mapping[str, Any]], kid: str | None, alg: str,
+        parsed: dict[tuple[int, str], jwt.PyJWK | None] | None = None,
+    ) -> list[jwt.PyJWK]:  # fmt: skip
         candidates = [k for k in keys if kid is None or k.get("kid") == kid]
         if not candidates:
             raise Unauthenticated(
@@ -149,7 +153,16 @@ class JwksCache:
                 f"issuer {issuer} publishes no key for algorithm {alg}"
                 + (f" with key id {kid!r}" if kid else "")
             )
-        out = [key for key in (self._parse(jwk, alg) for jwk in usable) if key is not None]
+        out = []
+        for jwk in usable:
+            if parsed is None:  # a local JWKS: its dicts may be reused for other contents
+                key = self._parse(jwk, alg)
+            elif (slot := (id(jwk), alg)) in parsed:
+                key = parsed[slot]
+            else:
+                key = parsed[slot] = self._parse(jwk, alg)
+            if key is not None:
+                out.append(key)
         if not out:
             raise Unauthenticated(f"issuer {issuer} publishes no usable key for {alg}")
         return out
@@ -203,6 +216,7 @@ class JwksCache:
             frozenset(a for a in algs if isinstance(a, str)) if isinstance(algs, list) else None
         )
         state.keys = [k for k in keys if isinstance(k, dict)]
+        state.parsed = {}
         state.fetched_at = now
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """``TransparencyLog``: the one log engine behind the CT log, Rekor v1 and Rekor v2.
 
 Writes (Tessera / Sunlight design, architecture.md "Layers"): :meth:`TransparencyLog.add` hashes the
-entry, queues it and waits. A single integrator task takes everything queued — up to ``max_batch``
-entries, after waiting at most ``batch_age`` seconds for company — and runs one
-:class:`keyless.log.sequencer.Sequencer` step on the log's writer thread: dedup, sequence,
-integrate, tiles, signed checkpoint, one atomic commit. So ``add`` returns only once its entry is
-durably sequenced *and* covered by a durable signed checkpoint, with an inclusion proof. When idle a
+entry, queues it and waits. A single integrator task takes everything queued once it holds the
+log's write lock — up to ``max_batch`` entries, after waiting at most ``batch_age`` seconds for
+company — and runs one :class:`keyless.log.sequencer.Sequencer` step on the log's writer thread:
+dedup, sequence, integrate, tiles, signed checkpoint, one atomic commit. So ``add`` returns only
+once its entry is durably sequenced *and* covered by a durable signed checkpoint, with an inclusion
+proof (unless the caller passes ``proof=False``: the CT log's SCTs need none). When idle a
 lone write is a batch of one (no artificial delay); under load batches grow by themselves while the
 previous commit is in flight. The queue is bounded: beyond ``max_pending`` waiting entries ``add``
 raises :class:`keyless.errors.Pushback` (HTTP 429/503 with Retry-After).
@@ -91,13 +92,15 @@ class AddResult:
     tree_size: int
     root_hash: bytes
     checkpoint: bytes  # the signed note that covers the entry
-    inclusion_proof: list[bytes]  # proof of ``index`` in ``tree_size`` (RFC 9162 §2.1.3.1)
+    #: proof of ``index`` in ``tree_size`` (RFC 9162 §2.1.3.1); empty if added with proof=False
+    inclusion_proof: list[bytes]
 
 
 @dataclass
 class _Waiter:
     pending: Pending
     future: asyncio.Future[AddResult]
+    proof: bool = True
 
 
 class TransparencyLog:
@@ -197,33 +200,40 @@ class TransparencyLog:
 
     # writes -----------------------------------------------------------------------------------
     async def add(
-        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
-    ) -> AddResult:
+        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None,
+        proof: bool = True,
+    ) -> AddResult:  # fmt: skip
         """Append ``leaf``; return once it is durably sequenced and covered by a signed checkpoint.
 
         ``bundle_entry`` is what the entry bundle carries (default: the leaf); ``dedup_key``
         defaults to the leaf hash, and an entry whose key is already in the log is answered with
-        the existing index and ``duplicate=True``.
+        the existing index and ``duplicate=True``. ``proof=False``: the caller does not need the
+        inclusion proof, none is computed (``inclusion_proof`` is empty).
         """
         self._check_accepting()
         self._check_size(bundle_entry if bundle_entry is not None else leaf)
         h = leaf_hash(leaf)
         dedup = dedup_key if dedup_key is not None else h
-        return await self._enqueue(Pending(leaf, bundle_entry, h, dedup))
+        return await self._enqueue(Pending(leaf, bundle_entry, h, dedup), proof)
 
-    async def add_at_index(self, entry_at: EntryAtIndex, *, dedup_key: bytes) -> AddResult:
+    async def add_at_index(
+        self, entry_at: EntryAtIndex, *, dedup_key: bytes, proof: bool = True
+    ) -> AddResult:
         """Append the entry ``entry_at(index)`` for the index the log assigns to it.
 
         C2SP static-ct-api: the MerkleTreeLeaf and the TileLeaf of a static CT log carry their
         own ``leaf_index``, so the entry can only be built once it is sequenced. ``entry_at``
         must be pure and its sizes independent of the index (it is probed once here, to refuse an
         oversized entry before it can fail a whole batch). An entry whose ``dedup_key`` is in the
-        log is answered with the existing index and ``duplicate=True``, as for :meth:`add`.
+        log is answered with the existing index and ``duplicate=True``, and ``proof`` is that of
+        :meth:`add`.
         """
         self._check_accepting()
         leaf, bundle = entry_at(0)
         self._check_size(bundle)
-        return await self._enqueue(Pending(leaf, bundle, leaf_hash(leaf), dedup_key, entry_at))
+        return await self._enqueue(
+            Pending(leaf, bundle, leaf_hash(leaf), dedup_key, entry_at), proof
+        )
 
     def _check_accepting(self) -> None:
         if self._task is None or self._closing:
@@ -239,9 +249,9 @@ class TransparencyLog:
         if len(bundle_entry) > MAX_ENTRY_SIZE:
             raise TooLarge(f"a log entry may be at most {MAX_ENTRY_SIZE} bytes (C2SP tlog-tiles)")
 
-    async def _enqueue(self, pending: Pending) -> AddResult:
+    async def _enqueue(self, pending: Pending, proof: bool) -> AddResult:
         future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiter(pending, future))
+        self._queue.append(_Waiter(pending, future, proof))
         self._wake.set()
         return await future
 
@@ -267,11 +277,12 @@ class TransparencyLog:
                 deadline = loop.time() + self._batch_age
                 while len(self._queue) < self._max_batch and loop.time() < deadline:
                     await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            items = [w.pending for w in batch]
+            batch: list[_Waiter] = []
             try:
-                outcomes, head = await self._storage.run_writer(self.name, self._sequence, items)
+                outcomes, head = await self._storage.run_writer(self.name, self._sequence, batch)
             except Exception as exc:
+                if not batch:  # failed before taking a batch (no write lock): fail the queue
+                    batch = self._take()
                 failures += 1
                 _log.warning("log %s: batch of %d failed: %s", self.name, len(batch), exc)
                 error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
@@ -384,10 +395,17 @@ class TransparencyLog:
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
 
-    def _sequence(self, items: list[Pending]) -> tuple[list[Outcome], LogHead]:
+    def _take(self) -> list[_Waiter]:
+        return [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+
+    def _sequence(self, batch: list[_Waiter]) -> tuple[list[Outcome], LogHead]:
+        """One step over the entries queued once the session holds the log's write lock (they
+        go into ``batch``): what arrived while another process (``--workers N``) held the lock
+        joins this batch instead of waiting for the next one."""
         try:
             with self._store.sequencing(self.name) as session:
-                return self._sequencer.sequence(session, items)
+                batch.extend(self._take())
+                return self._sequencer.sequence(session, [w.pending for w in batch])
         except BaseException:
             # the transaction may have failed after the batch was applied in memory (e.g. at
             # COMMIT): forget it all, the next step reloads the right edge from storage
@@ -396,18 +414,21 @@ class TransparencyLog:
             raise
 
     async def _answer(self, batch: list[_Waiter], outcomes: list[Outcome], head: LogHead) -> None:
-        """Compute every waiter's inclusion proof off the event loop, then wake them."""
+        """Compute the inclusion proofs waiters asked for off the event loop, then wake them."""
+        wanted = [o.index for w, o in zip(batch, outcomes, strict=True) if w.proof]
+        computed: list[list[bytes]] = []
         try:
-            proofs = await self._storage.run(
-                self._proofs_for, [o.index for o in outcomes], head.size
-            )
+            if wanted:
+                computed = await self._storage.run(self._proofs_for, wanted, head.size)
         except Exception as exc:
             error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
             for waiter in batch:
                 if not waiter.future.done():
                     waiter.future.set_exception(error)
             return
-        for waiter, outcome, proof in zip(batch, outcomes, proofs, strict=True):
+        proofs = iter(computed)
+        for waiter, outcome in zip(batch, outcomes, strict=True):
+            proof = next(proofs) if waiter.proof else []
             if waiter.future.done():
                 continue
             waiter.future.set_result(

@@ -8,7 +8,8 @@ here once; the CT and Rekor personalities import them from here.
 The semantics every implementation keeps (docs/internal-apis.md):
 
 * :meth:`LogEngine.add` returns only once the entry is durably sequenced and covered by a signed
-  checkpoint (Tessera/Sunlight "add returns a durable index"), with its inclusion proof;
+  checkpoint (Tessera/Sunlight "add returns a durable index"), with its inclusion proof unless
+  the caller passes ``proof=False`` (then ``inclusion_proof`` is empty);
 * an entry whose dedup key is already in the log is answered with the existing index and
   ``duplicate=True`` (idempotent resubmission, contracts.md §5);
 * reads follow C2SP tlog-tiles (hash tiles, entry bundles, partial ``.p/W`` widths) and
@@ -84,9 +85,12 @@ class LogEngine(LogReader, Protocol):
     """
 
     async def add(
-        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None
+        self, leaf: bytes, *, bundle_entry: bytes | None = None, dedup_key: bytes | None = None,
+        proof: bool = True,
+    ) -> AddResultLike: ...  # fmt: skip
+    async def add_at_index(
+        self, entry_at: EntryAtIndex, *, dedup_key: bytes, proof: bool = True
     ) -> AddResultLike: ...
-    async def add_at_index(self, entry_at: EntryAtIndex, *, dedup_key: bytes) -> AddResultLike: ...
 
 
 __all__ = ["AddResultLike", "EntryAtIndex", "LogEngine", "LogReader", "StoredEntryLike"]

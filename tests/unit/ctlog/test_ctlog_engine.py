@@ -251,3 +251,22 @@ async def test_entries_logged_before_leaf_index_are_answered_as_logged(
     await ca.issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
     ((leaf_input, _extra),) = await ctlog.entries(2, 2)
     assert sctmod.leaf_index_of(TimestampedEntry.from_merkle_tree_leaf(leaf_input).extensions) == 2
+
+
+async def test_the_ct_log_asks_the_engine_for_no_inclusion_proof(env: dict[str, Any]) -> None:
+    """An SCT needs no inclusion proof: the CT log does not make the engine compute one."""
+    engine: TransparencyLog = env["engine"]
+    asked: list[bool] = []
+    add_at_index = engine.add_at_index
+
+    async def spy(entry_at: Any, *, dedup_key: bytes, proof: bool = True) -> Any:
+        asked.append(proof)
+        result = await add_at_index(entry_at, dedup_key=dedup_key, proof=proof)
+        assert result.inclusion_proof == []
+        return result
+
+    engine.add_at_index = spy  # type: ignore[method-assign]
+    _, csr = make_csr()
+    issued = await env["ca"].issue_for_csr(env["issuer"].token(), x509.load_pem_x509_csr(csr))
+    independent_sct_check(issued.leaf, env["material"].issuer, env["ct_key"].public_key())
+    assert asked == [False]

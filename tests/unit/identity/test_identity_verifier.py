@@ -305,3 +305,30 @@ async def test_a_key_cached_for_one_issuer_still_verifies_only_its_tokens() -> N
     other = jwt.encode({"x": 1}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
     with pytest.raises(Unauthenticated, match="signature"):
         await verifier.verify(f"{head}.{payload}.{other.split('.')[2]}")
+
+
+async def test_a_fetched_key_is_looked_up_without_canonicalising_it_per_token(
+    issuer: FakeIssuer,
+) -> None:
+    """Keys of a fetched JWKS are parsed once per fetch; a rotation fetches and parses anew."""
+    now = [NOW]
+    cache = JwksCache(httpx.AsyncClient(transport=httpx.MockTransport(issuer.handler)),
+                      clock=lambda: now[0])  # fmt: skip
+    parse = cache._parse
+    parsed: list[str] = []
+
+    def counted(jwk: Any, alg: str) -> Any:
+        parsed.append(jwk["kid"])
+        return parse(jwk, alg)
+
+    cache._parse = counted  # type: ignore[method-assign]
+    [a] = await cache.key(ISSUER, "k1", "ES256")
+    [b] = await cache.key(ISSUER, "k1", "ES256")
+    assert a is b and parsed == ["k1"]
+    issuer.add_key("k2")
+    now[0] += 60  # past the refresh interval
+    [c] = await cache.key(ISSUER, "k2", "ES256")  # unknown kid: refetched
+    [d] = await cache.key(ISSUER, "k1", "ES256")
+    assert parsed == ["k1", "k2", "k1"]  # the new fetch's dicts (k1 from the content cache)
+    assert d is a and c is not a
+    assert issuer.jwks_fetches == 2

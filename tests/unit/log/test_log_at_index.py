@@ -95,3 +95,30 @@ async def test_an_oversized_entry_is_refused_before_it_reaches_a_batch() -> None
         await log.add_at_index(at(big), dedup_key=key(b"big"))
     assert (await log.tree())[0] == 0
     await log.close()
+
+
+async def test_proof_false_skips_the_proof_only_for_the_entries_that_ask_so() -> None:
+    log = await started(MemoryBackend())
+    calls: list[list[int]] = []
+    compute = log._proofs_for
+
+    def proofs_for(indexes: list[int], size: int) -> list[list[bytes]]:
+        calls.append(list(indexes))
+        return compute(indexes, size)
+
+    log._proofs_for = proofs_for  # type: ignore[method-assign]
+    first = [log.add_at_index(at(b"p%d" % i), dedup_key=key(b"p%d" % i)) for i in range(2)]
+    bare = [
+        log.add_at_index(at(b"n%d" % i), dedup_key=key(b"n%d" % i), proof=False) for i in range(3)
+    ]
+    results = await asyncio.gather(*first, log.add(b"plain", proof=False), *bare)
+    assert {r.tree_size for r in results} == {6}  # one batch
+    with_proof, without = results[:2], results[2:]
+    for r in with_proof:
+        merkle.verify_inclusion(r.leaf_hash, r.index, r.tree_size, r.inclusion_proof, r.root_hash)
+    assert all(r.inclusion_proof == [] for r in without)
+    assert calls == [[r.index for r in with_proof]]
+    # a batch where no entry wants a proof computes none
+    assert (await log.add(b"alone", proof=False)).inclusion_proof == []
+    assert len(calls) == 1
+    await log.close()

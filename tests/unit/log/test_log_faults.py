@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -125,6 +129,57 @@ async def test_batches_respect_max_batch() -> None:
     await log.close()
 
 
+class GatedStore:
+    """A log store whose sequencing sessions first wait at a gate: a stand-in for another
+    process (``--workers N``) holding the log's write lock."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.waiting = threading.Event()  # a session is waiting at the gate
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def sequencing(self, log: str) -> Iterator[Any]:
+        self.waiting.set()
+        self.gate.wait()
+        with self._store.sequencing(log) as session:
+            yield session
+
+
+async def test_entries_queued_while_the_write_lock_is_held_join_the_waiting_batch() -> None:
+    backend = MemoryBackend()
+    gated = GatedStore(backend.log_store)
+    backend.log_store = gated  # type: ignore[assignment]
+    _storage, log = await started(backend)
+    gated.waiting.clear()
+    gated.gate.clear()
+    first = asyncio.ensure_future(log.add(b"first"))
+    await asyncio.to_thread(gated.waiting.wait)  # its batch waits for the write lock
+    later = [asyncio.ensure_future(log.add(b"later%d" % i)) for i in range(3)]
+    await asyncio.sleep(0)
+    assert log.pending == 4  # nothing is taken before the lock is held
+    gated.gate.set()
+    results = await asyncio.gather(first, *later)
+    assert {r.tree_size for r in results} == {5}  # one batch: seed + 4
+    await verify_everything(log)
+    await log.close()
+
+
+async def test_a_batch_that_cannot_start_fails_the_queued_waiters() -> None:
+    backend = MemoryBackend()
+    _storage, log = await started(backend)
+    backend.faults.fail("sequencing")
+    with pytest.raises(StorageError):
+        await log.add(b"a")
+    assert log.pending == 0
+    assert (await log.add(b"a")).index == 1
+    await log.close()
+
+
 async def test_closed_log_refuses_and_pending_counts_the_queue() -> None:
     from keyless.errors import Unavailable
 
@@ -137,3 +192,50 @@ async def test_closed_log_refuses_and_pending_counts_the_queue() -> None:
     assert (await task).index == 1 and log.pending == 0
     with pytest.raises(Unavailable):
         await log.add(b"too late")
+
+
+async def test_a_process_follows_the_batches_of_another_without_reloading_its_edge() -> None:
+    """Two processes sequencing one log (``--workers 2``) take turns: each moves its right edge
+    over the other's entries (read from the entry table, checked against the root) instead of
+    reloading the partial tiles and entry bundle, and every tile and proof stays right."""
+    backend = MemoryBackend()
+    _s1, one = await started(backend)
+    _s2, two = await started(backend)
+    reloads = []
+    for log in (one, two):
+        load = log._sequencer._load
+
+        def counted(session: Any, head: Any, load: Any = load) -> Any:
+            reloads.append(head.size)
+            return load(session, head)
+
+        log._sequencer._load = counted  # type: ignore[method-assign]
+    for turn in range(40):  # crosses a full tile and entry bundle (256 entries)
+        log = one if turn % 2 else two
+        results = await asyncio.gather(*(log.add(b"t%d-%d" % (turn, i)) for i in range(9)))
+        for r in results:
+            merkle.verify_inclusion(
+                r.leaf_hash, r.index, r.tree_size, r.inclusion_proof, r.root_hash
+            )
+    assert reloads == []
+    assert (await one.tree()) == (await two.tree())
+    await verify_everything(one)
+    await verify_everything(two)
+    await one.close()
+    await two.close()
+
+
+async def test_a_process_reloads_its_edge_when_another_added_too_much_to_follow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keyless.log import sequencer
+
+    monkeypatch.setattr(sequencer, "_CATCH_UP_MAX", 5)
+    backend = MemoryBackend()
+    _s1, one = await started(backend)
+    _s2, two = await started(backend)
+    await asyncio.gather(*(two.add(b"b%d" % i) for i in range(9)))
+    assert (await one.add(b"a")).index == 10  # reloaded: 9 entries are more than it follows
+    await verify_everything(one)
+    await one.close()
+    await two.close()

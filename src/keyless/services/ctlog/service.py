@@ -135,7 +135,10 @@ class CTLogService:
         self._public_key = signer.public_key()
         self.log_id = log_id_for(self._public_key)
         self._hash_alg, self._sig_alg = algorithms_for_key(self._public_key)
+        #: DER of the issuers already stored (bytes hash once: the CA passes the same objects)
         self._known_issuers: set[bytes] = set()
+        #: the DER chains of :meth:`log_precertificate` (the CA's chain is the same every time)
+        self._chain_ders: dict[tuple[x509.Certificate, ...], tuple[bytes, ...]] = {}
         self._key_hashes: dict[bytes, bytes] = {}
         self._issuers: dict[bytes, bytes] = {}
 
@@ -170,7 +173,12 @@ class CTLogService:
         (``duplicate=True``, its precertificate and an SCT over it). The CA keys entries by
         identity token to bind each token to one key (:mod:`keyless.services.ca.replay`).
         """
-        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        key = tuple(chain)
+        ders = self._chain_ders.get(key)
+        if ders is None:
+            ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+            if len(self._chain_ders) < 16:
+                self._chain_ders[key] = ders
         return await self._submit(precert, ders, precert=True, dedup_key=dedup_key)
 
     async def add_chain(
@@ -209,7 +217,7 @@ class CTLogService:
         return logged.sct
 
     async def _submit(
-        self, cert: x509.Certificate, chain: list[bytes], *, precert: bool,
+        self, cert: x509.Certificate, chain: Sequence[bytes], *, precert: bool,
         dedup_key: bytes | None,
     ) -> LoggedEntry:  # fmt: skip
         await self._remember_issuers(chain)
@@ -230,7 +238,8 @@ class CTLogService:
 
         if dedup_key is None:
             dedup_key = digest(b"keyless-ct-leaf\0" + entry.merkle_tree_leaf())
-        result = await self._engine.add_at_index(at_index, dedup_key=dedup_key)
+        # an SCT needs no inclusion proof: none is computed
+        result = await self._engine.add_at_index(at_index, dedup_key=dedup_key, proof=False)
         if result.duplicate:
             return await self._existing(result.index)
         placed = replace(entry, extensions=leaf_index_extension(result.index))
@@ -270,13 +279,13 @@ class CTLogService:
                 self._key_hashes[issuer_der] = cached
         return cached
 
-    async def _remember_issuers(self, chain: list[bytes]) -> None:
+    async def _remember_issuers(self, chain: Sequence[bytes]) -> None:
         for der in chain:
-            fp = fingerprint(der)
-            if fp in self._known_issuers:
+            if der in self._known_issuers:
                 continue
-            await self._kv.put_if_absent(self._ns + "-issuer", fp.hex(), der, NEVER)
-            self._known_issuers.add(fp)
+            await self._kv.put_if_absent(self._ns + "-issuer", fingerprint(der).hex(), der, NEVER)
+            if len(self._known_issuers) < 256:  # beyond: stored again each time (idempotent)
+                self._known_issuers.add(der)
 
     # -- reads -----------------------------------------------------------------------------
     async def signed_tree_head(self) -> SignedTreeHead:
