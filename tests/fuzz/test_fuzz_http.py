@@ -3,7 +3,8 @@ with hostile requests: generated paths on every route, hostile query strings and
 bodies mutated from the requests real clients send.
 
 Invariant (contracts.md §5): never a 5xx; every 4xx is JSON ``{"code", "message"}``, except the
-browser pages of the embedded OIDC provider, which answer HTML; every answer comes quickly.
+browser pages (the embedded OIDC provider's login and device pages, the log explorer at ``/`` and
+``/explorer/``), which answer HTML; every answer comes quickly.
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-#: answered as HTML for a browser (OIDC login and device pages)
-HTML_PAGES = ("/oidc/auth", "/oidc/device")
+#: answered as HTML for a browser (OIDC login and device pages, the log explorer's pages)
+HTML_PAGES = ("/oidc/auth", "/oidc/device", "/explorer/")
+
+
+def _is_html_page(url: str) -> bool:
+    return url.startswith(HTML_PAGES) or url.split("?", 1)[0] == "/"  # the explorer's home
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,7 @@ def _check(response: Any, started: float, what: str) -> None:
     assert elapsed < MAX_SECONDS, f"{what}: answered after {elapsed:.1f} s"
     assert response.status_code < 500, f"{what}: {response.status_code} {response.text[:300]}"
     method, url = what.split(" ", 1)
-    if response.status_code >= 400 and method != "HEAD" and not url.startswith(HTML_PAGES):
+    if response.status_code >= 400 and method != "HEAD" and not _is_html_page(url):
         try:
             body = response.json()
         except ValueError:
