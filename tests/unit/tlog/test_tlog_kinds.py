@@ -32,7 +32,7 @@ from tlog_support import (
 )
 
 from keyless.errors import InvalidInput, VerificationError
-from keyless.services.tlog.kinds import camel_keys, propose_v1, propose_v2
+from keyless.services.tlog.kinds import camel_keys, common, propose_v1, propose_v2
 from keyless.services.tlog.kinds.common import EntrySignatureError
 
 ARTIFACT = b"hello, transparency\n"
@@ -509,3 +509,25 @@ def test_dsse_v001_as_sigstore_python_sends_it(p256: Signer) -> None:
     request["spec"]["bogus"] = 1
     with pytest.raises(InvalidInput, match="unknown field"):
         propose_v1(request)
+
+
+@pytest.mark.parametrize("size", range(1, 7))
+def test_b64_canonical_is_what_reencoding_gives(size: int) -> None:
+    """Canonical base64 is passed through, anything else strict decoding accepts (non-zero pad
+    bits, in every position they can be) is re-encoded: always exactly ``b64e(b64(text))``."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = bytes(range(7, 7 + size))
+    text = base64.b64encode(data).decode()
+    pad = len(text) - len(text.rstrip("="))
+    seen = 0
+    for char in alphabet:
+        candidate = text[: len(text) - pad - 1] + char + "=" * pad
+        try:
+            decoded = common.b64(candidate, "x")
+        except InvalidInput:  # pragma: no cover - strict decoding accepts any last character
+            continue
+        seen += 1
+        assert common.b64_canonical(candidate, "x") == (decoded, common.b64e(decoded))
+        if common.b64e(decoded) == candidate:
+            assert common.b64_canonical(candidate, "x")[1] is candidate
+    assert seen == len(alphabet)

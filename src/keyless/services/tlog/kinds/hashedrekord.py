@@ -80,7 +80,7 @@ def _verifier_v2(value: Any, what: str) -> tuple[Verifier, str, str, str]:
     field = "x509Certificate" if has_cert else "publicKey"
     holder = common.obj(value[field], f"{what}.{field}")
     common.only_keys(holder, _RAW_BYTES, f"{what}.{field}")
-    raw = common.b64(holder.get("rawBytes"), f"{what}.{field}.rawBytes")
+    raw, raw_text = common.b64_canonical(holder.get("rawBytes"), f"{what}.{field}.rawBytes")
     verifier = (
         common.load_der_certificate(raw, f"{what}.{field}.rawBytes")
         if has_cert
@@ -90,7 +90,7 @@ def _verifier_v2(value: Any, what: str) -> tuple[Verifier, str, str, str]:
     if not isinstance(details, str):
         raise InvalidInput(f"{what}.keyDetails must be a PublicKeyDetails name")
     check_key_details(verifier, details, f"{what}.keyDetails")
-    return verifier, details, field, common.b64e(raw)
+    return verifier, details, field, raw_text
 
 
 _VERIFIER_FIELDS = frozenset({"x509Certificate", "publicKey", "keyDetails"})
@@ -116,10 +116,10 @@ def propose_v002(request: Any) -> Proposed:
     what = _REQUEST_V002
     request = common.obj(request, what)
     common.only_keys(request, _REQUEST_FIELDS, what)
-    digest = common.b64(request.get("digest"), f"{what}.digest")
+    digest, digest_text = common.b64_canonical(request.get("digest"), f"{what}.digest")
     signature = common.obj(request.get("signature"), f"{what}.signature")
     common.only_keys(signature, _SIGNATURE_FIELDS, f"{what}.signature")
-    sig = common.b64(signature.get("content"), f"{what}.signature.content")
+    sig, sig_text = common.b64_canonical(signature.get("content"), f"{what}.signature.content")
     verifier, details, field, raw = _verifier_v2(
         signature.get("verifier"), f"{what}.signature.verifier"
     )
@@ -129,5 +129,5 @@ def propose_v002(request: Any) -> Proposed:
         )
     hash_name = hash_name_for(details)
     common.verify_digest(verifier, sig, digest, common.HASHES_V2[hash_name])
-    body = _BODY_V002 % (hash_name, common.b64e(digest), common.b64e(sig), details, field, raw)
+    body = _BODY_V002 % (hash_name, digest_text, sig_text, details, field, raw)
     return Proposed(KIND, "0.0.2", body.encode())
