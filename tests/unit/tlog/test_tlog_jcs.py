@@ -44,3 +44,16 @@ def test_the_v2_answer_is_written_exactly_as_json_dumps_would(hashes: int) -> No
               "version": "0.0.2", "body": os.urandom(700), "proof": proof}
     expected = json.dumps(v2_entry(**fields), separators=(",", ":")).encode()
     assert v2_entry_json(**fields) == expected
+
+
+def test_the_v2_answer_follows_the_checkpoint_from_entry_to_entry() -> None:
+    """Entries of one batch share a checkpoint (its JSON form is kept); the next batch's
+    checkpoint, or an older one, is written as it is."""
+    notes = [b"ex.org/log\n1\nAAAA\n\n\xe2\x80\x94 ex.org/log x\n",
+             b"ex.org/log\n2\nBBBB\n\n\xe2\x80\x94 ex.org/log y\n"]
+    for note in [notes[0], notes[0], notes[1], notes[0], bytearray(notes[1])]:
+        proof = Proof(0, 1, os.urandom(32), [], bytes(note))
+        fields = {"index": 0, "log_id": os.urandom(32), "kind": "hashedrekord",
+                  "version": "0.0.2", "body": b"{}", "proof": proof}
+        assert v2_entry_json(**fields) == json.dumps(v2_entry(**fields),
+                                                     separators=(",", ":")).encode()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -31,7 +32,7 @@ from tlog_support import (
 )
 
 from keyless.errors import InvalidInput, VerificationError
-from keyless.services.tlog.kinds import camel_keys, propose_v1, propose_v2
+from keyless.services.tlog.kinds import camel_keys, common, propose_v1, propose_v2
 from keyless.services.tlog.kinds.common import EntrySignatureError
 
 ARTIFACT = b"hello, transparency\n"
@@ -188,6 +189,45 @@ def test_hashedrekord_v002_every_allowed_key(ca: CA, kind: str) -> None:
     )
 
 
+def _reencoded(text: str) -> str:
+    return b64(base64.b64decode(text, validate=True))
+
+
+@pytest.mark.parametrize("form", ["x509Certificate", "publicKey"])
+@pytest.mark.parametrize("kind", ["p256", "p384", "p521", "rsa2048"])
+def test_hashedrekord_v002_body_is_the_jcs_of_its_fields(ca: CA, kind: str, form: str) -> None:
+    """The 0.0.2 body is written out directly: byte for byte the RFC 8785 form of the entry
+    built as a dict, for every key type, both verifier forms, and base64 that is not in
+    canonical form (non-zero trailing bits: re-encoded, as before)."""
+    signer = Signer.create(ca, kind)
+    request = hashedrekord_v2(signer, ARTIFACT)
+    inner = request["hashedRekordRequestV002"]
+    verifier = inner["signature"]["verifier"]
+    raw = der(signer.cert) if form == "x509Certificate" else spki(signer.key.public_key())
+    verifier.pop("x509Certificate", None)
+    verifier[form] = {"rawBytes": b64(raw)}
+    # Non-canonical base64 of the digest: the last character carries non-zero spare bits.
+    digest_text = inner["digest"]
+    pad = len(digest_text) - len(digest_text.rstrip("="))
+    if pad:
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        last = alphabet.index(digest_text[-pad - 1])
+        inner["digest"] = digest_text[:-pad - 1] + alphabet[last | 1] + "=" * pad
+    assert base64.b64decode(inner["digest"]) == base64.b64decode(digest_text)
+    expected = {
+        "apiVersion": "0.0.2",
+        "kind": "hashedrekord",
+        "spec": {"hashedRekordV002": {
+            "data": {"algorithm": {"sha256": "SHA2_256", "sha384": "SHA2_384",
+                                   "sha512": "SHA2_512"}[signer.hash.name],
+                     "digest": _reencoded(inner["digest"])},
+            "signature": {"content": inner["signature"]["content"], "verifier": {
+                "keyDetails": verifier["keyDetails"], form: {"rawBytes": b64(raw)}}},
+        }},
+    }
+    assert propose_v2(request).body == rfc8785.dumps(expected)
+
+
 @pytest.mark.parametrize("kind", ["p256", "p384", "rsa2048"])
 def test_hashedrekord_v001_keys_and_public_key_form(ca: CA, kind: str) -> None:
     signer = Signer.create(ca, kind)
@@ -233,8 +273,12 @@ def test_ed25519ph_rfc8032_vector_over_v2_public_key() -> None:
             }
         }
 
-    body = json.loads(propose_v2(request(b"abc")).body)
-    assert body["spec"]["hashedRekordV002"]["data"]["algorithm"] == "SHA2_512"
+    body = propose_v2(request(b"abc")).body
+    assert body == rfc8785.dumps({"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {
+        "hashedRekordV002": {
+            "data": {"algorithm": "SHA2_512", "digest": b64(hashlib.sha512(b"abc").digest())},
+            "signature": {"content": b64(sig), "verifier": {
+                "keyDetails": "PKIX_ED25519_PH", "publicKey": {"rawBytes": b64(spki)}}}}}})
     with pytest.raises(EntrySignatureError):
         propose_v2(request(b"abd"))
 
@@ -465,3 +509,25 @@ def test_dsse_v001_as_sigstore_python_sends_it(p256: Signer) -> None:
     request["spec"]["bogus"] = 1
     with pytest.raises(InvalidInput, match="unknown field"):
         propose_v1(request)
+
+
+@pytest.mark.parametrize("size", range(1, 7))
+def test_b64_canonical_is_what_reencoding_gives(size: int) -> None:
+    """Canonical base64 is passed through, anything else strict decoding accepts (non-zero pad
+    bits, in every position they can be) is re-encoded: always exactly ``b64e(b64(text))``."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = bytes(range(7, 7 + size))
+    text = base64.b64encode(data).decode()
+    pad = len(text) - len(text.rstrip("="))
+    seen = 0
+    for char in alphabet:
+        candidate = text[: len(text) - pad - 1] + char + "=" * pad
+        try:
+            decoded = common.b64(candidate, "x")
+        except InvalidInput:  # pragma: no cover - strict decoding accepts any last character
+            continue
+        seen += 1
+        assert common.b64_canonical(candidate, "x") == (decoded, common.b64e(decoded))
+        if common.b64e(decoded) == candidate:
+            assert common.b64_canonical(candidate, "x")[1] is candidate
+    assert seen == len(alphabet)

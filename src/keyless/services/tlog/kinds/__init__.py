@@ -143,6 +143,10 @@ def camel_keys(value: Any, depth: int = 0) -> Any:
 def propose_v2(request: dict[str, Any]) -> Proposed:
     """Validate a Rekor v2 ``CreateEntryRequest`` (exactly one of the ``*RequestV002`` fields)."""
     request = camel_keys(request)
+    if len(request) == 1:  # the usual case, without the error path's bookkeeping
+        name, value = next(iter(request.items()))
+        if name in V2_REQUESTS:
+            return _guarded(V2_REQUESTS[name], value)
     present = [name for name in request if name in V2_REQUESTS]
     unknown = sorted(set(request) - set(V2_REQUESTS))
     if unknown:

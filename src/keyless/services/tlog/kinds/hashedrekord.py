@@ -65,15 +65,22 @@ def parse_verifier_v2(value: Any, what: str) -> tuple[Verifier, str, dict[str, A
     Exactly one of ``x509Certificate`` / ``publicKey`` (protobuf ``oneof``), each with
     ``rawBytes``; ``keyDetails`` must be allowed and match the key (rekor-tiles algorithm registry).
     """
+    verifier, details, field, raw = _verifier_v2(value, what)
+    return verifier, details, {"keyDetails": details, field: {"rawBytes": raw}}
+
+
+def _verifier_v2(value: Any, what: str) -> tuple[Verifier, str, str, str]:
+    """:func:`parse_verifier_v2`'s checks: the key, its allowed ``keyDetails``, the ``oneof``
+    field given and the canonical (re-encoded) base64 of its ``rawBytes``."""
     value = common.obj(value, what)
-    common.only_keys(value, {"x509Certificate", "publicKey", "keyDetails"}, what)
+    common.only_keys(value, _VERIFIER_FIELDS, what)
     has_cert, has_key = "x509Certificate" in value, "publicKey" in value
     if has_cert == has_key:
         raise InvalidInput(f"{what} must have exactly one of x509Certificate or publicKey")
     field = "x509Certificate" if has_cert else "publicKey"
     holder = common.obj(value[field], f"{what}.{field}")
-    common.only_keys(holder, {"rawBytes"}, f"{what}.{field}")
-    raw = common.b64(holder.get("rawBytes"), f"{what}.{field}.rawBytes")
+    common.only_keys(holder, _RAW_BYTES, f"{what}.{field}")
+    raw, raw_text = common.b64_canonical(holder.get("rawBytes"), f"{what}.{field}.rawBytes")
     verifier = (
         common.load_der_certificate(raw, f"{what}.{field}.rawBytes")
         if has_cert
@@ -83,20 +90,37 @@ def parse_verifier_v2(value: Any, what: str) -> tuple[Verifier, str, dict[str, A
     if not isinstance(details, str):
         raise InvalidInput(f"{what}.keyDetails must be a PublicKeyDetails name")
     check_key_details(verifier, details, f"{what}.keyDetails")
-    canonical = {"keyDetails": details, field: {"rawBytes": common.b64e(raw)}}
-    return verifier, details, canonical
+    return verifier, details, field, raw_text
+
+
+_VERIFIER_FIELDS = frozenset({"x509Certificate", "publicKey", "keyDetails"})
+_RAW_BYTES = frozenset({"rawBytes"})
+_REQUEST_V002 = "hashedRekordRequestV002"
+_REQUEST_FIELDS = frozenset({"digest", "signature"})
+_SIGNATURE_FIELDS = frozenset({"content", "verifier"})
+
+#: The 0.0.2 canonical body: RFC 8785 JCS of ``{"apiVersion", "kind", "spec": {"hashedRekordV002":
+#: {"data": {"algorithm", "digest"}, "signature": {"content", "verifier": {"keyDetails",
+#: <x509Certificate|publicKey>: {"rawBytes"}}}}}}``, written out (keys in JCS order) instead of
+#: built as a dict and serialised: every value is base64 or a name from a fixed table (ASCII, no
+#: escape), so the bytes are exactly ``common.jcs``'s (tests/unit/tlog/test_tlog_jcs.py).
+_BODY_V002 = (
+    '{"apiVersion":"0.0.2","kind":"hashedrekord","spec":{"hashedRekordV002":{'
+    '"data":{"algorithm":"%s","digest":"%s"},'
+    '"signature":{"content":"%s","verifier":{"keyDetails":"%s","%s":{"rawBytes":"%s"}}}}}}'
+)
 
 
 def propose_v002(request: Any) -> Proposed:
     """Validate a Rekor v2 ``hashedRekordRequestV002`` and build the 0.0.2 entry (JCS)."""
-    what = "hashedRekordRequestV002"
+    what = _REQUEST_V002
     request = common.obj(request, what)
-    common.only_keys(request, {"digest", "signature"}, what)
-    digest = common.b64(request.get("digest"), f"{what}.digest")
+    common.only_keys(request, _REQUEST_FIELDS, what)
+    digest, digest_text = common.b64_canonical(request.get("digest"), f"{what}.digest")
     signature = common.obj(request.get("signature"), f"{what}.signature")
-    common.only_keys(signature, {"content", "verifier"}, f"{what}.signature")
-    sig = common.b64(signature.get("content"), f"{what}.signature.content")
-    verifier, details, canonical_verifier = parse_verifier_v2(
+    common.only_keys(signature, _SIGNATURE_FIELDS, f"{what}.signature")
+    sig, sig_text = common.b64_canonical(signature.get("content"), f"{what}.signature.content")
+    verifier, details, field, raw = _verifier_v2(
         signature.get("verifier"), f"{what}.signature.verifier"
     )
     if details == "PKIX_ED25519":
@@ -105,14 +129,5 @@ def propose_v002(request: Any) -> Proposed:
         )
     hash_name = hash_name_for(details)
     common.verify_digest(verifier, sig, digest, common.HASHES_V2[hash_name])
-    body = {
-        "apiVersion": "0.0.2",
-        "kind": KIND,
-        "spec": {
-            "hashedRekordV002": {
-                "data": {"algorithm": hash_name, "digest": common.b64e(digest)},
-                "signature": {"content": common.b64e(sig), "verifier": canonical_verifier},
-            }
-        },
-    }
-    return Proposed(KIND, "0.0.2", common.jcs(body))
+    body = _BODY_V002 % (hash_name, digest_text, sig_text, details, field, raw)
+    return Proposed(KIND, "0.0.2", body.encode())
