@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_support import call
 from starlette.types import Message, Receive, Scope, Send
 
 from keyless.errors import ConfigError
@@ -42,25 +43,10 @@ def _scope(path: str = "/rekor/api/v2/log/entries", headers: list[tuple[bytes, b
             "query_string": b"", "client": ("192.0.2.1", 1)}
 
 
-async def _call(app: Any, scope: Scope) -> tuple[int, dict[str, str], bytes]:
-    messages: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    start = messages[0]
-    headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], headers, b"".join(m.get("body", b"") for m in messages[1:])
-
-
 async def _enter(held: Held, app: Any, scope: Scope) -> asyncio.Task[Any]:
     """Start a request and return once the inner app holds it."""
     held.arrived.clear()
-    task = asyncio.create_task(_call(app, scope))
+    task = asyncio.create_task(call(app, scope))
     await held.arrived.wait()
     return task
 
@@ -81,14 +67,14 @@ async def test_requests_beyond_the_bound_are_refused_at_once_and_admitted_after(
     app = AdmissionMiddleware(held, max_requests=2, on_refused=refused.append)
     first = await _enter(held, app, _scope())
     second = await _enter(held, app, _scope())
-    _assert_busy(await _call(app, _scope()), "2 writes")
+    _assert_busy(await call(app, _scope()), "2 writes")
     assert held.entered == 2 and refused == ["/rekor/api/v2/log/entries"]
     for path in ("/healthz", "/metrics"):  # probes and scrapes are always answered
         await _enter(held, app, _scope(path))
     held.release.set()
     assert (await first)[0] == 201 and (await second)[0] == 201
     assert app.writes == 0
-    assert (await _call(app, _scope()))[0] == 201
+    assert (await call(app, _scope()))[0] == 201
 
 
 async def test_reads_and_writes_are_bounded_apart() -> None:
@@ -98,8 +84,8 @@ async def test_reads_and_writes_are_bounded_apart() -> None:
     write = await _enter(held, app, _scope())
     read = await _enter(held, app, {**_scope("/rekor/checkpoint"), "method": "GET"})
     assert (app.reads, app.writes) == (1, 1)
-    _assert_busy(await _call(app, {**_scope("/rekor/checkpoint"), "method": "HEAD"}), "1 reads")
-    _assert_busy(await _call(app, _scope()), "1 writes")
+    _assert_busy(await call(app, {**_scope("/rekor/checkpoint"), "method": "HEAD"}), "1 reads")
+    _assert_busy(await call(app, _scope()), "1 writes")
     held.release.set()
     await asyncio.gather(write, read)
     assert (app.reads, app.writes) == (0, 0)
@@ -110,7 +96,7 @@ async def test_declared_body_bytes_are_bounded() -> None:
     app = AdmissionMiddleware(held, max_requests=100, max_body_bytes=1000)
     length = [(b"content-length", b"600")]
     first = await _enter(held, app, _scope(headers=length))
-    _assert_busy(await _call(app, _scope(headers=length)), "1000 bytes")
+    _assert_busy(await call(app, _scope(headers=length)), "1000 bytes")
     small = await _enter(held, app, _scope(headers=[(b"content-length", b"400")]))
     assert app.body_bytes == 1000
     await _enter(held, app, _scope(path="/rekor/log/x"))  # no body: still admitted
@@ -123,7 +109,7 @@ async def test_a_body_larger_than_the_bound_is_admitted_alone() -> None:
     held = Held()
     held.release.set()
     app = AdmissionMiddleware(held, max_body_bytes=1000)
-    assert (await _call(app, _scope(headers=[(b"content-length", b"5000")])))[0] == 201
+    assert (await call(app, _scope(headers=[(b"content-length", b"5000")])))[0] == 201
     # a huge declared length is charged as the largest body any reader accepts
     huge = [(b"content-length", b"9" * 30)]
     held.release.clear()
@@ -138,7 +124,7 @@ async def test_a_body_of_unknown_length_counts_as_the_largest_body() -> None:
     chunked = [(b"transfer-encoding", b"chunked")]
     task = await _enter(held, app, _scope(headers=chunked))
     assert app.body_bytes == DEFAULT_MAX_BODY
-    _assert_busy(await _call(app, _scope(headers=[(b"content-length", b"11")])), "bytes")
+    _assert_busy(await call(app, _scope(headers=[(b"content-length", b"11")])), "bytes")
     held.release.set()
     await task
 
@@ -174,7 +160,7 @@ async def test_a_failing_request_gives_its_place_back() -> None:
     held = Held()
     app = AdmissionMiddleware(held, max_requests=1, max_body_bytes=10)
     with pytest.raises(RuntimeError):
-        await _call(app, _scope("/boom", [(b"content-length", b"5")]))
+        await call(app, _scope("/boom", [(b"content-length", b"5")]))
     assert (app.writes, app.body_bytes) == (0, 0)
 
 
@@ -195,7 +181,7 @@ async def test_refusals_are_counted_by_service() -> None:
     app = AdmissionMiddleware(held, max_requests=1, on_refused=metrics.refused_busy)
     task = await _enter(held, app, _scope())
     for path in ("/rekor/api/v2/log/entries", "/api/v1/timestamp"):
-        _assert_busy(await _call(app, _scope(path)), "1 writes")
+        _assert_busy(await call(app, _scope(path)), "1 writes")
     held.release.set()
     await task
     text = metrics.render()

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import pytest
+from asgi_support import call
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.config import Config
@@ -25,21 +26,6 @@ from keyless.http.metrics import Metrics
 def _scope(path: str = "/api/v1/timestamp", method: str = "POST") -> Scope:
     return {"type": "http", "method": method, "path": path, "headers": [], "query_string": b"",
             "client": ("192.0.2.1", 1), "root_path": ""}
-
-
-async def _call(app: Any, scope: Scope) -> tuple[int, dict[str, str], bytes]:
-    messages: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    start = messages[0]
-    headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], headers, b"".join(m.get("body", b"") for m in messages[1:])
 
 
 def _front(inner: Any, metrics: Metrics, **bounds: int) -> FrontMiddleware:
@@ -75,7 +61,7 @@ async def test_what_an_app_raises_is_answered_in_json_counted_and_logged(
 ) -> None:
     metrics = Metrics()
     with caplog.at_level(logging.INFO, "keyless.access"):
-        got, headers, body = await _call(_front(_raising(exc), metrics), _scope())
+        got, headers, body = await call(_front(_raising(exc), metrics), _scope())
     assert (got, json.loads(body)) == (status, {"code": status, "message": message})
     assert headers["content-type"] == "application/json"
     if status == 503:
@@ -94,7 +80,7 @@ async def test_an_exception_after_the_answer_started_is_raised_to_the_server() -
 
     metrics = Metrics()
     with pytest.raises(RuntimeError, match="half an answer"):
-        await _call(_front(app, metrics), _scope())
+        await call(_front(app, metrics), _scope())
     assert _count(metrics, "tsa", "2xx") == 1.0 and metrics.in_flight == 0
 
 
@@ -106,7 +92,7 @@ async def test_routes_get_the_error_handlers_but_not_the_catch_all() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    await _call(_front(app, Metrics()), _scope())
+    await call(_front(app, Metrics()), _scope())
     by_class, by_status = seen[0]
     assert by_class[errors.Error] is EXCEPTION_HANDLERS[errors.Error]
     assert by_class[HTTPException] is EXCEPTION_HANDLERS[HTTPException]
@@ -124,9 +110,9 @@ async def test_a_refused_request_is_counted_and_the_admitted_ones_released() -> 
 
     metrics = Metrics()
     front = _front(app, metrics, max_requests=1)
-    first = asyncio.create_task(_call(front, _scope()))
+    first = asyncio.create_task(call(front, _scope()))
     await entered.wait()
-    status, headers, _ = await _call(front, _scope())
+    status, headers, _ = await call(front, _scope())
     assert (status, headers["retry-after"]) == (503, "1")
     assert metrics.registry.get_sample_value(
         "keyless_http_busy_requests_total", {"service": "tsa"}) == 1.0
