@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from keyless.errors import Pushback
 from keyless.http.errors import error_response
@@ -77,8 +77,7 @@ class Admission:
     """The bounds of a process: at most ``max_requests`` writes, ``max_requests`` reads
     (``GET``, ``HEAD``, ``OPTIONS``) and ``max_body_bytes`` of declared request bodies admitted at
     a time; ``on_refused(path)`` is told of every refusal (the metric). A bound of 0 switches it
-    off. :class:`AdmissionMiddleware` applies it to an app; the stack's front layer
-    (:mod:`keyless.http.front`) applies it among its other per-request work.
+    off. The stack's front layer (:mod:`keyless.http.front`) applies it to every request.
 
     Reads and writes are counted apart so that writes held up (a log waiting for its storage or
     its witnesses) never lock out the reads monitors and verifiers depend on, nor the reverse.
@@ -171,34 +170,3 @@ async def _drain(scope: Scope, receive: Receive) -> None:
                     return
     except TimeoutError:
         return
-
-
-class AdmissionMiddleware(Admission):
-    """Pure-ASGI middleware applying an :class:`Admission` to ``app``."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_requests: int = DEFAULT_MAX_REQUESTS,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        on_refused: Callable[[str], None] | None = None,
-        exempt: Collection[str] = EXEMPT_PATHS,
-    ) -> None:
-        super().__init__(
-            max_requests=max_requests, max_body_bytes=max_body_bytes, on_refused=on_refused,
-            exempt=exempt,
-        )
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held = await self.admit(scope, receive, send)
-        if held is None:
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.release(held)

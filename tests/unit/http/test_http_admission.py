@@ -13,7 +13,9 @@ from asgi_support import call
 from starlette.types import Message, Receive, Scope, Send
 
 from keyless.errors import ConfigError
-from keyless.http.admission import AdmissionMiddleware
+from keyless.http.admission import Admission
+from keyless.http.errors import EXCEPTION_HANDLERS
+from keyless.http.front import FrontMiddleware
 from keyless.http.metrics import Metrics
 from keyless.http.requests import DEFAULT_MAX_BODY
 from keyless.server.config import load_settings
@@ -51,6 +53,12 @@ async def _enter(held: Held, app: Any, scope: Scope) -> asyncio.Task[Any]:
     return task
 
 
+def _admitting(inner: Any, **bounds: Any) -> FrontMiddleware:
+    """``inner`` behind the stack's front layer, whose :class:`Admission` has ``bounds``."""
+    return FrontMiddleware(inner, metrics=Metrics(), admission=Admission(**bounds),
+                           handlers=EXCEPTION_HANDLERS)
+
+
 def _assert_busy(answer: tuple[int, dict[str, str], bytes], what: str) -> None:
     status, headers, body = answer
     assert status == 503
@@ -64,7 +72,7 @@ def _assert_busy(answer: tuple[int, dict[str, str], bytes], what: str) -> None:
 async def test_requests_beyond_the_bound_are_refused_at_once_and_admitted_after() -> None:
     held = Held()
     refused: list[str] = []
-    app = AdmissionMiddleware(held, max_requests=2, on_refused=refused.append)
+    app = _admitting(held, max_requests=2, on_refused=refused.append)
     first = await _enter(held, app, _scope())
     second = await _enter(held, app, _scope())
     _assert_busy(await call(app, _scope()), "2 writes")
@@ -73,57 +81,57 @@ async def test_requests_beyond_the_bound_are_refused_at_once_and_admitted_after(
         await _enter(held, app, _scope(path))
     held.release.set()
     assert (await first)[0] == 201 and (await second)[0] == 201
-    assert app.writes == 0
+    assert app.admission.writes == 0
     assert (await call(app, _scope()))[0] == 201
 
 
 async def test_reads_and_writes_are_bounded_apart() -> None:
     """Writes held up (a log waiting for its storage) must not lock out reads, nor the reverse."""
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=1)
+    app = _admitting(held, max_requests=1)
     write = await _enter(held, app, _scope())
     read = await _enter(held, app, {**_scope("/rekor/checkpoint"), "method": "GET"})
-    assert (app.reads, app.writes) == (1, 1)
+    assert (app.admission.reads, app.admission.writes) == (1, 1)
     _assert_busy(await call(app, {**_scope("/rekor/checkpoint"), "method": "HEAD"}), "1 reads")
     _assert_busy(await call(app, _scope()), "1 writes")
     held.release.set()
     await asyncio.gather(write, read)
-    assert (app.reads, app.writes) == (0, 0)
+    assert (app.admission.reads, app.admission.writes) == (0, 0)
 
 
 async def test_declared_body_bytes_are_bounded() -> None:
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=100, max_body_bytes=1000)
+    app = _admitting(held, max_requests=100, max_body_bytes=1000)
     length = [(b"content-length", b"600")]
     first = await _enter(held, app, _scope(headers=length))
     _assert_busy(await call(app, _scope(headers=length)), "1000 bytes")
     small = await _enter(held, app, _scope(headers=[(b"content-length", b"400")]))
-    assert app.body_bytes == 1000
+    assert app.admission.body_bytes == 1000
     await _enter(held, app, _scope(path="/rekor/log/x"))  # no body: still admitted
     held.release.set()
     await asyncio.gather(first, small)
-    assert app.body_bytes == 0
+    assert app.admission.body_bytes == 0
 
 
 async def test_a_body_larger_than_the_bound_is_admitted_alone() -> None:
     held = Held()
     held.release.set()
-    app = AdmissionMiddleware(held, max_body_bytes=1000)
+    app = _admitting(held, max_body_bytes=1000)
     assert (await call(app, _scope(headers=[(b"content-length", b"5000")])))[0] == 201
     # a huge declared length is charged as the largest body any reader accepts
     huge = [(b"content-length", b"9" * 30)]
     held.release.clear()
-    task = await _enter(held, AdmissionMiddleware(held), _scope(headers=huge))
+    task = await _enter(held, _admitting(held), _scope(headers=huge))
     held.release.set()
     await task
 
 
 async def test_a_body_of_unknown_length_counts_as_the_largest_body() -> None:
     held = Held()
-    app = AdmissionMiddleware(held, max_body_bytes=DEFAULT_MAX_BODY + 10)
+    app = _admitting(held, max_body_bytes=DEFAULT_MAX_BODY + 10)
     chunked = [(b"transfer-encoding", b"chunked")]
     task = await _enter(held, app, _scope(headers=chunked))
-    assert app.body_bytes == DEFAULT_MAX_BODY
+    assert app.admission.body_bytes == DEFAULT_MAX_BODY
     _assert_busy(await call(app, _scope(headers=[(b"content-length", b"11")])), "bytes")
     held.release.set()
     await task
@@ -133,7 +141,7 @@ async def test_a_refused_body_is_read_before_the_answer() -> None:
     """Closing with unread bytes makes the kernel reset the connection, which can destroy the
     503 before the client reads it: the body is drained first (Expect: 100-continue excepted)."""
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=1)
+    app = _admitting(held, max_requests=1)
     task = await _enter(held, app, _scope())
     chunks = [b"a" * 1000, b"b" * 1000, b""]
     events: list[str] = []
@@ -158,27 +166,26 @@ async def test_a_refused_body_is_read_before_the_answer() -> None:
 
 async def test_a_failing_request_gives_its_place_back() -> None:
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=1, max_body_bytes=10)
-    with pytest.raises(RuntimeError):
-        await call(app, _scope("/boom", [(b"content-length", b"5")]))
-    assert (app.writes, app.body_bytes) == (0, 0)
+    app = _admitting(held, max_requests=1, max_body_bytes=10)
+    assert (await call(app, _scope("/boom", [(b"content-length", b"5")])))[0] == 500
+    assert (app.admission.writes, app.admission.body_bytes) == (0, 0)
 
 
 async def test_zero_switches_a_bound_off() -> None:
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=0, max_body_bytes=0)
+    app = _admitting(held, max_requests=0, max_body_bytes=0)
     tasks = [await _enter(held, app, _scope(headers=[(b"content-length", b"4000000")]))
              for _ in range(50)]
     held.release.set()
     assert {(await t)[0] for t in tasks} == {201}
     with pytest.raises(ValueError, match="negative"):
-        AdmissionMiddleware(held, max_requests=-1)
+        Admission(max_requests=-1)
 
 
 async def test_refusals_are_counted_by_service() -> None:
     metrics = Metrics()
     held = Held()
-    app = AdmissionMiddleware(held, max_requests=1, on_refused=metrics.refused_busy)
+    app = _admitting(held, max_requests=1, on_refused=metrics.refused_busy)
     task = await _enter(held, app, _scope())
     for path in ("/rekor/api/v2/log/entries", "/api/v1/timestamp"):
         _assert_busy(await call(app, _scope(path)), "1 writes")
