@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from keyless.errors import ConfigError
-    from keyless.http.errors import json_error_http_protocol
+    from keyless.http.protocol import json_error_http_protocol
     from keyless.server.serving import GracefulServer
     from keyless.witness.app import build_service, create_app, read_log_vkeys
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from keyless.http.errors import json_error_http_protocol
+from keyless.http.protocol import json_error_http_protocol
 from keyless.server.config import Settings
 
 T = TypeVar("T")

@@ -18,9 +18,10 @@ from uvicorn.server import ServerState
 
 from keyless import errors
 from keyless.http.admission import Admission
-from keyless.http.errors import EXCEPTION_HANDLERS, HeldWrites, json_error_http_protocol
+from keyless.http.errors import EXCEPTION_HANDLERS
 from keyless.http.front import FrontMiddleware
 from keyless.http.metrics import Metrics
+from keyless.http.protocol import HeldWrites, json_error_http_protocol
 
 
 def _scope(path: str = "/api/v1/timestamp", method: str = "POST") -> Scope:

@@ -24,11 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyless import errors
-from keyless.http.errors import (
-    EXCEPTION_HANDLERS,
-    CatchAllMiddleware,
-    json_error_http_protocol,
-)
+from keyless.http.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from keyless.http.protocol import json_error_http_protocol
 from keyless.http.requests import path_int, query_int, read_body
 
 LIMIT = 1000
