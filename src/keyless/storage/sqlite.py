@@ -155,9 +155,9 @@ class WriterLock:
 
 
 class _Connection(sqlite3.Connection):
-    """A connection that knows its database's :class:`WriterLock`."""
+    """A connection that knows its database's :class:`WriterLock` (set by :func:`_connect`)."""
 
-    writer: WriterLock | None = None
+    writer: WriterLock
 
 
 def _connect(path: Path, writer: WriterLock) -> sqlite3.Connection:
@@ -181,9 +181,9 @@ _Connections = ThreadConnections[sqlite3.Connection]
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction (``BEGIN IMMEDIATE``), in this database's writer turn."""
-    writer = conn.writer if isinstance(conn, _Connection) else None
-    turn = writer.held() if writer is not None else contextlib.nullcontext()
-    with turn, _write_transaction(conn):
+    if not isinstance(conn, _Connection):  # every connection comes from _connect
+        raise TypeError("a write transaction needs a connection made by _connect")
+    with conn.writer.held(), _write_transaction(conn):
         yield conn
 
 
