@@ -28,6 +28,22 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return "key:sha256:" + hashlib.sha256(spki(cert.public_key())).hexdigest()
 
 
+def _naming_email(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+                  ) -> x509.CertificateBuilder:
+    """A ten-minute certificate of ``key`` whose critical SAN names :data:`EMAIL`."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(minutes=10))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), critical=True)
+    )
+
+
 def test_a_look_alike_ca_vouches_for_nothing() -> None:
     """Issuer name of a trusted CA, signed by another key: the signature decides."""
     trusted, look_alike = CA.create(), CA.create()
@@ -44,17 +60,9 @@ def test_a_look_alike_ca_vouches_for_nothing() -> None:
 def test_a_self_signed_certificate_naming_someone_gets_no_identity() -> None:
     ca = CA.create()
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
     name = ca.cert.subject  # even a self-signed look-alike of the trusted CA itself
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(minutes=10))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), critical=True)
+        _naming_email(name, name, key)
         .add_extension(x509.UnrecognizedExtension(ISSUER_V1, ISSUER.encode()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -86,19 +94,10 @@ def test_path_validation_runs_only_for_a_certificate_that_names_an_identity() ->
 def test_the_v2_issuer_extension_wins_and_a_malformed_one_falls_back_to_v1() -> None:
     ca = CA.create()
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
 
     def leaf(v1: bytes | None, v2: bytes | None) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
-            .issuer_name(ca.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(minutes=10))
-            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), True)
-        )
+        leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")])
+        builder = _naming_email(leaf_name, ca.cert.subject, key)
         if v1 is not None:
             builder = builder.add_extension(x509.UnrecognizedExtension(ISSUER_V1, v1), False)
         if v2 is not None:
