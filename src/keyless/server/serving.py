@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Iterator
@@ -19,6 +20,10 @@ from keyless.http.protocol import json_error_http_protocol
 from keyless.server.config import Settings
 
 T = TypeVar("T")
+
+#: How many container allocations (net of frees) start a collection of the cyclic garbage
+#: collector's youngest generation while serving; CPython's default is 700.
+YOUNG_GENERATION_THRESHOLD = 20_000
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -77,5 +82,23 @@ class GracefulServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and self._on_started is not None:
-            self._on_started()
+        if self.started:
+            settle_garbage_collector()
+            if self._on_started is not None:
+                self._on_started()
+
+
+def settle_garbage_collector() -> None:
+    """Set the cyclic garbage collector up for serving, once the stack is built.
+
+    Everything alive now (modules, the stack, its keys and caches) lives as long as the process,
+    so it is moved out of the collector's sight (``gc.freeze``) and the full collections no
+    longer walk it. Every request leaves a few reference cycles behind (its task, coroutine and
+    context), so the youngest generation is collected every ``YOUNG_GENERATION_THRESHOLD``
+    allocations instead of every 700: a collection's cost barely depends on how much garbage it
+    finds. Measured with ``bench/stack.py`` (Rekor v2): the collector took about 0.08 ms of CPU
+    per entry (full collections of ~75 ms each, on the event loop), about 0.03 ms after this.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
