@@ -77,6 +77,9 @@ async def test_csr_dialect_issues_the_fulcio_profile(client: Any, stack: CAStack
     token = stack.issuers["email"].token()
     key, csr = make_csr()
     resp = await post_csr(client, csr, token)
+    # the answer's form is Fulcio's and Starlette's JSONResponse's: compact JSON
+    assert (resp.status_code, resp.headers["content-type"]) == (200, "application/json")
+    assert resp.content == json.dumps(resp.json(), separators=(",", ":")).encode()
     leaf, inter, root = _chain(resp)
     assert leaf.subject == x509.Name([])
     assert leaf.issuer == inter.subject
