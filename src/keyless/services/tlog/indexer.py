@@ -2,11 +2,13 @@
 
 The index is derived data: every key comes from an entry's canonical body
 (:func:`keyless.services.tlog.search.keys_for_body`). Writers hand new entries to
-:meth:`SearchIndexer.submit`; a background task writes their keys in batches so that indexing never
-adds latency to ``POST …/entries``. A watermark (the next log index not yet known to be indexed)
-is kept in ``storage.kv``; on start the indexer re-reads the log from the watermark, so entries
-acknowledged just before a crash are indexed after restart, and :meth:`rebuild` re-derives the
-whole index from the log's own entries.
+:meth:`SearchIndexer.submit`, with what they already parsed of the body when they have it
+(:class:`~keyless.services.tlog.search.ParsedEntry`: the same keys, without parsing again); a
+background task writes their keys in batches so that indexing never adds latency to
+``POST …/entries``. A watermark (the next log index not yet known to be indexed) is kept in
+``storage.kv``; on start the indexer re-reads the log from the watermark, so entries acknowledged
+just before a crash are indexed after restart, and :meth:`rebuild` re-derives the whole index
+from the log's own entries.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from keyless.errors import Error
 from keyless.log.seam import LogEngine
 from keyless.services.tlog.identities import TrustedIssuers
-from keyless.services.tlog.search import keys_for_body
+from keyless.services.tlog.search import ParsedEntry, keys_for_body, keys_for_parsed
 from keyless.storage.seam import NEVER, KeyValue, SearchIndexStore
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class SearchIndexer:
         self._name = log_name
         self._kv = kv
         self._interval = flush_interval
-        self._pending: dict[int, bytes] = {}
+        self._pending: dict[int, tuple[bytes, ParsedEntry | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -90,16 +92,26 @@ class SearchIndexer:
             self._task = None
         await self.flush()
 
-    def submit(self, index: int, body: bytes) -> None:
-        """Queue a newly logged entry for indexing (cheap; never blocks the writer)."""
-        self._pending[index] = body
+    def submit(self, index: int, body: bytes, parsed: ParsedEntry | None = None) -> None:
+        """Queue a newly logged entry for indexing (cheap; never blocks the writer).
+
+        ``parsed``: what the writer parsed of this very ``body`` (its keys are the body's; the
+        certificate is still path-validated here, afresh)."""
+        self._pending[index] = (body, parsed)
         self._wake.set()
 
-    def _derive(self, entries: Sequence[tuple[int, bytes]]) -> list[tuple[str, int]]:
+    def _derive(
+        self, entries: Sequence[tuple[int, tuple[bytes, ParsedEntry | None]]]
+    ) -> list[tuple[str, int]]:
         """``(key, index)`` pairs of ``entries``: certificate parsing and path validation, so
         it runs in a worker thread, not on the event loop."""
-        return [(key, index) for index, body in entries
-                for key in keys_for_body(body, self._trusted)]
+        trusted = self._trusted
+        return [
+            (key, index)
+            for index, (body, parsed) in entries
+            for key in (keys_for_body(body, trusted) if parsed is None
+                        else keys_for_parsed(parsed, trusted))
+        ]
 
     async def flush(self) -> None:
         """Write every queued entry's keys now (tests and shutdown).
@@ -158,7 +170,7 @@ class SearchIndexer:
                 if self._stopping:
                     break
                 entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
-                pairs = [(e.index, e.bundle_entry or e.leaf) for e in entries]
+                pairs = [(e.index, (e.bundle_entry or e.leaf, None)) for e in entries]
                 await self._store.add_many(
                     self._name, await asyncio.to_thread(self._derive, pairs)
                 )
