@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from tlog_support import CA, EMAIL, Signer, b64, digest_of, hashedrekord_v2, spki
+from tlog_support import CA, EMAIL, Signer, b64, build_stack, digest_of, hashedrekord_v2, spki
 
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import SearchIndexer
@@ -110,3 +110,26 @@ async def test_the_indexer_uses_what_the_writer_parsed() -> None:
     await indexer.flush()
     assert await indexer.lookup([f"email:{EMAIL}"]) == [0, 1]
     await storage.close()  # type: ignore[attr-defined]
+
+
+async def test_the_v2_write_path_hands_over_what_it_parsed() -> None:
+    stack = await build_stack(trusted_cas=[CA_.cert])
+    try:
+        indexer = stack.v2.indexer
+        assert indexer is not None
+        submitted: list[ParsedEntry | None] = []
+        submit = indexer.submit
+
+        def spy(index: int, body: bytes, parsed: ParsedEntry | None = None) -> None:
+            submitted.append(parsed)
+            submit(index, body, parsed)
+
+        indexer.submit = spy  # type: ignore[method-assign]
+        signer = Signer.create(CA_)
+        await stack.v2.create_entry(hashedrekord_v2(signer, b"wired"))
+        assert len(submitted) == 1 and submitted[0] is not None
+        assert submitted[0].certificate == signer.cert
+        await indexer.flush()
+        assert await indexer.lookup([f"email:{EMAIL}"]) == [1]
+    finally:
+        await stack.close()
