@@ -4,6 +4,7 @@ storage failures are retried without losing the batch, and the watermark is pers
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from tlog_support import CA, EMAIL, Signer, hashedrekord_v2
@@ -76,4 +77,41 @@ async def test_storage_failure_keeps_the_batch() -> None:
     await indexer.flush()  # the batch was kept: the retry writes it
     assert await indexer.lookup([KEY]) == [1]
     await log.close()
+    await storage.close()  # type: ignore[attr-defined]
+
+
+class _CountingKV:
+    """A ``storage.kv`` that records the values written."""
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+        self.written: list[bytes] = []
+
+    async def put_if_absent(self, namespace: str, key: str, value: bytes,
+                            expires_at: float) -> bytes | None:
+        self.written.append(value)
+        result: bytes | None = await self._kv.put_if_absent(namespace, key, value, expires_at)
+        return result
+
+    async def get(self, namespace: str, key: str) -> bytes | None:
+        result: bytes | None = await self._kv.get(namespace, key)
+        return result
+
+    async def delete(self, namespace: str, key: str) -> None:
+        await self._kv.delete(namespace, key)
+
+
+async def test_the_watermark_is_written_at_most_once_per_interval_and_on_close() -> None:
+    """Each write is two storage transactions; a flush every 50 ms need not pay them."""
+    storage = await open_storage("memory://")
+    kv = _CountingKV(storage.kv)  # type: ignore[attr-defined]
+    indexer = SearchIndexer(None, storage.search_index, "rekor-v2",  # type: ignore[arg-type, attr-defined]
+                            kv=kv, persist_interval=3600)
+    for index in range(5):
+        indexer.submit(index, b"{}")
+        await indexer.flush()
+    assert kv.written == [b"1"]
+    await indexer.close()
+    assert kv.written == [b"1", b"5"]
+    assert await storage.kv.get("tlog-search-watermark", "rekor-v2") == b"5"  # type: ignore[attr-defined]
     await storage.close()  # type: ignore[attr-defined]

@@ -2,11 +2,14 @@
 
 The index is derived data: every key comes from an entry's canonical body
 (:func:`keyless.services.tlog.search.keys_for_body`). Writers hand new entries to
-:meth:`SearchIndexer.submit`; a background task writes their keys in batches so that indexing never
-adds latency to ``POST …/entries``. A watermark (the next log index not yet known to be indexed)
-is kept in ``storage.kv``; on start the indexer re-reads the log from the watermark, so entries
-acknowledged just before a crash are indexed after restart, and :meth:`rebuild` re-derives the
-whole index from the log's own entries.
+:meth:`SearchIndexer.submit`, with what they already parsed of the body when they have it
+(:class:`~keyless.services.tlog.search.ParsedEntry`: the same keys, without parsing again); a
+background task writes their keys in batches so that indexing never adds latency to
+``POST …/entries``. A watermark (the next log index not yet known to be indexed) is kept in
+``storage.kv``, written at most once per ``persist_interval`` and on close (a stale one only costs
+re-indexing the entries above it, which adds no key twice); on start the indexer re-reads the log
+from the watermark, so entries acknowledged just before a crash are indexed after restart, and
+:meth:`rebuild` re-derives the whole index from the log's own entries.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 
 from keyless.errors import Error
 from keyless.log.seam import LogEngine
 from keyless.services.tlog.identities import TrustedIssuers
-from keyless.services.tlog.search import keys_for_body
+from keyless.services.tlog.search import ParsedEntry, keys_for_body, keys_for_parsed
 from keyless.storage.seam import NEVER, KeyValue, SearchIndexStore
 
 logger = logging.getLogger(__name__)
@@ -43,20 +47,26 @@ class SearchIndexer:
         trusted: TrustedIssuers | None = None,
         flush_interval: float = 0.05,
         gap_grace: float = 1.0,
+        persist_interval: float = 1.0,
     ) -> None:
         """``trusted``: the CAs whose certificates' identities are indexed (none when ``None``;
-        see :mod:`keyless.services.tlog.identities`)."""
+        see :mod:`keyless.services.tlog.identities`). ``persist_interval``: seconds between two
+        writes of the watermark (each is two storage transactions; every flush would write it
+        twenty times a second under load)."""
         self._log = log
         self._trusted = trusted
         self._store = store
         self._name = log_name
         self._kv = kv
         self._interval = flush_interval
-        self._pending: dict[int, bytes] = {}
+        self._pending: dict[int, tuple[bytes, ParsedEntry | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._watermark = 0
+        self._persisted = 0  # the watermark last written to storage
+        self._persisted_at = -math.inf
+        self._persist_interval = persist_interval
         self._done: set[int] = set()  # indexed entries above a gap in the watermark
         self._gap_since: float | None = None
         self._caught_up = asyncio.Event()
@@ -70,7 +80,7 @@ class SearchIndexer:
         (searches see older entries once :meth:`caught_up` returns); new entries are queued
         meanwhile.
         """
-        self._watermark = await self._load_watermark()
+        self._watermark = self._persisted = await self._load_watermark()
         self._task = asyncio.create_task(self._run(), name=f"search-index-{self._name}")
 
     async def caught_up(self) -> None:
@@ -89,17 +99,29 @@ class SearchIndexer:
             await self._task
             self._task = None
         await self.flush()
+        async with self._lock:
+            await self._persist(force=True)
 
-    def submit(self, index: int, body: bytes) -> None:
-        """Queue a newly logged entry for indexing (cheap; never blocks the writer)."""
-        self._pending[index] = body
+    def submit(self, index: int, body: bytes, parsed: ParsedEntry | None = None) -> None:
+        """Queue a newly logged entry for indexing (cheap; never blocks the writer).
+
+        ``parsed``: what the writer parsed of this very ``body`` (its keys are the body's; the
+        certificate is still path-validated here, afresh)."""
+        self._pending[index] = (body, parsed)
         self._wake.set()
 
-    def _derive(self, entries: Sequence[tuple[int, bytes]]) -> list[tuple[str, int]]:
+    def _derive(
+        self, entries: Sequence[tuple[int, tuple[bytes, ParsedEntry | None]]]
+    ) -> list[tuple[str, int]]:
         """``(key, index)`` pairs of ``entries``: certificate parsing and path validation, so
         it runs in a worker thread, not on the event loop."""
-        return [(key, index) for index, body in entries
-                for key in keys_for_body(body, self._trusted)]
+        trusted = self._trusted
+        return [
+            (key, index)
+            for index, (body, parsed) in entries
+            for key in (keys_for_body(body, trusted) if parsed is None
+                        else keys_for_parsed(parsed, trusted))
+        ]
 
     async def flush(self) -> None:
         """Write every queued entry's keys now (tests and shutdown).
@@ -158,7 +180,7 @@ class SearchIndexer:
                 if self._stopping:
                     break
                 entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
-                pairs = [(e.index, e.bundle_entry or e.leaf) for e in entries]
+                pairs = [(e.index, (e.bundle_entry or e.leaf, None)) for e in entries]
                 await self._store.add_many(
                     self._name, await asyncio.to_thread(self._derive, pairs)
                 )
@@ -204,6 +226,8 @@ class SearchIndexer:
                 if (self._gap_since is not None
                         and time.monotonic() - self._gap_since >= self._gap_grace):
                     await self.fill_gaps()
+                async with self._lock:  # what the last flushes advanced, once idle
+                    await self._persist(force=False)
             except (Error, OSError) as exc:  # storage hiccup: the batch is retried next round
                 logger.warning("search index of %s: %s", self._name, exc)
             await asyncio.sleep(self._interval)
@@ -218,14 +242,22 @@ class SearchIndexer:
             return 0
 
     async def _advance(self, upto: int) -> None:
-        """Persist that every entry below ``upto`` is indexed (monotonic, never across a gap)."""
-        if upto <= self._watermark:
+        """Record that every entry below ``upto`` is indexed (monotonic, never across a gap);
+        persisted now unless it was less than ``persist_interval`` ago."""
+        self._watermark = max(self._watermark, upto)
+        await self._persist(force=False)
+
+    async def _persist(self, *, force: bool) -> None:
+        upto = self._watermark
+        if self._kv is None or upto == self._persisted:
             return
-        self._watermark = upto
-        if self._kv is not None:
-            # kv has no overwrite: delete + insert, shielded so that a cancelled caller cannot
-            # leave the watermark deleted (a lost watermark only costs a full catch-up).
-            await asyncio.shield(self._store_watermark(self._kv, upto))
+        now = time.monotonic()
+        if not force and now - self._persisted_at < self._persist_interval:
+            return
+        self._persisted, self._persisted_at = upto, now
+        # kv has no overwrite: delete + insert, shielded so that a cancelled caller cannot
+        # leave the watermark deleted (a lost watermark only costs a full catch-up).
+        await asyncio.shield(self._store_watermark(self._kv, upto))
 
     async def _store_watermark(self, kv: KeyValue, upto: int) -> None:
         await kv.delete(_WATERMARK_NS, self._name)

@@ -4,6 +4,10 @@ Rekor v2 dropped search (its users asked for it in vain); Rekor v1 offers it thr
 deprecated ``POST /api/v1/index/retrieve`` (protocols.md §3). keyless derives the keys **only from
 the canonical body** that is in the log, so the index can always be rebuilt by re-reading the
 log's own entries (:meth:`SearchIndexer.rebuild`); nothing the client sent outside the body counts.
+The write path may hand over what it already parsed *of that body's own bytes* for a hashedrekord
+0.0.2 entry (:class:`ParsedEntry`, :func:`keys_for_parsed`), which spares re-parsing; the keys are
+exactly :func:`keys_for_body`'s (tests/unit/tlog/test_tlog_search_parsed.py), and identity keys
+still come only after a fresh path validation of that entry's certificate.
 
 Key spellings (stored in ``storage.search_index`` per log name):
 
@@ -23,15 +27,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from keyless.errors import InvalidInput
-from keyless.keys import spki_der
+from keyless.keys import PublicKey, spki_der
 from keyless.services.tlog.identities import TrustedIssuers
 
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -43,6 +49,11 @@ _V2_HASH = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
 def digest_key(algorithm: str, hex_digest: str) -> str:
     """Key of an artifact digest (``algorithm`` as ``sha256``…)."""
     return f"digest:{algorithm.lower()}:{hex_digest.lower()}"
+
+
+def digest_key_v2(algorithm: str, digest: bytes) -> str:
+    """Key of a Rekor v2 digest (``algorithm`` as protobuf-specs ``SHA2_256``…)."""
+    return digest_key(_V2_HASH.get(algorithm, algorithm), digest.hex())
 
 
 def email_key(email: str) -> str:
@@ -99,14 +110,18 @@ def _identities(cert: x509.Certificate) -> tuple[list[str], list[str], str | Non
             v2 if v2 is not None else v1)
 
 
-def certificate_keys(cert: x509.Certificate, trusted: TrustedIssuers | None) -> list[str]:
+def certificate_keys(
+    cert: x509.Certificate, trusted: TrustedIssuers | None, public_key: PublicKey | None = None
+) -> list[str]:
     """The key fingerprint of a certificate, plus its identity keys when ``trusted`` vouches for
     it (``None``: no CA is trusted, so no identity is indexed).
 
+    ``public_key``: ``cert.public_key()`` when the caller already has it (saves loading it again).
     The path validation (a signature check: most of the cost) runs only for a certificate that
     names an identity to index.
     """
-    keys = [key_fingerprint_key(spki_der(cert.public_key()))]
+    key = cert.public_key() if public_key is None else public_key
+    keys = [key_fingerprint_key(spki_der(key))]
     if trusted is None:
         return keys
     try:
@@ -173,6 +188,30 @@ def keys_for_body(body: bytes, trusted: TrustedIssuers | None = None) -> list[st
     return list(dict.fromkeys(keys))
 
 
+@dataclass(frozen=True)
+class ParsedEntry:
+    """What the write path parsed of a hashedrekord 0.0.2 entry, from the very bytes its canonical
+    body carries: the data's algorithm (``SHA2_256``…) and digest, the verifier's public key and
+    its certificate (``None`` for a public-key verifier). No verification outcome is in it."""
+
+    algorithm: str
+    digest: bytes
+    public_key: PublicKey
+    certificate: x509.Certificate | None
+
+
+def keys_for_parsed(parsed: ParsedEntry, trusted: TrustedIssuers | None = None) -> list[str]:
+    """:func:`keys_for_body` of the entry ``parsed`` came from, without parsing the body again;
+    the certificate's path validation runs afresh, as there."""
+    keys = [digest_key_v2(parsed.algorithm, parsed.digest)]
+    with contextlib.suppress(TypeError, ValueError):  # as _verifier_v2_keys forgives them
+        if parsed.certificate is None:
+            keys.append(key_fingerprint_key(spki_der(parsed.public_key)))
+        else:
+            keys.extend(certificate_keys(parsed.certificate, trusted, parsed.public_key))
+    return list(dict.fromkeys(keys))
+
+
 def _keys(
     kind: str, version: str, spec: dict[str, Any], trusted: TrustedIssuers | None
 ) -> list[str]:
@@ -183,9 +222,8 @@ def _keys(
     if (kind, version) == ("hashedrekord", "0.0.2"):
         inner = spec["hashedRekordV002"]
         data = inner["data"]
-        hex_digest = base64.b64decode(data["digest"]).hex()
         return [
-            digest_key(_V2_HASH.get(data["algorithm"], data["algorithm"]), hex_digest),
+            digest_key_v2(data["algorithm"], base64.b64decode(data["digest"])),
             *_verifier_v2_keys(inner["signature"]["verifier"], trusted),
         ]
     if (kind, version) == ("dsse", "0.0.1"):

@@ -179,7 +179,7 @@ class LogServiceBase:
         self.limits.check_entry(len(proposed.body))
         result = await self.log.add(proposed.body)
         if not result.duplicate and self.indexer is not None:
-            self.indexer.submit(result.index, proposed.body)
+            self.indexer.submit(result.index, proposed.body, proposed.parsed)
         return result
 
     async def require_entry(self, index: int) -> None:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from keyless.errors import InvalidInput, VerificationError, field_name
 from keyless.keys import PublicKey, hash_for_curve, spki_der
 from keyless.services.tlog.kinds import ed25519ph
+from keyless.services.tlog.search import ParsedEntry
 
 HEX_RE = re.compile(r"^[0-9a-f]+$")
 
@@ -60,13 +61,16 @@ class EntrySignatureError(VerificationError):
 class Proposed:
     """A verified proposed entry, ready to be logged; ``body`` is the canonical leaf (JCS).
 
-    Its search keys are derived from the body alone (``search.keys_for_body``), off the request
-    path, by the indexer that knows which CAs to believe.
+    Its search keys are derived from the body alone, off the request path, by the indexer that
+    knows which CAs to believe: ``parsed``, when a kind gives it, is what the kind already parsed
+    of the body's own bytes (the certificate, its key, the digest), so that the indexer need not
+    parse them again (``search.keys_for_parsed``, the same keys as ``search.keys_for_body``).
     """
 
     kind: str
     api_version: str
     body: bytes
+    parsed: ParsedEntry | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from keyless.errors import InvalidInput
 from keyless.services.tlog.kinds import common
 from keyless.services.tlog.kinds.common import Proposed, Verifier
 from keyless.services.tlog.kinds.keydetails import check_key_details, hash_name_for
+from keyless.services.tlog.search import ParsedEntry
 
 KIND = "hashedrekord"
 
@@ -130,4 +131,5 @@ def propose_v002(request: Any) -> Proposed:
     hash_name = hash_name_for(details)
     common.verify_digest(verifier, sig, digest, common.HASHES_V2[hash_name])
     body = _BODY_V002 % (hash_name, digest_text, sig_text, details, field, raw)
-    return Proposed(KIND, "0.0.2", body.encode())
+    parsed = ParsedEntry(hash_name, digest, verifier.key, verifier.certificate)
+    return Proposed(KIND, "0.0.2", body.encode(), parsed)
