@@ -74,6 +74,7 @@ def serve(port: int, database: str, data_dir: str) -> None:
     from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
+    from keyless.server.serving import settle_garbage_collector
     from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
@@ -98,6 +99,7 @@ def serve(port: int, database: str, data_dir: str) -> None:
         # the benchmark's one client measures throughput: no per-client budget
         unlimited = ClientBudget(burst=1e12, rate=1e12)
         app.router.routes.append(Mount("/rekor", routes=tlog_routes(service, unlimited)))
+        settle_garbage_collector()  # as every keyless serve process does once it is up
         profile = os.environ.get("KEYLESS_BENCH_PROFILE")  # server-side cProfile, for tuning
         if profile:
             import cProfile
