@@ -7,17 +7,23 @@ from typing import Any
 from starlette.types import Message, Scope
 
 
-async def call(app: Any, scope: Scope) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of ``app``'s answer to ``scope``."""
-    messages: list[Message] = []
+async def messages(app: Any, scope: Scope) -> list[Message]:
+    """The ASGI messages ``app`` sends in answer to ``scope``."""
+    sent: list[Message] = []
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: Message) -> None:
-        messages.append(message)
+        sent.append(message)
 
     await app(scope, receive, send)
-    start = messages[0]
+    return sent
+
+
+async def call(app: Any, scope: Scope) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of ``app``'s answer to ``scope``."""
+    answer = await messages(app, scope)
+    start = answer[0]
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], headers, b"".join(m.get("body", b"") for m in messages[1:])
+    return start["status"], headers, b"".join(m.get("body", b"") for m in answer[1:])

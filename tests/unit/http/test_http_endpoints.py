@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 import pytest
+from asgi_support import messages
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
-from starlette.types import Message, Scope
+from starlette.types import Scope
 
 from keyless import errors
 from keyless.http.admission import Admission
@@ -27,19 +28,6 @@ def _scope(method: str = "POST") -> Scope:
     # "app" is in every scope the stack's Starlette app hands on: a wrong method then raises
     return {"type": "http", "method": method, "path": PATH, "headers": [], "query_string": b"",
             "client": ("192.0.2.1", 1), "root_path": "", "app": object()}
-
-
-async def _messages(app: Any, scope: Scope) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
 
 
 def _stacks(outcome: Answer | Exception) -> tuple[Any, Any]:
@@ -70,12 +58,12 @@ def _stacks(outcome: Answer | Exception) -> tuple[Any, Any]:
     (201, [(b"x-log-index", b"42")], b'{"logIndex":"42"}'),
     (200, [], b"{}"),
 ])
-async def test_an_answer_is_sent_as_a_starlette_response_would_be_in_two_messages(
+async def test_an_answer_is_sent_as_a_starlette_response_would_be_in_twomessages(
     outcome: Answer,
 ) -> None:
     before, after = _stacks(outcome)
-    sent = await _messages(after, _scope())
-    assert sent == await _messages(before, _scope())
+    sent = await messages(after, _scope())
+    assert sent == await messages(before, _scope())
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
 
 
@@ -88,15 +76,15 @@ async def test_an_answer_is_sent_as_a_starlette_response_would_be_in_two_message
 ])
 async def test_what_a_handler_raises_is_answered_as_before(exc: Exception) -> None:
     before, after = _stacks(exc)
-    sent = await _messages(after, _scope())
-    assert sent == await _messages(before, _scope())
+    sent = await messages(after, _scope())
+    assert sent == await messages(before, _scope())
     assert json.loads(sent[1]["body"])["code"] == sent[0]["status"] >= 400
 
 
 async def test_a_wrong_method_is_answered_405_as_before() -> None:
     before, after = _stacks((201, [], b"{}"))
-    sent = await _messages(after, _scope("GET"))
-    assert sent == await _messages(before, _scope("GET"))
+    sent = await messages(after, _scope("GET"))
+    assert sent == await messages(before, _scope("GET"))
     assert sent[0]["status"] == 405
     assert json.loads(sent[1]["body"])["message"] == (
         f"method GET is not allowed on {PATH}; use POST")

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tlog_support import CA, EMAIL, ISSUER, Signer, hashedrekord_v2, spki
+from tlog_support import CA, EMAIL, ISSUER, CountingIssuers, Signer, hashedrekord_v2, spki
 
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.kinds import propose_v2
@@ -70,19 +70,9 @@ def test_a_self_signed_certificate_naming_someone_gets_no_identity() -> None:
     assert keys == [_fingerprint(cert)]
 
 
-class _Counting(TrustedIssuers):
-    def __init__(self, certificates: list[x509.Certificate]) -> None:
-        super().__init__(certificates)
-        self.checked: list[x509.Certificate] = []
-
-    def vouches_for(self, cert: x509.Certificate) -> bool:
-        self.checked.append(cert)
-        return super().vouches_for(cert)
-
-
 def test_path_validation_runs_only_for_a_certificate_that_names_an_identity() -> None:
     ca = CA.create()
-    trusted = _Counting([ca.cert])
+    trusted = CountingIssuers([ca.cert])
     anonymous = Signer.create(ca, email=None).cert  # empty SAN: nothing to index
     assert certificate_keys(anonymous, trusted) == [_fingerprint(anonymous)]
     assert trusted.checked == []

@@ -11,7 +11,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from tlog_support import CA, EMAIL, Signer, b64, build_stack, digest_of, hashedrekord_v2, spki
+from tlog_support import (
+    CA,
+    EMAIL,
+    CountingIssuers,
+    Signer,
+    b64,
+    build_stack,
+    digest_of,
+    hashedrekord_v2,
+    spki,
+)
 
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.indexer import SearchIndexer
@@ -19,16 +29,6 @@ from keyless.services.tlog.kinds import propose_v2
 from keyless.services.tlog.kinds.common import Proposed
 from keyless.services.tlog.search import ParsedEntry, keys_for_body, keys_for_parsed
 from keyless.storage import open_storage
-
-
-class _Counting(TrustedIssuers):
-    def __init__(self, certificates: list[x509.Certificate]) -> None:
-        super().__init__(certificates)
-        self.checked: list[x509.Certificate] = []
-
-    def vouches_for(self, cert: x509.Certificate) -> bool:
-        self.checked.append(cert)
-        return super().vouches_for(cert)
 
 
 def _self_signed_naming_alice() -> Signer:
@@ -92,7 +92,7 @@ def test_parsed_keys_are_the_body_keys(case: str, trusting: bool) -> None:
 
 def test_every_entry_is_path_validated_afresh() -> None:
     _, parsed = _proposed("trusted")
-    trusted = _Counting([CA_.cert])
+    trusted = CountingIssuers([CA_.cert])
     first, second = keys_for_parsed(parsed, trusted), keys_for_parsed(parsed, trusted)
     assert first == second
     assert trusted.checked == [parsed.certificate, parsed.certificate]

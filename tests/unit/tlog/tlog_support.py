@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from keyless.services.tlog.identities import TrustedIssuers
+
 ISSUER = "https://issuer.example/oidc"
 EMAIL = "alice@example.com"
 
@@ -591,7 +593,6 @@ async def build_stack(
     from keyless.http.errors import EXCEPTION_HANDLERS
     from keyless.keys import InMemorySigner
     from keyless.log import TransparencyLog
-    from keyless.services.tlog.identities import TrustedIssuers
     from keyless.services.tlog.routes import routes as tlog_routes
     from keyless.services.tlog.service import RekorV1Service, RekorV2Service, ed25519_log_id
     from keyless.storage import open_storage
@@ -673,3 +674,15 @@ def hostile_retrieve_body(ca: CA, *, entries: int = 10, payload_size: int = 270_
         }},
     }
     return json.dumps({"entries": [proposal] * entries}).encode()
+
+
+class CountingIssuers(TrustedIssuers):
+    """Trusted issuers that record every certificate they are asked to vouch for."""
+
+    def __init__(self, certificates: list[x509.Certificate]) -> None:
+        super().__init__(certificates)
+        self.checked: list[x509.Certificate] = []
+
+    def vouches_for(self, cert: x509.Certificate) -> bool:
+        self.checked.append(cert)
+        return super().vouches_for(cert)
