@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from tlog_support import CA, EMAIL, Signer, hashedrekord_v2
+from tlog_support import CA, EMAIL, CountingIssuers, Signer, hashedrekord_v2
 
 from keyless.errors import StorageError
 from keyless.formats.note_keys import NoteSigner
@@ -114,4 +114,89 @@ async def test_the_watermark_is_written_at_most_once_per_interval_and_on_close()
     await indexer.close()
     assert kv.written == [b"1", b"5"]
     assert await storage.kv.get("tlog-search-watermark", "rekor-v2") == b"5"  # type: ignore[attr-defined]
+    await storage.close()  # type: ignore[attr-defined]
+
+
+async def test_a_gap_another_process_indexed_is_counted_not_indexed_again() -> None:
+    """Two workers share one log and one index, each indexing what it appended: the gaps each
+    sees are the other's entries, already indexed there; their certificates are not path-validated
+    a second time, and each watermark still passes them."""
+    backend = MemoryBackend()
+    log, storage = await _log(backend)
+    ca = CA.create()
+    signer = Signer.create(ca)
+    own, other = CountingIssuers([ca.cert]), CountingIssuers([ca.cert])
+    indexers = [SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
+                              gap_grace=3600, trusted=trusted) for trusted in (own, other)]
+    for indexer in indexers:
+        await indexer.start()
+        await indexer.caught_up()
+    proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(4)]
+    results = [await log.add(p.body) for p in proposed]
+    for number, (result, p) in enumerate(zip(results, proposed, strict=True)):
+        indexers[number % 2].submit(result.index, p.body, p.parsed)
+    for indexer in indexers:
+        await indexer.flush()
+    assert len(own.checked) == 2
+    assert await indexers[0].fill_gaps() == 1  # entry 2, below its own entry 3
+    assert len(own.checked) == 2
+    assert await indexers[0].lookup([KEY]) == [1, 2, 3, 4]
+    assert indexers[0]._watermark == 4  # entry 4 is the other's, above its last own entry
+    for indexer in indexers:
+        await indexer.close()
+    await log.close()
+    await storage.close()  # type: ignore[attr-defined]
+
+
+class _Busy:
+    """A search index under sustained load: each write of a batch brings the next entry."""
+
+    def __init__(self, store: Any, arrivals: list[tuple[int, bytes]]) -> None:
+        self._store = store
+        self.indexer: SearchIndexer | None = None
+        self.arrivals = arrivals
+        self.writes: list[list[int]] = []
+
+    async def add_many(self, log_name: str, items: list[tuple[str, int]]) -> None:
+        self.writes.append(sorted({index for _, index in items}))
+        await self._store.add_many(log_name, items)
+        if self.arrivals and self.indexer is not None:
+            self.indexer.submit(*self.arrivals.pop(0))
+
+    async def lookup(self, log_name: str, key: str) -> list[int]:
+        result: list[int] = await self._store.lookup(log_name, key)
+        return result
+
+
+async def test_gaps_are_filled_while_new_entries_keep_arriving() -> None:
+    """The background task writes one round of queued entries at a time: a queue that never
+    empties under load must not keep it from filling gaps (before, the set of entries indexed
+    above a gap grew without bound under sustained load)."""
+    backend = MemoryBackend()
+    log, storage = await _log(backend)
+    signer = Signer.create(CA.create())
+    busy = _Busy(storage.search_index, [])  # type: ignore[attr-defined]
+    indexer = SearchIndexer(log, busy, "rekor-v2", gap_grace=0)  # type: ignore[arg-type]
+    busy.indexer = indexer
+    await indexer.start()
+    await indexer.caught_up()
+    proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(40)]
+    results = [await log.add(p.body) for p in proposed]
+    # entry 1 was appended by another process and is never submitted here
+    arrivals = [(r.index, p.body) for r, p in zip(results[1:], proposed[1:], strict=True)]
+    busy.arrivals = arrivals[1:]
+    indexer.submit(*arrivals[0])
+    filled = asyncio.Event()
+
+    async def watch() -> None:
+        while not any(1 in write for write in busy.writes):
+            await asyncio.sleep(0)
+        filled.set()
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.wait_for(filled.wait(), 30)
+    watcher.cancel()
+    assert busy.arrivals, "the gap was filled only once the load stopped"
+    await indexer.close()
+    await log.close()
     await storage.close()  # type: ignore[attr-defined]

@@ -9,12 +9,16 @@ background task writes their keys in batches so that indexing never adds latency
 ``storage.kv``, written at most once per ``persist_interval`` and on close (a stale one only costs
 re-indexing the entries above it, which adds no key twice); on start the indexer re-reads the log
 from the watermark, so entries acknowledged just before a crash are indexed after restart, and
-:meth:`rebuild` re-derives the whole index from the log's own entries.
+:meth:`rebuild` re-derives the whole index from the log's own entries. With several processes on
+one log (``--workers N``, or several ``serve`` on PostgreSQL) each indexes what it appended; the
+others' entries are gaps to it, which :meth:`SearchIndexer.fill_gaps` passes once they are
+``gap_grace`` old, indexing only those nobody indexed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -31,7 +35,15 @@ logger = logging.getLogger(__name__)
 
 _WATERMARK_NS = "tlog-search-watermark"
 _REBUILD_CHUNK = 256
+#: Most gap entries one :meth:`SearchIndexer.fill_gaps` looks at (it holds the indexer's lock).
+_FILL_MAX = 4096
 
+
+def _first_keys(bodies: Sequence[tuple[int, bytes]]) -> list[str | None]:
+    """The first search key of each body (its artifact digest; naming it needs no certificate
+    check), or None for a body without keys. An entry's keys are written in one transaction, so
+    finding its first key at its index means it is indexed."""
+    return [next(iter(keys_for_body(body)), None) for _, body in bodies]
 
 
 class SearchIndexer:
@@ -68,6 +80,10 @@ class SearchIndexer:
         self._persisted_at = -math.inf
         self._persist_interval = persist_interval
         self._done: set[int] = set()  # indexed entries above a gap in the watermark
+        # (when, newest index) of each round written here; what is older than gap_grace
+        # bounds the gaps fill_gaps looks at (``_settled``: one past the newest such index)
+        self._rounds: collections.deque[tuple[float, int]] = collections.deque()
+        self._settled = 0
         self._gap_since: float | None = None
         self._caught_up = asyncio.Event()
         self._stopping = False
@@ -128,34 +144,75 @@ class SearchIndexer:
 
         On a storage error the batch goes back in the queue (and the error propagates).
         """
+        await self._flush_round()  # also waits for a round the background task is writing
+        while self._pending:
+            await self._flush_round()
+
+    async def _flush_round(self) -> None:
+        """Write the keys of what is queued now (what arrives meanwhile waits for the next
+        round: under sustained load the background task must still get to filling gaps)."""
         async with self._lock:
-            while self._pending:
-                batch = sorted(self._pending.items())
-                self._pending = {}
-                try:
-                    await self._store.add_many(
-                        self._name, await asyncio.to_thread(self._derive, batch)
-                    )
-                except BaseException:
-                    for index, item in batch:
-                        self._pending.setdefault(index, item)
-                    raise
-                self._done.update(index for index, _ in batch)
-                await self._absorb()
+            batch = sorted(self._pending.items())
+            self._pending = {}
+            if not batch:
+                return
+            try:
+                await self._store.add_many(
+                    self._name, await asyncio.to_thread(self._derive, batch)
+                )
+            except BaseException:
+                for index, item in batch:
+                    self._pending.setdefault(index, item)
+                raise
+            self._done.update(index for index, _ in batch)
+            self._rounds.append((time.monotonic(), batch[-1][0] + 1))
+            await self._absorb()
 
     async def fill_gaps(self) -> int:
-        """Index entries below the lowest indexed one that nobody submitted here.
+        """Account for the entries below the watermark's reach that nobody submitted here.
 
-        That happens when another process (a shared PostgreSQL log) appended them, or a request
-        died between ``add`` and ``submit``. Without this the watermark would stop at the gap and
-        the set of indexed-above-the-gap entries would grow forever. Returns the count re-read.
+        That happens when another process (another worker, or another ``serve`` on a shared
+        PostgreSQL log) appended them, or a request died between ``add`` and ``submit``. Without
+        this the watermark would stop at the first gap and the set of entries indexed above it
+        would grow forever. Every gap below the newest entry this process indexed ``gap_grace``
+        ago (at least the first gap) is looked at, up to ``_FILL_MAX`` entries per call: an
+        entry the other process has indexed by now (:func:`_first_keys`) is only counted, any
+        other is indexed here. Returns the count of gap entries looked at.
         """
         if not self._done:
             return 0
-        count = await self.rebuild(self._watermark, min(self._done))
+        cutoff = time.monotonic() - self._gap_grace
+        while self._rounds and self._rounds[0][0] <= cutoff:
+            self._settled = max(self._settled, self._rounds.popleft()[1])
+        looked = 0
         async with self._lock:
+            start = self._watermark
+            end = min(max(self._settled, min(self._done, default=start)), start + _FILL_MAX)
+            for chunk in range(start, end, _REBUILD_CHUNK):
+                if self._stopping:
+                    end = chunk
+                    break
+                entries = await self._log.entries(chunk, min(end, chunk + _REBUILD_CHUNK))
+                bodies = [(e.index, e.bundle_entry or e.leaf) for e in entries
+                          if e.index not in self._done and e.index not in self._pending]
+                looked += len(bodies)
+                firsts = await asyncio.to_thread(_first_keys, bodies)
+                missing = [
+                    (index, (body, None))
+                    for (index, body), first in zip(bodies, firsts, strict=True)
+                    if first is not None
+                    and index not in await self._store.lookup(self._name, first)
+                ]
+                if missing:
+                    await self._store.add_many(
+                        self._name, await asyncio.to_thread(self._derive, missing)
+                    )
+                if len(entries) < min(end, chunk + _REBUILD_CHUNK) - chunk:
+                    end = chunk + len(entries)  # the log is shorter than thought
+                    break
+            self._done.update(range(start, end))
             await self._absorb()
-        return count
+        return looked
 
     async def _absorb(self) -> None:
         """Advance the watermark through the contiguous indexed entries above it."""
@@ -167,6 +224,7 @@ class SearchIndexer:
         await self._advance(upto)
         if not self._done:
             self._gap_since = None
+            self._rounds.clear()  # no gap: every round so far is below the watermark
         elif self._gap_since is None:
             self._gap_since = time.monotonic()
 
@@ -222,7 +280,7 @@ class SearchIndexer:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._gap_grace)
             self._wake.clear()
             try:
-                await self.flush()
+                await self._flush_round()
                 if (self._gap_since is not None
                         and time.monotonic() - self._gap_since >= self._gap_grace):
                     await self.fill_gaps()
