@@ -200,3 +200,26 @@ async def test_gaps_are_filled_while_new_entries_keep_arriving() -> None:
     await indexer.close()
     await log.close()
     await storage.close()  # type: ignore[attr-defined]
+
+
+async def test_filling_gaps_never_passes_an_own_entry_still_queued() -> None:
+    """The watermark says what a restart need not re-index: an entry submitted here but not yet
+    written (e.g. its batch is being retried) is no gap to fill, and the watermark waits for it."""
+    backend = MemoryBackend()
+    log, storage = await _log(backend)
+    ca = CA.create()
+    signer = Signer.create(ca)
+    indexer = SearchIndexer(log, storage.search_index, "rekor-v2",  # type: ignore[attr-defined]
+                            gap_grace=0, trusted=TrustedIssuers([ca.cert]))
+    proposed = [propose_v2(hashedrekord_v2(signer, b"%d" % i)) for i in range(3)]
+    results = [await log.add(p.body) for p in proposed]
+    indexer.submit(results[2].index, proposed[2].body)
+    await indexer.flush()
+    indexer.submit(results[1].index, proposed[1].body)  # queued, not written yet
+    await indexer.fill_gaps()
+    assert indexer._watermark == results[1].index
+    await indexer.flush()
+    assert indexer._watermark == results[2].index + 1
+    assert await indexer.lookup([KEY]) == [1, 2, 3]
+    await log.close()
+    await storage.close()  # type: ignore[attr-defined]

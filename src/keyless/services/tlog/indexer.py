@@ -210,7 +210,8 @@ class SearchIndexer:
                 if len(entries) < min(end, chunk + _REBUILD_CHUNK) - chunk:
                     end = chunk + len(entries)  # the log is shorter than thought
                     break
-            self._done.update(range(start, end))
+            # own entries still queued are not indexed yet: the watermark waits for their round
+            self._done.update(i for i in range(start, end) if i not in self._pending)
             await self._absorb()
         return looked
 
