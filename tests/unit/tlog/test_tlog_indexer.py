@@ -155,11 +155,13 @@ class _Busy:
         self._store = store
         self.indexer: SearchIndexer | None = None
         self.arrivals = arrivals
-        self.writes: list[list[int]] = []
+        self.gap = 1  # the entry another process appended
+        self.gap_written = asyncio.Event()
 
     async def add_many(self, log_name: str, items: list[tuple[str, int]]) -> None:
-        self.writes.append(sorted({index for _, index in items}))
         await self._store.add_many(log_name, items)
+        if any(index == self.gap for _, index in items):
+            self.gap_written.set()
         if self.arrivals and self.indexer is not None:
             self.indexer.submit(*self.arrivals.pop(0))
 
@@ -186,16 +188,7 @@ async def test_gaps_are_filled_while_new_entries_keep_arriving() -> None:
     arrivals = [(r.index, p.body) for r, p in zip(results[1:], proposed[1:], strict=True)]
     busy.arrivals = arrivals[1:]
     indexer.submit(*arrivals[0])
-    filled = asyncio.Event()
-
-    async def watch() -> None:
-        while not any(1 in write for write in busy.writes):
-            await asyncio.sleep(0)
-        filled.set()
-
-    watcher = asyncio.create_task(watch())
-    await asyncio.wait_for(filled.wait(), 30)
-    watcher.cancel()
+    await asyncio.wait_for(busy.gap_written.wait(), 30)
     assert busy.arrivals, "the gap was filled only once the load stopped"
     await indexer.close()
     await log.close()
