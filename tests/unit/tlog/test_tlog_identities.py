@@ -4,14 +4,22 @@ identity keys; path validation runs only for a certificate that names an identit
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tlog_support import CA, EMAIL, ISSUER, CountingIssuers, Signer, hashedrekord_v2, spki
+from tlog_support import (
+    CA,
+    EMAIL,
+    ISSUER,
+    CountingIssuers,
+    Signer,
+    hashedrekord_v2,
+    naming_email,
+    spki,
+)
 
 from keyless.services.tlog.identities import TrustedIssuers
 from keyless.services.tlog.kinds import propose_v2
@@ -26,22 +34,6 @@ def _identity_keys(keys: list[str]) -> list[str]:
 
 def _fingerprint(cert: x509.Certificate) -> str:
     return "key:sha256:" + hashlib.sha256(spki(cert.public_key())).hexdigest()
-
-
-def _naming_email(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
-                  ) -> x509.CertificateBuilder:
-    """A ten-minute certificate of ``key`` whose critical SAN names :data:`EMAIL`."""
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(minutes=10))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), critical=True)
-    )
 
 
 def test_a_look_alike_ca_vouches_for_nothing() -> None:
@@ -62,7 +54,7 @@ def test_a_self_signed_certificate_naming_someone_gets_no_identity() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = ca.cert.subject  # even a self-signed look-alike of the trusted CA itself
     cert = (
-        _naming_email(name, name, key)
+        naming_email(name, name, key)
         .add_extension(x509.UnrecognizedExtension(ISSUER_V1, ISSUER.encode()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -87,7 +79,7 @@ def test_the_v2_issuer_extension_wins_and_a_malformed_one_falls_back_to_v1() -> 
 
     def leaf(v1: bytes | None, v2: bytes | None) -> x509.Certificate:
         leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")])
-        builder = _naming_email(leaf_name, ca.cert.subject, key)
+        builder = naming_email(leaf_name, ca.cert.subject, key)
         if v1 is not None:
             builder = builder.add_extension(x509.UnrecognizedExtension(ISSUER_V1, v1), False)
         if v2 is not None:

@@ -4,7 +4,6 @@ and the certificate is still path-validated afresh for every entry."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from tlog_support import (
     build_stack,
     digest_of,
     hashedrekord_v2,
+    naming_email,
     spki,
 )
 
@@ -34,19 +34,7 @@ from keyless.storage import open_storage
 def _self_signed_naming_alice() -> Signer:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(minutes=10))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return Signer(key, cert)
+    return Signer(key, naming_email(name, name, key).sign(key, hashes.SHA256()))
 
 
 def _with_public_key(signer: Signer, artifact: bytes) -> dict[str, Any]:

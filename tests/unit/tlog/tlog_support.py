@@ -686,3 +686,19 @@ class CountingIssuers(TrustedIssuers):
     def vouches_for(self, cert: x509.Certificate) -> bool:
         self.checked.append(cert)
         return super().vouches_for(cert)
+
+
+def naming_email(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+                  ) -> x509.CertificateBuilder:
+    """A ten-minute certificate of ``key`` whose critical SAN names :data:`EMAIL`."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(minutes=10))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(EMAIL)]), critical=True)
+    )
